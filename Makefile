@@ -1,0 +1,40 @@
+# The two commands of the README: `make demo` and `make test`. Both create or update .venv by themselves.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+NODE_APPS := src/hmacguard/lab/apps/node
+STAMP  := $(VENV)/.installed
+
+.PHONY: venv demo test lint typecheck pytest bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml $(NODE_APPS)/package-lock.json
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "hmacguard needs Python 3.10 or newer")'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@command -v npm >/dev/null || { echo "make: npm (Node.js 20) is needed for the lab's Express targets" >&2; exit 2; }
+	npm ci --prefix $(NODE_APPS) --no-audit --no-fund --loglevel=error
+	touch $(STAMP)
+
+demo: venv
+	$(VENV)/bin/hmacguard demo
+
+lint: venv
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+
+typecheck: venv
+	$(VENV)/bin/mypy
+
+pytest: venv
+	$(VENV)/bin/pytest
+
+test: lint typecheck pytest
+
+bench: venv
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf $(VENV) $(NODE_APPS)/node_modules

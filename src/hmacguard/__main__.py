@@ -1,0 +1,3 @@
+from hmacguard.cli import main
+
+main()

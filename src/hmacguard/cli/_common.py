@@ -1,0 +1,60 @@
+"""What every subcommand shares: one-line errors, exit codes, byte sizes."""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Callable
+from typing import NoReturn, ParamSpec, TypeVar
+
+import typer
+
+from hmacguard.errors import ConfigurationError, HmacGuardError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+#: Exit codes are a contract (docs/ci.md): 0 clean, 1 findings at or above the threshold, 2 usage/target.
+EXIT_CLEAN = 0
+EXIT_FINDINGS = 1
+EXIT_USAGE = 2
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4}
+
+
+def parse_size(text: str) -> int:
+    """``"10MiB"``, ``"10m"`` (binary, as nginx reads it), ``"1.5 GB"``, ``"4096"`` -> bytes."""
+    m = _SIZE.match(text)
+    if not m:
+        raise ConfigurationError(f"not a size: {text!r} (e.g. 10MiB, 512k, 1GB)")
+    number, unit = float(m.group(1)), (m.group(2) or "").lower()
+    letter = unit[:1] if unit[:1] in "kmgt" else ""
+    # "MB" is decimal; "MiB" and the bare "m"/"k" nginx and Django users write are binary.
+    binary = "i" in unit or (letter and unit == letter)
+    factor = 1024 ** "kmgt".index(letter) * 1024 if binary and letter else _UNITS[letter]
+    return int(number * factor)
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    """One line on stderr, no traceback, a non-zero exit."""
+    print(f"hmacguard: error: {message}", file=sys.stderr)
+    raise typer.Exit(code)
+
+
+def one_line_errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """Turn our own errors (and Ctrl-C) into one line and exit code 2 instead of a traceback."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except HmacGuardError as exc:
+            fail(str(exc), exc.exit_code)
+        except KeyboardInterrupt:
+            fail("interrupted", 130)
+        except OSError as exc:
+            fail(f"{exc.strerror or exc} ({getattr(exc, 'filename', None) or 'I/O'})")
+
+    return wrapper

@@ -1,0 +1,182 @@
+"""The lab's registry: every target, its real server, its flaw and what it is expected to do.
+
+The expectations here are not documentation only: tests/lab/ measures each target against them
+(status codes, peak RSS while a 64 MiB body is handled, retention over 200 requests), and the scanner,
+audit and leak finder are judged against the same table.
+"""
+
+from __future__ import annotations
+
+import enum
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from hmacguard.errors import ConfigurationError
+
+__all__ = ["LAB_SECRET", "NODE_APPS", "TARGETS", "Memory", "Server", "Target", "get_target"]
+
+#: The secret every lab target verifies with. Lab only: never reuse it for anything real.
+LAB_SECRET = "hmacguard-lab-secret"
+APPS = Path(__file__).parent / "apps"
+NODE_APPS = APPS / "node"
+
+
+class Server(str, enum.Enum):
+    GUNICORN = "gunicorn"
+    UVICORN = "uvicorn"
+    NODE = "node"
+
+
+class Memory(str, enum.Enum):
+    """What a 64 MiB body does to the server's memory, per framing."""
+
+    BUFFERS = "buffers"  # holds the whole body (peak RSS grows by about the body size or more)
+    BOUNDED = "bounded"  # refuses, streams or ignores it (peak RSS flat)
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    framework: str
+    server: Server
+    #: The flaw in one line (or "none: ..." for a correct target).
+    flaw: str
+    #: What a user should expect to observe, in one line.
+    expected: str
+    #: ``module:attribute`` (Python) or the script under apps/node/ (Node).
+    app: str
+    #: Effect of a 64 MiB body sent with Content-Length, and sent chunked.
+    memory_content_length: Memory
+    memory_chunked: Memory
+    #: Whether memory is kept after each request (a leak), measured over 200 requests of 64 KiB.
+    retains: bool = False
+    #: Whether a 64 MiB body is refused (4xx) with each framing.
+    refuses_content_length: bool = False
+    refuses_chunked: bool = False
+    path: str = "/webhook"
+    scheme: str = "github"
+    #: The content type a legitimate sender uses against this target.
+    content_type: str = "application/json"
+    asgi: bool = False
+    workers: int = 2
+    seed: str = ""
+
+    @property
+    def vulnerable(self) -> bool:
+        return not self.flaw.startswith("none")
+
+    def command(self, port: int) -> list[str]:
+        """The real server's command line, bound to 127.0.0.1:``port``."""
+        if self.server is Server.GUNICORN:
+            return [
+                sys.executable, "-m", "gunicorn",
+                "--bind", f"127.0.0.1:{port}",
+                "--workers", str(self.workers),
+                "--worker-class", "sync",
+                "--graceful-timeout", "5",
+                "--log-level", "warning",
+                self.app,
+            ]  # fmt: skip
+        if self.server is Server.UVICORN:
+            return [
+                sys.executable, "-m", "uvicorn",
+                "--host", "127.0.0.1", "--port", str(port),
+                "--workers", "1", "--log-level", "warning",
+                *(["--interface", "asgi3"] if self.asgi else []),
+                self.app,
+            ]  # fmt: skip
+        return ["node", str(NODE_APPS / self.app)]
+
+    def environment(self, port: int) -> Mapping[str, str]:
+        return {"PORT": str(port), "HMACGUARD_LAB_SECRET": LAB_SECRET}
+
+
+_B, _F = Memory.BUFFERS, Memory.BOUNDED
+
+TARGETS: Mapping[str, Target] = {
+    t.name: t
+    for t in (
+        Target(
+            "flask-get-data", "flask", Server.GUNICORN,
+            "request.get_data() into hmac.new with no MAX_CONTENT_LENGTH: any body is read whole",
+            "accepts and buffers any body, Content-Length or chunked",
+            "hmacguard.lab.apps.flask_get_data:app", _B, _B, seed="000 (Flask warning)",
+        ),
+        Target(
+            "flask-content-length-check", "flask", Server.GUNICORN,
+            "the seed's Content-Length check: skipped for chunked bodies, and iterating "
+            "request.stream yields lines, so a body without newlines is buffered whole",
+            "413 for a large Content-Length; a chunked body of any size is read (and buffered)",
+            "hmacguard.lab.apps.flask_content_length_check:app", _F, _B,
+            refuses_content_length=True, seed="000 (Flask fix)",
+        ),
+        Target(
+            "express-concat", "express", Server.NODE,
+            "body += chunk string concatenation with no limit",
+            "accepts and buffers any body (as a string: twice its size or more)",
+            "express_concat.js", _B, _B, seed="000 (Express)",
+        ),
+        Target(
+            "express-json-limit", "express", Server.NODE,
+            "express.json({limit: '1mb'}) beside a streaming HMAC: other content types skip the "
+            "limit, and for JSON the parser consumes the stream so the handler never answers",
+            "JSON over 1 MB gets 413; octet-stream of any size is streamed through (unbounded, "
+            "flat memory); a small JSON request gets no answer",
+            "express_json_limit.js", _F, _F, content_type="application/octet-stream",
+            seed="000 (Express fix)",
+        ),
+        Target(
+            "django-body-cache", "django", Server.GUNICORN,
+            "view stores body and signature in a module-level dict per request (a leak); "
+            "DATA_UPLOAD_MAX_MEMORY_SIZE = None",
+            "keeps every body forever; buffers any Content-Length body; a chunked body reads as "
+            "empty under WSGI (Django needs Content-Length) and is refused 403",
+            "hmacguard.lab.apps.django_body_cache:application", _B, _F, retains=True,
+            refuses_chunked=True, seed="001 (global cache)",
+        ),
+        Target(
+            "django-middleware-attach", "django", Server.GUNICORN,
+            "middleware attaches raw body and signature to the request and appends them to a "
+            "module-level debug list; DATA_UPLOAD_MAX_MEMORY_SIZE = None",
+            "keeps every body forever; buffers any Content-Length body; chunked reads as empty "
+            "and is refused 403",
+            "hmacguard.lab.apps.django_middleware_attach:application", _B, _F, retains=True,
+            refuses_chunked=True, seed="001 (middleware)",
+        ),
+        Target(
+            "django-stateless", "django", Server.GUNICORN,
+            "none: the seed's stateless view, default DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB), "
+            "missing-header TypeError fixed",
+            "400 for a Content-Length over 2.5 MB before reading; chunked reads as empty and is "
+            "refused 403; keeps nothing",
+            "hmacguard.lab.apps.django_stateless:application", _F, _F,
+            refuses_content_length=True, refuses_chunked=True, seed="001 (stateless fix)",
+        ),
+        Target(
+            "fastapi-body", "fastapi", Server.UVICORN,
+            "await request.body() with no limit under uvicorn",
+            "accepts and buffers any body, Content-Length or chunked",
+            "hmacguard.lab.apps.fastapi_body:app", _B, _B, workers=1,
+        ),
+        Target(
+            "flask-streaming-capped", "flask", Server.GUNICORN,
+            "none: cap enforced while streaming (chunked included), early 413 with "
+            "Connection: close, constant-time comparison",
+            "413 for any body over 1 MiB, Content-Length or chunked, without reading it; keeps "
+            "nothing",
+            "hmacguard.lab.apps.flask_streaming_capped:app", _F, _F,
+            refuses_content_length=True, refuses_chunked=True,
+        ),
+    )
+}  # fmt: skip
+
+
+def get_target(name: str) -> Target:
+    try:
+        return TARGETS[name]
+    except KeyError:
+        raise ConfigurationError(
+            f"unknown lab target {name!r} (see `hmacguard lab list`)"
+        ) from None
