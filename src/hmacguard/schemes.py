@@ -17,7 +17,7 @@ generic      configurable header, prefix, hex|base64,         body              
 
 Sources: GitHub's "Validating webhook deliveries", Stripe's "Verify webhook signatures manually",
 Slack's "Verifying requests from Slack", and the Standard Webhooks specification. The signing side is
-proven against those providers' own verifier packages in tests/test_schemes_interop.py.
+proven against those providers' own verifier packages in tests/guard/test_schemes_interop.py.
 """
 
 from __future__ import annotations
@@ -291,6 +291,9 @@ class StandardWebhooksScheme(Scheme):
         if isinstance(secret, bytes):
             return super().key(secret)
         text = secret.removeprefix("whsec_")
+        # Providers hand out secrets with the base64 padding stripped (the reference library
+        # re-pads them); restore it so the same secret works here.
+        text += "=" * (-len(text) % 4)
         try:
             key = base64.b64decode(text, validate=True)
         except (binascii.Error, ValueError):
