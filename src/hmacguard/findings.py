@@ -31,7 +31,9 @@ __all__ = [
 ]
 
 #: A JSON-representable evidence value.
-EvidenceValue = Union[str, int, float, bool, None, list["EvidenceValue"], dict[str, "EvidenceValue"]]
+EvidenceValue = Union[  # noqa: UP007 (a recursive alias needs Union on 3.10)
+    str, int, float, bool, None, list["EvidenceValue"], dict[str, "EvidenceValue"]
+]
 
 
 class Severity(enum.IntEnum):
@@ -277,8 +279,7 @@ for _rule in (
         Category.RATE_LIMITING,
         Severity.MEDIUM,
         (_CWE_770,),
-        "Rate-limit per client before reading the body; answer 429 with Retry-After and RateLimit "
-        "headers.",
+        "Rate-limit per client before reading the body; answer 429 with Retry-After and RateLimit headers.",
     ),
     Rule(
         "degradation",

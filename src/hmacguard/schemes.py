@@ -4,13 +4,13 @@ Every scheme is streaming: the HMAC is fed a scheme-specific prefix (timestamp, 
 body chunk by chunk, so neither side ever needs the whole body in memory.
 
 Scheme       header(s)                                        signed bytes                 key
------------  -----------------------------------------------  ---------------------------  ---------------------
+-----------  -----------------------------------------------  ---------------------------  -------------------
 github       X-Hub-Signature-256: sha256=<hex>                body                         secret (UTF-8)
              (+ legacy X-Hub-Signature: sha1=<hex> when signing)
-stripe       Stripe-Signature: t=<ts>,v1=<hex>[,v1=...]       "<ts>." + body               secret (UTF-8, whole)
+stripe       Stripe-Signature: t=<ts>,v1=<hex>[,v1=...]       "<ts>." + body               secret (UTF-8, all)
 slack        X-Slack-Signature: v0=<hex>,                     "v0:<ts>:" + body            secret (UTF-8)
              X-Slack-Request-Timestamp: <ts>
-standard-    webhook-signature: v1,<b64> [v1,<b64> ...],      "<id>.<ts>." + body          base64 after "whsec_"
+standard-    webhook-signature: v1,<b64> [v1,<b64> ...],      "<id>.<ts>." + body          base64 after whsec_
 webhooks     webhook-id, webhook-timestamp
 generic      configurable header, prefix, hex|base64,         body                         secret (UTF-8)
              sha256|sha512
@@ -130,6 +130,8 @@ class Scheme(ABC):
     timestamped: bool = False
     #: Whether the scheme carries a per-delivery id usable for replay protection.
     has_message_id: bool = False
+    #: Whether that id is covered by the signature (only then can it be trusted as a nonce).
+    signs_message_id: bool = False
     #: Content type the provider sends.
     content_type: str = "application/json"
 
@@ -238,7 +240,9 @@ class StripeScheme(Scheme):
             raise SignatureMalformed(f"{self.header} has no v1= signature")
         if len(sigs) > _MAX_SIGNATURES:
             raise SignatureMalformed(f"{self.header} lists too many signatures")
-        return SignatureClaim(self.algorithm, tuple(sigs), self.signed_prefix(timestamp=ts, message_id=None), ts)
+        return SignatureClaim(
+            self.algorithm, tuple(sigs), self.signed_prefix(timestamp=ts, message_id=None), ts
+        )
 
     def render(
         self, digests: Mapping[str, bytes], *, timestamp: int | None, message_id: str | None
@@ -279,13 +283,17 @@ class SlackScheme(Scheme):
         return {self.header: "v0=" + digests["sha256"].hex(), self.ts_header: str(timestamp)}
 
     def provider_headers(self, *, message_id: str | None) -> dict[str, str]:
-        return {"Content-Type": "application/json", "User-Agent": "Slackbot 1.0 (+https://api.slack.com/robots)"}
+        return {
+            "Content-Type": "application/json",
+            "User-Agent": "Slackbot 1.0 (+https://api.slack.com/robots)",
+        }
 
 
 class StandardWebhooksScheme(Scheme):
     name = "standard-webhooks"
     timestamped = True
     has_message_id = True
+    signs_message_id = True
 
     def key(self, secret: Secret) -> bytes:
         if isinstance(secret, bytes):
@@ -297,7 +305,9 @@ class StandardWebhooksScheme(Scheme):
         try:
             key = base64.b64decode(text, validate=True)
         except (binascii.Error, ValueError):
-            raise ConfigurationError("standard-webhooks: the secret must be base64 (optionally whsec_-prefixed)") from None
+            raise ConfigurationError(
+                "standard-webhooks: the secret must be base64 (optionally whsec_-prefixed)"
+            ) from None
         return super().key(key)
 
     def signed_prefix(self, *, timestamp: int | None, message_id: str | None) -> bytes:
@@ -432,9 +442,7 @@ class StreamingSigner:
         self.message_id = self.scheme.new_message_id() if message_id is None else message_id
         key = self.scheme.key(secret)
         prefix = self.scheme.signed_prefix(timestamp=self.timestamp, message_id=self.message_id)
-        self._macs = {
-            alg: hmac.new(key, prefix, alg) for alg in self.scheme.signing_algorithms()
-        }
+        self._macs = {alg: hmac.new(key, prefix, alg) for alg in self.scheme.signing_algorithms()}
 
     def update(self, chunk: bytes) -> None:
         for mac in self._macs.values():

@@ -125,6 +125,21 @@ def _check_runtime(target: Target) -> None:
             )
 
 
+def _wait_for_workers(pid: int, count: int, *, timeout: float) -> None:
+    """gunicorn listens before it forks: wait for its workers so memory baselines include them."""
+    import psutil
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if len(psutil.Process(pid).children()) >= count:
+                return
+        except psutil.NoSuchProcess:
+            raise TargetError("gunicorn exited while starting its workers") from None
+        time.sleep(0.05)
+    raise TargetError(f"gunicorn did not start {count} workers within {timeout:.0f}s")
+
+
 @contextlib.contextmanager
 def run_target(
     name: str | Target,
@@ -158,6 +173,8 @@ def run_target(
     try:
         try:
             wait_for_port("127.0.0.1", port, timeout=ready_timeout, process=process)
+            if target.server is Server.GUNICORN:
+                _wait_for_workers(process.pid, target.workers, timeout=ready_timeout)
         except TargetError as exc:
             tail = Path(log_name).read_text(errors="replace")[-2000:]
             raise TargetError(f"{target.name}: {exc}\n{tail}".rstrip()) from None

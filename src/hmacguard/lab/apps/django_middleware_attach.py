@@ -24,7 +24,8 @@ class SignatureMiddleware:
         request.raw_body = raw  # type: ignore[attr-defined]
         request.signature = request.META.get(SIGNATURE_META, "")  # type: ignore[attr-defined]
         request.signature_ok = hmac.compare_digest(  # type: ignore[attr-defined]
-            github_signature(raw), request.signature  # type: ignore[attr-defined]
+            github_signature(raw),
+            request.signature,  # type: ignore[attr-defined]
         )
         DEBUG_LOG.append({"body": raw, "signature": request.signature})  # type: ignore[attr-defined]
         return self.get_response(request)
