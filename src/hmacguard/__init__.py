@@ -1,0 +1,92 @@
+"""hmacguard: find, fix and prove fixed memory exhaustion in endpoints that verify HMAC signatures.
+
+The importable part is the guard -- the fix -- and it needs only the standard library:
+
+    from hmacguard import Verifier, WSGIGuard
+
+    app = WSGIGuard(app, verifier=Verifier("github", secrets=[SECRET]), paths=["/webhook"])
+
+- :class:`Verifier` verifies a signed body as a stream under a hard cap (default 1 MiB), with secret
+  rotation, timestamp tolerance, gzip under its own cap, a body read timeout and replay protection.
+- :class:`WSGIGuard` / :class:`ASGIGuard` put it in front of any WSGI / ASGI application; the
+  framework integrations live in :mod:`hmacguard.integrations`.
+- :class:`RateLimiter` (on ``limits``), :class:`MemoryReplayStore` / :class:`RedisReplayStore`
+  (redis-py): optional back-ends, imported only when constructed.
+- :class:`Signer` signs bodies (and httpx requests) on the sending side.
+- Every refusal is a :class:`RequestRejected` with an HTTP status, answered as RFC 9457 problem+json.
+
+The scanner, audit, leak finder and lab are command-line tools (``hmacguard --help``).
+"""
+
+from __future__ import annotations
+
+from hmacguard.body import DEFAULT_MAX_BODY, BoundedBody
+from hmacguard.errors import (
+    BadRequest,
+    BodyTimeout,
+    BodyTooLarge,
+    ConfigurationError,
+    HmacGuardError,
+    RateLimited,
+    ReplayDetected,
+    RequestRejected,
+    SignatureMalformed,
+    SignatureMismatch,
+    SignatureMissing,
+    StoreUnavailable,
+    TargetError,
+    TimestampInvalid,
+    UnsupportedEncoding,
+)
+from hmacguard.integrations.asgi import ASGIGuard
+from hmacguard.integrations.wsgi import WSGIGuard
+from hmacguard.policy import Accepted, Guard, Rejected, RequestHead
+from hmacguard.problem import Problem, problem_for
+from hmacguard.ratelimit import RateLimiter, client_address
+from hmacguard.replay import MemoryReplayStore, RedisReplayStore, ReplayStore
+from hmacguard.schemes import SCHEME_NAMES, Scheme, get_scheme
+from hmacguard.signer import Signer
+from hmacguard.verifier import Verification, VerifiedBody, Verifier
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_MAX_BODY",
+    "SCHEME_NAMES",
+    "ASGIGuard",
+    "Accepted",
+    "BadRequest",
+    "BodyTimeout",
+    "BodyTooLarge",
+    "BoundedBody",
+    "ConfigurationError",
+    "Guard",
+    "HmacGuardError",
+    "MemoryReplayStore",
+    "Problem",
+    "RateLimited",
+    "RateLimiter",
+    "RedisReplayStore",
+    "Rejected",
+    "ReplayDetected",
+    "ReplayStore",
+    "RequestHead",
+    "RequestRejected",
+    "Scheme",
+    "SignatureMalformed",
+    "SignatureMismatch",
+    "SignatureMissing",
+    "Signer",
+    "StoreUnavailable",
+    "TargetError",
+    "TimestampInvalid",
+    "UnsupportedEncoding",
+    "Verification",
+    "VerifiedBody",
+    "Verifier",
+    "WSGIGuard",
+    "__version__",
+    "client_address",
+    "get_scheme",
+    "problem_for",
+]

@@ -1,0 +1,310 @@
+"""The bounded request body: a hard cap, a spool threshold, and a gzip inflater with a cap of its own.
+
+Nothing here reads from a socket. Callers feed chunks in; :class:`BoundedBody` refuses the chunk that
+would take it past its cap (so it never holds more than the cap, and the caller never more than one
+chunk beyond), keeps small bodies in memory and spools larger ones to a temporary file. Once sealed, it
+is a read-only binary file the application can read, iterate or seek, and it is released by
+``close()`` -- the integrations call that when the request ends.
+"""
+
+from __future__ import annotations
+
+import io
+import tempfile
+import zlib
+from collections.abc import Iterator
+from types import TracebackType
+
+from hmacguard.errors import BadRequest, BodyTooLarge, ConfigurationError, UnsupportedEncoding
+
+__all__ = [
+    "DEFAULT_CHUNK_SIZE",
+    "DEFAULT_MAX_BODY",
+    "DEFAULT_SPOOL_THRESHOLD",
+    "BoundedBody",
+    "GzipInflater",
+    "content_coding",
+    "parse_content_length",
+]
+
+#: The default hard cap on a body: 1 MiB, larger than any webhook payload the providers document.
+DEFAULT_MAX_BODY = 1024 * 1024
+#: Bodies up to this size stay in memory; larger (capped) ones go to a temporary file.
+DEFAULT_SPOOL_THRESHOLD = 256 * 1024
+#: How much the integrations ask the server for at a time.
+DEFAULT_CHUNK_SIZE = 64 * 1024
+#: Longest Content-Length we parse; 19 digits already exceed any sane cap, longer is malformed.
+_MAX_LENGTH_DIGITS = 19
+
+
+def validate_size(name: str, value: int, *, minimum: int = 1) -> int:
+    """Check a size option at configuration time (a bool is not a size)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigurationError(f"{name} must be an integer >= {minimum}, not {value!r}")
+    return value
+
+
+def parse_content_length(value: str | None) -> int | None:
+    """The declared body length, ``None`` when absent; malformed or negative values are a 400.
+
+    Digits only: ``int()`` would accept ``+5``, ``5_000``, `` 5`` and non-ASCII digits, each a way
+    for a front proxy and this process to disagree about where the body ends. A comma-separated
+    list of equal values (RFC 9110 8.6 lets a recipient accept it) is accepted; differing ones are not.
+    """
+    if value is None:
+        return None
+    parts = {p.strip(" \t") for p in value.split(",")}
+    if len(parts) != 1:
+        raise BadRequest("Content-Length lists different values")
+    text = parts.pop()
+    if not text or not text.isascii() or not text.isdigit() or len(text) > _MAX_LENGTH_DIGITS:
+        raise BadRequest("Content-Length is not a non-negative integer")
+    return int(text)
+
+
+def content_coding(value: str | None, *, allow_gzip: bool) -> str | None:
+    """``"gzip"`` when the body must be inflated, ``None`` for identity; anything else is a 415."""
+    if value is None:
+        return None
+    codings = [c.strip().lower() for c in value.split(",") if c.strip()]
+    if not codings or codings == ["identity"]:
+        return None
+    if allow_gzip and codings in (["gzip"], ["x-gzip"]):
+        return "gzip"
+    raise UnsupportedEncoding("Content-Encoding is not accepted here")
+
+
+class BoundedBody(io.RawIOBase):
+    """A body of at most ``limit`` bytes, in memory up to ``spool_threshold``, then in a temp file.
+
+    Write with :meth:`append` while receiving, then :meth:`seal` it; afterwards it is a read-only,
+    seekable binary file. ``close()`` frees the memory or deletes the file.
+
+    In memory the chunks are kept as received, by reference, and reads walk the list: joining
+    them would copy the body once more, which costs as much as the HMAC itself.
+    """
+
+    def __init__(self, *, limit: int, spool_threshold: int = DEFAULT_SPOOL_THRESHOLD) -> None:
+        super().__init__()
+        self.limit = limit
+        self.spool_threshold = spool_threshold
+        self._size = 0
+        self._sealed = False
+        self._chunks: list[bytes] = []
+        self._file: tempfile.SpooledTemporaryFile[bytes] | None = None
+        # Read position over the in-memory chunks: absolute offset, chunk index, offset in chunk.
+        self._pos = 0
+        self._index = 0
+        self._offset = 0
+
+    @property
+    def size(self) -> int:
+        """Bytes held (the whole body once sealed)."""
+        return self._size
+
+    @property
+    def spooled(self) -> bool:
+        """Whether the body went to a temporary file."""
+        return self._file is not None
+
+    def append(self, chunk: bytes | bytearray | memoryview) -> None:
+        """Add a chunk; the chunk that would pass the cap is refused whole (413)."""
+        if self._sealed or self.closed:
+            raise ValueError("the body is sealed")
+        n = len(chunk)
+        if not n:
+            return
+        if self._size + n > self.limit:
+            raise BodyTooLarge(f"body exceeds the {self.limit}-byte limit", limit=self.limit)
+        if self._file is None and self._size + n > self.spool_threshold:
+            # The file lives as long as the body (closed by close()), so no context manager; the
+            # memory part is already past the threshold, so it rolls over to disk on first write.
+            self._file = tempfile.SpooledTemporaryFile(max_size=1)  # noqa: SIM115
+            for held in self._chunks:
+                self._file.write(held)
+            self._chunks = []
+        if self._file is not None:
+            self._file.write(chunk)
+        else:
+            # Callers may reuse a bytearray buffer; only immutable bytes are safe to keep.
+            self._chunks.append(chunk if type(chunk) is bytes else bytes(chunk))
+        self._size += n
+
+    def seal(self) -> None:
+        """End of body: rewind for reading; no more appends."""
+        self._sealed = True
+        self.seek(0)
+
+    def _check(self) -> None:
+        if self.closed:
+            raise ValueError("I/O operation on closed body")
+
+    # -- the read-only file interface -------------------------------------------------------------
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        self._check()
+        if self._file is not None:
+            return self._file.read(-1 if size is None else size)
+        want = self._size - self._pos if size is None or size < 0 else size
+        if want <= 0 or self._index >= len(self._chunks):
+            return b""
+        chunk = self._chunks[self._index]
+        if self._offset == 0 and (
+            want == len(chunk) or (want > len(chunk) and self._index == len(self._chunks) - 1)
+        ):
+            # The common case (one chunk asked for whole) returns it without a copy.
+            self._advance(len(chunk))
+            return chunk
+        parts: list[bytes] = []
+        while want > 0 and self._index < len(self._chunks):
+            chunk = self._chunks[self._index]
+            piece = chunk[self._offset : self._offset + want]
+            parts.append(piece)
+            want -= len(piece)
+            self._advance(len(piece))
+        return b"".join(parts)
+
+    def _advance(self, n: int) -> None:
+        self._pos += n
+        self._offset += n
+        while self._index < len(self._chunks) and self._offset >= len(self._chunks[self._index]):
+            self._offset -= len(self._chunks[self._index])
+            self._index += 1
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def readline(self, size: int | None = -1) -> bytes:
+        self._check()
+        if self._file is not None:
+            return self._file.readline(-1 if size is None else size)
+        limit = self._size - self._pos if size is None or size < 0 else size
+        parts: list[bytes] = []
+        while limit > 0 and self._index < len(self._chunks):
+            chunk = self._chunks[self._index]
+            end = chunk.find(b"\n", self._offset, self._offset + limit)
+            stop = self._offset + limit if end < 0 else end + 1
+            piece = chunk[self._offset : stop]
+            parts.append(piece)
+            limit -= len(piece)
+            self._advance(len(piece))
+            if end >= 0:
+                break
+        return b"".join(parts)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        self._check()
+        if self._file is not None:
+            return self._file.seek(offset, whence)
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}.get(whence)
+        if base is None:
+            raise ValueError(f"invalid whence {whence!r}")
+        target = base + offset
+        if target < 0:
+            raise ValueError("negative seek position")
+        self._pos = self._index = self._offset = 0
+        self._advance(min(target, self._size))
+        self._pos = target
+        return target
+
+    def tell(self) -> int:
+        self._check()
+        return self._file.tell() if self._file is not None else self._pos
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        # WSGI and Django iterate bodies by line; a body without newlines must not become one
+        # unbounded line, so iteration yields lines of at most one chunk.
+        line = self.readline(DEFAULT_CHUNK_SIZE)
+        if not line:
+            raise StopIteration
+        return line
+
+    def getvalue(self) -> bytes:
+        """The whole body as bytes (at most ``limit`` of them); the position is left unchanged."""
+        self._check()
+        if self._file is None:
+            return self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
+        here = self._file.tell()
+        self._file.seek(0)
+        try:
+            return self._file.read()
+        finally:
+            self._file.seek(here)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self._chunks = []
+        super().close()
+
+    def __enter__(self) -> BoundedBody:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class GzipInflater:
+    """Inflates a gzip body chunk by chunk without ever producing more than ``limit`` bytes.
+
+    ``zlib`` is told the most it may return on each call, so a 1 KiB bomb that would inflate to
+    a gigabyte is stopped after ``limit + 1`` bytes, not after it has been allocated.
+    """
+
+    def __init__(self, *, limit: int) -> None:
+        self.limit = limit
+        self.produced = 0
+        self._z = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+
+    def feed(self, chunk: bytes) -> Iterator[bytes]:
+        """Inflated pieces of ``chunk``; raises 413 past the limit, 400 on corrupt data."""
+        data = chunk
+        while data:
+            if self._z.eof:
+                raise BadRequest("data after the end of the gzip stream")
+            allowed = self.limit - self.produced + 1
+            try:
+                out = self._z.decompress(data, allowed)
+            except zlib.error:
+                raise BadRequest("the gzip body is corrupt") from None
+            self.produced += len(out)
+            if self.produced > self.limit:
+                raise BodyTooLarge(f"inflated body exceeds the {self.limit}-byte limit", limit=self.limit)
+            if out:
+                yield out
+            data = self._z.unconsumed_tail
+            if not out and data:
+                # zlib made no progress on input it kept: corrupt, not a reason to spin.
+                raise BadRequest("the gzip body is corrupt")
+        if self._z.unused_data:
+            raise BadRequest("data after the end of the gzip stream")
+
+    def finish(self) -> Iterator[bytes]:
+        """Whatever zlib still holds; a truncated stream is a 400."""
+        try:
+            out = self._z.flush()
+        except zlib.error:
+            raise BadRequest("the gzip body is corrupt") from None
+        self.produced += len(out)
+        if self.produced > self.limit:
+            raise BodyTooLarge(f"inflated body exceeds the {self.limit}-byte limit", limit=self.limit)
+        if out:
+            yield out
+        if not self._z.eof:
+            raise BadRequest("the gzip body is truncated")

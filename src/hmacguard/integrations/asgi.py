@@ -1,0 +1,227 @@
+"""ASGI: :class:`ASGIGuard`, a pure ASGI middleware, and :func:`guard_receive`, an async driver.
+
+The application behind the guard receives the verified, bounded body again through ``receive`` (in
+chunks, so a spooled body is never loaded whole), with ``content-length`` set to its size (a gzip body
+arrives inflated, its ``content-encoding`` removed), and finds the
+:class:`~hmacguard.verifier.VerifiedBody` as ``scope["hmacguard.verified"]``. The body is released
+when the application returns.
+
+Each ``receive()`` is bounded by the time left for the body (``asyncio`` timeouts), so a slow-drip
+client gets 408 on time. Replay and rate-limit stores that block on the network (Redis) are called in
+a worker thread, never on the event loop. Refusals carry ``Connection: close`` and the rest of the
+body is never read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from typing import TYPE_CHECKING, Any
+
+from hmacguard.errors import BodyTimeout, RequestRejected
+from hmacguard.policy import (
+    Accepted,
+    ClientDisconnected,
+    Guard,
+    Outcome,
+    ReadBody,
+    Rejected,
+    RequestHead,
+    StoreCall,
+)
+
+if TYPE_CHECKING:
+    from hmacguard.ratelimit import RateLimiter
+    from hmacguard.verifier import VerifiedBody, Verifier
+
+__all__ = ["ASGIGuard", "guard_receive", "head_from_scope"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+#: scope key under which the application finds the VerifiedBody.
+VERIFIED_KEY = "hmacguard.verified"
+_DROPPED = (b"content-length", b"content-encoding", b"transfer-encoding")
+
+
+def head_from_scope(scope: Scope) -> RequestHead:
+    """The request head the decision core needs, from an ASGI HTTP scope."""
+    headers: dict[str, str] = {}
+    for raw_name, raw_value in scope.get("headers", ()):
+        name = raw_name.decode("latin-1").lower()
+        value = raw_value.decode("latin-1")
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    client = scope.get("client")
+    return RequestHead(
+        method=scope.get("method", "GET"),
+        path=scope.get("path", "") or "/",
+        headers=headers,
+        peer=str(client[0]) if client else None,
+    )
+
+
+async def _receive_within(receive: Receive, timeout: float | None) -> Message:
+    if timeout is None:
+        return await receive()
+    if sys.version_info >= (3, 11):
+        async with asyncio.timeout(timeout):
+            return await receive()
+    return await asyncio.wait_for(receive(), timeout)  # pragma: no cover - Python 3.10
+
+
+class _BodyReader:
+    """Turns ASGI ``http.request`` messages into the chunks the decision core asks for."""
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self._done = False
+
+    async def read(self, timeout: float | None) -> bytes:
+        if self._done:
+            return b""
+        while True:
+            try:
+                message = await _receive_within(self._receive, timeout)
+            except TimeoutError:
+                raise BodyTimeout("the request body arrived too slowly") from None
+            kind = message.get("type")
+            if kind == "http.disconnect":
+                raise ClientDisconnected("the client closed the connection mid-body")
+            if kind != "http.request":
+                continue
+            body = message.get("body", b"")
+            if not message.get("more_body", False):
+                self._done = True
+            if body or self._done:
+                return bytes(body)
+
+
+async def guard_receive(guard: Guard, head: RequestHead, receive: Receive) -> Outcome:
+    """Run the guard on an ASGI request, reading ``receive``; never raises RequestRejected.
+
+    Framework integrations call this (Starlette/FastAPI dependencies, Django under ASGI);
+    :class:`ASGIGuard` wraps it.
+    """
+    process = guard.process(head)
+    reader = _BodyReader(receive)
+    try:
+        effect = next(process)
+        while True:
+            error: RequestRejected | None = None
+            result: Any = None
+            try:
+                if isinstance(effect, ReadBody):
+                    result = await reader.read(effect.timeout)
+                elif isinstance(effect, StoreCall):
+                    if effect.blocking:
+                        result = await asyncio.to_thread(effect.func)
+                    else:
+                        result = effect.func()
+            except RequestRejected as exc:
+                error = exc
+            effect = process.throw(error) if error is not None else process.send(result)
+    except StopIteration as stop:
+        outcome: Outcome = stop.value
+        return outcome
+    finally:
+        process.close()
+
+
+async def send_rejection(rejected: Rejected, send: Send) -> None:
+    problem = rejected.problem
+    await send(
+        {
+            "type": "http.response.start",
+            "status": problem.status,
+            "headers": [(n.lower().encode("latin-1"), v.encode("latin-1")) for n, v in problem.headers],
+        }
+    )
+    await send({"type": "http.response.body", "body": problem.body, "more_body": False})
+
+
+def replaying_receive(body: VerifiedBody, receive: Receive, chunk_size: int) -> Receive:
+    """A ``receive`` that yields the verified body, then defers to the server (for disconnects)."""
+    file = body.file
+    file.seek(0)
+    finished = body.size == 0
+    sent_empty = False
+
+    async def receive_body() -> Message:
+        nonlocal finished, sent_empty
+        if not finished:
+            data = file.read(chunk_size)
+            finished = file.tell() >= body.size
+            return {"type": "http.request", "body": data, "more_body": not finished}
+        if not sent_empty and body.size == 0:
+            sent_empty = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        return await receive()
+
+    return receive_body
+
+
+def verified_scope(scope: Scope, body: VerifiedBody) -> Scope:
+    """A copy of ``scope`` whose headers describe the verified body."""
+    headers = [(n, v) for n, v in scope.get("headers", ()) if n.lower() not in _DROPPED]
+    headers.append((b"content-length", str(body.size).encode("ascii")))
+    new = dict(scope)
+    new["headers"] = headers
+    new[VERIFIED_KEY] = body
+    return new
+
+
+class ASGIGuard:
+    """Pure ASGI middleware: HTTP requests to the protected paths reach ``app`` only once verified.
+
+    Keyword-only configuration: ``verifier`` (required), ``rate_limiter``, ``paths`` and ``methods``
+    as for :class:`~hmacguard.policy.Guard`; works with ``app.add_middleware(ASGIGuard, ...)``.
+    Lifespan and websocket scopes, and unprotected paths, pass through untouched. See
+    :mod:`hmacguard.ratelimit` for the client-address trust model.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        verifier: Verifier,
+        rate_limiter: RateLimiter | None = None,
+        paths: Iterable[str] | None = None,
+        methods: Iterable[str] | None = None,
+    ) -> None:
+        self.app = app
+        self.guard = Guard(verifier, rate_limiter=rate_limiter, paths=paths, methods=methods)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get("type") != "http" or not self.guard.protects(
+            scope.get("method", "GET"), scope.get("path", "") or "/"
+        ):
+            await self.app(scope, receive, send)
+            return
+        outcome = await guard_receive(self.guard, head_from_scope(scope), receive)
+        if isinstance(outcome, Rejected):
+            await send_rejection(outcome, send)
+            return
+        await self._forward(scope, receive, send, outcome)
+
+    async def _forward(self, scope: Scope, receive: Receive, send: Send, outcome: Accepted) -> None:
+        body = outcome.body
+        extra = [(n.lower().encode("latin-1"), v.encode("latin-1")) for n, v in outcome.headers]
+
+        async def send_with_headers(message: Message) -> None:
+            if extra and message.get("type") == "http.response.start":
+                message = dict(message)
+                message["headers"] = [*message.get("headers", ()), *extra]
+            await send(message)
+
+        try:
+            await self.app(
+                verified_scope(scope, body),
+                replaying_receive(body, receive, self.guard.verifier.chunk_size),
+                send_with_headers,
+            )
+        finally:
+            body.close()

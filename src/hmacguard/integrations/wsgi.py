@@ -1,0 +1,231 @@
+"""WSGI: :class:`WSGIGuard` middleware and :func:`guard_environ`, a blocking driver of the decision core.
+
+The application behind the guard sees the verified, bounded body as ``wsgi.input`` with a matching
+``CONTENT_LENGTH`` (a gzip body arrives inflated, its ``Content-Encoding`` removed), and the
+:class:`~hmacguard.verifier.VerifiedBody` as ``environ["hmacguard.verified"]``. The body is released
+when the server closes the response iterable, as PEP 3333 requires servers to do.
+
+Body read timeout under WSGI. WSGI gives an application a file, not a socket: the deadline is checked
+between reads, and when the server exposes its socket (gunicorn's ``environ["gunicorn.socket"]``)
+each read is also bounded by a socket timeout set to the time left, restored afterwards. A client that
+trickles one byte at a time inside a single read is ultimately bounded by the server: gunicorn's sync
+worker is killed after ``--timeout``; use an ASGI server where the deadline must be exact.
+
+Refusals answer without reading the rest of the body and ask for ``Connection: close``. PEP 3333
+forbids hop-by-hop headers from applications and wsgiref enforces it, so the header is left out
+there; gunicorn's sync worker closes every connection after its response anyway.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import Callable, Iterable, Iterator
+from http import HTTPStatus
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from hmacguard.errors import BodyTimeout, RequestRejected
+from hmacguard.policy import (
+    ClientDisconnected,
+    Guard,
+    Outcome,
+    ReadBody,
+    Rejected,
+    RequestHead,
+    StoreCall,
+)
+
+if TYPE_CHECKING:
+    from hmacguard.ratelimit import RateLimiter
+    from hmacguard.verifier import VerifiedBody, Verifier
+
+__all__ = ["WSGIGuard", "guard_environ", "head_from_environ", "status_line"]
+
+StartResponse = Callable[..., Any]
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+#: environ key under which the application finds the VerifiedBody.
+VERIFIED_KEY = "hmacguard.verified"
+
+
+def status_line(status: int) -> str:
+    """``"413 Content Too Large"`` for 413, as WSGI's ``start_response`` wants it."""
+    try:
+        return f"{status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        return f"{status} Unknown"
+
+
+def head_from_environ(environ: dict[str, Any]) -> RequestHead:
+    """The request head the decision core needs, from a WSGI environ."""
+    headers: dict[str, str] = {}
+    for key, value in environ.items():
+        if key.startswith("HTTP_"):
+            headers[key[5:].replace("_", "-").lower()] = value
+    if "CONTENT_TYPE" in environ:
+        headers["content-type"] = environ["CONTENT_TYPE"]
+    length = environ.get("CONTENT_LENGTH")
+    if length:
+        headers["content-length"] = length
+    elif not environ.get("wsgi.input_terminated"):
+        # PEP 3333: without CONTENT_LENGTH a server need not end wsgi.input, so reading it could
+        # block forever. Such a server cannot pass a chunked body at all: treat it as empty.
+        headers["content-length"] = "0"
+    return RequestHead(
+        method=environ.get("REQUEST_METHOD", "GET"),
+        path=environ.get("PATH_INFO", "") or "/",
+        headers=headers,
+        peer=environ.get("REMOTE_ADDR"),
+    )
+
+
+class _SocketDeadline:
+    """Bounds each blocking read by the time left, when the server lends us its socket."""
+
+    def __init__(self, environ: dict[str, Any]) -> None:
+        sock = environ.get("gunicorn.socket")
+        self._sock: socket.socket | None = sock if isinstance(sock, socket.socket) else None
+        self._saved: float | None = None
+        self._changed = False
+
+    def set(self, timeout: float | None) -> None:
+        if self._sock is None or timeout is None:
+            return
+        try:
+            if not self._changed:
+                self._saved = self._sock.gettimeout()
+                self._changed = True
+            self._sock.settimeout(timeout)
+        except OSError:
+            self._sock = None
+
+    def restore(self) -> None:
+        if self._sock is not None and self._changed:
+            with contextlib.suppress(OSError):
+                self._sock.settimeout(self._saved)
+
+
+def guard_environ(guard: Guard, environ: dict[str, Any]) -> Outcome:
+    """Run the guard on a WSGI request, reading ``wsgi.input``; never raises RequestRejected.
+
+    Framework integrations call this (Flask, Django under WSGI); :class:`WSGIGuard` wraps it.
+    """
+    head = head_from_environ(environ)
+    server = str(environ.get("SERVER_SOFTWARE", ""))
+    process = guard.process(head, connection_header=not server.startswith("WSGIServer/"))
+    stream = environ.get("wsgi.input")
+    deadline = _SocketDeadline(environ)
+    try:
+        effect = next(process)
+        while True:
+            error: RequestRejected | None = None
+            result: Any = None
+            try:
+                if isinstance(effect, ReadBody):
+                    if stream is None:
+                        result = b""
+                    else:
+                        deadline.set(effect.timeout)
+                        result = stream.read(effect.size)
+                elif isinstance(effect, StoreCall):
+                    result = effect.func()
+            except RequestRejected as exc:
+                error = exc
+            except TimeoutError:
+                error = BodyTimeout("the request body arrived too slowly")
+            except (OSError, ValueError):
+                # A reset connection, or a server's own error for a truncated chunked body.
+                error = ClientDisconnected("the client closed the connection mid-body")
+            effect = process.throw(error) if error is not None else process.send(result)
+    except StopIteration as stop:
+        outcome: Outcome = stop.value
+        return outcome
+    finally:
+        deadline.restore()
+        process.close()
+
+
+class _ReleasingResponse:
+    """The application's response iterable; ``close()`` also releases the verified body."""
+
+    def __init__(self, iterable: Iterable[bytes], body: VerifiedBody) -> None:
+        self._iterable = iterable
+        self._body = body
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._iterable)
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._iterable, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self._body.close()
+
+    def __enter__(self) -> _ReleasingResponse:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def install_body(environ: dict[str, Any], body: VerifiedBody) -> None:
+    """Make ``environ`` describe the verified body: ``wsgi.input``, ``CONTENT_LENGTH``, no coding."""
+    environ["wsgi.input"] = body.file
+    environ["CONTENT_LENGTH"] = str(body.size)
+    environ["wsgi.input_terminated"] = True
+    environ.pop("HTTP_CONTENT_ENCODING", None)
+    environ.pop("HTTP_TRANSFER_ENCODING", None)
+    environ[VERIFIED_KEY] = body
+
+
+def send_rejection(rejected: Rejected, start_response: StartResponse) -> list[bytes]:
+    problem = rejected.problem
+    start_response(status_line(problem.status), list(problem.headers))
+    return [problem.body]
+
+
+class WSGIGuard:
+    """WSGI middleware: requests to the protected paths reach ``app`` only once verified.
+
+    Keyword-only configuration: ``verifier`` (required), ``rate_limiter``, ``paths`` and ``methods``
+    as for :class:`~hmacguard.policy.Guard`. Other requests pass through untouched. See the module
+    docstring for what the application sees and for the timeout and connection caveats, and
+    :mod:`hmacguard.ratelimit` for the client-address trust model.
+    """
+
+    def __init__(
+        self,
+        app: WSGIApp,
+        *,
+        verifier: Verifier,
+        rate_limiter: RateLimiter | None = None,
+        paths: Iterable[str] | None = None,
+        methods: Iterable[str] | None = None,
+    ) -> None:
+        self.app = app
+        self.guard = Guard(verifier, rate_limiter=rate_limiter, paths=paths, methods=methods)
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        method = environ.get("REQUEST_METHOD", "GET")
+        if not self.guard.protects(method, environ.get("PATH_INFO", "") or "/"):
+            return self.app(environ, start_response)
+        outcome = guard_environ(self.guard, environ)
+        if isinstance(outcome, Rejected):
+            return send_rejection(outcome, start_response)
+        install_body(environ, outcome.body)
+        extra = outcome.headers
+
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            return start_response(status, [*headers, *extra], exc_info)
+
+        try:
+            iterable = self.app(environ, start if extra else start_response)
+        except BaseException:
+            outcome.body.close()
+            raise
+        return _ReleasingResponse(iterable, outcome.body)

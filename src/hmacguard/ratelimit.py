@@ -1,0 +1,290 @@
+"""Rate limits applied before the body is read, on the ``limits`` library.
+
+Three budgets per key, each optional, each in ``limits``' notation (``"60/minute"``, ``"5 per second"``):
+
+- ``limit``: requests. Spent on admission, before a byte of the body is read.
+- ``bytes_limit``: body bytes received. Admission needs the declared ``Content-Length`` (or, for a
+  chunked body, one byte) still in the budget; the bytes actually received are spent afterwards.
+- ``failure_limit``: failed verifications (any refusal after admission). Admission needs one failure
+  left in the budget, so a client that keeps sending bad signatures is shut out before it can make the
+  server read more bodies.
+
+Responses carry the IETF ``RateLimit-Policy`` and ``RateLimit`` fields
+(draft-ietf-httpapi-ratelimit-headers-10: ``"requests";q=60;w=60`` and ``"requests";r=12;t=40``),
+and a 429 carries ``Retry-After``.
+
+Trust model for the client address. By default (``trusted_proxies=0``) the key is the socket peer
+address the server reports (``REMOTE_ADDR`` / ASGI ``client``) and ``X-Forwarded-For`` is ignored,
+because any client can write that header. Behind your own reverse proxies, say how far to trust it:
+
+- ``trusted_proxies=N`` (an int): exactly N proxies you run each append the address they saw; the
+  client is the N-th entry from the right. Fewer entries than N means the request bypassed a proxy:
+  the peer address is used.
+- ``trusted_proxies=["10.0.0.0/8", ...]`` (networks): only when the peer is inside those networks is
+  ``X-Forwarded-For`` read, from the right, skipping addresses inside them; the first address outside
+  is the client.
+
+Keying by ``"header:<Name>"`` (a key id the sender puts in a header) is read before the signature is
+verified, so a client can choose it: pair it with a per-client limiter when that matters.
+
+``limits`` is imported when a :class:`RateLimiter` is created, never by ``import hmacguard``.
+Storage: ``"memory://"`` (per process) or ``"redis://host:port"`` (shared by workers and hosts).
+A store that cannot be reached answers 503 (fail closed) unless ``fail_open=True``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from hmacguard.errors import ConfigurationError, RateLimited, StoreUnavailable
+
+if TYPE_CHECKING:
+    from hmacguard.policy import RequestHead
+
+__all__ = ["RateLimiter", "RateState", "client_address"]
+
+log = logging.getLogger("hmacguard.ratelimit")
+
+_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+_STRATEGIES = ("fixed-window", "moving-window", "sliding-window")
+
+
+def _networks(values: Sequence[str]) -> tuple[_Network, ...]:
+    out = []
+    for value in values:
+        try:
+            out.append(ipaddress.ip_network(value, strict=False))
+        except ValueError:
+            raise ConfigurationError(f"trusted_proxies: {value!r} is not a network") from None
+    return tuple(out)
+
+
+def _in(address: str, networks: tuple[_Network, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in networks)
+
+
+def client_address(
+    peer: str | None,
+    headers: Mapping[str, str],
+    *,
+    trusted_proxies: int | Sequence[str] | tuple[_Network, ...] = 0,
+) -> str:
+    """The client's address under the trust model in this module's docstring (``"unknown"`` if none).
+
+    ``headers`` must have lower-case names.
+    """
+    peer = peer or "unknown"
+    if not trusted_proxies:
+        return peer
+    forwarded = headers.get("x-forwarded-for", "")
+    hops = [h.strip() for h in forwarded.split(",") if h.strip()][-64:]
+    if isinstance(trusted_proxies, int):
+        return hops[-trusted_proxies] if len(hops) >= trusted_proxies else peer
+    nets = (
+        trusted_proxies
+        if trusted_proxies and not isinstance(trusted_proxies[0], str)
+        else _networks(trusted_proxies)  # type: ignore[arg-type]
+    )
+    if not _in(peer, nets):  # type: ignore[arg-type]
+        return peer
+    for hop in reversed(hops):
+        if not _in(hop, nets):  # type: ignore[arg-type]
+            return hop
+    return hops[0] if hops else peer
+
+
+@dataclass(frozen=True)
+class _Budget:
+    name: str
+    item: Any  # limits.RateLimitItem
+    unit: str | None
+
+
+@dataclass(frozen=True)
+class RateState:
+    """The budgets as seen at admission: what the ``RateLimit`` fields report."""
+
+    key: str
+    #: ``(policy name, remaining, seconds to reset)`` per budget.
+    remaining: tuple[tuple[str, int, int], ...]
+
+
+class RateLimiter:
+    """Per-client (or per-key-id) budgets, checked before the body is read. See the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        limit: str | None = "60/minute",
+        bytes_limit: str | None = None,
+        failure_limit: str | None = None,
+        storage: str = "memory://",
+        strategy: Literal["fixed-window", "moving-window", "sliding-window"] = "fixed-window",
+        key: Literal["client"] | str | Callable[[RequestHead], str] = "client",
+        trusted_proxies: int | Sequence[str] = 0,
+        fail_open: bool = False,
+        timeout: float = 0.5,
+        prefix: str = "hmacguard",
+    ) -> None:
+        try:
+            import limits
+            from limits import storage as limits_storage
+            from limits import strategies
+            from limits.errors import StorageError
+        except ImportError:
+            raise ConfigurationError(
+                "RateLimiter needs the limits package: pip install 'hmacguard[ratelimit]'"
+            ) from None
+        if strategy not in _STRATEGIES:
+            raise ConfigurationError(f"strategy must be one of {', '.join(_STRATEGIES)}")
+        budgets = []
+        for name, text, unit in (
+            ("requests", limit, None),
+            ("bytes", bytes_limit, "content-bytes"),
+            ("failures", failure_limit, None),
+        ):
+            if text is None:
+                continue
+            try:
+                item = limits.parse(text)
+            except ValueError:
+                raise ConfigurationError(f"{name} limit {text!r} is not like '60/minute'") from None
+            budgets.append(_Budget(name, item, unit))
+        if not budgets:
+            raise ConfigurationError("a RateLimiter needs at least one of limit, bytes_limit, failure_limit")
+        self._budgets = {b.name: b for b in budgets}
+        if isinstance(trusted_proxies, bool) or (isinstance(trusted_proxies, int) and trusted_proxies < 0):
+            raise ConfigurationError("trusted_proxies must be a count >= 0 or a list of networks")
+        self._trusted: int | tuple[_Network, ...] = (
+            trusted_proxies if isinstance(trusted_proxies, int) else _networks(trusted_proxies)
+        )
+        if callable(key):
+            self._key_func: Callable[[RequestHead], str] | None = key
+            self._key_header = None
+        elif key == "client":
+            self._key_func, self._key_header = None, None
+        elif isinstance(key, str) and key.startswith("header:") and len(key) > 7:
+            self._key_func, self._key_header = None, key[7:].strip().lower()
+        else:
+            raise ConfigurationError("key must be 'client', 'header:<Name>' or a callable")
+        self.blocking = not storage.startswith("memory://")
+        options: dict[str, float | str | bool] = {"wrap_exceptions": True}
+        if self.blocking:
+            options.update(socket_timeout=timeout, socket_connect_timeout=timeout)
+        try:
+            self._storage = limits_storage.storage_from_string(storage, **options)
+        except Exception as exc:  # limits raises its own ConfigurationError and ValueError alike
+            raise ConfigurationError(f"rate-limit storage {storage!r}: {exc}") from None
+        cls: Any = {
+            "fixed-window": strategies.FixedWindowRateLimiter,
+            "moving-window": strategies.MovingWindowRateLimiter,
+            "sliding-window": strategies.SlidingWindowCounterRateLimiter,
+        }[strategy]
+        self._limiter = cls(self._storage)
+        self._errors: tuple[type[BaseException], ...] = (StorageError, OSError, ConnectionError)
+        self.fail_open = fail_open
+        self.prefix = prefix
+        self.policy_header = ", ".join(self._policy_item(b) for b in budgets)
+
+    @staticmethod
+    def _policy_item(budget: _Budget) -> str:
+        item = budget.item
+        window = int(item.get_expiry())
+        unit = f';qu="{budget.unit}"' if budget.unit else ""
+        return f'"{budget.name}";q={int(item.amount)}{unit};w={window}'
+
+    # -- keys ------------------------------------------------------------------------------------
+    def key_for(self, head: RequestHead) -> str:
+        """The budget key for a request: client address, key-id header, or the custom function."""
+        if self._key_func is not None:
+            raw = str(self._key_func(head))
+        elif self._key_header is not None:
+            raw = "id:" + head.headers.get(self._key_header, "").strip()[:128]
+        else:
+            raw = "ip:" + client_address(head.peer, head.headers, trusted_proxies=self._trusted)
+        return raw
+
+    # -- store calls (may block on Redis) ---------------------------------------------------------
+    def _call(self, func: Callable[[], Any], fallback: Any) -> Any:
+        try:
+            return func()
+        except self._errors as exc:
+            if self.fail_open:
+                log.warning("rate-limit store unavailable, passing (fail-open): %s", type(exc).__name__)
+                return fallback
+            raise StoreUnavailable("the rate-limit store is unavailable") from None
+
+    def _retry_after(self, budget: _Budget, key: str) -> int:
+        stats = self._call(
+            lambda: self._limiter.get_window_stats(budget.item, self.prefix, budget.name, key), None
+        )
+        if stats is None:
+            return 1
+        return max(1, math.ceil(float(stats.reset_time) - time.time()))
+
+    def admit(self, key: str, *, declared_bytes: int | None) -> RateState:
+        """Spend one request and check the other budgets; 429 when any is exhausted."""
+        ids = (self.prefix,)
+        requests = self._budgets.get("requests")
+        if requests is not None and not self._call(
+            lambda: self._limiter.hit(requests.item, *ids, "requests", key), True
+        ):
+            raise RateLimited("too many requests", retry_after=self._retry_after(requests, key))
+        failures = self._budgets.get("failures")
+        if failures is not None and not self._call(
+            lambda: self._limiter.test(failures.item, *ids, "failures", key), True
+        ):
+            raise RateLimited("too many failed verifications", retry_after=self._retry_after(failures, key))
+        volume = self._budgets.get("bytes")
+        if volume is not None:
+            cost = max(1, declared_bytes or 0)
+            if not self._call(lambda: self._limiter.test(volume.item, *ids, "bytes", key, cost=cost), True):
+                raise RateLimited("too many bytes", retry_after=self._retry_after(volume, key))
+        return RateState(key, tuple(self._remaining(key)))
+
+    def _remaining(self, key: str) -> list[tuple[str, int, int]]:
+        out = []
+        now = time.time()
+        for budget in self._budgets.values():
+            stats = self._call(
+                lambda b=budget: self._limiter.get_window_stats(b.item, self.prefix, b.name, key),  # type: ignore[misc]
+                None,
+            )
+            if stats is not None:
+                out.append(
+                    (budget.name, max(0, int(stats.remaining)), max(0, math.ceil(stats.reset_time - now)))
+                )
+        return out
+
+    def spend_bytes(self, key: str, amount: int) -> None:
+        """Charge the body bytes actually received (no-op without a ``bytes_limit``)."""
+        volume = self._budgets.get("bytes")
+        if volume is not None and amount > 0:
+            self._call(lambda: self._limiter.hit(volume.item, self.prefix, "bytes", key, cost=amount), True)
+
+    def record_failure(self, key: str) -> None:
+        """Charge one failed verification (no-op without a ``failure_limit``)."""
+        failures = self._budgets.get("failures")
+        if failures is not None:
+            self._call(lambda: self._limiter.hit(failures.item, self.prefix, "failures", key), True)
+
+    def headers(self, state: RateState | None) -> list[tuple[str, str]]:
+        """``RateLimit-Policy`` and ``RateLimit`` fields for a response."""
+        out = [("RateLimit-Policy", self.policy_header)]
+        if state is not None and state.remaining:
+            out.append(("RateLimit", ", ".join(f'"{n}";r={r};t={t}' for n, r, t in state.remaining)))
+        return out
+
+    def reset(self) -> None:
+        """Forget every budget (tests and operators; not used per request)."""
+        self._call(self._storage.reset, None)

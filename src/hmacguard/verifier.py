@@ -1,0 +1,440 @@
+"""Streaming HMAC verification under a hard body cap.
+
+:class:`Verifier` is the configuration (immutable, shared by every request and thread);
+:meth:`Verifier.begin` starts one request's :class:`Verification`, a sans-I/O state machine: the
+caller reads the body however its server delivers it and feeds the chunks in. The order of checks is
+the cheapest first, and nothing about the body is read until the headers pass:
+
+1. ``Content-Length`` malformed, negative or listing different values -> 400; a ``Content-Encoding``
+   other than gzip -> 415; a ``Content-Length`` above the cap -> 413, before a byte of the body.
+2. The scheme's signature header(s) missing -> 400, malformed -> 400; a signed timestamp too old or
+   too far in the future -> 400.
+3. Each chunk is counted (the chunk that passes the cap -> 413, at once), fed to one HMAC per secret
+   (all rotation secrets in the same single pass) and kept in a :class:`~hmacguard.body.BoundedBody`
+   (memory, then a temporary file). A gzip body is inflated under its own cap.
+4. At the end: fewer or more bytes than ``Content-Length`` -> 400; no secret produces any of the
+   claimed signatures (compared in constant time) -> 401; the timestamp, re-checked now that the
+   body is in, has gone stale -> 400.
+
+:meth:`Verifier.verify` and :meth:`Verifier.averify` drive a whole request (including the body read
+timeout and the replay check) for callers that hold the body as bytes, a file or an iterator.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
+from typing import Literal, Protocol
+
+from hmacguard.body import (
+    DEFAULT_CHUNK_SIZE,
+    DEFAULT_MAX_BODY,
+    DEFAULT_SPOOL_THRESHOLD,
+    BoundedBody,
+    GzipInflater,
+    content_coding,
+    parse_content_length,
+    validate_size,
+)
+from hmacguard.errors import (
+    BadRequest,
+    BodyTimeout,
+    BodyTooLarge,
+    ConfigurationError,
+    ReplayDetected,
+    SignatureMismatch,
+    TimestampInvalid,
+)
+from hmacguard.replay import MemoryReplayStore, ReplayStore
+from hmacguard.schemes import Scheme, SignatureClaim, get_scheme
+
+__all__ = ["Secret", "Verification", "VerifiedBody", "Verifier"]
+
+Secret = str | bytes
+#: Untimestamped schemes (github, generic) keep delivery ids this long by default.
+DEFAULT_UNTIMESTAMPED_REPLAY_TTL = 24 * 3600.0
+
+
+class _Readable(Protocol):
+    def read(self, size: int, /) -> bytes: ...
+
+
+class VerifiedBody:
+    """A body whose signature has been verified: a read-only binary file plus what was learned.
+
+    ``file`` is what the integrations hand to the application (``wsgi.input``); ``close()`` releases
+    the memory or the temporary file, and the integrations call it when the request ends.
+    """
+
+    __slots__ = ("file", "key_index", "message_id", "scheme", "size", "timestamp")
+
+    def __init__(
+        self,
+        file: BoundedBody,
+        *,
+        scheme: str,
+        key_index: int,
+        timestamp: int | None,
+        message_id: str | None,
+    ) -> None:
+        self.file = file
+        #: Bytes in the (inflated) body.
+        self.size = file.size
+        self.scheme = scheme
+        #: Which of the verifier's secrets matched (0 is the current one; more means a rotation is due).
+        self.key_index = key_index
+        self.timestamp = timestamp
+        self.message_id = message_id
+
+    def read(self, size: int = -1) -> bytes:
+        return self.file.read(size)
+
+    def getvalue(self) -> bytes:
+        """The whole body as bytes (bounded by the cap)."""
+        return self.file.getvalue()
+
+    def close(self) -> None:
+        self.file.close()
+
+    @property
+    def closed(self) -> bool:
+        return self.file.closed
+
+    def __enter__(self) -> VerifiedBody:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<VerifiedBody {self.scheme} {self.size} bytes key={self.key_index}>"
+
+
+class Verification:
+    """One request's verification in progress. Sans-I/O: it is fed chunks and never reads a socket.
+
+    Drive it with ``while not v.complete: v.feed(read(v.read_size))`` (``b""`` at end of body), then
+    :meth:`finish`. Any step may raise a :class:`~hmacguard.errors.RequestRejected`; after that, or
+    when abandoning the request, call :meth:`abort` to release what was buffered.
+    """
+
+    def __init__(
+        self,
+        verifier: Verifier,
+        claim: SignatureClaim,
+        *,
+        content_length: int | None,
+        gzip: bool,
+        started: float,
+    ) -> None:
+        self._verifier = verifier
+        self.claim = claim
+        self.content_length = content_length
+        #: Body bytes received on the wire (compressed, when gzip).
+        self.received = 0
+        #: ``time.monotonic()`` value after which the body is too slow (``None``: no timeout).
+        self.deadline = None if verifier.body_timeout is None else started + verifier.body_timeout
+        self._macs = [hmac.new(key, claim.prefix, claim.algorithm) for key in verifier.keys]
+        self._inflater = GzipInflater(limit=verifier.max_inflated_body) if gzip else None
+        limit = verifier.max_inflated_body if gzip else verifier.max_body
+        self.body = BoundedBody(limit=limit, spool_threshold=verifier.spool_threshold)
+        self._eof = content_length == 0
+        self._result: VerifiedBody | None = None
+
+    @property
+    def complete(self) -> bool:
+        """Whether the whole body has been received (never read past ``Content-Length``)."""
+        return self._eof
+
+    @property
+    def read_size(self) -> int:
+        """How many bytes to ask the server for next: one chunk, but never past what may come."""
+        v = self._verifier
+        if self.content_length is not None:
+            return max(0, min(v.chunk_size, self.content_length - self.received))
+        # One byte past the cap is enough to know the cap was passed.
+        return max(1, min(v.chunk_size, v.max_body - self.received + 1))
+
+    def time_left(self, now: float | None = None) -> float | None:
+        """Seconds left to receive the body (``None``: no timeout); raises 408 when none are."""
+        if self.deadline is None:
+            return None
+        left = self.deadline - (time.monotonic() if now is None else now)
+        if left <= 0:
+            raise BodyTimeout("the request body arrived too slowly")
+        return left
+
+    def feed(self, chunk: bytes | bytearray | memoryview) -> None:
+        """Feed the next piece of the body; ``b""`` means the client finished sending it."""
+        if self._eof:
+            if chunk:
+                raise BadRequest("body longer than Content-Length")
+            return
+        n = len(chunk)
+        if not n:
+            if self.content_length is not None and self.received != self.content_length:
+                raise BadRequest("body shorter than Content-Length")
+            self._eof = True
+            return
+        self.received += n
+        if self.content_length is not None and self.received > self.content_length:
+            raise BadRequest("body longer than Content-Length")
+        if self.received > self._verifier.max_body:
+            raise BodyTooLarge(
+                f"body exceeds the {self._verifier.max_body}-byte limit",
+                limit=self._verifier.max_body,
+            )
+        for mac in self._macs:
+            mac.update(chunk)
+        if self._inflater is None:
+            self.body.append(chunk)
+        else:
+            for piece in self._inflater.feed(bytes(chunk)):
+                self.body.append(piece)
+        if self.content_length is not None and self.received == self.content_length:
+            self._eof = True
+
+    def finish(self, *, now: float | None = None) -> VerifiedBody:
+        """Check the signature (constant time, every secret) and the timestamp again."""
+        if self._result is not None:
+            return self._result
+        if not self._eof:
+            self.feed(b"")
+        if self._inflater is not None:
+            for piece in self._inflater.finish():
+                self.body.append(piece)
+        match = -1
+        # Compare every candidate against every secret without stopping at the first match, so the
+        # time taken says nothing about which secret (or which listed signature) matched.
+        for index, mac in enumerate(self._macs):
+            digest = mac.digest()
+            for claimed in self.claim.signatures:
+                if hmac.compare_digest(digest, claimed) and match < 0:
+                    match = index
+        if match < 0:
+            raise SignatureMismatch("no configured secret produces the request's signature")
+        self._verifier.check_timestamp(self.claim, now=now)
+        self.body.seal()
+        self._result = VerifiedBody(
+            self.body,
+            scheme=self._verifier.scheme.name,
+            key_index=match,
+            timestamp=self.claim.timestamp,
+            message_id=self.claim.message_id,
+        )
+        return self._result
+
+    @property
+    def replay_key(self) -> str | None:
+        """The key to reserve in the replay store, once :meth:`finish` has succeeded.
+
+        The message id when the scheme signs it (standard-webhooks); otherwise the verified
+        signature itself, which covers the timestamp when there is one. GitHub's
+        ``X-GitHub-Delivery`` is not signed, so an attacker could change it: it is not used.
+        """
+        if self._result is None:
+            return None
+        name = self._verifier.scheme.name
+        if self.claim.message_id is not None and self._verifier.scheme.signs_message_id:
+            return f"{name}:id:{self.claim.message_id}"
+        digest = hashlib.sha256(b"".join(self.claim.signatures)).hexdigest()[:32]
+        return f"{name}:sig:{digest}"
+
+    def abort(self) -> None:
+        """Release the buffered body (idempotent)."""
+        if self._result is None:
+            self.body.close()
+
+
+class Verifier:
+    """Verifies signed request bodies; one instance serves every request (it holds no request state).
+
+    Keyword-only configuration, validated here (mistakes raise
+    :class:`~hmacguard.errors.ConfigurationError` at start-up, not at the first request):
+
+    - ``scheme``: a name from :data:`hmacguard.schemes.SCHEME_NAMES` or a :class:`Scheme` instance.
+    - ``secrets``: one secret or several for rotation; all are tried in a single pass over the body,
+      and the first one is the current one (see ``VerifiedBody.key_index``).
+    - ``max_body``: hard cap on the body as received (default 1 MiB). ``max_inflated_body``: cap on a
+      gzip body once inflated (default ``max_body``); ``allow_gzip=False`` answers gzip with 415.
+    - ``spool_threshold``: bodies above it (and below the cap) go to a temporary file.
+    - ``chunk_size``: how much the drivers read at a time.
+    - ``tolerance`` / ``future_tolerance``: how old, and how far ahead of our clock, a signed
+      timestamp may be, in seconds. Checked before the body and again after it.
+    - ``body_timeout``: seconds allowed for the whole body to arrive (``None``: no limit) -> 408.
+    - ``replay``: ``"memory"`` (default, a per-process :class:`MemoryReplayStore`), any
+      :class:`ReplayStore` (e.g. :class:`RedisReplayStore`), or ``None`` to turn replay protection off.
+      ``replay_ttl``: how long keys are kept (default: the timestamp window, or 24 h for schemes that
+      sign no timestamp).
+    """
+
+    def __init__(
+        self,
+        scheme: str | Scheme = "github",
+        *,
+        secrets: Secret | Sequence[Secret],
+        max_body: int = DEFAULT_MAX_BODY,
+        max_inflated_body: int | None = None,
+        allow_gzip: bool = True,
+        spool_threshold: int = DEFAULT_SPOOL_THRESHOLD,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        tolerance: float = 300.0,
+        future_tolerance: float = 60.0,
+        body_timeout: float | None = 30.0,
+        replay: ReplayStore | Literal["memory"] | None = "memory",
+        replay_ttl: float | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.scheme = get_scheme(scheme)
+        if isinstance(secrets, (str, bytes)):
+            secrets = [secrets]
+        if not secrets:
+            raise ConfigurationError("at least one secret is needed")
+        #: HMAC keys, one per secret, current first.
+        self.keys: tuple[bytes, ...] = tuple(self.scheme.key(s) for s in secrets)
+        self.max_body = validate_size("max_body", max_body)
+        self.max_inflated_body = validate_size(
+            "max_inflated_body", max_body if max_inflated_body is None else max_inflated_body
+        )
+        self.allow_gzip = bool(allow_gzip)
+        self.spool_threshold = validate_size("spool_threshold", spool_threshold, minimum=0)
+        self.chunk_size = validate_size("chunk_size", chunk_size)
+        for name, value in (("tolerance", tolerance), ("future_tolerance", future_tolerance)):
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+                raise ConfigurationError(f"{name} must be a non-negative number of seconds")
+        self.tolerance = float(tolerance)
+        self.future_tolerance = float(future_tolerance)
+        if body_timeout is not None and (isinstance(body_timeout, bool) or body_timeout <= 0):
+            raise ConfigurationError("body_timeout must be a positive number of seconds or None")
+        self.body_timeout = None if body_timeout is None else float(body_timeout)
+        if replay == "memory":
+            self.replay: ReplayStore | None = MemoryReplayStore()
+        elif replay is None or isinstance(replay, ReplayStore):
+            self.replay = replay
+        else:
+            raise ConfigurationError(f"replay must be 'memory', a ReplayStore or None, not {replay!r}")
+        if replay_ttl is None:
+            if self.scheme.timestamped:
+                # A replayed request older than the tolerance is refused by its timestamp anyway.
+                replay_ttl = self.tolerance + self.future_tolerance + 1.0
+            else:
+                replay_ttl = DEFAULT_UNTIMESTAMPED_REPLAY_TTL
+        if replay_ttl <= 0:
+            raise ConfigurationError("replay_ttl must be positive")
+        self.replay_ttl = float(replay_ttl)
+        self.clock = clock
+
+    def __repr__(self) -> str:
+        return (
+            f"Verifier({self.scheme.name!r}, secrets=<{len(self.keys)}>, max_body={self.max_body}, "
+            f"replay={type(self.replay).__name__ if self.replay else None})"
+        )
+
+    # -- the sans-I/O steps ------------------------------------------------------------------------
+    def begin(self, headers: Mapping[str, str], *, started: float | None = None) -> Verification:
+        """Check the headers and start one request's verification (nothing of the body is read).
+
+        ``headers`` may use any case. ``started`` is the ``time.monotonic()`` at which the request
+        arrived (default: now), from which the body timeout counts.
+        """
+        lowered = {k.lower(): v for k, v in headers.items()}
+        length = parse_content_length(lowered.get("content-length"))
+        coding = content_coding(lowered.get("content-encoding"), allow_gzip=self.allow_gzip)
+        if length is not None and length > self.max_body:
+            raise BodyTooLarge(
+                f"Content-Length {length} exceeds the {self.max_body}-byte limit",
+                limit=self.max_body,
+            )
+        claim = self.scheme.parse(lowered)
+        self.check_timestamp(claim)
+        return Verification(
+            self,
+            claim,
+            content_length=length,
+            gzip=coding == "gzip",
+            started=time.monotonic() if started is None else started,
+        )
+
+    def check_timestamp(self, claim: SignatureClaim, *, now: float | None = None) -> None:
+        """Refuse a signed timestamp too old or too far ahead (400); no-op for untimestamped schemes."""
+        if claim.timestamp is None:
+            if self.scheme.timestamped:
+                raise TimestampInvalid("the signature carries no timestamp")
+            return
+        now = self.clock() if now is None else now
+        if claim.timestamp < now - self.tolerance:
+            raise TimestampInvalid("the signed timestamp is too old")
+        if claim.timestamp > now + self.future_tolerance:
+            raise TimestampInvalid("the signed timestamp is too far in the future")
+
+    def reserve(self, verification: Verification) -> None:
+        """Record a verified request's replay key; 409 if it was seen before (no-op without a store).
+
+        Only call this after :meth:`Verification.finish` succeeded: reserving before the signature
+        is known good would let forged requests burn legitimate delivery ids.
+        """
+        key = verification.replay_key
+        if self.replay is None or key is None:
+            return
+        if not self.replay.reserve(key, self.replay_ttl):
+            raise ReplayDetected("this delivery was already processed")
+
+    # -- whole-request drivers ---------------------------------------------------------------------
+    def verify(
+        self,
+        headers: Mapping[str, str],
+        body: bytes | _Readable | Iterable[bytes],
+    ) -> VerifiedBody:
+        """Verify a whole request whose body is bytes, a binary file, or an iterable of chunks.
+
+        Reads at most one chunk past the cap, checks the body timeout between reads, checks replay.
+        Raises a :class:`~hmacguard.errors.RequestRejected`; the caller closes the result.
+        """
+        verification = self.begin(headers)
+        try:
+            if isinstance(body, (bytes, bytearray, memoryview)):
+                verification.feed(body)
+                verification.feed(b"")
+            elif hasattr(body, "read"):
+                reader: _Readable = body  # type: ignore[assignment]
+                while not verification.complete:
+                    verification.time_left()
+                    verification.feed(reader.read(verification.read_size))
+            else:
+                for chunk in body:  # type: ignore[union-attr]
+                    verification.time_left()
+                    verification.feed(chunk)
+                    if verification.complete:
+                        break
+            result = verification.finish()
+            self.reserve(verification)
+        except BaseException:
+            verification.abort()
+            raise
+        return result
+
+    async def averify(self, headers: Mapping[str, str], body: bytes | AsyncIterable[bytes]) -> VerifiedBody:
+        """Like :meth:`verify`, for a body that arrives as an async iterable of chunks.
+
+        The replay store is called directly: with a blocking store (Redis) on an event loop, prefer
+        the ASGI middleware, which runs it in a worker thread.
+        """
+        verification = self.begin(headers)
+        try:
+            if isinstance(body, (bytes, bytearray, memoryview)):
+                verification.feed(body)
+            else:
+                async for chunk in body:
+                    verification.time_left()
+                    verification.feed(chunk)
+                    if verification.complete:
+                        break
+            verification.feed(b"")
+            result = verification.finish()
+            self.reserve(verification)
+        except BaseException:
+            verification.abort()
+            raise
+        return result
