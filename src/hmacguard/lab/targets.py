@@ -174,6 +174,32 @@ TARGETS: Mapping[str, Target] = {
             "hmacguard.lab.apps.flask_streaming_capped:app", _F, _F,
             refuses_content_length=True, refuses_chunked=True,
         ),
+        Target(
+            "flask-guarded", "flask", Server.GUNICORN,
+            "none: hmacguard's Flask extension (@guard.protected): streaming verification under a "
+            "1 MiB cap, replay store, rate limits before the body",
+            "413 problem+json for any body over 1 MiB (Content-Length: before reading; chunked: at "
+            "the cap), 401/400 for bad signatures, 409 replays, 429 past the limits; keeps nothing",
+            "hmacguard.lab.apps.flask_guarded:app", _F, _F,
+            refuses_content_length=True, refuses_chunked=True, workers=1,
+        ),
+        Target(
+            "django-guarded", "django", Server.GUNICORN,
+            "none: hmacguard around Django's application from settings.HMACGUARD; the view reads "
+            "the verified request.body",
+            "413 problem+json for any body over 1 MiB (chunked too, which Django alone cannot "
+            "read), 401/400 for bad signatures, 409 replays, 429 past the limits; keeps nothing",
+            "hmacguard.lab.apps.django_guarded:application", _F, _F,
+            refuses_content_length=True, refuses_chunked=True, workers=1,
+        ),
+        Target(
+            "fastapi-guarded", "fastapi", Server.UVICORN,
+            "none: hmacguard's ASGIGuard middleware and the VerifiedBodyDependency",
+            "413 problem+json for any body over 1 MiB (Content-Length: before reading; chunked: at "
+            "the cap), 401/400 for bad signatures, 409 replays, 429 past the limits; keeps nothing",
+            "hmacguard.lab.apps.fastapi_guarded:app", _F, _F,
+            refuses_content_length=True, refuses_chunked=True, workers=1,
+        ),
     )
 }  # fmt: skip
 

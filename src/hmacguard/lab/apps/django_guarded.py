@@ -1,0 +1,51 @@
+"""The guard around Django's application, configured from ``settings.HMACGUARD`` as docs/guide.md
+shows: the fix for ``django-body-cache`` and ``django-middleware-attach``.
+
+The view reads ``request.body`` as usual; the guard in front of Django has already verified it under
+a 1 MiB cap, refused replays and applied the rate limits. ``application`` is for gunicorn (WSGI),
+``asgi_application`` for uvicorn (ASGI); both are the same project. One worker: the in-memory
+replay store is per process (use ``"REPLAY": "redis://..."`` for several).
+
+Lab knobs (environment): ``HMACGUARD_LAB_RATE`` (requests, default ``600/minute``),
+``HMACGUARD_LAB_FAILURES`` (failed verifications, default ``20/minute``).
+"""
+
+from __future__ import annotations
+
+import os
+
+from django.http import HttpRequest, JsonResponse
+from django.urls import path
+from django.views.decorators.csrf import csrf_exempt
+
+from hmacguard.integrations.django import (
+    get_asgi_application,
+    get_wsgi_application,
+    verified_body,
+)
+from hmacguard.lab.apps import _django
+from hmacguard.lab.apps._common import SECRET
+
+
+@csrf_exempt
+def webhook(request: HttpRequest) -> JsonResponse:
+    body = request.body  # the verified body: at most 1 MiB
+    verified = verified_body(request)
+    return JsonResponse({"ok": True, "bytes": len(body), "key": verified.key_index if verified else None})
+
+
+urlpatterns = [path("webhook", webhook)]
+
+HMACGUARD = {
+    "SCHEME": "github",
+    "SECRETS": [SECRET.decode()],
+    "PATHS": ["/webhook"],
+    "MAX_BODY": 1024 * 1024,
+    "RATE_LIMIT": {
+        "LIMIT": os.environ.get("HMACGUARD_LAB_RATE", "600/minute"),
+        "FAILURE_LIMIT": os.environ.get("HMACGUARD_LAB_FAILURES", "20/minute"),
+    },
+}
+_django.configure(__name__, HMACGUARD=HMACGUARD)
+application = get_wsgi_application()
+asgi_application = get_asgi_application()
