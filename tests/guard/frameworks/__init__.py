@@ -1,0 +1,1 @@
+"""Framework integrations and guarded lab targets under their real servers."""
