@@ -1,0 +1,1 @@
+"""Audit rules and front end for config (one rule per module)."""

@@ -1,0 +1,297 @@
+"""The audit engine: files -> front ends -> project facts -> rules -> suppressions -> result.
+
+1. **Discover** files under each path: Python, JavaScript/TypeScript, nginx ``.conf`` files,
+   requirements and lock files. Version-control, virtualenv, cache and ``node_modules`` folders
+   are skipped while walking (a path given explicitly is always audited, even inside one).
+2. **Pre-filter**: a file whose text contains no rule's trigger word is counted but not parsed.
+3. **Parse** each remaining file with its front end. A file that does not parse is reported as a
+   diagnostic and skipped; it never stops the run.
+4. **Facts**: every parsed Python file contributes project-wide facts (body limits, apps,
+   middleware, function summaries) before any rule runs.
+5. **Rules** run per file. A rule that raises becomes a ``rule-error`` diagnostic for that file;
+   the other rules and files go on.
+6. **Suppressions**: ``# hmacguard: ignore[rule-id]`` (``//`` in JavaScript) on the finding's line,
+   or alone on the line above, drops that rule's findings there; they are counted, not lost. A
+   suppression that names no rule is ignored and reported.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePath
+
+from hmacguard.audit.config.context import NginxContext, RequirementsContext
+from hmacguard.audit.config.nginx import NginxParseError, looks_like_nginx, parse_nginx
+from hmacguard.audit.config.requirements import (
+    RequirementsFile,
+    is_requirements_file,
+    parse_requirements,
+)
+from hmacguard.audit.javascript.context import JsContext
+from hmacguard.audit.javascript.frontend import JS_EXTENSIONS, JsParseError, parse_javascript
+from hmacguard.audit.model import AuditResult, Diagnostic, DiagnosticKind, SourceFile
+from hmacguard.audit.python.context import PyContext
+from hmacguard.audit.python.facts import FACT_WORDS, PythonFacts
+from hmacguard.audit.python.frontend import PyFile, parse_python
+from hmacguard.audit.registry import AUDIT_RULES, AuditRule, Language
+from hmacguard.errors import ConfigurationError
+from hmacguard.findings import Finding
+
+__all__ = ["SKIPPED_DIRS", "audit", "discover"]
+
+#: Folders never entered while walking (entered when given explicitly as a path).
+SKIPPED_DIRS = frozenset(
+    {
+        ".git", ".hg", ".svn", ".venv", "venv", ".tox", ".nox", "__pycache__", ".mypy_cache",
+        ".ruff_cache", ".pytest_cache", "node_modules", ".eggs", "site-packages",
+    }
+)  # fmt: skip
+_SUPPRESSION = re.compile(r"hmacguard:\s*ignore\b(\[([^\]]*)\])?")
+_MAX_FILE_BYTES = 4 * 1024 * 1024  # a generated bundle larger than this is not source to review
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    path: Path
+    language: Language
+
+
+def _language(path: Path) -> Language | None:
+    suffix = path.suffix.lower()
+    if suffix == ".py":
+        return Language.PYTHON
+    if suffix in JS_EXTENSIONS and not path.name.endswith((".d.ts", ".min.js")):
+        return Language.JAVASCRIPT
+    if is_requirements_file(PurePath(path)):
+        return Language.REQUIREMENTS
+    if suffix in (".conf", ".nginx"):
+        return Language.NGINX
+    return None
+
+
+def discover(paths: Sequence[str | os.PathLike[str]]) -> Iterator[_Candidate]:
+    """Every auditable file under ``paths``, each once, in a stable order."""
+    seen: set[Path] = set()
+    for raw in paths:
+        root = Path(raw)
+        if not root.exists():
+            raise ConfigurationError(f"no such file or directory: {raw}")
+        if root.is_file():
+            files: Iterable[Path] = [root]
+        else:
+            files = _walk(root)
+        for path in files:
+            language = _language(path)
+            resolved = path.resolve()
+            if language is None or resolved in seen:
+                continue
+            seen.add(resolved)
+            yield _Candidate(path, language)
+
+
+def _walk(root: Path) -> Iterator[Path]:
+    for directory, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if d not in SKIPPED_DIRS and not d.endswith(".egg-info"))
+        for name in sorted(files):
+            yield Path(directory) / name
+
+
+def _shown(path: Path) -> str:
+    """The path as reports show it: relative to the working directory when under it."""
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return path.resolve().as_posix()
+
+
+def _read(candidate: _Candidate) -> SourceFile | Diagnostic:
+    shown = _shown(candidate.path)
+    try:
+        if candidate.path.stat().st_size > _MAX_FILE_BYTES:
+            return Diagnostic(DiagnosticKind.READ_ERROR, shown, "larger than 4 MiB: skipped")
+        data = candidate.path.read_bytes()
+    except OSError as exc:
+        return Diagnostic(DiagnosticKind.READ_ERROR, shown, exc.strerror or str(exc))
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        if candidate.language is not Language.PYTHON:
+            return Diagnostic(DiagnosticKind.READ_ERROR, shown, "not UTF-8 text: skipped")
+        import io
+        import tokenize
+
+        try:
+            encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+            text = data.decode(encoding)
+        except (SyntaxError, UnicodeDecodeError, LookupError) as exc:
+            return Diagnostic(DiagnosticKind.READ_ERROR, shown, f"cannot decode: {exc}")
+    return SourceFile(shown, text, str(candidate.path))
+
+
+class _Suppressions:
+    """``hmacguard: ignore[rule-a, rule-b]`` comments of one file, by line."""
+
+    def __init__(self, source: SourceFile, diagnostics: list[Diagnostic]) -> None:
+        self.by_line: dict[int, set[str]] = {}
+        if "hmacguard:" not in source.text:
+            return
+        lines = source.lines
+        for number, line in enumerate(lines, 1):
+            for m in _SUPPRESSION.finditer(line):
+                names = {n.strip() for n in (m.group(2) or "").split(",") if n.strip()}
+                if not names:
+                    diagnostics.append(
+                        Diagnostic(
+                            DiagnosticKind.BAD_SUPPRESSION,
+                            source.path,
+                            "suppression must name the rule: hmacguard: ignore[rule-id]",
+                            line=number,
+                        )
+                    )
+                    continue
+                self.by_line.setdefault(number, set()).update(names)
+                # A comment alone on its line also covers the next line.
+                if line.strip().startswith(("#", "//", "/*")):
+                    self.by_line.setdefault(number + 1, set()).update(names)
+
+    def covers(self, finding: Finding) -> bool:
+        line = finding.location.line
+        return line is not None and finding.rule in self.by_line.get(line, ())
+
+
+@dataclass
+class _Parsed:
+    source: SourceFile
+    language: Language
+    context: object
+
+
+def audit(
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    rules: Iterable[str] | None = None,
+) -> AuditResult:
+    """Audit every file under ``paths`` with the registered rules (or only ``rules``)."""
+    import hmacguard.audit.rules  # noqa: F401  (registers every rule)
+
+    selected = _select(rules)
+    started = time.perf_counter()
+    diagnostics: list[Diagnostic] = []
+    parsed: list[_Parsed] = []
+    facts = PythonFacts()
+    requirements: list[RequirementsFile] = []
+    files = lines = 0
+    triggers = {lang: [r for r in selected if r.language is lang] for lang in Language}
+    for candidate in discover(paths):
+        source = _read(candidate)
+        if isinstance(source, Diagnostic):
+            diagnostics.append(source)
+            continue
+        language = candidate.language
+        if language is Language.NGINX and not looks_like_nginx(candidate.path, source.text):
+            continue
+        files += 1
+        lines += source.text.count("\n") + (0 if source.text.endswith("\n") else 1)
+        if not any(r.trigger(source.text) for r in triggers[language]) and not (
+            language is Language.PYTHON and any(w in source.text for w in FACT_WORDS)
+        ):
+            continue
+        context = _parse(source, language, facts, requirements, diagnostics)
+        if context is not None:
+            parsed.append(_Parsed(source, language, context))
+    findings: list[Finding] = []
+    suppressed: list[Finding] = []
+    for item in parsed:
+        context = item.context
+        if item.language is Language.REQUIREMENTS and isinstance(context, RequirementsFile):
+            context = RequirementsContext(context, facts, requirements)
+        elif item.language is Language.PYTHON and isinstance(context, PyFile):
+            context = PyContext(context, facts)
+        marks = _Suppressions(item.source, diagnostics)
+        for rule in triggers[item.language]:
+            if not rule.trigger(item.source.text):
+                continue
+            for finding in _run(rule, context, item.source, diagnostics):
+                (suppressed if marks.covers(finding) else findings).append(finding)
+    order = _order_key
+    return AuditResult(
+        findings=tuple(sorted(findings, key=order)),
+        suppressed=tuple(sorted(suppressed, key=order)),
+        diagnostics=tuple(diagnostics),
+        files=files,
+        files_parsed=len(parsed),
+        lines=lines,
+        seconds=time.perf_counter() - started,
+        rules=tuple(r.id for r in selected),
+    )
+
+
+def _order_key(f: Finding) -> tuple[str, int, int, str]:
+    loc = f.location
+    return (loc.path or "", loc.line or 0, loc.column or 0, f.rule)
+
+
+def _select(rules: Iterable[str] | None) -> list[AuditRule]:
+    if rules is None:
+        return list(AUDIT_RULES.values())
+    chosen = []
+    for rule_id in rules:
+        if rule_id not in AUDIT_RULES:
+            raise ConfigurationError(f"unknown audit rule {rule_id!r} (see `hmacguard rules`)")
+        chosen.append(AUDIT_RULES[rule_id])
+    return chosen
+
+
+def _parse(
+    source: SourceFile,
+    language: Language,
+    facts: PythonFacts,
+    requirements: list[RequirementsFile],
+    diagnostics: list[Diagnostic],
+) -> object | None:
+    try:
+        if language is Language.PYTHON:
+            py = parse_python(source)
+            facts.add(py)
+            return py
+        if language is Language.JAVASCRIPT:
+            return JsContext(parse_javascript(source))
+        if language is Language.NGINX:
+            return NginxContext(parse_nginx(source))
+        req = parse_requirements(source)
+        requirements.append(req)
+        return req
+    except SyntaxError as exc:
+        detail, line = exc.msg, exc.lineno
+    except (JsParseError, NginxParseError) as exc:
+        detail, line = str(exc), exc.line
+    except (ValueError, RecursionError) as exc:
+        detail, line = f"{type(exc).__name__}: {exc}", None
+    diagnostics.append(
+        Diagnostic(
+            DiagnosticKind.PARSE_ERROR, source.path, f"does not parse, skipped: {detail}", line=line
+        )
+    )
+    return None
+
+
+def _run(
+    rule: AuditRule, context: object, source: SourceFile, diagnostics: list[Diagnostic]
+) -> list[Finding]:
+    """The rule's findings on one file; a crash becomes a diagnostic and no findings."""
+    try:
+        return list(rule.run(context))
+    except Exception as exc:  # a broken rule must not stop the audit of everything else
+        diagnostics.append(
+            Diagnostic(
+                DiagnosticKind.RULE_ERROR,
+                source.path,
+                f"rule crashed: {type(exc).__name__}: {exc}",
+                rule=rule.id,
+            )
+        )
+        return []

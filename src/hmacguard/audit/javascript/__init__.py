@@ -1,0 +1,1 @@
+"""Audit rules and front end for javascript (one rule per module)."""

@@ -1,0 +1,156 @@
+"""What the audit hands back: findings, diagnostics, and the counts a report needs.
+
+A :class:`Diagnostic` is about the audit itself, not about the code audited: a file that does not
+parse (skipped), a rule that crashed on a file (the run goes on), a suppression comment that names
+no rule (ignored). Diagnostics never change the exit code; findings do.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+
+from hmacguard.findings import Evidence, EvidenceValue, Finding, Location, Severity, get_rule
+
+__all__ = [
+    "SIZE_THRESHOLD",
+    "AuditResult",
+    "Diagnostic",
+    "DiagnosticKind",
+    "SourceFile",
+    "finding_at",
+]
+
+#: Above this many bytes a body limit is "far above what an HMAC endpoint needs" (seed 000: 10 MB).
+SIZE_THRESHOLD = 10 * 1024 * 1024
+
+
+class DiagnosticKind(str, enum.Enum):
+    PARSE_ERROR = "parse-error"
+    READ_ERROR = "read-error"
+    RULE_ERROR = "rule-error"
+    BAD_SUPPRESSION = "bad-suppression"
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """A condition of the audit run (not of the audited code)."""
+
+    kind: DiagnosticKind
+    path: str
+    message: str
+    line: int | None = None
+    rule: str | None = None
+
+    @property
+    def level(self) -> str:
+        """SARIF notification level: a crashed rule is an error, the rest warnings."""
+        return "error" if self.kind is DiagnosticKind.RULE_ERROR else "warning"
+
+    def to_dict(self) -> dict[str, EvidenceValue]:
+        out: dict[str, EvidenceValue] = {"kind": self.kind.value, "path": self.path}
+        out["message"] = self.message
+        if self.line is not None:
+            out["line"] = self.line
+        if self.rule is not None:
+            out["rule"] = self.rule
+        return out
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """A file's path as reported (relative to the working directory when under it) and text."""
+
+    path: str
+    text: str
+    #: Where the file is on disk (for parsers that read files themselves, like crossplane).
+    fs_path: str = ""
+
+    @cached_property
+    def lines(self) -> list[str]:
+        return self.text.splitlines()
+
+    def line(self, number: int) -> str:
+        lines = self.lines
+        return lines[number - 1] if 0 < number <= len(lines) else ""
+
+
+def finding_at(
+    rule_id: str,
+    source: SourceFile,
+    line: int,
+    message: str,
+    *,
+    column: int | None = None,
+    end_line: int | None = None,
+    values: Mapping[str, EvidenceValue] | None = None,
+    severity: Severity | None = None,
+    stack: str | None = None,
+    confidence: str = "high",
+    remediation: str | None = None,
+) -> Finding:
+    """A finding at ``source:line`` with the line as snippet; catalogue defaults for the rest."""
+    rule = get_rule(rule_id)
+    snippet = source.line(line).strip()
+    return Finding(
+        rule=rule_id,
+        severity=rule.severity if severity is None else severity,
+        message=message,
+        location=Location(
+            path=source.path,
+            line=line,
+            column=column,
+            end_line=end_line if end_line is not None and end_line != line else None,
+            snippet=snippet[:240] or None,
+        ),
+        evidence=Evidence(message, dict(values or {})),
+        remediation=remediation or rule.remediation,
+        stack=stack,
+        confidence=confidence,
+    )
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    """Everything one audit run produced. ``findings`` excludes suppressed and baselined ones."""
+
+    findings: tuple[Finding, ...]
+    suppressed: tuple[Finding, ...] = ()
+    diagnostics: tuple[Diagnostic, ...] = ()
+    baselined: int = 0
+    files: int = 0
+    files_parsed: int = 0
+    lines: int = 0
+    seconds: float = 0.0
+    rules: tuple[str, ...] = field(default_factory=tuple)
+
+    def at_or_above(self, threshold: Severity) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.severity >= threshold)
+
+    def without_baseline(
+        self, known: Collection[str], key: Callable[[list[Finding]], list[str]]
+    ) -> AuditResult:
+        """Drop findings whose key (computed over the whole list, e.g. fingerprints) is known."""
+        keys = key(list(self.findings))
+        kept = tuple(f for f, k in zip(self.findings, keys) if k not in known)
+        return replace(self, findings=kept, baselined=len(self.findings) - len(kept))
+
+    def summary(self) -> dict[str, EvidenceValue]:
+        """The counts every renderer shows, JSON-ready."""
+        by_severity: dict[str, EvidenceValue] = {
+            s.label: sum(1 for f in self.findings if f.severity is s) for s in reversed(Severity)
+        }
+        return {
+            "findings": len(self.findings),
+            "by_severity": by_severity,
+            "suppressed": len(self.suppressed),
+            "baselined": self.baselined,
+            "diagnostics": len(self.diagnostics),
+            "files": self.files,
+            "files_parsed": self.files_parsed,
+            "lines": self.lines,
+            "seconds": round(self.seconds, 3),
+            "rules": len(self.rules),
+        }

@@ -1,0 +1,1 @@
+"""Audit rules and front end for python (one rule per module)."""

@@ -1,0 +1,317 @@
+"""What the whole Python project says about body limits, gathered before any rule runs.
+
+A Flask read is bounded only if *some* module sets ``MAX_CONTENT_LENGTH``; a Django ``request.body``
+only if no settings module lifts ``DATA_UPLOAD_MAX_MEMORY_SIZE``; a Starlette app only if a
+limiting middleware is installed somewhere. So rules about one file need facts from all of them:
+this module collects them (settings, app constructors, body reads, middleware, ASGI use) and the
+index of function definitions that lets the data flow follow calls into project functions.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Literal, TypeVar
+
+from hmacguard.audit.model import SIZE_THRESHOLD
+from hmacguard.audit.python.flow import Flow, Summary
+from hmacguard.audit.python.frontend import (
+    FunctionScope,
+    PyFile,
+    Unknown,
+    const_eval,
+    dotted,
+    is_request_like,
+    keyword,
+    last_name,
+    string_value,
+)
+
+__all__ = ["FACT_WORDS", "CapState", "PythonFacts", "Setting"]
+
+#: A Python file mentioning one of these is parsed for its facts even if no rule needs it.
+FACT_WORDS = (
+    "get_asgi_application", "django.core.asgi", "MAX_CONTENT_LENGTH", "max_content_length",
+    "DATA_UPLOAD_MAX_MEMORY_SIZE", "client_max_size", "add_middleware", "Middleware(",
+)  # fmt: skip
+
+CapState = Literal["unset", "ok", "high", "disabled", "unknown"]
+# Functions whose text mentions none of these cannot matter to a caller's data flow.
+_FLOW_WORDS = ("hmac", "hashlib", "digest", "request", "update(", "sign", "verif", "body")
+_LIMIT_MIDDLEWARE = re.compile(r"limit|size|max_?body|body_?max|cap\b|guard|413", re.IGNORECASE)
+_FLASK_LOADERS = frozenset(
+    {"from_object", "from_pyfile", "from_envvar", "from_prefixed_env", "from_file", "from_json"}
+)
+_FLASK_BODY_ATTRS = frozenset({"data", "json"})
+_STREAM_ATTRS = frozenset({"stream", "input_stream"})
+_FLASK_BODY_CALLS = frozenset({"get_data", "get_json"})
+_STARLETTE_BODY_CALLS = frozenset({"body", "json", "stream"})
+_MAX_DEFS_PER_NAME = 6
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One place a limit is set: its name, value (bytes, None, or UNKNOWN) and location."""
+
+    name: str
+    value: int | float | None | Unknown
+    path: str
+    line: int
+    #: Passed to a call (``settings.configure(...)``): applies to its own module's project only.
+    inline: bool = False
+
+    @property
+    def state(self) -> CapState:
+        if isinstance(self.value, Unknown):
+            return "unknown"
+        if self.value is None or self.value <= 0:
+            return "disabled"
+        return "high" if self.value > SIZE_THRESHOLD else "ok"
+
+
+@dataclass(frozen=True)
+class Site:
+    path: str
+    line: int
+    what: str
+
+
+_T = TypeVar("_T", Setting, Site)
+
+
+def _is_stream(node: ast.AST) -> bool:
+    return (
+        isinstance(node, ast.Attribute) and node.attr in _STREAM_ATTRS and is_request_like(node.value)
+    )
+
+
+def _scoped(items: list[_T], path: str, app_files: set[str]) -> list[_T]:
+    """What applies to ``path``: a module that builds its own app is its own project; other
+    modules (views, blueprints, config) belong to every app."""
+    if path in app_files:
+        return [i for i in items if i.path == path or i.path not in app_files]
+    return list(items)
+
+
+def _cap(settings: list[Setting], loaders: list[Site]) -> CapState:
+    states = {s.state for s in settings}
+    for state in ("ok", "high", "disabled"):
+        if state in states:
+            # A sane value anywhere wins: development configs often differ from production.
+            return state  # type: ignore[return-value]
+    if states or loaders:
+        return "unknown"
+    return "unset"
+
+
+class PythonFacts:
+    """Project-wide facts from every parsed Python file."""
+
+    def __init__(self) -> None:
+        self.files: list[PyFile] = []
+        self.defs: defaultdict[str, list[tuple[PyFile, FunctionScope]]] = defaultdict(list)
+        self.flask_limits: list[Setting] = []
+        self.flask_loaders: list[Site] = []
+        self.flask_apps: list[Site] = []
+        self.flask_reads: list[Site] = []
+        self.flask_guards: list[Site] = []
+        self.django_guards: list[Site] = []
+        self.django_limits: list[Setting] = []
+        self.starlette_apps: list[Site] = []
+        self.starlette_reads: list[Site] = []
+        self.starlette_limiters: list[Site] = []
+        self.aiohttp_limits: list[Setting] = []
+        self.asgi: list[Site] = []
+        self._summaries: dict[str, Summary | None] = {}
+
+    # -- collection -------------------------------------------------------------------------
+
+    def add(self, file: PyFile) -> None:
+        self.files.append(file)
+        for scope in file.scopes[1:]:
+            node = scope.node
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                self.defs[node.name].append((file, scope))
+        if file.path.replace("\\", "/").endswith("/asgi.py") or file.path == "asgi.py":
+            self.asgi.append(Site(file.path, 1, "asgi.py"))
+        names = file.module_names
+        for stmt in file.tree.body:
+            self._module_setting(file, stmt, names)
+        for node in ast.walk(file.tree):
+            if isinstance(node, ast.Call):
+                self._call(file, node, names)
+            elif isinstance(node, ast.Assign):
+                self._assign(file, node, names)
+            elif isinstance(node, ast.Attribute) and node.attr in _FLASK_BODY_ATTRS:
+                if is_request_like(node.value) and "flask" in file.frameworks:
+                    self.flask_reads.append(Site(file.path, node.lineno, f"request.{node.attr}"))
+            elif isinstance(node, ast.For | ast.AsyncFor) and _is_stream(node.iter):
+                if "flask" in file.frameworks:
+                    self.flask_reads.append(Site(file.path, node.lineno, "for ... in request.stream"))
+            elif isinstance(node, ast.ClassDef):
+                for stmt in node.body:
+                    self._module_setting(file, stmt, names, flask_only=True)
+            elif isinstance(node, ast.ImportFrom) and node.module == "django.core.asgi":
+                self.asgi.append(Site(file.path, node.lineno, "django.core.asgi"))
+
+    def _module_setting(
+        self, file: PyFile, stmt: ast.stmt, names: dict[str, ast.expr], flask_only: bool = False
+    ) -> None:
+        if not isinstance(stmt, ast.Assign | ast.AnnAssign) or stmt.value is None:
+            return
+        targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+        for target in targets:
+            if not isinstance(target, ast.Name):
+                continue
+            value = const_eval(stmt.value, names)
+            if target.id == "MAX_CONTENT_LENGTH":
+                self.flask_limits.append(Setting(target.id, value, file.path, stmt.lineno))
+            elif target.id == "max_content_length" and flask_only:
+                self.flask_limits.append(Setting(target.id, value, file.path, stmt.lineno))
+            elif target.id == "DATA_UPLOAD_MAX_MEMORY_SIZE" and not flask_only:
+                self.django_limits.append(Setting(target.id, value, file.path, stmt.lineno))
+            elif target.id == "HMACGUARD" and not flask_only:
+                self.django_guards.append(Site(file.path, stmt.lineno, "HMACGUARD"))
+
+    def _assign(self, file: PyFile, node: ast.Assign, names: dict[str, ast.expr]) -> None:
+        for target in node.targets:
+            # app.config["MAX_CONTENT_LENGTH"] = N
+            if isinstance(target, ast.Subscript) and string_value(target.slice) == (
+                "MAX_CONTENT_LENGTH"
+            ):
+                value = const_eval(node.value, names)
+                self.flask_limits.append(Setting("MAX_CONTENT_LENGTH", value, file.path, node.lineno))
+            # request.max_content_length = N (Flask 3.1, per request) or app.max_content_length
+            elif isinstance(target, ast.Attribute) and target.attr == "max_content_length":
+                value = const_eval(node.value, names)
+                self.flask_limits.append(Setting("max_content_length", value, file.path, node.lineno))
+            elif isinstance(target, ast.Subscript) and string_value(target.slice) == (
+                "DATA_UPLOAD_MAX_MEMORY_SIZE"
+            ):
+                value = const_eval(node.value, names)
+                self.django_limits.append(
+                    Setting("DATA_UPLOAD_MAX_MEMORY_SIZE", value, file.path, node.lineno)
+                )
+
+    def _call(self, file: PyFile, node: ast.Call, names: dict[str, ast.expr]) -> None:
+        qualified = file.qualified(node.func) or ""
+        name = last_name(node.func) or ""
+        line = node.lineno
+        for kw in node.keywords:
+            if kw.arg == "DATA_UPLOAD_MAX_MEMORY_SIZE":
+                value = const_eval(kw.value, names)
+                self.django_limits.append(
+                    Setting(kw.arg, value, file.path, kw.value.lineno, inline=True)
+                )
+            elif kw.arg == "HMACGUARD":
+                self.django_guards.append(Site(file.path, line, "HMACGUARD="))
+            elif kw.arg == "MAX_CONTENT_LENGTH":
+                value = const_eval(kw.value, names)
+                self.flask_limits.append(Setting(kw.arg, value, file.path, kw.value.lineno))
+        if isinstance(node.func, ast.Attribute) and name == "update" and node.args:
+            mapping = node.args[0]
+            if isinstance(mapping, ast.Dict):
+                for k, v in zip(mapping.keys, mapping.values):
+                    if string_value(k) == "MAX_CONTENT_LENGTH":
+                        value = const_eval(v, names)
+                        self.flask_limits.append(Setting("MAX_CONTENT_LENGTH", value, file.path, line))
+        if name in _FLASK_LOADERS and "config" in (dotted(node.func) or ""):
+            self.flask_loaders.append(Site(file.path, line, f"config.{name}()"))
+        if qualified.startswith("hmacguard.") and name == "HmacGuard":
+            self.flask_guards.append(Site(file.path, line, "HmacGuard()"))
+        if qualified in ("flask.Flask", "quart.Quart") or (name == "Flask" and "flask" in file.frameworks):
+            self.flask_apps.append(Site(file.path, line, "Flask()"))
+        elif qualified in ("fastapi.FastAPI", "starlette.applications.Starlette") or (
+            name in ("FastAPI", "Starlette") and "starlette" in file.frameworks
+        ):
+            self.starlette_apps.append(Site(file.path, line, f"{name}()"))
+        elif name == "Application" and "aiohttp" in file.frameworks:
+            value = const_eval(keyword(node, "client_max_size"), names)
+            if keyword(node, "client_max_size") is not None:
+                self.aiohttp_limits.append(Setting("client_max_size", value, file.path, line))
+        if name == "get_asgi_application":
+            self.asgi.append(Site(file.path, line, "get_asgi_application()"))
+        if name in ("add_middleware", "Middleware") and node.args:
+            text = " ".join(
+                [dotted(node.args[0]) or "", *(kw.arg or "" for kw in node.keywords)]
+            )
+            if _LIMIT_MIDDLEWARE.search(text):
+                self.starlette_limiters.append(Site(file.path, line, text.strip()))
+        if (
+            isinstance(node.func, ast.Attribute)
+            and name in ("read", "readlines")
+            and _is_stream(node.func.value)
+            and "flask" in file.frameworks
+            and (not node.args or const_eval(node.args[0]) in (None, -1))
+        ):
+            self.flask_reads.append(Site(file.path, line, f"request.stream.{name}()"))
+        if isinstance(node.func, ast.Attribute) and is_request_like(node.func.value):
+            if name in _FLASK_BODY_CALLS and "flask" in file.frameworks:
+                self.flask_reads.append(Site(file.path, line, f"request.{name}()"))
+            if name in _STARLETTE_BODY_CALLS and "starlette" in file.frameworks:
+                self.starlette_reads.append(Site(file.path, line, f"request.{name}()"))
+
+    # -- questions --------------------------------------------------------------------------
+
+    def _files(self, sites: list[Site]) -> set[str]:
+        return {s.path for s in sites}
+
+    def flask_cap(self, path: str) -> CapState:
+        """Whether Flask body reads in ``path`` are bounded by MAX_CONTENT_LENGTH (or our guard)."""
+        apps = self._files(self.flask_apps)
+        if _scoped(self.flask_guards, path, apps):
+            return "ok"
+        return _cap(_scoped(self.flask_limits, path, apps), _scoped(self.flask_loaders, path, apps))
+
+    def flask_reads_for(self, path: str) -> list[Site]:
+        return _scoped(self.flask_reads, path, self._files(self.flask_apps))
+
+    def django_cap(self, path: str) -> CapState:
+        """DATA_UPLOAD_MAX_MEMORY_SIZE as it applies to ``path`` ("ok" = Django's 2.5 MB default).
+
+        Settings passed to a call in a module (``settings.configure(...)``) configure that
+        module's one-module project; settings modules configure everything else.
+        """
+        if any(g.path == path for g in self.django_guards):
+            return "ok"  # hmacguard in front of Django verifies under its own cap
+        inline_here = [s for s in self.django_limits if s.inline and s.path == path]
+        if inline_here:
+            return _cap(inline_here, [])
+        module_level = [s for s in self.django_limits if not s.inline]
+        return _cap(module_level, []) if module_level else "ok"
+
+    @property
+    def aiohttp_cap(self) -> CapState:
+        if not self.aiohttp_limits:
+            return "ok"  # aiohttp's default client_max_size: 1 MiB
+        return _cap(self.aiohttp_limits, [])
+
+    def starlette_capped(self, path: str) -> bool:
+        return bool(_scoped(self.starlette_limiters, path, self._files(self.starlette_apps)))
+
+    def starlette_reads_for(self, path: str) -> list[Site]:
+        return _scoped(self.starlette_reads, path, self._files(self.starlette_apps))
+
+    def summary(self, name: str) -> Summary | None:
+        """What calling project function ``name`` does; None when it is not (uniquely) ours."""
+        if name in self._summaries:
+            return self._summaries[name]
+        defs = self.defs.get(name)
+        if not defs or len(defs) > _MAX_DEFS_PER_NAME:
+            self._summaries[name] = None
+            return None
+        self._summaries[name] = Summary()  # recursion guard: a cycle contributes nothing
+        merged = Summary()
+        for file, scope in defs:
+            text = file.scope_text(scope)
+            if not any(w in text for w in _FLOW_WORDS):
+                continue
+            part = Flow(file, scope, self, seed_params=True).summarize()
+            merged.params_to_sink |= part.params_to_sink
+            merged.returns |= part.returns
+            merged.returned_sources |= part.returned_sources
+        self._summaries[name] = merged
+        return merged
+
