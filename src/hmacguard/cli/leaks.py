@@ -1,0 +1,133 @@
+"""``hmacguard leaks TARGET``: drive an app in-process and name the lines that keep memory per request."""
+
+from __future__ import annotations
+
+import os
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from hmacguard.cli import app
+from hmacguard.cli._common import EXIT_CLEAN, EXIT_FINDINGS, fail, one_line_errors, parse_size
+from hmacguard.findings import Severity
+from hmacguard.schemes import SCHEME_NAMES
+
+
+class OutputFormat(str, Enum):
+    terminal = "terminal"
+    json = "json"
+
+
+class InterfaceChoice(str, Enum):
+    auto = "auto"
+    wsgi = "wsgi"
+    asgi = "asgi"
+
+
+def _headers(values: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for value in values:
+        name, sep, content = value.partition(":")
+        if not sep or not name.strip() or any(c.isspace() for c in name.strip()):
+            fail(f"header must look like 'Name: value', not {value!r}")
+        out[name.strip()] = content.strip()
+    return out
+
+
+@app.command("leaks")
+@one_line_errors
+def leaks(
+    target: Annotated[
+        str | None,
+        typer.Argument(help="module:attr naming a WSGI or ASGI app (or use --django-settings)."),
+    ] = None,
+    django_settings: Annotated[
+        str | None, typer.Option("--django-settings", help="Django settings module: drive its WSGI handler.")
+    ] = None,
+    interface: Annotated[
+        InterfaceChoice, typer.Option("--interface", help="Force WSGI or ASGI instead of detecting it.")
+    ] = InterfaceChoice.auto,
+    requests: Annotated[
+        int, typer.Option("-n", "--requests", min=4, max=1_000_000, help="Measured requests.")
+    ] = 200,
+    rounds: Annotated[int, typer.Option("--rounds", min=2, max=100, help="Snapshots across the run.")] = 8,
+    warmup: Annotated[int | None, typer.Option("--warmup", min=0, help="Unmeasured first requests.")] = None,
+    method: Annotated[str, typer.Option("-X", "--method")] = "POST",
+    path: Annotated[str, typer.Option("--path", help="Path and query string.")] = "/webhook",
+    header: Annotated[
+        list[str] | None, typer.Option("-H", "--header", help="'Name: value' (repeatable).")
+    ] = None,
+    body_size: Annotated[
+        str, typer.Option("--body-size", help="Body bytes per request (e.g. 64KiB, 0).")
+    ] = "64KiB",
+    content_type: Annotated[str, typer.Option("--content-type")] = "application/json",
+    scheme: Annotated[
+        str | None, typer.Option("--scheme", help=f"Sign every request: {', '.join(SCHEME_NAMES)}.")
+    ] = None,
+    secret: Annotated[
+        str | None,
+        typer.Option("--secret", envvar="HMACGUARD_SECRET", help="Signing secret (or $HMACGUARD_SECRET)."),
+    ] = None,
+    min_bytes: Annotated[
+        str, typer.Option("--min-bytes", help="Ignore lines keeping less than this per request.")
+    ] = "32",
+    include: Annotated[
+        list[Path] | None, typer.Option("--include", help="Directory to treat as application code.")
+    ] = None,
+    exclude: Annotated[
+        list[Path] | None, typer.Option("--exclude", help="Directory to treat as library code.")
+    ] = None,
+    top: Annotated[int, typer.Option("--top", min=1, max=100, help="Lines to report.")] = 10,
+    output: Annotated[OutputFormat, typer.Option("--format")] = OutputFormat.terminal,
+    fail_on: Annotated[
+        str, typer.Option("--fail-on", help="Exit 1 at findings of this severity or above.")
+    ] = "low",
+) -> None:
+    """Send N requests to TARGET in-process; report the application lines that keep memory after each.
+
+    Growth that continues is a leak; growth that stops (a bounded cache) is reported as a plateau.
+    Exit 0 when nothing reaches --fail-on, 1 when something does, 2 on a usage or target error.
+    """
+    from hmacguard.leaks import Recipe, find_leaks, load_django, load_target
+    from hmacguard.report.leaks_terminal import render_json, render_terminal
+
+    threshold = Severity.parse(fail_on)
+    if target is None and django_settings is None:
+        fail("give a TARGET (module:attr) or --django-settings")
+    recipe = Recipe(
+        method=method,
+        path=path,
+        headers=_headers(header or []),
+        body_size=parse_size(body_size),
+        scheme=scheme,
+        secret=secret,
+        content_type=content_type,
+    )
+    if target is not None:
+        if django_settings is not None:
+            os.environ["DJANGO_SETTINGS_MODULE"] = django_settings
+        application = load_target(target)
+    else:
+        application = load_django(str(django_settings))
+    report = find_leaks(
+        application,
+        recipe,
+        name=target or f"django:{django_settings}",
+        interface=None if interface is InterfaceChoice.auto else interface.value,  # type: ignore[arg-type]
+        requests=requests,
+        rounds=rounds,
+        warmup=warmup,
+        min_bytes=parse_size(min_bytes),
+        include=[str(p) for p in include or []],
+        exclude=[str(p) for p in exclude or []],
+        top=top,
+    )
+    if output is OutputFormat.json:
+        sys.stdout.write(render_json(report) + "\n")
+    else:
+        render_terminal(report)
+    worst = max((f.severity for f in report.findings()), default=None)
+    raise typer.Exit(EXIT_FINDINGS if worst is not None and worst >= threshold else EXIT_CLEAN)

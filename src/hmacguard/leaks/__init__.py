@@ -1,0 +1,91 @@
+"""Drive an application in-process and name the lines that keep memory after each request.
+
+>>> from hmacguard.leaks import Recipe, find_leaks
+>>> report = find_leaks(app, Recipe(body_size=65536), requests=200)   # doctest: +SKIP
+>>> for site in report.growing:                                       # doctest: +SKIP
+...     print(site.where, site.source, site.bytes_per_request)
+
+``app`` is a WSGI or ASGI application (told apart by its signature) or any callable taking no
+arguments; see heap.py for how the measurement works and keepers.py for how a retained object is
+traced back to the line that stored it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Literal
+
+from hmacguard.leaks.analysis import DEFAULT_MIN_BYTES, LeakReport, RetentionSite, analyse, format_bytes
+from hmacguard.leaks.frames import FramePolicy, Site
+from hmacguard.leaks.harness import (
+    AppWorkload,
+    CallableWorkload,
+    Interface,
+    Recipe,
+    detect_interface,
+    load_django,
+    load_target,
+    make_workload,
+)
+from hmacguard.leaks.heap import DEFAULT_FRAMES, measure
+
+__all__ = [
+    "AppWorkload",
+    "CallableWorkload",
+    "FramePolicy",
+    "Interface",
+    "LeakReport",
+    "Recipe",
+    "RetentionSite",
+    "Site",
+    "detect_interface",
+    "find_leaks",
+    "format_bytes",
+    "load_django",
+    "load_target",
+    "make_workload",
+]
+
+
+def find_leaks(
+    target: object,
+    recipe: Recipe | None = None,
+    *,
+    name: str | None = None,
+    interface: Interface | Literal["call"] | None = None,
+    requests: int = 200,
+    rounds: int = 8,
+    warmup: int | None = None,
+    min_bytes: float = DEFAULT_MIN_BYTES,
+    frames: int = DEFAULT_FRAMES,
+    include: Iterable[str] = (),
+    exclude: Iterable[str] = (),
+    top: int = 10,
+) -> LeakReport:
+    """Measure ``target`` over ``requests`` requests (or calls) and report what each line keeps."""
+    workload = make_workload(target, recipe, interface=interface)
+    try:
+        measurement = measure(
+            workload,
+            requests=requests,
+            rounds=rounds,
+            warmup=warmup,
+            policy=FramePolicy(include=include, exclude=exclude),
+            frames=frames,
+        )
+    finally:
+        workload.close()
+    body_size = workload.recipe.body_size if isinstance(workload, AppWorkload) else None
+    return analyse(
+        measurement,
+        target=name or _describe(target),
+        min_bytes=min_bytes,
+        body_size=body_size,
+        top=top,
+    )
+
+
+def _describe(target: object) -> str:
+    module = getattr(target, "__module__", None) or type(target).__module__
+    qualname = getattr(target, "__qualname__", None) or type(target).__qualname__
+    return f"{module}:{qualname}"

@@ -1,0 +1,217 @@
+"""tracemalloc snapshots between rounds of requests, and which line *keeps* what survives them.
+
+The measurement, step by step:
+
+1. Warm up with tracing off: first requests fill the interpreter's and the framework's caches (compiled
+   regular expressions, ``typing`` and ``logging`` caches, URL resolvers, imports done lazily).
+2. Start tracemalloc afresh, so that "traced" means "allocated after warm-up". A full ``gc.collect()``
+   before every snapshot also empties the interpreter's freelists, so a freed tuple parked on a freelist
+   never passes for a retained one.
+3. After each round, snapshot and sum the surviving blocks per allocation traceback.
+4. After the last round, find *who keeps* the survivors (keepers.py): old containers holding new objects,
+   what they hold by allocation traceback, and -- watched over a few more requests -- the application
+   line that stores into each. ``CACHE[key] = (body, sig)`` is reported there, with the body's bytes,
+   although the body itself was allocated deep inside the framework.
+5. Each traceback's blocks are grouped under the line that keeps them (step 4), or else the innermost
+   application frame that allocated them; traces whose innermost frame is an interpreter cache or whose
+   only non-standard-library frames are hmacguard's own are dropped.
+
+The result is a per-line series of (requests so far, bytes, blocks) that analysis.py fits.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+import tracemalloc
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from hmacguard.errors import ConfigurationError
+from hmacguard.leaks.frames import FrameKind, FramePolicy, Site
+from hmacguard.leaks.harness import Workload
+from hmacguard.leaks.keepers import find_keepers, watch_stores
+
+__all__ = ["Measurement", "SiteSeries", "measure"]
+
+#: Deep enough to reach a Django view from inside ``request.body``'s read (about 25 frames).
+DEFAULT_FRAMES = 48
+
+Frames = tuple[tuple[str, int], ...]
+
+
+@dataclass
+class SiteSeries:
+    """Bytes and blocks surviving at one line after each round."""
+
+    site: Site
+    #: "stored" (a frontier: the line that put it into a long-lived object) or "allocated".
+    how: str
+    bytes: list[int]
+    blocks: list[int]
+    #: For stored sites: application lines that allocated what the store keeps, with bytes at the end.
+    allocated_at: Counter[Site] = field(default_factory=Counter)
+
+
+@dataclass
+class Measurement:
+    unit: str
+    warmup: int
+    #: Requests (or calls) done when each snapshot was taken; the first entry is the baseline (0).
+    requests: list[int]
+    sites: dict[Site, SiteSeries]
+    #: Surviving bytes per round with no application frame (framework or library code).
+    outside: list[int]
+    outside_top: list[tuple[Site, int]]
+    run_seconds: float
+    total_seconds: float
+    workload: dict[str, int]
+
+
+def _round_sizes(requests: int, rounds: int) -> list[int]:
+    base, extra = divmod(requests, rounds)
+    return [base + (1 if i < extra else 0) for i in range(rounds)]
+
+
+def _innermost_first(tb: tracemalloc.Traceback) -> Frames:
+    return tuple((f.filename, f.lineno) for f in reversed(tb))
+
+
+def _self_filters() -> list[tracemalloc.Filter]:
+    # Snapshots and the per-round tables are allocated here or in tracemalloc.py itself.
+    return [tracemalloc.Filter(False, tracemalloc.__file__), tracemalloc.Filter(False, __file__)]
+
+
+def _snapshot() -> dict[tracemalloc.Traceback, tuple[int, int]]:
+    """Surviving bytes and blocks per traceback, right after a full collection."""
+    gc.collect()
+    snap = tracemalloc.take_snapshot().filter_traces(_self_filters())
+    table = {s.traceback: (s.size, s.count) for s in snap.statistics("traceback")}
+    del snap
+    # tracemalloc builds the snapshot without tracing its own allocations; the tuples it freed now sit
+    # on the interpreter's freelists, and the next request would reuse them untraced -- a tuple the app
+    # stores would pass for an old object. A second full collection empties the freelists again.
+    gc.collect()
+    return table
+
+
+def measure(
+    workload: Workload,
+    *,
+    requests: int = 200,
+    rounds: int = 8,
+    warmup: int | None = None,
+    policy: FramePolicy | None = None,
+    frames: int = DEFAULT_FRAMES,
+    watch: int = 3,
+) -> Measurement:
+    """Run ``workload`` for ``warmup`` + ``requests`` units and measure what each line keeps."""
+    if rounds < 2:
+        raise ConfigurationError("at least 2 rounds are needed to tell growth from a one-off")
+    if requests < rounds:
+        raise ConfigurationError(f"{requests} requests cannot fill {rounds} rounds")
+    if not 1 <= frames <= 1000:
+        raise ConfigurationError("traceback depth must be between 1 and 1000 frames")
+    policy = policy or FramePolicy()
+    warmup = max(3, requests // 20) if warmup is None else warmup
+    started = time.perf_counter()
+    run_seconds = 0.0
+
+    t0 = time.perf_counter()
+    if warmup:
+        workload.run(warmup)
+    run_seconds += time.perf_counter() - t0
+
+    was_tracing = tracemalloc.is_tracing()
+    previous_limit = tracemalloc.get_traceback_limit()
+    gc.collect()
+    if was_tracing:
+        tracemalloc.stop()  # old traces would make warm-up allocations look new
+    tracemalloc.start(frames)
+    try:
+        done = [0]
+        tables = [_snapshot()]
+        for size in _round_sizes(requests, rounds):
+            t0 = time.perf_counter()
+            workload.run(size)
+            run_seconds += time.perf_counter() - t0
+            done.append(done[-1] + size)
+            tables.append(_snapshot())
+        keepers = find_keepers(policy, ignore=_owned(workload))
+    finally:
+        tracemalloc.stop()
+        if was_tracing:
+            tracemalloc.start(previous_limit)
+    stores = watch_stores(workload.run, keepers.biggest(), policy, requests=watch)
+    stored, allocated_at = keepers.resolve(stores)
+    del keepers
+
+    sites, outside, outside_top = _group(tables, stored, allocated_at, policy)
+    return Measurement(
+        unit=workload.unit,
+        warmup=warmup,
+        requests=done,
+        sites=sites,
+        outside=outside,
+        outside_top=outside_top,
+        run_seconds=run_seconds,
+        total_seconds=time.perf_counter() - started,
+        workload=workload.summary(),
+    )
+
+
+def _owned(workload: Workload) -> list[object]:
+    """The harness's own long-lived state: its counters gain new ints, which is not the app's doing."""
+    state = getattr(workload, "__dict__", {})
+    return [workload, state, *state.values()]
+
+
+def _group(
+    tables: Sequence[dict[tracemalloc.Traceback, tuple[int, int]]],
+    stored: dict[tracemalloc.Traceback, Site],
+    allocated_at: dict[Site, Counter[Site]],
+    policy: FramePolicy,
+) -> tuple[dict[Site, SiteSeries], list[int], list[tuple[Site, int]]]:
+    n = len(tables)
+    sites: dict[Site, SiteSeries] = {}
+    outside = [0] * n
+    outside_by_site: Counter[Site] = Counter()
+    placed: dict[tracemalloc.Traceback, tuple[str, Site | None]] = {}
+    for r, table in enumerate(tables):
+        for tb, (size, count) in table.items():
+            where = placed.get(tb)
+            if where is None:
+                where = placed[tb] = _place(tb, stored, policy)
+            how, site = where
+            if how == "drop" or site is None:
+                continue
+            if how == "outside":
+                outside[r] += size
+                if r == n - 1:
+                    outside_by_site[site] += size
+                continue
+            series = sites.get(site)
+            if series is None:
+                series = sites[site] = SiteSeries(site, how, [0] * n, [0] * n)
+                series.allocated_at = allocated_at.get(site, Counter())
+            elif how == "stored":
+                series.how = "stored"
+            series.bytes[r] += size
+            series.blocks[r] += count
+    return sites, outside, outside_by_site.most_common(5)
+
+
+def _place(
+    tb: tracemalloc.Traceback, stored: dict[tracemalloc.Traceback, Site], policy: FramePolicy
+) -> tuple[str, Site | None]:
+    site = stored.get(tb)
+    if site is not None:
+        return "stored", site
+    frames = _innermost_first(tb)
+    if policy.innermost_kind(frames) is FrameKind.CACHE:
+        return "drop", None
+    app = policy.application_site(frames)
+    if app is not None:
+        return "allocated", app
+    return "outside", policy.outside_site(frames)
