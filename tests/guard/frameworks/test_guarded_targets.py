@@ -46,7 +46,7 @@ TARGETS: dict[str, Callable[[], Target]] = {
 
 @pytest.fixture(scope="module", params=list(TARGETS))
 def guarded(request: pytest.FixtureRequest) -> Iterator[RunningTarget]:
-    with run_target(TARGETS[request.param]()) as running:
+    with run_target(TARGETS[request.param](), env={"HMACGUARD_LAB_REPLAY": "memory"}) as running:
         # Warm up: lazy imports and first-request set-up are not body memory.
         answer = post(running, signed_headers(running, 7), 7)
         assert answer.status == 200, (answer, running.log())

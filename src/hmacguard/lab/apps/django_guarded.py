@@ -2,12 +2,16 @@
 shows: the fix for ``django-body-cache`` and ``django-middleware-attach``.
 
 The view reads ``request.body`` as usual; the guard in front of Django has already verified it under
-a 1 MiB cap, refused replays and applied the rate limits. ``application`` is for gunicorn (WSGI),
+a 1 MiB cap and applied the rate limits. ``application`` is for gunicorn (WSGI),
 ``asgi_application`` for uvicorn (ASGI); both are the same project. One worker: the in-memory
 replay store is per process (use ``"REPLAY": "redis://..."`` for several).
 
 Lab knobs (environment): ``HMACGUARD_LAB_RATE`` (requests, default ``600/minute``),
-``HMACGUARD_LAB_FAILURES`` (failed verifications, default ``20/minute``).
+``HMACGUARD_LAB_FAILURES`` (failed verifications, default ``20/minute``), ``HMACGUARD_LAB_REPLAY``
+(``memory`` turns replay protection on). Replay protection is off by default here only because the
+lab's own instruments (its tests, the scanner's retention probe) resend one identical signed body
+hundreds of times, which a replay store rightly refuses with 409; a real service keeps the
+default, ``replay="memory"`` (or Redis).
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from hmacguard.integrations.django import (
 from hmacguard.lab.apps import _django
 from hmacguard.lab.apps._common import SECRET
 
+REPLAY = "memory" if os.environ.get("HMACGUARD_LAB_REPLAY") == "memory" else None
+
 
 # This one-module project has no CsrfViewMiddleware; in a full project the view is @csrf_exempt
 # (the signature, not a cookie, authenticates the sender).
@@ -41,6 +47,7 @@ HMACGUARD = {
     "SECRETS": [SECRET.decode()],
     "PATHS": ["/webhook"],
     "MAX_BODY": 1024 * 1024,
+    "REPLAY": REPLAY,
     "RATE_LIMIT": {
         "LIMIT": os.environ.get("HMACGUARD_LAB_RATE", "600/minute"),
         "FAILURE_LIMIT": os.environ.get("HMACGUARD_LAB_FAILURES", "20/minute"),

@@ -2,11 +2,15 @@
 
 The view reads ``request.get_data()`` exactly like the vulnerable target, but only after
 ``@guard.protected`` has verified the body under a 1 MiB cap (413 before reading an oversized
-Content-Length, 413 the moment a chunked body passes the cap), refused replays and applied the rate
-limits. One gunicorn worker: the in-memory replay store is per process (use Redis for several).
+Content-Length, 413 the moment a chunked body passes the cap) and applied the rate
+limits. One gunicorn worker, so that the in-memory replay store (when on) sees every request.
 
 Lab knobs (environment): ``HMACGUARD_LAB_RATE`` (requests, default ``600/minute``),
-``HMACGUARD_LAB_FAILURES`` (failed verifications, default ``20/minute``).
+``HMACGUARD_LAB_FAILURES`` (failed verifications, default ``20/minute``), ``HMACGUARD_LAB_REPLAY``
+(``memory`` turns replay protection on). Replay protection is off by default here only because the
+lab's own instruments (its tests, the scanner's retention probe) resend one identical signed body
+hundreds of times, which a replay store rightly refuses with 409; a real service keeps the
+default, ``replay="memory"`` (or Redis).
 """
 
 from __future__ import annotations
@@ -19,10 +23,12 @@ from hmacguard import RateLimiter, Verifier
 from hmacguard.integrations.flask import HmacGuard, verified_body
 from hmacguard.lab.apps._common import SECRET
 
+REPLAY = "memory" if os.environ.get("HMACGUARD_LAB_REPLAY") == "memory" else None
+
 app = Flask(__name__)
 guard = HmacGuard(
     app,
-    verifier=Verifier("github", secrets=[SECRET]),
+    verifier=Verifier("github", secrets=[SECRET], replay=REPLAY),
     rate_limiter=RateLimiter(
         limit=os.environ.get("HMACGUARD_LAB_RATE", "600/minute"),
         failure_limit=os.environ.get("HMACGUARD_LAB_FAILURES", "20/minute"),
