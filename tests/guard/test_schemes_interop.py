@@ -1,4 +1,4 @@
-"""Our schemes against the providers' own packages, both ways.
+"""Our schemes, Signer and Verifier against the providers' own packages, both ways.
 
 Signing: headers from ``sign_body`` / ``StreamingSigner`` must pass stripe's, standardwebhooks' and
 slack_sdk's real verifiers, and GitHub's documented example must come out byte for byte.
@@ -21,7 +21,13 @@ import stripe
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hmacguard.errors import ConfigurationError, SignatureMalformed
+from hmacguard import Signer, Verifier
+from hmacguard.errors import (
+    ConfigurationError,
+    SignatureMalformed,
+    SignatureMismatch,
+    TimestampInvalid,
+)
 from hmacguard.schemes import StreamingSigner, get_scheme, sign_body
 
 STRIPE_SECRET = "whsec_test_interop_secret"
@@ -154,9 +160,7 @@ def test_standardwebhooks_several_signatures_any_one_matches() -> None:
     body = b'{"type": "user.created"}'
     now = datetime.now(tz=timezone.utc)
     mine = standardwebhooks.Webhook(SW_SECRET).sign("msg_1", now, body.decode())
-    other = standardwebhooks.Webhook(base64.b64encode(b"o" * 24).decode()).sign(
-        "msg_1", now, body.decode()
-    )
+    other = standardwebhooks.Webhook(base64.b64encode(b"o" * 24).decode()).sign("msg_1", now, body.decode())
     headers = {
         "webhook-id": "msg_1",
         "webhook-timestamp": str(int(now.timestamp())),
@@ -197,9 +201,7 @@ def test_slack_sdk_verifies_our_signature(body: bytes, cuts: list[int]) -> None:
 @given(body=json_like)
 def test_slack_sdk_signature_verifies_with_ours(body: bytes) -> None:
     ts = str(int(time.time()))
-    sig = slack_sdk.signature.SignatureVerifier(SLACK_SECRET).generate_signature(
-        timestamp=ts, body=body
-    )
+    sig = slack_sdk.signature.SignatureVerifier(SLACK_SECRET).generate_signature(timestamp=ts, body=body)
     assert sig is not None
     headers = {"X-Slack-Signature": sig, "X-Slack-Request-Timestamp": ts}
     assert our_verify("slack", SLACK_SECRET, headers, body)
@@ -208,11 +210,72 @@ def test_slack_sdk_signature_verifies_with_ours(body: bytes) -> None:
 
 def test_slack_header_without_version_prefix_is_malformed() -> None:
     ts = str(int(time.time()))
-    sig = slack_sdk.signature.SignatureVerifier(SLACK_SECRET).generate_signature(
-        timestamp=ts, body=b"{}"
-    )
+    sig = slack_sdk.signature.SignatureVerifier(SLACK_SECRET).generate_signature(timestamp=ts, body=b"{}")
     assert sig is not None
     with pytest.raises(SignatureMalformed):
         get_scheme("slack").parse(
             {"X-Slack-Signature": sig.removeprefix("v0="), "X-Slack-Request-Timestamp": ts}
         )
+
+
+# --- the core's Signer and Verifier against the same packages ---------------------------------
+
+
+def test_signer_matches_githubs_documented_example() -> None:
+    headers = Signer("github", secrets=["It's a Secret to Everybody"]).sign(b"Hello, World!")
+    assert headers["X-Hub-Signature-256"] == (
+        "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
+    )
+    verifier = Verifier("github", secrets=["It's a Secret to Everybody"], replay=None)
+    with verifier.verify(headers, b"Hello, World!") as body:
+        assert body.getvalue() == b"Hello, World!"
+
+
+def test_signer_output_passes_every_provider_package() -> None:
+    body = b'{"id": "evt_signer", "object": "event"}'
+    stripe_headers = Signer("stripe", secrets=[STRIPE_SECRET, "whsec_next"]).sign(iter([body[:5], body[5:]]))
+    assert stripe.WebhookSignature.verify_header(body, stripe_headers["Stripe-Signature"], STRIPE_SECRET)
+    sw_headers = Signer("standard-webhooks", secrets=[SW_SECRET]).sign(body)
+    standardwebhooks.Webhook(SW_SECRET).verify(body, sw_headers, json_parse=False)
+    slack_headers = Signer("slack", secrets=[SLACK_SECRET]).sign(body)
+    assert slack_sdk.signature.SignatureVerifier(SLACK_SECRET).is_valid_request(body, slack_headers)
+
+
+def _verify_with_core(scheme: str, secrets: list[str], headers: Mapping[str, str], body: bytes) -> int:
+    verifier = Verifier(scheme, secrets=secrets, replay=None)
+    with verifier.verify(headers, iter([body[:3], body[3:]])) as verified:
+        assert verified.getvalue() == body
+        return verified.key_index
+
+
+def test_provider_signatures_pass_the_core_verifier() -> None:
+    body = b'{"type": "ping"}'
+    ts = str(int(time.time()))
+    stripe_header = stripe.WebhookSignature.generate_signature_header(body.decode(), STRIPE_SECRET)
+    assert _verify_with_core("stripe", [STRIPE_SECRET], {"Stripe-Signature": stripe_header}, body) == 0
+    now = datetime.now(tz=timezone.utc)
+    sw = {
+        "webhook-id": "msg_core",
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": standardwebhooks.Webhook(SW_SECRET).sign("msg_core", now, body.decode()),
+    }
+    # Rotation: the provider still signs with the older secret, listed second.
+    fresh = "whsec_" + base64.b64encode(b"n" * 24).decode()
+    assert _verify_with_core("standard-webhooks", [fresh, SW_SECRET], sw, body) == 1
+    slack_sig = slack_sdk.signature.SignatureVerifier(SLACK_SECRET).generate_signature(
+        timestamp=ts, body=body
+    )
+    assert slack_sig is not None
+    slack = {"X-Slack-Signature": slack_sig, "X-Slack-Request-Timestamp": ts}
+    assert _verify_with_core("slack", [SLACK_SECRET], slack, body) == 0
+
+
+def test_core_verifier_refuses_tampered_provider_signatures() -> None:
+    body = b'{"type": "ping"}'
+    header = stripe.WebhookSignature.generate_signature_header(body.decode(), STRIPE_SECRET)
+    with pytest.raises(SignatureMismatch):
+        _verify_with_core("stripe", [STRIPE_SECRET], {"Stripe-Signature": header}, body + b" ")
+    old = int(time.time()) - 3600
+    stale = stripe.WebhookSignature.generate_signature_header(body.decode(), STRIPE_SECRET, old)
+    with pytest.raises(TimestampInvalid):  # the stripe package would take it with tolerance=None
+        _verify_with_core("stripe", [STRIPE_SECRET], {"Stripe-Signature": stale}, body)
