@@ -67,7 +67,7 @@ def redis_server(port: int | None = None) -> Iterator[RedisServer]:
 
 
 @dataclass
-class Gunicorn:
+class Server:
     port: int
     process: subprocess.Popen[bytes]
     log_path: Path
@@ -86,19 +86,39 @@ class Gunicorn:
 
 
 @contextlib.contextmanager
-def gunicorn(app: str, env: Mapping[str, str], *, workers: int = 2) -> Iterator[Gunicorn]:
+def gunicorn(app: str, env: Mapping[str, str], *, workers: int = 2) -> Iterator[Server]:
     """gunicorn (sync workers) serving ``app`` from the repository root, stopped on exit."""
+    command = [
+        sys.executable, "-m", "gunicorn", "--workers", str(workers), "--worker-class", "sync",
+        "--timeout", "30", "--graceful-timeout", "5", "--chdir", str(REPO), app,
+    ]  # fmt: skip
+    with _server(command, env, workers=workers, bind=["--bind"]) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def uvicorn(app: str, env: Mapping[str, str] | None = None) -> Iterator[Server]:
+    """uvicorn (one process) serving the ASGI ``app`` from the repository root, stopped on exit."""
+    command = [
+        sys.executable, "-m", "uvicorn", "--app-dir", str(REPO), "--log-level", "warning",
+        "--no-access-log", app,
+    ]  # fmt: skip
+    with _server(command, env or {}, workers=0, bind=["--host", "127.0.0.1", "--port"]) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def _server(command: list[str], env: Mapping[str, str], *, workers: int, bind: list[str]) -> Iterator[Server]:
     port = free_port()
+    address = [*bind, f"127.0.0.1:{port}"] if bind == ["--bind"] else [*bind, str(port)]
     with tempfile.NamedTemporaryFile("w+b", suffix=".log", delete=False) as log:
         log_path = Path(log.name)
     with log_path.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
-             "--worker-class", "sync", "--timeout", "30", "--graceful-timeout", "5",
-             "--chdir", str(REPO), app],
-            env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            [*command, *address], env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT,
+            cwd=REPO, start_new_session=True,
         )  # fmt: skip
-    server = Gunicorn(port, process, log_path)
+    server = Server(port, process, log_path)
     try:
         wait_for_port("127.0.0.1", port, timeout=30, process=process)
         deadline = time.monotonic() + 30
@@ -108,3 +128,43 @@ def gunicorn(app: str, env: Mapping[str, str], *, workers: int = 2) -> Iterator[
     finally:
         stop_process_group(process, grace=5)
         log_path.unlink(missing_ok=True)
+
+
+def raw_exchange(
+    port: int,
+    head: bytes,
+    chunks: Iterator[bytes] = iter(()),
+    *,
+    pause: float = 0.0,
+    timeout: float = 15.0,
+) -> tuple[int | None, dict[str, str], int, float]:
+    """Send ``head`` then ``chunks`` (stopping as soon as the server answers); return the status,
+    the response headers, the body bytes sent and the seconds until the answer."""
+    import select
+
+    sent = 0
+    t0 = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(head)
+        for chunk in chunks:
+            readable, _, _ = select.select([sock], [], [], pause)
+            if readable:
+                break
+            try:
+                sock.sendall(chunk)
+            except OSError:
+                break
+            sent += len(chunk)
+        data = b""
+        with contextlib.suppress(OSError):
+            while b"\r\n\r\n" not in data:
+                piece = sock.recv(65536)
+                if not piece:
+                    break
+                data += piece
+    seconds = time.monotonic() - t0
+    if not data.startswith(b"HTTP/1."):
+        return None, {}, sent, seconds
+    lines = data.split(b"\r\n\r\n")[0].decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    return int(lines[0].split()[1]), headers, sent, seconds

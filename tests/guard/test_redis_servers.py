@@ -18,7 +18,7 @@ import pytest
 
 from hmacguard import Signer
 
-from ._servers import Gunicorn, RedisServer, gunicorn, need_redis_server, redis_server
+from ._servers import RedisServer, Server, gunicorn, need_redis_server, redis_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
 APP = "tests.guard._apps.redis_guarded:application"
@@ -34,7 +34,7 @@ def delivery(client_id: str = "default") -> tuple[bytes, dict[str, str]]:
     return body, headers
 
 
-def post(server: Gunicorn, body: bytes, headers: dict[str, str], hold: float = 0.0) -> httpx.Response:
+def post(server: Server, body: bytes, headers: dict[str, str], hold: float = 0.0) -> httpx.Response:
     extra = {"X-Test-Hold": str(hold)} if hold else {}
     return httpx.post(server.base_url + "/webhook", content=body, headers={**headers, **extra}, timeout=20)
 
