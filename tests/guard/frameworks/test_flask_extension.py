@@ -36,6 +36,11 @@ def _app(guard: HmacGuard | None = None) -> Flask:
 
     if guard is not None:
 
+        @app.post("/form")
+        @guard.protected
+        def form() -> dict[str, Any]:
+            return {"form": request.form.to_dict()}
+
         @app.post("/decorated")
         @guard.protected
         def decorated() -> dict[str, Any]:
@@ -81,6 +86,17 @@ def test_decorator_protects_only_its_view() -> None:
     assert missing.get_json()["type"] == "urn:hmacguard:problem:signature-missing"
     # No paths given: other routes are not guarded.
     assert app.test_client().post("/hooks/x", data=b"free").status_code == 200
+
+
+def test_form_parsing_reads_the_verified_body() -> None:
+    guard = HmacGuard(verifier=Verifier("github", secrets=[SECRET]))
+    app = _app(guard)
+    guard.init_app(app)
+    body = b"payload=%7B%22a%22%3A1%7D&x=2"
+    headers = sign_body("github", SECRET, body)
+    headers["Content-Type"] = "application/x-www-form-urlencoded"  # as GitHub's form deliveries
+    response = app.test_client().post("/form", data=body, headers=headers)
+    assert response.get_json() == {"form": {"payload": '{"a":1}', "x": "2"}}
 
 
 def test_oversized_body_is_413_before_the_view() -> None:

@@ -62,7 +62,9 @@ def _problem(answer_body: bytes) -> dict[str, object]:
 def test_signed_request_reaches_the_view_with_its_body(guarded: RunningTarget) -> None:
     answer = post(guarded, signed_headers(guarded, 1000), 1000)
     assert answer.status == 200, (answer, guarded.log())
-    assert json.loads(answer.body)["bytes"] == 1000  # the view saw the verified body
+    doc = json.loads(answer.body)
+    assert doc["bytes"] == 1000  # the view saw the verified body
+    assert doc["key"] == 0  # and found the VerifiedBody (environ, scope or dependency)
     assert answer.header("ratelimit-policy") and answer.header("ratelimit")
 
 
