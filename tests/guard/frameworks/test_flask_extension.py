@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 from flask import Flask, request
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from hmacguard import ConfigurationError, RateLimiter, Verifier
 from hmacguard.integrations.flask import HmacGuard, verified_body
@@ -145,3 +147,26 @@ def test_options_without_a_verifier_are_refused() -> None:
         HmacGuard(paths=["/webhook"])
     with pytest.raises(ConfigurationError):
         HmacGuard(_app())  # neither verifier= nor app.config["HMACGUARD"]
+
+
+_header_text = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=120)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    signature=_header_text,
+    length=st.one_of(st.none(), _header_text, st.integers(-5, 5000).map(str)),
+    encoding=st.one_of(st.none(), st.sampled_from(["gzip", "br", "identity, gzip", "x"])),
+)
+def test_fuzzed_headers_never_reach_a_500(signature: str, length: str | None, encoding: str | None) -> None:
+    guard = HmacGuard(verifier=Verifier("github", secrets=[SECRET], max_body=4096))
+    app = _app(guard)
+    guard.init_app(app)
+    environ: dict[str, Any] = {"HTTP_X_HUB_SIGNATURE_256": signature}
+    if length is not None:
+        environ["CONTENT_LENGTH"] = length
+    if encoding is not None:
+        environ["HTTP_CONTENT_ENCODING"] = encoding
+    response = app.test_client().post("/decorated", data=b"{}", environ_overrides=environ)
+    assert 400 <= response.status_code < 500, response.data
+    assert response.mimetype == "application/problem+json"
