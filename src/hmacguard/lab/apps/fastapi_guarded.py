@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import Depends, FastAPI
 
@@ -25,7 +25,7 @@ from hmacguard import ASGIGuard, RateLimiter, VerifiedBody, Verifier
 from hmacguard.integrations.fastapi import VerifiedBodyDependency, add_problem_handler
 from hmacguard.lab.apps._common import SECRET
 
-REPLAY = "memory" if os.environ.get("HMACGUARD_LAB_REPLAY") == "memory" else None
+REPLAY: Literal["memory"] | None = "memory" if os.environ.get("HMACGUARD_LAB_REPLAY") == "memory" else None
 
 verifier = Verifier("github", secrets=[SECRET], replay=REPLAY)
 rate_limiter = RateLimiter(

@@ -16,6 +16,7 @@ default, ``replay="memory"`` (or Redis).
 from __future__ import annotations
 
 import os
+from typing import Literal
 
 from flask import Flask, request
 
@@ -23,7 +24,7 @@ from hmacguard import RateLimiter, Verifier
 from hmacguard.integrations.flask import HmacGuard, verified_body
 from hmacguard.lab.apps._common import SECRET
 
-REPLAY = "memory" if os.environ.get("HMACGUARD_LAB_REPLAY") == "memory" else None
+REPLAY: Literal["memory"] | None = "memory" if os.environ.get("HMACGUARD_LAB_REPLAY") == "memory" else None
 
 app = Flask(__name__)
 guard = HmacGuard(
