@@ -1,0 +1,135 @@
+"""Retention: the same request repeated after a warm-up, RSS read after each round.
+
+A server that keeps something per request grows by about that much per request, round after round.
+One that only reaches its allocator's high-water mark grows during the warm-up and then stops. So
+the report gives the growth per request fitted over all rounds and over the second half alone; the
+analysis calls it a leak only when the second half keeps growing too, and when the median round
+grew as well (a garbage-collected runtime's RSS rises and falls in steps and sawtooths).
+
+Retention runs right after the baseline, before any large probe, on purpose: a server that has just
+handled a 100 MiB body keeps tens of MiB of freed heap resident (glibc raises its trim threshold after
+freeing a large block), and retained bodies would fill that silently instead of growing RSS. On a
+server that has only seen small requests, RSS growth per request is close to what it keeps.
+
+Its size is the budget's ``retention_size`` (1 MiB), a quarter or a sixteenth of it if the server
+refuses that, in the content type the baseline found answered.
+"""
+
+from __future__ import annotations
+
+import itertools
+import statistics
+from collections.abc import Sequence
+
+from hmacguard.scan.model import RetentionResult, Variant, Verdict
+from hmacguard.scan.probes.base import Prober, size_text
+from hmacguard.scan.summary import summarize
+
+__all__ = ["answering_variant", "run_retention", "slope"]
+
+
+def slope(xs: Sequence[float], ys: Sequence[float]) -> float:
+    """Least-squares slope of ys over xs (0 when xs do not vary)."""
+    n = len(xs)
+    if n < 2:
+        return 0.0
+    mx, my = sum(xs) / n, sum(ys) / n
+    var = sum((x - mx) ** 2 for x in xs)
+    if var == 0:
+        return 0.0
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / var
+
+
+def answering_variant(prober: Prober) -> tuple[Variant, int] | None:
+    """A variant the server answered and the largest size it accepted: the primary if possible."""
+    candidates = [prober.primary]
+    candidates += [m.variant for m in prober.measurements if m.variant not in candidates]
+    for variant in candidates:
+        if variant.gzip or variant.expect:
+            continue
+        accepted = summarize(prober.measurements, variant).accepted
+        if accepted is not None:
+            return variant, accepted
+    return None
+
+
+def run_retention(prober: Prober) -> RetentionResult | None:
+    budget = prober.budget
+    observer = prober.observer
+    if observer is None:
+        prober.skip("retention", "no memory observation (give --pid, --metrics or --launch)")
+        return None
+    chosen = answering_variant(prober)
+    if chosen is None:
+        prober.skip("retention", "the server accepted no body to repeat")
+        return None
+    variant, _ = chosen
+    size = _accepted_size(prober, variant)
+    if size is None:
+        return None
+    count = budget.retention_warmup + budget.retention_rounds * budget.retention_per_round
+    if count * size > prober.spendable_bytes:
+        prober.skip(
+            "retention",
+            f"needs {count} x {size_text(size)}, {size_text(max(0, prober.spendable_bytes))} left",
+        )
+        return None
+    statuses: list[int] = []
+
+    def one() -> bool:
+        m = prober.send(variant, size, observe=False, record=False)
+        if m is None or m.verdict is not Verdict.ACCEPTED:
+            got = "skipped" if m is None else m.verdict.value
+            prober.skip("retention", f"a repeated request of {size_text(size)} was {got}")
+            return False
+        statuses.append(m.exchange.status or 0)
+        return True
+
+    for _ in range(budget.retention_warmup):
+        if not one():
+            return None
+    rss: list[int] = []
+    first = observer.settled_rss()
+    if first is None:
+        prober.skip("retention", "server memory could not be read")
+        return None
+    rss.append(first)
+    for r in range(budget.retention_rounds):
+        prober.emit(f"retention round {r + 1}/{budget.retention_rounds}")
+        for _ in range(budget.retention_per_round):
+            if not one():
+                return None
+        value = observer.settled_rss()
+        if value is None:
+            prober.skip("retention", "server memory could not be read")
+            return None
+        rss.append(value)
+    xs = [i * budget.retention_per_round for i in range(len(rss))]
+    half = len(rss) // 2
+    return RetentionResult(
+        variant=variant,
+        size=size,
+        warmup=budget.retention_warmup,
+        per_round=budget.retention_per_round,
+        rss=tuple(rss),
+        bytes_per_request=slope(xs, rss),
+        late_bytes_per_request=slope(xs[half:], rss[half:]),
+        median_bytes_per_request=statistics.median(
+            (b - a) / budget.retention_per_round for a, b in itertools.pairwise(rss)
+        ),
+        answered=len(statuses),
+        statuses=tuple(statuses),
+    )
+
+
+def _accepted_size(prober: Prober, variant: Variant) -> int | None:
+    """The retention size, or a smaller one if the server refuses it; None (and untested) if none."""
+    full = prober.budget.retention_size
+    for size in dict.fromkeys(max(min(full, 4096), full // d) for d in (1, 4, 16)):
+        m = prober.send(variant, size)
+        if m is None:
+            return None
+        if m.verdict is Verdict.ACCEPTED:
+            return size
+    prober.skip("retention", f"the server refused {variant.label} bodies down to {size_text(full // 16)}")
+    return None
