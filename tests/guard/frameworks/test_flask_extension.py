@@ -170,3 +170,20 @@ def test_fuzzed_headers_never_reach_a_500(signature: str, length: str | None, en
     response = app.test_client().post("/decorated", data=b"{}", environ_overrides=environ)
     assert 400 <= response.status_code < 500, response.data
     assert response.mimetype == "application/problem+json"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="hmacguard/policy.py (guard core): with a RateLimiter, a Content-Length of non-ASCII "
+    "digits ('\\xb2' passes str.isdigit) reaches int() and raises ValueError: a 500. gunicorn and "
+    "uvicorn reject such a header themselves; servers that pass it through do not.",
+)
+def test_non_ascii_digit_content_length_with_a_rate_limiter_is_400() -> None:
+    guard = HmacGuard(
+        verifier=Verifier("github", secrets=[SECRET]), rate_limiter=RateLimiter(limit="100/minute")
+    )
+    app = _app(guard)
+    guard.init_app(app)
+    environ = {"CONTENT_LENGTH": "\xb2", "HTTP_X_HUB_SIGNATURE_256": "sha256=" + "0" * 64}
+    response = app.test_client().post("/decorated", data=b"{}", environ_overrides=environ)
+    assert response.status_code == 400
