@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import enum
 import inspect
+import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ __all__ = [
     "all_of",
     "any_of",
     "audit_rule",
+    "matches",
 ]
 
 
@@ -54,6 +56,12 @@ def any_of(*words: str) -> Trigger:
     if not words:
         raise ConfigurationError("any_of() needs at least one word")
     return lambda text: any(w in text for w in words)
+
+
+def matches(pattern: str) -> Trigger:
+    """True when the regular expression ``pattern`` matches somewhere in the text."""
+    compiled = re.compile(pattern)
+    return lambda text: compiled.search(text) is not None
 
 
 def all_of(*triggers: Trigger) -> Trigger:

@@ -26,7 +26,7 @@ from hmacguard.audit.javascript.frontend import (
     walk,
 )
 from hmacguard.audit.model import SIZE_THRESHOLD, finding_at
-from hmacguard.audit.registry import Language, any_of, audit_rule
+from hmacguard.audit.registry import Language, all_of, any_of, audit_rule
 from hmacguard.findings import Category, Finding, Severity
 
 PARSERS = frozenset({"json", "raw", "text", "urlencoded"})
@@ -76,7 +76,9 @@ def parser_calls(ctx: JsContext) -> Iterator[tuple[Node, str, dict[str, Node]]]:
     cwe=(400, 770),
     remediation="Give every body parser a limit the largest legitimate payload needs ('1mb' is "
     "ample for webhooks), or leave the 100 kb default.",
-    trigger=any_of("limit"),
+    trigger=all_of(
+        any_of("limit"), any_of("express", "body-parser", "bodyParser", "getRawBody", "rawBody")
+    ),
 )
 def check(ctx: JsContext) -> Iterator[Finding]:
     calls = list(parser_calls(ctx))

@@ -37,7 +37,12 @@ from hmacguard.findings import Category, Finding, Severity
     remediation="Verify over the bytes the parser read (express.raw({type: '*/*', limit: '1mb'}) "
     "then hash req.body), or count bytes in the 'data' handler and destroy the request past the "
     "cap; do not rely on a parser's limit for streams it does not read.",
-    trigger=all_of(any_of("json", "raw", "text", "urlencoded"), any_of("update")),
+    trigger=all_of(
+        any_of("express", "body-parser", "bodyParser"),
+        any_of(".json(", ".raw(", ".text(", ".urlencoded("),
+        any_of(".update"),
+        any_of("'data'", '"data"', "for await"),
+    ),
 )
 def check(ctx: JsContext) -> Iterator[Finding]:
     parsers = [

@@ -15,16 +15,17 @@ never attaching the raw body or signature metadata to the request.
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator
 
 from hmacguard.audit.model import finding_at
 from hmacguard.audit.python.context import PyContext
 from hmacguard.audit.python.flow import BODY, CHUNK, SIG, Taints
 from hmacguard.audit.python.frontend import dotted, is_request_like, string_value
-from hmacguard.audit.registry import Language, any_of, audit_rule
+from hmacguard.audit.registry import Language, audit_rule, matches
 from hmacguard.findings import Category, Finding, Severity
 
-_WORDS = ("request.", "req.", "setattr", "g.")
+_ATTACH = r"\b(request|req|g)\.\w+\s*=[^=]|setattr\(|session\["
 
 
 def _what(taints: Taints) -> str | None:
@@ -56,10 +57,10 @@ def _holder(ctx: PyContext, node: ast.AST) -> str | None:
     cwe=(401,),
     remediation="Pass the verified body to the code that needs it as a local value; attach at "
     "most a small derived result (a boolean, the delivery id, a hash) to the request.",
-    trigger=any_of(*_WORDS),
+    trigger=matches(_ATTACH),
 )
 def check(ctx: PyContext) -> Iterator[Finding]:
-    for scope in ctx.scopes(*_WORDS):
+    for scope in ctx.scopes(pattern=re.compile(_ATTACH)):
         flow = ctx.flow(scope)
         for node in flow.nodes:
             target: ast.AST | None = None

@@ -22,7 +22,7 @@ from hmacguard.audit.model import finding_at
 from hmacguard.audit.python.context import PyContext
 from hmacguard.audit.python.flow import BODY, CHUNK
 from hmacguard.audit.python.frontend import dotted, last_name
-from hmacguard.audit.registry import Language, any_of, audit_rule
+from hmacguard.audit.registry import Language, audit_rule
 from hmacguard.findings import Category, Finding, Severity
 
 _WRITES = frozenset(
@@ -31,6 +31,9 @@ _WRITES = frozenset(
 )  # fmt: skip
 _CACHE_WORDS = ("cache", "redis", "memcache", "mc", "store")
 _MEMOIZERS = frozenset({"lru_cache", "cache"})
+_CACHE_WORDS_TEXT = ("cache", "redis", "memcache", "store", "mc.")
+_WRITE_CALLS = tuple(f".{name}(" for name in sorted(_WRITES))
+_MEMO_WORDS = ("lru_cache", "functools.cache", "@cache")
 
 
 def _is_cache(node: ast.AST) -> bool:
@@ -61,11 +64,12 @@ def _memoized_functions(ctx: PyContext) -> set[str]:
     cwe=(401, 770),
     remediation="Key the cache by a hash of the body (hashlib.sha256(body).hexdigest()) and "
     "store only the small result, with a TTL; never memoize a function on the body.",
-    trigger=any_of("cache", "redis", "memcache", "lru_cache"),
+    trigger=lambda text: any(w in text for w in _MEMO_WORDS)
+    or (any(w in text for w in _CACHE_WORDS_TEXT) and any(c in text for c in _WRITE_CALLS)),
 )
 def check(ctx: PyContext) -> Iterator[Finding]:
-    memoized = _memoized_functions(ctx)
-    for scope in ctx.scopes("cache", "redis", "memcache", *memoized):
+    memoized = _memoized_functions(ctx) if any(w in ctx.file.source.text for w in _MEMO_WORDS) else set()
+    for scope in ctx.scopes(*_WRITE_CALLS, *(f"{m}(" for m in memoized)):
         flow = ctx.flow(scope)
         for node in flow.nodes:
             if not isinstance(node, ast.Call):

@@ -29,7 +29,7 @@ from hmacguard.audit.python.frontend import (
     string_value,
 )
 
-__all__ = ["FACT_WORDS", "CapState", "PythonFacts", "Setting"]
+__all__ = ["FACT_WORDS", "SINK_PATTERN", "CapState", "PythonFacts", "Setting"]
 
 #: A Python file mentioning one of these is parsed for its facts even if no rule needs it.
 FACT_WORDS = (
@@ -49,6 +49,11 @@ _STREAM_ATTRS = frozenset({"stream", "input_stream"})
 _FLASK_BODY_CALLS = frozenset({"get_data", "get_json"})
 _STARLETTE_BODY_CALLS = frozenset({"body", "json", "stream"})
 _MAX_DEFS_PER_NAME = 6
+#: Text that marks a scope as hashing or verifying something.
+_SINK_TEXT = re.compile(
+    r"hmac|hashlib|\.update\(|signature|verif|digest|construct_event|\bsign\w*\("
+)
+SINK_PATTERN = _SINK_TEXT.pattern
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,27 @@ class Site:
 
 
 _T = TypeVar("_T", Setting, Site)
+
+
+_CONFIG_WORDS = (
+    *FACT_WORDS, "Flask(", "Quart(", "FastAPI(", "Starlette(", "Application(", "HmacGuard",
+    "HMACGUARD",
+)  # fmt: skip
+_FLASK_READ_WORDS = ("get_data", "get_json", ".data", ".json", ".stream", ".input_stream")
+_STARLETTE_READ_WORDS = (".body(", ".json(", ".stream(")
+
+
+def _has_facts(text: str) -> bool:
+    """Whether a file could hold any fact (a cheap text test before walking every node)."""
+    if any(w in text for w in _CONFIG_WORDS):
+        return True
+    if ("flask" in text or "werkzeug" in text or "quart" in text) and any(
+        w in text for w in _FLASK_READ_WORDS
+    ):
+        return True
+    return ("starlette" in text or "fastapi" in text) and any(
+        w in text for w in _STARLETTE_READ_WORDS
+    )
 
 
 def _is_stream(node: ast.AST) -> bool:
@@ -125,6 +151,7 @@ class PythonFacts:
         self.aiohttp_limits: list[Setting] = []
         self.asgi: list[Site] = []
         self._summaries: dict[str, Summary | None] = {}
+        self._hashing: frozenset[str] | None = None
 
     # -- collection -------------------------------------------------------------------------
 
@@ -136,6 +163,8 @@ class PythonFacts:
                 self.defs[node.name].append((file, scope))
         if file.path.replace("\\", "/").endswith("/asgi.py") or file.path == "asgi.py":
             self.asgi.append(Site(file.path, 1, "asgi.py"))
+        if not _has_facts(file.source.text):
+            return  # nothing below can match: skip the full walk (most files of a large tree)
         names = file.module_names
         for stmt in file.tree.body:
             self._module_setting(file, stmt, names)
@@ -293,6 +322,19 @@ class PythonFacts:
 
     def starlette_reads_for(self, path: str) -> list[Site]:
         return _scoped(self.starlette_reads, path, self._files(self.starlette_apps))
+
+    def hashing_function_names(self) -> frozenset[str]:
+        """Project functions whose text mentions a hash or signature (candidate sinks)."""
+        cached = self._hashing
+        if cached is None:
+            cached = frozenset(
+                name
+                for name, defs in self.defs.items()
+                if len(defs) <= _MAX_DEFS_PER_NAME
+                and any(_SINK_TEXT.search(f.scope_text(s)) for f, s in defs)
+            )
+            self._hashing = cached
+        return cached
 
     def summary(self, name: str) -> Summary | None:
         """What calling project function ``name`` does; None when it is not (uniquely) ours."""

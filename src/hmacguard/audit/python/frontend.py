@@ -27,6 +27,7 @@ __all__ = [
     "dotted",
     "is_request_like",
     "is_signature_key",
+    "iter_statements",
     "keyword",
     "last_name",
     "parse_python",
@@ -168,7 +169,7 @@ class FunctionScope:
     node: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda | ast.Module
     qualname: str
     parent: FunctionScope | None = None
-    class_name: str | None = None
+    class_node: ast.ClassDef | None = None
     #: Whether the first parameter is ``self``/``cls`` (a method of a class).
     is_method: bool = False
 
@@ -214,12 +215,13 @@ class PyFile:
 
     @cached_property
     def aliases(self) -> dict[str, str]:
-        """Local name -> qualified name, from every import in the file."""
+        """Local name -> qualified name, from every import statement in the file."""
         out: dict[str, str] = {}
-        for node in ast.walk(self.tree):
+        for node in iter_statements(self.tree.body):
             if isinstance(node, ast.Import):
                 for a in node.names:
-                    out[a.asname or a.name.split(".")[0]] = a.name if a.asname else a.name.split(".")[0]
+                    top = a.name.split(".")[0]
+                    out[a.asname or top] = a.name if a.asname else top
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 for a in node.names:
                     out[a.asname or a.name] = f"{node.module}.{a.name}"
@@ -275,33 +277,49 @@ class PyFile:
 
     @cached_property
     def scopes(self) -> list[FunctionScope]:
-        """The module top level, then every function, method and lambda, outermost first."""
+        """The module top level, then every function, method and lambda, outermost first.
+
+        Functions are found by walking statements only (cheap); lambdas, which hide in
+        expressions, are looked for only in scopes whose text mentions ``lambda``.
+        """
         module = FunctionScope(self.tree, "<module>")
         out = [module]
 
-        def visit(node: ast.AST, parent: FunctionScope, prefix: str, cls: str | None) -> None:
-            for child in ast.iter_child_nodes(node):
-                if isinstance(child, ast.ClassDef):
-                    visit(child, parent, f"{prefix}{child.name}.", child.name)
-                elif isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
-                    decorators = {last_name(d) for d in child.decorator_list}
+        def visit(
+            body: list[ast.stmt], parent: FunctionScope, prefix: str, cls: ast.ClassDef | None
+        ) -> None:
+            for stmt in body:
+                if isinstance(stmt, ast.ClassDef):
+                    visit(stmt.body, parent, f"{prefix}{stmt.name}.", stmt)
+                elif isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef):
+                    decorators = {last_name(d) for d in stmt.decorator_list}
                     scope = FunctionScope(
-                        child,
-                        f"{prefix}{child.name}",
+                        stmt,
+                        f"{prefix}{stmt.name}",
                         parent,
                         cls,
                         is_method=cls is not None and "staticmethod" not in decorators,
                     )
                     out.append(scope)
-                    visit(child, scope, f"{prefix}{child.name}.", None)
-                elif isinstance(child, ast.Lambda):
-                    scope = FunctionScope(child, f"{prefix}<lambda>", parent)
-                    out.append(scope)
-                    visit(child, scope, prefix, None)
+                    visit(stmt.body, scope, f"{prefix}{stmt.name}.", None)
                 else:
-                    visit(child, parent, prefix, cls)
+                    for field_name in _BODY_FIELDS:
+                        inner = getattr(stmt, field_name, None)
+                        if inner:
+                            if field_name == "handlers" or field_name == "cases":
+                                for handler in inner:
+                                    visit(handler.body, parent, prefix, cls)
+                            else:
+                                visit(inner, parent, prefix, cls)
 
-        visit(self.tree, module, "", None)
+        visit(self.tree.body, module, "", None)
+        if "lambda" in self.source.text:
+            for scope in list(out):
+                if "lambda" not in self.scope_text(scope):
+                    continue
+                for node in self.own_nodes(scope):
+                    if isinstance(node, ast.Lambda):
+                        out.append(FunctionScope(node, f"{scope.qualname}.<lambda>", scope))
         return out
 
     @cached_property
@@ -327,6 +345,26 @@ class PyFile:
             return self.source.text
         end = getattr(node, "end_lineno", None) or node.lineno
         return "\n".join(self.source.lines[node.lineno - 1 : end])
+
+
+_BODY_FIELDS = ("body", "orelse", "finalbody", "handlers", "cases")
+
+
+def iter_statements(body: list[ast.stmt]) -> Iterator[ast.stmt]:
+    """Every statement, nested ones included (not expressions): imports, defs, assignments."""
+    stack = list(reversed(body))
+    while stack:
+        stmt = stack.pop()
+        yield stmt
+        for field_name in _BODY_FIELDS:
+            inner = getattr(stmt, field_name, None)
+            if not inner:
+                continue
+            if field_name in ("handlers", "cases"):
+                for handler in reversed(inner):
+                    stack.extend(reversed(handler.body))
+            else:
+                stack.extend(reversed(inner))
 
 
 def parse_python(source: SourceFile) -> PyFile:

@@ -28,7 +28,7 @@ from hmacguard.audit.model import finding_at
 from hmacguard.audit.python.context import PyContext
 from hmacguard.audit.python.flow import BODY, CHUNK, DIGEST, HEADERS, SIG, Flow, Taints
 from hmacguard.audit.python.frontend import FunctionScope, dotted
-from hmacguard.audit.registry import Language, any_of, audit_rule
+from hmacguard.audit.registry import Language, all_of, any_of, audit_rule
 from hmacguard.findings import Category, Finding, Severity
 
 _KEPT = {BODY: "the request body", CHUNK: "a chunk of the body", SIG: "the signature",
@@ -36,7 +36,9 @@ _KEPT = {BODY: "the request body", CHUNK: "a chunk of the body", SIG: "the signa
 _MUTATORS = frozenset(
     {"append", "extend", "add", "insert", "appendleft", "extendleft", "update", "setdefault"}
 )
-_WORDS = ("request", "req", "body", "hmac", "digest", "signature")
+_SOURCES = ("request", "req.", "environ", "hmac", "digest")
+_STORES = (".append(", ".add(", ".extend(", ".insert(", ".appendleft(", ".update(",
+           ".setdefault(", "global ", "] =", "get_response")  # fmt: skip
 
 
 def _kept(taints: Taints) -> str | None:
@@ -54,7 +56,7 @@ class _Places:
         self.scope = scope
         nodes = ctx.file.own_nodes(scope)
         self.globals = {n for g in nodes if isinstance(g, ast.Global) for n in g.names}
-        self.class_node = self._class_of(scope)
+        self.class_node = scope.class_node if scope.is_method else None
         self.class_containers: set[str] = set()
         self.middleware = False
         if self.class_node is not None:
@@ -66,12 +68,6 @@ class _Places:
                 if isinstance(stmt, ast.FunctionDef) and stmt.name == "__init__":
                     params = [a.arg for a in stmt.args.args]
                     self.middleware = "get_response" in params
-
-    def _class_of(self, scope: FunctionScope) -> ast.ClassDef | None:
-        if not scope.is_method:
-            return None
-        parent = self.ctx.file.parents.get(scope.node)
-        return parent if isinstance(parent, ast.ClassDef) else None
 
     def container(self, node: ast.AST) -> str | None:
         """Why a mutated container outlives the request, or None."""
@@ -116,6 +112,17 @@ class _Places:
         return None
 
 
+def _may_store(text: str, places: _Places) -> bool:
+    """A cheap text test: does the scope mention any long-lived place at all?"""
+    if places.globals or places.middleware or places.class_containers:
+        return True
+    if places.class_node is not None and (places.class_node.name in text or "cls." in text):
+        return True
+    if "type(self)" in text:
+        return True
+    return any(f"{name}." in text or f"{name}[" in text for name in places.ctx.file.module_containers)
+
+
 def _stores(flow: Flow, places: _Places) -> Iterator[tuple[ast.AST, str, str]]:
     for node in flow.nodes:
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
@@ -145,11 +152,17 @@ def _stores(flow: Flow, places: _Places) -> Iterator[tuple[ast.AST, str, str]]:
     remediation="Keep request data request-scoped: no module-level lists or dicts, class "
     "attributes or middleware attributes holding bodies or signatures; if you need to remember "
     "deliveries, store a hash of the body or the delivery id with a TTL in a bounded store.",
-    trigger=any_of(*_WORDS),
+    trigger=all_of(any_of(*_SOURCES), any_of(*_STORES)),
 )
 def check(ctx: PyContext) -> Iterator[Finding]:
-    for scope in ctx.scopes(*_WORDS, functions_only=True):
+    file = ctx.file
+    for scope in ctx.scopes(*_STORES, functions_only=True):
+        text = file.scope_text(scope)
+        if not any(w in text for w in _SOURCES):
+            continue
         places = _Places(ctx, scope)
+        if not _may_store(text, places):
+            continue
         for node, where, what in _stores(ctx.flow(scope), places):
             yield finding_at(
                 "py-body-retained-global",

@@ -22,7 +22,7 @@ from hmacguard.audit.model import finding_at
 from hmacguard.audit.python.context import PyContext
 from hmacguard.audit.python.flow import DIGEST, SIG, Flow, looks_like_verifier
 from hmacguard.audit.python.frontend import is_signature_key, last_name
-from hmacguard.audit.registry import Language, any_of, audit_rule
+from hmacguard.audit.registry import Language, all_of, any_of, audit_rule
 from hmacguard.findings import Category, Finding, Severity
 
 _OPS = (ast.Eq, ast.NotEq, ast.In, ast.NotIn)
@@ -61,7 +61,7 @@ def _signer_like(flow: Flow, node: ast.AST) -> bool:
     owasp="API2:2023 Broken Authentication",
     remediation="Compare signatures with hmac.compare_digest(expected, received) after checking "
     "that the received value is present and a str/bytes of the expected form.",
-    trigger=any_of("hmac", "digest", "sig", "Sig", "SIG"),
+    trigger=all_of(any_of("hmac", "digest", "sig", "Sig", "SIG"), any_of("==", "!=", " in ")),
 )
 def check(ctx: PyContext) -> Iterator[Finding]:
     for scope in ctx.scopes("hmac", "digest", "sig", "Sig", "SIG"):

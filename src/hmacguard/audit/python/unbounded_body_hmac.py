@@ -39,8 +39,8 @@ from hmacguard.audit.python.guards import has_strict_length_guard
 from hmacguard.audit.registry import Language, all_of, any_of, audit_rule
 from hmacguard.findings import Category, Finding, Severity
 
-_BODY_WORDS = ("body", "get_data", "data", "read", "stream", "text")
-_SINK_WORDS = ("hmac", "hashlib", "update", "sign", "verif", "digest", "construct_event")
+_BODY_WORDS = (".body", "get_data", ".data", ".read(", ".readlines(", "stream", ".text(", "wsgi.input")
+_SINK_WORDS = ("hmac", "hashlib", ".update(", "sign", "verif", "digest", "construct_event")
 
 _STACK_HINT = {
     "flask": "Flask: set app.config['MAX_CONTENT_LENGTH'] (Werkzeug ≥ 2.3 enforces it while "
@@ -105,7 +105,7 @@ def _uncapped(ctx: PyContext, source: Taint, strict_guard: bool) -> tuple[bool, 
 )
 def check(ctx: PyContext) -> Iterator[Finding]:
     seen: set[tuple[int, int]] = set()
-    for scope in ctx.scopes(*_SINK_WORDS):
+    for scope in ctx.sink_scopes():
         flow = ctx.flow(scope)
         strict = None
         for hit in flow.sink_hits():

@@ -1,0 +1,88 @@
+"""``hmacguard audit PATH...``: find the flaw in source and configuration.
+
+Exit codes (the contract, docs/ci.md): 0 no finding at or above ``--fail-on``, 1 at least one,
+2 usage error (missing path, bad option, unreadable baseline).
+"""
+
+from __future__ import annotations
+
+import enum
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from hmacguard.cli import app
+from hmacguard.cli._common import EXIT_CLEAN, EXIT_FINDINGS, one_line_errors
+
+
+class Format(str, enum.Enum):
+    terminal = "terminal"
+    json = "json"
+    sarif = "sarif"
+
+
+@app.command("audit")
+@one_line_errors
+def audit_command(
+    paths: list[Path] = typer.Argument(..., help="Files or folders to audit."),  # noqa: B008
+    output_format: Format = typer.Option(Format.terminal, "--format", "-f", help="Report format."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write the report here."),  # noqa: B008
+    baseline: Path | None = typer.Option(  # noqa: B008
+        None, "--baseline", help="A previous JSON or SARIF report: report only new findings."
+    ),
+    fail_on: str = typer.Option(
+        "low", "--fail-on", help="Exit 1 when a finding is at least this severe (info..critical)."
+    ),
+    rule: list[str] = typer.Option(  # noqa: B008
+        [], "--rule", help="Run only this rule (repeatable; see `hmacguard rules`)."
+    ),
+) -> None:
+    """Audit Python, JavaScript/TypeScript, settings, nginx and lock files for unbounded bodies,
+    retained request data and unsafe signature checks."""
+    from hmacguard.audit import audit
+    from hmacguard.findings import RULES, Severity
+    from hmacguard.report import fingerprints
+    from hmacguard.report.json import read_fingerprints, render_json
+    from hmacguard.report.sarif import render_sarif
+
+    threshold = Severity.parse(fail_on)
+    known = read_fingerprints(baseline.read_text(encoding="utf-8")) if baseline else None
+    result = audit(paths, rules=rule or None)
+    if known is not None:
+        result = result.without_baseline(known, fingerprints)
+    if output_format is Format.json:
+        text = render_json(
+            "audit",
+            result.findings,
+            {
+                "run": result.summary(),
+                "suppressed": [f.to_dict() for f in result.suppressed],
+                "diagnostics": [d.to_dict() for d in result.diagnostics],
+            },
+        )
+    elif output_format is Format.sarif:
+        text = render_sarif(
+            "audit",
+            result.findings,
+            [RULES[r] for r in result.rules],
+            suppressed=result.suppressed,
+            notifications=result.diagnostics,
+            properties=result.summary(),
+        )
+    else:
+        from hmacguard.report.audit_terminal import render_audit_terminal
+
+        if output is None:
+            render_audit_terminal(result)
+            text = ""
+        else:
+            with output.open("w", encoding="utf-8") as fh:
+                render_audit_terminal(result, Console(file=fh, no_color=True, width=120))
+    if text:
+        if output is None:
+            sys.stdout.write(text)
+        else:
+            output.write_text(text, encoding="utf-8")
+    raise typer.Exit(EXIT_FINDINGS if result.at_or_above(threshold) else EXIT_CLEAN)
