@@ -177,10 +177,10 @@ TARGETS: Mapping[str, Target] = {
         Target(
             "flask-guarded", "flask", Server.GUNICORN,
             "none: hmacguard's Flask extension (@guard.protected): streaming verification under a "
-            "1 MiB cap, rate limits before the body, replay store on request",
+            "1 MiB cap, rate limits before the body, replay store",
             "413 problem+json for any body over 1 MiB (Content-Length: before reading; chunked: at "
-            "the cap), 401/400 for bad signatures, 429 past the limits (409 replays with "
-            "HMACGUARD_LAB_REPLAY=memory); keeps nothing",
+            "the cap), 401/400 for bad signatures, 409 for a replay, 429 past the limits; keeps "
+            "nothing",
             "hmacguard.lab.apps.flask_guarded:app", _F, _F,
             refuses_content_length=True, refuses_chunked=True, workers=1,
         ),
@@ -189,8 +189,8 @@ TARGETS: Mapping[str, Target] = {
             "none: hmacguard around Django's application from settings.HMACGUARD; the view reads "
             "the verified request.body",
             "413 problem+json for any body over 1 MiB (chunked too, which Django alone cannot "
-            "read), 401/400 for bad signatures, 429 past the limits (409 replays with "
-            "HMACGUARD_LAB_REPLAY=memory); keeps nothing",
+            "read), 401/400 for bad signatures, 409 for a replay, 429 past the limits; keeps "
+            "nothing",
             "hmacguard.lab.apps.django_guarded:application", _F, _F,
             refuses_content_length=True, refuses_chunked=True, workers=1,
         ),
@@ -198,8 +198,8 @@ TARGETS: Mapping[str, Target] = {
             "fastapi-guarded", "fastapi", Server.UVICORN,
             "none: hmacguard's ASGIGuard middleware and the VerifiedBodyDependency",
             "413 problem+json for any body over 1 MiB (Content-Length: before reading; chunked: at "
-            "the cap), 401/400 for bad signatures, 429 past the limits (409 replays with "
-            "HMACGUARD_LAB_REPLAY=memory); keeps nothing",
+            "the cap), 401/400 for bad signatures, 409 for a replay, 429 past the limits; keeps "
+            "nothing",
             "hmacguard.lab.apps.fastapi_guarded:app", _F, _F,
             refuses_content_length=True, refuses_chunked=True, workers=1,
         ),

@@ -8,10 +8,8 @@ replay store is per process (use ``"REPLAY": "redis://..."`` for several).
 
 Lab knobs (environment): ``HMACGUARD_LAB_RATE`` (requests, default ``600/minute``),
 ``HMACGUARD_LAB_FAILURES`` (failed verifications, default ``20/minute``), ``HMACGUARD_LAB_REPLAY``
-(``memory`` turns replay protection on). Replay protection is off by default here only because the
-lab's own instruments (its tests, the scanner's retention probe) resend one identical signed body
-hundreds of times, which a replay store rightly refuses with 409; a real service keeps the
-default, ``replay="memory"`` (or Redis).
+(``off`` turns replay protection off, e.g. to resend one identical signed body on purpose; the
+default is on, in memory, as a real service would run it).
 """
 
 from __future__ import annotations
@@ -29,7 +27,7 @@ from hmacguard.integrations.django import (
 from hmacguard.lab.apps import _django
 from hmacguard.lab.apps._common import SECRET
 
-REPLAY = "memory" if os.environ.get("HMACGUARD_LAB_REPLAY") == "memory" else None
+REPLAY = None if os.environ.get("HMACGUARD_LAB_REPLAY") == "off" else "memory"
 
 
 # This one-module project has no CsrfViewMiddleware; in a full project the view is @csrf_exempt

@@ -7,10 +7,8 @@ limits. One gunicorn worker, so that the in-memory replay store (when on) sees e
 
 Lab knobs (environment): ``HMACGUARD_LAB_RATE`` (requests, default ``600/minute``),
 ``HMACGUARD_LAB_FAILURES`` (failed verifications, default ``20/minute``), ``HMACGUARD_LAB_REPLAY``
-(``memory`` turns replay protection on). Replay protection is off by default here only because the
-lab's own instruments (its tests, the scanner's retention probe) resend one identical signed body
-hundreds of times, which a replay store rightly refuses with 409; a real service keeps the
-default, ``replay="memory"`` (or Redis).
+(``off`` turns replay protection off, e.g. to resend one identical signed body on purpose; the
+default is on, in memory, as a real service would run it).
 """
 
 from __future__ import annotations
@@ -24,7 +22,7 @@ from hmacguard import RateLimiter, Verifier
 from hmacguard.integrations.flask import HmacGuard, verified_body
 from hmacguard.lab.apps._common import SECRET
 
-REPLAY: Literal["memory"] | None = "memory" if os.environ.get("HMACGUARD_LAB_REPLAY") == "memory" else None
+REPLAY: Literal["memory"] | None = None if os.environ.get("HMACGUARD_LAB_REPLAY") == "off" else "memory"
 
 app = Flask(__name__)
 guard = HmacGuard(
