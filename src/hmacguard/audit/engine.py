@@ -272,9 +272,7 @@ def _parse(
     except (ValueError, RecursionError) as exc:
         detail, line = f"{type(exc).__name__}: {exc}", None
     diagnostics.append(
-        Diagnostic(
-            DiagnosticKind.PARSE_ERROR, source.path, f"does not parse, skipped: {detail}", line=line
-        )
+        Diagnostic(DiagnosticKind.PARSE_ERROR, source.path, f"does not parse, skipped: {detail}", line=line)
     )
     return None
 

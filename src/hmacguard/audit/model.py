@@ -134,7 +134,7 @@ class AuditResult:
     ) -> AuditResult:
         """Drop findings whose key (computed over the whole list, e.g. fingerprints) is known."""
         keys = key(list(self.findings))
-        kept = tuple(f for f, k in zip(self.findings, keys) if k not in known)
+        kept = tuple(f for f, k in zip(self.findings, keys, strict=False) if k not in known)
         return replace(self, findings=kept, baselined=len(self.findings) - len(kept))
 
     def summary(self) -> dict[str, EvidenceValue]:

@@ -94,9 +94,7 @@ class AuditRule:
         """Run the check; every finding it yields must carry this rule's id."""
         for finding in self.check(context):
             if finding.rule != self.rule.id:
-                raise ConfigurationError(
-                    f"rule {self.rule.id!r} yielded a finding for {finding.rule!r}"
-                )
+                raise ConfigurationError(f"rule {self.rule.id!r} yielded a finding for {finding.rule!r}")
             yield finding
 
 

@@ -14,8 +14,10 @@ from hmacguard.audit.config import (
 from hmacguard.audit.javascript import (
     body_parser_limit,
     parser_limit_stream_bypass,
-    signature_compare_timing as js_signature_compare_timing,
     unbounded_concat,
+)
+from hmacguard.audit.javascript import (
+    signature_compare_timing as js_signature_compare_timing,
 )
 from hmacguard.audit.python import (
     attached_to_request,

@@ -27,7 +27,7 @@ class Format(str, enum.Enum):
 @one_line_errors
 def audit_command(
     paths: list[Path] = typer.Argument(..., help="Files or folders to audit."),  # noqa: B008
-    output_format: Format = typer.Option(Format.terminal, "--format", "-f", help="Report format."),
+    output_format: Format = typer.Option(Format.terminal, "--format", "-f", help="Report format."),  # noqa: B008
     output: Path | None = typer.Option(None, "--output", "-o", help="Write the report here."),  # noqa: B008
     baseline: Path | None = typer.Option(  # noqa: B008
         None, "--baseline", help="A previous JSON or SARIF report: report only new findings."

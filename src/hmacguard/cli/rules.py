@@ -37,7 +37,7 @@ def _load() -> None:
 @one_line_errors
 def rules_command(
     explain: str | None = typer.Option(None, "--explain", help="Show one rule's documentation."),
-    output_format: RulesFormat = typer.Option(RulesFormat.table, "--format", "-f"),
+    output_format: RulesFormat = typer.Option(RulesFormat.table, "--format", "-f"),  # noqa: B008
     source: str | None = typer.Option(None, "--source", help="Only rules of this detector (audit, scan...)."),
 ) -> None:
     """List every rule hmacguard can report, or explain one."""
@@ -51,8 +51,7 @@ def rules_command(
         cwe = ", ".join(f"CWE-{c}" for c in rule.cwe)
         console.print(f"[bold]{rule.id}[/bold] — {rule.title}")
         console.print(
-            f"{rule.source} rule, {rule.severity.label}, {rule.category.value}, {cwe}, "
-            f"OWASP {rule.owasp}\n"
+            f"{rule.source} rule, {rule.severity.label}, {rule.category.value}, {cwe}, OWASP {rule.owasp}\n"
         )
         if rule.doc:
             console.print(rule.doc, markup=False)

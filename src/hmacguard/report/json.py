@@ -42,7 +42,7 @@ def report_dict(
     if clash:
         raise ConfigurationError(f"extra keys {sorted(clash)} are reserved by the JSON envelope")
     items = []
-    for finding, fingerprint in zip(findings, fingerprints(findings)):
+    for finding, fingerprint in zip(findings, fingerprints(findings), strict=False):
         item = finding.to_dict()
         item["fingerprint"] = fingerprint
         items.append(item)
@@ -60,9 +60,7 @@ def report_dict(
     return out
 
 
-def render_json(
-    kind: str, findings: Sequence[Finding], extra: Mapping[str, Any] | None = None
-) -> str:
+def render_json(kind: str, findings: Sequence[Finding], extra: Mapping[str, Any] | None = None) -> str:
     """The versioned JSON report of ``findings`` from detector ``kind``, ``extra`` merged in."""
     return json.dumps(report_dict(kind, findings, extra), indent=2, ensure_ascii=False) + "\n"
 
@@ -74,9 +72,7 @@ def read_fingerprints(text: str) -> frozenset[str]:
     except json.JSONDecodeError as exc:
         raise ConfigurationError(f"baseline is not JSON: {exc.msg} (line {exc.lineno})") from None
     if isinstance(data, dict) and data.get("schema") == SCHEMA:
-        return frozenset(
-            str(f["fingerprint"]) for f in data.get("findings", []) if "fingerprint" in f
-        )
+        return frozenset(str(f["fingerprint"]) for f in data.get("findings", []) if "fingerprint" in f)
     if isinstance(data, dict) and isinstance(data.get("runs"), list):
         found = set()
         for run in data["runs"]:

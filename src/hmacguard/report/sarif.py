@@ -126,9 +126,7 @@ def _location(finding: Finding) -> dict[str, Any]:
     return out
 
 
-def _result(
-    finding: Finding, index: int, fingerprint: str, suppressed: bool
-) -> dict[str, Any]:
+def _result(finding: Finding, index: int, fingerprint: str, suppressed: bool) -> dict[str, Any]:
     result: dict[str, Any] = {
         "ruleId": finding.rule,
         "ruleIndex": index,
@@ -184,7 +182,7 @@ def sarif_log(
     prints = fingerprints(everything)
     results = [
         _result(f, index[f.rule], fp, suppressed=i >= len(findings))
-        for i, (f, fp) in enumerate(zip(everything, prints))
+        for i, (f, fp) in enumerate(zip(everything, prints, strict=False))
     ]
     invocation: dict[str, Any] = {
         "executionSuccessful": not any(n.level == "error" for n in notifications),

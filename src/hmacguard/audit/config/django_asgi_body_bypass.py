@@ -88,7 +88,10 @@ def check(ctx: RequirementsContext) -> Iterator[Finding]:
             detail = "DATA_UPLOAD_MAX_MEMORY_SIZE can be bypassed"
         elif possible:
             severity, confidence = Severity.HIGH, "medium"
-            detail = "an unsupported series that was not evaluated and may let requests bypass DATA_UPLOAD_MAX_MEMORY_SIZE"
+            detail = (
+                "an unsupported series that was not evaluated and may let requests bypass "
+                "DATA_UPLOAD_MAX_MEMORY_SIZE"
+            )
         else:
             severity, confidence = Severity.LOW, "high"
             detail = "FILE_UPLOAD_MAX_MEMORY_SIZE can be bypassed"
@@ -100,5 +103,9 @@ def check(ctx: RequirementsContext) -> Iterator[Finding]:
             f"understated Content-Length ({', '.join(advisories)}).",
             severity=severity,
             confidence=confidence,
-            values={"version": pin.version, "advisories": advisories, "asgi": evidence[:3]},
+            values={
+                "version": pin.version,
+                "advisories": ", ".join(advisories),
+                "asgi": "; ".join(evidence[:3]),
+            },
         )

@@ -69,12 +69,13 @@ def parse_nginx(source: SourceFile) -> NginxFile:
     """Parse with crossplane; raise NginxParseError with crossplane's first error."""
     import crossplane
 
-    payload = crossplane.parse(
-        source.fs_path or source.path, single=True, catch_errors=True, check_ctx=False
-    )
+    payload = crossplane.parse(source.fs_path or source.path, single=True, catch_errors=True, check_ctx=False)
     config = payload.get("config") or []
     errors = [e for c in config for e in c.get("errors", [])] or payload.get("errors", [])
     if errors or not config:
         first = errors[0] if errors else {"error": "no configuration", "line": None}
-        raise NginxParseError(str(first.get("error") or "does not parse"), first.get("line"))
+        line = first.get("line")
+        raise NginxParseError(
+            str(first.get("error") or "does not parse"), int(line) if line is not None else None
+        )
     return NginxFile(source, tuple(_flatten(config[0].get("parsed", []), ())))

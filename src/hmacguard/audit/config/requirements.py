@@ -17,9 +17,7 @@ from hmacguard.audit.model import SourceFile
 __all__ = ["Pin", "RequirementsFile", "is_requirements_file", "parse_requirements", "version_tuple"]
 
 _LOCKS = frozenset({"poetry.lock", "uv.lock", "pdm.lock"})
-_REQ_LINE = re.compile(
-    r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*===?\s*([0-9][^\s;,#\\]*)"
-)
+_REQ_LINE = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*===?\s*([0-9][^\s;,#\\]*)")
 _QUOTED_PIN = re.compile(r"[\"']([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*==\s*([0-9][^\"';,\s]*)")
 _POETRY_DEP = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*=\s*\"={0,2}([0-9][0-9.]*)\"\s*$")
 _TOML_NAME = re.compile(r'^name\s*=\s*"([^"]+)"')
@@ -67,11 +65,10 @@ def is_requirements_file(path: PurePath) -> bool:
     name = path.name.lower()
     if name in _LOCKS or name in ("pipfile.lock", "pyproject.toml"):
         return True
-    if name.endswith(".txt") and (
-        name.startswith(("requirements", "constraints")) or path.parent.name == "requirements"
-    ):
-        return True
-    return False
+    return bool(
+        name.endswith(".txt")
+        and (name.startswith(("requirements", "constraints")) or path.parent.name == "requirements")
+    )
 
 
 def parse_requirements(source: SourceFile) -> RequirementsFile:

@@ -41,9 +41,14 @@ def parser_objects(ctx: JsContext) -> set[str]:
         if node.type == "variable_declarator":
             name = node.child_by_field_name("name")
             value = node.child_by_field_name("value")
-            if name is not None and value is not None and name.type == "identifier":
-                if any(m in text(value) for m in _MODULES) and "require" in text(value):
-                    names.add(text(name))
+            if (
+                name is not None
+                and value is not None
+                and name.type == "identifier"
+                and any(m in text(value) for m in _MODULES)
+                and "require" in text(value)
+            ):
+                names.add(text(name))
         elif node.type == "import_statement" and any(m in text(node) for m in _MODULES):
             for child in walk(node):
                 if child.type == "identifier":
@@ -76,9 +81,7 @@ def parser_calls(ctx: JsContext) -> Iterator[tuple[Node, str, dict[str, Node]]]:
     cwe=(400, 770),
     remediation="Give every body parser a limit the largest legitimate payload needs ('1mb' is "
     "ample for webhooks), or leave the 100 kb default.",
-    trigger=all_of(
-        any_of("limit"), any_of("express", "body-parser", "bodyParser", "getRawBody", "rawBody")
-    ),
+    trigger=all_of(any_of("limit"), any_of("express", "body-parser", "bodyParser", "getRawBody", "rawBody")),
 )
 def check(ctx: JsContext) -> Iterator[Finding]:
     calls = list(parser_calls(ctx))

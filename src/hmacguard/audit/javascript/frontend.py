@@ -18,8 +18,8 @@ from typing import Any
 from hmacguard.audit.model import SourceFile
 
 __all__ = [
-    "JS_EXTENSIONS",
     "FUNCTION_TYPES",
+    "JS_EXTENSIONS",
     "JsFile",
     "JsParseError",
     "bytes_size",
@@ -142,7 +142,9 @@ def string_of(node: Node | None) -> str | None:
     if node is None:
         return None
     if node.type == "string":
-        return "".join(text(c) for c in node.named_children if c.type in ("string_fragment", "escape_sequence"))
+        return "".join(
+            text(c) for c in node.named_children if c.type in ("string_fragment", "escape_sequence")
+        )
     if node.type == "template_string" and not any(c.type == "template_substitution" for c in node.children):
         return "".join(text(c) for c in node.named_children if c.type == "string_fragment")
     return None

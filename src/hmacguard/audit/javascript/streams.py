@@ -71,8 +71,8 @@ def _bound_method(node: Node) -> tuple[str, str] | None:
     if node.type == "call_expression":
         func = node.child_by_field_name("function")
         if func is not None and func.type == "member_expression":
-            path = member_path(func) or ""
-            if path.endswith(".bind"):
+            bound = member_path(func) or ""
+            if bound.endswith(".bind"):
                 node = func.child_by_field_name("object")
     path = member_path(node) if node is not None else None
     if path and "." in path:
@@ -146,9 +146,12 @@ def accumulations(handler: DataHandler) -> Iterator[tuple[Node, str]]:
         elif node.type == "call_expression":
             func = node.child_by_field_name("function")
             path = member_path(func) if func is not None else None
-            if path and path.endswith((".push", ".unshift")):
-                if any(_mentions(a, chunk) for a in call_args(node)):
-                    yield node, f"{path}({chunk})"
+            if (
+                path
+                and path.endswith((".push", ".unshift"))
+                and any(_mentions(a, chunk) for a in call_args(node))
+            ):
+                yield node, f"{path}({chunk})"
 
 
 def hmac_names(file: JsFile) -> set[str]:

@@ -86,9 +86,9 @@ def check(ctx: PyContext) -> Iterator[Finding]:
             yield finding_at(
                 "py-body-attached-to-request",
                 ctx.file.source,
-                node.lineno,
+                int(getattr(node, "lineno", 0)),
                 f"{what.capitalize()} is attached as {label}: it lives as long as that object "
                 "and anything holding it.",
-                column=node.col_offset + 1,
+                column=int(getattr(node, "col_offset", 0)) + 1,
                 values={"attached_as": label, "kept": what},
             )

@@ -41,7 +41,7 @@ def _is_cache(node: ast.AST) -> bool:
     if isinstance(node, ast.Subscript):
         name = (dotted(node.value) or "").lower()
     last = name.rsplit(".", 1)[-1]
-    return any(w in last for w in _CACHE_WORDS) or last in ("r", "rds", "client") and "redis" in name
+    return any(w in last for w in _CACHE_WORDS) or (last in ("r", "rds", "client") and "redis" in name)
 
 
 def _memoized_functions(ctx: PyContext) -> set[str]:
@@ -64,8 +64,10 @@ def _memoized_functions(ctx: PyContext) -> set[str]:
     cwe=(401, 770),
     remediation="Key the cache by a hash of the body (hashlib.sha256(body).hexdigest()) and "
     "store only the small result, with a TTL; never memoize a function on the body.",
-    trigger=lambda text: any(w in text for w in _MEMO_WORDS)
-    or (any(w in text for w in _CACHE_WORDS_TEXT) and any(c in text for c in _WRITE_CALLS)),
+    trigger=lambda text: (
+        any(w in text for w in _MEMO_WORDS)
+        or (any(w in text for w in _CACHE_WORDS_TEXT) and any(c in text for c in _WRITE_CALLS))
+    ),
 )
 def check(ctx: PyContext) -> Iterator[Finding]:
     memoized = _memoized_functions(ctx) if any(w in ctx.file.source.text for w in _MEMO_WORDS) else set()

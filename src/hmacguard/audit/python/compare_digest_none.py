@@ -45,9 +45,13 @@ def _checked_names(flow: Flow, before: int) -> set[str]:
                 names.add(part.left.id)
             elif isinstance(part, ast.UnaryOp) and isinstance(part.operand, ast.Name):
                 names.add(part.operand.id)
-            elif isinstance(part, ast.Call) and last_name(part.func) == "isinstance" and part.args:
-                if isinstance(part.args[0], ast.Name):
-                    names.add(part.args[0].id)
+            elif (
+                isinstance(part, ast.Call)
+                and last_name(part.func) == "isinstance"
+                and part.args
+                and isinstance(part.args[0], ast.Name)
+            ):
+                names.add(part.args[0].id)
         if isinstance(test, ast.Name):
             names.add(test.id)
         if isinstance(test, ast.BoolOp):

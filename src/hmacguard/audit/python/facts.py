@@ -17,6 +17,7 @@ from typing import Literal, TypeVar
 
 from hmacguard.audit.model import SIZE_THRESHOLD
 from hmacguard.audit.python.flow import Flow, Summary
+from hmacguard.audit.python.guards import has_strict_length_guard
 from hmacguard.audit.python.frontend import (
     FunctionScope,
     PyFile,
@@ -50,9 +51,7 @@ _FLASK_BODY_CALLS = frozenset({"get_data", "get_json"})
 _STARLETTE_BODY_CALLS = frozenset({"body", "json", "stream"})
 _MAX_DEFS_PER_NAME = 6
 #: Text that marks a scope as hashing or verifying something.
-_SINK_TEXT = re.compile(
-    r"hmac|hashlib|\.update\(|signature|verif|digest|construct_event|\bsign\w*\("
-)
+_SINK_TEXT = re.compile(r"hmac|hashlib|\.update\(|signature|verif|digest|construct_event|\bsign\w*\(")
 SINK_PATTERN = _SINK_TEXT.pattern
 
 
@@ -61,7 +60,7 @@ class Setting:
     """One place a limit is set: its name, value (bytes, None, or UNKNOWN) and location."""
 
     name: str
-    value: int | float | None | Unknown
+    value: int | float | Unknown | None
     path: str
     line: int
     #: Passed to a call (``settings.configure(...)``): applies to its own module's project only.
@@ -102,15 +101,11 @@ def _has_facts(text: str) -> bool:
         w in text for w in _FLASK_READ_WORDS
     ):
         return True
-    return ("starlette" in text or "fastapi" in text) and any(
-        w in text for w in _STARLETTE_READ_WORDS
-    )
+    return ("starlette" in text or "fastapi" in text) and any(w in text for w in _STARLETTE_READ_WORDS)
 
 
 def _is_stream(node: ast.AST) -> bool:
-    return (
-        isinstance(node, ast.Attribute) and node.attr in _STREAM_ATTRS and is_request_like(node.value)
-    )
+    return isinstance(node, ast.Attribute) and node.attr in _STREAM_ATTRS and is_request_like(node.value)
 
 
 def _scoped(items: list[_T], path: str, app_files: set[str]) -> list[_T]:
@@ -158,9 +153,9 @@ class PythonFacts:
     def add(self, file: PyFile) -> None:
         self.files.append(file)
         for scope in file.scopes[1:]:
-            node = scope.node
-            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-                self.defs[node.name].append((file, scope))
+            fn = scope.node
+            if isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
+                self.defs[fn.name].append((file, scope))
         if file.path.replace("\\", "/").endswith("/asgi.py") or file.path == "asgi.py":
             self.asgi.append(Site(file.path, 1, "asgi.py"))
         if not _has_facts(file.source.text):
@@ -185,6 +180,12 @@ class PythonFacts:
             elif isinstance(node, ast.ImportFrom) and node.module == "django.core.asgi":
                 self.asgi.append(Site(file.path, node.lineno, "django.core.asgi"))
 
+    def _flask_limit(self, name: str, value: int | float | Unknown | None, path: str, line: int) -> None:
+        # MAX_CONTENT_LENGTH = None is Flask's default (no limit): the same as not setting it,
+        # which the app-level check reports, so it is not a setting of its own.
+        if value is not None:
+            self.flask_limits.append(Setting(name, value, path, line))
+
     def _module_setting(
         self, file: PyFile, stmt: ast.stmt, names: dict[str, ast.expr], flask_only: bool = False
     ) -> None:
@@ -195,10 +196,8 @@ class PythonFacts:
             if not isinstance(target, ast.Name):
                 continue
             value = const_eval(stmt.value, names)
-            if target.id == "MAX_CONTENT_LENGTH":
-                self.flask_limits.append(Setting(target.id, value, file.path, stmt.lineno))
-            elif target.id == "max_content_length" and flask_only:
-                self.flask_limits.append(Setting(target.id, value, file.path, stmt.lineno))
+            if target.id == "MAX_CONTENT_LENGTH" or (target.id == "max_content_length" and flask_only):
+                self._flask_limit(target.id, value, file.path, stmt.lineno)
             elif target.id == "DATA_UPLOAD_MAX_MEMORY_SIZE" and not flask_only:
                 self.django_limits.append(Setting(target.id, value, file.path, stmt.lineno))
             elif target.id == "HMACGUARD" and not flask_only:
@@ -207,15 +206,13 @@ class PythonFacts:
     def _assign(self, file: PyFile, node: ast.Assign, names: dict[str, ast.expr]) -> None:
         for target in node.targets:
             # app.config["MAX_CONTENT_LENGTH"] = N
-            if isinstance(target, ast.Subscript) and string_value(target.slice) == (
-                "MAX_CONTENT_LENGTH"
-            ):
+            if isinstance(target, ast.Subscript) and string_value(target.slice) == ("MAX_CONTENT_LENGTH"):
                 value = const_eval(node.value, names)
-                self.flask_limits.append(Setting("MAX_CONTENT_LENGTH", value, file.path, node.lineno))
+                self._flask_limit("MAX_CONTENT_LENGTH", value, file.path, node.lineno)
             # request.max_content_length = N (Flask 3.1, per request) or app.max_content_length
             elif isinstance(target, ast.Attribute) and target.attr == "max_content_length":
                 value = const_eval(node.value, names)
-                self.flask_limits.append(Setting("max_content_length", value, file.path, node.lineno))
+                self._flask_limit("max_content_length", value, file.path, node.lineno)
             elif isinstance(target, ast.Subscript) and string_value(target.slice) == (
                 "DATA_UPLOAD_MAX_MEMORY_SIZE"
             ):
@@ -231,21 +228,18 @@ class PythonFacts:
         for kw in node.keywords:
             if kw.arg == "DATA_UPLOAD_MAX_MEMORY_SIZE":
                 value = const_eval(kw.value, names)
-                self.django_limits.append(
-                    Setting(kw.arg, value, file.path, kw.value.lineno, inline=True)
-                )
+                self.django_limits.append(Setting(kw.arg, value, file.path, kw.value.lineno, inline=True))
             elif kw.arg == "HMACGUARD":
                 self.django_guards.append(Site(file.path, line, "HMACGUARD="))
             elif kw.arg == "MAX_CONTENT_LENGTH":
                 value = const_eval(kw.value, names)
-                self.flask_limits.append(Setting(kw.arg, value, file.path, kw.value.lineno))
+                self._flask_limit(kw.arg, value, file.path, kw.value.lineno)
         if isinstance(node.func, ast.Attribute) and name == "update" and node.args:
             mapping = node.args[0]
             if isinstance(mapping, ast.Dict):
-                for k, v in zip(mapping.keys, mapping.values):
+                for k, v in zip(mapping.keys, mapping.values, strict=False):
                     if string_value(k) == "MAX_CONTENT_LENGTH":
-                        value = const_eval(v, names)
-                        self.flask_limits.append(Setting("MAX_CONTENT_LENGTH", value, file.path, line))
+                        self._flask_limit("MAX_CONTENT_LENGTH", const_eval(v, names), file.path, line)
         if name in _FLASK_LOADERS and "config" in (dotted(node.func) or ""):
             self.flask_loaders.append(Site(file.path, line, f"config.{name}()"))
         if qualified.startswith("hmacguard.") and name == "HmacGuard":
@@ -263,9 +257,7 @@ class PythonFacts:
         if name == "get_asgi_application":
             self.asgi.append(Site(file.path, line, "get_asgi_application()"))
         if name in ("add_middleware", "Middleware") and node.args:
-            text = " ".join(
-                [dotted(node.args[0]) or "", *(kw.arg or "" for kw in node.keywords)]
-            )
+            text = " ".join([dotted(node.args[0]) or "", *(kw.arg or "" for kw in node.keywords)])
             if _LIMIT_MIDDLEWARE.search(text):
                 self.starlette_limiters.append(Site(file.path, line, text.strip()))
         if (
@@ -295,7 +287,16 @@ class PythonFacts:
         return _cap(_scoped(self.flask_limits, path, apps), _scoped(self.flask_loaders, path, apps))
 
     def flask_reads_for(self, path: str) -> list[Site]:
-        return _scoped(self.flask_reads, path, self._files(self.flask_apps))
+        """Whole-body Flask reads that concern the app(s) of ``path``, except reads made after a
+        strict Content-Length check (which bounds them by the length the server frames)."""
+        by_path = {f.path: f for f in self.files}
+        out = []
+        for site in _scoped(self.flask_reads, path, self._files(self.flask_apps)):
+            file = by_path.get(site.path)
+            if file is not None and has_strict_length_guard(file.own_nodes(file.scope_at(site.line))):
+                continue
+            out.append(site)
+        return out
 
     def django_cap(self, path: str) -> CapState:
         """DATA_UPLOAD_MAX_MEMORY_SIZE as it applies to ``path`` ("ok" = Django's 2.5 MB default).
@@ -356,4 +357,3 @@ class PythonFacts:
             merged.returned_sources |= part.returned_sources
         self._summaries[name] = merged
         return merged
-

@@ -30,7 +30,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from hmacguard.audit.python.guards import enclosing_loop, loop_is_counted
 from hmacguard.audit.python.frontend import (
     FunctionScope,
     PyFile,
@@ -42,6 +41,7 @@ from hmacguard.audit.python.frontend import (
     last_name,
     string_value,
 )
+from hmacguard.audit.python.guards import enclosing_loop, loop_is_counted
 
 if TYPE_CHECKING:
     from hmacguard.audit.python.facts import PythonFacts
@@ -161,9 +161,13 @@ def body_source(node: ast.AST, file: PyFile) -> Taint | None:
             whole = no_size and attr != "readline"
             kind = BODY if whole else CHUNK
             shown = f"{recv_name}.{attr}()"
-            if isinstance(recv, ast.Attribute) and recv.attr == "content":
-                if is_request_like(recv.value) and "aiohttp" in fw:
-                    return Taint(kind, line, f"await {shown}", "aiohttp-stream", col)
+            if (
+                isinstance(recv, ast.Attribute)
+                and recv.attr == "content"
+                and is_request_like(recv.value)
+                and "aiohttp" in fw
+            ):
+                return Taint(kind, line, f"await {shown}", "aiohttp-stream", col)
             if _is_wsgi_input(recv):
                 return Taint(kind, line, f"wsgi.input.{attr}()", "wsgi", col)
             if is_request_like(recv):
@@ -194,16 +198,23 @@ def _is_wsgi_input(node: ast.AST) -> bool:
 def stream_source(node: ast.AST, file: PyFile) -> Taint | None:
     """An iterable that yields body chunks or lines: ``request.stream``, ``request.stream()``."""
     line, col = getattr(node, "lineno", 0), getattr(node, "col_offset", 0)
-    if isinstance(node, ast.Attribute) and node.attr in ("stream", "input_stream"):
-        if is_request_like(node.value):
-            return Taint(CHUNK, line, f"{dotted(node)} (iterated: yields lines)", "flask-lines", col)
+    if (
+        isinstance(node, ast.Attribute)
+        and node.attr in ("stream", "input_stream")
+        and is_request_like(node.value)
+    ):
+        return Taint(CHUNK, line, f"{dotted(node)} (iterated: yields lines)", "flask-lines", col)
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
         recv = node.func.value
         if node.func.attr == "stream" and is_request_like(recv):
             return Taint(CHUNK, line, f"{dotted(recv)}.stream()", "starlette", col)
-        if node.func.attr in ("iter_chunked", "iter_any") and isinstance(recv, ast.Attribute):
-            if recv.attr == "content" and is_request_like(recv.value):
-                return Taint(CHUNK, line, f"{dotted(node.func)}()", "aiohttp-stream", col)
+        if (
+            node.func.attr in ("iter_chunked", "iter_any")
+            and isinstance(recv, ast.Attribute)
+            and recv.attr == "content"
+            and is_request_like(recv.value)
+        ):
+            return Taint(CHUNK, line, f"{dotted(node.func)}()", "aiohttp-stream", col)
     if is_request_like(node) and "django" in file.frameworks:
         return Taint(CHUNK, line, f"{dotted(node)} (iterated: yields lines)", "django-lines", col)
     return None
@@ -284,8 +295,16 @@ class Flow:
             for n in self.nodes
             if isinstance(
                 n,
-                ast.Assign | ast.AnnAssign | ast.AugAssign | ast.For | ast.AsyncFor | ast.withitem
-                | ast.NamedExpr | ast.Call | ast.comprehension | ast.FunctionDef
+                ast.Assign
+                | ast.AnnAssign
+                | ast.AugAssign
+                | ast.For
+                | ast.AsyncFor
+                | ast.withitem
+                | ast.NamedExpr
+                | ast.Call
+                | ast.comprehension
+                | ast.FunctionDef
                 | ast.AsyncFunctionDef,
             )
         ]
@@ -321,9 +340,12 @@ class Flow:
             attr = n.func.attr
             if attr in _CONTAINER_ADD and n.args:
                 return self._bind(n.func.value, self._accumulated(self.taint(n.args[-1]), n))
-            if attr in ("update", "setdefault", "put") and n.args:
-                if not self._is_hash_receiver(n.func.value):
-                    return self._bind(n.func.value, self.taints_of(n.args))
+            if (
+                attr in ("update", "setdefault", "put")
+                and n.args
+                and not self._is_hash_receiver(n.func.value)
+            ):
+                return self._bind(n.func.value, self.taints_of(n.args))
             if attr == "write" and n.args and not self._is_hash_receiver(n.func.value):
                 return self._bind(n.func.value, self._accumulated(self.taint(n.args[0]), n))
         return False
@@ -349,7 +371,7 @@ class Flow:
                 out.add(t)
         return frozenset(out)
 
-    def taint(self, node: ast.AST | None) -> Taints:  # noqa: C901 - one dispatch, kept together
+    def taint(self, node: ast.AST | None) -> Taints:
         if node is None:
             return _EMPTY
         source = body_source(node, self.file)
@@ -382,9 +404,7 @@ class Flow:
         if isinstance(node, ast.BoolOp):
             out = self.taints_of(node.values)
             last = node.values[-1]
-            if isinstance(node.op, ast.Or) and not (
-                isinstance(last, ast.Constant) and last.value is None
-            ):
+            if isinstance(node.op, ast.Or) and not (isinstance(last, ast.Constant) and last.value is None):
                 out = frozenset(t for t in out if t.kind != MAYBE_NONE)
             return out
         if isinstance(node, ast.IfExp):
@@ -413,14 +433,16 @@ class Flow:
         base = node.value
         if key == "wsgi.input":
             return frozenset({Taint(STREAM, node.lineno, "wsgi.input", "wsgi", node.col_offset)})
-        if isinstance(base, ast.Attribute) and base.attr in _HEADERS_ATTRS:
-            if is_request_like(base.value) or dotted(base) in ("environ", "self.environ"):
-                if is_signature_key(key):
-                    return frozenset({Taint(SIG, node.lineno, f"{dotted(base)}[{key!r}]")})
-                return _EMPTY
-        if isinstance(base, ast.Name) and base.id in ("environ", "headers", "meta"):
+        if (
+            isinstance(base, ast.Attribute)
+            and base.attr in _HEADERS_ATTRS
+            and (is_request_like(base.value) or dotted(base) in ("environ", "self.environ"))
+        ):
             if is_signature_key(key):
-                return frozenset({Taint(SIG, node.lineno, f"{base.id}[{key!r}]")})
+                return frozenset({Taint(SIG, node.lineno, f"{dotted(base)}[{key!r}]")})
+            return _EMPTY
+        if isinstance(base, ast.Name) and base.id in ("environ", "headers", "meta") and is_signature_key(key):
+            return frozenset({Taint(SIG, node.lineno, f"{base.id}[{key!r}]")})
         inner = self.taint(base)
         # Slicing or indexing the body is still (part of) the body; a digest likewise.
         return frozenset(t for t in inner if t.kind in (BODY, CHUNK, SIG, DIGEST))
@@ -432,7 +454,7 @@ class Flow:
         name = last_name(node)
         return name is not None and _HASHY_NAME.search(name) is not None
 
-    def _call(self, node: ast.Call) -> Taints:  # noqa: C901 - a table of call shapes
+    def _call(self, node: ast.Call) -> Taints:
         func = node.func
         qualified = self.file.qualified(func) or ""
         name = last_name(func) or ""
@@ -480,8 +502,7 @@ class Flow:
         """``stream.read()`` is the whole body; ``stream.read(n)`` and ``readline()`` a chunk."""
         stream = next(t for t in receiver if t.kind == STREAM)
         whole = name in ("read", "readlines") and (
-            not node.args
-            or (isinstance(node.args[0], ast.Constant) and node.args[0].value in (None, -1))
+            not node.args or (isinstance(node.args[0], ast.Constant) and node.args[0].value in (None, -1))
         )
         api = f"{stream.api}.{name}()"
         if whole:
@@ -503,9 +524,7 @@ class Flow:
         key = string_value(node.args[0])
         out: set[Taint] = set()
         has_default = len(node.args) > 1 or keyword(node, "default") is not None
-        if not has_default or (
-            isinstance(node.args[-1], ast.Constant) and node.args[-1].value is None
-        ):
+        if not has_default or (isinstance(node.args[-1], ast.Constant) and node.args[-1].value is None):
             out.add(Taint(MAYBE_NONE, node.lineno, f"{recv_name}.get({key!r})"))
         if is_signature_key(key):
             out.add(Taint(SIG, node.lineno, f"{recv_name}.get({key!r})"))

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 from hmacguard.audit.model import SourceFile
 
@@ -114,7 +115,7 @@ def string_value(node: ast.AST | None) -> str | None:
     return None
 
 
-_BINOPS = {
+_BINOPS: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
     ast.Add: lambda a, b: a + b,
     ast.Sub: lambda a, b: a - b,
     ast.Mult: lambda a, b: a * b,
@@ -127,7 +128,7 @@ _BINOPS = {
 
 def const_eval(
     node: ast.AST | None, names: Mapping[str, ast.expr] | None = None, _depth: int = 0
-) -> int | float | None | Unknown:
+) -> int | float | Unknown | None:
     """Evaluate a size expression: numbers, None, arithmetic, and module-level constants."""
     if node is None or _depth > 8:
         return UNKNOWN
@@ -188,15 +189,11 @@ class FunctionScope:
 def _own_nodes(root: ast.AST) -> Iterator[ast.AST]:
     """Nodes of a scope, not descending into nested functions, lambdas or classes."""
     body = root.body if isinstance(root, ast.Lambda) else root
-    stack: list[ast.AST] = (
-        [body] if isinstance(root, ast.Lambda) else list(ast.iter_child_nodes(body))
-    )
+    stack: list[ast.AST] = [body] if isinstance(root, ast.Lambda) else list(ast.iter_child_nodes(body))
     while stack:
         node = stack.pop()
         yield node
-        if isinstance(
-            node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda | ast.ClassDef
-        ):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda | ast.ClassDef):
             continue
         stack.extend(ast.iter_child_nodes(node))
 
@@ -254,9 +251,12 @@ class PyFile:
                 for target in stmt.targets:
                     if isinstance(target, ast.Name):
                         out[target.id] = stmt.value
-            elif isinstance(stmt, ast.AnnAssign) and stmt.value is not None:
-                if isinstance(stmt.target, ast.Name):
-                    out[stmt.target.id] = stmt.value
+            elif (
+                isinstance(stmt, ast.AnnAssign)
+                and stmt.value is not None
+                and isinstance(stmt.target, ast.Name)
+            ):
+                out[stmt.target.id] = stmt.value
         return out
 
     def is_growing_container(self, value: ast.expr) -> bool:
@@ -285,9 +285,7 @@ class PyFile:
         module = FunctionScope(self.tree, "<module>")
         out = [module]
 
-        def visit(
-            body: list[ast.stmt], parent: FunctionScope, prefix: str, cls: ast.ClassDef | None
-        ) -> None:
+        def visit(body: list[ast.stmt], parent: FunctionScope, prefix: str, cls: ast.ClassDef | None) -> None:
             for stmt in body:
                 if isinstance(stmt, ast.ClassDef):
                     visit(stmt.body, parent, f"{prefix}{stmt.name}.", stmt)
@@ -338,6 +336,18 @@ class PyFile:
             nodes = list(_own_nodes(scope.node))
             self._own[key] = nodes
         return nodes
+
+    def scope_at(self, line: int) -> FunctionScope:
+        """The innermost function containing ``line`` (the module when none does)."""
+        best = self.scopes[0]
+        for scope in self.scopes[1:]:
+            node = scope.node
+            if isinstance(node, ast.Module):
+                continue
+            end = getattr(node, "end_lineno", None) or node.lineno
+            if node.lineno <= line <= end and node.lineno >= getattr(best.node, "lineno", 0):
+                best = scope
+        return best
 
     def scope_text(self, scope: FunctionScope) -> str:
         node = scope.node

@@ -100,9 +100,12 @@ def _presence_checked(test: ast.AST, names: set[str]) -> bool:
     for value in test.values[:-1]:
         if _is_length_read(value, names):
             return True
-        if isinstance(value, ast.Compare) and isinstance(value.ops[0], ast.IsNot | ast.NotEq):
-            if _is_length_read(value.left, names):
-                return True
+        if (
+            isinstance(value, ast.Compare)
+            and isinstance(value.ops[0], ast.IsNot | ast.NotEq)
+            and _is_length_read(value.left, names)
+        ):
+            return True
     return False
 
 
@@ -117,9 +120,12 @@ def _absence_refused(test: ast.AST, names: set[str]) -> bool:
                 key = string_value(node.left)
                 if key is not None and key.lower() in _LENGTH_KEYS:
                     return True
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
-            if _is_length_read(node.operand, names):
-                return True
+        if (
+            isinstance(node, ast.UnaryOp)
+            and isinstance(node.op, ast.Not)
+            and _is_length_read(node.operand, names)
+        ):
+            return True
     return False
 
 
@@ -139,8 +145,7 @@ def find_length_guards(nodes: list[ast.AST]) -> Iterator[LengthGuard]:
     """Every ``if`` in ``nodes`` that compares a Content-Length against a limit."""
     names, zeroed = _length_names(nodes)
     refused_absent = any(
-        isinstance(n, ast.If) and _absence_refused(n.test, names) and _exits(n.body)
-        for n in nodes
+        isinstance(n, ast.If) and _absence_refused(n.test, names) and _exits(n.body) for n in nodes
     )
     for n in nodes:
         if not isinstance(n, ast.If) or not _exits(n.body):
@@ -162,9 +167,12 @@ def loop_is_counted(loop: ast.AST) -> bool:
     """Whether a read loop compares a byte count against a limit and leaves when it passes it."""
     counters: set[str] = set()
     for node in ast.walk(loop):
-        if isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name):
-            if any(isinstance(c, ast.Call) and call_name(c) == "len" for c in ast.walk(node.value)):
-                counters.add(node.target.id)
+        if (
+            isinstance(node, ast.AugAssign)
+            and isinstance(node.target, ast.Name)
+            and any(isinstance(c, ast.Call) and call_name(c) == "len" for c in ast.walk(node.value))
+        ):
+            counters.add(node.target.id)
     for node in ast.walk(loop):
         if isinstance(node, ast.If) and _exits(node.body):
             for part in ast.walk(node.test):

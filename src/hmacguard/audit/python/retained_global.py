@@ -167,9 +167,9 @@ def check(ctx: PyContext) -> Iterator[Finding]:
             yield finding_at(
                 "py-body-retained-global",
                 ctx.file.source,
-                node.lineno,
+                int(getattr(node, "lineno", 0)),
                 f"{what.capitalize()} is stored in {where}, which outlives the request: "
                 "one more entry kept per request.",
-                column=node.col_offset + 1,
+                column=int(getattr(node, "col_offset", 0)) + 1,
                 values={"kept": what, "where": where},
             )

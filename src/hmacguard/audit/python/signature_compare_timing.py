@@ -80,15 +80,10 @@ def check(ctx: PyContext) -> Iterator[Finding]:
             if not digest:
                 left_sig = any(t.kind == SIG for t in lt)
                 right_sig = any(t.kind == SIG for t in rt)
-                if not (
-                    (left_sig and _signer_like(flow, right))
-                    or (right_sig and _signer_like(flow, left))
-                ):
+                if not ((left_sig and _signer_like(flow, right)) or (right_sig and _signer_like(flow, left))):
                     continue
                 confidence = "medium"
-            op = {ast.Eq: "==", ast.NotEq: "!=", ast.In: "in", ast.NotIn: "not in"}[
-                type(node.ops[0])
-            ]
+            op = {ast.Eq: "==", ast.NotEq: "!=", ast.In: "in", ast.NotIn: "not in"}[type(node.ops[0])]
             yield finding_at(
                 "py-signature-compare-timing",
                 ctx.file.source,

@@ -47,8 +47,7 @@ _STACK_HINT = {
     "streaming) and hash request.stream in chunks.",
     "django": "Django: keep DATA_UPLOAD_MAX_MEMORY_SIZE at a few MB, or read request in chunks "
     "through a counting reader.",
-    "django-stream": "Django: request.read() ignores DATA_UPLOAD_MAX_MEMORY_SIZE; read in chunks "
-    "and count.",
+    "django-stream": "Django: request.read() ignores DATA_UPLOAD_MAX_MEMORY_SIZE; read in chunks and count.",
     "starlette": "Starlette/FastAPI: iterate request.stream() counting bytes, or add a "
     "body-size-limiting middleware.",
     "aiohttp": "aiohttp: keep client_max_size at its 1 MiB default or lower.",
