@@ -64,6 +64,12 @@ def _carries_digest(node: Node, hmacs: set[str], names: set[str]) -> bool:
     return False
 
 
+def _is_length(node: Node) -> bool:
+    """``expected.length``: comparing lengths leaks nothing secret."""
+    path = member_path(node) or ""
+    return path.endswith((".length", ".byteLength"))
+
+
 def _literal(node: Node) -> bool:
     if node.type == "template_string":
         return not any(c.type == "template_substitution" for c in node.children)
@@ -93,7 +99,7 @@ def check(ctx: JsContext) -> Iterator[Finding]:
         right = node.child_by_field_name("right")
         if op is None or left is None or right is None or text(op) not in _EQUALITY:
             continue
-        if _literal(left) or _literal(right):
+        if _literal(left) or _literal(right) or _is_length(left) or _is_length(right):
             continue
         if not (_carries_digest(left, hmacs, digests) or _carries_digest(right, hmacs, digests)):
             continue
