@@ -27,7 +27,7 @@ from hmacguard.leaks.harness import (
     load_target,
     make_workload,
 )
-from hmacguard.leaks.heap import DEFAULT_FRAMES, measure
+from hmacguard.leaks.heap import measure
 
 __all__ = [
     "AppWorkload",
@@ -57,7 +57,7 @@ def find_leaks(
     rounds: int = 8,
     warmup: int | None = None,
     min_bytes: float = DEFAULT_MIN_BYTES,
-    frames: int = DEFAULT_FRAMES,
+    frames: int | None = None,
     include: Iterable[str] = (),
     exclude: Iterable[str] = (),
     top: int = 10,

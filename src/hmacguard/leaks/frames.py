@@ -72,6 +72,8 @@ class FrameKind(str, Enum):
     HMACGUARD = "hmacguard"
     #: This package's driver: frames outside it belong to whoever called the harness, not the app.
     HARNESS = "harness"
+    #: The harness module the app calls into (wsgi.input, receive): neither app nor library.
+    WIRE = "wire"
 
 
 @dataclass(frozen=True, order=True)
@@ -141,7 +143,9 @@ class FramePolicy:
             return FrameKind.LIBRARY
         if path.startswith(self._lab_apps):
             return FrameKind.APPLICATION
-        if path.startswith(self._harness) and path != self._wire:
+        if path == self._wire:
+            return FrameKind.WIRE
+        if path.startswith(self._harness):
             return FrameKind.HARNESS
         if path.startswith(self._hmacguard):
             return FrameKind.HMACGUARD
@@ -172,14 +176,28 @@ class FramePolicy:
         return self.kind(frames[0][0]) if frames else FrameKind.STDLIB
 
     def outside_site(self, frames: Sequence[tuple[str, int]]) -> Site | None:
-        """For growth with no application frame: the innermost library frame, or None if it is ours."""
+        """For growth with no application frame: the innermost library line that made it.
+
+        hmacguard's own guard counts as a library here (to the user it is one). Allocations the driver
+        made for itself -- signing the next request, its counters -- have no library frame between
+        them and the harness, and are nobody's retention: None.
+        """
         for filename, lineno in frames:
             kind = self.kind(filename)
-            if kind in (FrameKind.HMACGUARD, FrameKind.HARNESS):
+            if kind is FrameKind.HARNESS:
                 return None
-            if kind is FrameKind.LIBRARY:
-                return Site(filename, lineno)
+            if kind in (FrameKind.LIBRARY, FrameKind.HMACGUARD):
+                return Site(filename, lineno) if self._library_below(frames) else None
         return None
+
+    def _library_below(self, frames: Sequence[tuple[str, int]]) -> bool:
+        for filename, _ in frames:
+            kind = self.kind(filename)
+            if kind is FrameKind.HARNESS:
+                return False
+            if kind is FrameKind.LIBRARY:
+                return True
+        return False
 
 
 def display_path(path: str) -> str:

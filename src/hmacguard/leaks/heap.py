@@ -22,11 +22,13 @@ The result is a per-line series of (requests so far, bytes, blocks) that analysi
 from __future__ import annotations
 
 import gc
+import sys
 import time
 import tracemalloc
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from types import FrameType
 
 from hmacguard.errors import ConfigurationError
 from hmacguard.leaks.frames import FrameKind, FramePolicy, Site
@@ -35,8 +37,12 @@ from hmacguard.leaks.keepers import find_keepers, watch_stores
 
 __all__ = ["Measurement", "SiteSeries", "measure"]
 
-#: Deep enough to reach a Django view from inside ``request.body``'s read (about 25 frames).
+#: Frames kept per traceback when the depth is not measured (a Django view sits ~25 below the harness).
 DEFAULT_FRAMES = 48
+#: Bounds on the measured depth: tracemalloc's cost grows with every frame it records.
+_MIN_FRAMES, _MAX_FRAMES = 24, 256
+#: Headroom over the profiled request: other requests may take deeper paths (errors, lazy setup).
+_DEPTH_MARGIN = 10
 
 Frames = tuple[tuple[str, int], ...]
 
@@ -78,15 +84,12 @@ def _innermost_first(tb: tracemalloc.Traceback) -> Frames:
     return tuple((f.filename, f.lineno) for f in reversed(tb))
 
 
-def _self_filters() -> list[tracemalloc.Filter]:
-    # Snapshots and the per-round tables are allocated here or in tracemalloc.py itself.
-    return [tracemalloc.Filter(False, tracemalloc.__file__), tracemalloc.Filter(False, __file__)]
-
-
 def _snapshot() -> dict[tracemalloc.Traceback, tuple[int, int]]:
     """Surviving bytes and blocks per traceback, right after a full collection."""
     gc.collect()
-    snap = tracemalloc.take_snapshot().filter_traces(_self_filters())
+    # No filter_traces(): it matches every trace in Python. Our own allocations (tracemalloc.py,
+    # this module) are told apart per distinct traceback in _place() instead, which is far cheaper.
+    snap = tracemalloc.take_snapshot()
     table = {s.traceback: (s.size, s.count) for s in snap.statistics("traceback")}
     del snap
     # tracemalloc builds the snapshot without tracing its own allocations; the tuples it freed now sit
@@ -103,7 +106,7 @@ def measure(
     rounds: int = 8,
     warmup: int | None = None,
     policy: FramePolicy | None = None,
-    frames: int = DEFAULT_FRAMES,
+    frames: int | None = None,
     watch: int = 3,
 ) -> Measurement:
     """Run ``workload`` for ``warmup`` + ``requests`` units and measure what each line keeps."""
@@ -111,7 +114,7 @@ def measure(
         raise ConfigurationError("at least 2 rounds are needed to tell growth from a one-off")
     if requests < rounds:
         raise ConfigurationError(f"{requests} requests cannot fill {rounds} rounds")
-    if not 1 <= frames <= 1000:
+    if frames is not None and not 1 <= frames <= 1000:
         raise ConfigurationError("traceback depth must be between 1 and 1000 frames")
     policy = policy or FramePolicy()
     warmup = max(3, requests // 20) if warmup is None else warmup
@@ -119,8 +122,13 @@ def measure(
     run_seconds = 0.0
 
     t0 = time.perf_counter()
-    if warmup:
-        workload.run(warmup)
+    remaining = warmup
+    if frames is None:
+        # The depth probe is one of the warm-up requests.
+        frames = _depth_below(workload) if warmup else DEFAULT_FRAMES
+        remaining = max(0, warmup - 1)
+    if remaining:
+        workload.run(remaining)
     run_seconds += time.perf_counter() - t0
 
     was_tracing = tracemalloc.is_tracing()
@@ -159,6 +167,33 @@ def measure(
         total_seconds=time.perf_counter() - started,
         workload=workload.summary(),
     )
+
+
+def _depth_below(workload: Workload) -> int:
+    """Run one request under a profiler and return how deep the app's stack goes below the harness.
+
+    tracemalloc records the innermost N frames of every allocation and pays for each one; frames above
+    the harness (a test runner's forty, say) are useless to us. Recording just as many as the app
+    needs keeps the application's frames and halves the cost on a shallow app.
+    """
+    depth = deepest = 0
+
+    def profile(frame: FrameType, event: str, arg: object) -> None:
+        nonlocal depth, deepest
+        if event == "call":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif event == "return":
+            depth -= 1
+
+    previous = sys.getprofile()
+    sys.setprofile(profile)
+    try:
+        workload.run(1)
+    finally:
+        sys.setprofile(previous)
+    # The count includes the harness's two frames at the bottom, where the application search stops.
+    return max(_MIN_FRAMES, min(_MAX_FRAMES, deepest + _DEPTH_MARGIN))
 
 
 def _owned(workload: Workload) -> list[object]:

@@ -19,6 +19,8 @@ from __future__ import annotations
 import gc
 import sys
 import tracemalloc
+import types
+import weakref
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
@@ -31,12 +33,35 @@ __all__ = ["Keepers", "find_keepers", "watch_stores"]
 
 #: New objects one analysis may visit: a bound on time for huge retained graphs.
 _WALK_LIMIT = 2_000_000
+#: Up to this many new objects, gc.get_referrers() finds their holders faster than a heap scan.
+_REFERRER_SEARCH = 1000
 #: Keepers worth a line tracer (the biggest ones); the rest use the allocation fallback.
 _WATCHED = 16
 #: The only containers the collector untracks when they hold atomic values. Compared by exact
 #: type: isinstance() would ask ``__class__``, which a lazy object (Django's SimpleLazyObject)
 #: answers by evaluating itself -- a side effect no heap inspection may have.
 _UNTRACKABLE = (dict, tuple)
+#: Objects whose references are fixed at creation or live in a separately tracked object (a
+#: function's __dict__, a module's namespace, a class's dict): an old one cannot hold anything new.
+_FIXED = frozenset(
+    {
+        tuple,
+        frozenset,
+        type,
+        types.FunctionType,
+        types.CodeType,
+        types.ModuleType,
+        types.BuiltinFunctionType,
+        types.WrapperDescriptorType,
+        types.MethodWrapperType,
+        types.MethodDescriptorType,
+        types.ClassMethodDescriptorType,
+        types.GetSetDescriptorType,
+        types.MemberDescriptorType,
+        property,
+        weakref.ref,
+    }
+)
 #: A generic object is fingerprinted by all its referents up to this many, by count and ends beyond.
 _GENERIC_REFERENTS = 256
 #: ...and not watched at all past this many (each check lists them).
@@ -82,10 +107,15 @@ class Keepers:
         return stored, allocated
 
 
-def _app_site(tb: tracemalloc.Traceback | None, policy: FramePolicy) -> Site | None:
-    if tb is None:
-        return None
-    return policy.application_site(tuple((f.filename, f.lineno) for f in reversed(tb)))
+#: The raw lookup returns the frames tuple (innermost first) without building a Traceback object:
+#: the heap scan asks it a few hundred thousand times.
+_raw_traceback: Callable[[object], tuple[tuple[str, int], ...] | None] = getattr(
+    tracemalloc, "_get_object_traceback", None
+) or (lambda obj: _frames_of(tracemalloc.get_object_traceback(obj)))
+
+
+def _frames_of(tb: tracemalloc.Traceback | None) -> tuple[tuple[str, int], ...] | None:
+    return None if tb is None else tuple((f.filename, f.lineno) for f in reversed(tb))
 
 
 def _interpreter_caches() -> set[int]:
@@ -118,30 +148,55 @@ def _interpreter_caches() -> set[int]:
 
 def find_keepers(policy: FramePolicy, *, ignore: Iterable[object] = ()) -> Keepers:
     """Scan the heap for old containers holding new objects (call while tracemalloc is tracing)."""
-    traceback_of = tracemalloc.get_object_traceback
+    raw = _raw_traceback
     skip = _interpreter_caches() | {id(o) for o in ignore}
-    children: dict[int, list[object]] = {}
-    keepers = Keepers()
-    # The collector lists tracked objects only, and it untracks dicts and tuples that hold nothing but
-    # atomic values: ``CACHE = {}`` filled with (bytes, str) tuples is invisible to gc.get_objects().
-    # So old untracked dicts and tuples met on the way are examined too.
-    pending: list[object] = list(gc.get_objects())
-    examined: set[int] = set()
-    while pending:
-        obj = pending.pop()
-        if id(obj) in skip or id(obj) in examined or traceback_of(obj) is not None:
-            continue
-        examined.add(id(obj))
-        kids = []
-        for ref in gc.get_referents(obj):
-            if traceback_of(ref) is not None:
-                kids.append(ref)
+    old = [o for o in gc.get_objects() if type(o) not in _FIXED and raw(o) is None and id(o) not in skip]
+    # First the new objects any old one refers to, from one flat list of referents. The collector lists
+    # tracked objects only, and it untracks dicts and tuples holding nothing but atomic values:
+    # ``CACHE = {}`` filled with (bytes, str) tuples is invisible to gc.get_objects(). Such old
+    # untracked containers, met among the referents, are scanned in turn.
+    # Everything allocated here is traced too, at a microsecond or two apiece: the scan avoids
+    # allocating per object (no id() ints, no per-object lists) wherever it can.
+    new: list[object] = []
+    untracked: list[object] = []
+    seen_untracked: set[int] = set()
+    batch = old
+    while batch:
+        found: list[object] = []
+        for ref in gc.get_referents(*batch):
+            if raw(ref) is not None:
+                new.append(ref)
             elif type(ref) in _UNTRACKABLE and ref and not gc.is_tracked(ref):
-                pending.append(ref)
-        if kids:
+                key = id(ref)
+                if key not in seen_untracked and key not in skip:
+                    seen_untracked.add(key)
+                    found.append(ref)
+        untracked.extend(found)
+        batch = found
+    keepers = Keepers()
+    children: dict[int, list[object]] = {}
+    if not new:
+        return keepers
+    # Then which old objects hold them. With few new objects, one C pass over the heap finds their
+    # referrers (it compares each reference against every argument, so only while that is cheap).
+    if len(new) <= _REFERRER_SEARCH:
+        candidates = [
+            o
+            for o in gc.get_referrers(*new)
+            if type(o) not in _FIXED and raw(o) is None and id(o) not in skip
+        ]
+        candidates.extend(untracked)
+    else:
+        candidates = [*old, *untracked]
+    del old, untracked, new
+    for obj in candidates:
+        kids = [r for r in gc.get_referents(obj) if raw(r) is not None]
+        if kids and id(obj) not in children:
             children[id(obj)] = kids
             keepers.objects[id(obj)] = obj
+    del candidates
 
+    sites: dict[tuple[tuple[str, int], ...], Site | None] = {}
     seen: set[int] = set()
     budget = _WALK_LIMIT
     for key, kids in children.items():
@@ -150,8 +205,8 @@ def find_keepers(policy: FramePolicy, *, ignore: Iterable[object] = ()) -> Keepe
                 continue
             seen.add(id(kid))
             before = keepers.held_bytes[key]
-            budget = _walk(kid, key, policy, seen, keepers, budget)
-            site = _app_site(traceback_of(kid), policy)
+            budget = _walk(kid, key, policy, seen, keepers, sites, budget)
+            site = _site_of(raw(kid), policy, sites)
             if site is not None:
                 # Weighted by everything the child holds: the tuple that carries a body outvotes
                 # the small result string cached beside it.
@@ -159,24 +214,45 @@ def find_keepers(policy: FramePolicy, *, ignore: Iterable[object] = ()) -> Keepe
     return keepers
 
 
-def _walk(start: object, key: int, policy: FramePolicy, seen: set[int], keepers: Keepers, budget: int) -> int:
+def _site_of(
+    frames: tuple[tuple[str, int], ...] | None,
+    policy: FramePolicy,
+    cache: dict[tuple[tuple[str, int], ...], Site | None],
+) -> Site | None:
+    if frames is None:
+        return None
+    if frames not in cache:
+        cache[frames] = policy.application_site(frames)
+    return cache[frames]
+
+
+def _walk(
+    start: object,
+    key: int,
+    policy: FramePolicy,
+    seen: set[int],
+    keepers: Keepers,
+    sites: dict[tuple[tuple[str, int], ...], Site | None],
+    budget: int,
+) -> int:
     """Charge ``start`` and the new objects reachable through new objects to keeper ``key``."""
-    get_tb = tracemalloc.get_object_traceback
+    raw = _raw_traceback
     stack = [start]
     while stack and budget > 0:
         obj = stack.pop()
         budget -= 1
-        tb = get_tb(obj)
-        if tb is None:
+        frames = raw(obj)
+        if frames is None:
             continue
         size = sys.getsizeof(obj, 0)
         keepers.held_bytes[key] += size
-        keepers.by_traceback[tb][key] += size
-        site = _app_site(tb, policy)
+        # tracemalloc.Traceback stores frames oldest first; snapshots key their statistics by it.
+        keepers.by_traceback[tracemalloc.Traceback(frames)][key] += size
+        site = _site_of(frames, policy, sites)
         if site is not None:
             keepers.allocated_at[key][site] += size
         for ref in gc.get_referents(obj):
-            if id(ref) not in seen and get_tb(ref) is not None:
+            if id(ref) not in seen and raw(ref) is not None:
                 seen.add(id(ref))
                 stack.append(ref)
     return budget
