@@ -53,6 +53,8 @@ def parse_content_length(value: str | None) -> int | None:
     """
     if value is None:
         return None
+    if value.isascii() and value.isdigit() and len(value) <= _MAX_LENGTH_DIGITS:
+        return int(value)  # the common case, already in canonical form
     parts = {p.strip(" \t") for p in value.split(",")}
     if len(parts) != 1:
         raise BadRequest("Content-Length lists different values")
@@ -74,18 +76,27 @@ def content_coding(value: str | None, *, allow_gzip: bool) -> str | None:
     raise UnsupportedEncoding("Content-Encoding is not accepted here")
 
 
-class BoundedBody(io.RawIOBase):
+class BoundedBody:
     """A body of at most ``limit`` bytes, in memory up to ``spool_threshold``, then in a temp file.
 
     Write with :meth:`append` while receiving, then :meth:`seal` it; afterwards it is a read-only,
-    seekable binary file. ``close()`` frees the memory or deletes the file.
+    seekable binary file (``read``, ``readinto``, ``readline(s)``, iteration by bounded lines,
+    ``seek``, ``tell``) -- what WSGI, Django and Werkzeug ask of ``wsgi.input``. ``close()`` frees the
+    memory or deletes the file.
 
     In memory the chunks are kept as received, by reference, and reads walk the list: joining
-    them would copy the body once more, which costs as much as the HMAC itself.
+    them would copy the body once more, which costs as much as the HMAC itself. A plain class with
+    slots rather than an ``io.RawIOBase``: one is built per request, and the io base class's
+    construction and finaliser cost more than verifying a small body.
     """
 
+    __slots__ = (
+        "_chunks", "_closed", "_file", "_index", "_offset", "_pos", "_sealed", "_size", "limit",
+        "spool_threshold",
+    )  # fmt: skip
+
     def __init__(self, *, limit: int, spool_threshold: int = DEFAULT_SPOOL_THRESHOLD) -> None:
-        super().__init__()
+        self._closed = False
         self.limit = limit
         self.spool_threshold = spool_threshold
         self._size = 0
@@ -109,7 +120,7 @@ class BoundedBody(io.RawIOBase):
 
     def append(self, chunk: bytes | bytearray | memoryview) -> None:
         """Add a chunk; the chunk that would pass the cap is refused whole (413)."""
-        if self._sealed or self.closed:
+        if self._sealed or self._closed:
             raise ValueError("the body is sealed")
         n = len(chunk)
         if not n:
@@ -135,8 +146,31 @@ class BoundedBody(io.RawIOBase):
         self._sealed = True
         self.seek(0)
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def writable(self) -> bool:
+        return False
+
+    def isatty(self) -> bool:
+        return False
+
+    def flush(self) -> None:
+        """Nothing to flush: the body is read-only once sealed."""
+
+    def readlines(self, hint: int = -1) -> list[bytes]:
+        lines: list[bytes] = []
+        total = 0
+        for line in self:
+            lines.append(line)
+            total += len(line)
+            if 0 < hint <= total:
+                break
+        return lines
+
     def _check(self) -> None:
-        if self.closed:
+        if self._closed:
             raise ValueError("I/O operation on closed body")
 
     # -- the read-only file interface -------------------------------------------------------------
@@ -176,7 +210,7 @@ class BoundedBody(io.RawIOBase):
             self._offset -= len(self._chunks[self._index])
             self._index += 1
 
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+    def readinto(self, buffer: bytearray | memoryview) -> int:
         data = self.read(len(buffer))
         buffer[: len(data)] = data
         return len(data)
@@ -203,6 +237,9 @@ class BoundedBody(io.RawIOBase):
         self._check()
         if self._file is not None:
             return self._file.seek(offset, whence)
+        if offset == 0 and whence == io.SEEK_SET:
+            self._pos = self._index = self._offset = 0
+            return 0
         base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}.get(whence)
         if base is None:
             raise ValueError(f"invalid whence {whence!r}")
@@ -246,7 +283,7 @@ class BoundedBody(io.RawIOBase):
             self._file.close()
             self._file = None
         self._chunks = []
-        super().close()
+        self._closed = True
 
     def __enter__(self) -> BoundedBody:
         return self

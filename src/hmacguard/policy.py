@@ -31,7 +31,7 @@ from typing import Any
 from hmacguard.errors import BadRequest, ConfigurationError, RequestRejected
 from hmacguard.problem import Problem, problem_for
 from hmacguard.ratelimit import RateLimiter, RateState
-from hmacguard.verifier import VerifiedBody, Verifier
+from hmacguard.verifier import LowerCaseHeaders, VerifiedBody, Verifier
 
 __all__ = [
     "Accepted",
@@ -53,7 +53,7 @@ class ClientDisconnected(BadRequest):
     close_connection = True
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class RequestHead:
     """What the guard knows before reading the body. ``headers`` has lower-case names."""
 
@@ -64,7 +64,7 @@ class RequestHead:
     peer: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class ReadBody:
     """Effect: read up to ``size`` bytes of the body (``b""`` at the end), within ``timeout`` s."""
 
@@ -72,7 +72,7 @@ class ReadBody:
     timeout: float | None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class StoreCall:
     """Effect: call ``func`` and send back its result; ``blocking`` if it may wait on the network."""
 
@@ -80,7 +80,7 @@ class StoreCall:
     blocking: bool
 
 
-@dataclass
+@dataclass(slots=True)
 class Accepted:
     """The request is verified: hand ``body`` to the application, add ``headers`` to its response."""
 
@@ -88,7 +88,7 @@ class Accepted:
     headers: list[tuple[str, str]] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(slots=True)
 class Rejected:
     """The request is refused: send ``problem`` and do not call the application."""
 
@@ -145,6 +145,8 @@ class Guard:
 
     def protects(self, method: str, path: str) -> bool:
         """Whether a request must pass the guard before reaching the application."""
+        if self._paths is None and self._methods is None:
+            return True
         if self._methods is not None and method.upper() not in self._methods:
             return False
         if self._paths is None:
@@ -179,15 +181,18 @@ class Guard:
         state: RateState | None = None
         verification = None
         admitted = False
+        # Stores that never block (in memory) are called right here: a round trip through the
+        # driver is only worth it for one that may wait on the network.
         try:
-            declared = None
             if limiter is not None:
                 key = limiter.key_for(head)
                 raw_length = head.headers.get("content-length")
                 declared = int(raw_length) if raw_length and raw_length.isdigit() else None
-                state = yield StoreCall(
-                    lambda: limiter.admit(key or "", declared_bytes=declared), limiter.blocking
-                )
+
+                def admit() -> RateState:
+                    return limiter.admit(key or "", declared_bytes=declared)
+
+                state = (yield StoreCall(admit, True)) if limiter.blocking else admit()
             admitted = True
             verification = verifier.begin(head.headers)
             while not verification.complete:
@@ -196,7 +201,10 @@ class Guard:
             body = verification.finish()
             store = verifier.replay
             if store is not None:
-                yield StoreCall(lambda: verifier.reserve(verification), store.blocking)  # type: ignore[arg-type]
+                if store.blocking:
+                    yield StoreCall(lambda: verifier.reserve(verification), True)  # type: ignore[arg-type]
+                else:
+                    verifier.reserve(verification)
         except RequestRejected as error:
             if verification is not None:
                 verification.abort()
@@ -204,9 +212,10 @@ class Guard:
                 received = verification.received if verification is not None else 0
                 # The store failing now changes nothing about this answer.
                 with contextlib.suppress(RequestRejected):
-                    yield StoreCall(
-                        lambda: self._charge(limiter, key, received, failed=True), limiter.blocking
-                    )
+                    if limiter.blocking:
+                        yield StoreCall(lambda: self._charge(limiter, key, received, failed=True), True)
+                    else:
+                        self._charge(limiter, key, received, failed=True)
             return self.reject(error, head, connection_header=connection_header)
         except BaseException:
             if verification is not None:
@@ -214,11 +223,12 @@ class Guard:
             raise
         headers: list[tuple[str, str]] = []
         if limiter is not None and key is not None:
+            received = verification.received
             try:
-                yield StoreCall(
-                    lambda: self._charge(limiter, key, verification.received, failed=False),
-                    limiter.blocking,
-                )
+                if limiter.blocking:
+                    yield StoreCall(lambda: self._charge(limiter, key, received, failed=False), True)
+                else:
+                    self._charge(limiter, key, received, failed=False)
             except RequestRejected as error:
                 body.close()
                 return self.reject(error, head, connection_header=connection_header)
@@ -232,9 +242,9 @@ class Guard:
             limiter.record_failure(key)
 
 
-def lower_headers(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
+def lower_headers(pairs: Iterable[tuple[str, str]]) -> LowerCaseHeaders:
     """Lower-case header names; repeated fields joined with ``", "`` as RFC 9110 5.3 allows."""
-    out: dict[str, str] = {}
+    out = LowerCaseHeaders()
     for name, value in pairs:
         name = name.lower()
         out[name] = f"{out[name]}, {value}" if name in out else value

@@ -44,6 +44,7 @@ __all__ = [
     "SCHEME_NAMES",
     "GenericScheme",
     "GitHubScheme",
+    "LowerCaseHeaders",
     "Scheme",
     "SignatureClaim",
     "SlackScheme",
@@ -73,7 +74,16 @@ class SignatureClaim:
     message_id: str | None = None
 
 
-def _lower(headers: Mapping[str, str]) -> dict[str, str]:
+class LowerCaseHeaders(dict[str, str]):
+    """A header map whose names are already lower case, so parsing need not copy it again.
+
+    The guard's integrations build one per request while reading the server's headers anyway.
+    """
+
+
+def _lower(headers: Mapping[str, str]) -> Mapping[str, str]:
+    if type(headers) is LowerCaseHeaders:
+        return headers
     return {k.lower(): v for k, v in headers.items()}
 
 

@@ -22,7 +22,6 @@ timeout and the replay check) for callers that hold the body as bytes, a file or
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import time
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
@@ -48,9 +47,9 @@ from hmacguard.errors import (
     TimestampInvalid,
 )
 from hmacguard.replay import MemoryReplayStore, ReplayStore
-from hmacguard.schemes import Scheme, SignatureClaim, get_scheme
+from hmacguard.schemes import LowerCaseHeaders, Scheme, SignatureClaim, get_scheme
 
-__all__ = ["Secret", "Verification", "VerifiedBody", "Verifier"]
+__all__ = ["LowerCaseHeaders", "Secret", "Verification", "VerifiedBody", "Verifier"]
 
 Secret = str | bytes
 #: Untimestamped schemes (github, generic) keep delivery ids this long by default.
@@ -136,12 +135,17 @@ class Verification:
         self.received = 0
         #: ``time.monotonic()`` value after which the body is too slow (``None``: no timeout).
         self.deadline = None if verifier.body_timeout is None else started + verifier.body_timeout
-        self._macs = [hmac.new(key, claim.prefix, claim.algorithm) for key in verifier.keys]
+        # Copying a keyed HMAC costs less than keying a new one (no key padding, no two hash inits).
+        self._macs = [base.copy() for base in verifier.keyed_macs(claim.algorithm)]
+        if claim.prefix:
+            for mac in self._macs:
+                mac.update(claim.prefix)
         self._inflater = GzipInflater(limit=verifier.max_inflated_body) if gzip else None
         limit = verifier.max_inflated_body if gzip else verifier.max_body
         self.body = BoundedBody(limit=limit, spool_threshold=verifier.spool_threshold)
         self._eof = content_length == 0
         self._result: VerifiedBody | None = None
+        self._digest = b""
 
     @property
     def complete(self) -> bool:
@@ -215,6 +219,7 @@ class Verification:
             for claimed in self.claim.signatures:
                 if hmac.compare_digest(digest, claimed) and match < 0:
                     match = index
+                    self._digest = digest
         if match < 0:
             raise SignatureMismatch("no configured secret produces the request's signature")
         self._verifier.check_timestamp(self.claim, now=now)
@@ -232,22 +237,21 @@ class Verification:
     def replay_key(self) -> str | None:
         """The key to reserve in the replay store, once :meth:`finish` has succeeded.
 
-        The message id when the scheme signs it (standard-webhooks); otherwise the verified
-        signature itself, which covers the timestamp when there is one. GitHub's
-        ``X-GitHub-Delivery`` is not signed, so an attacker could change it: it is not used.
+        The message id when the scheme signs it (standard-webhooks); otherwise the digest we
+        computed ourselves, which covers the timestamp when there is one. Neither the header's own
+        list of signatures (an attacker can reorder it or add a junk entry) nor GitHub's unsigned
+        ``X-GitHub-Delivery`` would do: either could make a replay look new.
         """
         if self._result is None:
             return None
         name = self._verifier.scheme.name
         if self.claim.message_id is not None and self._verifier.scheme.signs_message_id:
             return f"{name}:id:{self.claim.message_id}"
-        digest = hashlib.sha256(b"".join(self.claim.signatures)).hexdigest()[:32]
-        return f"{name}:sig:{digest}"
+        return f"{name}:sig:{self._digest[:16].hex()}"
 
     def abort(self) -> None:
-        """Release the buffered body (idempotent)."""
-        if self._result is None:
-            self.body.close()
+        """Release the body, verified or not: the request is refused or abandoned (idempotent)."""
+        self.body.close()
 
 
 class Verifier:
@@ -327,6 +331,15 @@ class Verifier:
             raise ConfigurationError("replay_ttl must be positive")
         self.replay_ttl = float(replay_ttl)
         self.clock = clock
+        self._keyed: dict[str, tuple[hmac.HMAC, ...]] = {}
+
+    def keyed_macs(self, algorithm: str) -> tuple[hmac.HMAC, ...]:
+        """One keyed, empty HMAC per secret (current first), to ``copy()`` for each request."""
+        macs = self._keyed.get(algorithm)
+        if macs is None:
+            macs = tuple(hmac.new(key, digestmod=algorithm) for key in self.keys)
+            self._keyed[algorithm] = macs
+        return macs
 
     def __repr__(self) -> str:
         return (
@@ -341,7 +354,7 @@ class Verifier:
         ``headers`` may use any case. ``started`` is the ``time.monotonic()`` at which the request
         arrived (default: now), from which the body timeout counts.
         """
-        lowered = {k.lower(): v for k, v in headers.items()}
+        lowered = headers if type(headers) is LowerCaseHeaders else {k.lower(): v for k, v in headers.items()}
         length = parse_content_length(lowered.get("content-length"))
         coding = content_coding(lowered.get("content-encoding"), allow_gzip=self.allow_gzip)
         if length is not None and length > self.max_body:

@@ -30,6 +30,7 @@ from hmacguard.policy import (
     RequestHead,
     StoreCall,
 )
+from hmacguard.verifier import LowerCaseHeaders
 
 if TYPE_CHECKING:
     from hmacguard.ratelimit import RateLimiter
@@ -50,7 +51,7 @@ _DROPPED = (b"content-length", b"content-encoding", b"transfer-encoding")
 
 def head_from_scope(scope: Scope) -> RequestHead:
     """The request head the decision core needs, from an ASGI HTTP scope."""
-    headers: dict[str, str] = {}
+    headers = LowerCaseHeaders()
     for raw_name, raw_value in scope.get("headers", ()):
         name = raw_name.decode("latin-1").lower()
         value = raw_value.decode("latin-1")

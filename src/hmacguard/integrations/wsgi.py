@@ -35,6 +35,7 @@ from hmacguard.policy import (
     RequestHead,
     StoreCall,
 )
+from hmacguard.verifier import LowerCaseHeaders
 
 if TYPE_CHECKING:
     from hmacguard.ratelimit import RateLimiter
@@ -57,12 +58,33 @@ def status_line(status: int) -> str:
         return f"{status} Unknown"
 
 
+#: environ key -> header name ("HTTP_X_HUB_SIGNATURE_256" -> "x-hub-signature-256"), or "" for keys
+#: that are not headers. Bounded, since clients choose header names.
+_NAMES: dict[str, str] = {}
+_MAX_NAMES = 2048
+
+
+def _header_name(key: str) -> str:
+    name = _NAMES.get(key)
+    if name is None:
+        name = key[5:].replace("_", "-").lower() if key.startswith("HTTP_") else ""
+        if len(_NAMES) < _MAX_NAMES:
+            _NAMES[key] = name
+    return name
+
+
 def head_from_environ(environ: dict[str, Any]) -> RequestHead:
     """The request head the decision core needs, from a WSGI environ."""
-    headers: dict[str, str] = {}
-    for key, value in environ.items():
-        if key.startswith("HTTP_"):
-            headers[key[5:].replace("_", "-").lower()] = value
+    names = _NAMES
+    try:
+        # One comprehension over the environ: the common case, every key's name already known.
+        headers = LowerCaseHeaders({names[k]: v for k, v in environ.items() if names[k]})
+    except KeyError:
+        headers = LowerCaseHeaders()
+        for key, value in environ.items():
+            name = _header_name(key)
+            if name:
+                headers[name] = value
     if "CONTENT_TYPE" in environ:
         headers["content-type"] = environ["CONTENT_TYPE"]
     length = environ.get("CONTENT_LENGTH")
