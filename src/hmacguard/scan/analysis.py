@@ -42,7 +42,7 @@ from hmacguard.scan.model import (
     Verdict,
 )
 from hmacguard.scan.probes.base import size_text
-from hmacguard.scan.probes.burst import rate_limit_headers
+from hmacguard.scan.probes.ratelimit import rate_limit_headers
 from hmacguard.scan.probes.retention import slope
 from hmacguard.scan.summary import VariantSummary, summarize, summarize_all
 from hmacguard.scan.wire import Exchange, Framing
@@ -337,12 +337,15 @@ def check_degradation(facts: ScanFacts, th: Thresholds) -> Finding | None:
     problems: list[str] = []
     severity = Severity.MEDIUM
     values: dict[str, EvidenceValue] = {}
-    failed = [m for m in facts.measurements if m.verdict is Verdict.ERROR]
+    measurements = list(facts.measurements)
+    if facts.unavailable_reason is not None and measurements:
+        measurements.pop()  # the probe that found the target gone is target-unavailable's evidence
+    failed = [m for m in measurements if m.verdict is Verdict.ERROR]
     if failed:
         severity = Severity.HIGH
         problems.append(f"{len(failed)} probe(s) failed (5xx or dropped after the body)")
         values["failed_probes"] = [_probe_brief(m) for m in failed[:10]]
-    hung = [m for m in facts.measurements if m.verdict is Verdict.NO_ANSWER]
+    hung = [m for m in measurements if m.verdict is Verdict.NO_ANSWER]
     if hung:
         labels = sorted({m.variant.label for m in hung})
         problems.append(f"{len(hung)} probe(s) got no answer ({', '.join(labels)})")

@@ -9,6 +9,10 @@ deterministic is what lets a signed probe hash the body in a first pass and send
 Bodies contain no newline, on purpose: a receiver that iterates a stream by lines (the seed's Flask
 "fix") then sees one line as long as the body, which is what an attacker would send.
 
+Each probe's body carries a short ASCII ``tag`` right after the prefix (inside the JSON string, the
+form value, the text): receivers with replay protection keyed on the body digest would otherwise
+refuse every repeat of a correctly signed probe as a replay.
+
 A gzip body is the same content compressed at level 9: a 100 MiB JSON body is about 100 KiB on the
 wire. Its wire length needs one compression pass; it is computed once per (shape, size) and cached.
 """
@@ -77,21 +81,26 @@ class BodySpec:
     shape: Shape
     size: int
     gzip: bool = False
+    #: ASCII letters and digits placed after the prefix, to make each probe's body unique.
+    tag: str = ""
 
     def __post_init__(self) -> None:
         if self.size < 0:
             raise ValueError("body size must not be negative")
+        if not (self.tag.isascii() and (self.tag.isalnum() or not self.tag)):
+            raise ValueError("a body tag is ASCII letters and digits")
 
     def raw_chunks(self) -> Iterator[bytes | memoryview]:
         """The body's bytes before any Content-Encoding, in pieces of at most :data:`BLOCK`."""
         prefix, suffix = _FRAME[self.shape]
-        if self.size < len(prefix) + len(suffix):
+        tag = self.tag.encode("ascii")
+        if self.size < len(prefix) + len(tag) + len(suffix):
             if self.size:
                 yield _tiny(self.shape, self.size)
             return
-        if prefix:
-            yield prefix
-        remaining = self.size - len(prefix) - len(suffix)
+        if prefix or tag:
+            yield prefix + tag
+        remaining = self.size - len(prefix) - len(tag) - len(suffix)
         view = memoryview(_block(self.shape))
         while remaining > 0:
             n = min(remaining, BLOCK)
@@ -114,7 +123,7 @@ class BodySpec:
 
     @property
     def wire_length(self) -> int:
-        return _gzip_length(self.shape, self.size) if self.gzip else self.size
+        return _gzip_length(self.shape, self.size, self.tag) if self.gzip else self.size
 
     @property
     def content_encoding(self) -> str | None:
@@ -122,5 +131,5 @@ class BodySpec:
 
 
 @functools.lru_cache(maxsize=64)
-def _gzip_length(shape: Shape, size: int) -> int:
-    return sum(len(c) for c in BodySpec(shape, size, gzip=True).chunks())
+def _gzip_length(shape: Shape, size: int, tag: str) -> int:
+    return sum(len(c) for c in BodySpec(shape, size, gzip=True, tag=tag).chunks())

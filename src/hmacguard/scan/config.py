@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from hmacguard.errors import ConfigurationError, TargetError
 from hmacguard.schemes import Scheme, get_scheme
 
-__all__ = ["DEFAULT_LADDER", "Budget", "GiB", "KiB", "MiB", "ScanTarget"]
+__all__ = ["DEFAULT_LADDER", "Budget", "GiB", "KiB", "MiB", "ParsedURL", "ScanTarget", "resolve_host"]
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -120,21 +120,26 @@ class ScanTarget:
     def resolve(self) -> tuple[str, ...]:
         """The addresses to connect to; TargetError if none, or if one is remote without permission."""
         parsed = self.parsed()
-        try:
-            infos = socket.getaddrinfo(parsed.host, parsed.port, type=socket.SOCK_STREAM)
-        except socket.gaierror as exc:
-            raise TargetError(f"cannot resolve {parsed.host!r}: {exc.strerror}") from None
-        addresses = tuple(dict.fromkeys(str(info[4][0]) for info in infos))
-        if not addresses:
-            raise TargetError(f"{parsed.host!r} resolves to no address")
-        if not self.allow_remote:
-            remote = [a for a in addresses if not ipaddress.ip_address(a.split("%")[0]).is_loopback]
-            if remote:
-                raise TargetError(
-                    f"{parsed.host} resolves to non-loopback {remote[0]}: scan only what you are "
-                    "authorised to, and pass --allow-remote to scan it"
-                )
-        return addresses
+        return resolve_host(parsed.host, parsed.port, allow_remote=self.allow_remote)
+
+
+def resolve_host(host: str, port: int, *, allow_remote: bool) -> tuple[str, ...]:
+    """Resolve ``host`` once; every address must be loopback unless ``allow_remote``."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise TargetError(f"cannot resolve {host!r}: {exc.strerror}") from None
+    addresses = tuple(dict.fromkeys(str(info[4][0]) for info in infos))
+    if not addresses:
+        raise TargetError(f"{host!r} resolves to no address")
+    if not allow_remote:
+        remote = [a for a in addresses if not ipaddress.ip_address(a.split("%")[0]).is_loopback]
+        if remote:
+            raise TargetError(
+                f"{host} resolves to non-loopback {remote[0]}: scan only what you are "
+                "authorised to, and pass --allow-remote to scan it"
+            )
+    return addresses
 
 
 @dataclass(frozen=True)

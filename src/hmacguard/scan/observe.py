@@ -34,8 +34,18 @@ from types import FrameType
 
 from hmacguard.errors import ConfigurationError, TargetError
 from hmacguard.memory import MemorySampler, tree_rss
+from hmacguard.scan.config import ParsedURL, resolve_host
 
-__all__ = ["LaunchedService", "MemoryObserver", "MemoryWatch", "MetricsObserver", "PidObserver", "launch"]
+__all__ = [
+    "LaunchedService",
+    "MemoryObserver",
+    "MemoryWatch",
+    "MetricsObserver",
+    "PidObserver",
+    "check_sources",
+    "launch",
+    "observation",
+]
 
 _METRIC = "process_resident_memory_bytes"
 
@@ -107,9 +117,13 @@ class PidObserver(MemoryObserver):
 
 
 class MetricsObserver(MemoryObserver):
-    def __init__(self, url: str, *, interval: float = 0.05, timeout: float = 2.0) -> None:
+    def __init__(
+        self, url: str, *, interval: float = 0.05, timeout: float = 2.0, allow_remote: bool = False
+    ) -> None:
         if not url.startswith(("http://", "https://")):
             raise ConfigurationError(f"--metrics must be an http(s) URL, not {url!r}")
+        parsed = ParsedURL.parse(url)
+        resolve_host(parsed.host, parsed.port, allow_remote=allow_remote)
         self.url = url
         self.interval = interval
         self.timeout = timeout
@@ -280,3 +294,35 @@ def _install_sigterm() -> object:
 def _restore_sigterm(previous: object) -> None:
     if previous is not None and threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, previous)  # type: ignore[arg-type]
+
+
+def check_sources(*, pid: int | None, metrics: str | None, command: str | None) -> None:
+    """ConfigurationError unless at most one memory source is given."""
+    given = [name for name, value in (("--pid", pid), ("--metrics", metrics), ("--launch", command))
+             if value is not None]  # fmt: skip
+    if len(given) > 1:
+        raise ConfigurationError(f"{' and '.join(given)} are alternatives: give one")
+
+
+@contextlib.contextmanager
+def observation(
+    *,
+    pid: int | None = None,
+    metrics: str | None = None,
+    command: str | None = None,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    allow_remote: bool = False,
+) -> Iterator[MemoryObserver | None]:
+    """The observer the command line asked for (at most one source), started and stopped around the
+    ``with`` block; None when no source was given."""
+    check_sources(pid=pid, metrics=metrics, command=command)
+    if pid is not None:
+        yield PidObserver(pid)
+    elif metrics is not None:
+        yield MetricsObserver(metrics, allow_remote=allow_remote)
+    elif command is not None:
+        with launch(command, host=host, port=port) as service:
+            yield service.observer
+    else:
+        yield None

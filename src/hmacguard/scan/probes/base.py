@@ -62,7 +62,11 @@ def size_text(n: float) -> str:
     for unit, factor in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
         if abs(n) >= factor:
             value = n / factor
-            return f"{value:.0f} {unit}" if value == int(value) else f"{value:.2f} {unit}"
+            digits = 0 if abs(value) >= 100 else 1 if abs(value) >= 10 else 2
+            text = f"{value:.{digits}f}"
+            if "." in text:
+                text = text.rstrip("0").rstrip(".")
+            return f"{text} {unit}"
     return f"{int(n)} B"
 
 
@@ -122,11 +126,11 @@ class Prober:
 
     # -- building requests -----------------------------------------------------------------------
 
-    def body(self, variant: Variant, size: int) -> BodySpec:
-        return BodySpec(shape_for(variant.content_type), size, gzip=variant.gzip)
+    def body(self, variant: Variant, size: int, *, tag: str = "") -> BodySpec:
+        return BodySpec(shape_for(variant.content_type), size, gzip=variant.gzip, tag=tag)
 
     def request(self, variant: Variant, size: int) -> WireRequest:
-        spec = self.body(variant, size)
+        spec = self.body(variant, size, tag=secrets.token_hex(6))
         if self.target.secret is not None:
             # A Content-Length probe needs its signature before the body: hash a first pass over the
             # (deterministic) body, then send a second. Both passes stream.
@@ -168,18 +172,17 @@ class Prober:
         if len(hung) >= _HANGS_BEFORE_SKIP and size <= max(hung):
             self.skip(what, f"{variant.content_type} bodies up to {size_text(max(hung))} got no answer")
             return None
-        spec = self.body(variant, size)
-        wire = spec.wire_length
-        if wire > self.spendable_bytes:
-            self.skip(
-                what, f"needs {size_text(wire)} of budget, {size_text(max(0, self.spendable_bytes))} left"
-            )
+        estimate = self.body(variant, size).wire_length  # (a gzip body's length varies with its tag)
+        if estimate > self.spendable_bytes:
+            left = size_text(max(0, self.spendable_bytes))
+            self.skip(what, f"needs {size_text(estimate)} of budget, {left} left")
             return None
         try:
             request = self.request(variant, size)
         except HmacGuardError as exc:
             self.skip(what, f"cannot build the request: {exc}")
             return None
+        wire = request.body_length
         watch_cm = self.observer.watch() if (observe and self.observer) else nullcontext(MemoryWatch())
         with watch_cm as watch:
             ex = exchange(

@@ -16,18 +16,13 @@ from contextlib import nullcontext
 from hmacguard.scan.model import BurstResult
 from hmacguard.scan.observe import MemoryWatch
 from hmacguard.scan.probes.base import Prober, ScanStopped, size_text
+from hmacguard.scan.probes.ratelimit import rate_limit_headers
 from hmacguard.scan.probes.retention import answering_variant
 from hmacguard.scan.wire import Exchange, Outcome, exchange
 
-__all__ = ["RATE_LIMIT_PREFIXES", "rate_limit_headers", "run_burst"]
+__all__ = ["run_burst"]
 
 _QUIET = 3
-#: Header names (or prefixes) that advertise rate limiting.
-RATE_LIMIT_PREFIXES = ("ratelimit", "x-ratelimit", "x-rate-limit", "retry-after")
-
-
-def rate_limit_headers(ex: Exchange) -> list[str]:
-    return [name for name, _ in ex.headers if name.startswith(RATE_LIMIT_PREFIXES)]
 
 
 def run_burst(prober: Prober) -> BurstResult | None:

@@ -23,9 +23,13 @@ from collections.abc import Sequence
 
 from hmacguard.scan.model import RetentionResult, Variant, Verdict
 from hmacguard.scan.probes.base import Prober, size_text
+from hmacguard.scan.probes.ratelimit import advertised_allowance
 from hmacguard.scan.summary import summarize
 
 __all__ = ["answering_variant", "run_retention", "slope"]
+
+#: Requests the size probes (ladders, framings, bisection) need, kept for them under a rate limit.
+_SIZE_PROBES = 40
 
 
 def slope(xs: Sequence[float], ys: Sequence[float]) -> float:
@@ -64,10 +68,18 @@ def run_retention(prober: Prober) -> RetentionResult | None:
         prober.skip("retention", "the server accepted no body to repeat")
         return None
     variant, _ = chosen
+    count = budget.retention_warmup + budget.retention_rounds * budget.retention_per_round
+    allowance = advertised_allowance([*prober.side_exchanges, *(m.exchange for m in prober.measurements)])
+    if allowance is not None and allowance < count + _SIZE_PROBES:
+        prober.skip(
+            "retention",
+            f"the target advertises a rate limit of {allowance} requests; the {count} retention needs "
+            "would use it up before the size probes",
+        )
+        return None
     size = _accepted_size(prober, variant)
     if size is None:
         return None
-    count = budget.retention_warmup + budget.retention_rounds * budget.retention_per_round
     if count * size > prober.spendable_bytes:
         prober.skip(
             "retention",
