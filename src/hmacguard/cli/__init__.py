@@ -18,6 +18,7 @@ app = typer.Typer(
 # Each import registers that subcommand on ``app``.
 from hmacguard.cli import audit as _audit  # noqa: E402,F401
 from hmacguard.cli import demo as _demo  # noqa: E402,F401
+from hmacguard.cli import history as _history  # noqa: E402,F401
 from hmacguard.cli import lab as _lab  # noqa: E402,F401
 from hmacguard.cli import leaks as _leaks  # noqa: E402,F401
 from hmacguard.cli import rules as _rules  # noqa: E402,F401
