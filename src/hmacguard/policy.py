@@ -187,7 +187,14 @@ class Guard:
             if limiter is not None:
                 key = limiter.key_for(head)
                 raw_length = head.headers.get("content-length")
-                declared = int(raw_length) if raw_length and raw_length.isdigit() else None
+                # Only a rough figure for the bytes budget; begin() refuses a malformed one with 400
+                # and one over the cap with 413, so more than the cap is never charged up front.
+                # isascii() first: "²" passes isdigit() but not int().
+                declared = (
+                    min(int(raw_length), verifier.max_body + 1)
+                    if raw_length and raw_length.isascii() and raw_length.isdigit()
+                    else None
+                )
 
                 def admit() -> RateState:
                     return limiter.admit(key or "", declared_bytes=declared)

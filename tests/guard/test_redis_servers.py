@@ -18,7 +18,7 @@ import pytest
 
 from hmacguard import Signer
 
-from ._servers import RedisServer, Server, gunicorn, need_redis_server, redis_server
+from ._servers import RedisServer, Server, gunicorn, need_redis_server, redis_server, uvicorn
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
 APP = "tests.guard._apps.redis_guarded:application"
@@ -119,3 +119,28 @@ def test_redis_stopped_mid_run_fails_closed_or_open_and_recovers() -> None:
                 assert post(closed, body, headers).status_code == 200
                 assert post(fail_open, body, headers).status_code == 409
             assert "Traceback" not in closed.log() + fail_open.log()
+
+
+def test_wsgi_and_asgi_servers_share_one_redis(redis: RedisServer) -> None:
+    env = {"HMACGUARD_TEST_REDIS": redis.url, "HMACGUARD_TEST_RATE": "3/hour"}
+    with gunicorn(APP, env) as wsgi, uvicorn("tests.guard._apps.redis_guarded:asgi", env) as asgi:
+        body, headers = delivery()
+        assert post(wsgi, body, headers).status_code == 200
+        assert post(asgi, body, headers).status_code == 409
+        client = f"client-{uuid.uuid4().hex}"
+        statuses = [post(server, *delivery(client)).status_code for server in [asgi, wsgi] * 3]
+        assert statuses == [200, 200, 200, 429, 429, 429]
+
+
+def test_asgi_server_fails_closed_when_redis_stops() -> None:
+    need_redis_server()
+    with redis_server() as redis:
+        env = {"HMACGUARD_TEST_REDIS": redis.url}
+        with uvicorn("tests.guard._apps.redis_guarded:asgi", env) as asgi:
+            assert post(asgi, *delivery()).status_code == 200
+            redis.process.terminate()
+            redis.process.wait(timeout=10)
+            refused = post(asgi, *delivery())
+            assert refused.status_code == 503
+            assert refused.json()["status"] == 503
+            assert asgi.process.poll() is None

@@ -297,3 +297,47 @@ def test_configuration_mistakes_raise_at_construction(options: dict[str, object]
 def test_unknown_scheme_is_a_configuration_error() -> None:
     with pytest.raises(ConfigurationError):
         Verifier("paypal", secrets="s")
+
+
+def test_reordering_or_padding_the_listed_signatures_does_not_make_a_replay_new() -> None:
+    verifier = Verifier("stripe", secrets="s")
+    headers = Signer("stripe", secrets="s").sign(BODY)
+    verifier.verify(headers, BODY).close()
+    t, v1 = headers["Stripe-Signature"].split(",")
+    junk = "v1=" + "ab" * 32
+    for variant in (f"{t},{junk},{v1}", f"{t},{v1},{junk}", f"{junk},{v1},{t}"):
+        with pytest.raises(ReplayDetected):
+            verifier.verify({**headers, "Stripe-Signature": variant}, BODY)
+
+
+def test_a_replayed_body_is_released_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    import hmacguard.verifier
+    from hmacguard.body import BoundedBody
+    from hmacguard.policy import Guard, Rejected, RequestHead
+
+    made: list[BoundedBody] = []
+
+    class Recorded(BoundedBody):
+        __slots__ = ()
+
+        def __init__(self, **options: int) -> None:
+            super().__init__(**options)
+            made.append(self)
+
+    monkeypatch.setattr(hmacguard.verifier, "BoundedBody", Recorded)
+    guard = Guard(Verifier("github", secrets="s"))
+    headers = {k.lower(): v for k, v in Signer("github", secrets="s").sign(BODY).items()}
+    outcomes = []
+    for _ in range(2):
+        process = guard.process(RequestHead("POST", "/webhook", headers, "127.0.0.1"))
+        next(process)
+        process.send(BODY)
+        with pytest.raises(StopIteration) as stop:
+            process.send(b"")  # end of body (no Content-Length here)
+        outcomes.append(stop.value.value)
+    accepted, rejected = outcomes
+    assert isinstance(rejected, Rejected)
+    assert rejected.problem.status == 409
+    assert not made[0].closed  # the accepted body is the application's until the request ends
+    assert made[1].closed  # the replay's body was verified, then refused: released at once
+    accepted.body.close()

@@ -1,5 +1,6 @@
-"""A guarded WSGI app sharing replay ids and rate limits through Redis, for the multi-process tests.
+"""A guarded app sharing replay ids and rate limits through Redis, for the multi-process tests.
 
+``application`` is the WSGI app (gunicorn), ``asgi`` the same guard as an ASGI app (uvicorn).
 Configured by environment: HMACGUARD_TEST_REDIS (URL), HMACGUARD_TEST_FAIL_OPEN ("1" or not),
 HMACGUARD_TEST_RATE (a limits string). Every response names the worker that answered it.
 """
@@ -12,12 +13,27 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from hmacguard import RateLimiter, RedisReplayStore, Verifier, WSGIGuard
+from hmacguard import ASGIGuard, RateLimiter, RedisReplayStore, Verifier, WSGIGuard
 
 SECRET = "whsec_cmVkaXMtdGVzdC1zZWNyZXQ="
 URL = os.environ["HMACGUARD_TEST_REDIS"]
 FAIL_OPEN = os.environ.get("HMACGUARD_TEST_FAIL_OPEN") == "1"
 logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
+
+
+def _options() -> dict[str, Any]:
+    return {
+        "verifier": Verifier(
+            "standard-webhooks", secrets=SECRET, replay=RedisReplayStore(URL, fail_open=FAIL_OPEN)
+        ),
+        "rate_limiter": RateLimiter(
+            limit=os.environ.get("HMACGUARD_TEST_RATE", "1000/hour"),
+            storage=URL,
+            key="header:X-Test-Client",
+            fail_open=FAIL_OPEN,
+        ),
+        "paths": ["/webhook"],
+    }
 
 
 def webhook(environ: dict[str, Any], start_response: Any) -> list[bytes]:
@@ -28,17 +44,7 @@ def webhook(environ: dict[str, Any], start_response: Any) -> list[bytes]:
     return [b"ok %d" % len(body)]
 
 
-guarded = WSGIGuard(
-    webhook,
-    verifier=Verifier("standard-webhooks", secrets=SECRET, replay=RedisReplayStore(URL, fail_open=FAIL_OPEN)),
-    rate_limiter=RateLimiter(
-        limit=os.environ.get("HMACGUARD_TEST_RATE", "1000/hour"),
-        storage=URL,
-        key="header:X-Test-Client",
-        fail_open=FAIL_OPEN,
-    ),
-    paths=["/webhook"],
-)
+guarded = WSGIGuard(webhook, **_options())
 
 
 def application(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
@@ -46,3 +52,26 @@ def application(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]
         return start_response(status, [*headers, ("X-Worker-Pid", str(os.getpid()))], exc_info)
 
     return guarded(environ, start)
+
+
+async def _asgi_webhook(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    more = True
+    while more:
+        more = (await receive()).get("more_body", False)
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+_asgi_guarded = ASGIGuard(_asgi_webhook, **_options())
+
+
+async def asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """The same guard as an ASGI app: its Redis calls run in worker threads."""
+
+    async def send_with_pid(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            pid = (b"x-worker-pid", str(os.getpid()).encode())
+            message = {**message, "headers": [*message.get("headers", []), pid]}
+        await send(message)
+
+    await _asgi_guarded(scope, receive, send_with_pid)
