@@ -17,7 +17,6 @@ from typing import Literal, TypeVar
 
 from hmacguard.audit.model import SIZE_THRESHOLD
 from hmacguard.audit.python.flow import Flow, Summary
-from hmacguard.audit.python.guards import has_strict_length_guard
 from hmacguard.audit.python.frontend import (
     FunctionScope,
     PyFile,
@@ -29,6 +28,7 @@ from hmacguard.audit.python.frontend import (
     last_name,
     string_value,
 )
+from hmacguard.audit.python.guards import has_strict_length_guard
 
 __all__ = ["FACT_WORDS", "SINK_PATTERN", "CapState", "PythonFacts", "Setting"]
 
