@@ -62,8 +62,9 @@ _FRAME: dict[Shape, tuple[bytes, bytes]] = {
 @functools.cache
 def _block(shape: Shape) -> bytes:
     if shape is Shape.OCTET:
-        # Incompressible but reproducible: a fixed-seed stream, not os.urandom.
-        return random.Random(0x686D6163).randbytes(BLOCK)  # noqa: S311 (not for security)
+        # Incompressible but reproducible: a fixed-seed stream, not os.urandom; no newline (see above).
+        noise = random.Random(0x686D6163).randbytes(BLOCK)  # noqa: S311 (not for security)
+        return noise.replace(b"\n", b"\x0b")
     return b"a" * BLOCK
 
 

@@ -98,7 +98,13 @@ class Endpoint:
                 sock.connect((address, self.port))
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 if self.tls:
-                    sock = self._tls_context().wrap_socket(sock, server_hostname=self.server_hostname or None)
+                    try:
+                        sock = self._tls_context().wrap_socket(
+                            sock, server_hostname=self.server_hostname or None
+                        )
+                    except OSError as exc:  # ssl.SSLError, or a handshake that timed out
+                        reason = exc.reason if isinstance(exc, ssl.SSLError) else exc
+                        raise ConnectionError(f"TLS handshake failed: {reason or exc}") from None
                 sock.setblocking(False)
                 return sock
             except OSError as exc:

@@ -1,0 +1,169 @@
+"""``hmacguard scan`` on the command line: one-line errors with exit 2, the exit-code contract,
+JSON output that follows its schema, and --launch (memory retention measured on a service the
+scanner starts, and stopped even when the scanner is killed)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import h11
+import jsonschema
+import psutil
+import pytest
+from typer.testing import CliRunner
+
+from hmacguard.cli import app
+from hmacguard.lab import free_port, get_target
+from hmacguard.report.scan_json import SCAN_REPORT_SCHEMA
+from tests.scan import _servers
+
+runner = CliRunner()
+FAST = ["--ladder", "1KiB,256KiB", "--max-size", "256KiB", "--burst", "6", "--concurrency", "2",
+        "--timeout", "2", "--budget-seconds", "30", "--no-progress"]  # fmt: skip
+
+
+def one_line_error(args: list[str]) -> str:
+    result = runner.invoke(app, ["scan", *args])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("hmacguard: error: "), result.stderr
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+def test_bad_input_is_one_line_and_exit_2() -> None:
+    with _servers.serve(_servers.hanging) as server:
+        closed = server.port
+    assert "must start with http://" in one_line_error(["http//nope"])
+    assert "malformed" in one_line_error(["http://127.0.0.1:99999/"])
+    assert "cannot connect" in one_line_error([f"http://127.0.0.1:{closed}/webhook", *FAST])
+    assert "unknown scheme" in one_line_error(["http://127.0.0.1:1/", "--scheme", "gitlab"])
+    assert "alternatives" in one_line_error(["http://127.0.0.1:1/", "--pid", "1", "--launch", "true"])
+    assert "--allow-remote" in one_line_error(["http://10.9.8.7/webhook", *FAST])
+    assert "not a size" in one_line_error(["http://127.0.0.1:1/", "--budget-bytes", "lots"])
+    assert "unknown severity" in one_line_error(["http://127.0.0.1:1/", "--fail-on", "bad"])
+    assert "generic scheme" in one_line_error(["http://127.0.0.1:1/", "--header", "X-Sig"])
+    assert "Name: value" in one_line_error(["http://127.0.0.1:1/", "-H", "no colon"])
+    assert "does not exist" in one_line_error(["http://127.0.0.1:1/", "--pid", "999999999"])
+
+
+def test_tls_failure_is_a_target_error() -> None:
+    def plain_http(conn: socket.socket, stop: threading.Event) -> None:
+        conn.sendall(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n")
+
+    with _servers.serve(plain_http) as server:
+        message = one_line_error([f"https://127.0.0.1:{server.port}/webhook", *FAST])
+    assert "TLS handshake failed" in message
+    with _servers.serve(_servers.hanging) as server:  # a server that never says anything
+        message = one_line_error([f"https://127.0.0.1:{server.port}/webhook", *FAST])
+    assert "TLS handshake failed" in message
+
+
+def test_dry_run_prints_the_plan_and_sends_nothing() -> None:
+    with _servers.serve(_servers.hanging) as server:
+        result = runner.invoke(app, ["scan", server.url, "--dry-run", "--budget-bytes", "64MiB"])
+        assert server.requests == []
+    assert result.exit_code == 0, result.output
+    assert "Scan plan" in result.output and "Nothing was sent" in result.output
+    assert "would not fit" in result.output  # the 100 MiB rungs, at 64 MiB of budget
+
+
+def _guarded_like(request: h11.Request, length: int) -> tuple[int, list[tuple[str, str]]]:
+    return (413, []) if length > 64 * 1024 else (401, [])
+
+
+def _early(request: h11.Request) -> tuple[int, list[tuple[str, str]]] | None:
+    length = dict(request.headers).get(b"content-length")
+    return (413, []) if length is not None and int(length) > 64 * 1024 else None
+
+
+@pytest.mark.slow
+def test_exit_codes_and_json_report(tmp_path: Path) -> None:
+    out = tmp_path / "report.json"
+    handler = _servers.h11_handler(_guarded_like, refuse_head=_early)
+    with _servers.serve(handler) as server:
+
+        def run(*extra: str) -> int:
+            return runner.invoke(app, ["scan", server.url, *FAST, *extra]).exit_code
+
+        # A 64 KiB limit for every framing and no rate limit: one medium finding, score 90.
+        assert run("--format", "json", "--output", str(out)) == 1  # default: fail on any finding
+        assert run("--fail-on", "high") == 0
+        assert run("--fail-under", "95") == 1
+        assert run("--fail-under", "80") == 0
+        assert run("--fail-under", "80", "--fail-on", "medium") == 1
+    document = json.loads(out.read_text())
+    jsonschema.validate(document, SCAN_REPORT_SCHEMA)
+    assert (document["score"], document["grade"]) == (90, "A")
+    assert [f["rule"] for f in document["findings"]] == ["no-rate-limit"]
+    assert document["findings"][0]["cwe"] == ["CWE-770"]
+    limit = next(x for x in document["limits"] if x["variant"] == "content-length json")
+    assert limit["largest_accepted"] <= 64 * 1024 < limit["smallest_refused"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("name", "retains"),
+    [("django-body-cache", True), ("django-middleware-attach", True), ("django-stateless", False),
+     ("flask-streaming-capped", False)],
+)  # fmt: skip
+def test_launch_measures_retention_per_request(name: str, retains: bool, tmp_path: Path) -> None:
+    port = free_port()
+    command = shlex.join(get_target(name).command(port))
+    out = tmp_path / "report.json"
+    result = runner.invoke(app, [
+        "scan", f"http://127.0.0.1:{port}/webhook", "--launch", command, "--format", "json", "--output",
+        str(out), "--ladder", "1KiB,1MiB", "--max-size", "1MiB", "--burst", "4", "--concurrency", "2",
+        "--timeout", "3", "--no-progress",
+    ])  # fmt: skip
+    assert result.exit_code == 1, result.output
+    document = json.loads(out.read_text())
+    assert document["memory_source"].startswith("pid ")
+    rules = {f["rule"] for f in document["findings"]}
+    assert ("memory-retention" in rules) is retains
+    retention = document["retention"]
+    if retains:
+        assert abs(retention["ratio_to_body"] - 1) <= 0.25, retention
+    else:
+        assert retention["ratio_to_body"] < 0.25, retention
+    # The launched service is gone: nothing listens on its port any more.
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_scanner_stops_the_launched_service() -> None:
+    port = free_port()
+    command = shlex.join(get_target("flask-get-data").command(port))
+    scanner = subprocess.Popen(
+        [sys.executable, "-m", "hmacguard", "scan", f"http://127.0.0.1:{port}/webhook", "--launch", command,
+         "--no-progress", "--budget-seconds", "60"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ},
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        children: list[psutil.Process] = []
+        while time.monotonic() < deadline and len(children) < 3:  # the server, its master and workers
+            children = psutil.Process(scanner.pid).children(recursive=True)
+            time.sleep(0.1)
+        assert children, "the service was never launched"
+        time.sleep(1.0)  # mid-scan
+        scanner.send_signal(signal.SIGTERM)
+        _, stderr = scanner.communicate(timeout=30)
+    finally:
+        if scanner.poll() is None:
+            scanner.kill()
+            scanner.wait()
+    assert scanner.returncode == 130
+    assert stderr.strip().splitlines()[-1] == "hmacguard: error: interrupted"
+    _, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive, alive
