@@ -20,7 +20,9 @@ HERE = Path(__file__)
 
 def marked_line(marker: str, path: Path = HERE) -> int:
     """The 1-based number of the only line of ``path`` ending with ``# <marker>``."""
-    lines = [n for n, text in enumerate(path.read_text().splitlines(), 1) if text.rstrip().endswith(f"# {marker}")]
+    lines = [
+        n for n, text in enumerate(path.read_text().splitlines(), 1) if text.rstrip().endswith(f"# {marker}")
+    ]
     if len(lines) != 1:
         raise LookupError(f"{marker!r} marks {len(lines)} lines of {path}")
     return lines[0]

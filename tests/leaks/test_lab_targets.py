@@ -59,7 +59,7 @@ def test_finds_the_storing_line(module: str, needle: str) -> None:
     ],
 )
 def test_reports_nothing_for_correct_targets(target: str) -> None:
-    code, report = leaks_json(target, "--requests", "200")
+    code, report = leaks_json(target, "--requests", "120")
     assert code == 0, report["findings"]
     assert report["findings"] == []
     assert report["sites"] == []

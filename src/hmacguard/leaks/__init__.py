@@ -86,6 +86,10 @@ def find_leaks(
 
 
 def _describe(target: object) -> str:
-    module = getattr(target, "__module__", None) or type(target).__module__
-    qualname = getattr(target, "__qualname__", None) or type(target).__qualname__
-    return f"{module}:{qualname}"
+    """``module:function`` for a function or class, the object's repr (``<Flask 'app'>``) otherwise."""
+    qualname = getattr(target, "__qualname__", None)
+    module = getattr(target, "__module__", None)
+    if isinstance(qualname, str) and isinstance(module, str):
+        return f"{module}:{qualname}"
+    text = repr(target)
+    return text if len(text) <= 80 else text[:77] + "..."

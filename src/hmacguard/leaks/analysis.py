@@ -169,7 +169,9 @@ def _classify(
     if steady and tail_rate >= min_bytes and tail_rate >= _PLATEAU_RATIO * max(head_rate, all_rate):
         objects = _slope(xs[-tail:], series.blocks[-tail:])
         return "growing", tail_rate, objects, None
-    if max(head_rate, all_rate) >= min_bytes and series.bytes[-1] >= min_bytes * requests[-1] / 4:
+    climbed = [b - a for a, b in pairwise(series.bytes[:head])]
+    filling = sum(1 for d in climbed if d > 0) * 3 >= len(climbed) * 2
+    if filling and head_rate >= min_bytes and series.bytes[-1] >= min_bytes * requests[-1] / 4:
         final = series.bytes[-1]
         pairs = zip(requests, series.bytes, strict=True)
         reached = next((r for r, b in pairs if b >= 0.9 * final), requests[-1])

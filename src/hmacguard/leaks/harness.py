@@ -79,7 +79,7 @@ class Recipe:
         stamp = b"%016d" % (seq % 10**16)
         if n < 40:
             return (stamp * (n // 16 + 1))[-n:] if n else b""
-        return b'{"seq": "' + stamp + b'", "pad": "' + b"a" * (n - 37) + b'"}'
+        return b'{"seq": "' + stamp + b'", "pad": "' + b"a" * (n - 38) + b'"}'
 
     def request_headers(self, body: bytes) -> dict[str, str]:
         """Headers for one request: signed afresh, so per-delivery ids differ as they do in real life."""

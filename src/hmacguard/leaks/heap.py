@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import gc
 import sys
+import threading
 import time
 import tracemalloc
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
+from typing import TypeVar
 
 from hmacguard.errors import ConfigurationError
 from hmacguard.leaks.frames import FrameKind, FramePolicy, Site
@@ -40,11 +42,12 @@ __all__ = ["Measurement", "SiteSeries", "measure"]
 #: Frames kept per traceback when the depth is not measured (a Django view sits ~25 below the harness).
 DEFAULT_FRAMES = 48
 #: Bounds on the measured depth: tracemalloc's cost grows with every frame it records.
-_MIN_FRAMES, _MAX_FRAMES = 24, 256
+_MIN_FRAMES, _MAX_FRAMES = 16, 256
 #: Headroom over the profiled request: other requests may take deeper paths (errors, lazy setup).
-_DEPTH_MARGIN = 10
+_DEPTH_MARGIN = 4
 
 Frames = tuple[tuple[str, int], ...]
+T = TypeVar("T")
 
 
 @dataclass
@@ -82,6 +85,31 @@ def _round_sizes(requests: int, rounds: int) -> list[int]:
 
 def _innermost_first(tb: tracemalloc.Traceback) -> Frames:
     return tuple((f.filename, f.lineno) for f in reversed(tb))
+
+
+def _shallow(fn: Callable[[], T]) -> T:
+    """Run ``fn`` on a fresh thread and wait for it.
+
+    While tracing, every allocation records its stack, and CPython works out each frame's line number
+    by scanning the code's line table: under pytest (thirty frames of large functions above us) one
+    allocation costs tens of microseconds. The snapshot and the heap scan allocate a lot and touch
+    no application state, so they run where the stack is four frames deep.
+    """
+    result: list[T] = []
+    error: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            result.append(fn())
+        except BaseException as exc:  # handed back to the caller's thread, re-raised there
+            error.append(exc)
+
+    worker = threading.Thread(target=target, name="hmacguard-leaks-analysis")
+    worker.start()
+    worker.join()
+    if error:
+        raise error[0]
+    return result[0]
 
 
 def _snapshot() -> dict[tracemalloc.Traceback, tuple[int, int]]:
@@ -133,22 +161,31 @@ def measure(
 
     was_tracing = tracemalloc.is_tracing()
     previous_limit = tracemalloc.get_traceback_limit()
+    was_frozen = gc.get_freeze_count() > 0
     gc.collect()
+    # Everything alive now is old by definition: frozen, it costs the two full collections per round
+    # nothing (a test runner's heap is large). Freelists are still emptied by each full collection.
+    gc.freeze()
     if was_tracing:
         tracemalloc.stop()  # old traces would make warm-up allocations look new
     tracemalloc.start(frames)
     try:
         done = [0]
-        tables = [_snapshot()]
+        tables = [_shallow(_snapshot)]
         for size in _round_sizes(requests, rounds):
             t0 = time.perf_counter()
             workload.run(size)
             run_seconds += time.perf_counter() - t0
             done.append(done[-1] + size)
-            tables.append(_snapshot())
-        keepers = find_keepers(policy, ignore=_owned(workload))
+            tables.append(_shallow(_snapshot))
+        # The heap scan must see the old objects: gc.get_objects() skips the frozen ones.
+        gc.unfreeze()
+        keepers = _shallow(lambda: find_keepers(policy, ignore=_owned(workload)))
     finally:
         tracemalloc.stop()
+        gc.unfreeze()
+        if was_frozen:
+            gc.freeze()  # a pre-fork server froze its heap; leave it frozen (a superset, now)
         if was_tracing:
             tracemalloc.start(previous_limit)
     stores = watch_stores(workload.run, keepers.biggest(), policy, requests=watch)

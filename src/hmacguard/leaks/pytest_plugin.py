@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 # hmacguard.leaks (asyncio, tracemalloc, the findings catalogue) is imported when a test asks for a
 # measurement, not when pytest loads its plugins: every test run in the environment pays for this module.
 
-__all__ = ["LeakBudgetExceeded", "LeakCheck", "parse_budget"]
+__all__ = ["LeakCheck", "failure_message", "parse_budget"]
 
 MARKER = "leak_budget"
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]?)(i?)(b?)\s*$", re.IGNORECASE)
@@ -68,17 +68,13 @@ def parse_budget(value: int | float | str) -> float:
     return float(number * base**power)
 
 
-class LeakBudgetExceeded(AssertionError):
-    """A test's code keeps more memory per request than its budget allows."""
-
-
 @dataclass
 class LeakCheck:
     """The ``leak_check`` fixture: ``leak_check(app_or_callable, **recipe)`` -> LeakReport."""
 
     budget: float = 0.0
     options: dict[str, Any] = field(default_factory=dict)
-    reports: list[LeakReport] = field(default_factory=list)
+    reports: list[LeakReport] = field(default_factory=list, repr=False)
 
     def __call__(
         self,
@@ -100,7 +96,9 @@ class LeakCheck:
         report = find_leaks(target, recipe, **run)
         self.reports.append(report)
         if report.bytes_per_request > limit:
-            raise LeakBudgetExceeded(failure_message(report, limit))
+            # No traceback: the message names the lines, and a traceback of this frame would show
+            # the caller's keywords -- a signing secret among them.
+            pytest.fail(failure_message(report, limit), pytrace=False)
         return report
 
 
@@ -188,5 +186,5 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
         functools.update_wrapper(body, pyfuncitem.obj)
     report = find_leaks(body, None, name=pyfuncitem.nodeid, interface="call", **options)
     if report.bytes_per_request > budget:
-        raise LeakBudgetExceeded(failure_message(report, budget))
+        pytest.fail(failure_message(report, budget), pytrace=False)
     return True
