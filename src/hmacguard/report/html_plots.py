@@ -84,7 +84,12 @@ def _mib(n: float) -> float:
 
 def _size_axis(ax: Any, sizes: Sequence[int]) -> None:
     ax.set_xscale("log", base=2)
-    ticks = sorted(set(sizes))
+    # Ticks at round sizes (powers of two, every other one on a wide range), not at every probed
+    # size: bisection probes land a few percent apart and their labels would overprint.
+    low = max(1, min(sizes)).bit_length() - 1
+    high = (max(sizes) - 1).bit_length()
+    step = 1 if high - low <= 8 else 2
+    ticks = [1 << k for k in range(low, high + 1, step)]
     ax.set_xticks(ticks)
     ax.set_xticklabels([size_text(t) for t in ticks], rotation=30, ha="right")
     ax.minorticks_off()

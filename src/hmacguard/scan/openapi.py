@@ -43,6 +43,7 @@ from hmacguard.scan.openapi_spec import (
     load_openapi,
     survey_operations,
 )
+from hmacguard.scan.probes.base import size_text
 from hmacguard.scan.runner import run_scan
 
 __all__ = [
@@ -109,22 +110,18 @@ def compare_limit(operation: Operation, report: ScanReport, precision: float = 0
         return LimitComparison(operation.key, declared, accepted, refused, verdict, message)
 
     if declared is None:
-        seen = "no refusal seen" if refused is None else f"refused from {refused} bytes"
+        seen = "no refusal seen" if refused is None else f"refused from {size_text(refused)}"
         return make("undeclared", f"the spec declares no body size; {seen}")
     if accepted is None:
         return make("unconfirmed", "no body size was accepted, so the declared limit cannot be checked")
-    d = declared.bytes
+    d, said = declared.bytes, f"declares {size_text(declared.bytes)} ({declared.where})"
     if accepted > d * (1 + precision):
-        return make(
-            "not-enforced", f"declares at most {d} bytes ({declared.where}); the server accepted {accepted}"
-        )
+        return make("not-enforced", f"{said}; the server accepted {size_text(accepted)}")
     if refused is not None and refused < d * (1 - precision):
-        return make("stricter", f"declares {d} bytes ({declared.where}); the server refused {refused}")
+        return make("stricter", f"{said}; the server refused {size_text(refused)}")
     if refused is None:
-        return make(
-            "unconfirmed", f"declares {d} bytes; the scan accepted up to {accepted} and refused nothing"
-        )
-    return make("enforced", f"declares {d} bytes ({declared.where}); refused from {refused} bytes")
+        return make("unconfirmed", f"{said}; the scan accepted {size_text(accepted)} and refused nothing")
+    return make("enforced", f"{said}; refused from {size_text(refused)}")
 
 
 @dataclass(frozen=True)
