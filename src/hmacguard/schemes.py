@@ -59,6 +59,7 @@ __all__ = [
 Secret = str | bytes
 #: Longest header value we parse at all; a longer one is malformed, not something to split and scan.
 _MAX_HEADER = 4096
+_DIGEST_SIZES: dict[str, int] = {}
 #: Most signatures one header may list (rotation sends a handful, never hundreds).
 _MAX_SIGNATURES = 8
 
@@ -147,7 +148,11 @@ class Scheme(ABC):
 
     @property
     def digest_size(self) -> int:
-        return hashlib.new(self.algorithm).digest_size
+        # Looked up on every parse: build a hash object once per algorithm, not once per request.
+        size = _DIGEST_SIZES.get(self.algorithm)
+        if size is None:
+            size = _DIGEST_SIZES[self.algorithm] = hashlib.new(self.algorithm).digest_size
+        return size
 
     def key(self, secret: Secret) -> bytes:
         """The HMAC key derived from a user-supplied secret."""

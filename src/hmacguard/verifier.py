@@ -119,6 +119,11 @@ class Verification:
     when abandoning the request, call :meth:`abort` to release what was buffered.
     """
 
+    __slots__ = (
+        "_digest", "_eof", "_inflater", "_macs", "_result", "_verifier", "body", "claim",
+        "content_length", "deadline", "received",
+    )  # fmt: skip
+
     def __init__(
         self,
         verifier: Verifier,
