@@ -64,7 +64,7 @@ def scan(
     budget_seconds: Annotated[float, typer.Option("--budget-seconds", help="Wall-clock limit.")] = 60.0,
     timeout: Annotated[
         float, typer.Option("--timeout", help="Seconds a request may go without progress.")
-    ] = 10.0,
+    ] = 5.0,
     max_size: Annotated[str, typer.Option("--max-size", help="Largest probe body.")] = "100MiB",
     ladder: Annotated[
         str, typer.Option("--ladder", help="Comma-separated body sizes.")

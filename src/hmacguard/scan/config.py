@@ -191,7 +191,7 @@ class Budget:
 
     bytes: int = 1 * GiB
     seconds: float = 60.0
-    request_timeout: float = 10.0
+    request_timeout: float = 5.0
     max_size: int = 100 * MiB
     ladder: tuple[int, ...] = DEFAULT_LADDER
     content_types: tuple[str, ...] = DEFAULT_CONTENT_TYPES
