@@ -140,9 +140,11 @@ class RateLimited(RequestRejected):
     slug = "rate-limited"
     title = "Too many requests"
 
-    def __init__(self, message: str, *, retry_after: int) -> None:
+    def __init__(self, message: str, *, retry_after: int, budget: str | None = None) -> None:
         super().__init__(message)
         self.retry_after = max(1, int(retry_after))
+        #: Which rate-limit budget ran out (``"requests"``, ``"bytes"``, ``"failures"``), if known.
+        self.budget = budget
 
 
 class StoreUnavailable(RequestRejected):

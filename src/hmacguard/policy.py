@@ -162,7 +162,7 @@ class Guard:
         connection_header: bool = True,
     ) -> Rejected:
         """The ready answer for ``error`` (problem+json, rate-limit policy, Retry-After on 429)."""
-        extra = self.rate_limiter.headers(None) if self.rate_limiter is not None else []
+        extra = self.rate_limiter.headers(None, error) if self.rate_limiter is not None else []
         problem = problem_for(
             error,
             instance=head.path if head is not None else None,

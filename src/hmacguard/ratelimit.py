@@ -42,7 +42,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from hmacguard.errors import ConfigurationError, RateLimited, StoreUnavailable
+from hmacguard.errors import ConfigurationError, RateLimited, RequestRejected, StoreUnavailable
 
 if TYPE_CHECKING:
     from hmacguard.policy import RequestHead
@@ -108,6 +108,10 @@ class _Budget:
     name: str
     item: Any  # limits.RateLimitItem
     unit: str | None
+
+
+def _exhausted(message: str, budget: str, retry_after: int) -> RateLimited:
+    return RateLimited(message, retry_after=retry_after, budget=budget)
 
 
 @dataclass(frozen=True)
@@ -239,17 +243,17 @@ class RateLimiter:
         if requests is not None and not self._call(
             lambda: self._limiter.hit(requests.item, *ids, "requests", key), True
         ):
-            raise RateLimited("too many requests", retry_after=self._retry_after(requests, key))
+            raise _exhausted("too many requests", requests.name, self._retry_after(requests, key))
         failures = self._budgets.get("failures")
         if failures is not None and not self._call(
             lambda: self._limiter.test(failures.item, *ids, "failures", key), True
         ):
-            raise RateLimited("too many failed verifications", retry_after=self._retry_after(failures, key))
+            raise _exhausted("too many failed verifications", failures.name, self._retry_after(failures, key))
         volume = self._budgets.get("bytes")
         if volume is not None:
             cost = max(1, declared_bytes or 0)
             if not self._call(lambda: self._limiter.test(volume.item, *ids, "bytes", key, cost=cost), True):
-                raise RateLimited("too many bytes", retry_after=self._retry_after(volume, key))
+                raise _exhausted("too many bytes", volume.name, self._retry_after(volume, key))
         return RateState(key, tuple(self._remaining(key)))
 
     def _remaining(self, key: str) -> list[tuple[str, int, int]]:
@@ -278,10 +282,13 @@ class RateLimiter:
         if failures is not None:
             self._call(lambda: self._limiter.hit(failures.item, self.prefix, "failures", key), True)
 
-    def headers(self, state: RateState | None) -> list[tuple[str, str]]:
-        """``RateLimit-Policy`` and ``RateLimit`` fields for a response."""
+    def headers(self, state: RateState | None, error: RequestRejected | None = None) -> list[tuple[str, str]]:
+        """``RateLimit-Policy`` and ``RateLimit`` fields for a response (a 429 names the exhausted
+        budget with ``r=0`` and its reset time)."""
         out = [("RateLimit-Policy", self.policy_header)]
-        if state is not None and state.remaining:
+        if isinstance(error, RateLimited) and error.budget in self._budgets:
+            out.append(("RateLimit", f'"{error.budget}";r=0;t={error.retry_after}'))
+        elif state is not None and state.remaining:
             out.append(("RateLimit", ", ".join(f'"{n}";r={r};t={t}' for n, r, t in state.remaining)))
         return out
 

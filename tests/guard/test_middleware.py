@@ -157,6 +157,7 @@ def test_rate_limit_headers_on_success_and_429_with_retry_after() -> None:
     third = wsgi_request(guard, BODY, signer.sign(BODY), peer="10.0.0.1")
     assert third.status == 429
     assert 1 <= int(third.headers["Retry-After"]) <= 60
+    assert third.headers["RateLimit"] == f'"requests";r=0;t={third.headers["Retry-After"]}'
     # Another client has its own budget.
     assert wsgi_request(guard, BODY, signer.sign(BODY), peer="10.0.0.2").status == 200
 
