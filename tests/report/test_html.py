@@ -162,3 +162,15 @@ def test_leaks_page_renders_in_chromium(tmp_path: Path) -> None:
 def test_burst_schedule_gives_each_request_to_the_first_free_connection() -> None:
     schedule = reconstruct_schedule([1.0, 3.0, 1.0, 1.0], workers=2)
     assert schedule == [(0.0, 1.0, 0), (0.0, 3.0, 1), (1.0, 1.0, 0), (2.0, 1.0, 0)]
+
+
+@pytest.mark.slow
+def test_several_scans_share_one_page_with_a_section_each() -> None:
+    reports = [lab_scan("flask-get-data"), lab_scan("flask-guarded")]
+    html = render_scan_html(reports)
+    assert_self_contained(html)
+    assert html.count('<section id="scan-') == 2
+    for report in reports:
+        assert f'<h2 class="mono">POST {report.url}</h2>' in html
+    # The guarded target throttles forged requests: no retention plot, and the page says why.
+    assert "The retention probe did not run" in html

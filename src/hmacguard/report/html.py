@@ -218,12 +218,21 @@ def _scan_view(report: ScanReport, anchor: str) -> dict[str, Any]:
     }
 
 
-def render_scan_html(report: ScanReport | OpenApiScan, *, title: str | None = None) -> str:
-    """The scan report as one HTML page; an OpenAPI scan gets an overview and a section per operation."""
+def render_scan_html(
+    report: ScanReport | OpenApiScan | Sequence[ScanReport], *, title: str | None = None
+) -> str:
+    """The scan report as one HTML page. An OpenAPI scan gets an overview and a section per operation;
+    several reports (e.g. ``make demo``'s vulnerable and fixed targets) get a section each."""
     if isinstance(report, ScanReport):
         scans = [_scan_view(report, "scan")]
         overview = None
         heading = title or f"hmacguard scan — {report.method} {report.url}"
+    elif not isinstance(report, OpenApiScan):
+        scans = [_scan_view(r, f"scan-{i}") for i, r in enumerate(report, 1)]
+        if not scans:
+            raise ConfigurationError("no scan report to render")
+        overview = None
+        heading = title or f"hmacguard scan — {len(scans)} endpoints"
     else:
         scans = [_scan_view(r, f"op-{i}") for i, r in enumerate(report.reports, 1)]
         overview = {
