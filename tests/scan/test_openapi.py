@@ -14,11 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 
 from hmacguard.errors import ConfigurationError
 from hmacguard.lab import run_target
 from hmacguard.report.html import render_scan_html
 from hmacguard.report.junit import render_scan_junit
+from hmacguard.report.openapi_terminal import render_openapi_scan
+from hmacguard.report.scan_diff import apply_scan_baseline
 from hmacguard.report.scan_sarif import render_scan_sarif
 from hmacguard.scan import Budget
 from hmacguard.scan.config import KiB, MiB
@@ -230,3 +233,10 @@ def test_scans_exactly_the_two_signed_operations_of_a_real_target(tmp_path: Path
     html = render_scan_html(result)
     assert html.count('<section id="op-') == 2 and "not-enforced" in html and "/items/{id}" in html
     assert ET.fromstring(render_scan_junit(result)).get("tests") == "20"
+    console = Console(record=True, width=160)
+    render_openapi_scan(result, console)
+    text = console.export_text()
+    assert "PUT /webhook" in text and "not-enforced" in text and "not scanned: GET /health" in text
+    # A baseline taken from this scan's SARIF hides every finding of both operations.
+    quiet = apply_scan_baseline(result, render_scan_sarif(result))
+    assert result.findings and not quiet.findings

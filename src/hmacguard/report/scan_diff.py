@@ -19,12 +19,13 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, overload
 from urllib.parse import urlsplit
 
 from hmacguard.errors import ConfigurationError
 from hmacguard.findings import Finding, Severity
 from hmacguard.scan.model import ScanReport
+from hmacguard.scan.openapi import OpenApiScan
 from hmacguard.scan.probes.base import size_text
 
 __all__ = [
@@ -244,14 +245,25 @@ def _baseline_fingerprints(text: str) -> frozenset[str]:
     raise ConfigurationError("baseline is neither an hmacguard scan report (JSON) nor its SARIF log")
 
 
-def apply_scan_baseline(report: ScanReport, baseline_text: str) -> ScanReport:
-    """``scan --baseline FILE``: the report without the findings the baseline already has.
+@overload
+def apply_scan_baseline(report: ScanReport, baseline_text: str) -> ScanReport: ...
+@overload
+def apply_scan_baseline(report: OpenApiScan, baseline_text: str) -> OpenApiScan: ...
+def apply_scan_baseline(report: ScanReport | OpenApiScan, baseline_text: str) -> ScanReport | OpenApiScan:
+    """``scan --baseline FILE``: the report (or each report of an OpenAPI scan) without the findings
+    the baseline already has.
 
     The score and grade stay those of the endpoint as measured (a baseline hides known findings
     from the exit code and the listing; it does not make the endpoint safer); a note says how
     many findings were hidden.
     """
     known = _baseline_fingerprints(baseline_text)
+    if isinstance(report, OpenApiScan):
+        return replace(report, reports=tuple(_without(r, known) for r in report.reports))
+    return _without(report, known)
+
+
+def _without(report: ScanReport, known: frozenset[str]) -> ScanReport:
     keys = endpoint_fingerprints(report.findings)
     kept = tuple(f for f, k in zip(report.findings, keys, strict=True) if k not in known)
     hidden = len(report.findings) - len(kept)
