@@ -167,3 +167,41 @@ def test_sigterm_to_the_scanner_stops_the_launched_service() -> None:
     assert stderr.strip().splitlines()[-1] == "hmacguard: error: interrupted"
     _, alive = psutil.wait_procs(children, timeout=10)
     assert not alive, alive
+
+
+@pytest.mark.slow
+def test_terminal_report_and_progress(tmp_path: Path) -> None:
+    import io
+
+    from rich.console import Console
+
+    from hmacguard.report.scan_terminal import render_scan, scan_progress
+    from hmacguard.scan import Budget, ScanEvent, ScanTarget, run_scan
+
+    handler = _servers.h11_handler(_guarded_like, refuse_head=_early)
+    events: list[ScanEvent] = []
+    bar = io.StringIO()
+    with _servers.serve(handler) as server:
+        budget = Budget(ladder=(1024, 256 * 1024), max_size=256 * 1024, burst_requests=6, burst_concurrency=2)
+        with scan_progress(Console(file=bar, force_terminal=True, width=100)) as sink:
+            assert sink is not None
+
+            def both(event: ScanEvent) -> None:
+                events.append(event)
+                sink(event)
+
+            report = run_scan(ScanTarget(server.url), budget, progress=both)
+        result = runner.invoke(app, ["scan", server.url, *FAST, "--verbose", "-o", str(tmp_path / "r.txt")])
+    assert result.exit_code == 1
+    steps = [e.step for e in events]
+    assert steps == sorted(steps) and events[-1].phase == "analysis"
+    assert [e.bytes_sent for e in events] == sorted(e.bytes_sent for e in events)
+    assert {e.phase for e in events} >= {"baseline", "ladder", "chunked", "burst"}
+    assert "/ 1 GiB" in bar.getvalue()  # the bar was drawn, with the bytes sent against the budget
+    out = io.StringIO()
+    render_scan(report, Console(file=out, width=200), verbose=True)
+    text = out.getvalue()
+    assert "Score 90/100  Grade A" in text and "no-rate-limit" in text
+    assert "Body limits by variant" in text and "Probes" in text and "Untested" in text
+    written = (tmp_path / "r.txt").read_text()
+    assert "Grade A" in written and "\x1b[" not in written  # a file gets plain text

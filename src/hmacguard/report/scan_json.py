@@ -1,8 +1,11 @@
 """``hmacguard scan --format json``: the report as versioned JSON, and the JSON Schema it follows.
 
-The document is :meth:`ScanReport.to_dict` inside a small envelope (``tool``, ``kind``); its shape is
-:data:`SCAN_REPORT_SCHEMA` (JSON Schema 2020-12), reproduced in docs/scan.md and checked against real
-scans in the tests. ``schema_version`` changes its major number on any incompatible change.
+The document is the envelope every hmacguard detector shares (:mod:`hmacguard.report.json`:
+``schema``, ``version``, ``kind: "scan"``, ``tool``, ``summary``, ``findings`` with fingerprints)
+carrying the rest of :meth:`ScanReport.to_dict` beside it. Its shape is :data:`SCAN_REPORT_SCHEMA`
+(JSON Schema 2020-12), reproduced in docs/scan.md and checked against real scans in the tests.
+``version`` is the envelope's; ``schema_version`` the scan content's, whose major number changes on
+any incompatible change.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from hmacguard.report.json import report_dict
 from hmacguard.scan import ScanReport
 
 __all__ = ["SCAN_REPORT_SCHEMA", "render_json", "to_json_document"]
@@ -23,12 +27,23 @@ SCAN_REPORT_SCHEMA: dict[str, Any] = {
     "title": "hmacguard scan report",
     "type": "object",
     "required": [
-        "tool", "kind", "schema_version", "target", "score", "grade", "findings", "measurements",
-        "limits", "untested", "notes", "traffic", "stack", "unavailable",
+        "schema", "version", "kind", "tool", "summary", "schema_version", "target", "score", "grade",
+        "findings", "measurements", "limits", "untested", "notes", "traffic", "stack", "unavailable",
     ],
     "properties": {
-        "tool": {"const": "hmacguard"},
+        "schema": {"const": "hmacguard-report"},
+        "version": {"const": 1},
         "kind": {"const": "scan"},
+        "tool": {
+            "type": "object",
+            "required": ["name", "version"],
+            "properties": {"name": {"const": "hmacguard"}, "version": {"type": "string"}},
+        },
+        "summary": {
+            "type": "object",
+            "required": ["findings", "by_severity"],
+            "properties": {"findings": {"type": "integer"}, "by_severity": {"type": "object"}},
+        },
         "schema_version": {"type": "string", "pattern": "^1\\.[0-9]+$"},
         "target": {
             "type": "object",
@@ -80,6 +95,7 @@ SCAN_REPORT_SCHEMA: dict[str, Any] = {
                     "remediation": {"type": "string"},
                     "stack": _NULLABLE_STR,
                     "location": {"type": "object"},
+                    "fingerprint": {"type": "string"},
                 },
             },
         },
@@ -155,7 +171,8 @@ SCAN_REPORT_SCHEMA: dict[str, Any] = {
 
 
 def to_json_document(report: ScanReport) -> dict[str, Any]:
-    return {"tool": "hmacguard", "kind": "scan", **report.to_dict()}
+    rest = {k: v for k, v in report.to_dict().items() if k != "findings"}
+    return report_dict("scan", report.findings, rest)
 
 
 def render_json(report: ScanReport) -> str:

@@ -181,7 +181,7 @@ class _ProgressSink:
 
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
-        self.task = progress.add_task("starting", total=1)
+        self.task = progress.add_task("starting", total=1, sent="")
 
     def __call__(self, event: ScanEvent) -> None:
         self.progress.update(
@@ -210,6 +210,4 @@ def scan_progress(
         TimeElapsedColumn(),
     )
     with Progress(*columns, console=console, transient=True) as progress:
-        sink = _ProgressSink(progress)
-        progress.update(sink.task, sent="")
-        yield sink
+        yield _ProgressSink(progress)
