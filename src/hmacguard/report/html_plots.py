@@ -229,15 +229,15 @@ def burst_timeline(burst: BurstResult) -> str | None:
             if len(schedule) <= 40:
                 ax.text((start + duration / 2) * 1000, worker, str(i + 1), ha="center", va="center",
                         fontsize=6, color="white")  # fmt: skip
+        xlabel = "ms since the burst began (rebuilt from each request's latency)"
         if quiet is not None:
-            ax.axvline(
-                quiet * 1000, color="#999999", linestyle=":", label=f"quiet latency {quiet * 1000:.1f} ms"
-            )
-            ax.legend(fontsize=7, loc="lower right")
+            # Said in the axis label rather than a legend, which would sit on top of the bars.
+            ax.axvline(quiet * 1000, color="#555555", linestyle=":")
+            xlabel += f"; dotted: quiet latency {quiet * 1000:.1f} ms"
         ax.set_yticks(range(burst.concurrency))
         ax.set_yticklabels([f"conn {w + 1}" for w in range(burst.concurrency)])
         ax.invert_yaxis()
-        ax.set_xlabel("ms since the burst started (reconstructed from each request's latency)")
+        ax.set_xlabel(xlabel, fontsize=8)
         outcomes = ", ".join(f"{k}×{v}" for k, v in burst.statuses.items())
         ax.set_title(
             f"Burst: {burst.requests} × {size_text(burst.size)}, {burst.concurrency} at a time ({outcomes})"
