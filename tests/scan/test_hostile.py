@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import h11
@@ -119,3 +120,22 @@ def test_rate_limited_server_gets_no_rate_limit_finding() -> None:
     # (Chunked bodies have no Content-Length to refuse on, so this server reads them before its 413:
     # late-rejection is right for it.)
     assert not rules(report) & {"unbounded-body", "chunked-bypass", "target-unavailable"}
+
+
+def test_time_budget_ends_the_scan_with_a_report_not_an_unavailable_target() -> None:
+    def slow(request: h11.Request, length: int) -> tuple[int, list[tuple[str, str]]]:
+        if request.method == b"POST" and length > 100 * KiB:
+            time.sleep(4)  # thinks about large bodies for longer than the scan may take
+        return 401, []
+
+    budget = Budget(bytes=64 * MiB, seconds=2.0, request_timeout=10, ladder=(KiB, MiB, 4 * MiB),
+                    max_size=4 * MiB)  # fmt: skip
+    started = time.monotonic()
+    with _servers.serve(_servers.h11_handler(slow)) as server:
+        report = run_scan(ScanTarget(server.url), budget)
+        elapsed = time.monotonic() - started
+    assert elapsed < 4.5
+    assert not report.unavailable and "target-unavailable" not in rules(report)
+    reasons = {u.what: u.reason for u in report.untested}
+    assert "time budget (2s) ran out" in reasons["chunked"] and "burst" in reasons
+    assert [m.size for m in report.measurements] == [KiB, MiB]  # the 1 MiB probe was cut by the deadline

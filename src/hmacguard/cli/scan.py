@@ -137,7 +137,7 @@ def scan(
     parsed = target.parsed()
     show_progress = sys.stderr.isatty() if progress is None else progress
     with (
-        observation(pid=pid, metrics=metrics, command=launch, host=addresses[0], port=parsed.port,
+        observation(pid=pid, metrics=metrics, command=launch, host=addresses, port=parsed.port,
                     allow_remote=allow_remote) as observer,
         scan_progress(enabled=show_progress) as sink,
     ):  # fmt: skip

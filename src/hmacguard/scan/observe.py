@@ -27,7 +27,7 @@ import time
 import urllib.error
 import urllib.request
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -202,9 +202,10 @@ class LaunchedService:
             return ""
 
 
-def _port_open(host: str, port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
-        return True
+def _port_open(hosts: Sequence[str], port: int) -> bool:
+    for host in hosts:
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+            return True
     return False
 
 
@@ -230,9 +231,15 @@ def _stop_group(process: subprocess.Popen[bytes], grace: float) -> None:
 
 @contextlib.contextmanager
 def launch(
-    command: str, *, host: str, port: int, ready_timeout: float = 30.0, grace: float = 5.0
+    command: str,
+    *,
+    host: str | Sequence[str],
+    port: int,
+    ready_timeout: float = 30.0,
+    grace: float = 5.0,
 ) -> Iterator[LaunchedService]:
-    """Start ``command`` (a shell-like string, not run by a shell), wait for ``host:port``, yield it.
+    """Start ``command`` (a shell-like string, not run by a shell), wait until ``port`` accepts
+    connections on ``host`` (or on any of several addresses, e.g. both of localhost's), yield it.
 
     The service is stopped when the block exits, however it exits: a KeyboardInterrupt, or SIGTERM
     to the scanner (turned into one for the duration), still stops the whole process group.
@@ -243,9 +250,11 @@ def launch(
         raise ConfigurationError(f"--launch: cannot parse the command: {exc}") from None
     if not argv:
         raise ConfigurationError("--launch needs a command")
-    if _port_open(host, port):
+    hosts = (host,) if isinstance(host, str) else tuple(host)
+    where = f"{hosts[0]}:{port}"
+    if _port_open(hosts, port):
         raise TargetError(
-            f"something already listens on {host}:{port}; --launch would observe the wrong process"
+            f"something already listens on {where}; --launch would observe the wrong process"
         )
     log_fd, log_name = tempfile.mkstemp(prefix="hmacguard-launch-", suffix=".log")
     try:
@@ -262,7 +271,7 @@ def launch(
     try:
         service = None
         deadline = time.monotonic() + ready_timeout
-        while not _port_open(host, port):
+        while not _port_open(hosts, port):
             if process.poll() is not None:
                 tail = Path(log_name).read_text(errors="replace")[-500:].strip()
                 raise TargetError(
@@ -270,7 +279,7 @@ def launch(
                     + (f": {tail.splitlines()[-1]}" if tail else "")
                 )
             if time.monotonic() > deadline:
-                raise TargetError(f"--launch: nothing listened on {host}:{port} within {ready_timeout:g}s")
+                raise TargetError(f"--launch: nothing listened on {where} within {ready_timeout:g}s")
             time.sleep(0.05)
         service = LaunchedService(argv, process, Path(log_name))
         yield service
@@ -310,7 +319,7 @@ def observation(
     pid: int | None = None,
     metrics: str | None = None,
     command: str | None = None,
-    host: str = "127.0.0.1",
+    host: str | Sequence[str] = "127.0.0.1",
     port: int = 0,
     allow_remote: bool = False,
 ) -> Iterator[MemoryObserver | None]:
