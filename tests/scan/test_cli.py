@@ -54,6 +54,11 @@ def test_bad_input_is_one_line_and_exit_2() -> None:
     assert "generic scheme" in one_line_error(["http://127.0.0.1:1/", "--header", "X-Sig"])
     assert "Name: value" in one_line_error(["http://127.0.0.1:1/", "-H", "no colon"])
     assert "does not exist" in one_line_error(["http://127.0.0.1:1/", "--pid", "999999999"])
+    port = free_port()
+    assert "could not start" in one_line_error(
+        [f"http://127.0.0.1:{port}/", "--launch", "/nonexistent/server"]
+    )
+    assert "exited with code 1" in one_line_error([f"http://127.0.0.1:{port}/", "--launch", "false"])
 
 
 def test_tls_failure_is_a_target_error() -> None:
