@@ -253,9 +253,7 @@ def launch(
     hosts = (host,) if isinstance(host, str) else tuple(host)
     where = f"{hosts[0]}:{port}"
     if _port_open(hosts, port):
-        raise TargetError(
-            f"something already listens on {where}; --launch would observe the wrong process"
-        )
+        raise TargetError(f"something already listens on {where}; --launch would observe the wrong process")
     log_fd, log_name = tempfile.mkstemp(prefix="hmacguard-launch-", suffix=".log")
     try:
         process = subprocess.Popen(
