@@ -18,7 +18,7 @@ from hmacguard.errors import TargetError
 from hmacguard.scan.analysis import ScanFacts, Thresholds, analyse
 from hmacguard.scan.config import Budget, ScanTarget
 from hmacguard.scan.fingerprint import fingerprint
-from hmacguard.scan.model import ScanEvent, ScanReport, Untested
+from hmacguard.scan.model import ScanEvent, ScanReport, Untested, Verdict
 from hmacguard.scan.observe import MemoryObserver
 from hmacguard.scan.plan import ScanPlan, plan_scan
 from hmacguard.scan.probes.base import Prober, ScanStopped, size_text
@@ -139,8 +139,24 @@ def _report(
             "server, so below that size only the status code can show a refusal"
         )
     if observer is None:
-        notes.append("server memory was not observed: give --pid, --metrics or --launch to test "
-                     "amplification and retention")  # fmt: skip
+        notes.append(
+            "server memory was not observed: give --pid, --metrics or --launch to test "
+            "amplification and retention"
+        )
+    else:
+        big = [
+            m.size for m in prober.measurements if m.rss_delta is not None and m.verdict is Verdict.ACCEPTED
+        ]
+        if not any(size >= thresholds.amplification_min_size for size in big):
+            seen = (
+                f"the largest accepted was {size_text(max(big))}, which bounds what one body can cost"
+                if big
+                else "none was accepted"
+            )
+            prober.skip(
+                "memory-amplification",
+                f"needs an accepted body of at least {size_text(thresholds.amplification_min_size)} ({seen})",
+            )
     untested = _dedupe(prober.untested)
     return ScanReport(
         url=target.url,

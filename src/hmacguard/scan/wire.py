@@ -103,7 +103,10 @@ class Endpoint:
                             sock, server_hostname=self.server_hostname or None
                         )
                     except OSError as exc:  # ssl.SSLError, or a handshake that timed out
-                        reason = exc.reason if isinstance(exc, ssl.SSLError) else exc
+                        reason: object = exc.reason if isinstance(exc, ssl.SSLError) else exc
+                        if isinstance(exc, ssl.SSLCertVerificationError):
+                            why = exc.verify_message
+                            reason = f"certificate verify failed ({why}; --insecure skips the check)"
                         raise ConnectionError(f"TLS handshake failed: {reason or exc}") from None
                 sock.setblocking(False)
                 return sock
