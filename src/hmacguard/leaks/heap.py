@@ -21,6 +21,7 @@ The result is a per-line series of (requests so far, bytes, blocks) that analysi
 
 from __future__ import annotations
 
+import contextvars
 import gc
 import sys
 import threading
@@ -104,7 +105,8 @@ def _shallow(fn: Callable[[], T]) -> T:
         except BaseException as exc:  # handed back to the caller's thread, re-raised there
             error.append(exc)
 
-    worker = threading.Thread(target=target, name="hmacguard-leaks-analysis")
+    # A daemon: if Ctrl-C reaches the caller while a request is stuck, the process can still exit.
+    worker = threading.Thread(target=target, name="hmacguard-leaks", daemon=True)
     worker.start()
     worker.join()
     if error:
@@ -136,8 +138,17 @@ def measure(
     policy: FramePolicy | None = None,
     frames: int | None = None,
     watch: int = 3,
+    thread: bool = False,
 ) -> Measurement:
-    """Run ``workload`` for ``warmup`` + ``requests`` units and measure what each line keeps."""
+    """Run ``workload`` for ``warmup`` + ``requests`` units and measure what each line keeps.
+
+    ``thread=True`` runs everything -- every request included -- on one fresh thread, as a server's
+    worker would. tracemalloc records up to ``frames`` frames per allocation and pays for each by
+    scanning its code's line table; on a test runner's deep stack an allocation near the top of the
+    app's stack records thirty frames of pytest and costs five times more. Context variables are
+    copied over; thread-locals are not (an app that needs the caller's thread-local state -- a test
+    database connection, say -- wants ``thread=False``).
+    """
     if rounds < 2:
         raise ConfigurationError("at least 2 rounds are needed to tell growth from a one-off")
     if requests < rounds:
@@ -146,6 +157,31 @@ def measure(
         raise ConfigurationError("traceback depth must be between 1 and 1000 frames")
     policy = policy or FramePolicy()
     warmup = max(3, requests // 20) if warmup is None else warmup
+    if thread:
+        context = contextvars.copy_context()
+        return _shallow(
+            lambda: context.run(
+                _measure, workload, requests, rounds, warmup, policy, frames, watch, on_worker=True
+            )
+        )
+    return _measure(workload, requests, rounds, warmup, policy, frames, watch, on_worker=False)
+
+
+def _measure(
+    workload: Workload,
+    requests: int,
+    rounds: int,
+    warmup: int,
+    policy: FramePolicy,
+    frames: int | None,
+    watch: int,
+    *,
+    on_worker: bool,
+) -> Measurement:
+    # On the caller's thread, the analysis still moves to a shallow one (see _shallow).
+    def analysis(fn: Callable[[], T]) -> T:
+        return fn() if on_worker else _shallow(fn)
+
     started = time.perf_counter()
     run_seconds = 0.0
 
@@ -171,16 +207,16 @@ def measure(
     tracemalloc.start(frames)
     try:
         done = [0]
-        tables = [_shallow(_snapshot)]
+        tables = [analysis(_snapshot)]
         for size in _round_sizes(requests, rounds):
             t0 = time.perf_counter()
             workload.run(size)
             run_seconds += time.perf_counter() - t0
             done.append(done[-1] + size)
-            tables.append(_shallow(_snapshot))
+            tables.append(analysis(_snapshot))
         # The heap scan must see the old objects: gc.get_objects() skips the frozen ones.
         gc.unfreeze()
-        keepers = _shallow(lambda: find_keepers(policy, ignore=_owned(workload)))
+        keepers = analysis(lambda: find_keepers(policy, ignore=_owned(workload)))
     finally:
         tracemalloc.stop()
         gc.unfreeze()

@@ -45,7 +45,7 @@ __all__ = ["LeakCheck", "failure_message", "parse_budget"]
 MARKER = "leak_budget"
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]?)(i?)(b?)\s*$", re.IGNORECASE)
 #: Options the marker and the fixture accept besides the budget itself.
-_RUN_OPTIONS = ("requests", "rounds", "warmup", "min_bytes", "frames", "include", "exclude")
+_RUN_OPTIONS = ("requests", "rounds", "warmup", "min_bytes", "frames", "include", "exclude", "thread")
 
 
 def parse_budget(value: int | float | str) -> float:
