@@ -117,16 +117,37 @@ def run(case: Case, tool: str, requests: int, workdir: Path) -> Outcome:
     directory = Path(tempfile.mkdtemp(prefix=f"{tool}-", dir=workdir))
     template = HMACGUARD_TEST if tool == "hmacguard" else MEMRAY_TEST
     source = template.format(
-        target=case.target, budget=BUDGET, requests=requests, warmup=WARMUP, body=BODY, limit=BUDGET * requests
+        target=case.target,
+        budget=BUDGET,
+        requests=requests,
+        warmup=WARMUP,
+        body=BODY,
+        limit=BUDGET * requests,
     )
     (directory / "test_case.py").write_text(source)
-    args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--durations=0", "--durations-min=0"]
+    args = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--durations=0",
+        "--durations-min=0",
+    ]
     if tool == "memray":
         args.append("--memray")
     env = dict(os.environ, PYTHONPATH=str(ROOT), HMACGUARD_LAB_SECRET="hmacguard-lab-secret")
     t0 = time.perf_counter()
-    proc = subprocess.run(args + ["test_case.py"], cwd=directory, env=env, capture_output=True, text=True,
-                          timeout=900, check=False)  # fmt: skip
+    proc = subprocess.run(
+        [*args, "test_case.py"],
+        cwd=directory,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
     wall = time.perf_counter() - t0
     out = proc.stdout + proc.stderr
     if proc.returncode not in (0, 1):
@@ -154,13 +175,12 @@ def main() -> int:
         for case in cases:
             row = {}
             for tool in tools:
-                outcome = run(case, tool if tool != "plain" else "plain", args.requests, Path(tmp))
+                # "plain" is the memray file without --memray: the markers are inert, the loop is the cost.
+                outcome = run(case, tool, args.requests, Path(tmp))
+                row[tool] = outcome
                 if tool == "plain":
-                    # The memray file without --memray: the markers are inert, the loop is the cost.
-                    row[tool] = outcome
                     totals[tool]["seconds"] += outcome.seconds
                     continue
-                row[tool] = outcome
                 t = totals[tool]
                 t["seconds"] += outcome.seconds
                 if case.truth == "leak":
@@ -171,7 +191,7 @@ def main() -> int:
                 if args.show and outcome.failed:
                     print(f"--- {case.name} / {tool} ---\n{outcome.output[-2500:]}")
 
-            def cell(o: Outcome, case: Case = case) -> str:
+            def cell(o: Outcome) -> str:
                 verdict = "FAIL" if o.failed else "pass"
                 named = " +line" if o.names_store else ""
                 return f"{verdict}{named} {o.seconds:6.1f}s"
@@ -183,7 +203,8 @@ def main() -> int:
             )
     leaks = sum(1 for c in cases if c.truth == "leak")
     print()
-    print(f"{'tool':20} {'caught':>7} {'missed':>7} {'false alarms':>13} {'store line named':>17} {'time':>8} {'vs plain':>9}")
+    columns = ("caught", 7), ("missed", 7), ("false alarms", 13), ("store line named", 17), ("time", 8)
+    print(f"{'tool':20} " + " ".join(f"{name:>{width}}" for name, width in columns) + f" {'vs plain':>9}")
     plain_seconds = totals["plain"]["seconds"] or 1e-9
     for tool in ("hmacguard", "memray"):
         t = totals[tool]

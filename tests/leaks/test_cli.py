@@ -83,6 +83,7 @@ def test_asgi_and_unsuccessful_requests_warn() -> None:
         (("tests.leaks.apps:flask_clean", "--path", "webhook"), "must start with '/'"),
         (("tests.leaks.apps:flask_clean", "-H", "no colon"), "Name: value"),
         (("tests.leaks.apps:flask_clean", "--fail-on", "severe"), "unknown severity"),
+        (("tests.leaks.apps:flask_clean", "--body-size", "100MiB"), "a leaking app keeps all of it"),
     ],
 )
 def test_usage_errors_are_one_line_exit_2(args: tuple[str, ...], message: str) -> None:
@@ -99,3 +100,21 @@ def test_real_command_line_process() -> None:
     proc = run_cli("tests.leaks.apps:flask_clean", "--requests", "2")
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_django_settings_module() -> None:
+    # Its own interpreter: Django's settings are process-wide.
+    from pathlib import Path
+
+    urls = Path(__file__).parent / "django_site" / "urls.py"
+    proc = run_cli(
+        "--django-settings", "tests.leaks.django_site.settings", *SIGN, "-n", "80", "--format", "json"
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    report = json.loads(proc.stdout)
+    [site] = report["sites"]
+    assert site["path"] == "tests/leaks/django_site/urls.py"
+    assert site["line"] == marked_line("DJANGO-SETTINGS-LEAK", urls)
+    assert abs(site["bytes_per_request"] - 65536) <= 0.25 * 65536
+    assert report["target"] == "django:tests.leaks.django_site.settings"

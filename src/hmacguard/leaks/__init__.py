@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Literal
 
+from hmacguard.errors import ConfigurationError
 from hmacguard.leaks.analysis import DEFAULT_MIN_BYTES, LeakReport, RetentionSite, analyse, format_bytes
 from hmacguard.leaks.frames import FramePolicy, Site
 from hmacguard.leaks.harness import (
@@ -29,7 +30,11 @@ from hmacguard.leaks.harness import (
 )
 from hmacguard.leaks.heap import measure
 
+#: Bytes one run may send in all: a leaking app keeps every body, in this very process.
+MAX_TOTAL_BYTES = 2 * 1024**3
+
 __all__ = [
+    "MAX_TOTAL_BYTES",
     "AppWorkload",
     "CallableWorkload",
     "FramePolicy",
@@ -70,6 +75,16 @@ def find_leaks(
     thread, where its fixtures live. ``thread`` overrides either choice.
     """
     workload = make_workload(target, recipe, interface=interface)
+    if isinstance(workload, AppWorkload):
+        # A leaky app keeps every body it is sent: the run's total is what it may end up holding.
+        total = workload.recipe.body_size * (requests + (warmup or requests // 20 + 3) + 3)
+        if total > MAX_TOTAL_BYTES:
+            workload.close()
+            raise ConfigurationError(
+                f"{requests} requests of {format_bytes(workload.recipe.body_size)} would send "
+                f"{format_bytes(total)}, and a leaking app keeps all of it; stay under "
+                f"{format_bytes(MAX_TOTAL_BYTES)} (fewer requests or a smaller body)"
+            )
     try:
         measurement = measure(
             workload,
