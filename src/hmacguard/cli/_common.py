@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import NoReturn, ParamSpec, TypeVar
 
 import typer
@@ -34,6 +35,14 @@ def parse_size(text: str) -> int:
     binary = "i" in unit or (letter and unit == letter)
     factor = 1024 ** "kmgt".index(letter) * 1024 if binary and letter else _UNITS[letter]
     return int(number * factor)
+
+
+def write_text(text: str, output: Path | None) -> None:
+    """A rendered report to ``output``, or to stdout when None."""
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:

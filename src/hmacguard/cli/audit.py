@@ -7,20 +7,21 @@ Exit codes (the contract, docs/ci.md): 0 no finding at or above ``--fail-on``, 1
 from __future__ import annotations
 
 import enum
-import sys
 from pathlib import Path
 
 import typer
 from rich.console import Console
 
 from hmacguard.cli import app
-from hmacguard.cli._common import EXIT_CLEAN, EXIT_FINDINGS, one_line_errors
+from hmacguard.cli._common import EXIT_CLEAN, EXIT_FINDINGS, one_line_errors, write_text
 
 
 class Format(str, enum.Enum):
     terminal = "terminal"
     json = "json"
     sarif = "sarif"
+    html = "html"
+    junit = "junit"
 
 
 @app.command("audit")
@@ -71,6 +72,14 @@ def audit_command(
             notifications=result.diagnostics,
             properties=result.summary(),
         )
+    elif output_format is Format.html:
+        from hmacguard.report.html import render_audit_html
+
+        text = render_audit_html(result)
+    elif output_format is Format.junit:
+        from hmacguard.report.junit import render_audit_junit
+
+        text = render_audit_junit(result, fail_on=threshold)
     else:
         from hmacguard.report.audit_terminal import render_audit_terminal
 
@@ -81,8 +90,5 @@ def audit_command(
             with output.open("w", encoding="utf-8") as fh:
                 render_audit_terminal(result, Console(file=fh, no_color=True, width=120))
     if text:
-        if output is None:
-            sys.stdout.write(text)
-        else:
-            output.write_text(text, encoding="utf-8")
+        write_text(text, output)
     raise typer.Exit(EXIT_FINDINGS if result.at_or_above(threshold) else EXIT_CLEAN)
