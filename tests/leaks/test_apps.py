@@ -102,3 +102,28 @@ def test_tracemalloc_state_is_restored() -> None:
         tracemalloc.stop()
     find_leaks(apps.clean_call, requests=20)
     assert not tracemalloc.is_tracing()
+
+
+def test_interpreter_caches_and_freelists_are_not_leaks() -> None:
+    import logging
+    import re
+    import typing
+    from decimal import Decimal
+    from fractions import Fraction
+
+    counter = iter(range(10**9))
+    log = logging.getLogger("hmacguard.tests.leaks")
+
+    def churn() -> None:
+        n = next(counter)
+        # A new pattern every call: re's own cache (bounded at 512 entries) keeps each one.
+        re.compile(f"delivery-{n}-[a-f0-9]+")
+        # logging caches level decisions per logger; typing caches subscriptions.
+        log.isEnabledFor(logging.DEBUG)
+        typing.Optional[typing.Dict[str, int]]  # noqa: UP006,UP045
+        # Transient objects recycled through the interpreter's freelists.
+        [(i, float(i), {"k": i}, [i]) for i in range(200)]
+        Decimal(n) + Fraction(n, 7).numerator
+
+    report = find_leaks(churn, requests=200)
+    assert report.sites == (), [(s.where, s.bytes_per_request) for s in report.sites]

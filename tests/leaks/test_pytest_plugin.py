@@ -32,6 +32,11 @@ def test_body_keeps_nothing():
     hashlib.sha256(bytes(4096)).hexdigest()
 
 
+@pytest.mark.leak_budget("1 KiB", calls=40)
+async def test_async_body_keeps_4k_per_call():
+    KEPT.append(bytes(4096))
+
+
 @pytest.mark.leak_budget("8 KiB", calls=60)
 def test_body_within_a_generous_budget():
     KEPT.append(bytes(1024))
@@ -79,6 +84,7 @@ def test_marker_and_fixture_pass_and_fail_as_budgeted(outcome: tuple[str, int]) 
         assert f"PASSED test_user.py::{name}" in out, out
     assert "FAILED test_user.py::test_body_keeps_4k_per_call" in out, out
     assert "FAILED test_user.py::test_app_over_budget" in out, out
+    assert "FAILED test_user.py::test_async_body_keeps_4k_per_call" in out, out
 
 
 def test_failure_names_the_line_and_the_bytes(outcome: tuple[str, int]) -> None:

@@ -277,7 +277,7 @@ def _owned(workload: Workload) -> list[object]:
 
 def _group(
     tables: Sequence[dict[tracemalloc.Traceback, tuple[int, int]]],
-    stored: dict[tracemalloc.Traceback, Site],
+    stored: dict[tracemalloc.Traceback, Site | None],
     allocated_at: dict[Site, Counter[Site]],
     policy: FramePolicy,
 ) -> tuple[dict[Site, SiteSeries], list[int], list[tuple[Site, int]]]:
@@ -311,11 +311,12 @@ def _group(
 
 
 def _place(
-    tb: tracemalloc.Traceback, stored: dict[tracemalloc.Traceback, Site], policy: FramePolicy
+    tb: tracemalloc.Traceback, stored: dict[tracemalloc.Traceback, Site | None], policy: FramePolicy
 ) -> tuple[str, Site | None]:
-    site = stored.get(tb)
-    if site is not None:
-        return "stored", site
+    if tb in stored:
+        site = stored[tb]
+        # None: held by the interpreter's own caches.
+        return ("stored", site) if site is not None else ("drop", None)
     frames = _innermost_first(tb)
     if policy.innermost_kind(frames) is FrameKind.CACHE:
         return "drop", None

@@ -82,20 +82,27 @@ class Keepers:
     allocated_at: dict[int, Counter[Site]] = field(default_factory=lambda: defaultdict(Counter))
     #: Keeper id -> application line its direct children were allocated at -> bytes.
     child_sites: dict[int, Counter[Site]] = field(default_factory=lambda: defaultdict(Counter))
+    #: Keepers that are the interpreter's own caches (re's compiled patterns, typing's, logging's).
+    interpreter: set[int] = field(default_factory=set)
 
     def biggest(self, n: int = _WATCHED) -> dict[int, object]:
         return {k: self.objects[k] for k, _ in self.held_bytes.most_common(n)}
 
     def resolve(
         self, stores: dict[int, Counter[Site]]
-    ) -> tuple[dict[tracemalloc.Traceback, Site], dict[Site, Counter[Site]]]:
-        """Map each traceback to the line that stores it; and each such line to where its bytes came from."""
-        site_of: dict[int, Site] = {}
+    ) -> tuple[dict[tracemalloc.Traceback, Site | None], dict[Site, Counter[Site]]]:
+        """Map each traceback to the line that stores it; and each such line to where its bytes came from.
+
+        A traceback kept mostly by the interpreter's own caches maps to None: nobody's leak.
+        """
+        site_of: dict[int, Site | None] = {key: None for key in self.interpreter}
         for key in self.objects:
+            if key in self.interpreter:
+                continue
             votes = stores.get(key) or self.child_sites.get(key) or self.allocated_at.get(key)
             if votes:
                 site_of[key] = votes.most_common(1)[0][0]
-        stored: dict[tracemalloc.Traceback, Site] = {}
+        stored: dict[tracemalloc.Traceback, Site | None] = {}
         for tb, keepers in self.by_traceback.items():
             for key, _ in keepers.most_common():
                 if key in site_of:
@@ -103,7 +110,8 @@ class Keepers:
                     break
         allocated: dict[Site, Counter[Site]] = defaultdict(Counter)
         for key, site in site_of.items():
-            allocated[site].update(self.allocated_at.get(key, Counter()))
+            if site is not None:
+                allocated[site].update(self.allocated_at.get(key, Counter()))
         return stored, allocated
 
 
@@ -149,7 +157,10 @@ def _interpreter_caches() -> set[int]:
 def find_keepers(policy: FramePolicy, *, ignore: Iterable[object] = ()) -> Keepers:
     """Scan the heap for old containers holding new objects (call while tracemalloc is tracing)."""
     raw = _raw_traceback
-    skip = _interpreter_caches() | {id(o) for o in ignore}
+    # The interpreter's caches are scanned like any keeper, so that what they hold (the pattern string
+    # an app line built for re.compile) is recognised as theirs and set aside, not blamed on the app.
+    interpreter = _interpreter_caches()
+    skip = {id(o) for o in ignore}
     old = [o for o in gc.get_objects() if type(o) not in _FIXED and raw(o) is None and id(o) not in skip]
     # First the new objects any old one refers to, from one flat list of referents. The collector lists
     # tracked objects only, and it untracks dicts and tuples holding nothing but atomic values:
@@ -195,6 +206,7 @@ def find_keepers(policy: FramePolicy, *, ignore: Iterable[object] = ()) -> Keepe
             children[id(obj)] = kids
             keepers.objects[id(obj)] = obj
     del candidates
+    keepers.interpreter = interpreter & set(children)
 
     sites: dict[tuple[tuple[str, int], ...], Site | None] = {}
     seen: set[int] = set()
