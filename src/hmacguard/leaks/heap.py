@@ -3,18 +3,21 @@
 The measurement, step by step:
 
 1. Warm up with tracing off: first requests fill the interpreter's and the framework's caches (compiled
-   regular expressions, ``typing`` and ``logging`` caches, URL resolvers, imports done lazily).
-2. Start tracemalloc afresh, so that "traced" means "allocated after warm-up". A full ``gc.collect()``
-   before every snapshot also empties the interpreter's freelists, so a freed tuple parked on a freelist
-   never passes for a retained one.
+   regular expressions, ``typing`` and ``logging`` caches, URL resolvers, imports done lazily). One of
+   them runs under a profiler to learn how deep the app's stack goes, which sets the traceback limit.
+2. Freeze the heap (``gc.freeze()``: everything alive is old) and start tracemalloc afresh, so that
+   "traced" means "allocated after warm-up". A full ``gc.collect()`` before every snapshot, and another
+   after it, empties the interpreter's freelists, so a freed tuple parked on a freelist never passes for
+   a retained one, and a tuple recycled from tracemalloc's own untraced ones never passes for an old one.
 3. After each round, snapshot and sum the surviving blocks per allocation traceback.
 4. After the last round, find *who keeps* the survivors (keepers.py): old containers holding new objects,
    what they hold by allocation traceback, and -- watched over a few more requests -- the application
    line that stores into each. ``CACHE[key] = (body, sig)`` is reported there, with the body's bytes,
-   although the body itself was allocated deep inside the framework.
+   although the body itself was allocated deep inside the framework. What the interpreter's own caches
+   hold is set aside.
 5. Each traceback's blocks are grouped under the line that keeps them (step 4), or else the innermost
-   application frame that allocated them; traces whose innermost frame is an interpreter cache or whose
-   only non-standard-library frames are hmacguard's own are dropped.
+   application frame that allocated them; traces whose innermost frame is in an interpreter cache module
+   or that only the harness made are dropped; growth in library code alone is summed as "outside".
 
 The result is a per-line series of (requests so far, bytes, blocks) that analysis.py fits.
 """

@@ -19,6 +19,10 @@ Either way the test fails when the application lines still growing at the end ke
 budget per request, and the failure message names them: file:line, the source line, bytes and objects
 per request. Bounded growth (a plateau) is listed but not counted. Nothing runs unless a test asks:
 collecting the plugin costs an import, not a tracer.
+
+Requests to an app run on a worker thread of their own, as under a server (and cheaper to trace
+there); context variables follow, thread-locals do not. An app that needs the test's own thread --
+a test database connection, say -- takes ``thread=False`` in the marker or the call.
 """
 
 from __future__ import annotations
