@@ -1,22 +1,31 @@
 """``make demo``: the main job on the embedded default, the lab.
 
-Starts a vulnerable target and a correct one under their real servers, sends each a small signed
-request and a 64 MiB one (with Content-Length, then chunked), and shows what each server's memory did.
+1. What a 64 MiB body does to a vulnerable and a correct server's memory (the lab's ground truth).
+2. ``hmacguard scan`` of the vulnerable target and of the same endpoint behind the guard, each with
+   its server's memory observed: the scan finds the flaw, the guard fixes it, the same scan proves it.
+3. One self-contained HTML report of both scans, whose path is printed last.
+
+This module sits above the detectors (like the CLI) so it may use the lab, the scanner and reports.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
 from hmacguard.lab import run_target
 from hmacguard.lab.client import send
+from hmacguard.scan import Budget, PidObserver, ScanReport, ScanTarget, run_scan
 
-__all__ = ["DEFAULT_TARGETS", "run_demo"]
+__all__ = ["MEMORY_TARGETS", "SCAN_TARGETS", "memory_table", "run_demo", "scan_targets"]
 
-DEFAULT_TARGETS = ("flask-get-data", "flask-streaming-capped")
+MEMORY_TARGETS = ("flask-get-data", "flask-streaming-capped")
+#: The vulnerable endpoint, and the same endpoint fixed with hmacguard's Flask extension.
+SCAN_TARGETS = ("flask-get-data", "flask-guarded")
 MiB = 1024 * 1024
 
 
@@ -55,6 +64,34 @@ def memory_table(names: Sequence[str], size: int = 64 * MiB) -> Table:
     return table
 
 
-def run_demo(console: Console | None = None) -> None:
+def scan_targets(names: Sequence[str], budget: Budget | None = None) -> list[ScanReport]:
+    """A default scan of each lab target, its server's process tree observed by pid."""
+    reports = []
+    for name in names:
+        with run_target(name) as target:
+            scan = ScanTarget(target.url, scheme=target.scheme)
+            reports.append(run_scan(scan, budget or Budget(), observer=PidObserver(target.pid)))
+    return reports
+
+
+def run_demo(console: Console | None = None, *, html: Path | None = None) -> Path:
+    """Run the demo; return the path of the HTML report it wrote."""
+    from hmacguard.report.html import render_scan_html
+    from hmacguard.report.scan_terminal import render_scan
+
     console = console or Console()
-    console.print(memory_table(DEFAULT_TARGETS))
+    console.rule("1. The lab: what a large body does to a server's memory")
+    console.print(memory_table(MEMORY_TARGETS))
+    console.rule("2. hmacguard scan: the vulnerable endpoint, then the same endpoint behind the guard")
+    reports = scan_targets(SCAN_TARGETS)
+    for report in reports:
+        render_scan(report, console)
+        console.print()
+    summary = ", ".join(f"{n}: {r.grade} ({r.score}/100)" for n, r in zip(SCAN_TARGETS, reports, strict=True))
+    console.print(f"[bold]Grades[/bold]  {summary}")
+    path = html or Path("reports") / "demo-scan.html"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_scan_html(reports, title="hmacguard demo: before and after the guard"), "utf-8")
+    console.rule("3. The HTML report")
+    print(f"HTML report: {path.resolve()}", file=sys.stdout, flush=True)
+    return path
