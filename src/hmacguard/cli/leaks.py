@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -11,7 +10,7 @@ from typing import Annotated
 import typer
 
 from hmacguard.cli import app
-from hmacguard.cli._common import EXIT_CLEAN, EXIT_FINDINGS, fail, one_line_errors, parse_size
+from hmacguard.cli._common import EXIT_CLEAN, EXIT_FINDINGS, fail, one_line_errors, parse_size, write_text
 from hmacguard.findings import Severity
 from hmacguard.schemes import SCHEME_NAMES
 
@@ -19,6 +18,7 @@ from hmacguard.schemes import SCHEME_NAMES
 class OutputFormat(str, Enum):
     terminal = "terminal"
     json = "json"
+    html = "html"
 
 
 class InterfaceChoice(str, Enum):
@@ -82,6 +82,7 @@ def leaks(
     ] = None,
     top: Annotated[int, typer.Option("--top", min=1, max=100, help="Lines to report.")] = 10,
     output: Annotated[OutputFormat, typer.Option("--format")] = OutputFormat.terminal,
+    output_file: Annotated[Path | None, typer.Option("--output", "-o", help="Write the report here.")] = None,
     fail_on: Annotated[
         str, typer.Option("--fail-on", help="Exit 1 at findings of this severity or above.")
     ] = "low",
@@ -126,8 +127,17 @@ def leaks(
         top=top,
     )
     if output is OutputFormat.json:
-        sys.stdout.write(render_json(report) + "\n")
-    else:
+        write_text(render_json(report) + "\n", output_file)
+    elif output is OutputFormat.html:
+        from hmacguard.report.html import render_leaks_html
+
+        write_text(render_leaks_html(report), output_file)
+    elif output_file is None:
         render_terminal(report)
+    else:
+        from rich.console import Console
+
+        with output_file.open("w", encoding="utf-8") as handle:
+            render_terminal(report, Console(file=handle, width=120, no_color=True))
     worst = max((f.severity for f in report.findings()), default=None)
     raise typer.Exit(EXIT_FINDINGS if worst is not None and worst >= threshold else EXIT_CLEAN)
