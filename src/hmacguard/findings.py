@@ -183,7 +183,7 @@ class Finding:
         return self.catalogue.owasp
 
     def to_dict(self) -> dict[str, EvidenceValue]:
-        """The versioned JSON shape shared by every report (see docs/json-schema.md)."""
+        """The versioned JSON shape shared by every report (docs/scan.md, "JSON report")."""
         loc = {k: v for k, v in vars(self.location).items() if v is not None}
         return {
             "rule": self.rule,
