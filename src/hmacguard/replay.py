@@ -21,7 +21,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from hmacguard.errors import ConfigurationError, StoreUnavailable
 
@@ -126,7 +126,7 @@ class RedisReplayStore:
         self,
         url: str | None = None,
         *,
-        client: redis.Redis[Any] | None = None,
+        client: redis.Redis | None = None,
         prefix: str = "hmacguard:replay:",
         timeout: float = 0.5,
         fail_open: bool = False,
