@@ -121,7 +121,7 @@ def test_amplification_is_decided_on_large_bodies_only() -> None:
 def retention(rss_mib: list[float], size: int = MiB) -> RetentionResult:
     import statistics
 
-    from hmacguard.scan.probes.retention import slope
+    from hmacguard._stats import slope
 
     rss = [int(x * MiB) for x in rss_mib]
     xs = [8 * i for i in range(len(rss))]

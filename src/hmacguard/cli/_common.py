@@ -37,6 +37,17 @@ def parse_size(text: str) -> int:
     return int(number * factor)
 
 
+def parse_headers(values: list[str]) -> dict[str, str]:
+    """Repeated ``-H 'Name: value'`` options as a dict; a malformed one is a ConfigurationError."""
+    out: dict[str, str] = {}
+    for value in values:
+        name, sep, content = value.partition(":")
+        if not sep or not name.strip() or any(c.isspace() for c in name.strip()):
+            raise ConfigurationError(f"header must look like 'Name: value', not {value!r}")
+        out[name.strip()] = content.strip()
+    return out
+
+
 def write_text(text: str, output: Path | None) -> None:
     """A rendered report to ``output``, or to stdout when None."""
     if output is None:

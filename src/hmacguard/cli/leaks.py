@@ -10,7 +10,15 @@ from typing import Annotated
 import typer
 
 from hmacguard.cli import app
-from hmacguard.cli._common import EXIT_CLEAN, EXIT_FINDINGS, fail, one_line_errors, parse_size, write_text
+from hmacguard.cli._common import (
+    EXIT_CLEAN,
+    EXIT_FINDINGS,
+    fail,
+    one_line_errors,
+    parse_headers,
+    parse_size,
+    write_text,
+)
 from hmacguard.findings import Severity
 from hmacguard.schemes import SCHEME_NAMES
 
@@ -25,16 +33,6 @@ class InterfaceChoice(str, Enum):
     auto = "auto"
     wsgi = "wsgi"
     asgi = "asgi"
-
-
-def _headers(values: list[str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for value in values:
-        name, sep, content = value.partition(":")
-        if not sep or not name.strip() or any(c.isspace() for c in name.strip()):
-            fail(f"header must look like 'Name: value', not {value!r}")
-        out[name.strip()] = content.strip()
-    return out
 
 
 @app.command("leaks")
@@ -101,7 +99,7 @@ def leaks(
     recipe = Recipe(
         method=method,
         path=path,
-        headers=_headers(header or []),
+        headers=parse_headers(header or []),
         body_size=parse_size(body_size),
         scheme=scheme,
         secret=secret,

@@ -10,7 +10,14 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from hmacguard.cli import app
-from hmacguard.cli._common import EXIT_CLEAN, EXIT_FINDINGS, one_line_errors, parse_size, write_text
+from hmacguard.cli._common import (
+    EXIT_CLEAN,
+    EXIT_FINDINGS,
+    one_line_errors,
+    parse_headers,
+    parse_size,
+    write_text,
+)
 from hmacguard.errors import ConfigurationError
 from hmacguard.findings import Severity
 from hmacguard.schemes import SCHEME_NAMES
@@ -27,16 +34,6 @@ class OutputFormat(str, Enum):
     html = "html"
     sarif = "sarif"
     junit = "junit"
-
-
-def _headers(values: list[str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for value in values:
-        name, sep, content = value.partition(":")
-        if not sep or not name.strip() or any(c.isspace() for c in name.strip()):
-            raise ConfigurationError(f"header must look like 'Name: value', not {value!r}")
-        out[name.strip()] = content.strip()
-    return out
 
 
 def _sizes(text: str) -> tuple[int, ...]:
@@ -155,7 +152,7 @@ def scan(
     # With --openapi each operation's own signature header picks its scheme unless --scheme is given.
     target = ScanTarget(
         url or str(base_url), scheme=scheme or "github", secret=secret, method=method,
-        content_type=content_type, headers=_headers(add_header or []), generic_header=header,
+        content_type=content_type, headers=parse_headers(add_header or []), generic_header=header,
         generic_prefix=prefix, generic_encoding=encoding, generic_algorithm=algorithm,
         allow_remote=allow_remote, insecure=insecure,
     )  # fmt: skip

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -19,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from hmacguard._process import stop_process_group
 from hmacguard.errors import TargetError
 from hmacguard.lab.targets import LAB_SECRET, NODE_APPS, Server, Target, get_target
 
@@ -44,31 +44,6 @@ def wait_for_port(
             return
         time.sleep(0.05)
     raise TargetError(f"nothing listened on {host}:{port} within {timeout:.0f}s")
-
-
-def stop_process_group(process: subprocess.Popen[bytes], *, grace: float = 10.0) -> None:
-    """SIGTERM the process's group, wait up to ``grace`` seconds, then SIGKILL what is left."""
-    pgid = process.pid  # started with start_new_session=True, so pgid == pid
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGTERM)
-    try:
-        process.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, signal.SIGKILL)
-        process.wait()
-    # Workers outlive a master that died first: make sure the whole group is gone.
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return
-        except PermissionError:
-            return
-        time.sleep(0.05)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGKILL)
 
 
 @dataclass(frozen=True)

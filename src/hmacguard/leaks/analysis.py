@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Literal
 
+from hmacguard._stats import slope
 from hmacguard.findings import Evidence, EvidenceValue, Finding, Location, Severity, get_rule
 from hmacguard.leaks.frames import Site, display_path
 from hmacguard.leaks.heap import Measurement, SiteSeries
@@ -37,17 +38,6 @@ def format_bytes(n: float) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} GiB"
-
-
-def _slope(xs: Sequence[float], ys: Sequence[float]) -> float:
-    n = len(xs)
-    if n < 2:
-        return 0.0
-    mx, my = sum(xs) / n, sum(ys) / n
-    var = sum((x - mx) ** 2 for x in xs)
-    if var == 0:
-        return 0.0
-    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / var
 
 
 @dataclass(frozen=True)
@@ -159,15 +149,15 @@ def _classify(
     tail = max(3, n // 3 + 1)
     head = max(3, n // 2 + 1)
     xs = [float(r) for r in requests]
-    tail_rate = _slope(xs[-tail:], series.bytes[-tail:])
-    head_rate = _slope(xs[:head], series.bytes[:head])
-    all_rate = _slope(xs, series.bytes)
+    tail_rate = slope(xs[-tail:], series.bytes[-tail:])
+    head_rate = slope(xs[:head], series.bytes[:head])
+    all_rate = slope(xs, series.bytes)
     steps = [b - a for a, b in pairwise(series.bytes[-tail:])]
     # Steady: most rounds of the tail gain memory. One jump (a dict table reallocated once, an
     # untraced block replaced by a traced one) lifts the slope without being growth.
     steady = sum(1 for d in steps if d > 0) * 3 >= len(steps) * 2
     if steady and tail_rate >= min_bytes and tail_rate >= _PLATEAU_RATIO * max(head_rate, all_rate):
-        objects = _slope(xs[-tail:], series.blocks[-tail:])
+        objects = slope(xs[-tail:], series.blocks[-tail:])
         return "growing", tail_rate, objects, None
     climbed = [b - a for a, b in pairwise(series.bytes[:head])]
     filling = sum(1 for d in climbed if d > 0) * 3 >= len(climbed) * 2
@@ -175,7 +165,7 @@ def _classify(
         final = series.bytes[-1]
         pairs = zip(requests, series.bytes, strict=True)
         reached = next((r for r, b in pairs if b >= 0.9 * final), requests[-1])
-        objects = _slope(xs[:head], series.blocks[:head])
+        objects = slope(xs[:head], series.blocks[:head])
         return "plateau", head_rate, objects, reached
     return None
 
@@ -214,7 +204,7 @@ def analyse(
     found.sort(key=lambda s: (s.trend != "growing", -s.bytes_per_request))
     xs = [float(r) for r in requests]
     tail = max(3, len(xs) // 3 + 1)
-    outside_rate = _slope(xs[-tail:], [float(b) for b in measurement.outside[-tail:]])
+    outside_rate = slope(xs[-tail:], [float(b) for b in measurement.outside[-tail:]])
     return LeakReport(
         target=target,
         unit=measurement.unit,

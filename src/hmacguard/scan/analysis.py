@@ -29,6 +29,7 @@ import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from hmacguard._stats import slope
 from hmacguard.findings import Evidence, EvidenceValue, Finding, Location, Severity, get_rule
 from hmacguard.scan.config import KiB, MiB
 from hmacguard.scan.fingerprint import stack_hint
@@ -43,7 +44,6 @@ from hmacguard.scan.model import (
 )
 from hmacguard.scan.probes.base import size_text
 from hmacguard.scan.probes.ratelimit import rate_limit_headers
-from hmacguard.scan.probes.retention import slope
 from hmacguard.scan.summary import VariantSummary, summarize, summarize_all
 from hmacguard.scan.wire import Exchange, Framing
 

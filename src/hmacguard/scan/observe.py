@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
+from hmacguard._process import stop_process_group
 from hmacguard.errors import ConfigurationError, TargetError
 from hmacguard.memory import MemorySampler, tree_rss
 from hmacguard.scan.config import ParsedURL, resolve_host
@@ -209,26 +210,6 @@ def _port_open(hosts: Sequence[str], port: int) -> bool:
     return False
 
 
-def _stop_group(process: subprocess.Popen[bytes], grace: float) -> None:
-    """SIGTERM the group we started (pgid == pid), then SIGKILL whatever outlives ``grace``."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=grace)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(process.pid, 0)
-        except (ProcessLookupError, PermissionError):
-            break
-        time.sleep(0.05)
-    else:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=grace)
-
-
 @contextlib.contextmanager
 def launch(
     command: str,
@@ -282,7 +263,7 @@ def launch(
         service = LaunchedService(argv, process, Path(log_name))
         yield service
     finally:
-        _stop_group(process, grace)
+        stop_process_group(process, grace=grace)
         _restore_sigterm(previous)
         with contextlib.suppress(OSError):
             os.unlink(log_name)

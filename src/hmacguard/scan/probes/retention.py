@@ -19,29 +19,17 @@ from __future__ import annotations
 
 import itertools
 import statistics
-from collections.abc import Sequence
 
+from hmacguard._stats import slope
 from hmacguard.scan.model import RetentionResult, Variant, Verdict
 from hmacguard.scan.probes.base import Prober, size_text
 from hmacguard.scan.probes.ratelimit import advertised_allowance
 from hmacguard.scan.summary import summarize
 
-__all__ = ["answering_variant", "run_retention", "slope"]
+__all__ = ["answering_variant", "run_retention"]
 
 #: Requests the size probes (ladders, framings, bisection) need, kept for them under a rate limit.
 _SIZE_PROBES = 40
-
-
-def slope(xs: Sequence[float], ys: Sequence[float]) -> float:
-    """Least-squares slope of ys over xs (0 when xs do not vary)."""
-    n = len(xs)
-    if n < 2:
-        return 0.0
-    mx, my = sum(xs) / n, sum(ys) / n
-    var = sum((x - mx) ** 2 for x in xs)
-    if var == 0:
-        return 0.0
-    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / var
 
 
 def answering_variant(prober: Prober) -> tuple[Variant, int] | None:
