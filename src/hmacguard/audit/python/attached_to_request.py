@@ -20,8 +20,8 @@ from collections.abc import Iterator
 
 from hmacguard.audit.model import finding_at
 from hmacguard.audit.python.context import PyContext
-from hmacguard.audit.python.flow import BODY, CHUNK, SIG, Taints
 from hmacguard.audit.python.frontend import dotted, is_request_like, string_value
+from hmacguard.audit.python.taint import BODY, CHUNK, SIG, Taints
 from hmacguard.audit.registry import Language, audit_rule, matches
 from hmacguard.findings import Category, Finding, Severity
 

@@ -20,8 +20,8 @@ from collections.abc import Iterator
 
 from hmacguard.audit.model import finding_at
 from hmacguard.audit.python.context import PyContext
-from hmacguard.audit.python.flow import BODY, CHUNK
 from hmacguard.audit.python.frontend import dotted, last_name
+from hmacguard.audit.python.taint import BODY, CHUNK
 from hmacguard.audit.registry import Language, audit_rule
 from hmacguard.findings import Category, Finding, Severity
 

@@ -21,8 +21,9 @@ from collections.abc import Iterator
 
 from hmacguard.audit.model import finding_at
 from hmacguard.audit.python.context import PyContext
-from hmacguard.audit.python.flow import MAYBE_NONE, Flow
+from hmacguard.audit.python.flow import Flow
 from hmacguard.audit.python.frontend import dotted, last_name
+from hmacguard.audit.python.taint import MAYBE_NONE
 from hmacguard.audit.registry import Language, any_of, audit_rule
 from hmacguard.findings import Category, Finding, Severity
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Literal, TypeVar
 
 from hmacguard.audit.model import SIZE_THRESHOLD
-from hmacguard.audit.python.flow import Flow, Summary
+from hmacguard.audit.python.flow import Flow
 from hmacguard.audit.python.frontend import (
     FunctionScope,
     PyFile,
@@ -29,6 +29,7 @@ from hmacguard.audit.python.frontend import (
     string_value,
 )
 from hmacguard.audit.python.guards import has_strict_length_guard
+from hmacguard.audit.python.taint import Summary
 
 __all__ = ["FACT_WORDS", "SINK_PATTERN", "CapState", "PythonFacts", "Setting"]
 

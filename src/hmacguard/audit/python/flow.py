@@ -25,15 +25,12 @@ Taint kinds:
 from __future__ import annotations
 
 import ast
-import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from hmacguard.audit.python.frontend import (
     FunctionScope,
     PyFile,
-    call_name,
     dotted,
     is_request_like,
     is_signature_key,
@@ -42,182 +39,38 @@ from hmacguard.audit.python.frontend import (
     string_value,
 )
 from hmacguard.audit.python.guards import enclosing_loop, loop_is_counted
+from hmacguard.audit.python.taint import (
+    BODY,
+    CARRIED,
+    CHUNK,
+    CONTAINER_ADD,
+    DIGEST,
+    EMPTY,
+    HASH_ALGOS,
+    HASH_OBJ,
+    HASHY_NAME,
+    HEADERS,
+    HEADERS_ATTRS,
+    HMAC_OBJ,
+    MAYBE_NONE,
+    PARAM,
+    SIG,
+    STREAM,
+    TRANSFORMS,
+    WRAPPERS,
+    SinkHit,
+    Summary,
+    Taint,
+    Taints,
+    body_source,
+    looks_like_verifier,
+    stream_source,
+)
 
 if TYPE_CHECKING:
     from hmacguard.audit.python.facts import PythonFacts
 
-__all__ = ["Flow", "SinkHit", "Summary", "Taint", "analyze", "body_source"]
-
-BODY, CHUNK, SIG, HEADERS, DIGEST = "body", "chunk", "sig", "headers", "digest"
-MAYBE_NONE, HMAC_OBJ, HASH_OBJ, PARAM = "maybe_none", "hmac_obj", "hash_obj", "param"
-STREAM = "stream"
-#: Kinds that survive being wrapped in a container or an object.
-_CARRIED = frozenset({BODY, CHUNK, SIG, HEADERS, DIGEST, PARAM})
-
-
-@dataclass(frozen=True)
-class Taint:
-    kind: str
-    line: int
-    #: What produced it, as written: ``request.get_data()``, ``request.stream``...
-    api: str = ""
-    #: Whose API: flask, django, starlette, aiohttp, wsgi (body sources only).
-    framework: str = ""
-    #: The node that produced it (its column for findings).
-    column: int = 0
-    #: For accumulated bodies: "counted" when the accumulating loop enforces a byte limit.
-    note: str = ""
-
-
-Taints = frozenset[Taint]
-_EMPTY: Taints = frozenset()
-
-# Methods that return a transformed copy of their receiver (still the body, still the digest).
-_TRANSFORMS = frozenset(
-    {
-        "decode", "encode", "strip", "lstrip", "rstrip", "lower", "upper", "replace",
-        "split", "splitlines", "partition", "rpartition", "removeprefix", "removesuffix",
-        "tobytes", "hex", "copy", "format", "casefold", "title",
-    }
-)  # fmt: skip
-# Functions that return (a form of) their first argument.
-_WRAPPERS = frozenset(
-    {
-        "bytes", "bytearray", "str", "memoryview", "list", "tuple", "dict", "set", "frozenset",
-        "b64encode", "b64decode", "urlsafe_b64encode", "urlsafe_b64decode", "hexlify",
-        "unhexlify", "force_bytes", "force_str", "smart_bytes", "smart_str", "ensure_binary",
-        "ensure_str", "text_type", "binary_type", "deepcopy", "sorted", "reversed",
-    }
-)  # fmt: skip
-_CONTAINER_ADD = frozenset({"append", "extend", "add", "insert", "appendleft", "extendleft"})
-_HASH_ALGOS = frozenset(
-    {
-        "md5", "sha1", "sha224", "sha256", "sha384", "sha512", "blake2b", "blake2s",
-        "sha3_224", "sha3_256", "sha3_384", "sha3_512", "shake_128", "shake_256", "new",
-    }
-)  # fmt: skip
-_HEADERS_ATTRS = frozenset({"headers", "META", "environ", "scope"})
-_HASHY_NAME = re.compile(r"hmac|(^|_)mac$|hasher|digest|signer|^h$|sha", re.IGNORECASE)
-# Names of calls that verify or sign their arguments (third-party verifiers, helpers).
-_VERIFY_TOKENS = frozenset(
-    {"verify", "verified", "verification", "signature", "signatures", "sig", "hmac", "sign",
-     "signed", "digest", "mac", "verifier", "webhook"}
-)  # fmt: skip
-_CAMEL = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
-
-
-def name_tokens(name: str) -> set[str]:
-    return {t.lower() for part in name.split("_") for t in _CAMEL.findall(part)}
-
-
-def looks_like_verifier(call: ast.Call) -> bool:
-    """``verify_signature(...)``, ``stripe.Webhook.construct_event(...)``, ``wh.verify(...)``."""
-    func = call.func
-    name = last_name(func)
-    if name is None:
-        return False
-    if name_tokens(name) & _VERIFY_TOKENS:
-        return True
-    if isinstance(func, ast.Attribute):
-        receiver = dotted(func.value) or ""
-        return bool(name_tokens(receiver.replace(".", "_")) & {"webhook", "verifier", "signature"})
-    return False
-
-
-@dataclass(frozen=True)
-class SinkHit:
-    """A value reaching an HMAC/hash/verifier: the call, the argument and what it carries."""
-
-    call: ast.Call
-    arg: ast.expr
-    taints: Taints
-    what: str
-
-
-@dataclass
-class Summary:
-    """What a project function does with its parameters and what it returns."""
-
-    params_to_sink: set[int] = field(default_factory=set)
-    returns: set[str] = field(default_factory=set)
-    returned_sources: set[Taint] = field(default_factory=set)
-
-
-def body_source(node: ast.AST, file: PyFile) -> Taint | None:
-    """The body-reading API ``node`` is, if any (the expression itself, not what flows into it)."""
-    line, col = getattr(node, "lineno", 0), getattr(node, "col_offset", 0)
-    fw = file.frameworks
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
-        attr, recv = node.func.attr, node.func.value
-        no_size = not node.args or (
-            isinstance(node.args[0], ast.Constant) and node.args[0].value in (None, -1)
-        )
-        recv_name = dotted(recv) or ""
-        if attr == "get_data" and is_request_like(recv):
-            return Taint(BODY, line, f"{recv_name}.get_data()", "flask", col)
-        if attr == "body" and not node.args and is_request_like(recv):
-            return Taint(BODY, line, f"await {recv_name}.body()", "starlette", col)
-        if attr in ("read", "readlines", "readline"):
-            whole = no_size and attr != "readline"
-            kind = BODY if whole else CHUNK
-            shown = f"{recv_name}.{attr}()"
-            if (
-                isinstance(recv, ast.Attribute)
-                and recv.attr == "content"
-                and is_request_like(recv.value)
-                and "aiohttp" in fw
-            ):
-                return Taint(kind, line, f"await {shown}", "aiohttp-stream", col)
-            if _is_wsgi_input(recv):
-                return Taint(kind, line, f"wsgi.input.{attr}()", "wsgi", col)
-            if is_request_like(recv):
-                if "aiohttp" in fw and attr == "read" and whole:
-                    return Taint(BODY, line, f"await {shown}", "aiohttp", col)
-                if "django" in fw:
-                    lines = "-lines" if attr == "readline" else ""
-                    return Taint(kind, line, shown, f"django-stream{lines}", col)
-        if attr == "text" and not node.args and is_request_like(recv) and "aiohttp" in fw:
-            return Taint(BODY, line, f"await {recv_name}.text()", "aiohttp", col)
-    if isinstance(node, ast.Attribute) and is_request_like(node.value):
-        recv_name = dotted(node.value) or ""
-        if node.attr == "data" and "flask" in fw:
-            return Taint(BODY, line, f"{recv_name}.data", "flask", col)
-        if node.attr == "body" and "django" in fw:
-            return Taint(BODY, line, f"{recv_name}.body", "django", col)
-    return None
-
-
-def _is_wsgi_input(node: ast.AST) -> bool:
-    if isinstance(node, ast.Subscript):
-        return string_value(node.slice) == "wsgi.input"
-    if isinstance(node, ast.Call) and call_name(node) == "get" and node.args:
-        return string_value(node.args[0]) == "wsgi.input"
-    return False
-
-
-def stream_source(node: ast.AST, file: PyFile) -> Taint | None:
-    """An iterable that yields body chunks or lines: ``request.stream``, ``request.stream()``."""
-    line, col = getattr(node, "lineno", 0), getattr(node, "col_offset", 0)
-    if (
-        isinstance(node, ast.Attribute)
-        and node.attr in ("stream", "input_stream")
-        and is_request_like(node.value)
-    ):
-        return Taint(CHUNK, line, f"{dotted(node)} (iterated: yields lines)", "flask-lines", col)
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
-        recv = node.func.value
-        if node.func.attr == "stream" and is_request_like(recv):
-            return Taint(CHUNK, line, f"{dotted(recv)}.stream()", "starlette", col)
-        if (
-            node.func.attr in ("iter_chunked", "iter_any")
-            and isinstance(recv, ast.Attribute)
-            and recv.attr == "content"
-            and is_request_like(recv.value)
-        ):
-            return Taint(CHUNK, line, f"{dotted(node.func)}()", "aiohttp-stream", col)
-    if is_request_like(node) and "django" in file.frameworks:
-        return Taint(CHUNK, line, f"{dotted(node)} (iterated: yields lines)", "django-lines", col)
-    return None
+__all__ = ["Flow", "analyze", "is_request_like_prefix"]
 
 
 class Flow:
@@ -260,7 +113,7 @@ class Flow:
         key = dotted(target)
         if key is None:
             return False
-        old = self.env.get(key, _EMPTY)
+        old = self.env.get(key, EMPTY)
         new = old | taints
         if new != old:
             self.env[key] = new
@@ -338,7 +191,7 @@ class Flow:
             return self._bind(n.target, self.taint(n.value))
         if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute):
             attr = n.func.attr
-            if attr in _CONTAINER_ADD and n.args:
+            if attr in CONTAINER_ADD and n.args:
                 return self._bind(n.func.value, self._accumulated(self.taint(n.args[-1]), n))
             if (
                 attr in ("update", "setdefault", "put")
@@ -367,23 +220,23 @@ class Flow:
             if t.kind == STREAM:
                 lines = f"{t.framework}-lines"
                 out.add(Taint(CHUNK, t.line, f"{t.api} (iterated: yields lines)", lines, t.column))
-            elif t.kind in _CARRIED:
+            elif t.kind in CARRIED:
                 out.add(t)
         return frozenset(out)
 
     def taint(self, node: ast.AST | None) -> Taints:
         if node is None:
-            return _EMPTY
+            return EMPTY
         source = body_source(node, self.file)
         if source is not None:
             return frozenset({source})
         if isinstance(node, ast.Name):
-            return self.env.get(node.id, _EMPTY)
+            return self.env.get(node.id, EMPTY)
         if isinstance(node, ast.Attribute):
             key = dotted(node)
             if key is not None and key in self.env:
                 return self.env[key]
-            if node.attr in _HEADERS_ATTRS and is_request_like(node.value):
+            if node.attr in HEADERS_ATTRS and is_request_like(node.value):
                 return frozenset({Taint(HEADERS, node.lineno, key or node.attr)})
             if node.attr in ("stream", "input_stream") and is_request_like(node.value):
                 return frozenset({Taint(STREAM, node.lineno, key or node.attr, "flask", node.col_offset)})
@@ -422,11 +275,11 @@ class Flow:
             # A closure keeps what it refers to alive for as long as it is kept.
             names = [n for n in ast.walk(node.body) if isinstance(n, ast.Name)]
             return self._carried(self.taints_of(names))
-        return _EMPTY
+        return EMPTY
 
     @staticmethod
     def _carried(taints: Taints) -> Taints:
-        return frozenset(t for t in taints if t.kind in _CARRIED)
+        return frozenset(t for t in taints if t.kind in CARRIED)
 
     def _subscript(self, node: ast.Subscript) -> Taints:
         key = string_value(node.slice)
@@ -435,12 +288,12 @@ class Flow:
             return frozenset({Taint(STREAM, node.lineno, "wsgi.input", "wsgi", node.col_offset)})
         if (
             isinstance(base, ast.Attribute)
-            and base.attr in _HEADERS_ATTRS
+            and base.attr in HEADERS_ATTRS
             and (is_request_like(base.value) or dotted(base) in ("environ", "self.environ"))
         ):
             if is_signature_key(key):
                 return frozenset({Taint(SIG, node.lineno, f"{dotted(base)}[{key!r}]")})
-            return _EMPTY
+            return EMPTY
         if isinstance(base, ast.Name) and base.id in ("environ", "headers", "meta") and is_signature_key(key):
             return frozenset({Taint(SIG, node.lineno, f"{base.id}[{key!r}]")})
         inner = self.taint(base)
@@ -452,7 +305,7 @@ class Flow:
         if kinds & {HMAC_OBJ, HASH_OBJ}:
             return True
         name = last_name(node)
-        return name is not None and _HASHY_NAME.search(name) is not None
+        return name is not None and HASHY_NAME.search(name) is not None
 
     def _call(self, node: ast.Call) -> Taints:
         func = node.func
@@ -463,7 +316,7 @@ class Flow:
             return frozenset({Taint(HMAC_OBJ, line, qualified)})
         if qualified == "hmac.digest":
             return frozenset({Taint(DIGEST, line, qualified)})
-        if qualified.startswith("hashlib.") and qualified.split(".", 1)[1] in _HASH_ALGOS:
+        if qualified.startswith("hashlib.") and qualified.split(".", 1)[1] in HASH_ALGOS:
             return frozenset({Taint(HASH_OBJ, line, qualified)})
         if isinstance(func, ast.Attribute):
             receiver = self.taint(func.value)
@@ -478,11 +331,11 @@ class Flow:
                 got = self._header_get(node, func)
                 if got is not None:
                     return got
-            if name in _TRANSFORMS:
-                return frozenset(t for t in receiver if t.kind in _CARRIED)
+            if name in TRANSFORMS:
+                return frozenset(t for t in receiver if t.kind in CARRIED)
             if name == "join" and node.args:
                 return self._accumulated(self.iter_taint(node.args[0]))
-        if name in _WRAPPERS and node.args:
+        if name in WRAPPERS and node.args:
             return self._carried(self.taint(node.args[0]))
         if self.facts is not None and name:
             summary = self.facts.summary(name)
@@ -496,7 +349,7 @@ class Flow:
         if name[:1].isupper():
             # A constructor keeps its arguments (Entry(body) holds the body).
             return self._carried(self.taints_of([*node.args, *(k.value for k in node.keywords)]))
-        return _EMPTY
+        return EMPTY
 
     def _stream_read(self, node: ast.Call, name: str, receiver: Taints) -> Taints:
         """``stream.read()`` is the whole body; ``stream.read(n)`` and ``readline()`` a chunk."""
@@ -514,7 +367,7 @@ class Flow:
         recv = func.value
         recv_name = dotted(recv) or ""
         tail = recv_name.rsplit(".", 1)[-1]
-        header_like = (tail in _HEADERS_ATTRS and (is_request_like_prefix(recv_name))) or tail in (
+        header_like = (tail in HEADERS_ATTRS and (is_request_like_prefix(recv_name))) or tail in (
             "environ",
             "headers",
             "meta",
@@ -554,7 +407,7 @@ class Flow:
             if msg is not None:
                 yield msg, qualified
             return
-        if qualified.startswith("hashlib.") and qualified.split(".", 1)[1] in _HASH_ALGOS:
+        if qualified.startswith("hashlib.") and qualified.split(".", 1)[1] in HASH_ALGOS:
             index = 1 if qualified == "hashlib.new" else 0
             data = keyword(call, "data") or keyword(call, "string")
             if data is None and len(call.args) > index:

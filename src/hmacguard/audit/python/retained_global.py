@@ -26,8 +26,9 @@ from collections.abc import Iterator
 
 from hmacguard.audit.model import finding_at
 from hmacguard.audit.python.context import PyContext
-from hmacguard.audit.python.flow import BODY, CHUNK, DIGEST, HEADERS, SIG, Flow, Taints
+from hmacguard.audit.python.flow import Flow
 from hmacguard.audit.python.frontend import FunctionScope, dotted
+from hmacguard.audit.python.taint import BODY, CHUNK, DIGEST, HEADERS, SIG, Taints
 from hmacguard.audit.registry import Language, all_of, any_of, audit_rule
 from hmacguard.findings import Category, Finding, Severity
 

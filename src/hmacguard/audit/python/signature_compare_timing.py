@@ -20,8 +20,9 @@ from collections.abc import Iterator
 
 from hmacguard.audit.model import finding_at
 from hmacguard.audit.python.context import PyContext
-from hmacguard.audit.python.flow import DIGEST, SIG, Flow, looks_like_verifier
+from hmacguard.audit.python.flow import Flow
 from hmacguard.audit.python.frontend import is_signature_key, last_name
+from hmacguard.audit.python.taint import DIGEST, SIG, looks_like_verifier
 from hmacguard.audit.registry import Language, all_of, any_of, audit_rule
 from hmacguard.findings import Category, Finding, Severity
 

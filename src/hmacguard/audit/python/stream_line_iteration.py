@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 from hmacguard.audit.model import finding_at
 from hmacguard.audit.python.context import PyContext
-from hmacguard.audit.python.flow import CHUNK, Taint
+from hmacguard.audit.python.taint import CHUNK, Taint
 from hmacguard.audit.registry import Language, any_of, audit_rule
 from hmacguard.findings import Category, Finding, Severity
 

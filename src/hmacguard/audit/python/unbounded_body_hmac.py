@@ -34,8 +34,8 @@ from collections.abc import Iterator
 
 from hmacguard.audit.model import finding_at
 from hmacguard.audit.python.context import PyContext
-from hmacguard.audit.python.flow import BODY, Taint
 from hmacguard.audit.python.guards import has_strict_length_guard
+from hmacguard.audit.python.taint import BODY, Taint
 from hmacguard.audit.registry import Language, all_of, any_of, audit_rule
 from hmacguard.findings import Category, Finding, Severity
 
