@@ -103,3 +103,29 @@ def test_cli_unknown_target_is_one_line_exit_2() -> None:
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "unknown lab target" in proc.stderr
+
+
+def test_cli_measure_shows_growth_per_framing() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "hmacguard", "lab", "measure", "flask-get-data", "--size", "48MiB"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if "48 MiB," in line]
+    assert len(rows) == 2  # Content-Length and chunked
+    for row in rows:
+        growth = float(row.split("MiB │")[-2].split("+")[-1])  # "+47.9 MiB │ 0.15 │"
+        assert growth >= 32, row
+
+
+def test_cli_measure_unknown_target_fails_before_starting_anything() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "hmacguard", "lab", "measure", "flask-get-data", "nope"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2 and "unknown lab target 'nope'" in proc.stderr

@@ -33,6 +33,24 @@ def list_targets() -> None:
     Console().print(table)
 
 
+@lab_app.command("measure")
+@one_line_errors
+def measure(
+    names: list[str] = typer.Argument(None, help="Targets (default: every target)."),  # noqa: B008
+    size: str = typer.Option("64MiB", "--size", help="The large body's size."),
+) -> None:
+    """Send each target a small signed request and one large body (Content-Length, then chunked)
+    on a fresh server, and show the peak RSS growth of its process tree."""
+    from hmacguard.cli._common import parse_size
+    from hmacguard.lab.measure import memory_table
+    from hmacguard.lab.targets import get_target
+
+    chosen = names or list(TARGETS)
+    for name in chosen:
+        get_target(name)  # an unknown name fails before any server starts
+    Console().print(memory_table(chosen, parse_size(size)))
+
+
 @lab_app.command("serve")
 @one_line_errors
 def serve(
