@@ -27,6 +27,11 @@ __all__ = [
 SIZE_THRESHOLD = 10 * 1024 * 1024
 
 
+def mib(value: float) -> str:
+    """A byte count as the MiB figure configuration rules quote (``10485760`` -> ``"10 MiB"``)."""
+    return f"{value / 1024 / 1024:g} MiB"
+
+
 class DiagnosticKind(str, enum.Enum):
     PARSE_ERROR = "parse-error"
     READ_ERROR = "read-error"

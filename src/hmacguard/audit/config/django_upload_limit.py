@@ -18,14 +18,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from hmacguard.audit.model import SIZE_THRESHOLD, finding_at
+from hmacguard.audit.model import SIZE_THRESHOLD, finding_at, mib
 from hmacguard.audit.python.context import PyContext
 from hmacguard.audit.registry import Language, any_of, audit_rule
 from hmacguard.findings import Category, Finding, Severity
-
-
-def mib(value: float) -> str:
-    return f"{value / 1024 / 1024:g} MiB"
 
 
 @audit_rule(
