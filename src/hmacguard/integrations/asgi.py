@@ -3,7 +3,7 @@
 The application behind the guard receives the verified, bounded body again through ``receive`` (in
 chunks, so a spooled body is never loaded whole), with ``content-length`` set to its size (a gzip body
 arrives inflated, its ``content-encoding`` removed), and finds the
-:class:`~hmacguard.verifier.VerifiedBody` as ``scope["hmacguard.verified"]``. The body is released
+:class:`~hmacguard.guard.verifier.VerifiedBody` as ``scope["hmacguard.verified"]``. The body is released
 when the application returns.
 
 Each ``receive()`` is bounded by the time left for the body (``asyncio`` timeouts), so a slow-drip
@@ -20,21 +20,20 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from hmacguard.errors import BodyTimeout, RequestRejected
-from hmacguard.policy import (
+from hmacguard.guard.policy import (
     Accepted,
     ClientDisconnected,
     Guard,
     Outcome,
     ReadBody,
     Rejected,
-    RequestHead,
     StoreCall,
 )
-from hmacguard.verifier import LowerCaseHeaders
+from hmacguard.http import LowerCaseHeaders, RequestHead
 
 if TYPE_CHECKING:
-    from hmacguard.ratelimit import RateLimiter
-    from hmacguard.verifier import VerifiedBody, Verifier
+    from hmacguard.guard.ratelimit import RateLimiter
+    from hmacguard.guard.verifier import VerifiedBody, Verifier
 
 __all__ = ["ASGIGuard", "guard_receive", "head_from_scope"]
 
@@ -179,9 +178,9 @@ class ASGIGuard:
     """Pure ASGI middleware: HTTP requests to the protected paths reach ``app`` only once verified.
 
     Keyword-only configuration: ``verifier`` (required), ``rate_limiter``, ``paths`` and ``methods``
-    as for :class:`~hmacguard.policy.Guard`; works with ``app.add_middleware(ASGIGuard, ...)``.
+    as for :class:`~hmacguard.guard.policy.Guard`; works with ``app.add_middleware(ASGIGuard, ...)``.
     Lifespan and websocket scopes, and unprotected paths, pass through untouched. See
-    :mod:`hmacguard.ratelimit` for the client-address trust model.
+    :mod:`hmacguard.guard.ratelimit` for the client-address trust model.
     """
 
     def __init__(

@@ -35,7 +35,7 @@ from hmacguard.integrations.wsgi import WSGIGuard
 if TYPE_CHECKING:
     from django.http import HttpRequest
 
-    from hmacguard.verifier import VerifiedBody
+    from hmacguard.guard.verifier import VerifiedBody
 
 __all__ = ["get_asgi_application", "get_wsgi_application", "guard_settings", "verified_body"]
 

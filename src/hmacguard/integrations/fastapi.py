@@ -36,11 +36,11 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI, HTTPException, Request, Response
 from starlette.responses import Response as StarletteResponse
 
+from hmacguard.guard.policy import Guard, Rejected
+from hmacguard.guard.problem import PROBLEM_CONTENT_TYPE, Problem
+from hmacguard.guard.ratelimit import RateLimiter
+from hmacguard.guard.verifier import VerifiedBody, Verifier
 from hmacguard.integrations.asgi import VERIFIED_KEY, guard_receive, head_from_scope
-from hmacguard.policy import Guard, Rejected
-from hmacguard.problem import PROBLEM_CONTENT_TYPE, Problem
-from hmacguard.ratelimit import RateLimiter
-from hmacguard.verifier import VerifiedBody, Verifier
 
 __all__ = ["GuardRejection", "VerifiedBodyDependency", "add_problem_handler"]
 

@@ -36,14 +36,14 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from flask import Flask, Response, current_app, request
 
 from hmacguard.errors import ConfigurationError
+from hmacguard.guard.policy import Guard, Rejected
 from hmacguard.integrations._settings import guard_options
 from hmacguard.integrations.wsgi import VERIFIED_KEY, guard_environ, install_body
-from hmacguard.policy import Guard, Rejected
 
 if TYPE_CHECKING:
-    from hmacguard.problem import Problem
-    from hmacguard.ratelimit import RateLimiter
-    from hmacguard.verifier import VerifiedBody, Verifier
+    from hmacguard.guard.problem import Problem
+    from hmacguard.guard.ratelimit import RateLimiter
+    from hmacguard.guard.verifier import VerifiedBody, Verifier
 
 __all__ = ["HmacGuard", "verified_body"]
 

@@ -2,7 +2,7 @@
 
 The application behind the guard sees the verified, bounded body as ``wsgi.input`` with a matching
 ``CONTENT_LENGTH`` (a gzip body arrives inflated, its ``Content-Encoding`` removed), and the
-:class:`~hmacguard.verifier.VerifiedBody` as ``environ["hmacguard.verified"]``. The body is released
+:class:`~hmacguard.guard.verifier.VerifiedBody` as ``environ["hmacguard.verified"]``. The body is released
 when the server closes the response iterable, as PEP 3333 requires servers to do.
 
 Body read timeout under WSGI. WSGI gives an application a file, not a socket: the deadline is checked
@@ -26,20 +26,19 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from hmacguard.errors import BodyTimeout, RequestRejected
-from hmacguard.policy import (
+from hmacguard.guard.policy import (
     ClientDisconnected,
     Guard,
     Outcome,
     ReadBody,
     Rejected,
-    RequestHead,
     StoreCall,
 )
-from hmacguard.verifier import LowerCaseHeaders
+from hmacguard.http import LowerCaseHeaders, RequestHead
 
 if TYPE_CHECKING:
-    from hmacguard.ratelimit import RateLimiter
-    from hmacguard.verifier import VerifiedBody, Verifier
+    from hmacguard.guard.ratelimit import RateLimiter
+    from hmacguard.guard.verifier import VerifiedBody, Verifier
 
 __all__ = ["WSGIGuard", "guard_environ", "head_from_environ", "status_line"]
 
@@ -215,9 +214,9 @@ class WSGIGuard:
     """WSGI middleware: requests to the protected paths reach ``app`` only once verified.
 
     Keyword-only configuration: ``verifier`` (required), ``rate_limiter``, ``paths`` and ``methods``
-    as for :class:`~hmacguard.policy.Guard`. Other requests pass through untouched. See the module
+    as for :class:`~hmacguard.guard.policy.Guard`. Other requests pass through untouched. See the module
     docstring for what the application sees and for the timeout and connection caveats, and
-    :mod:`hmacguard.ratelimit` for the client-address trust model.
+    :mod:`hmacguard.guard.ratelimit` for the client-address trust model.
     """
 
     def __init__(

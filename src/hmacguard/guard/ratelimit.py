@@ -45,11 +45,11 @@ from typing import TYPE_CHECKING, Any, Literal
 from hmacguard.errors import ConfigurationError, RateLimited, RequestRejected, StoreUnavailable
 
 if TYPE_CHECKING:
-    from hmacguard.policy import RequestHead
+    from hmacguard.http import RequestHead
 
 __all__ = ["RateLimiter", "RateState", "client_address"]
 
-log = logging.getLogger("hmacguard.ratelimit")
+log = logging.getLogger("hmacguard.guard.ratelimit")
 
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _STRATEGIES = ("fixed-window", "moving-window", "sliding-window")

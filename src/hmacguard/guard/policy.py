@@ -24,14 +24,15 @@ written once, here:
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Generator, Iterable, Mapping
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from hmacguard.errors import BadRequest, ConfigurationError, RequestRejected
-from hmacguard.problem import Problem, problem_for
-from hmacguard.ratelimit import RateLimiter, RateState
-from hmacguard.verifier import LowerCaseHeaders, VerifiedBody, Verifier
+from hmacguard.guard.problem import Problem, problem_for
+from hmacguard.guard.ratelimit import RateLimiter, RateState
+from hmacguard.guard.verifier import VerifiedBody, Verifier
+from hmacguard.http import RequestHead
 
 __all__ = [
     "Accepted",
@@ -40,7 +41,6 @@ __all__ = [
     "Outcome",
     "ReadBody",
     "Rejected",
-    "RequestHead",
     "StoreCall",
 ]
 
@@ -51,17 +51,6 @@ class ClientDisconnected(BadRequest):
     slug = "client-disconnected"
     title = "Client disconnected"
     close_connection = True
-
-
-@dataclass(slots=True)
-class RequestHead:
-    """What the guard knows before reading the body. ``headers`` has lower-case names."""
-
-    method: str
-    path: str
-    headers: Mapping[str, str]
-    #: The socket peer's address as the server reports it (see the trust model in ratelimit.py).
-    peer: str | None = None
 
 
 @dataclass(slots=True)
@@ -247,12 +236,3 @@ class Guard:
         limiter.spend_bytes(key, received)
         if failed:
             limiter.record_failure(key)
-
-
-def lower_headers(pairs: Iterable[tuple[str, str]]) -> LowerCaseHeaders:
-    """Lower-case header names; repeated fields joined with ``", "`` as RFC 9110 5.3 allows."""
-    out = LowerCaseHeaders()
-    for name, value in pairs:
-        name = name.lower()
-        out[name] = f"{out[name]}, {value}" if name in out else value
-    return out

@@ -10,7 +10,7 @@ the cheapest first, and nothing about the body is read until the headers pass:
 2. The scheme's signature header(s) missing -> 400, malformed -> 400; a signed timestamp too old or
    too far in the future -> 400.
 3. Each chunk is counted (the chunk that passes the cap -> 413, at once), fed to one HMAC per secret
-   (all rotation secrets in the same single pass) and kept in a :class:`~hmacguard.body.BoundedBody`
+   (all rotation secrets in the same single pass) and kept in a :class:`~hmacguard.guard.body.BoundedBody`
    (memory, then a temporary file). A gzip body is inflated under its own cap.
 4. At the end: fewer or more bytes than ``Content-Length`` -> 400; no secret produces any of the
    claimed signatures (compared in constant time) -> 401; the timestamp, re-checked now that the
@@ -27,16 +27,6 @@ import time
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
 from typing import Literal, Protocol
 
-from hmacguard.body import (
-    DEFAULT_CHUNK_SIZE,
-    DEFAULT_MAX_BODY,
-    DEFAULT_SPOOL_THRESHOLD,
-    BoundedBody,
-    GzipInflater,
-    content_coding,
-    parse_content_length,
-    validate_size,
-)
 from hmacguard.errors import (
     BadRequest,
     BodyTimeout,
@@ -46,10 +36,21 @@ from hmacguard.errors import (
     SignatureMismatch,
     TimestampInvalid,
 )
-from hmacguard.replay import MemoryReplayStore, ReplayStore
-from hmacguard.schemes import LowerCaseHeaders, Scheme, SignatureClaim, get_scheme
+from hmacguard.guard.body import (
+    DEFAULT_CHUNK_SIZE,
+    DEFAULT_MAX_BODY,
+    DEFAULT_SPOOL_THRESHOLD,
+    BoundedBody,
+    GzipInflater,
+    content_coding,
+    parse_content_length,
+    validate_size,
+)
+from hmacguard.guard.replay import MemoryReplayStore, ReplayStore
+from hmacguard.http import LowerCaseHeaders
+from hmacguard.schemes import Scheme, SignatureClaim, get_scheme
 
-__all__ = ["LowerCaseHeaders", "Secret", "Verification", "VerifiedBody", "Verifier"]
+__all__ = ["Secret", "Verification", "VerifiedBody", "Verifier"]
 
 Secret = str | bytes
 #: Untimestamped schemes (github, generic) keep delivery ids this long by default.

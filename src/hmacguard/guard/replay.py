@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = ["MemoryReplayStore", "RedisReplayStore", "ReplayStore"]
 
-log = logging.getLogger("hmacguard.replay")
+log = logging.getLogger("hmacguard.guard.replay")
 
 #: Default bound on the in-memory store; a full store evicts its oldest entries first.
 DEFAULT_MAX_ENTRIES = 100_000
