@@ -11,8 +11,17 @@ import enum
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
+from typing import Any, ClassVar
 
-from hmacguard.findings import Evidence, EvidenceValue, Finding, Location, Severity, get_rule
+from hmacguard.findings import (
+    Evidence,
+    EvidenceValue,
+    Finding,
+    Location,
+    Severity,
+    fingerprints,
+    get_rule,
+)
 
 __all__ = [
     "SIZE_THRESHOLD",
@@ -119,7 +128,12 @@ def finding_at(
 
 @dataclass(frozen=True)
 class AuditResult:
-    """Everything one audit run produced. ``findings`` excludes suppressed and baselined ones."""
+    """Everything one audit run produced. ``findings`` excludes suppressed and baselined ones.
+
+    It satisfies :class:`hmacguard.findings.Result`, so every report format renders it.
+    """
+
+    kind: ClassVar[str] = "audit"
 
     findings: tuple[Finding, ...]
     suppressed: tuple[Finding, ...] = ()
@@ -135,7 +149,7 @@ class AuditResult:
         return tuple(f for f in self.findings if f.severity >= threshold)
 
     def without_baseline(
-        self, known: Collection[str], key: Callable[[list[Finding]], list[str]]
+        self, known: Collection[str], key: Callable[[list[Finding]], list[str]] = fingerprints
     ) -> AuditResult:
         """Drop findings whose key (computed over the whole list, e.g. fingerprints) is known."""
         keys = key(list(self.findings))
@@ -158,4 +172,12 @@ class AuditResult:
             "lines": self.lines,
             "seconds": round(self.seconds, 3),
             "rules": len(self.rules),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """The audit's own JSON content (the report's envelope adds the findings and the summary)."""
+        return {
+            "run": self.summary(),
+            "suppressed": [f.to_dict() for f in self.suppressed],
+            "diagnostics": [d.to_dict() for d in self.diagnostics],
         }
