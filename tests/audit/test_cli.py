@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from hmacguard.cli import app
-from hmacguard.findings import SCAN_RULE_IDS
+from hmacguard.scan.rules import SCAN_RULE_IDS
 
 LAB_APPS = Path(__file__).parents[2] / "src" / "hmacguard" / "lab" / "apps"
 runner = CliRunner()
