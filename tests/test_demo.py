@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from hmacguard.demo import run_demo
+from hmacguard.commands.demo import run_demo
 
 pytestmark = pytest.mark.slow
 

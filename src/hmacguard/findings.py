@@ -4,30 +4,41 @@ A :class:`Finding` is frozen and complete when built: rule id, severity, where, 
 what to do. The :data:`RULES` catalogue maps each stable rule id to its title, category, CWE, OWASP
 reference and generic remediation; detectors register their rules with :func:`register_rule`, which
 validates at registration so a bad rule fails at import, not in a user's report.
+
+Every detector's result satisfies :class:`Result` (``kind``, ``findings``, ``rules``, ``summary()``,
+``to_dict()``, ``without_baseline()``), so that renderers, baselines and exit codes never need to know
+which detector produced it; :func:`fingerprints` is the one identity of a finding, shared by every
+report format and every baseline.
 """
 
 from __future__ import annotations
 
 import enum
+import hashlib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Union
+from typing import Any, Protocol, TypeVar, Union
+from urllib.parse import urlsplit
 
 from hmacguard.errors import ConfigurationError
 
 __all__ = [
     "RULES",
-    "SCAN_RULE_IDS",
     "Category",
     "Evidence",
     "Finding",
     "Location",
+    "Result",
     "Rule",
     "Severity",
+    "endpoint_path",
+    "fingerprints",
     "get_rule",
     "register_rule",
+    "severity_summary",
+    "worst",
 ]
 
 #: A JSON-representable evidence value.
@@ -206,111 +217,80 @@ def worst(findings: Iterable[Finding]) -> Severity | None:
     return max((f.severity for f in findings), default=None)
 
 
-# --- The scanner's catalogue (stable ids: used by every report and by CI) -----------------------
+def severity_summary(findings: Iterable[Finding]) -> dict[str, EvidenceValue]:
+    """``{"findings": N, "by_severity": {"critical": n, ...}}``: what every result's summary starts with."""
+    items = list(findings)
+    by_severity: dict[str, EvidenceValue] = {
+        s.label: sum(1 for f in items if f.severity is s) for s in reversed(Severity)
+    }
+    return {"findings": len(items), "by_severity": by_severity}
 
-_CWE_400 = 400  # Uncontrolled Resource Consumption
-_CWE_770 = 770  # Allocation of Resources Without Limits or Throttling
-_CWE_401 = 401  # Missing Release of Memory after Effective Lifetime
 
-for _rule in (
-    Rule(
-        "unbounded-body",
-        "Endpoint accepts very large bodies without refusing them",
-        Category.INPUT_VALIDATION,
-        Severity.HIGH,
-        (_CWE_400, _CWE_770),
-        "Enforce a hard body cap (1 MiB is ample for webhooks) that holds for every framing, "
-        "answer 413 before reading past it, and compute the HMAC while streaming.",
-    ),
-    Rule(
-        "high-limit",
-        "Body limit is set, but far above what an HMAC endpoint needs",
-        Category.INPUT_VALIDATION,
-        Severity.MEDIUM,
-        (_CWE_770,),
-        "Lower the body limit to what the largest legitimate payload needs (usually ≤ 1 MiB).",
-    ),
-    Rule(
-        "chunked-bypass",
-        "Size limit is skipped for chunked bodies (no Content-Length)",
-        Category.INPUT_VALIDATION,
-        Severity.HIGH,
-        (_CWE_400, _CWE_770),
-        "Count bytes while reading the stream instead of trusting Content-Length; refuse with 413 "
-        "the moment the count passes the cap.",
-    ),
-    Rule(
-        "content-type-bypass",
-        "Size limit applies to some content types only",
-        Category.INPUT_VALIDATION,
-        Severity.HIGH,
-        (_CWE_400, _CWE_770),
-        "Apply the cap to the raw body before any content-type-specific parser, for every type.",
-    ),
-    Rule(
-        "late-rejection",
-        "Oversized bodies are refused only after being read",
-        Category.DOS_POTENTIAL,
-        Severity.MEDIUM,
-        (_CWE_400,),
-        "Refuse on Content-Length before reading, and for chunked bodies at the cap; answer 413 "
-        "with Connection: close instead of draining the rest.",
-    ),
-    Rule(
-        "memory-amplification",
-        "Server memory grows with body size",
-        Category.DOS_POTENTIAL,
-        Severity.HIGH,
-        (_CWE_400, _CWE_770),
-        "Stream the body into the HMAC in chunks; never hold the whole body (or copies of it).",
-    ),
-    Rule(
-        "memory-retention",
-        "Memory is kept after each request",
-        Category.MEMORY_LEAK,
-        Severity.HIGH,
-        (_CWE_401,),
-        "Keep bodies and signatures request-scoped: no module-level lists or caches holding them, "
-        "no attributes on long-lived objects; key caches by a hash of the body.",
-    ),
-    Rule(
-        "no-rate-limit",
-        "No rate limiting under a burst of large requests",
-        Category.RATE_LIMITING,
-        Severity.MEDIUM,
-        (_CWE_770,),
-        "Rate-limit per client before reading the body; answer 429 with Retry-After and RateLimit headers.",
-    ),
-    Rule(
-        "degradation",
-        "Service degrades under large-body load",
-        Category.DOS_POTENTIAL,
-        Severity.HIGH,
-        (_CWE_400,),
-        "Cap bodies, stream the HMAC and rate-limit so that a burst cannot slow or break the service.",
-    ),
-    Rule(
-        "target-unavailable",
-        "Target stopped answering during the scan",
-        Category.AVAILABILITY,
-        Severity.CRITICAL,
-        (_CWE_400,),
-        "Find what the preceding probe did to the service (crash, OOM kill, hang) and cap bodies "
-        "and concurrency so that it cannot recur.",
-    ),
-):
-    register_rule(_rule)
+def endpoint_path(url: str) -> str:
+    """``http://127.0.0.1:8000/hook?x=1`` -> ``/hook?x=1`` (what identifies an endpoint)."""
+    parts = urlsplit(url)
+    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
 
-#: The scanner's rule ids, in the order reports list them.
-SCAN_RULE_IDS: tuple[str, ...] = (
-    "unbounded-body",
-    "high-limit",
-    "chunked-bypass",
-    "content-type-bypass",
-    "late-rejection",
-    "memory-amplification",
-    "memory-retention",
-    "no-rate-limit",
-    "degradation",
-    "target-unavailable",
-)
+
+def _identity(rule: str, location: Mapping[str, Any]) -> str:
+    path = location.get("path")
+    if path is not None:
+        # The flagged code, whitespace-normalised, rather than its line number: stable under edits
+        # elsewhere in the file.
+        code = " ".join(str(location.get("snippet") or f"line {location.get('line')}").split())
+        return "\0".join(("source", rule, str(path), code))
+    # Not the scheme, host or port: the same endpoint scanned on a developer's port 5000 and in CI on
+    # a port the launcher picked is the same endpoint.
+    method = str(location.get("method") or "POST").upper()
+    return "\0".join(("endpoint", rule, method, endpoint_path(str(location.get("url") or ""))))
+
+
+def fingerprints(findings: Iterable[Finding | Mapping[str, Any]]) -> list[str]:
+    """The one identity of a finding: a stable fingerprint per finding, in order.
+
+    Accepts findings or their :meth:`Finding.to_dict` form (a stored report). A source finding keeps
+    its fingerprint when lines are added above it and loses it when the flagged code changes; an
+    endpoint finding is its rule, method and path, whatever host or port served it. Identical
+    identities are told apart by their occurrence index (the second gets ``...:1``).
+    """
+    seen: dict[str, int] = {}
+    out: list[str] = []
+    for item in findings:
+        if isinstance(item, Finding):
+            identity = _identity(item.rule, vars(item.location))
+        else:
+            identity = _identity(str(item.get("rule")), item.get("location") or {})
+        n = seen.get(identity, 0)
+        seen[identity] = n + 1
+        digest = hashlib.sha256(identity.encode("utf-8")).hexdigest()[:32]
+        out.append(f"{digest}:{n}")
+    return out
+
+
+R = TypeVar("R", bound="Result")
+
+
+class Result(Protocol):
+    """What every detector hands back (scan, OpenAPI scan, audit, leaks).
+
+    ``kind`` names it in the JSON envelope; ``findings`` are what it reports (already without those a
+    baseline or an inline suppression hides); ``rules`` the ids of the rules the run checked (so that
+    a clean run still documents them); ``summary()`` starts with :func:`severity_summary`;
+    ``to_dict()`` is its own JSON content; ``without_baseline(known)`` the same result without the
+    findings whose :func:`fingerprints` are in ``known``.
+    """
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def findings(self) -> Sequence[Finding]: ...
+
+    @property
+    def rules(self) -> Sequence[str]: ...
+
+    def summary(self) -> dict[str, EvidenceValue]: ...
+
+    def to_dict(self) -> Mapping[str, Any]: ...
+
+    def without_baseline(self: R, known: Collection[str]) -> R: ...

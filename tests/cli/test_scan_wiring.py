@@ -63,20 +63,28 @@ def test_every_format_history_and_baseline(tmp_path: Path) -> None:
     assert listing.returncode == 0 and listing.stdout.count("POST") >= 4
 
 
-def test_openapi_option_scans_the_signed_operations(tmp_path: Path) -> None:
+def test_openapi_option_scans_the_signed_operations_and_its_json_is_a_baseline(tmp_path: Path) -> None:
     spec = tmp_path / "api.json"
     spec.write_text(json.dumps(five_operations()))
+    first = tmp_path / "openapi.json"
     with run_target("django-stateless") as t:
-        proc = hmacguard(
-            "scan", "--openapi", str(spec), "--base-url", t.base_url, "--secret", t.secret,
-            "--budget-bytes", "64MiB", "--format", "json", *SMALL,
-        )  # fmt: skip
-    assert proc.returncode in (0, 1), proc.stderr
-    data = json.loads(proc.stdout)
+        args = ("scan", "--openapi", str(spec), "--base-url", t.base_url, "--secret", t.secret,
+                "--budget-bytes", "64MiB", "--format", "json", *SMALL)  # fmt: skip
+        proc = hmacguard(*args, "-o", str(first))
+        again = hmacguard(*args, "--baseline", str(first))
+    assert proc.returncode == 1, proc.stderr  # no rate limit on django-stateless
+    data = json.loads(first.read_text())
+    # The shared envelope, as every other report: the bug was a bare document no baseline could read.
+    assert (data["schema"], data["version"], data["kind"]) == ("hmacguard-report", 1, "openapi-scan")
+    assert data["summary"]["findings"] == len(data["findings"]) > 0
+    assert all(f["fingerprint"] for f in data["findings"])
     assert [(op["method"], op["path"]) for op in data["operations"]] == [
         ("POST", "/webhook"),
         ("PUT", "/webhook"),
     ]
+    # Fed back as --baseline it is read, and every finding it has is known: clean exit.
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["findings"] == []
 
 
 @pytest.mark.parametrize(

@@ -25,8 +25,8 @@ def test_flask_unbounded_list_is_a_leak_at_the_append() -> None:
     assert abs(site.bytes_per_request - BODY) <= 0.25 * BODY
     assert 0.9 <= site.objects_per_request <= 2.5
     assert report.bytes_per_request == site.bytes_per_request
-    [finding] = report.findings()
-    assert finding.rule == "memory-retention"
+    [finding] = report.findings
+    assert finding.rule == "line-retains-memory"
     assert finding.location.line == site.line
 
 
@@ -44,7 +44,7 @@ def test_lru_of_128_bodies_is_a_plateau_not_a_leak(app: object, marker: str) -> 
     assert site.plateau_after is not None and site.plateau_after <= 160
     # 128 bodies held (entries from the warm-up count too), give or take the cache's own structures.
     assert 100 * BODY <= site.retained_bytes <= 140 * BODY
-    [finding] = report.findings()
+    [finding] = report.findings
     assert finding.severity.label == "info"
     assert "plateau" in finding.message and "not a leak" in finding.message
     assert finding.evidence.values["trend"] == "plateau"
@@ -53,7 +53,7 @@ def test_lru_of_128_bodies_is_a_plateau_not_a_leak(app: object, marker: str) -> 
 def test_clean_flask_app_reports_nothing() -> None:
     report = find_leaks(apps.flask_clean, recipe(), requests=120)
     assert report.sites == ()
-    assert report.findings() == []
+    assert report.findings == ()
     assert report.workload == {"200": 120 + report.warmup + 3}
 
 

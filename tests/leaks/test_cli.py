@@ -28,7 +28,7 @@ def test_leak_exits_1_with_the_line_in_json() -> None:
     assert code == 1
     report = json.loads(out)
     [finding] = report["findings"]
-    assert finding["rule"] == "memory-retention"
+    assert finding["rule"] == "line-retains-memory"
     assert finding["location"]["path"] == "tests/leaks/apps.py"
     assert finding["location"]["line"] == marked_line("FLASK-LEAK")
     values = finding["evidence"]["values"]

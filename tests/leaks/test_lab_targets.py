@@ -35,7 +35,7 @@ def test_finds_the_storing_line(module: str, needle: str) -> None:
     # The body was allocated where the request is read, and the report says so.
     assert any(a.startswith(f"src/hmacguard/lab/apps/{module}.py:") for a in top["allocated_at"]), top
     finding = report["findings"][0]
-    assert finding["rule"] == "memory-retention"
+    assert finding["rule"] == "line-retains-memory"
     assert finding["severity"] == "high"
     assert finding["location"] == {
         "path": top["path"],

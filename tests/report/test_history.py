@@ -16,9 +16,9 @@ from typer.testing import CliRunner
 
 from hmacguard.cli import app
 from hmacguard.errors import ConfigurationError
-from hmacguard.report.history import History, default_history_path, load_scan, save_scan
-from hmacguard.report.scan_diff import diff_scans, effective_limits
-from hmacguard.report.scan_json import render_json
+from hmacguard.report.json import render_json
+from hmacguard.scan.diff import diff_scans, effective_limits
+from hmacguard.scan.history import History, default_history_path, load_scan, save_scan
 from tests.report._lab import lab_scan
 
 runner = CliRunner()

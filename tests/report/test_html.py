@@ -19,7 +19,7 @@ from hmacguard.audit import audit
 from hmacguard.lab import LAB_SECRET
 from hmacguard.leaks import Recipe, find_leaks
 from hmacguard.report.html import render_audit_html, render_leaks_html, render_scan_html
-from hmacguard.report.html_plots import reconstruct_schedule
+from hmacguard.report.html.plots import reconstruct_schedule
 from tests.report._lab import lab_scan
 
 LAB_APPS = Path(__file__).parents[2] / "src" / "hmacguard" / "lab" / "apps"

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from hmacguard.audit import audit
-from hmacguard.findings import SCAN_RULE_IDS, Evidence, Finding, Location, Severity
-from hmacguard.report.junit import render_audit_junit, render_scan_junit
+from hmacguard.findings import Evidence, Finding, Location, Severity
+from hmacguard.report.junit import render_junit
+from hmacguard.scan.rules import SCAN_RULE_IDS
 from tests.report._lab import lab_scan
 
 LAB_APPS = Path(__file__).parents[2] / "src" / "hmacguard" / "lab" / "apps"
@@ -30,7 +31,7 @@ def totals(xml: str) -> dict[str, int]:
 @pytest.mark.slow
 def test_scan_junit_has_a_case_per_rule_and_fails_the_rules_found() -> None:
     report = lab_scan("flask-get-data")
-    xml = render_scan_junit(report)
+    xml = render_junit(report)
     by_rule = cases(xml)
     assert list(by_rule) == list(SCAN_RULE_IDS)
     found = {f.rule for f in report.findings}
@@ -57,7 +58,7 @@ def test_scan_junit_skips_memory_rules_without_memory_and_honours_the_threshold(
     report = dataclasses.replace(
         report, findings=tuple(f for f in report.findings if not f.rule.startswith("memory"))
     )
-    xml = render_scan_junit(report, fail_on=Severity.HIGH)
+    xml = render_junit(report, fail_on=Severity.HIGH)
     by_rule = cases(xml)
     for rule in ("memory-amplification", "memory-retention"):
         skipped = by_rule[rule].find("skipped")
@@ -71,7 +72,7 @@ def test_scan_junit_skips_memory_rules_without_memory_and_honours_the_threshold(
 
 def test_audit_junit_cases_are_the_rules_that_ran() -> None:
     result = audit([LAB_APPS])
-    xml = render_audit_junit(result)
+    xml = render_junit(result)
     by_rule = cases(xml)
     assert set(by_rule) == set(result.rules)
     found = {f.rule for f in result.findings}
@@ -91,6 +92,6 @@ def test_control_characters_in_snippets_stay_valid_xml() -> None:
         remediation="r",
     )
     report = dataclasses.replace(lab_scan("flask-guarded"), findings=(finding,))
-    xml = render_scan_junit(report)
+    xml = render_junit(report)
     failure = cases(xml)["unbounded-body"].find("failure")
     assert failure is not None and "\ufffd" in (failure.get("message") or "")

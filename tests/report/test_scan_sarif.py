@@ -13,10 +13,12 @@ import jsonschema
 import pytest
 
 from hmacguard.errors import ConfigurationError
-from hmacguard.findings import RULES, SCAN_RULE_IDS, Evidence, Finding, Location, Severity
-from hmacguard.report.scan_diff import ENDPOINT_FINGERPRINT_KEY, apply_scan_baseline
-from hmacguard.report.scan_sarif import SourceMap, load_source_map, render_scan_sarif
+from hmacguard.findings import RULES, Evidence, Finding, Location, Severity
+from hmacguard.report.baseline import read_baseline
+from hmacguard.report.sarif import FINGERPRINT_KEY, render_sarif
 from hmacguard.scan import ScanReport
+from hmacguard.scan.rules import SCAN_RULE_IDS
+from hmacguard.scan.sourcemap import SourceMap, load_source_map
 from tests.report._lab import lab_scan
 
 SCHEMA = json.loads((Path(__file__).parent / "data" / "sarif-2.1.0-subset.schema.json").read_text())
@@ -47,6 +49,10 @@ def finding(rule: str, url: str, method: str = "POST") -> Finding:
     )
 
 
+def apply_scan_baseline(report: ScanReport, baseline: str) -> ScanReport:
+    return report.without_baseline(read_baseline(baseline, kind=report.kind))
+
+
 def with_findings(*findings: Finding) -> ScanReport:
     return dataclasses.replace(lab_scan("flask-guarded"), findings=findings)
 
@@ -58,7 +64,7 @@ def test_real_scan_sarif_is_valid_and_describes_every_scan_rule(tmp_path: Path) 
     source_map.write_text(
         "# the lab's Flask app\nPOST /webhook = src/hmacguard/lab/apps/flask_get_data.py:14\n"
     )
-    log = validate(render_scan_sarif(report, source_map=source_map))
+    log = validate(render_sarif(report, source_map=source_map))
     run = run_of(log)
     rules = run["tool"]["driver"]["rules"]  # type: ignore[index]
     assert [r["id"] for r in rules] == list(SCAN_RULE_IDS)
@@ -77,14 +83,14 @@ def test_real_scan_sarif_is_valid_and_describes_every_scan_rule(tmp_path: Path) 
         }
         assert physical["region"] == {"startLine": 14}
         assert result["locations"][0]["logicalLocations"][0]["fullyQualifiedName"] == f"POST {report.url}"
-        assert set(result["partialFingerprints"]) == {ENDPOINT_FINGERPRINT_KEY}
+        assert set(result["partialFingerprints"]) == {FINGERPRINT_KEY}
         assert result["properties"]["source"] == "source-map"
     assert "%SRCROOT%" in run["originalUriBaseIds"]  # type: ignore[operator]
 
 
 def test_no_result_points_at_a_web_address_even_unmapped() -> None:
     report = with_findings(finding("unbounded-body", "http://127.0.0.1:8123/hooks/github?x=1"))
-    log = validate(render_scan_sarif(report))
+    log = validate(render_sarif(report))
     [result] = run_of(log)["results"]  # type: ignore[misc]
     artifact = result["locations"][0]["physicalLocation"]["artifactLocation"]
     assert artifact["uri"] == "endpoints/POST/hooks/github"
@@ -108,7 +114,7 @@ def test_source_map_matching_first_entry_wins_with_templates_and_wildcards() -> 
 
 
 def load_path(path: str, line: int) -> object:
-    from hmacguard.report.scan_sarif import SourceLocation
+    from hmacguard.scan.sourcemap import SourceLocation
 
     return SourceLocation(path, line)
 
@@ -140,22 +146,20 @@ def test_fingerprints_ignore_host_and_port_and_serve_as_a_baseline() -> None:
         finding("chunked-bypass", "http://localhost:9999/webhook"),
     )
     prints = [
-        r["partialFingerprints"][ENDPOINT_FINGERPRINT_KEY]
-        for r in run_of(json.loads(render_scan_sarif(first)))["results"]
+        r["partialFingerprints"][FINGERPRINT_KEY] for r in run_of(json.loads(render_sarif(first)))["results"]
     ]  # type: ignore[index,union-attr]
     again = [
-        r["partialFingerprints"][ENDPOINT_FINGERPRINT_KEY]
-        for r in run_of(json.loads(render_scan_sarif(moved)))["results"]
+        r["partialFingerprints"][FINGERPRINT_KEY] for r in run_of(json.loads(render_sarif(moved)))["results"]
     ]  # type: ignore[index,union-attr]
     assert prints == again[:2] and again[2] not in prints
-    kept = apply_scan_baseline(moved, render_scan_sarif(first))
+    kept = apply_scan_baseline(moved, render_sarif(first))
     assert [f.rule for f in kept.findings] == ["chunked-bypass"]
     assert "2 finding(s) already in the baseline" in kept.notes[-1]
     assert kept.score == moved.score
 
 
 def test_baseline_from_a_json_report_and_refusals() -> None:
-    from hmacguard.report.scan_json import render_json
+    from hmacguard.report.json import render_json
 
     first = with_findings(finding("unbounded-body", "http://127.0.0.1:8000/webhook"))
     later = with_findings(
@@ -175,5 +179,5 @@ def test_baseline_from_a_json_report_and_refusals() -> None:
 def test_severity_levels_follow_the_findings() -> None:
     high = finding("unbounded-body", "http://127.0.0.1:1/a")
     low = dataclasses.replace(finding("no-rate-limit", "http://127.0.0.1:1/a"), severity=Severity.LOW)
-    results = run_of(json.loads(render_scan_sarif(with_findings(high, low))))["results"]
+    results = run_of(json.loads(render_sarif(with_findings(high, low))))["results"]
     assert [r["level"] for r in results] == ["error", "note"]  # type: ignore[index,union-attr]

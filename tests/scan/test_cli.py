@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 
 from hmacguard.cli import app
 from hmacguard.lab import free_port, get_target
-from hmacguard.report.scan_json import SCAN_REPORT_SCHEMA
+from hmacguard.report.json import SCAN_REPORT_SCHEMA
 from tests.scan import _servers
 
 runner = CliRunner()
@@ -180,7 +180,7 @@ def test_terminal_report_and_progress(tmp_path: Path) -> None:
 
     from rich.console import Console
 
-    from hmacguard.report.scan_terminal import render_scan, scan_progress
+    from hmacguard.report.terminal.scan import render_scan, scan_progress
     from hmacguard.scan import Budget, ScanEvent, ScanTarget, run_scan
 
     handler = _servers.h11_handler(_guarded_like, refuse_head=_early)

@@ -8,7 +8,7 @@ import jsonschema
 import pytest
 
 from hmacguard.lab import TARGETS, run_target
-from hmacguard.report.scan_json import SCAN_REPORT_SCHEMA, to_json_document
+from hmacguard.report.json import SCAN_REPORT_SCHEMA, envelope
 from hmacguard.scan import Budget, PidObserver, ScanTarget, run_scan
 from hmacguard.scan.config import KiB, MiB
 
@@ -72,7 +72,7 @@ def test_lab_target_gets_the_findings_its_flaw_implies(name: str) -> None:
     detail = "; ".join(f"{f.rule}: {f.evidence.summary}" for f in report.findings)
     assert found == EXPECTED[name], f"{name}: {detail}"
     assert not report.unavailable
-    jsonschema.validate(to_json_document(report), SCAN_REPORT_SCHEMA)
+    jsonschema.validate(envelope(report), SCAN_REPORT_SCHEMA)
     # The grade follows from the findings: the correct targets only lack a rate limit.
     assert (report.grade in "AB") == (not TARGETS[name].vulnerable), (report.score, report.grade)
 

@@ -18,11 +18,12 @@ from rich.console import Console
 
 from hmacguard.errors import ConfigurationError
 from hmacguard.lab import run_target
+from hmacguard.report.baseline import read_baseline
 from hmacguard.report.html import render_scan_html
-from hmacguard.report.junit import render_scan_junit
-from hmacguard.report.openapi_terminal import render_openapi_scan
-from hmacguard.report.scan_diff import apply_scan_baseline
-from hmacguard.report.scan_sarif import render_scan_sarif
+from hmacguard.report.json import render_json
+from hmacguard.report.junit import render_junit
+from hmacguard.report.sarif import render_sarif
+from hmacguard.report.terminal.scan import render_openapi_scan
 from hmacguard.scan import Budget
 from hmacguard.scan.config import KiB, MiB
 from hmacguard.scan.openapi import (
@@ -224,7 +225,7 @@ def test_scans_exactly_the_two_signed_operations_of_a_real_target(tmp_path: Path
     assert [op["path"] for op in data["operations"]] == ["/webhook", "/webhook"]
 
     # Every report format takes the OpenAPI scan whole.
-    sarif = json.loads(render_scan_sarif(result))
+    sarif = json.loads(render_sarif(result))
     for res in sarif["runs"][0]["results"]:
         location = res["locations"][0]["physicalLocation"]
         assert location["artifactLocation"]["uri"] == spec_file.as_uri()
@@ -232,11 +233,12 @@ def test_scans_exactly_the_two_signed_operations_of_a_real_target(tmp_path: Path
         assert res["properties"]["source"] == "openapi"
     html = render_scan_html(result)
     assert html.count('<section id="op-') == 2 and "not-enforced" in html and "/items/{id}" in html
-    assert ET.fromstring(render_scan_junit(result)).get("tests") == "20"
+    assert ET.fromstring(render_junit(result)).get("tests") == "20"
     console = Console(record=True, width=160)
     render_openapi_scan(result, console)
     text = console.export_text()
     assert "PUT /webhook" in text and "not-enforced" in text and "not scanned: GET /health" in text
-    # A baseline taken from this scan's SARIF hides every finding of both operations.
-    quiet = apply_scan_baseline(result, render_scan_sarif(result))
-    assert result.findings and not quiet.findings
+    # A baseline taken from this scan's SARIF, or from its JSON, hides every finding of both operations.
+    for baseline in (render_sarif(result), render_json(result)):
+        quiet = result.without_baseline(read_baseline(baseline, kind=result.kind))
+        assert result.findings and not quiet.findings

@@ -1,4 +1,4 @@
-"""What every subcommand shares: one-line errors, exit codes, byte sizes."""
+"""What every subcommand shares: one-line errors, byte sizes, headers, and handing a result to a report."""
 
 from __future__ import annotations
 
@@ -10,15 +10,13 @@ from typing import NoReturn, ParamSpec, TypeVar
 
 import typer
 
+from hmacguard.commands import EXIT_INTERRUPTED, EXIT_USAGE, Outcome
 from hmacguard.errors import ConfigurationError, HmacGuardError
+from hmacguard.findings import Result, Severity
+from hmacguard.report import Format, write_report
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-#: Exit codes are a contract (docs/ci.md): 0 clean, 1 findings at or above the threshold, 2 usage/target.
-EXIT_CLEAN = 0
-EXIT_FINDINGS = 1
-EXIT_USAGE = 2
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4}
@@ -48,12 +46,28 @@ def parse_headers(values: list[str]) -> dict[str, str]:
     return out
 
 
-def write_text(text: str, output: Path | None) -> None:
-    """A rendered report to ``output``, or to stdout when None."""
+def write_text(text: str, output: Path | None = None) -> None:
+    """Text to ``output``, or to stdout when None."""
     if output is None:
         sys.stdout.write(text)
     else:
         output.write_text(text, encoding="utf-8")
+
+
+def finish(
+    outcome: Outcome[Result],
+    fmt: Format,
+    output: Path | None,
+    *,
+    fail_on: Severity | None = None,
+    verbose: bool = False,
+    source_map: Path | None = None,
+) -> NoReturn:
+    """Write the outcome's report, then exit with its status."""
+    write_report(
+        outcome.result, fmt, output, verbose=verbose, source_map=source_map, fail_on=fail_on or Severity.LOW
+    )
+    raise typer.Exit(outcome.status)
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
@@ -73,7 +87,7 @@ def one_line_errors(fn: Callable[P, R]) -> Callable[P, R]:
         except HmacGuardError as exc:
             fail(str(exc), exc.exit_code)
         except KeyboardInterrupt:
-            fail("interrupted", 130)
+            fail("interrupted", EXIT_INTERRUPTED)
         except OSError as exc:
             fail(f"{exc.strerror or exc} ({getattr(exc, 'filename', None) or 'I/O'})")
 

@@ -6,25 +6,15 @@ Exit codes (the contract, docs/ci.md): 0 no finding at or above ``--fail-on``, 1
 
 from __future__ import annotations
 
-import enum
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
-from hmacguard.cli import app
-from hmacguard.cli._common import EXIT_CLEAN, EXIT_FINDINGS, one_line_errors, write_text
-
-
-class Format(str, enum.Enum):
-    terminal = "terminal"
-    json = "json"
-    sarif = "sarif"
-    html = "html"
-    junit = "junit"
+from hmacguard.cli._common import finish, one_line_errors
+from hmacguard.findings import Severity
+from hmacguard.report import Format
 
 
-@app.command("audit")
 @one_line_errors
 def audit_command(
     paths: list[Path] = typer.Argument(..., help="Files or folders to audit."),  # noqa: B008
@@ -42,53 +32,8 @@ def audit_command(
 ) -> None:
     """Audit Python, JavaScript/TypeScript, settings, nginx and lock files for unbounded bodies,
     retained request data and unsafe signature checks."""
-    from hmacguard.audit import audit
-    from hmacguard.findings import RULES, Severity
-    from hmacguard.report import fingerprints
-    from hmacguard.report.json import read_fingerprints, render_json
-    from hmacguard.report.sarif import render_sarif
+    from hmacguard.commands.audit import audit_paths
 
     threshold = Severity.parse(fail_on)
-    known = read_fingerprints(baseline.read_text(encoding="utf-8")) if baseline else None
-    result = audit(paths, rules=rule or None)
-    if known is not None:
-        result = result.without_baseline(known, fingerprints)
-    if output_format is Format.json:
-        text = render_json(
-            "audit",
-            result.findings,
-            {
-                "run": result.summary(),
-                "suppressed": [f.to_dict() for f in result.suppressed],
-                "diagnostics": [d.to_dict() for d in result.diagnostics],
-            },
-        )
-    elif output_format is Format.sarif:
-        text = render_sarif(
-            "audit",
-            result.findings,
-            [RULES[r] for r in result.rules],
-            suppressed=result.suppressed,
-            notifications=result.diagnostics,
-            properties=result.summary(),
-        )
-    elif output_format is Format.html:
-        from hmacguard.report.html import render_audit_html
-
-        text = render_audit_html(result)
-    elif output_format is Format.junit:
-        from hmacguard.report.junit import render_audit_junit
-
-        text = render_audit_junit(result, fail_on=threshold)
-    else:
-        from hmacguard.report.audit_terminal import render_audit_terminal
-
-        if output is None:
-            render_audit_terminal(result)
-            text = ""
-        else:
-            with output.open("w", encoding="utf-8") as fh:
-                render_audit_terminal(result, Console(file=fh, no_color=True, width=120))
-    if text:
-        write_text(text, output)
-    raise typer.Exit(EXIT_FINDINGS if result.at_or_above(threshold) else EXIT_CLEAN)
+    outcome = audit_paths(paths, rules=rule, baseline=baseline, fail_on=threshold)
+    finish(outcome, output_format, output, fail_on=threshold)

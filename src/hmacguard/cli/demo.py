@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from hmacguard.cli import app
 from hmacguard.cli._common import one_line_errors
 
 
-@app.command("demo")
 @one_line_errors
 def demo() -> None:
     """Run the main job on the embedded default: the lab's vulnerable and correct targets."""
-    from hmacguard.demo import run_demo
+    from hmacguard.commands.demo import run_demo
 
     run_demo()

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from hmacguard.cli import app
-from hmacguard.cli._common import EXIT_CLEAN, EXIT_FINDINGS, one_line_errors
+from hmacguard.cli._common import one_line_errors, write_text
 from hmacguard.findings import Severity
 
 
@@ -22,7 +20,6 @@ class ListFormat(str, Enum):
 _HISTORY_HELP = "History file (default: $HMACGUARD_HISTORY, else the user's data directory)."
 
 
-@app.command("history")
 @one_line_errors
 def history(
     history_path: Annotated[Path | None, typer.Option("--history", help=_HISTORY_HELP)] = None,
@@ -30,20 +27,20 @@ def history(
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=100_000, help="Newest N scans.")] = 50,
     output: Annotated[ListFormat, typer.Option("--format")] = ListFormat.terminal,
 ) -> None:
-    """List the scans saved with ``hmacguard scan --save``, newest first."""
-    from hmacguard.report.history import History
-    from hmacguard.report.history_terminal import render_history, render_history_json
+    """List the scans saved with 'hmacguard scan --save', newest first."""
+    from hmacguard.commands.history import history_entries
 
-    with History(history_path) as store:
-        entries = store.entries(url=url, limit=limit)
-        where = str(store.path)
+    entries, where = history_entries(history_path, url=url, limit=limit)
     if output is ListFormat.json:
-        sys.stdout.write(render_history_json(entries, where))
+        from hmacguard.report.json import history_json
+
+        write_text(history_json(entries, where))
     else:
+        from hmacguard.report.terminal.history import render_history
+
         render_history(entries, where)
 
 
-@app.command("diff")
 @one_line_errors
 def diff(
     before: Annotated[
@@ -60,14 +57,15 @@ def diff(
 
     Exit 0 when no new finding reaches --fail-on, 1 when one does, 2 on a usage error.
     """
-    from hmacguard.report.history import load_scan
-    from hmacguard.report.history_terminal import render_diff, render_diff_json
-    from hmacguard.report.scan_diff import diff_scans
+    from hmacguard.commands.history import diff as diff_command
 
-    threshold = Severity.parse(fail_on)
-    result = diff_scans(load_scan(before, history_path), load_scan(after, history_path))
+    outcome = diff_command(before, after, history=history_path, fail_on=Severity.parse(fail_on))
     if output is ListFormat.json:
-        sys.stdout.write(render_diff_json(result))
+        from hmacguard.report.json import diff_json
+
+        write_text(diff_json(outcome.result))
     else:
-        render_diff(result)
-    raise typer.Exit(EXIT_FINDINGS if result.new_at_or_above(threshold) else EXIT_CLEAN)
+        from hmacguard.report.terminal.history import render_diff
+
+        render_diff(outcome.result)
+    raise typer.Exit(outcome.status)

@@ -2,31 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from hmacguard.cli import app
-from hmacguard.cli._common import (
-    EXIT_CLEAN,
-    EXIT_FINDINGS,
-    fail,
-    one_line_errors,
-    parse_headers,
-    parse_size,
-    write_text,
-)
+from hmacguard.cli._common import fail, finish, one_line_errors, parse_headers, parse_size
 from hmacguard.findings import Severity
+from hmacguard.report import Format
 from hmacguard.schemes import SCHEME_NAMES
-
-
-class OutputFormat(str, Enum):
-    terminal = "terminal"
-    json = "json"
-    html = "html"
 
 
 class InterfaceChoice(str, Enum):
@@ -35,7 +20,6 @@ class InterfaceChoice(str, Enum):
     asgi = "asgi"
 
 
-@app.command("leaks")
 @one_line_errors
 def leaks(
     target: Annotated[
@@ -79,19 +63,23 @@ def leaks(
         list[Path] | None, typer.Option("--exclude", help="Directory to treat as library code.")
     ] = None,
     top: Annotated[int, typer.Option("--top", min=1, max=100, help="Lines to report.")] = 10,
-    output: Annotated[OutputFormat, typer.Option("--format")] = OutputFormat.terminal,
+    output: Annotated[Format, typer.Option("--format")] = Format.terminal,
     output_file: Annotated[Path | None, typer.Option("--output", "-o", help="Write the report here.")] = None,
     fail_on: Annotated[
         str, typer.Option("--fail-on", help="Exit 1 at findings of this severity or above.")
     ] = "low",
+    baseline: Annotated[
+        Path | None,
+        typer.Option("--baseline", help="A previous JSON or SARIF leaks report: report only new findings."),
+    ] = None,
 ) -> None:
     """Send N requests to TARGET in-process; report the application lines that keep memory after each.
 
     Growth that continues is a leak; growth that stops (a bounded cache) is reported as a plateau.
     Exit 0 when nothing reaches --fail-on, 1 when something does, 2 on a usage or target error.
     """
-    from hmacguard.leaks import Recipe, find_leaks, load_django, load_target
-    from hmacguard.report.leaks_terminal import render_json, render_terminal
+    from hmacguard.commands.leaks import find_app_leaks
+    from hmacguard.leaks import Recipe
 
     threshold = Severity.parse(fail_on)
     if target is None and django_settings is None:
@@ -105,16 +93,10 @@ def leaks(
         secret=secret,
         content_type=content_type,
     )
-    if target is not None:
-        if django_settings is not None:
-            os.environ["DJANGO_SETTINGS_MODULE"] = django_settings
-        application = load_target(target)
-    else:
-        application = load_django(str(django_settings))
-    report = find_leaks(
-        application,
+    outcome = find_app_leaks(
+        target,
         recipe,
-        name=target or f"django:{django_settings}",
+        django_settings=django_settings,
         interface=None if interface is InterfaceChoice.auto else interface.value,  # type: ignore[arg-type]
         requests=requests,
         rounds=rounds,
@@ -123,19 +105,7 @@ def leaks(
         include=[str(p) for p in include or []],
         exclude=[str(p) for p in exclude or []],
         top=top,
+        baseline=baseline,
+        fail_on=threshold,
     )
-    if output is OutputFormat.json:
-        write_text(render_json(report) + "\n", output_file)
-    elif output is OutputFormat.html:
-        from hmacguard.report.html import render_leaks_html
-
-        write_text(render_leaks_html(report), output_file)
-    elif output_file is None:
-        render_terminal(report)
-    else:
-        from rich.console import Console
-
-        with output_file.open("w", encoding="utf-8") as handle:
-            render_terminal(report, Console(file=handle, width=120, no_color=True))
-    worst = max((f.severity for f in report.findings()), default=None)
-    raise typer.Exit(EXIT_FINDINGS if worst is not None and worst >= threshold else EXIT_CLEAN)
+    finish(outcome, output, output_file, fail_on=threshold)

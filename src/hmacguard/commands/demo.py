@@ -5,7 +5,7 @@
    its server's memory observed: the scan finds the flaw, the guard fixes it, the same scan proves it.
 3. One self-contained HTML report of both scans, whose path is printed last.
 
-This module sits above the detectors (like the CLI) so it may use the lab, the scanner and reports.
+A command: it sits above the detectors and the reports, so it may use the lab, the scanner and both.
 """
 
 from __future__ import annotations
@@ -17,7 +17,10 @@ from pathlib import Path
 from rich.console import Console
 
 from hmacguard.lab import run_target
-from hmacguard.lab.measure import memory_table
+from hmacguard.lab.measure import MiB, measure_memory
+from hmacguard.report.html import render_scan_html
+from hmacguard.report.terminal.lab import memory_table
+from hmacguard.report.terminal.scan import render_scan
 from hmacguard.scan import Budget, PidObserver, ScanReport, ScanTarget, run_scan
 
 __all__ = ["MEMORY_TARGETS", "SCAN_TARGETS", "run_demo", "scan_targets"]
@@ -39,12 +42,10 @@ def scan_targets(names: Sequence[str], budget: Budget | None = None) -> list[Sca
 
 def run_demo(console: Console | None = None, *, html: Path | None = None) -> Path:
     """Run the demo; return the path of the HTML report it wrote."""
-    from hmacguard.report.html import render_scan_html
-    from hmacguard.report.scan_terminal import render_scan
-
     console = console or Console()
     console.rule("1. The lab: what a large body does to a server's memory")
-    console.print(memory_table(MEMORY_TARGETS))
+    size = 64 * MiB
+    console.print(memory_table(measure_memory(MEMORY_TARGETS, size), size))
     console.rule("2. hmacguard scan: the vulnerable endpoint, then the same endpoint behind the guard")
     reports = scan_targets(SCAN_TARGETS)
     for report in reports:

@@ -1,4 +1,4 @@
-"""What large bodies do to lab targets' memory, as a table: ``hmacguard lab measure`` and ``make demo``.
+"""What large bodies do to lab targets' memory: ``hmacguard lab measure`` and ``make demo``.
 
 Each target gets a small signed request, then one body of ``size`` with Content-Length and one
 chunked, each on a fresh server, while its whole process tree's RSS is sampled.
@@ -9,21 +9,22 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from rich.table import Table
-
 from hmacguard.lab.client import Exchange, send
 from hmacguard.lab.serve import run_target
 from hmacguard.lab.targets import get_target
 
-__all__ = ["memory_table"]
+__all__ = ["MemoryRow", "measure_memory"]
 
 MiB = 1024 * 1024
 
 
-def _status(status: int | None, error: str | None) -> str:
-    if status is None:
-        return f"no answer ({error})"
-    return str(status) if error is None else f"{status} (then {error})"
+@dataclasses.dataclass(frozen=True)
+class MemoryRow:
+    """One request to one target and what its server's memory did."""
+
+    target: str
+    request: str
+    exchange: Exchange
 
 
 def _measured(name: str, size: int) -> list[tuple[str, Exchange]]:
@@ -42,25 +43,7 @@ def _measured(name: str, size: int) -> list[tuple[str, Exchange]]:
     return rows
 
 
-def memory_table(names: Sequence[str], size: int = 64 * MiB) -> Table:
-    """The table of :func:`_measured` rows for each target, growth over 32 MiB in red."""
-    table = Table(
-        title=f"What a {size // MiB} MiB body does to each server's memory",
-        caption="Peak RSS growth of the server's whole process tree, sampled every 5 ms; each large body "
-        "on a fresh one-worker server.",
-    )
-    for col in ("target", "request", "status", "body sent", "peak RSS growth", "seconds"):
-        table.add_column(col, justify="left" if col in ("target", "request") else "right")
-    for name in names:
-        for label, ex in _measured(name, size):
-            growth = ex.peak_growth / MiB
-            style = "red" if growth >= 32 else "green"
-            table.add_row(
-                name,
-                label,
-                _status(ex.status, ex.error),
-                f"{ex.bytes_sent / MiB:.1f} MiB",
-                f"[{style}]{growth:+.1f} MiB[/{style}]",
-                f"{ex.seconds:.2f}",
-            )
-    return table
+def measure_memory(names: Sequence[str], size: int = 64 * MiB) -> list[MemoryRow]:
+    """For each target: a small signed request, then one ``size`` body with Content-Length and one
+    chunked, each on a fresh one-worker server."""
+    return [MemoryRow(name, label, ex) for name in names for label, ex in _measured(name, size)]

@@ -10,20 +10,30 @@ growth never reaches ``min_bytes`` per request are noise (a dict resize, an inte
 from __future__ import annotations
 
 import linecache
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field, replace
 from itertools import pairwise
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 from hmacguard._stats import slope
-from hmacguard.findings import Evidence, EvidenceValue, Finding, Location, Severity, get_rule
+from hmacguard.findings import (
+    Evidence,
+    EvidenceValue,
+    Finding,
+    Location,
+    Severity,
+    fingerprints,
+    get_rule,
+    severity_summary,
+)
 from hmacguard.leaks.frames import Site, display_path
 from hmacguard.leaks.heap import Measurement, SiteSeries
+from hmacguard.leaks.rule import RULE
 
 __all__ = ["LeakReport", "RetentionSite", "analyse", "format_bytes"]
 
 Trend = Literal["growing", "plateau"]
-RULE = "memory-retention"
+
 #: Below this many bytes per request a line's growth is noise (dict resizes, interned names).
 DEFAULT_MIN_BYTES = 32
 #: A tail slope under this fraction of the head slope means the growth has stopped.
@@ -103,6 +113,11 @@ class LeakReport:
     body_size: int | None = None
     min_bytes: float = DEFAULT_MIN_BYTES
     warnings: tuple[str, ...] = ()
+    #: Lines left out because a baseline already has their findings.
+    baselined: int = 0
+
+    kind: ClassVar[str] = "leaks"
+    rules: ClassVar[tuple[str, ...]] = (RULE,)
 
     @property
     def growing(self) -> tuple[RetentionSite, ...]:
@@ -117,10 +132,27 @@ class LeakReport:
         """Application retention per request: the sum over lines still growing."""
         return sum(s.bytes_per_request for s in self.growing)
 
-    def findings(self) -> list[Finding]:
-        return [_finding(self, s) for s in self.sites]
+    @property
+    def findings(self) -> tuple[Finding, ...]:
+        return tuple(_finding(self, s) for s in self.sites)
 
-    def to_dict(self) -> dict[str, EvidenceValue]:
+    def summary(self) -> dict[str, EvidenceValue]:
+        return {
+            **severity_summary(self.findings),
+            "growing": len(self.growing),
+            "plateaus": len(self.plateaus),
+            "bytes_per_request": round(self.bytes_per_request, 1),
+            "baselined": self.baselined,
+        }
+
+    def without_baseline(self, known: Collection[str]) -> LeakReport:
+        """The report without the lines whose findings ``known`` (a baseline's fingerprints) has."""
+        kept = tuple(
+            s for s, k in zip(self.sites, fingerprints(self.findings), strict=True) if k not in known
+        )
+        return replace(self, sites=kept, baselined=self.baselined + len(self.sites) - len(kept))
+
+    def to_dict(self) -> dict[str, Any]:
         return {
             "target": self.target,
             "unit": self.unit,
@@ -138,7 +170,7 @@ class LeakReport:
             "responses": dict(self.workload),
             "warnings": list(self.warnings),
             "sites": [s.to_dict() for s in self.sites],
-            "findings": [f.to_dict() for f in self.findings()],
+            "findings": [f.to_dict() for f in self.findings],
         }
 
 

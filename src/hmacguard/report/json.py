@@ -1,84 +1,269 @@
-"""JSON reports: one versioned envelope for every detector, and baselines read back from it.
+"""``--format json``: one versioned envelope for every kind of result.
 
 The envelope (``schema`` names it, ``version`` changes only on incompatible changes)::
 
     {
       "schema": "hmacguard-report",
       "version": 1,
-      "kind": "audit",                      # or "scan", "leaks"
+      "kind": "scan",                       # or "openapi-scan", "audit", "leaks"
       "tool": {"name": "hmacguard", "version": "0.1.0"},
-      "summary": {"findings": 3, "by_severity": {"critical": 0, "high": 2, ...}},
+      "summary": {"findings": 3, "by_severity": {"critical": 0, "high": 2, ...}, ...},
       "findings": [ {Finding.to_dict() + "fingerprint"}, ... ],
-      ...extra                              # detector-specific keys, e.g. "diagnostics"
+      ...                                   # the result's own content (its to_dict()), e.g. "diagnostics"
     }
 
-A report is also a baseline: ``read_fingerprints`` returns the fingerprints of its findings (it
-reads SARIF logs written by :mod:`hmacguard.report.sarif` as well).
+Any result satisfying :class:`hmacguard.findings.Result` renders here; ``fingerprint`` is
+:func:`hmacguard.findings.fingerprints`, so a report is also a baseline (:mod:`hmacguard.report.baseline`).
+A scan's document follows :data:`SCAN_REPORT_SCHEMA` (JSON Schema 2020-12), reproduced in docs/scan.md
+and checked against real scans in the tests; ``version`` is the envelope's, ``schema_version`` the scan
+content's, whose major number changes on any incompatible change.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from hmacguard.errors import ConfigurationError
-from hmacguard.findings import Finding, Severity
-from hmacguard.report import FINGERPRINT_KEY, fingerprints, tool_version
+from hmacguard.findings import Result, Rule, fingerprints
+from hmacguard.lab.targets import Target
+from hmacguard.report.version import tool_version
+from hmacguard.scan.diff import ScanDiff
+from hmacguard.scan.history import HistoryEntry
+from hmacguard.scan.rules import SCAN_RULE_IDS
 
-__all__ = ["SCHEMA", "SCHEMA_VERSION", "read_fingerprints", "render_json", "report_dict"]
+__all__ = [
+    "ENVELOPE_KEYS",
+    "SCAN_REPORT_SCHEMA",
+    "SCHEMA",
+    "SCHEMA_VERSION",
+    "diff_json",
+    "envelope",
+    "history_json",
+    "render_json",
+    "rules_json",
+    "targets_json",
+]
 
 SCHEMA = "hmacguard-report"
 SCHEMA_VERSION = 1
-_RESERVED = frozenset({"schema", "version", "kind", "tool", "summary", "findings"})
+#: The keys the envelope owns; a result's own content never overrides them.
+ENVELOPE_KEYS = frozenset({"schema", "version", "kind", "tool", "summary", "findings"})
 
 
-def report_dict(
-    kind: str, findings: Sequence[Finding], extra: Mapping[str, Any] | None = None
-) -> dict[str, Any]:
-    """The envelope as a dict (what :func:`render_json` serialises)."""
-    extra = dict(extra or {})
-    clash = _RESERVED & extra.keys()
-    if clash:
-        raise ConfigurationError(f"extra keys {sorted(clash)} are reserved by the JSON envelope")
+def envelope(result: Result) -> dict[str, Any]:
+    """The JSON document of ``result`` as a dict (what :func:`render_json` serialises)."""
+    findings = list(result.findings)
     items = []
-    for finding, fingerprint in zip(findings, fingerprints(findings), strict=False):
+    for finding, fingerprint in zip(findings, fingerprints(findings), strict=True):
         item = finding.to_dict()
         item["fingerprint"] = fingerprint
         items.append(item)
-    by_severity = {s.label: sum(1 for f in findings if f.severity is s) for s in reversed(Severity)}
-    summary: dict[str, Any] = {"findings": len(findings), "by_severity": by_severity}
     out: dict[str, Any] = {
         "schema": SCHEMA,
         "version": SCHEMA_VERSION,
-        "kind": kind,
+        "kind": result.kind,
         "tool": {"name": "hmacguard", "version": tool_version()},
-        "summary": summary,
+        "summary": result.summary(),
         "findings": items,
     }
-    out.update(extra)
+    out.update((k, v) for k, v in result.to_dict().items() if k not in ENVELOPE_KEYS)
     return out
 
 
-def render_json(kind: str, findings: Sequence[Finding], extra: Mapping[str, Any] | None = None) -> str:
-    """The versioned JSON report of ``findings`` from detector ``kind``, ``extra`` merged in."""
-    return json.dumps(report_dict(kind, findings, extra), indent=2, ensure_ascii=False) + "\n"
+def render_json(result: Result) -> str:
+    """The versioned JSON report of ``result``."""
+    return json.dumps(envelope(result), indent=2, ensure_ascii=False) + "\n"
 
 
-def read_fingerprints(text: str) -> frozenset[str]:
-    """The fingerprints of a JSON report or SARIF log written by hmacguard (a baseline)."""
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigurationError(f"baseline is not JSON: {exc.msg} (line {exc.lineno})") from None
-    if isinstance(data, dict) and data.get("schema") == SCHEMA:
-        return frozenset(str(f["fingerprint"]) for f in data.get("findings", []) if "fingerprint" in f)
-    if isinstance(data, dict) and isinstance(data.get("runs"), list):
-        found = set()
-        for run in data["runs"]:
-            for result in run.get("results", []):
-                value = result.get("partialFingerprints", {}).get(FINGERPRINT_KEY)
-                if value:
-                    found.add(str(value))
-        return frozenset(found)
-    raise ConfigurationError("baseline is neither an hmacguard JSON report nor a SARIF log")
+def rules_json(rules: Sequence[Rule]) -> str:
+    """``hmacguard rules --format json``: the catalogue, one object per rule."""
+    data = [
+        {
+            "id": r.id,
+            "source": r.source,
+            "title": r.title,
+            "severity": r.severity.label,
+            "category": r.category.value,
+            "cwe": [f"CWE-{c}" for c in r.cwe],
+            "owasp": r.owasp,
+            "remediation": r.remediation,
+            "doc": r.doc,
+        }
+        for r in rules
+    ]
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+def history_json(entries: Sequence[HistoryEntry], path: str) -> str:
+    """``hmacguard history --format json``."""
+    return json.dumps({"history": path, "scans": [e.to_dict() for e in entries]}, indent=2) + "\n"
+
+
+def diff_json(diff: ScanDiff) -> str:
+    """``hmacguard diff --format json``."""
+    return json.dumps(diff.to_dict(), indent=2, ensure_ascii=False) + "\n"
+
+
+def targets_json(targets: Iterable[Target]) -> str:
+    """``hmacguard lab list --format json``: every lab target, whole."""
+    data = [
+        {
+            "name": t.name,
+            "framework": t.framework,
+            "server": t.server.value,
+            "vulnerable": t.vulnerable,
+            "flaw": t.flaw,
+            "expected": t.expected,
+        }
+        for t in targets
+    ]
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+_NULLABLE_INT = {"type": ["integer", "null"]}
+_NULLABLE_STR = {"type": ["string", "null"]}
+
+SCAN_REPORT_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": "https://hmacguard.invalid/schemas/scan-report-1.json",
+    "title": "hmacguard scan report",
+    "type": "object",
+    "required": [
+        "schema", "version", "kind", "tool", "summary", "schema_version", "target", "score", "grade",
+        "findings", "measurements", "limits", "untested", "notes", "traffic", "stack", "unavailable",
+    ],
+    "properties": {
+        "schema": {"const": "hmacguard-report"},
+        "version": {"const": 1},
+        "kind": {"const": "scan"},
+        "tool": {
+            "type": "object",
+            "required": ["name", "version"],
+            "properties": {"name": {"const": "hmacguard"}, "version": {"type": "string"}},
+        },
+        "summary": {
+            "type": "object",
+            "required": ["findings", "by_severity"],
+            "properties": {"findings": {"type": "integer"}, "by_severity": {"type": "object"}},
+        },
+        "schema_version": {"type": "string", "pattern": "^1\\.[0-9]+$"},
+        "target": {
+            "type": "object",
+            "required": ["url", "method", "scheme", "signed"],
+            "properties": {
+                "url": {"type": "string"},
+                "method": {"enum": ["POST", "PUT", "PATCH"]},
+                "scheme": {"type": "string"},
+                "signed": {"type": "boolean"},
+            },
+        },
+        "started_at": {"type": "string"},
+        "duration_s": {"type": "number", "minimum": 0},
+        "score": {"type": "integer", "minimum": 0, "maximum": 100},
+        "grade": {"enum": ["A", "B", "C", "D", "F"]},
+        "unavailable": {"type": "boolean"},
+        "memory_source": _NULLABLE_STR,
+        "stack": {
+            "type": "object",
+            "required": ["framework", "server", "clues"],
+            "properties": {
+                "framework": _NULLABLE_STR,
+                "server": _NULLABLE_STR,
+                "clues": {"type": "array", "items": {"type": "string"}},
+            },
+        },
+        "findings": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["rule", "severity", "category", "cwe", "owasp", "message", "evidence",
+                             "remediation", "location"],
+                "properties": {
+                    "rule": {"enum": list(SCAN_RULE_IDS)},
+                    "severity": {"enum": ["info", "low", "medium", "high", "critical"]},
+                    "category": {"type": "string"},
+                    "cwe": {"type": "array", "items": {"type": "string", "pattern": "^CWE-[0-9]+$"}},
+                    "owasp": {"type": "string"},
+                    "message": {"type": "string"},
+                    "evidence": {
+                        "type": "object",
+                        "required": ["summary", "values"],
+                        "properties": {"summary": {"type": "string"}, "values": {"type": "object"}},
+                    },
+                    "remediation": {"type": "string"},
+                    "stack": _NULLABLE_STR,
+                    "location": {"type": "object"},
+                    "fingerprint": {"type": "string"},
+                },
+            },
+        },
+        "limits": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["variant", "largest_accepted", "smallest_refused", "refusal", "precise"],
+                "properties": {
+                    "variant": {"type": "string"},
+                    "largest_accepted": _NULLABLE_INT,
+                    "smallest_refused": _NULLABLE_INT,
+                    "refusal": {"enum": ["status", "early", "cut", None]},
+                    "precise": {"type": "boolean"},
+                    "bisection_probes": {"type": "integer"},
+                },
+            },
+        },
+        "retention": {"type": ["object", "null"]},
+        "burst": {"type": ["object", "null"]},
+        "measurements": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["phase", "variant", "size", "wire_size", "verdict", "outcome", "status",
+                             "body_sent", "body_complete", "sent_at_response", "uncertainty",
+                             "total_s", "rss_before", "rss_peak"],
+                "properties": {
+                    "phase": {"type": "string"},
+                    "variant": {
+                        "type": "object",
+                        "required": ["label", "framing", "content_type", "content_encoding",
+                                     "expect_continue"],
+                    },
+                    "size": {"type": "integer", "minimum": 0},
+                    "wire_size": {"type": "integer", "minimum": 0},
+                    "verdict": {"enum": ["accepted", "refused", "no-answer", "error", "throttled",
+                                         "unreachable"]},
+                    "refusal": {"enum": ["status", "early", "cut", None]},
+                    "outcome": {"enum": ["response", "reset", "closed", "timeout", "protocol-error",
+                                         "connect-failed"]},
+                    "status": _NULLABLE_INT,
+                    "body_sent": {"type": "integer", "minimum": 0},
+                    "body_complete": {"type": "boolean"},
+                    "sent_at_response": _NULLABLE_INT,
+                    "uncertainty": {"type": "integer", "minimum": 0},
+                    "total_s": {"type": "number", "minimum": 0},
+                    "rss_before": _NULLABLE_INT,
+                    "rss_peak": _NULLABLE_INT,
+                },
+            },
+        },
+        "untested": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["what", "reason"],
+                "properties": {"what": {"type": "string"}, "reason": {"type": "string"}},
+            },
+        },
+        "notes": {"type": "array", "items": {"type": "string"}},
+        "traffic": {
+            "type": "object",
+            "required": ["bytes_sent", "requests"],
+            "properties": {
+                "bytes_sent": {"type": "integer", "minimum": 0},
+                "requests": {"type": "integer", "minimum": 0},
+            },
+        },
+        "budget": {"type": "object"},
+    },
+}  # fmt: skip

@@ -1,4 +1,4 @@
-"""``--format junit`` for scan and audit: one testcase per rule checked, a failure per rule that found.
+"""``--format junit`` for any result: one testcase per rule checked, a failure per rule that found.
 
 CI systems (GitLab, Jenkins, Azure Pipelines, GitHub test-report actions) show JUnit XML as a test
 list, so every rule the run *checked* is a testcase that passes, fails or was skipped:
@@ -6,7 +6,8 @@ list, so every rule the run *checked* is a testcase that passes, fails or was sk
 - scan: one ``testsuite`` per endpoint (several for ``scan --openapi``); a rule whose probes the
   budget or the missing memory observation left out is ``skipped`` with the reason;
 - audit: one ``testsuite``; a rule that crashed on a file is an ``error`` of its testcase, files
-  that did not parse go to the suite's ``system-err``.
+  that did not parse go to the suite's ``system-err``;
+- any other result (leaks): one ``testsuite`` of the rules it checked.
 
 All findings of one rule become one ``failure`` (its message counts them, its text lists each with
 evidence and the fix). Findings below ``fail_on`` do not fail the testcase; they are listed in its
@@ -17,31 +18,20 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 from hmacguard.audit.model import AuditResult, DiagnosticKind
-from hmacguard.findings import SCAN_RULE_IDS, Finding, Severity, get_rule
+from hmacguard.findings import Finding, Result, Severity, get_rule
 from hmacguard.scan.model import ScanReport
 from hmacguard.scan.openapi import OpenApiScan
+from hmacguard.scan.rules import SCAN_RULES
 
-__all__ = ["JUnitCase", "JUnitSuite", "render_audit_junit", "render_junit", "render_scan_junit"]
+__all__ = ["JUnitCase", "JUnitSuite", "junit_document", "render_junit"]
 
 # XML 1.0 forbids most control characters, even escaped; a snippet may carry one.
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
-#: The scan phases that test each rule (a rule is untested when all of its phases were).
-_RULE_PHASES: Mapping[str, tuple[str, ...]] = {
-    "unbounded-body": ("ladder",),
-    "high-limit": ("ladder",),
-    "chunked-bypass": ("chunked",),
-    "content-type-bypass": ("content-type",),
-    "late-rejection": ("ladder",),
-    "memory-amplification": ("ladder",),
-    "memory-retention": ("retention",),
-    "no-rate-limit": ("burst",),
-    "degradation": ("burst",),
-}
-_NEEDS_MEMORY = frozenset({"memory-amplification", "memory-retention"})
 
 
 def _clean(text: str) -> str:
@@ -143,7 +133,7 @@ def _suite_element(suite: JUnitSuite) -> ET.Element:
     return element
 
 
-def render_junit(name: str, suites: Sequence[JUnitSuite]) -> str:
+def junit_document(name: str, suites: Sequence[JUnitSuite]) -> str:
     """The JUnit XML document (``<testsuites>``) of ``suites``."""
     root = ET.Element("testsuites", {"name": name})
     totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
@@ -165,12 +155,13 @@ def _scan_suite(report: ScanReport, fail_on: Severity) -> JUnitSuite:
     endpoint = f"{report.method} {report.url}"
     whole_phase_untested = {u.what: u.reason for u in report.untested}
     cases = []
-    for rule in SCAN_RULE_IDS:
+    for rule in report.rules:
         findings = [f for f in report.findings if f.rule == rule]
         case = _case(rule, endpoint, findings, fail_on)
         if not findings:
-            phases = _RULE_PHASES.get(rule, ())
-            if rule in _NEEDS_MEMORY and report.memory_source is None:
+            # A rule is untested when every phase it judges was (or the memory it needs was unseen).
+            phases = SCAN_RULES[rule].phases
+            if SCAN_RULES[rule].needs_memory and report.memory_source is None:
                 case.skipped = "server memory was not observed (give --pid, --metrics or --launch)"
             elif phases and all(p in whole_phase_untested for p in phases):
                 case.skipped = "; ".join(f"{p}: {whole_phase_untested[p]}" for p in phases)
@@ -191,14 +182,8 @@ def _scan_suite(report: ScanReport, fail_on: Severity) -> JUnitSuite:
     )
 
 
-def render_scan_junit(report: ScanReport | OpenApiScan, *, fail_on: Severity = Severity.INFO) -> str:
-    """JUnit XML of a scan (one suite) or of ``scan --openapi`` (one suite per operation)."""
-    reports = [report] if isinstance(report, ScanReport) else list(report.reports)
-    return render_junit("hmacguard scan", [_scan_suite(r, fail_on) for r in reports])
-
-
-def render_audit_junit(result: AuditResult, *, fail_on: Severity = Severity.INFO) -> str:
-    """JUnit XML of an audit: one testcase per rule that ran."""
+def _audit_suites(result: AuditResult, fail_on: Severity) -> list[JUnitSuite]:
+    """An audit: one testcase per rule that ran."""
     cases = []
     for rule in result.rules:
         case = _case(rule, "hmacguard.audit", [f for f in result.findings if f.rule == rule], fail_on)
@@ -224,4 +209,25 @@ def render_audit_junit(result: AuditResult, *, fail_on: Severity = Severity.INFO
             if d.kind is not DiagnosticKind.RULE_ERROR
         ],
     )
-    return render_junit("hmacguard audit", [suite])
+    return [suite]
+
+
+def _generic_suites(result: Result, fail_on: Severity) -> list[JUnitSuite]:
+    cases = [
+        _case(rule, f"hmacguard.{result.kind}", [f for f in result.findings if f.rule == rule], fail_on)
+        for rule in result.rules
+    ]
+    return [JUnitSuite(name=f"hmacguard {result.kind}", cases=cases)]
+
+
+_SUITES: Mapping[str, Callable[[Result, Severity], list[JUnitSuite]]] = {
+    "scan": lambda r, fail_on: [_scan_suite(cast(ScanReport, r), fail_on)],
+    "openapi-scan": lambda r, fail_on: [_scan_suite(s, fail_on) for s in cast(OpenApiScan, r).reports],
+    "audit": lambda r, fail_on: _audit_suites(cast(AuditResult, r), fail_on),
+}
+
+
+def render_junit(result: Result, *, fail_on: Severity = Severity.INFO) -> str:
+    """JUnit XML of ``result``: findings below ``fail_on`` do not fail their testcase."""
+    name = "hmacguard scan" if result.kind == "openapi-scan" else f"hmacguard {result.kind}"
+    return junit_document(name, _SUITES.get(result.kind, _generic_suites)(result, fail_on))

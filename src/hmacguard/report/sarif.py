@@ -1,6 +1,6 @@
-"""SARIF 2.1.0 logs for GitHub code scanning (and any SARIF viewer), for every detector.
+"""``--format sarif``: SARIF 2.1.0 logs for GitHub code scanning (and any SARIF viewer), of any result.
 
-``render_sarif(tool_kind, findings, rules)`` writes one run:
+``render_sarif(result)`` writes one run:
 
 - ``tool.driver.rules``: one ``reportingDescriptor`` per rule, with ``shortDescription`` (title),
   ``fullDescription`` and ``help`` (the rule's documentation and remediation), a default ``level``,
@@ -8,28 +8,43 @@
   (``security``, the category, ``external/cwe/cwe-N``) and ``precision``.
 - ``results``: ``ruleId``/``ruleIndex``, ``level``, ``message``, a ``physicalLocation``
   (``artifactLocation`` relative to ``%SRCROOT%`` plus a ``region`` with line, column and snippet)
-  for source findings, the URL for endpoint findings, and ``partialFingerprints`` under our own
-  key (GitHub reserves ``primaryLocationLineHash`` and computes it itself). Suppressed findings are
-  included with ``suppressions: [{"kind": "inSource"}]``, as the specification intends.
+  for source findings; for endpoint findings the source that serves the endpoint
+  (:mod:`hmacguard.scan.sourcemap`: ``--source-map``, the OpenAPI spec's line, else a stable
+  ``endpoints/<METHOD>/<path>`` placeholder) with the URL as a logical location; and
+  ``partialFingerprints`` under our own key (GitHub reserves ``primaryLocationLineHash`` and computes
+  it itself), the fingerprints every baseline shares. Suppressed findings are included with
+  ``suppressions: [{"kind": "inSource"}]``, as the specification intends.
 - ``invocations``: whether the run succeeded, and notifications (files that did not parse, rules
   that crashed) as ``toolExecutionNotifications``.
-- ``automationDetails.id``: ``hmacguard/<tool_kind>/``, so that the audit's and the scanner's
-  uploads are separate analyses.
+- ``automationDetails.id``: ``hmacguard/<detector>/``, so that the audit's and the scanner's
+  uploads are separate analyses (an OpenAPI scan is the scanner's).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
-from pathlib import PurePosixPath
-from typing import Any, Protocol
+from collections.abc import Sequence
+from pathlib import Path, PurePosixPath
+from typing import Any, Protocol, cast
 
-from hmacguard.findings import RULES, Finding, Rule, Severity
-from hmacguard.report import FINGERPRINT_KEY, fingerprints, tool_version
+from hmacguard.findings import RULES, Finding, Result, Rule, Severity, endpoint_path, fingerprints
+from hmacguard.report.version import tool_version
+from hmacguard.scan.openapi import OpenApiScan
+from hmacguard.scan.sourcemap import SourceLocation, SourceMap, load_source_map, placeholder
 
-__all__ = ["SARIF_SCHEMA_URI", "Notice", "render_sarif", "sarif_log", "security_severity"]
+__all__ = [
+    "FINGERPRINT_KEY",
+    "SARIF_SCHEMA_URI",
+    "Notice",
+    "analysis_of",
+    "render_sarif",
+    "sarif_log",
+    "security_severity",
+]
 
 SARIF_SCHEMA_URI = "https://json.schemastore.org/sarif-2.1.0.json"
+#: The ``partialFingerprints`` key: :func:`hmacguard.findings.fingerprints`, version 1.
+FINGERPRINT_KEY = "hmacguard/v1"
 _SRCROOT = "%SRCROOT%"
 _LEVEL = {
     Severity.CRITICAL: "error",
@@ -98,6 +113,33 @@ def _descriptor(rule: Rule) -> dict[str, Any]:
     }
 
 
+def analysis_of(kind: str) -> str:
+    """The code-scanning analysis a result kind uploads to: the detector's name."""
+    return "scan" if kind == "openapi-scan" else kind
+
+
+def _endpoint_location(finding: Finding, where: SourceLocation) -> dict[str, Any]:
+    method = (finding.location.method or "POST").upper()
+    url = finding.location.url or ""
+    artifact = {"uri": where.path}
+    if not where.path.startswith("file:"):
+        artifact["uriBaseId"] = _SRCROOT
+    physical: dict[str, Any] = {"artifactLocation": artifact}
+    if where.line is not None:
+        physical["region"] = {"startLine": where.line}
+    return {
+        "physicalLocation": physical,
+        "logicalLocations": [
+            {
+                "name": f"{method} {endpoint_path(url)}",
+                "fullyQualifiedName": f"{method} {url}",
+                "kind": "resource",
+            }
+        ],
+        "message": {"text": f"{method} {url}"},
+    }
+
+
 def _location(finding: Finding) -> dict[str, Any]:
     loc = finding.location
     if loc.path is not None:
@@ -126,7 +168,9 @@ def _location(finding: Finding) -> dict[str, Any]:
     return out
 
 
-def _result(finding: Finding, index: int, fingerprint: str, suppressed: bool) -> dict[str, Any]:
+def _result(
+    finding: Finding, index: int, fingerprint: str, suppressed: bool, sources: SourceMap
+) -> dict[str, Any]:
     result: dict[str, Any] = {
         "ruleId": finding.rule,
         "ruleIndex": index,
@@ -142,6 +186,13 @@ def _result(finding: Finding, index: int, fingerprint: str, suppressed: bool) ->
             **({"stack": finding.stack} if finding.stack else {}),
         },
     }
+    loc = finding.location
+    if loc.path is None and loc.url is not None:
+        # Code scanning refuses a web address as a location: point at the code serving the endpoint.
+        method = (loc.method or "POST").upper()
+        where = sources.locate(method, loc.url) or placeholder(method, loc.url)
+        result["locations"] = [_endpoint_location(finding, where)]
+        result["properties"].update({"url": loc.url, "method": method, "source": where.origin})
     if suppressed:
         result["suppressions"] = [{"kind": "inSource", "status": "accepted"}]
     return result
@@ -161,17 +212,31 @@ def _notification(notice: Notice) -> dict[str, Any]:
     return out
 
 
+def _sources(result: Result, source_map: SourceMap | str | Path | None) -> SourceMap:
+    sources = source_map if isinstance(source_map, SourceMap) else SourceMap()
+    if source_map is not None and not isinstance(source_map, SourceMap):
+        sources = load_source_map(source_map)
+    if result.kind == "openapi-scan":
+        sources = sources + SourceMap.from_openapi(cast(OpenApiScan, result))
+    return sources
+
+
 def sarif_log(
-    tool_kind: str,
-    findings: Sequence[Finding],
-    rules: Iterable[Rule] | None = None,
+    result: Result,
     *,
-    suppressed: Sequence[Finding] = (),
-    notifications: Sequence[Notice] = (),
-    properties: Mapping[str, Any] | None = None,
+    source_map: SourceMap | str | Path | None = None,
+    source_root: str | Path | None = None,
 ) -> dict[str, Any]:
-    """The SARIF log as a dict (what :func:`render_sarif` serialises)."""
-    catalogue = list(rules) if rules is not None else []
+    """The SARIF log of ``result`` as a dict (what :func:`render_sarif` serialises).
+
+    Its rules are every rule the run checked (so that a clean run still documents them) plus any rule
+    a finding uses; inline-suppressed findings and the run's diagnostics come from the result's
+    ``suppressed`` and ``diagnostics`` when it has them (the audit does).
+    """
+    findings = list(result.findings)
+    suppressed: Sequence[Finding] = getattr(result, "suppressed", ())
+    notifications: Sequence[Notice] = getattr(result, "diagnostics", ())
+    catalogue = [RULES[r] for r in result.rules]
     ids = {r.id for r in catalogue}
     for finding in (*findings, *suppressed):
         if finding.rule not in ids:  # every result's rule must be described
@@ -179,53 +244,45 @@ def sarif_log(
             ids.add(finding.rule)
     index = {rule.id: i for i, rule in enumerate(catalogue)}
     everything = [*findings, *suppressed]
-    prints = fingerprints(everything)
+    sources = _sources(result, source_map)
     results = [
-        _result(f, index[f.rule], fp, suppressed=i >= len(findings))
-        for i, (f, fp) in enumerate(zip(everything, prints, strict=False))
+        _result(f, index[f.rule], fp, i >= len(findings), sources)
+        for i, (f, fp) in enumerate(zip(everything, fingerprints(everything), strict=True))
     ]
     invocation: dict[str, Any] = {
         "executionSuccessful": not any(n.level == "error" for n in notifications),
         "toolExecutionNotifications": [_notification(n) for n in notifications],
     }
+    root: dict[str, Any] = {"description": {"text": "The repository root: source paths are relative to it."}}
+    if source_root is not None:
+        root["uri"] = Path(source_root).resolve().as_uri().rstrip("/") + "/"
+    analysis = analysis_of(result.kind)
     run: dict[str, Any] = {
         "tool": {
             "driver": {
                 "name": "hmacguard",
-                "fullName": f"hmacguard {tool_kind}",
+                "fullName": f"hmacguard {analysis}",
                 "version": tool_version(),
                 "semanticVersion": tool_version(),
                 "rules": [_descriptor(r) for r in catalogue],
             }
         },
-        "automationDetails": {"id": f"hmacguard/{tool_kind}/"},
-        "originalUriBaseIds": {_SRCROOT: {"description": {"text": "The audited source root."}}},
+        "automationDetails": {"id": f"hmacguard/{analysis}/"},
+        "originalUriBaseIds": {_SRCROOT: root},
         "invocations": [invocation],
         "columnKind": "unicodeCodePoints",
         "results": results,
+        "properties": result.summary(),
     }
-    if properties:
-        run["properties"] = dict(properties)
     return {"$schema": SARIF_SCHEMA_URI, "version": "2.1.0", "runs": [run]}
 
 
 def render_sarif(
-    tool_kind: str,
-    findings: Sequence[Finding],
-    rules: Iterable[Rule] | None = None,
+    result: Result,
     *,
-    suppressed: Sequence[Finding] = (),
-    notifications: Sequence[Notice] = (),
-    properties: Mapping[str, Any] | None = None,
+    source_map: SourceMap | str | Path | None = None,
+    source_root: str | Path | None = None,
 ) -> str:
-    """SARIF 2.1.0 for ``findings`` of detector ``tool_kind``, describing ``rules`` (all the
-    rules that ran, so that a clean run still documents them) plus any rule a finding uses."""
-    log = sarif_log(
-        tool_kind,
-        findings,
-        rules,
-        suppressed=suppressed,
-        notifications=notifications,
-        properties=properties,
-    )
+    """SARIF 2.1.0 of ``result``; ``source_map`` maps endpoints to code (a SourceMap or a map file)."""
+    log = sarif_log(result, source_map=source_map, source_root=source_root)
     return json.dumps(log, indent=2, ensure_ascii=False) + "\n"

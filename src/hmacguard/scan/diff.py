@@ -1,11 +1,9 @@
-"""Comparing scans: ``hmacguard diff A B`` and ``hmacguard scan --baseline FILE``.
+"""Comparing two scans: ``hmacguard diff A B``.
 
-A scan finding is identified by its rule, the HTTP method and the URL's path and query, *not* the
-scheme, host or port: the same endpoint scanned on a developer's port 5000 and in CI on a port the
-launcher picked is the same endpoint. Identical identities are told apart by their order of
-appearance (``#0``, ``#1``). :func:`endpoint_fingerprints` hashes these identities; the scan's SARIF
-carries them as ``partialFingerprints["hmacguard-endpoint/v1"]`` so that a SARIF log works as a
-baseline too.
+Findings are matched by :func:`hmacguard.findings.fingerprints`, the identity every report and
+baseline shares: for an endpoint, its rule, the HTTP method and the URL's path and query, *not* the
+scheme, host or port (the same endpoint scanned on a developer's port 5000 and in CI on a port the
+launcher picked is the same endpoint).
 
 The effective body limit of a framing (``content-length`` or ``chunked``) is the loosest one any
 content type got: an attacker picks the weakest variant. A change counts when a framing becomes
@@ -15,66 +13,16 @@ of either scan (two scans of one server never bisect to the very same byte).
 
 from __future__ import annotations
 
-import hashlib
-import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
-from typing import Any, overload
-from urllib.parse import urlsplit
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
-from hmacguard.errors import ConfigurationError
-from hmacguard.findings import Finding, Severity
-from hmacguard.scan.model import ScanReport
-from hmacguard.scan.openapi import OpenApiScan
+from hmacguard.findings import Severity, fingerprints
 from hmacguard.scan.probes.base import size_text
 
-__all__ = [
-    "ENDPOINT_FINGERPRINT_KEY",
-    "EffectiveLimit",
-    "LimitChange",
-    "ScanDiff",
-    "apply_scan_baseline",
-    "diff_scans",
-    "effective_limits",
-    "endpoint_fingerprints",
-    "finding_identities",
-]
+__all__ = ["EffectiveLimit", "LimitChange", "ScanDiff", "diff_scans", "effective_limits"]
 
-#: The SARIF ``partialFingerprints`` key of scan findings (host-independent identity, version 1).
-ENDPOINT_FINGERPRINT_KEY = "hmacguard-endpoint/v1"
 _DEFAULT_PRECISION = 0.10
-
-
-def endpoint_path(url: str) -> str:
-    """``http://127.0.0.1:8000/hook?x=1`` -> ``/hook?x=1`` (what identifies the endpoint)."""
-    parts = urlsplit(url)
-    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-
-
-def _identity(item: Finding | Mapping[str, Any]) -> str:
-    if isinstance(item, Finding):
-        rule, method, url = item.rule, item.location.method, item.location.url
-    else:
-        location = item.get("location") or {}
-        rule, method, url = str(item.get("rule")), location.get("method"), location.get("url")
-    return f"{rule} {(method or 'POST').upper()} {endpoint_path(url or '')}"
-
-
-def finding_identities(findings: Sequence[Finding | Mapping[str, Any]]) -> list[str]:
-    """``"unbounded-body POST /webhook#0"`` per finding, in order (readable, host-independent)."""
-    seen: dict[str, int] = {}
-    out = []
-    for item in findings:
-        identity = _identity(item)
-        n = seen.get(identity, 0)
-        seen[identity] = n + 1
-        out.append(f"{identity}#{n}")
-    return out
-
-
-def endpoint_fingerprints(findings: Sequence[Finding | Mapping[str, Any]]) -> list[str]:
-    """The stable fingerprint of each scan finding (a hash of :func:`finding_identities`)."""
-    return [hashlib.sha256(i.encode("utf-8")).hexdigest()[:32] for i in finding_identities(findings)]
 
 
 @dataclass(frozen=True)
@@ -205,8 +153,8 @@ def diff_scans(before: Mapping[str, Any], after: Mapping[str, Any]) -> ScanDiff:
     """New, fixed and unchanged findings, and the body-limit changes per framing."""
     old = list(before.get("findings") or [])
     new = list(after.get("findings") or [])
-    old_ids = dict(zip(finding_identities(old), old, strict=True))
-    new_ids = dict(zip(finding_identities(new), new, strict=True))
+    old_ids = dict(zip(fingerprints(old), old, strict=True))
+    new_ids = dict(zip(fingerprints(new), new, strict=True))
     limits_a, limits_b = effective_limits(before), effective_limits(after)
     precision = max(_precision(before), _precision(after))
     changes = tuple(
@@ -223,51 +171,3 @@ def diff_scans(before: Mapping[str, Any], after: Mapping[str, Any]) -> ScanDiff:
         limit_changes=changes,
         limits_after=limits_b,
     )
-
-
-def _baseline_fingerprints(text: str) -> frozenset[str]:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigurationError(f"baseline is not JSON: {exc.msg} (line {exc.lineno})") from None
-    if isinstance(data, dict) and isinstance(data.get("runs"), list):
-        found = set()
-        for run in data["runs"]:
-            for result in run.get("results") or []:
-                value = (result.get("partialFingerprints") or {}).get(ENDPOINT_FINGERPRINT_KEY)
-                if value:
-                    found.add(str(value))
-        return frozenset(found)
-    if isinstance(data, dict) and isinstance(data.get("findings"), list):
-        if data.get("schema") == "hmacguard-report" and data.get("kind") not in (None, "scan"):
-            raise ConfigurationError(f"baseline is an hmacguard {data.get('kind')} report, not a scan")
-        return frozenset(endpoint_fingerprints(data["findings"]))
-    raise ConfigurationError("baseline is neither an hmacguard scan report (JSON) nor its SARIF log")
-
-
-@overload
-def apply_scan_baseline(report: ScanReport, baseline_text: str) -> ScanReport: ...
-@overload
-def apply_scan_baseline(report: OpenApiScan, baseline_text: str) -> OpenApiScan: ...
-def apply_scan_baseline(report: ScanReport | OpenApiScan, baseline_text: str) -> ScanReport | OpenApiScan:
-    """``scan --baseline FILE``: the report (or each report of an OpenAPI scan) without the findings
-    the baseline already has.
-
-    The score and grade stay those of the endpoint as measured (a baseline hides known findings
-    from the exit code and the listing; it does not make the endpoint safer); a note says how
-    many findings were hidden.
-    """
-    known = _baseline_fingerprints(baseline_text)
-    if isinstance(report, OpenApiScan):
-        return replace(report, reports=tuple(_without(r, known) for r in report.reports))
-    return _without(report, known)
-
-
-def _without(report: ScanReport, known: frozenset[str]) -> ScanReport:
-    keys = endpoint_fingerprints(report.findings)
-    kept = tuple(f for f, k in zip(report.findings, keys, strict=True) if k not in known)
-    hidden = len(report.findings) - len(kept)
-    if not hidden:
-        return report
-    note = f"{hidden} finding(s) already in the baseline are not listed (score and grade count them)"
-    return replace(report, findings=kept, notes=(*report.notes, note))

@@ -103,6 +103,10 @@ def scan_from_json(data: Any, *, origin: str = "report") -> dict[str, Any]:
     of ``--format json`` with ``kind: scan``) and return it as a dict; ConfigurationError otherwise."""
     if not isinstance(data, dict) or not isinstance(data.get("findings"), list):
         raise ConfigurationError(f"{origin} is not an hmacguard scan report (no findings list)")
+    if data.get("kind") == "openapi-scan":
+        raise ConfigurationError(
+            f"{origin} is an OpenAPI scan of several endpoints; save or diff one endpoint's scan instead"
+        )
     if data.get("kind") not in (None, "scan"):
         raise ConfigurationError(f"{origin} is an hmacguard {data.get('kind')} report, not a scan")
     target = data.get("target")

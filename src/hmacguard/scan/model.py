@@ -7,11 +7,11 @@ docs/scan.md (schema version :data:`SCHEMA_VERSION`).
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar
 
-from hmacguard.findings import Finding
+from hmacguard.findings import EvidenceValue, Finding, fingerprints, severity_summary
 from hmacguard.scan.bodies import shape_for
 from hmacguard.scan.wire import Exchange, Framing
 
@@ -287,7 +287,9 @@ class Stack:
 
 @dataclass(frozen=True)
 class ScanReport:
-    """Everything a scan found and measured; rendered by hmacguard.report (terminal, JSON)."""
+    """Everything a scan found and measured; rendered by hmacguard.report in any format."""
+
+    kind: ClassVar[str] = "scan"
 
     url: str
     method: str
@@ -311,6 +313,27 @@ class ScanReport:
     budget: Mapping[str, Any] = field(default_factory=dict)
     #: Set when the target stopped answering (the scan ended early).
     unavailable: bool = False
+    #: The ids of the rules the scan checked, in report order.
+    rules: tuple[str, ...] = ()
+
+    def summary(self) -> dict[str, EvidenceValue]:
+        return {**severity_summary(self.findings), "score": self.score, "grade": self.grade}
+
+    def without_baseline(self, known: Collection[str]) -> ScanReport:
+        """The report without the findings a baseline already has (their fingerprints are ``known``).
+
+        The score and grade stay those of the endpoint as measured (a baseline hides known findings
+        from the exit code and the listing; it does not make the endpoint safer); a note says how
+        many findings were hidden.
+        """
+        kept = tuple(
+            f for f, k in zip(self.findings, fingerprints(self.findings), strict=True) if k not in known
+        )
+        hidden = len(self.findings) - len(kept)
+        if not hidden:
+            return self
+        note = f"{hidden} finding(s) already in the baseline are not listed (score and grade count them)"
+        return replace(self, findings=kept, notes=(*self.notes, note))
 
     def to_dict(self) -> JSON:
         return {

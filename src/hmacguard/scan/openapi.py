@@ -24,12 +24,12 @@ which usually name production. YAML specs need PyYAML (``pip install 'hmacguard[
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, ClassVar
 
 from hmacguard.errors import ConfigurationError
-from hmacguard.findings import Finding
+from hmacguard.findings import EvidenceValue, Finding, severity_summary
 from hmacguard.scan.analysis import Thresholds
 from hmacguard.scan.config import Budget, KiB, ScanTarget
 from hmacguard.scan.model import LimitEstimate, ScanEvent, ScanReport
@@ -44,6 +44,7 @@ from hmacguard.scan.openapi_spec import (
     survey_operations,
 )
 from hmacguard.scan.probes.base import size_text
+from hmacguard.scan.rules import SCAN_RULE_IDS
 from hmacguard.scan.runner import run_scan
 
 __all__ = [
@@ -128,6 +129,9 @@ def compare_limit(operation: Operation, report: ScanReport, precision: float = 0
 class OpenApiScan:
     """The scan of every signed operation: one :class:`ScanReport` each, in operation order."""
 
+    kind: ClassVar[str] = "openapi-scan"
+    rules: ClassVar[tuple[str, ...]] = SCAN_RULE_IDS
+
     spec: OpenApiSpec
     base_url: str
     operations: tuple[Operation, ...]
@@ -139,6 +143,18 @@ class OpenApiScan:
     @property
     def findings(self) -> tuple[Finding, ...]:
         return tuple(f for r in self.reports for f in r.findings)
+
+    @property
+    def score(self) -> int:
+        """An OpenAPI scan scores as its weakest operation."""
+        return min((r.score for r in self.reports), default=100)
+
+    def summary(self) -> dict[str, EvidenceValue]:
+        return {**severity_summary(self.findings), "score": self.score, "operations": len(self.reports)}
+
+    def without_baseline(self, known: Collection[str]) -> OpenApiScan:
+        """Each operation's report without the findings the baseline has (see ScanReport)."""
+        return replace(self, reports=tuple(r.without_baseline(known) for r in self.reports))
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -17,7 +17,6 @@ from dataclasses import asdict
 from hmacguard.errors import TargetError
 from hmacguard.scan.analysis import ScanFacts, Thresholds, analyse
 from hmacguard.scan.config import Budget, ScanTarget
-from hmacguard.scan.fingerprint import fingerprint
 from hmacguard.scan.model import ScanEvent, ScanReport, Untested, Verdict
 from hmacguard.scan.observe import MemoryObserver
 from hmacguard.scan.plan import ScanPlan, plan_scan
@@ -27,7 +26,9 @@ from hmacguard.scan.probes.framing import run_chunked, run_content_types, run_ex
 from hmacguard.scan.probes.ladder import run_baseline, run_ladder
 from hmacguard.scan.probes.limits import run_bisect
 from hmacguard.scan.probes.retention import run_retention
+from hmacguard.scan.rules import SCAN_RULE_IDS
 from hmacguard.scan.score import grade, score
+from hmacguard.scan.stack import identify_stack
 from hmacguard.scan.summary import limit_estimates
 from hmacguard.scan.wire import Endpoint, Outcome
 
@@ -80,7 +81,7 @@ def run_scan(
     prober = Prober(target, budget, endpoint, target.parsed().path, observer, progress)
     prober.steps = len(plan.phases)
 
-    # Preflight: a GET for a random path connects (or fails the scan with exit 2) and fingerprints.
+    # Preflight: a GET for a random path connects (or fails the scan with exit 2) and identifies the stack.
     first = prober.get(f"/hmacguard-{secrets.token_hex(6)}", min(budget.request_timeout, 5.0))
     if first.outcome is Outcome.CONNECT_FAILED:
         raise TargetError(f"cannot connect to {target.url}: {first.error}")
@@ -117,7 +118,7 @@ def _report(
     observer: MemoryObserver | None,
 ) -> ScanReport:
     exchanges = [*prober.side_exchanges, *(m.exchange for m in prober.measurements)]
-    stack = fingerprint(exchanges)
+    stack = identify_stack(exchanges)
     facts = ScanFacts(
         url=target.url,
         method=target.method,
@@ -180,6 +181,7 @@ def _report(
         memory_source=observer.description if observer else None,
         budget={k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(budget).items()},
         unavailable=prober.unavailable_reason is not None,
+        rules=SCAN_RULE_IDS,
     )
 
 

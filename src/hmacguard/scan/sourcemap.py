@@ -1,4 +1,4 @@
-"""``hmacguard scan --format sarif``: the scan's findings where GitHub code scanning can show them.
+"""Where an endpoint's code lives: ``hmacguard scan --source-map FILE`` and the OpenAPI spec's lines.
 
 Code scanning shows an alert on a file of the repository, and refuses a location whose URI is a web
 address. A scan finds flaws in an *endpoint*, so each endpoint is mapped to the source that serves
@@ -12,35 +12,25 @@ it, first match wins:
 
    or the same as JSON: ``{"POST /webhook": "app/webhooks.py:42", ...}``. Paths are relative to the
    repository root (``%SRCROOT%``, the directory hmacguard runs in) and written with ``/``.
-2. for ``scan --openapi``, the operation's line in the spec file;
-3. otherwise ``endpoints/<METHOD>/<path>`` under ``%SRCROOT%``: a stable placeholder GitHub accepts
-   (the alert then has no code to show; the URL is in the result's logical location and properties).
-
-Everything else comes from :mod:`hmacguard.report.sarif` (rule descriptors with ``security-severity``,
-tags, help); results get :data:`~hmacguard.report.scan_diff.ENDPOINT_FINGERPRINT_KEY` fingerprints,
-which do not depend on host or port, so alerts survive a service moving port between runs, and a scan
-SARIF log works as a ``--baseline``.
+2. for ``scan --openapi``, the operation's line in the spec file (:meth:`SourceMap.from_openapi`);
+3. otherwise :func:`placeholder`: ``endpoints/<METHOD>/<path>`` under ``%SRCROOT%``, a stable location
+   GitHub accepts (the alert then has no code to show; the URL stays in the result's logical location).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from hmacguard.errors import ConfigurationError
-from hmacguard.findings import RULES, SCAN_RULE_IDS, Finding
-from hmacguard.report.sarif import sarif_log
-from hmacguard.report.scan_diff import ENDPOINT_FINGERPRINT_KEY, endpoint_fingerprints, endpoint_path
-from hmacguard.scan.model import ScanReport
+from hmacguard.findings import endpoint_path
 from hmacguard.scan.openapi import OpenApiScan
 
-__all__ = ["SourceLocation", "SourceMap", "load_source_map", "render_scan_sarif", "scan_sarif_log"]
+__all__ = ["SourceLocation", "SourceMap", "load_source_map", "placeholder"]
 
-_SRCROOT = "%SRCROOT%"
 _LINE = re.compile(r"^(?P<method>\S+)\s+(?P<path>[^\s=]+)\s*=\s*(?P<target>\S.*?)\s*$")
 _METHOD = re.compile(r"^(\*|[A-Za-z]+)$")
 
@@ -173,88 +163,8 @@ def load_source_map(path: str | Path) -> SourceMap:
     return SourceMap.parse(text, str(path))
 
 
-def _placeholder(method: str, url: str) -> SourceLocation:
+def placeholder(method: str, url: str) -> SourceLocation:
+    """The stable stand-in location of an endpoint no map names."""
     path = endpoint_path(url).split("?", 1)[0].strip("/") or "root"
     safe = re.sub(r"[^A-Za-z0-9._/-]", "_", path)
     return SourceLocation(f"endpoints/{method.upper()}/{safe}", None, "placeholder")
-
-
-def _location(finding: Finding, where: SourceLocation) -> dict[str, Any]:
-    method = (finding.location.method or "POST").upper()
-    url = finding.location.url or ""
-    artifact = {"uri": where.path}
-    if not where.path.startswith("file:"):
-        artifact["uriBaseId"] = _SRCROOT
-    physical: dict[str, Any] = {"artifactLocation": artifact}
-    if where.line is not None:
-        physical["region"] = {"startLine": where.line}
-    return {
-        "physicalLocation": physical,
-        "logicalLocations": [
-            {
-                "name": f"{method} {endpoint_path(url)}",
-                "fullyQualifiedName": f"{method} {url}",
-                "kind": "resource",
-            }
-        ],
-        "message": {"text": f"{method} {url}"},
-    }
-
-
-def scan_sarif_log(
-    report: ScanReport | OpenApiScan | Sequence[ScanReport],
-    *,
-    source_map: SourceMap | None = None,
-    source_root: str | Path | None = None,
-) -> dict[str, Any]:
-    """The SARIF log as a dict (what :func:`render_scan_sarif` serialises)."""
-    if isinstance(report, ScanReport):
-        reports: list[ScanReport] = [report]
-    elif isinstance(report, OpenApiScan):
-        reports = list(report.reports)
-        source_map = (source_map or SourceMap()) + SourceMap.from_openapi(report)
-    else:
-        reports = list(report)
-    findings = [f for r in reports for f in r.findings]
-    endpoints = [
-        {
-            "url": r.url,
-            "method": r.method,
-            "grade": r.grade,
-            "score": r.score,
-            "findings": len(r.findings),
-            "untested": [u.what for u in r.untested],
-        }
-        for r in reports
-    ]
-    log = sarif_log("scan", findings, [RULES[r] for r in SCAN_RULE_IDS], properties={"endpoints": endpoints})
-    run = log["runs"][0]
-    mapped = source_map or SourceMap()
-    for result, finding, fingerprint in zip(
-        run["results"], findings, endpoint_fingerprints(findings), strict=True
-    ):
-        method, url = finding.location.method or "POST", finding.location.url or ""
-        where = mapped.locate(method, url) or _placeholder(method, url)
-        result["locations"] = [_location(finding, where)]
-        result["partialFingerprints"] = {ENDPOINT_FINGERPRINT_KEY: fingerprint}
-        result["properties"].update({"url": url, "method": method, "source": where.origin})
-    root: dict[str, Any] = {
-        "description": {"text": "The repository root: source-map and spec paths are relative to it."}
-    }
-    if source_root is not None:
-        root["uri"] = Path(source_root).resolve().as_uri().rstrip("/") + "/"
-    run["originalUriBaseIds"] = {_SRCROOT: root}
-    return log
-
-
-def render_scan_sarif(
-    report: ScanReport | OpenApiScan | Sequence[ScanReport],
-    *,
-    source_map: SourceMap | str | Path | None = None,
-    source_root: str | Path | None = None,
-) -> str:
-    """SARIF 2.1.0 of a scan; ``source_map`` is a :class:`SourceMap` or the path of a map file."""
-    if source_map is not None and not isinstance(source_map, SourceMap):
-        source_map = load_source_map(source_map)
-    log = scan_sarif_log(report, source_map=source_map, source_root=source_root)
-    return json.dumps(log, indent=2, ensure_ascii=False) + "\n"

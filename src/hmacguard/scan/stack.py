@@ -7,7 +7,7 @@ URL was not found on the server.", Starlette's ``{"detail":"Not Found"}``, Expre
 ``<center>nginx</center>``). Server headers name the server (gunicorn, uvicorn, nginx, Werkzeug,
 TornadoServer, aiohttp) and ``X-Powered-By: Express`` the framework. Every probe's answer adds clues.
 
-:func:`stack_hint` gives the remediation for a rule in the fingerprinted stack's own terms.
+:func:`stack_hint` gives the remediation for a rule in the identified stack's own terms.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from hmacguard.scan.model import Stack
 from hmacguard.scan.wire import Exchange
 
-__all__ = ["FRAMEWORKS", "fingerprint", "stack_hint"]
+__all__ = ["FRAMEWORKS", "identify_stack", "stack_hint"]
 
 FRAMEWORKS = ("django", "flask", "fastapi", "aiohttp", "tornado", "express", "nginx")
 
@@ -52,7 +52,7 @@ _LABELS = {
 }  # fmt: skip
 
 
-def fingerprint(exchanges: Iterable[Exchange]) -> Stack:
+def identify_stack(exchanges: Iterable[Exchange]) -> Stack:
     votes: dict[str, int] = {}
     clues: list[str] = []
     server: str | None = None

@@ -1,15 +1,14 @@
 """``--format html``: one self-contained page per report (scan, audit, leaks).
 
 The page loads nothing: CSS is inline, plots are inline SVG drawn by matplotlib (see
-:mod:`hmacguard.report.html_plots`), there is no script. Links (CWE entries) are plain anchors a
+:mod:`hmacguard.report.html.plots`), there is no script. Links (CWE entries) are plain anchors a
 reader may follow; nothing is fetched when the page opens. Templates live in ``report/templates/``
 (Jinja2, autoescaped); this module turns each detector's result into the plain values they show.
 
 Entry points, each returning the whole document as a string::
 
-    render_scan_html(report)        # a ScanReport, or the OpenApiScan of `scan --openapi`
-    render_audit_html(result)       # an AuditResult
-    render_leaks_html(report)       # a LeakReport
+    render_html(result)             # any result
+    render_scan_html(reports)       # several scans on one page (``make demo``'s before and after)
 
 jinja2 and matplotlib come with ``pip install 'hmacguard[html]'``; without them these raise
 ConfigurationError (one line, exit 2 on the command line).
@@ -20,21 +19,21 @@ from __future__ import annotations
 import datetime
 import json
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from hmacguard.audit.model import AuditResult
 from hmacguard.errors import ConfigurationError
-from hmacguard.findings import Finding, Severity
+from hmacguard.findings import Finding, Result, Severity
 from hmacguard.leaks.analysis import LeakReport, format_bytes
-from hmacguard.report import html_plots as plots
-from hmacguard.report import tool_version
+from hmacguard.report.html import plots
+from hmacguard.report.version import tool_version
 from hmacguard.scan.model import ScanReport
 from hmacguard.scan.openapi import OpenApiScan
 from hmacguard.scan.probes.base import size_text
 
-__all__ = ["render_audit_html", "render_leaks_html", "render_scan_html"]
+__all__ = ["render_audit_html", "render_html", "render_leaks_html", "render_scan_html"]
 
 _TEMPLATES = Path(__file__).parent / "templates"
 _SIZE_KEYS = ("size", "bytes", "accepted", "refused", "limit", "rss", "growth")
@@ -307,7 +306,7 @@ def _site_rows(report: LeakReport) -> list[Mapping[str, Any]]:
 
 def render_leaks_html(report: LeakReport, *, title: str | None = None) -> str:
     """The leak finder's result as one HTML page: the lines that keep memory and how it grew."""
-    findings = report.findings()
+    findings = list(report.findings)
     return _render(
         "leaks.html.j2",
         title=title or f"hmacguard leaks — {report.target}",
@@ -322,3 +321,19 @@ def render_leaks_html(report: LeakReport, *, title: str | None = None) -> str:
         outside_per_request=format_bytes(report.outside_bytes_per_request),
         responses=", ".join(f"{n} × {status}" for status, n in report.workload.items()) or "none",
     )
+
+
+_PAGES: Mapping[str, Callable[[Result], str]] = {
+    "scan": lambda r: render_scan_html(cast(ScanReport, r)),
+    "openapi-scan": lambda r: render_scan_html(cast(OpenApiScan, r)),
+    "audit": lambda r: render_audit_html(cast(AuditResult, r)),
+    "leaks": lambda r: render_leaks_html(cast(LeakReport, r)),
+}
+
+
+def render_html(result: Result) -> str:
+    """``result`` as one self-contained HTML page."""
+    page = _PAGES.get(result.kind)
+    if page is None:
+        raise ConfigurationError(f"no HTML page for a {result.kind} result")
+    return page(result)

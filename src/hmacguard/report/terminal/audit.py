@@ -11,7 +11,7 @@ from rich.text import Text
 from hmacguard.audit.model import AuditResult
 from hmacguard.findings import Finding, Severity
 
-__all__ = ["render_audit_terminal"]
+__all__ = ["render_audit"]
 
 _STYLE = {
     Severity.CRITICAL: "bold white on red",
@@ -39,7 +39,7 @@ def _finding(console: Console, finding: Finding) -> None:
     console.print(Text(f"      fix: {finding.stack or finding.remediation}", style="green"))
 
 
-def render_audit_terminal(result: AuditResult, console: Console | None = None) -> None:
+def render_audit(result: AuditResult, console: Console | None = None) -> None:
     """Print ``result`` for a person reading a terminal."""
     console = console or Console(highlight=False)
     by_file: dict[str, list[Finding]] = defaultdict(list)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -10,10 +9,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from hmacguard.report.history import HistoryEntry
-from hmacguard.report.scan_diff import ScanDiff, endpoint_path
+from hmacguard.findings import endpoint_path
+from hmacguard.report.terminal.table import print_rows
+from hmacguard.scan.diff import ScanDiff
+from hmacguard.scan.history import HistoryEntry
 
-__all__ = ["render_diff", "render_diff_json", "render_history", "render_history_json"]
+__all__ = ["render_diff", "render_history"]
 
 _GRADE_STYLE = {"A": "bold green", "B": "green", "C": "yellow", "D": "red", "F": "bold red"}
 _SEVERITY_STYLE = {"critical": "bold white on red", "high": "bold red", "medium": "yellow", "low": "cyan"}
@@ -24,25 +25,24 @@ def render_history(entries: Sequence[HistoryEntry], path: str, console: Console 
     if not entries:
         console.print(f"No saved scans in {escape(path)} (save one with [bold]hmacguard scan --save[/bold]).")
         return
+    rows = []
+    for e in entries:
+        style = _GRADE_STYLE.get(e.grade or "", "")
+        rows.append(
+            (
+                str(e.id),
+                e.saved_at.replace("T", " ").removesuffix("+00:00"),
+                escape(f"{e.method} {e.url}"),
+                f"[{style}]{e.grade}[/{style}]" if style else escape(e.grade or "—"),
+                "—" if e.score is None else str(e.score),
+                str(e.findings),
+                escape(e.label or ""),
+            )
+        )
     table = Table(title=f"Saved scans ({escape(path)})", title_justify="left", box=None, pad_edge=False)
     for column in ("id", "saved", "target", "grade", "score", "findings", "label"):
         table.add_column(column, justify="right" if column in ("id", "score", "findings") else "left")
-    for e in entries:
-        style = _GRADE_STYLE.get(e.grade or "", "")
-        table.add_row(
-            str(e.id),
-            e.saved_at.replace("T", " ").removesuffix("+00:00"),
-            escape(f"{e.method} {e.url}"),
-            f"[{style}]{e.grade}[/{style}]" if style else escape(e.grade or "—"),
-            "—" if e.score is None else str(e.score),
-            str(e.findings),
-            escape(e.label or ""),
-        )
-    console.print(table)
-
-
-def render_history_json(entries: Sequence[HistoryEntry], path: str) -> str:
-    return json.dumps({"history": path, "scans": [e.to_dict() for e in entries]}, indent=2) + "\n"
+    print_rows(table, rows, console)
 
 
 def _side(scan: Mapping[str, Any]) -> str:
@@ -93,7 +93,3 @@ def render_diff(diff: ScanDiff, console: Console | None = None) -> None:
             console.print(f"  [dim]same[/dim]     {escape(framing)}: {escape(limit.text())}")
     if not diff.limit_changes and not diff.limits_after:
         console.print("  [dim]no limits measured in either scan[/dim]")
-
-
-def render_diff_json(diff: ScanDiff) -> str:
-    return json.dumps(diff.to_dict(), indent=2, ensure_ascii=False) + "\n"

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import json
-
 from rich.console import Console
 from rich.markup import escape
 
 from hmacguard.leaks import LeakReport, format_bytes
 from hmacguard.leaks.frames import display_path
 
-__all__ = ["render_json", "render_terminal"]
+__all__ = ["render_leaks"]
 
 
 def _responses(report: LeakReport) -> str:
     return ", ".join(f"{count}× {status}" for status, count in report.workload.items()) or "none"
 
 
-def render_terminal(report: LeakReport, console: Console | None = None) -> None:
+def render_leaks(report: LeakReport, console: Console | None = None) -> None:
     console = console or Console()
     unit = report.unit
     speed = report.requests / report.run_seconds if report.run_seconds else 0.0
@@ -67,7 +65,3 @@ def render_terminal(report: LeakReport, console: Console | None = None) -> None:
             f"[dim]Outside application frames: {format_bytes(report.outside_bytes_per_request)} per "
             f"{unit} ({escape(top)}).[/dim]"
         )
-
-
-def render_json(report: LeakReport) -> str:
-    return json.dumps(report.to_dict(), indent=2)
