@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 NODE_APPS := src/hmacguard/lab/apps/node
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test lint typecheck pytest bench clean
+.PHONY: venv demo docs test lint layers typecheck pytest bench clean
 
 venv: $(STAMP)
 
@@ -21,9 +21,16 @@ $(STAMP): pyproject.toml $(NODE_APPS)/package-lock.json
 demo: venv
 	$(VENV)/bin/hmacguard demo
 
+# The docs made from the code (rule docstrings); the tests fail while they are stale.
+docs: venv
+	$(PY) docs/generate.py
+
 lint: venv
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
+
+layers: venv
+	$(VENV)/bin/lint-imports --no-cache
 
 typecheck: venv
 	$(VENV)/bin/mypy
@@ -31,7 +38,7 @@ typecheck: venv
 pytest: venv
 	$(VENV)/bin/pytest
 
-test: lint typecheck pytest
+test: lint layers typecheck pytest
 
 bench: venv
 	$(PY) bench/run_all.py
