@@ -5,7 +5,8 @@ Judging an exchange (:meth:`Prober.judge`) is where timing and status meet:
 
 - 413, or an error status the variant's small baseline request did not get: refused (by status);
 - an answer that came before the whole body was written: refused (the server did not read it);
-- reset or closed before the body was written, with no answer: refused (cut);
+- reset or closed before the body was written, with no answer: refused (cut), unless the target then
+  answers nothing at all: an error (it was dying, not refusing the size);
 - 5xx, or a connection dropped after the whole body was written: error; 429: throttled;
 - silence past the timeout: no answer; no TCP connection or no HTTP: unreachable;
 - anything else, after the whole body was written: accepted.
@@ -20,7 +21,7 @@ import secrets
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from hmacguard.errors import HmacGuardError
 from hmacguard.scan.bodies import BodySpec, shape_for
@@ -202,6 +203,12 @@ class Prober:
         if ex.error == "scan deadline":
             raise ScanStopped(f"the time budget ({self.budget.seconds:g}s) ran out")
         if ex.outcome is not Outcome.RESPONSE and not self.alive():
+            if m.verdict is Verdict.REFUSED:
+                # Cut with no answer, and then nothing answers at all: the target was dying, not
+                # refusing this size (judged a refusal, it would pass for a size limit).
+                m = replace(m, verdict=Verdict.ERROR, refusal=None)
+                if record:
+                    self.measurements[-1] = m
             self.unavailable_reason = (
                 f"after {what} ({ex.outcome.value}{': ' + ex.error if ex.error else ''}) the target "
                 "answered no request"
