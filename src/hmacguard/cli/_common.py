@@ -10,7 +10,7 @@ from typing import NoReturn, ParamSpec, TypeVar
 
 import typer
 
-from hmacguard.commands import EXIT_INTERRUPTED, EXIT_USAGE, Outcome
+from hmacguard.commands.outcome import EXIT_INTERRUPTED, EXIT_USAGE, Outcome
 from hmacguard.errors import ConfigurationError, HmacGuardError
 from hmacguard.findings import Result, Severity
 from hmacguard.report import Format, write_report

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from hmacguard.cli._common import finish, one_line_errors, parse_headers, parse_size
-from hmacguard.commands import EXIT_CLEAN
+from hmacguard.commands.outcome import EXIT_CLEAN
 from hmacguard.errors import ConfigurationError
 from hmacguard.findings import Severity
 from hmacguard.report import Format

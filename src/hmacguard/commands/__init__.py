@@ -7,23 +7,3 @@ exit status are computed in :mod:`hmacguard.commands.outcome`, once for every co
 """
 
 from __future__ import annotations
-
-from hmacguard.commands.outcome import (
-    EXIT_CLEAN,
-    EXIT_FINDINGS,
-    EXIT_INTERRUPTED,
-    EXIT_USAGE,
-    Outcome,
-    exit_status,
-    load_baseline,
-)
-
-__all__ = [
-    "EXIT_CLEAN",
-    "EXIT_FINDINGS",
-    "EXIT_INTERRUPTED",
-    "EXIT_USAGE",
-    "Outcome",
-    "exit_status",
-    "load_baseline",
-]

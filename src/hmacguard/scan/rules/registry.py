@@ -94,19 +94,8 @@ def scan_rule(
         )
 
     def decorate(check: C) -> C:
-        rule = register_rule(
-            Rule(
-                id=id,
-                title=title,
-                category=category,
-                severity=severity,
-                cwe=cwe,
-                remediation=remediation,
-                owasp=owasp,
-                doc=_documentation(check, id),
-                source="scan",
-            )
-        )
+        doc = _documentation(check, id)
+        rule = register_rule(Rule(id, title, category, severity, cwe, remediation, owasp, doc, "scan"))
         existing = _SCAN.get(id)
         if existing is not None and existing.check is not check:
             raise ConfigurationError(f"scan rule {id!r} defined twice")
