@@ -47,20 +47,21 @@ def test_port_in_use_is_a_target_error() -> None:
             pass
 
 
+# `lab serve` as a terminal starts it: Ctrl-C raises KeyboardInterrupt. A child inherits an ignored
+# SIGINT (a shell ignores it for the background jobs of a script, so that Ctrl-C on the terminal
+# spares them), and Python then leaves it ignored, rightly; the test must not depend on how its own
+# runner was started, so it restores Python's handler before the program runs.
+_AS_FROM_A_TERMINAL = (
+    "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler);"
+    "sys.argv = ['hmacguard', *sys.argv[1:]]; runpy.run_module('hmacguard', run_name='__main__')"
+)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_cli_serve_prints_details_and_stops_cleanly(sig: signal.Signals) -> None:
     port = free_port()
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "hmacguard",
-            "lab",
-            "serve",
-            "django-stateless",
-            "--port",
-            str(port),
-        ],
+        [sys.executable, "-c", _AS_FROM_A_TERMINAL, "lab", "serve", "django-stateless", "--port", str(port)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
