@@ -2,8 +2,12 @@
 
 A gunicorn master forks its workers, uvicorn and node may spawn helpers: what a server costs is the
 sum over the whole tree, re-read on every sample because workers come and go. Shared by the scanner
-(``--pid``/``--launch``), the lab's tests and the benchmarks. psutil is imported lazily so that
-``import hmacguard`` stays standard-library only.
+(``--pid``/``--launch``), the lab (``lab measure``), the guard's tests and the benchmarks.
+
+It is a core helper on purpose: the scanner and the lab both sample it, and a detector never imports a
+sibling (import-linter checks it), so it sits below them, beside :mod:`hmacguard._process` (stopping the
+process groups they start). psutil (the ``cli`` extra) is imported lazily, so ``import hmacguard``
+stays standard-library only.
 """
 
 from __future__ import annotations
