@@ -63,8 +63,9 @@ class Target:
     content_type: str = "application/json"
     asgi: bool = False
     workers: int = 2
-    #: gunicorn's worker class (``sync``; ``gthread`` runs each worker's requests in threads).
+    #: gunicorn's worker class (``sync``; ``gthread`` runs each worker's requests in ``threads``).
     worker_class: str = "sync"
+    threads: int = 1
     seed: str = ""
     #: Memory the runtime floats whatever the app does. V8 collects Buffers lazily (it starts a GC
     #: on external-memory growth of tens of MiB), so a Node server that only streams still shows
@@ -83,6 +84,7 @@ class Target:
                 "--bind", f"127.0.0.1:{port}",
                 "--workers", str(self.workers),
                 "--worker-class", self.worker_class,
+                "--threads", str(self.threads),
                 "--graceful-timeout", "5",
                 "--log-level", "warning",
                 self.app,
