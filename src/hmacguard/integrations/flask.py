@@ -67,6 +67,7 @@ from hmacguard.integrations.wsgi import (
 )
 
 if TYPE_CHECKING:
+    from hmacguard.guard.decision import DecisionSink
     from hmacguard.guard.problem import Problem
     from hmacguard.guard.ratelimit import RateLimiter
     from hmacguard.guard.verifier import VerifiedBody, Verifier
@@ -205,6 +206,7 @@ class HmacGuard:
         rate_limiter: RateLimiter | None = None,
         paths: Iterable[str] | None = None,
         methods: Iterable[str] | None = None,
+        on_decision: DecisionSink | Iterable[DecisionSink] | None = None,
     ) -> None:
         self._options: dict[str, Any] | None = None
         if verifier is not None:
@@ -213,9 +215,10 @@ class HmacGuard:
                 "rate_limiter": rate_limiter,
                 "paths": paths,
                 "methods": methods,
+                "on_decision": on_decision,
             }
             Guard(**self._options)  # validate now, not at the first request
-        elif rate_limiter is not None or paths is not None or methods is not None:
+        elif rate_limiter is not None or paths is not None or methods is not None or on_decision is not None:
             raise ConfigurationError(
                 "HmacGuard: pass verifier= with rate_limiter/paths/methods, or put them all in "
                 f"app.config[{CONFIG_KEY!r}]"

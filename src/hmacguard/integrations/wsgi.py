@@ -51,6 +51,7 @@ from hmacguard.guard.policy import (
 from hmacguard.http import EnvironHeaders, RequestHead
 
 if TYPE_CHECKING:
+    from hmacguard.guard.decision import DecisionSink
     from hmacguard.guard.ratelimit import RateLimiter
     from hmacguard.guard.verifier import VerifiedBody, Verifier
 
@@ -250,8 +251,8 @@ def call_verified(
 class WSGIGuard:
     """WSGI middleware: requests to the protected paths reach ``app`` only once verified.
 
-    Keyword-only configuration: ``verifier`` (required), ``rate_limiter``, ``paths`` and ``methods``
-    as for :class:`~hmacguard.guard.policy.Guard`; ``route_check``, an optional
+    Keyword-only configuration: ``verifier`` (required), ``rate_limiter``, ``paths``, ``methods``
+    and ``on_decision`` as for :class:`~hmacguard.guard.policy.Guard`; ``route_check``, an optional
     ``callable(environ) -> bool`` saying whether the framework would route a request to a protected
     view (asked when no spelling of the path matches; the Django integration passes one).
 
@@ -271,10 +272,13 @@ class WSGIGuard:
         rate_limiter: RateLimiter | None = None,
         paths: Iterable[str] | None = None,
         methods: Iterable[str] | None = None,
+        on_decision: DecisionSink | Iterable[DecisionSink] | None = None,
         route_check: Callable[[dict[str, Any]], bool] | None = None,
     ) -> None:
         self.app = app
-        self.guard = Guard(verifier, rate_limiter=rate_limiter, paths=paths, methods=methods)
+        self.guard = Guard(
+            verifier, rate_limiter=rate_limiter, paths=paths, methods=methods, on_decision=on_decision
+        )
         self.route_check = route_check
 
     def protects(self, environ: dict[str, Any]) -> bool:
