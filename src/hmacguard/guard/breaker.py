@@ -27,7 +27,7 @@ from typing import TypeVar
 
 from hmacguard.errors import ConfigurationError
 
-__all__ = ["CircuitBreaker", "CircuitOpen", "endpoint_key", "shared_breaker"]
+__all__ = ["CircuitBreaker", "CircuitOpen", "shared_breaker"]
 
 T = TypeVar("T")
 
@@ -99,18 +99,3 @@ def shared_breaker(key: str, *, reset_after: float) -> CircuitBreaker:
         if breaker is None:
             breaker = _SHARED[key] = CircuitBreaker(reset_after=reset_after)
         return breaker
-
-
-def endpoint_key(url: str) -> str:
-    """The server a store URL points at -- host and port (a unix socket: its path) -- whatever its
-    scheme, database or credentials: an outage is the server's."""
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    if parts.scheme == "unix" or not parts.hostname:
-        return parts.path or url
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    return f"{parts.hostname}:{port or 6379}"

@@ -35,7 +35,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
 
 from hmacguard.errors import ConfigurationError, StoreUnavailable
-from hmacguard.guard.breaker import CircuitBreaker, CircuitOpen, endpoint_key, shared_breaker
+from hmacguard.guard.breaker import CircuitOpen, shared_breaker
+from hmacguard.guard.redis_urls import endpoint_key, redis_client
 
 if TYPE_CHECKING:
     import redis
@@ -244,7 +245,9 @@ return 0
 class RedisReplayStore:
     """Delivery ids in Redis, shared by every worker and host: ``SET <prefix><key> <token> NX PX <ms>``.
 
-    Built from a URL (``redis://host:port/db``) or an existing ``redis.Redis`` client. Short socket
+    Built from a URL -- one server (``redis://host:port/db``), a Cluster (``redis+cluster://...``)
+    or Sentinel (``redis+sentinel://.../service``), see :mod:`hmacguard.guard.redis_urls` -- or
+    from an existing redis-py client (``Redis``, ``RedisCluster``, a Sentinel's ``master_for``). Short socket
     timeouts by default: a Redis that does not answer within ``timeout`` seconds is unavailable, and
     the request fails closed with 503 rather than hanging a worker (or passes, with
     ``fail_open=True``). A :class:`~hmacguard.guard.breaker.CircuitBreaker` then keeps the store from
@@ -278,24 +281,13 @@ class RedisReplayStore:
         # What makes the store unavailable: its errors, or the breaker refusing to try (CircuitOpen).
         self._unavailable = (*self._errors, CircuitOpen)
         if client is None:
-            try:
-                client = redis_module.Redis.from_url(
-                    str(url),
-                    socket_timeout=timeout,
-                    socket_connect_timeout=timeout,
-                    health_check_interval=0,
-                )
-            except ValueError as exc:
-                raise ConfigurationError(f"bad Redis URL: {exc}") from None
+            client = redis_client(str(url), timeout=timeout)
         self.client = client
         self.prefix = prefix
         self.fail_open = fail_open
         # One breaker per Redis server, shared with a rate limiter on the same server.
-        self.breaker = (
-            shared_breaker(endpoint_key(str(url)), reset_after=breaker_reset)
-            if url is not None
-            else CircuitBreaker(reset_after=breaker_reset)
-        )
+        key = endpoint_key(str(url)) if url is not None else f"client:{id(client)}"
+        self.breaker = shared_breaker(key, reset_after=breaker_reset)
         self._commit = client.register_script(_COMMIT)
         self._release = client.register_script(_RELEASE)
 
