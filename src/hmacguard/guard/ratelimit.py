@@ -53,7 +53,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from hmacguard.errors import ConfigurationError, RateLimited, RequestRejected, StoreUnavailable
-from hmacguard.guard.breaker import CircuitBreaker, CircuitOpen
+from hmacguard.guard.breaker import CircuitBreaker, CircuitOpen, endpoint_key, shared_breaker
 
 if TYPE_CHECKING:
     from hmacguard.http import RequestHead
@@ -220,7 +220,12 @@ class RateLimiter:
         self._errors: tuple[type[BaseException], ...] = (StorageError, OSError, ConnectionError)
         # What makes the store unavailable: its errors, or the breaker refusing to try.
         self._unavailable: tuple[type[BaseException], ...] = (*self._errors, CircuitOpen)
-        self.breaker = CircuitBreaker(reset_after=breaker_reset)
+        # One breaker per store server, shared with a replay store on the same Redis.
+        self.breaker = (
+            shared_breaker(endpoint_key(storage), reset_after=breaker_reset)
+            if self.blocking
+            else CircuitBreaker(reset_after=breaker_reset)
+        )
         self.fail_open = fail_open
         self.prefix = prefix
         self.policy_header = ", ".join(self._policy_item(b) for b in budgets)
@@ -252,9 +257,12 @@ class RateLimiter:
         try:
             return self.breaker.call(func, self._errors)
         except self._unavailable as exc:
+            # The call that opened the breaker is worth a warning; the ones it refused, not again.
+            level = logging.DEBUG if isinstance(exc, CircuitOpen) else logging.WARNING
             if self.fail_open:
-                log.warning("rate-limit store unavailable, passing (fail-open): %s", type(exc).__name__)
+                log.log(level, "rate-limit store unavailable, passing (fail-open): %s", type(exc).__name__)
                 return fallback
+            log.log(level, "rate-limit store unavailable, answering 503: %s", type(exc).__name__)
             raise StoreUnavailable("the rate-limit store is unavailable") from None
 
     def _retry_after(self, budget: _Budget, key: str) -> int:

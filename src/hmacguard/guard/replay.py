@@ -35,7 +35,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
 
 from hmacguard.errors import ConfigurationError, StoreUnavailable
-from hmacguard.guard.breaker import CircuitBreaker, CircuitOpen
+from hmacguard.guard.breaker import CircuitBreaker, CircuitOpen, endpoint_key, shared_breaker
 
 if TYPE_CHECKING:
     import redis
@@ -275,7 +275,12 @@ class RedisReplayStore:
         self.client = client
         self.prefix = prefix
         self.fail_open = fail_open
-        self.breaker = CircuitBreaker(reset_after=breaker_reset)
+        # One breaker per Redis server, shared with a rate limiter on the same server.
+        self.breaker = (
+            shared_breaker(endpoint_key(str(url)), reset_after=breaker_reset)
+            if url is not None
+            else CircuitBreaker(reset_after=breaker_reset)
+        )
         self._commit = client.register_script(_COMMIT)
         self._release = client.register_script(_RELEASE)
 
@@ -283,9 +288,12 @@ class RedisReplayStore:
         try:
             return self.breaker.call(func, self._errors)
         except self._unavailable as exc:
+            # The call that opened the breaker is worth a warning; the ones it refused, not again.
+            level = logging.DEBUG if isinstance(exc, CircuitOpen) else logging.WARNING
             if self.fail_open:
-                log.warning("replay store unavailable, passing request (fail-open): %s", type(exc).__name__)
+                log.log(level, "replay store unavailable, passing (fail-open): %s", type(exc).__name__)
                 return fallback
+            log.log(level, "replay store unavailable, answering 503: %s", type(exc).__name__)
             raise StoreUnavailable("the replay store is unavailable") from None
 
     def _set_new(self, key: str, value: str, ttl: float) -> bool:

@@ -38,7 +38,7 @@ from hmacguard.errors import ConfigurationError
 from hmacguard.guard.paths import ProtectedPaths, wsgi_path
 from hmacguard.integrations._settings import guard_options
 from hmacguard.integrations.asgi import VERIFIED_KEY as _ASGI_KEY
-from hmacguard.integrations.asgi import ASGIGuard
+from hmacguard.integrations.asgi import ASGIApp, ASGIGuard, Receive, Scope, Send
 from hmacguard.integrations.wsgi import VERIFIED_KEY as _WSGI_KEY
 from hmacguard.integrations.wsgi import WSGIGuard
 
@@ -127,12 +127,33 @@ def get_wsgi_application() -> WSGIGuard:
 
 
 def get_asgi_application() -> ASGIGuard:
-    """Django's ASGI application behind the guard configured in ``settings.HMACGUARD``."""
+    """Django's ASGI application behind the guard configured in ``settings.HMACGUARD``.
+
+    It also answers the ASGI lifespan protocol, which Django does not speak (its handler raises on
+    a lifespan scope, and servers log that as an error at every start).
+    """
     from django.core.asgi import get_asgi_application as django_asgi
 
-    app = django_asgi()
+    app = _with_lifespan(django_asgi())
     options = guard_settings()
     return ASGIGuard(app, route_check=_DjangoRoutes(options["paths"]).asgi, **options)
+
+
+def _with_lifespan(app: ASGIApp) -> ASGIApp:
+    async def application(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get("type") != "lifespan":
+            await app(scope, receive, send)
+            return
+        while True:
+            message = await receive()
+            kind = message.get("type")
+            if kind == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif kind == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    return application
 
 
 def verified_body(request: HttpRequest) -> VerifiedBody | None:
