@@ -96,6 +96,15 @@ def _flask(key: str) -> Any:
         app.register_blueprint(bp)
         app.add_url_rule("/other", view_func=other, methods=methods)
         return app
+    if key == "flask-ext-inner-mount":
+        # The well-known recipe for serving a Flask app under a prefix, before the extension.
+        from werkzeug.middleware.dispatcher import DispatcherMiddleware
+
+        app.wsgi_app = DispatcherMiddleware(_not_found, {"/inner": app.wsgi_app})  # type: ignore[method-assign]
+        HmacGuard(app, verifier=verifier(), paths=["/webhook"])
+        app.add_url_rule("/webhook", view_func=protected, methods=methods)
+        app.add_url_rule("/other", view_func=other, methods=methods)
+        return app
     # Decorator mode; the catch-all app keeps strict slashes (Werkzeug's default) for contrast.
     if key == "flask-ext-decorator":
         app.url_map.strict_slashes = False
@@ -118,14 +127,18 @@ def configure_django(force_script_name: str | None = None) -> None:
             SECRET_KEY="spellings-matrix-not-secret",
             MIDDLEWARE=[
                 "django.middleware.security.SecurityMiddleware",
+                "django.middleware.locale.LocaleMiddleware",
                 "django.middleware.common.CommonMiddleware",
                 "django.middleware.csrf.CsrfViewMiddleware",
             ],
             INSTALLED_APPS=[],
             USE_TZ=True,
+            USE_I18N=True,
+            LANGUAGE_CODE="en",
+            LANGUAGES=[("en", "English"), ("fr", "French"), ("de", "German")],
             LOGGING_CONFIG=None,
             FORCE_SCRIPT_NAME=force_script_name,
-            HMACGUARD={"SECRETS": [SECRET], "PATHS": ["/webhook/"], "BODY_TIMEOUT": 5},
+            HMACGUARD={"SECRETS": [SECRET], "PATHS": ["/webhook/", "/intl/webhook/"], "BODY_TIMEOUT": 5},
         )
         # "Not Found: /..." for every 404 of the matrix is noise; errors still show.
         logging.getLogger("django.request").setLevel(logging.ERROR)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse
+from django.conf.urls.i18n import i18n_patterns
 from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 
@@ -21,4 +22,10 @@ def other(request: HttpRequest) -> HttpResponse:
     return HttpResponse(f"{OTHER_MARK}\n", content_type="text/plain", headers={VIEW_HEADER: "other"})
 
 
-urlpatterns = [path("webhook/", webhook), path("other/", other)]
+# The same view under a language prefix too: /intl/webhook/ for the default language, /fr/intl/webhook/
+# and /de/intl/webhook/ for the others (LocaleMiddleware activates the path's language).
+urlpatterns = [
+    path("webhook/", webhook),
+    path("other/", other),
+    *i18n_patterns(path("intl/webhook/", webhook), prefix_default_language=False),
+]

@@ -47,9 +47,14 @@ class Config:
     prefix_how: str
     near: tuple[str, ...] = ("/webhooks", "/webhook2", "/webhook.json", "/web/hook")
     catchall: bool = False
+    #: Other app-relative paths the framework routes to a protected view (Django's language
+    #: prefixes), each sent in a few spellings of its own.
+    aliases: tuple[str, ...] = ()
 
 
-_DJANGO_NEAR = ("/webhooks/", "/webhook2/", "/webhook.json", "/web/hook/")
+_DJANGO_NEAR = ("/webhooks/", "/webhook2/", "/webhook.json", "/web/hook/", "/en/intl/webhook/")
+# i18n_patterns(prefix_default_language=False) routes these to the view at /intl/webhook/.
+_DJANGO_LANGUAGES = ("/fr/intl/webhook/", "/de/intl/webhook/")
 
 CONFIGS: tuple[Config, ...] = (
     Config("wsgiguard-flask", "WSGIGuard(Flask)", "wsgi", ("/webhook", "/in/github"), ("/other",),
@@ -61,12 +66,16 @@ CONFIGS: tuple[Config, ...] = (
     Config("flask-ext-blueprint", "Flask HmacGuard @protected in Blueprint", "wsgi", ("/bp/webhook",),
            ("/other", "/bp/other"), "/hooks", "DispatcherMiddleware",
            near=("/bp/webhooks", "/bp", "/webhook", "/bpwebhook")),
+    Config("flask-ext-inner-mount", "Flask HmacGuard paths= over app.wsgi_app mounted at /inner", "wsgi",
+           ("/inner/webhook",), ("/inner/other",), "/hooks", "DispatcherMiddleware",
+           near=("/inner/webhooks", "/inner/webhook.json", "/inner/web/hook")),
     Config("flask-catchall", "Flask HmacGuard @protected + catch-all", "wsgi", ("/webhook",), ("/other",),
            "/hooks", "DispatcherMiddleware", catchall=True),
     Config("wsgiguard-django", "WSGIGuard(Django)", "wsgi", ("/webhook/",), ("/other/",),
            "/hooks", "DispatcherMiddleware + FORCE_SCRIPT_NAME", near=_DJANGO_NEAR),
-    Config("django-wsgi", "Django get_wsgi_application", "wsgi", ("/webhook/",), ("/other/",),
-           "/hooks", "DispatcherMiddleware + FORCE_SCRIPT_NAME", near=_DJANGO_NEAR),
+    Config("django-wsgi", "Django get_wsgi_application", "wsgi", ("/webhook/", "/intl/webhook/"),
+           ("/other/",), "/hooks", "DispatcherMiddleware + FORCE_SCRIPT_NAME", near=_DJANGO_NEAR,
+           aliases=_DJANGO_LANGUAGES),
     Config("asgiguard-starlette", "ASGIGuard(Starlette)", "asgi", ("/webhook", "/in/github"), ("/other",),
            "/v1", "Starlette Mount"),
     Config("asgiguard-fastapi", "ASGIGuard in FastAPI", "asgi", ("/webhook",), ("/other",),
@@ -75,8 +84,8 @@ CONFIGS: tuple[Config, ...] = (
            "/v1", "app.mount"),
     Config("starlette-catchall", "ASGIGuard(Starlette) + catch-all", "asgi", ("/webhook",), ("/other",),
            "/v1", "Starlette Mount", catchall=True),
-    Config("django-asgi", "Django get_asgi_application", "asgi", ("/webhook/",), ("/other/",),
-           "/hooks", "FORCE_SCRIPT_NAME", near=_DJANGO_NEAR),
+    Config("django-asgi", "Django get_asgi_application", "asgi", ("/webhook/", "/intl/webhook/"),
+           ("/other/",), "/hooks", "FORCE_SCRIPT_NAME", near=_DJANGO_NEAR, aliases=_DJANGO_LANGUAGES),
 )  # fmt: skip
 BY_KEY = {c.key: c for c in CONFIGS}
 
@@ -243,6 +252,9 @@ def probes(config: Config, mount: str, server: str) -> list[Probe]:
             # saw 404s would prove nothing).
             expect = "guard" if label == "canonical" else "refused"
             out.append(Probe(config.key, "spelling", f"{path}: {label}", target, expect))
+    for alias in config.aliases:
+        for label, target in spellings(prefix, alias)[:8]:
+            out.append(Probe(config.key, "spelling", f"{alias}: {label}", target, "refused"))
     out.append(Probe(config.key, "signed", "signed, canonical", prefix + config.protected[0], "protected",
                      signed=True))  # fmt: skip
     for path in config.open:
