@@ -180,6 +180,8 @@ def raw_response(
             while piece := sock.recv(65536):
                 data += piece
     head, _, body = data.partition(b"\r\n\r\n")
+    while head.startswith(b"HTTP/1.1 1"):  # an interim answer (100 Continue): the final one follows
+        head, _, body = body.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     if not lines[0].startswith("HTTP/1."):
         return None, {}, b""

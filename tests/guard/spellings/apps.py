@@ -22,11 +22,13 @@ from .matrix import (
     OTHER_MARK,
     PROTECTED_MARK,
     SECRET,
+    SERVED_HEADER,
     VIEW_HEADER,
 )
 
 _HEADER_ENVIRON = "HTTP_" + APP_HEADER.upper().replace("-", "_")
 _HEADER_ASGI = APP_HEADER.lower().encode()
+_SERVED_ASGI = SERVED_HEADER.lower().encode()
 
 
 def verifier() -> Verifier:
@@ -51,7 +53,11 @@ class WSGIDispatch:
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         app = self.apps.get(environ.get(_HEADER_ENVIRON, ""), _not_found)
-        return app(environ, start_response)
+
+        def served(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            return start_response(status, [*headers, (SERVED_HEADER, "1")], exc_info)
+
+        return app(environ, served)
 
 
 def _flask(key: str) -> Any:
@@ -194,11 +200,17 @@ class ASGIDispatch:
                     return
         key = dict(scope.get("headers", ())).get(_HEADER_ASGI, b"").decode()
         app = self.apps.get(key)
+
+        async def served(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", ()), (_SERVED_ASGI, b"1")]}
+            await send(message)
+
         if app is None:
-            await send({"type": "http.response.start", "status": 404, "headers": []})
-            await send({"type": "http.response.body", "body": b"no such application\n"})
+            await served({"type": "http.response.start", "status": 404, "headers": []})
+            await served({"type": "http.response.body", "body": b"no such application\n"})
             return
-        await app(scope, receive, send)
+        await app(scope, receive, served)
 
 
 def _starlette_routes(catchall: bool) -> list[Any]:

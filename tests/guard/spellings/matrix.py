@@ -20,6 +20,8 @@ ROOT = "/api"
 #: The request header the test servers dispatch on (it never changes the path a guard sees).
 APP_HEADER = "X-Matrix-App"
 VIEW_HEADER = "X-Matrix-View"
+#: Added by the dispatcher to every answer the applications give: one without it is the server's own.
+SERVED_HEADER = "X-Matrix-Served"
 PROTECTED_MARK = "hmacguard-matrix:PROTECTED-VIEW-REACHED"
 OTHER_MARK = "hmacguard-matrix:other-view"
 CATCHALL_MARK = "hmacguard-matrix:catch-all"
@@ -298,7 +300,9 @@ class Answer:
         )
 
     def outcome(self) -> str:
-        """``reached`` (the protected view answered), ``guard`` (refused by the guard), or what else."""
+        """``reached`` (the protected view answered), ``guard`` (refused by the guard), ``server 400``
+        (answered by the server without calling the application), or the status and view: ``404``,
+        ``200 other``..."""
         view = self.view
         if view == "protected":
             return "reached"
@@ -306,6 +310,8 @@ class Answer:
             return "guard"
         if self.status is None:
             return "no answer"
+        if SERVED_HEADER.lower() not in self.headers:
+            return f"server {self.status}"
         return f"{self.status} {view}" if view else str(self.status)
 
 

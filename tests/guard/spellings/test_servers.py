@@ -10,12 +10,15 @@ request header, never by the path), so each server starts once.
 from __future__ import annotations
 
 import contextlib
+from collections import Counter
 from collections.abc import Iterator
 
 import pytest
 
 from .._servers import Server, gunicorn, hypercorn, raw_response, uvicorn
+from .beyond import ATTEMPTS, TRIED, outcome
 from .matrix import (
+    BY_KEY,
     CONFIGS,
     MOUNTS,
     ROOT,
@@ -85,14 +88,19 @@ def servers() -> Iterator[Servers]:
         pool.close()
 
 
-CASES = [
-    pytest.param((config.family, server, mount), config, id=f"{config.key}-{mount}-{server}")
-    for family in ("wsgi", "asgi")
-    for server in SERVERS[family]
-    for mount in MOUNTS
-    for config in CONFIGS
-    if config.family == family
-]
+def _cases() -> list[object]:
+    cases: list[object] = []
+    for family in ("wsgi", "asgi"):
+        for server in SERVERS[family]:
+            for mount in MOUNTS:
+                spec = (family, server, mount)
+                for config in CONFIGS:
+                    if config.family == family:
+                        cases.append(pytest.param(spec, config.key, "", id=f"{config.key}-{mount}-{server}"))
+                if mount == "plain":  # the attempts beyond spellings, while this server runs
+                    for key, path in TRIED[family]:
+                        cases.append(pytest.param(spec, key, path, id=f"beyond-{key}-{server}"))
+    return cases
 
 
 def run_config(server: Server, config: Config, mount: str, name: str) -> Row:
@@ -106,12 +114,30 @@ def run_config(server: Server, config: Config, mount: str, name: str) -> Row:
     return tally(config, mount, name, results)
 
 
-@pytest.mark.parametrize(("spec", "config"), CASES)
-def test_no_unsigned_spelling_reaches_a_protected_view(
-    servers: Servers, matrix_rows: list[Row], spec: Spec, config: Config
+@pytest.mark.parametrize(("spec", "key", "beyond"), _cases())
+def test_no_unsigned_request_reaches_a_protected_view(
+    servers: Servers,
+    matrix_rows: list[Row],
+    beyond_seen: dict[str, dict[str, Counter[str]]],
+    spec: Spec,
+    key: str,
+    beyond: str,
 ) -> None:
-    _, name, mount = spec
+    """Every spelling of every protected path (or, with ``beyond``, the attempts of :mod:`.beyond` on
+    that path): none reaches the view; signed requests and unprotected views work."""
+    family, name, mount = spec
     server = servers.get(spec)
+    config = BY_KEY[key]
+    if beyond:
+        reached = []
+        for attempt in ATTEMPTS:
+            status, headers, body = raw_response(server.port, attempt.request(key, beyond), timeout=5)
+            answer = Answer(status, headers, body)
+            beyond_seen[f"{name} ({family})"][attempt.label][outcome(answer)] += 1
+            if answer.outcome() == "reached":
+                reached.append(attempt.label)
+        assert reached == []
+        return
     row = run_config(server, config, mount, name)
     matrix_rows.append(row)
     assert row.reached == 0, row.reached_targets
