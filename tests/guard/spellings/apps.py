@@ -87,9 +87,9 @@ def _flask(key: str) -> Any:
     if key in ("wsgiguard-flask", "flask-ext-paths"):
         app.url_map.strict_slashes = False  # the common setting the issue names: "/webhook/" routes
         app.add_url_rule("/webhook", view_func=protected, methods=methods)
-        app.add_url_rule("/in/<name>", view_func=in_hook, methods=methods)
         app.add_url_rule("/other", view_func=other, methods=methods)
         if key == "wsgiguard-flask":
+            app.add_url_rule("/in/<name>", view_func=in_hook, methods=methods)
             return WSGIGuard(app, verifier=verifier(), paths=["/webhook", "/in/*"])
         HmacGuard(app, verifier=verifier(), paths=["/webhook"])
         return app
@@ -165,7 +165,8 @@ def _django_wsgi(key: str) -> Any:
         return get_wsgi_application()
     from django.core.wsgi import get_wsgi_application as django_wsgi
 
-    return WSGIGuard(django_wsgi(), verifier=verifier(), paths=["/webhook/"])
+    paths = ["/webhook/", "/intl/webhook/", "/fr/intl/webhook/", "/de/intl/webhook/"]
+    return WSGIGuard(django_wsgi(), verifier=verifier(), paths=paths)
 
 
 def wsgi_apps(mount: str) -> dict[str, Any]:
@@ -228,11 +229,12 @@ def _starlette_routes(catchall: bool) -> list[Any]:
     methods = ["GET", "POST", "PUT"]
     routes = [
         Route("/webhook", view(PROTECTED_MARK, "protected"), methods=methods),
-        Route("/in/{name}", view(PROTECTED_MARK, "protected"), methods=methods),
         Route("/other", view(OTHER_MARK, "other"), methods=methods),
     ]
     if catchall:
         routes.append(Route("/{rest:path}", view(CATCHALL_MARK, "catchall"), methods=methods))
+    else:  # protected by the "/in/*" prefix
+        routes.append(Route("/in/{name}", view(PROTECTED_MARK, "protected"), methods=methods))
     return routes
 
 

@@ -7,7 +7,8 @@ before ``?`` percent-decoded as UTF-8, no absolute-form parsing); under a root p
 servers use: ``path = root_path + path`` for a target the proxy already stripped (uvicorn), and
 ``path`` as sent with ``root_path`` beside it (hypercorn).
 
-Run as ``python -m tests.guard.spellings.inprocess``: it prints the rows as JSON. The tests run it in
+Run as ``python -m tests.guard.spellings.inprocess [COUNT SEED]``: it prints the rows as JSON, and
+what ``COUNT`` random targets per configuration (built from :data:`ATOMS`) did. The tests run it in
 a child interpreter, because Django's settings can be configured once per process.
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import random
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -31,6 +33,7 @@ from .matrix import (
     Row,
     probes,
     request_parts,
+    request_prefix,
     tally,
 )
 
@@ -170,9 +173,15 @@ def run_family(family: str, mount: str, app: Any) -> list[Row]:
 
 
 def _run_config(config: Config, mount: str, server: str, app: Any) -> list[tuple[Probe, Answer]]:
+    return _send(config, mount, server, app, probes(config, mount, server))
+
+
+def _send(
+    config: Config, mount: str, server: str, app: Any, probes: Sequence[Probe]
+) -> list[tuple[Probe, Answer]]:
     root = ROOT if mount == "root" else ""
     requests = []
-    for probe in probes(config, mount, server):
+    for probe in probes:
         headers, body = request_parts(config, probe, mount, server)
         requests.append((probe, headers, body))
     if config.family == "wsgi":
@@ -191,16 +200,57 @@ def _run_config(config: Config, mount: str, server: str, app: Any) -> list[tuple
     return asyncio.run(all_of_them())
 
 
-def run_all() -> list[Row]:
+#: Segments random targets are built from: the protected paths' own words and every trick above.
+ATOMS = (
+    "webhook", "webhook", "WebHook", "%77ebhook", "webho%6fk", "%2577ebhook", "in", "github", "bp",
+    "hooks", "v1", "api", "intl", "fr", "de", "inner", "other", "x", "", "", ".", "..", "%2e",
+    "%2E%2e", ".%2e", "%2f", "%2F", "%252F", "%5C", "\\", ";", ";x=1", "webhook;v", "webhook.",
+    "webhook%2e", "%00", "%20", "%0a", "%09", "%C0%AF", "%EF%BC%8F", "*", "%3B", "?", "#", "%3F",
+)  # fmt: skip
+
+
+def random_targets(count: int, seed: int, prefix: str) -> list[str]:
+    rng = random.Random(seed)
+    out = []
+    for _ in range(count):
+        target = "/" + "/".join(rng.choice(ATOMS) for _ in range(rng.randint(1, 6)))
+        target += "/" if rng.random() < 0.2 else ""
+        out.append(("/" if rng.random() < 0.1 else "") + (prefix if rng.random() < 0.8 else "") + target)
+    return out
+
+
+def fuzz(family: str, mount: str, app: Any, count: int, seed: int) -> tuple[int, list[str]]:
+    """``count`` random unsigned targets per configuration: how many were sent, and which reached."""
+    sent, reached = 0, []
+    for server in servers(family, mount):
+        for config in CONFIGS:
+            if config.family != family:
+                continue
+            prefix = request_prefix(config, mount, server)
+            requests = [Probe(config.key, "spelling", "random", t, "refused")
+                        for t in random_targets(count, seed, prefix)]  # fmt: skip
+            for probe, answer in _send(config, mount, server, app, requests):
+                sent += 1
+                if answer.outcome() == "reached":
+                    reached.append(f"{config.key} {mount} {server}: {probe.target!r}")
+    return sent, reached
+
+
+def run_all(fuzz_count: int = 0, seed: int = 0) -> dict[str, Any]:
     from .apps import build
 
     rows: list[Row] = []
+    sent, reached = 0, []
     for mount in MOUNTS:
         for family in ("wsgi", "asgi"):
             app = build(family, mount)
             rows += run_family(family, mount, app)
-    return rows
+            if fuzz_count:
+                n, hits = fuzz(family, mount, app, fuzz_count, seed)
+                sent, reached = sent + n, reached + hits
+    return {"rows": [row.to_dict() for row in rows], "fuzz": {"sent": sent, "reached": reached}}
 
 
 if __name__ == "__main__":
-    json.dump([row.to_dict() for row in run_all()], sys.stdout)
+    count, seed = (int(a) for a in (sys.argv[1:3] if len(sys.argv) > 2 else ("0", "0")))
+    json.dump(run_all(count, seed), sys.stdout)

@@ -73,8 +73,10 @@ CONFIGS: tuple[Config, ...] = (
            near=("/inner/webhooks", "/inner/webhook.json", "/inner/web/hook")),
     Config("flask-catchall", "Flask HmacGuard @protected + catch-all", "wsgi", ("/webhook",), ("/other",),
            "/hooks", "DispatcherMiddleware", catchall=True),
-    Config("wsgiguard-django", "WSGIGuard(Django)", "wsgi", ("/webhook/",), ("/other/",),
-           "/hooks", "DispatcherMiddleware + FORCE_SCRIPT_NAME", near=_DJANGO_NEAR),
+    # The generic middleware sees paths, not Django's views: it lists every language's path.
+    Config("wsgiguard-django", "WSGIGuard(Django)", "wsgi", ("/webhook/", "/intl/webhook/"),
+           ("/other/",), "/hooks", "DispatcherMiddleware + FORCE_SCRIPT_NAME", near=_DJANGO_NEAR,
+           aliases=_DJANGO_LANGUAGES),
     Config("django-wsgi", "Django get_wsgi_application", "wsgi", ("/webhook/", "/intl/webhook/"),
            ("/other/",), "/hooks", "DispatcherMiddleware + FORCE_SCRIPT_NAME", near=_DJANGO_NEAR,
            aliases=_DJANGO_LANGUAGES),
@@ -254,6 +256,13 @@ def probes(config: Config, mount: str, server: str) -> list[Probe]:
             # saw 404s would prove nothing).
             expect = "guard" if label == "canonical" else "refused"
             out.append(Probe(config.key, "spelling", f"{path}: {label}", target, expect))
+        if prefix:
+            # The same path without the prefix: Django strips FORCE_SCRIPT_NAME only when it is
+            # there, hypercorn and Starlette route a path without the root path as it is.
+            for label, target in spellings("", path)[:6]:
+                out.append(
+                    Probe(config.key, "spelling", f"{path}: {label}, without {prefix}", target, "refused")
+                )
     for alias in config.aliases:
         for label, target in spellings(prefix, alias)[:8]:
             out.append(Probe(config.key, "spelling", f"{alias}: {label}", target, "refused"))

@@ -39,15 +39,31 @@ CASES = [
 ]
 
 
+FUZZ_COUNT, FUZZ_SEED = 120, 10
+
+
 @pytest.fixture(scope="module")
-def rows() -> dict[tuple[str, str, str], Row]:
+def results() -> dict[str, Any]:
     done = subprocess.run(
-        [sys.executable, "-m", "tests.guard.spellings.inprocess"],
+        [sys.executable, "-m", "tests.guard.spellings.inprocess", str(FUZZ_COUNT), str(FUZZ_SEED)],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=240,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-4000:]
-    found = [Row.from_dict(d) for d in json.loads(done.stdout)]
+    found: dict[str, Any] = json.loads(done.stdout)
+    return found
+
+
+@pytest.fixture(scope="module")
+def rows(results: dict[str, Any]) -> dict[tuple[str, str, str], Row]:
+    found = [Row.from_dict(d) for d in results["rows"]]
     return {(r.integration, r.mount, r.server): r for r in found}
+
+
+def test_no_random_unsigned_target_reaches_a_protected_view(results: dict[str, Any]) -> None:
+    """Random targets built from the spellings' tricks, per configuration, mount and driver."""
+    fuzz = results["fuzz"]
+    assert fuzz["sent"] >= FUZZ_COUNT * len(CASES)
+    assert fuzz["reached"] == []
 
 
 @pytest.mark.parametrize(("config", "mount", "server"), CASES)
