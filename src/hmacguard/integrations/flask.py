@@ -34,7 +34,7 @@ A middleware that ``init_app`` finds already in ``app.wsgi_app`` runs inside the
 the path Flask routes on (the well-known recipe ``app.wsgi_app = DispatcherMiddleware(..., {"/prefix":
 app.wsgi_app})`` does). So the extension also checks, as the first ``before_request`` function, every
 request the gate let through: one that Flask routed to a protected view (by either rule above, on the
-path Flask saw) is verified there, before any other hook or the view runs.
+path Flask saw) is verified there, before any other ``before_request`` function or the view runs.
 
 A ``Content-Length`` over the cap is refused with 413 before a body byte is read, a chunked body the
 moment it passes the cap, and every refusal is an RFC 9457 problem+json answer. The view then sees
@@ -248,7 +248,7 @@ class HmacGuard:
         app.extensions[EXTENSION] = state
         app.wsgi_app = _Gate(app, app.wsgi_app, state)  # type: ignore[method-assign]
         # First of the app's before_request functions: what the gate could not see (a middleware
-        # already in app.wsgi_app changed the path) is verified before any other hook runs.
+        # already in app.wsgi_app changed the path) is verified before any other such function.
         app.before_request_funcs.setdefault(None, []).insert(0, self._verify_ungated)
 
     # -- the decorator --------------------------------------------------------------------------
