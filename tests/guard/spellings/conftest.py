@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from . import beyond
-from .matrix import Row, table
+from .matrix import Row, summary, table
 
 _ROWS: list[Row] = []
 _WRITTEN: list[Path] = []
@@ -28,7 +28,7 @@ def matrix_rows(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Row]]
     yield _ROWS
     if _ROWS or _BEYOND:
         path = tmp_path_factory.getbasetemp() / "spellings-table.md"
-        text = table(_ROWS) + "\n"
+        text = summary(_ROWS) + "\n\n" + table(_ROWS) + "\n"
         if _BEYOND:
             text += "\n" + beyond.table(_BEYOND, list(_BEYOND)) + "\n"
         path.write_text(text)
@@ -48,6 +48,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
     )
     if config.getoption("capture") == "no":
         if _ROWS:
+            terminalreporter.write_line("reached a protected view / unsigned spellings sent:")
+            terminalreporter.write_line(summary(_ROWS))
+            terminalreporter.write_line("")
             terminalreporter.write_line(table(_ROWS))
         if _BEYOND:
             terminalreporter.write_line("")

@@ -424,3 +424,28 @@ def request_parts(
 def raw_request(method: str, target: str, headers: Sequence[tuple[str, str]], body: bytes) -> bytes:
     lines = [f"{method} {target} HTTP/1.1", *(f"{k}: {v}" for k, v in headers)]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+def summary(rows: Sequence[Row]) -> str:
+    """The compact table: integration x server, each cell ``reached / sent`` over every mount."""
+    servers: list[str] = []
+    cells: dict[tuple[str, str], list[int]] = {}
+    integrations: list[str] = []
+    for r in rows:
+        server = "in-process" if r.server.startswith("in-process") else r.server
+        if server not in servers:
+            servers.append(server)
+        if r.integration not in integrations:
+            integrations.append(r.integration)
+        cell = cells.setdefault((r.integration, server), [0, 0, 0])
+        cell[0] += r.reached
+        cell[1] += r.sent
+        cell[2] += 1
+    lines = [
+        "| integration (plain, prefix, root path) | " + " | ".join(servers) + " |",
+        "| --- |" + " ---: |" * len(servers),
+    ]
+    for name in integrations:
+        row = [f"{c[0]} / {c[1]}" if (c := cells.get((name, s))) else "-" for s in servers]
+        lines.append(f"| {name} | " + " | ".join(row) + " |")
+    return "\n".join(lines)
