@@ -81,8 +81,9 @@ def redis_cluster(primaries: int = 3) -> Iterator[Cluster]:
             for client in clients[1:]:
                 client.execute_command("CLUSTER MEET", "127.0.0.1", ports[0])
             for client in clients:
-                _wait(lambda c=client: c.execute_command("CLUSTER INFO").decode().find("cluster_state:ok") >= 0,
-                      "cluster_state:ok")  # fmt: skip
+                _wait(
+                    lambda c=client: b"cluster_state:ok" in c.execute_command("CLUSTER INFO"), "the cluster"
+                )
             yield Cluster(ports)
         finally:
             for process in processes:
