@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -54,11 +56,31 @@ class Cluster:
         return "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in self.ports)
 
 
+def _free_cluster_port() -> int:
+    """A free port whose cluster-bus twin (port + 10000) is free too: kernel-chosen ports are often
+    above 55535, which Redis Cluster refuses."""
+    for _ in range(200):
+        port = random.randint(20000, 29999)
+        with contextlib.ExitStack() as stack:
+            try:
+                for candidate in (port, port + 10000):
+                    sock = stack.enter_context(socket.socket())
+                    sock.bind(("127.0.0.1", candidate))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port pair for a cluster node")
+
+
 @contextlib.contextmanager
 def redis_cluster(primaries: int = 3) -> Iterator[Cluster]:
     """``primaries`` cluster-enabled redis-servers, the slots split between them, joined by MEET."""
     binary = need_redis_server()
-    ports = [free_port() for _ in range(primaries)]
+    ports: list[int] = []
+    while len(ports) < primaries:
+        port = _free_cluster_port()
+        if port not in ports:
+            ports.append(port)
     with tempfile.TemporaryDirectory(prefix="hmacguard-cluster-") as tmp:
         processes = []
         try:
@@ -81,9 +103,8 @@ def redis_cluster(primaries: int = 3) -> Iterator[Cluster]:
             for client in clients[1:]:
                 client.execute_command("CLUSTER MEET", "127.0.0.1", ports[0])
             for client in clients:
-                _wait(
-                    lambda c=client: b"cluster_state:ok" in c.execute_command("CLUSTER INFO"), "the cluster"
-                )
+                # redis-py parses CLUSTER INFO into a dict.
+                _wait(lambda c=client: c.cluster("info").get("cluster_state") == "ok", "the cluster")
             yield Cluster(ports)
         finally:
             for process in processes:
@@ -137,12 +158,8 @@ def redis_sentinel(*, down_after_ms: int = 1000) -> Iterator[SentinelSetup]:
             processes.append(_redis(binary, [
                 "--port", str(replica_port), "--replicaof", "127.0.0.1", str(primary_port), *common,
             ], workdir))  # fmt: skip
-            _wait(
-                lambda: (
-                    b"master_link_status:up" in _client(replica_port).execute_command("INFO", "replication")
-                ),
-                "the replica to sync",
-            )
+            replica = _client(replica_port)
+            _wait(lambda: replica.info("replication").get("master_link_status") == "up", "the replica")
             processes.append(_redis(binary, [str(config), "--sentinel"], workdir))
             setup = SentinelSetup(primary_port, replica_port, sentinel_port, primary)
             _wait(lambda: setup.current_primary_port() == primary_port, "the Sentinel to see the primary")
