@@ -171,7 +171,8 @@ class Verification:
         #: ``time.monotonic()`` value after which the body is too slow (``None``: no timeout).
         self.deadline = None if verifier.body_timeout is None else started + verifier.body_timeout
         # Copying a keyed HMAC costs less than keying a new one (no key padding, no two hash inits).
-        self._macs = [base.copy() for base in verifier.keyed_macs(claim.algorithm)]
+        bases = verifier.keyed_macs(claim.algorithm)
+        self._macs = [bases[0].copy()] if len(bases) == 1 else [base.copy() for base in bases]
         if claim.prefix:
             for mac in self._macs:
                 mac.update(claim.prefix)
