@@ -1,10 +1,12 @@
-"""Claim (c): a tiny signed request through the guard runs at >= 0.85x the requests/s of the same app
-with a hand-written inline check.
+"""Claim (c): a tiny signed request through the guard runs at >= 0.95x the requests per worker
+CPU-second of the same app with a hand-written inline check under gunicorn, and in-process costs at
+most 2x the inline check (ratio >= 0.5).
 
 Two gunicorn servers (one sync worker each) run side by side on loopback:
 
 - inline: the check written by hand the careful way -- Content-Length over the cap refused, the body
-  read in bounded chunks and counted, ``hmac.compare_digest`` on the result;
+  read in bounded chunks and counted, ``hmac.compare_digest`` on the result, and a de-duplication
+  set of the signatures seen (the replay protection the guard has on by default);
 - guarded: the bare app wrapped in ``WSGIGuard`` with the defaults (1 MiB cap, read timeout,
   in-memory replay protection -- which the inline check does not even have).
 
@@ -42,7 +44,8 @@ from hmacguard import Signer, Verifier, WSGIGuard
 
 SECRET = "bench-rps-secret"
 CAP = 1024 * 1024
-TARGET = 0.85
+TARGET = 0.95
+IN_PROCESS_TARGET = 0.5
 HERE = Path(__file__).resolve().parent
 
 
@@ -77,7 +80,14 @@ def inline_app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         left -= len(chunk)
     if not hmac.compare_digest("sha256=" + mac.hexdigest(), signature):
         return _answer(start_response, "401 Unauthorized", b"signature mismatch")
+    if signature in SEEN:
+        return _answer(start_response, "409 Conflict", b"already processed")
+    SEEN.add(signature)
     return _answer(start_response, "200 OK", b"ok")
+
+
+#: The inline check's replay protection (unbounded, as hand-written ones are).
+SEEN: set[str] = set()
 
 
 guarded_app = WSGIGuard(bare_app, verifier=Verifier("github", secrets=SECRET))
@@ -254,10 +264,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"ratio guard/inline, per worker CPU-second:       {cpu_ratio:.3f}  (target >= {TARGET})")
     print("in-process WSGI (no server), best of 5 x 2000:")
-    print(f"  inline check  {local['inline']:8.0f} req/s")
-    print(f"  WSGIGuard     {local['guarded']:8.0f} req/s")
-    print(f"ratio guard/inline in-process:     {local['guarded'] / local['inline']:.3f}  (informational)")
-    return 0 if cpu_ratio >= TARGET else 1
+    print(f"  inline check  {local['inline']:8.0f} req/s  ({1e6 / local['inline']:.1f} us a request)")
+    print(f"  WSGIGuard     {local['guarded']:8.0f} req/s  ({1e6 / local['guarded']:.1f} us a request)")
+    local_ratio = local["guarded"] / local["inline"]
+    print(f"ratio guard/inline in-process:     {local_ratio:.3f}  (target >= {IN_PROCESS_TARGET})")
+    return 0 if cpu_ratio >= TARGET and local_ratio >= IN_PROCESS_TARGET else 1
 
 
 if __name__ == "__main__":

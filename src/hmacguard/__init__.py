@@ -13,6 +13,10 @@ The importable part is the guard -- the fix -- and it needs only the standard li
 - :class:`RateLimiter` (on ``limits``), :class:`MemoryReplayStore` / :class:`RedisReplayStore`
   (redis-py): optional back-ends, imported only when constructed.
 - :class:`Signer` signs bodies (and httpx requests) on the sending side.
+- :class:`Decision` describes what the guard decided about each protected request: logged at DEBUG
+  on the ``hmacguard`` logger and given to ``on_decision`` sinks such as
+  :class:`PrometheusMetrics` and :class:`OpenTelemetryMetrics` (optional back-ends, imported only
+  when constructed).
 - Every refusal is a :class:`RequestRejected` with an HTTP status, answered as RFC 9457 problem+json.
 
 The scanner, audit, leak finder and lab are command-line tools (``hmacguard --help``).
@@ -22,10 +26,12 @@ from __future__ import annotations
 
 from hmacguard.errors import (
     BadRequest,
+    BodyMalformed,
     BodyTimeout,
     BodyTooLarge,
     ConfigurationError,
     HmacGuardError,
+    PathInvalid,
     RateLimited,
     ReplayDetected,
     RequestRejected,
@@ -38,10 +44,13 @@ from hmacguard.errors import (
     UnsupportedEncoding,
 )
 from hmacguard.guard.body import DEFAULT_MAX_BODY, BoundedBody
+from hmacguard.guard.decision import Decision
+from hmacguard.guard.otel import OpenTelemetryMetrics
 from hmacguard.guard.policy import Accepted, Guard, Rejected
 from hmacguard.guard.problem import Problem, problem_for
+from hmacguard.guard.prometheus import PrometheusMetrics
 from hmacguard.guard.ratelimit import RateLimiter, client_address
-from hmacguard.guard.replay import MemoryReplayStore, RedisReplayStore, ReplayStore
+from hmacguard.guard.replay import Delivery, MemoryReplayStore, RedisReplayStore, ReplayStore
 from hmacguard.guard.signer import Signer
 from hmacguard.guard.verifier import Verification, VerifiedBody, Verifier
 from hmacguard.http import RequestHead
@@ -57,14 +66,20 @@ __all__ = [
     "ASGIGuard",
     "Accepted",
     "BadRequest",
+    "BodyMalformed",
     "BodyTimeout",
     "BodyTooLarge",
     "BoundedBody",
     "ConfigurationError",
+    "Decision",
+    "Delivery",
     "Guard",
     "HmacGuardError",
     "MemoryReplayStore",
+    "OpenTelemetryMetrics",
+    "PathInvalid",
     "Problem",
+    "PrometheusMetrics",
     "RateLimited",
     "RateLimiter",
     "RedisReplayStore",

@@ -86,24 +86,60 @@ class Server:
 
 
 @contextlib.contextmanager
-def gunicorn(app: str, env: Mapping[str, str], *, workers: int = 2) -> Iterator[Server]:
-    """gunicorn (sync workers) serving ``app`` from the repository root, stopped on exit."""
+def gunicorn(
+    app: str,
+    env: Mapping[str, str],
+    *,
+    workers: int = 2,
+    worker_class: str = "sync",
+    threads: int = 1,
+) -> Iterator[Server]:
+    """gunicorn serving ``app`` from the repository root, stopped on exit.
+
+    ``worker_class``: ``sync`` (the default) or ``gthread`` (each worker runs ``threads`` requests
+    at once, and keeps connections alive). A ``SCRIPT_NAME`` in ``env`` is gunicorn's root path:
+    it is cut off the front of every request path (a path without it is gunicorn's 500).
+    """
     command = [
-        sys.executable, "-m", "gunicorn", "--workers", str(workers), "--worker-class", "sync",
-        "--timeout", "30", "--graceful-timeout", "5", "--chdir", str(REPO), app,
+        sys.executable, "-m", "gunicorn", "--workers", str(workers), "--worker-class", worker_class,
+        "--threads", str(threads), "--timeout", "30", "--graceful-timeout", "5", "--chdir", str(REPO),
+        app,
     ]  # fmt: skip
     with _server(command, env, workers=workers, bind=["--bind"]) as server:
         yield server
 
 
 @contextlib.contextmanager
-def uvicorn(app: str, env: Mapping[str, str] | None = None) -> Iterator[Server]:
-    """uvicorn (one process) serving the ASGI ``app`` from the repository root, stopped on exit."""
+def uvicorn(app: str, env: Mapping[str, str] | None = None, *, root_path: str = "") -> Iterator[Server]:
+    """uvicorn (one process) serving the ASGI ``app`` from the repository root, stopped on exit.
+
+    ``root_path``: uvicorn's ``--root-path``; it puts ``root_path + path`` in ``scope["path"]``
+    (the proxy in front is expected to have removed the prefix from the request).
+    """
     command = [
         sys.executable, "-m", "uvicorn", "--app-dir", str(REPO), "--log-level", "warning",
-        "--no-access-log", app,
+        "--no-access-log", *(["--root-path", root_path] if root_path else []), app,
     ]  # fmt: skip
     with _server(command, env or {}, workers=0, bind=["--host", "127.0.0.1", "--port"]) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def hypercorn(
+    app: str, env: Mapping[str, str] | None = None, *, asgi: bool, root_path: str = ""
+) -> Iterator[Server]:
+    """hypercorn (one worker) serving the WSGI or ASGI ``app`` from the repository root, stopped on exit.
+
+    ``root_path``: hypercorn's ``--root-path``; ``scope["path"]`` stays the request's path, and a
+    WSGI app gets it as ``SCRIPT_NAME`` (a request path that does not start with it is a 404).
+    """
+    command = [
+        sys.executable, "-m", "hypercorn", "--workers", "1", "--log-level", "warning",
+        *(["--root-path", root_path] if root_path else []),
+        # hypercorn tells WSGI from ASGI by this prefix, not by guessing.
+        f"{'asgi' if asgi else 'wsgi'}:{app}",
+    ]  # fmt: skip
+    with _server(command, env or {}, workers=0, bind=["--bind"]) as server:
         yield server
 
 
@@ -128,6 +164,29 @@ def _server(command: list[str], env: Mapping[str, str], *, workers: int, bind: l
     finally:
         stop_process_group(process, grace=5)
         log_path.unlink(missing_ok=True)
+
+
+def raw_response(
+    port: int, request: bytes, *, timeout: float = 10.0
+) -> tuple[int | None, dict[str, str], bytes]:
+    """Send ``request`` (raw bytes, which should ask for ``Connection: close``) and read the whole
+    answer until the server closes: the status (``None`` if no HTTP answer came), the headers
+    (lower-case names) and the body as sent (not de-chunked)."""
+    data = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        with contextlib.suppress(OSError):
+            sock.sendall(request)
+        with contextlib.suppress(OSError):
+            while piece := sock.recv(65536):
+                data += piece
+    head, _, body = data.partition(b"\r\n\r\n")
+    while head.startswith(b"HTTP/1.1 1"):  # an interim answer (100 Continue): the final one follows
+        head, _, body = body.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    if not lines[0].startswith("HTTP/1."):
+        return None, {}, b""
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    return int(lines[0].split()[1]), headers, body
 
 
 def raw_exchange(

@@ -11,7 +11,11 @@ hung -- several per request (rate-limit hit, test, window stats, replay hold). W
 
 So a request pays at most one timeout (its first store call opens the breaker for the calls after
 it), and an outage costs one timeout per window, not one per call. Thread-safe; one breaker per
-store, shared by every request of the process.
+Redis server (:func:`shared_breaker`), shared by the replay store and the rate limiter that use it
+and by every request of the process.
+
+Stores log the failure that opens the breaker as a warning and the calls it refuses at debug level,
+so an outage is logged once per window, not once per call.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from typing import TypeVar
 
 from hmacguard.errors import ConfigurationError
 
-__all__ = ["CircuitBreaker", "CircuitOpen"]
+__all__ = ["CircuitBreaker", "CircuitOpen", "shared_breaker"]
 
 T = TypeVar("T")
 
@@ -77,3 +81,21 @@ class CircuitBreaker:
                 self._opened_at = None
                 self._probing = False
         return result
+
+
+_SHARED: dict[str, CircuitBreaker] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_breaker(key: str, *, reset_after: float) -> CircuitBreaker:
+    """The process's breaker for one store endpoint (e.g. a Redis URL's host, port and database).
+
+    The replay store and the rate limiter on the same Redis share it, so an outage opens one
+    breaker and a request pays one timeout, not one per store. The first caller's ``reset_after``
+    wins.
+    """
+    with _SHARED_LOCK:
+        breaker = _SHARED.get(key)
+        if breaker is None:
+            breaker = _SHARED[key] = CircuitBreaker(reset_after=reset_after)
+        return breaker

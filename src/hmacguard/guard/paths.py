@@ -28,9 +28,12 @@ Protected paths are normalised the same way: ``"/webhook"`` protects ``/webhook`
 The union over-protects on purpose: an unprotected route that only *looks* like a protected one gets
 verified (and an unsigned request to it refused). Under-protecting would be a bypass.
 
-A path the guard cannot interpret -- a NUL or other control character once decoded, percent-encoding
-nested deeper than :data:`MAX_DECODES`, longer than :data:`MAX_PATH` -- is refused with 400
-(:class:`~hmacguard.errors.PathInvalid`), never passed through.
+A path the guard cannot interpret is refused with 400 (:class:`~hmacguard.errors.PathInvalid`),
+never passed through: percent-encoding nested deeper than :data:`MAX_DECODES`, longer than
+:data:`MAX_PATH`, or -- when it would match a protected path without them -- control characters
+once decoded (Starlette routes ``/webhook%0A`` to ``/webhook``: a regex ``$`` matches before a
+trailing newline). A control character in a path that cannot reach a protected one
+(``/files/a%09b``) is the application's business and passes.
 
 Standard library only, no I/O; the integrations call :meth:`ProtectedPaths.matches` per request.
 """
@@ -79,12 +82,18 @@ def _resolve_dots(path: str) -> str:
 def spellings(path: str) -> frozenset[str]:
     """Every canonical (case-folded) form a router could reach from ``path``; see the module docs.
 
-    Raises :class:`~hmacguard.errors.PathInvalid` for a path the guard cannot interpret.
+    Control characters are left out of the forms. Raises :class:`~hmacguard.errors.PathInvalid` for
+    a path nested or long past what the guard interprets.
     """
+    return _spell(path)[0]
+
+
+def _spell(path: str) -> tuple[frozenset[str], bool]:
+    """:func:`spellings`, and whether the path held control characters (then left out)."""
     if len(path) > MAX_PATH:
         raise PathInvalid("the request path is too long to interpret")
     if _PLAIN.fullmatch(path):
-        return frozenset((path.casefold(),))
+        return frozenset((path.casefold(),)), False
     decoded = [path]
     for _ in range(MAX_DECODES):
         step = unquote(decoded[-1], errors="replace")
@@ -95,15 +104,17 @@ def spellings(path: str) -> frozenset[str]:
         if unquote(decoded[-1], errors="replace") != decoded[-1]:
             raise PathInvalid("the request path is percent-encoded too many times over")
     out: set[str] = set()
+    control = False
     for text in decoded:
         if _CONTROL.search(text):
-            raise PathInvalid("the request path contains control characters")
+            control = True
+            text = _CONTROL.sub("", text)
         for slashed in {text, text.replace("\\", "/")}:
             for bare in {slashed, _PARAMS.sub("", slashed)}:
                 merged = _merge_slashes(bare)
                 out.add(merged.casefold())
                 out.add(_resolve_dots(merged).casefold())
-    return frozenset(out)
+    return frozenset(out), control
 
 
 def wsgi_path(raw: str) -> str:
@@ -163,7 +174,10 @@ class ProtectedPaths:
     def matches(self, *paths: str) -> bool:
         """Whether any spelling of any of ``paths`` is protected; raises PathInvalid (see above)."""
         for path in paths:
-            for canonical in spellings(path):
+            forms, control = _spell(path)
+            for canonical in forms:
                 if self._hit(canonical):
+                    if control:
+                        raise PathInvalid("the request path contains control characters")
                     return True
         return False

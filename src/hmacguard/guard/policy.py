@@ -28,11 +28,13 @@ written once, here:
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from hmacguard.errors import BadRequest, ConfigurationError, RequestRejected
+from hmacguard.guard.decision import ACCEPTED, Decision, DecisionSink, DecisionSinks
 from hmacguard.guard.paths import ProtectedPaths
 from hmacguard.guard.problem import Problem, problem_for
 from hmacguard.guard.ratelimit import RateLimiter, RateState
@@ -119,6 +121,9 @@ class Guard:
     model in :mod:`hmacguard.guard.paths`). ``methods``: ``None`` (default) protects every method on
     those paths, which is safest -- a receiver never needs an unsigned request; a list of methods
     also covers ``HEAD`` when it names ``GET`` (frameworks route one to the other).
+    ``on_decision``: a callable, or several, given a :class:`~hmacguard.guard.decision.Decision`
+    for every protected request (see :mod:`hmacguard.guard.decision`; decisions are also logged
+    at DEBUG on the ``hmacguard`` logger).
     """
 
     def __init__(
@@ -128,6 +133,7 @@ class Guard:
         rate_limiter: RateLimiter | None = None,
         paths: Iterable[str] | None = None,
         methods: Iterable[str] | None = None,
+        on_decision: DecisionSink | Iterable[DecisionSink] | None = None,
     ) -> None:
         if not isinstance(verifier, Verifier):
             raise ConfigurationError("verifier must be a hmacguard.Verifier")
@@ -135,7 +141,10 @@ class Guard:
             raise ConfigurationError("rate_limiter must be a hmacguard.RateLimiter or None")
         self.verifier = verifier
         self.rate_limiter = rate_limiter
+        self.sinks = DecisionSinks(on_decision)
         self._paths = None if paths is None else ProtectedPaths(paths)
+        #: Whether every request is protected (no paths, no methods): drivers skip the decision.
+        self.protects_everything = paths is None and methods is None
         if methods is None:
             self._methods: frozenset[str] | None = None
         else:
@@ -170,7 +179,16 @@ class Guard:
         *,
         connection_header: bool = True,
     ) -> Rejected:
-        """The ready answer for ``error`` (problem+json, rate-limit policy, Retry-After on 429)."""
+        """The ready answer for ``error`` (problem+json, rate-limit policy, Retry-After on 429).
+
+        Reported to the decision sinks, as one the guard took before reading anything (drivers
+        call this for a path they cannot interpret; :meth:`process` reports its own).
+        """
+        if self.sinks.active:
+            self._report(error.slug, error.status, head, None, 0, None, None)
+        return self._answer(error, head, connection_header)
+
+    def _answer(self, error: RequestRejected, head: RequestHead | None, connection_header: bool) -> Rejected:
         extra = self.rate_limiter.headers(None, error) if self.rate_limiter is not None else []
         problem = problem_for(
             error,
@@ -180,12 +198,38 @@ class Guard:
         )
         return Rejected(problem, error)
 
+    def _report(
+        self,
+        outcome: str,
+        status: int | None,
+        head: RequestHead | None,
+        client: str | None,
+        bytes_read: int,
+        key_index: int | None,
+        started: float | None,
+    ) -> None:
+        self.sinks.emit(
+            Decision(
+                outcome=outcome,
+                status=status,
+                scheme=self.verifier.scheme.name,
+                path=head.path if head is not None else "",
+                client=client if client is not None else (head.peer if head is not None else None),
+                bytes_read=bytes_read,
+                key_index=key_index,
+                duration=0.0 if started is None else time.monotonic() - started,
+            )
+        )
+
     def process(
         self, head: RequestHead, *, connection_header: bool = True
     ) -> Generator[Effect, Any, Outcome]:
         """Decide one protected request; see the module docstring for the protocol."""
         limiter = self.rate_limiter
         verifier = self.verifier
+        # Only timed when someone watches (a monotonic() read is a measurable part of a tiny request).
+        started = time.monotonic() if self.sinks.active else None
+        client: str | None = None
         state: RateState | None = None  # admitted and not yet settled with the rate limiter
         verification: Verification | None = None
         delivery: Delivery | None = None
@@ -193,7 +237,7 @@ class Guard:
         # driver is only worth it for one that may wait on the network.
         try:
             if limiter is not None:
-                key = limiter.key_for(head)
+                key = client = limiter.key_for(head)
                 declared = _declared_length(head.headers.get("content-length"), verifier.max_body)
 
                 def admit() -> RateState:
@@ -207,25 +251,20 @@ class Guard:
             body = verification.finish()
             store = verifier.replay
             if store is not None:
-                verified = verification
-
-                def hold() -> Delivery | None:
-                    return verifier.hold(verified)
-
-                delivery = (yield StoreCall(hold, True)) if store.blocking else hold()
+                if store.blocking:
+                    verified = verification
+                    delivery = yield StoreCall(lambda: verifier.hold(verified), True)
+                else:
+                    delivery = verifier.hold(verification)
             headers: list[tuple[str, str]] = []
             if limiter is not None and state is not None:
                 admitted, state = state, None  # settled exactly once, even if this raises
                 received = verification.received
-
-                def settle() -> None:
-                    limiter.settle(admitted, received, failed=False)
-
-                if limiter.blocking:
-                    yield StoreCall(settle, True)
-                else:
-                    settle()
+                yield from _call(lambda: limiter.settle(admitted, received, failed=False), limiter.blocking)
                 headers = limiter.headers(admitted)
+            if started is not None:
+                self._report(ACCEPTED, None, head, client, verification.received, body.key_index, started)
+            return Accepted(body, headers, delivery)
         except RequestRejected as error:
             if verification is not None:
                 verification.abort()
@@ -237,7 +276,10 @@ class Guard:
                 if limiter is not None and state is not None:
                     failed, received = state, verification.received if verification is not None else 0
                     yield from _call(lambda: limiter.settle(failed, received, failed=True), limiter.blocking)
-            return self.reject(error, head, connection_header=connection_header)
+            if started is not None:
+                read = verification.received if verification is not None else 0
+                self._report(error.slug, error.status, head, client, read, None, started)
+            return self._answer(error, head, connection_header)
         except BaseException:
             # Closed mid-request (the driver's task was cancelled): undo without yielding again.
             if verification is not None:
@@ -248,7 +290,6 @@ class Guard:
                 if limiter is not None and state is not None:
                     limiter.settle(state, verification.received if verification else 0, failed=True)
             raise
-        return Accepted(body, headers, delivery)
 
 
 def _call(func: Callable[[], Any], blocking: bool) -> Generator[Effect, Any, Any]:

@@ -37,7 +37,9 @@ Keying by ``"header:<Name>"`` (a key id the sender puts in a header) is read bef
 verified, so a client can choose it: pair it with a per-client limiter when that matters.
 
 ``limits`` is imported when a :class:`RateLimiter` is created, never by ``import hmacguard``.
-Storage: ``"memory://"`` (per process) or ``"redis://host:port"`` (shared by workers and hosts).
+Storage: ``"memory://"`` (per process), or Redis shared by workers and hosts -- one server
+(``"redis://host:port"``), a Cluster (``"redis+cluster://host:port,host:port"``) or Sentinel
+(``"redis+sentinel://host:port/service"``) -- or a ``limits`` storage object, or a redis-py client.
 A store that cannot be reached answers 503 (fail closed) unless ``fail_open=True``.
 """
 
@@ -53,7 +55,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from hmacguard.errors import ConfigurationError, RateLimited, RequestRejected, StoreUnavailable
-from hmacguard.guard.breaker import CircuitBreaker, CircuitOpen
+from hmacguard.guard.breaker import CircuitBreaker, CircuitOpen, shared_breaker
+from hmacguard.guard.redis_urls import endpoint_key
 
 if TYPE_CHECKING:
     from hmacguard.http import RequestHead
@@ -136,6 +139,45 @@ class RateState:
     in_flight: bool = False
 
 
+def _redis_errors() -> tuple[type[BaseException], ...]:
+    # A limits storage built by the caller may not wrap its client's errors.
+    try:
+        import redis
+    except ImportError:
+        return ()
+    return (redis.RedisError,)
+
+
+def _storage(storage: Any, timeout: float, limits_storage: Any) -> tuple[Any, bool, str | None]:
+    """The ``limits`` storage for ``storage``, whether it blocks, and its circuit breaker's key.
+
+    ``storage``: a URL (``memory://``, ``redis://``, ``redis+cluster://``, ``redis+sentinel://``, or
+    any other ``limits`` reads), a ``limits`` storage object, or a redis-py client (a ``Redis``, or a
+    Sentinel's ``master_for``), whose connection pool is then shared.
+    """
+    if isinstance(storage, str):
+        blocking = not storage.startswith("memory://")
+        options: dict[str, float | str | bool] = {"wrap_exceptions": True}
+        if blocking:
+            options.update(socket_timeout=timeout, socket_connect_timeout=timeout)
+        try:
+            built = limits_storage.storage_from_string(storage, **options)
+        except Exception as exc:  # limits raises its own ConfigurationError and ValueError alike
+            raise ConfigurationError(f"rate-limit storage {storage!r}: {exc}") from None
+        return built, blocking, endpoint_key(storage) if blocking else None
+    if isinstance(storage, limits_storage.Storage):
+        blocking = not isinstance(storage, limits_storage.MemoryStorage)
+        return storage, blocking, f"object:{id(storage)}" if blocking else None
+    pool = getattr(storage, "connection_pool", None)
+    if pool is not None and callable(getattr(storage, "execute_command", None)):
+        built = limits_storage.RedisStorage("redis://", connection_pool=pool, wrap_exceptions=True)
+        return built, True, f"client:{id(storage)}"
+    raise ConfigurationError(
+        "rate-limit storage must be a URL, a limits storage, or a redis-py client with a connection "
+        f"pool (for a Redis Cluster, pass its redis+cluster:// URL), not {type(storage).__name__}"
+    )
+
+
 class RateLimiter:
     """Per-client (or per-key-id) budgets, checked before the body is read. See the module docstring."""
 
@@ -145,7 +187,7 @@ class RateLimiter:
         limit: str | None = "60/minute",
         bytes_limit: str | None = None,
         failure_limit: str | None = None,
-        storage: str = "memory://",
+        storage: str | Any = "memory://",
         strategy: Literal["fixed-window", "moving-window", "sliding-window"] = "fixed-window",
         key: Literal["client"] | str | Callable[[RequestHead], str] = "client",
         trusted_proxies: int | Sequence[str] = 0,
@@ -203,24 +245,27 @@ class RateLimiter:
             self._key_func, self._key_header = None, key[7:].strip().lower()
         else:
             raise ConfigurationError("key must be 'client', 'header:<Name>' or a callable")
-        self.blocking = not storage.startswith("memory://")
-        options: dict[str, float | str | bool] = {"wrap_exceptions": True}
-        if self.blocking:
-            options.update(socket_timeout=timeout, socket_connect_timeout=timeout)
-        try:
-            self._storage = limits_storage.storage_from_string(storage, **options)
-        except Exception as exc:  # limits raises its own ConfigurationError and ValueError alike
-            raise ConfigurationError(f"rate-limit storage {storage!r}: {exc}") from None
+        self._storage, self.blocking, breaker_key = _storage(storage, timeout, limits_storage)
         cls: Any = {
             "fixed-window": strategies.FixedWindowRateLimiter,
             "moving-window": strategies.MovingWindowRateLimiter,
             "sliding-window": strategies.SlidingWindowCounterRateLimiter,
         }[strategy]
         self._limiter = cls(self._storage)
-        self._errors: tuple[type[BaseException], ...] = (StorageError, OSError, ConnectionError)
+        self._errors: tuple[type[BaseException], ...] = (
+            StorageError,
+            OSError,
+            ConnectionError,
+            *_redis_errors(),
+        )
         # What makes the store unavailable: its errors, or the breaker refusing to try.
         self._unavailable: tuple[type[BaseException], ...] = (*self._errors, CircuitOpen)
-        self.breaker = CircuitBreaker(reset_after=breaker_reset)
+        # One breaker per store server, shared with a replay store on the same Redis.
+        self.breaker = (
+            shared_breaker(breaker_key, reset_after=breaker_reset)
+            if breaker_key
+            else CircuitBreaker(reset_after=breaker_reset)
+        )
         self.fail_open = fail_open
         self.prefix = prefix
         self.policy_header = ", ".join(self._policy_item(b) for b in budgets)
@@ -252,9 +297,12 @@ class RateLimiter:
         try:
             return self.breaker.call(func, self._errors)
         except self._unavailable as exc:
+            # The call that opened the breaker is worth a warning; the ones it refused, not again.
+            level = logging.DEBUG if isinstance(exc, CircuitOpen) else logging.WARNING
             if self.fail_open:
-                log.warning("rate-limit store unavailable, passing (fail-open): %s", type(exc).__name__)
+                log.log(level, "rate-limit store unavailable, passing (fail-open): %s", type(exc).__name__)
                 return fallback
+            log.log(level, "rate-limit store unavailable, answering 503: %s", type(exc).__name__)
             raise StoreUnavailable("the rate-limit store is unavailable") from None
 
     def _retry_after(self, budget: _Budget, key: str) -> int:
@@ -308,13 +356,19 @@ class RateLimiter:
         return int(storage.incr(in_flight_key, self._in_flight_expiry, amount=delta))
 
     def settle(self, state: RateState, received: int, *, failed: bool) -> None:
-        """The outcome of an admitted request: bytes received, and whether verification failed."""
+        """The outcome of an admitted request: bytes received, and whether verification failed.
+
+        The failure is recorded *before* the request leaves the in-flight count, so at no moment do
+        the two together undercount (a concurrent admission in between would overrun the budget).
+        """
         key = state.key
-        self.spend_bytes(key, received)
-        if state.in_flight:
-            self._call(lambda: self._in_flight(key, -1), None)
-        if failed:
-            self.record_failure(key)
+        try:
+            self.spend_bytes(key, received)
+            if failed:
+                self.record_failure(key)
+        finally:
+            if state.in_flight:
+                self._call(lambda: self._in_flight(key, -1), None)
 
     def _remaining(self, key: str) -> list[tuple[str, int, int]]:
         out = []

@@ -26,16 +26,17 @@ availability over replay protection, a choice the operator makes knowingly.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import secrets
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
 
 from hmacguard.errors import ConfigurationError, StoreUnavailable
-from hmacguard.guard.breaker import CircuitBreaker, CircuitOpen
+from hmacguard.guard.breaker import CircuitOpen, shared_breaker
+from hmacguard.guard.redis_urls import endpoint_key, redis_client
 
 if TYPE_CHECKING:
     import redis
@@ -47,6 +48,9 @@ _T = TypeVar("_T")
 
 #: Default bound on the in-memory store; a full store evicts its oldest entries first.
 DEFAULT_MAX_ENTRIES = 100_000
+#: Seconds between sweeps of expired entries (lookups check expiry themselves; the sweep only frees
+#: memory, and the entry bound holds between sweeps).
+_SWEEP_EVERY = 1.0
 
 
 @runtime_checkable
@@ -148,9 +152,13 @@ class MemoryReplayStore:
         self._clock = clock
         # key -> (expiry, token of the pending hold or None once committed). Insertion order is
         # update order, so expired entries mostly cluster at the front; lookups check expiry anyway.
-        self._entries: OrderedDict[str, tuple[float, str | None]] = OrderedDict()
+        self._entries: dict[str, tuple[float, str | None]] = {}
         self._lock = threading.Lock()
         self._warned = False
+        # Holds only need tokens unique within this store: a counter is enough (and cheaper than
+        # randomness); next() on it is atomic under the GIL.
+        self._tokens = itertools.count()
+        self._next_sweep = 0.0
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -159,15 +167,20 @@ class MemoryReplayStore:
         return self._put(key, ttl, None)
 
     def hold(self, key: str, ttl: float) -> str | None:
-        token = secrets.token_hex(8)
+        token = str(next(self._tokens))
         return token if self._put(key, ttl, token) else None
 
     def commit(self, key: str, token: str, ttl: float) -> None:
         now = self._clock()
         with self._lock:
-            entry = self._entries.get(key)
-            # Our hold, or a hold that lapsed meanwhile: keep the key. Somebody else's live hold stays.
-            if entry is None or entry[1] == token or entry[0] <= now:
+            entries = self._entries
+            entry = entries.get(key)
+            if entry is not None and entry[1] == token:
+                # Our hold: updated in place, keeping its place in the order (holds and commits
+                # share one TTL each, so the order stays close to expiry order for the sweep).
+                entries[key] = (now + ttl, None)
+            elif entry is None or entry[0] <= now:
+                # A hold that lapsed meanwhile: keep the key. Somebody else's live hold stays.
                 self._set(key, now + ttl, None)
 
     def release(self, key: str, token: str) -> None:
@@ -179,7 +192,9 @@ class MemoryReplayStore:
     def _put(self, key: str, ttl: float, token: str | None) -> bool:
         now = self._clock()
         with self._lock:
-            self._expire(now)
+            if now >= self._next_sweep:
+                self._expire(now)
+                self._next_sweep = now + _SWEEP_EVERY
             entry = self._entries.get(key)
             if entry is not None and entry[0] > now:
                 return False
@@ -187,11 +202,12 @@ class MemoryReplayStore:
             return True
 
     def _set(self, key: str, expiry: float, token: str | None) -> None:
-        # Called with the lock held.
-        self._entries[key] = (expiry, token)
-        self._entries.move_to_end(key)
-        if len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
+        # Called with the lock held. Re-inserting moves the key to the end (dicts keep order).
+        entries = self._entries
+        entries.pop(key, None)
+        entries[key] = (expiry, token)
+        if len(entries) > self.max_entries:
+            del entries[next(iter(entries))]
             if not self._warned:
                 self._warned = True
                 log.warning(
@@ -229,7 +245,9 @@ return 0
 class RedisReplayStore:
     """Delivery ids in Redis, shared by every worker and host: ``SET <prefix><key> <token> NX PX <ms>``.
 
-    Built from a URL (``redis://host:port/db``) or an existing ``redis.Redis`` client. Short socket
+    Built from a URL -- one server (``redis://host:port/db``), a Cluster (``redis+cluster://...``)
+    or Sentinel (``redis+sentinel://.../service``), see :mod:`hmacguard.guard.redis_urls` -- or
+    from an existing redis-py client (``Redis``, ``RedisCluster``, a Sentinel's ``master_for``). Short socket
     timeouts by default: a Redis that does not answer within ``timeout`` seconds is unavailable, and
     the request fails closed with 503 rather than hanging a worker (or passes, with
     ``fail_open=True``). A :class:`~hmacguard.guard.breaker.CircuitBreaker` then keeps the store from
@@ -263,19 +281,13 @@ class RedisReplayStore:
         # What makes the store unavailable: its errors, or the breaker refusing to try (CircuitOpen).
         self._unavailable = (*self._errors, CircuitOpen)
         if client is None:
-            try:
-                client = redis_module.Redis.from_url(
-                    str(url),
-                    socket_timeout=timeout,
-                    socket_connect_timeout=timeout,
-                    health_check_interval=0,
-                )
-            except ValueError as exc:
-                raise ConfigurationError(f"bad Redis URL: {exc}") from None
+            client = redis_client(str(url), timeout=timeout)
         self.client = client
         self.prefix = prefix
         self.fail_open = fail_open
-        self.breaker = CircuitBreaker(reset_after=breaker_reset)
+        # One breaker per Redis server, shared with a rate limiter on the same server.
+        key = endpoint_key(str(url)) if url is not None else f"client:{id(client)}"
+        self.breaker = shared_breaker(key, reset_after=breaker_reset)
         self._commit = client.register_script(_COMMIT)
         self._release = client.register_script(_RELEASE)
 
@@ -283,9 +295,12 @@ class RedisReplayStore:
         try:
             return self.breaker.call(func, self._errors)
         except self._unavailable as exc:
+            # The call that opened the breaker is worth a warning; the ones it refused, not again.
+            level = logging.DEBUG if isinstance(exc, CircuitOpen) else logging.WARNING
             if self.fail_open:
-                log.warning("replay store unavailable, passing request (fail-open): %s", type(exc).__name__)
+                log.log(level, "replay store unavailable, passing (fail-open): %s", type(exc).__name__)
                 return fallback
+            log.log(level, "replay store unavailable, answering 503: %s", type(exc).__name__)
             raise StoreUnavailable("the replay store is unavailable") from None
 
     def _set_new(self, key: str, value: str, ttl: float) -> bool:

@@ -18,6 +18,7 @@ silently leave the default in force::
         "TOLERANCE": 300,
         "REPLAY": "memory",                 # None, "memory", or "redis://host:6379/0"
         "RATE_LIMIT": {"LIMIT": "60/minute", "FAILURE_LIMIT": "10/minute"},  # or None
+        "ON_DECISION": ["myproject.metrics.webhook_decisions"],  # callables or dotted paths
     }
 
 Standard library only; the framework modules import this, never the other way round.
@@ -25,7 +26,8 @@ Standard library only; the framework modules import this, never the other way ro
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import importlib
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from hmacguard.errors import ConfigurationError
@@ -61,7 +63,7 @@ _LIMITER_KEYS = {
     "TIMEOUT": "timeout",
     "PREFIX": "prefix",
 }
-_OWN_KEYS = {"SCHEME", "SCHEME_OPTIONS", "SECRETS", "PATHS", "METHODS", "REPLAY", "RATE_LIMIT"}
+_OWN_KEYS = {"SCHEME", "SCHEME_OPTIONS", "SECRETS", "PATHS", "METHODS", "REPLAY", "RATE_LIMIT", "ON_DECISION"}
 _ALL_KEYS = _OWN_KEYS | set(_VERIFIER_KEYS)
 
 
@@ -122,4 +124,24 @@ def guard_options(config: Any, *, where: str = "HMACGUARD") -> dict[str, Any]:
         "rate_limiter": _rate_limiter(config.get("RATE_LIMIT"), where),
         "paths": config.get("PATHS"),
         "methods": config.get("METHODS"),
+        "on_decision": _sinks(config.get("ON_DECISION"), where),
     }
+
+
+def _sinks(value: Any, where: str) -> list[Callable[..., Any]] | None:
+    """``ON_DECISION``: a callable, a dotted path to one, or a list of either."""
+    if value is None:
+        return None
+    items = value if isinstance(value, (list, tuple)) else [value]
+    out = []
+    for item in items:
+        if isinstance(item, str):
+            module, _, name = item.rpartition(".")
+            try:
+                item = getattr(importlib.import_module(module), name)
+            except (ImportError, AttributeError, ValueError):
+                raise ConfigurationError(f"{where}['ON_DECISION']: cannot import {item!r}") from None
+        if not callable(item):
+            raise ConfigurationError(f"{where}['ON_DECISION'] takes callables or dotted paths, not {item!r}")
+        out.append(item)
+    return out

@@ -49,6 +49,7 @@ from hmacguard.guard.policy import (
 from hmacguard.http import LowerCaseHeaders, RequestHead
 
 if TYPE_CHECKING:
+    from hmacguard.guard.decision import DecisionSink
     from hmacguard.guard.ratelimit import RateLimiter
     from hmacguard.guard.verifier import VerifiedBody, Verifier
 
@@ -253,8 +254,8 @@ async def settle(accepted: Accepted, was_processed: bool) -> None:
 class ASGIGuard:
     """Pure ASGI middleware: HTTP requests to the protected paths reach ``app`` only once verified.
 
-    Keyword-only configuration: ``verifier`` (required), ``rate_limiter``, ``paths`` and ``methods``
-    as for :class:`~hmacguard.guard.policy.Guard`; ``route_check``, an optional
+    Keyword-only configuration: ``verifier`` (required), ``rate_limiter``, ``paths``, ``methods``
+    and ``on_decision`` as for :class:`~hmacguard.guard.policy.Guard`; ``route_check``, an optional
     ``callable(scope) -> bool`` saying whether the framework would route a request to a protected
     view (asked when no spelling of the path matches; the Django integration passes one). Works
     with ``app.add_middleware(ASGIGuard, ...)``.
@@ -274,10 +275,13 @@ class ASGIGuard:
         rate_limiter: RateLimiter | None = None,
         paths: Iterable[str] | None = None,
         methods: Iterable[str] | None = None,
+        on_decision: DecisionSink | Iterable[DecisionSink] | None = None,
         route_check: Callable[[Scope], bool] | None = None,
     ) -> None:
         self.app = app
-        self.guard = Guard(verifier, rate_limiter=rate_limiter, paths=paths, methods=methods)
+        self.guard = Guard(
+            verifier, rate_limiter=rate_limiter, paths=paths, methods=methods, on_decision=on_decision
+        )
         self.route_check = route_check
 
     def protects(self, scope: Scope) -> bool:

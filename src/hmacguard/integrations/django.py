@@ -18,9 +18,12 @@ Which requests are protected: every spelling of the path a router could route
 (:mod:`hmacguard.guard.paths`), and -- decided after Django's own URL resolution -- any request
 whose path Django resolves to a view that a protected exact path resolves to (one view under
 several URLs is protected under all of them). Django's path is computed as Django does: under WSGI
-``PATH_INFO``; under ASGI ``scope["path"]`` without ``FORCE_SCRIPT_NAME`` or ``root_path``. A
-``request.urlconf`` set per request by a middleware is not seen (the guard runs before
-middleware); list such paths in ``PATHS``.
+``PATH_INFO``; under ASGI ``scope["path"]`` without ``FORCE_SCRIPT_NAME`` or ``root_path``. With
+``USE_I18N`` it is resolved under the language its prefix names, as ``LocaleMiddleware`` does for
+``i18n_patterns`` (``/fr/hooks/`` routes to the view of ``/hooks/``), and under ``LANGUAGE_CODE``.
+What a middleware decides per request is not seen (the guard runs before middleware): a
+``request.urlconf``, or a language taken from a cookie or ``Accept-Language`` that translated URL
+patterns route on; list such paths in ``PATHS``.
 
 Why around the application, not in ``MIDDLEWARE``: under ASGI, Django's handler reads the whole
 request body (spooling it to disk) before the first middleware runs, so a middleware would verify a
@@ -38,7 +41,7 @@ from hmacguard.errors import ConfigurationError
 from hmacguard.guard.paths import ProtectedPaths, wsgi_path
 from hmacguard.integrations._settings import guard_options
 from hmacguard.integrations.asgi import VERIFIED_KEY as _ASGI_KEY
-from hmacguard.integrations.asgi import ASGIGuard
+from hmacguard.integrations.asgi import ASGIApp, ASGIGuard, Receive, Scope, Send
 from hmacguard.integrations.wsgi import VERIFIED_KEY as _WSGI_KEY
 from hmacguard.integrations.wsgi import WSGIGuard
 
@@ -67,6 +70,33 @@ def _view_key(func: Any) -> Any:
     return getattr(func, "view_class", func)
 
 
+def _resolve(path: str) -> list[Any]:
+    """Django's matches for ``path`` under each language a request for it could be routed in: the
+    one its prefix names (``LocaleMiddleware`` activates it for ``i18n_patterns``) and
+    ``LANGUAGE_CODE``; without ``USE_I18N``, the one resolution. Errors other than a 404 propagate."""
+    from django.conf import settings
+    from django.urls import Resolver404, resolve
+    from django.utils import translation
+
+    languages: list[str | None] = [None]
+    if settings.USE_I18N:
+        languages = [settings.LANGUAGE_CODE]
+        from_path = translation.get_language_from_path(path)
+        if from_path and from_path != settings.LANGUAGE_CODE:
+            languages.insert(0, from_path)
+    found = []
+    for language in languages:
+        try:
+            if language is None:
+                found.append(resolve(path))
+            else:
+                with translation.override(language):
+                    found.append(resolve(path))
+        except Resolver404:
+            continue
+    return found
+
+
 class _DjangoRoutes:
     """Whether Django would route a request to a protected view (the guard's ``route_check``)."""
 
@@ -79,15 +109,7 @@ class _DjangoRoutes:
     def _protected_views(self) -> set[Any]:
         # Resolved at the first request, when URLconfs can be imported.
         if self._views is None:
-            from django.urls import Resolver404, resolve
-
-            views = set()
-            for path in self._exact:
-                try:
-                    views.add(_view_key(resolve(path).func))
-                except Resolver404:
-                    continue
-            self._views = views
+            self._views = {_view_key(match.func) for path in self._exact for match in _resolve(path)}
         return self._views
 
     def routes_to_protected(self, path_info: str) -> bool:
@@ -97,13 +119,8 @@ class _DjangoRoutes:
             return False
         if self._paths.matches(path_info):
             return True
-        from django.urls import Resolver404, resolve
-
-        try:
-            match = resolve(path_info)
-        except Resolver404:
-            return False
-        return _view_key(match.func) in self._protected_views()
+        views = self._protected_views()
+        return any(_view_key(match.func) in views for match in _resolve(path_info))
 
     def wsgi(self, environ: dict[str, Any]) -> bool:
         return self.routes_to_protected(wsgi_path(environ.get("PATH_INFO") or "/"))
@@ -127,12 +144,33 @@ def get_wsgi_application() -> WSGIGuard:
 
 
 def get_asgi_application() -> ASGIGuard:
-    """Django's ASGI application behind the guard configured in ``settings.HMACGUARD``."""
+    """Django's ASGI application behind the guard configured in ``settings.HMACGUARD``.
+
+    It also answers the ASGI lifespan protocol, which Django does not speak (its handler raises on
+    a lifespan scope, and servers log that as an error at every start).
+    """
     from django.core.asgi import get_asgi_application as django_asgi
 
-    app = django_asgi()
+    app = _with_lifespan(django_asgi())
     options = guard_settings()
     return ASGIGuard(app, route_check=_DjangoRoutes(options["paths"]).asgi, **options)
+
+
+def _with_lifespan(app: ASGIApp) -> ASGIApp:
+    async def application(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get("type") != "lifespan":
+            await app(scope, receive, send)
+            return
+        while True:
+            message = await receive()
+            kind = message.get("type")
+            if kind == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif kind == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    return application
 
 
 def verified_body(request: HttpRequest) -> VerifiedBody | None:

@@ -37,12 +37,13 @@ the endpoint raises, committed when it returns (a 5xx *returned* without raising
 # No ``from __future__ import annotations`` here: FastAPI reads the dependency's signature at run
 # time, and for a callable instance it cannot resolve string annotations (no ``__globals__``).
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request, Response
 from starlette.responses import Response as StarletteResponse
 
+from hmacguard.guard.decision import DecisionSink
 from hmacguard.guard.policy import Accepted, Guard, Rejected, processed
 from hmacguard.guard.problem import PROBLEM_CONTENT_TYPE, Problem
 from hmacguard.guard.ratelimit import RateLimiter
@@ -152,8 +153,14 @@ class VerifiedBodyDependency:
     depend on it are the protected ones). The body is released when the request ends.
     """
 
-    def __init__(self, *, verifier: Verifier, rate_limiter: RateLimiter | None = None) -> None:
-        self.guard = Guard(verifier, rate_limiter=rate_limiter)
+    def __init__(
+        self,
+        *,
+        verifier: Verifier,
+        rate_limiter: RateLimiter | None = None,
+        on_decision: DecisionSink | Iterable[DecisionSink] | None = None,
+    ) -> None:
+        self.guard = Guard(verifier, rate_limiter=rate_limiter, on_decision=on_decision)
 
     async def __call__(self, request: Request, response: Response) -> AsyncIterator[VerifiedBody]:
         already: VerifiedBody | None = request.scope.get(VERIFIED_KEY)

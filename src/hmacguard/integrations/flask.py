@@ -30,6 +30,12 @@ extension can read an unverified body first. It routes the request with Flask's 
   that a protected path's rule leads to (an endpoint registered under several rules is protected
   under all of them).
 
+A middleware that ``init_app`` finds already in ``app.wsgi_app`` runs inside the gate, and may change
+the path Flask routes on (the well-known recipe ``app.wsgi_app = DispatcherMiddleware(..., {"/prefix":
+app.wsgi_app})`` does). So the extension also checks, as the first ``before_request`` function, every
+request the gate let through: one that Flask routed to a protected view (by either rule above, on the
+path Flask saw) is verified there, before any other ``before_request`` function or the view runs.
+
 A ``Content-Length`` over the cap is refused with 413 before a body byte is read, a chunked body the
 moment it passes the cap, and every refusal is an RFC 9457 problem+json answer. The view then sees
 only the verified body, through ``request.get_data()``, ``request.get_json()``,
@@ -67,6 +73,7 @@ from hmacguard.integrations.wsgi import (
 )
 
 if TYPE_CHECKING:
+    from hmacguard.guard.decision import DecisionSink
     from hmacguard.guard.problem import Problem
     from hmacguard.guard.ratelimit import RateLimiter
     from hmacguard.guard.verifier import VerifiedBody, Verifier
@@ -134,6 +141,13 @@ class _AppState:
         return self._path_endpoints
 
 
+def _endpoint_protected(app: Flask, state: _AppState, endpoint: str) -> bool:
+    """Whether the view behind ``endpoint`` is decorated, or one a protected path's rule leads to."""
+    if getattr(app.view_functions.get(endpoint), _MARK, False):
+        return True
+    return endpoint in state.path_endpoints(app)
+
+
 class _Gate:
     """The WSGI layer ``init_app`` puts in front of ``app.wsgi_app``: verify before Flask runs."""
 
@@ -153,9 +167,7 @@ class _Gate:
             # 404, 405, or a redirect (strict slashes, merged slashes): Flask answers that without
             # calling a view. Spellings of protected paths were already matched by string.
             return False
-        if getattr(app.view_functions.get(rule.endpoint), _MARK, False):
-            return True
-        return rule.endpoint in self.state.path_endpoints(app)
+        return _endpoint_protected(app, self.state, rule.endpoint)
 
     def protects(self, environ: dict[str, Any]) -> bool:
         guard = self.state.guard
@@ -205,6 +217,7 @@ class HmacGuard:
         rate_limiter: RateLimiter | None = None,
         paths: Iterable[str] | None = None,
         methods: Iterable[str] | None = None,
+        on_decision: DecisionSink | Iterable[DecisionSink] | None = None,
     ) -> None:
         self._options: dict[str, Any] | None = None
         if verifier is not None:
@@ -213,9 +226,10 @@ class HmacGuard:
                 "rate_limiter": rate_limiter,
                 "paths": paths,
                 "methods": methods,
+                "on_decision": on_decision,
             }
             Guard(**self._options)  # validate now, not at the first request
-        elif rate_limiter is not None or paths is not None or methods is not None:
+        elif rate_limiter is not None or paths is not None or methods is not None or on_decision is not None:
             raise ConfigurationError(
                 "HmacGuard: pass verifier= with rate_limiter/paths/methods, or put them all in "
                 f"app.config[{CONFIG_KEY!r}]"
@@ -236,6 +250,9 @@ class HmacGuard:
         state = _AppState(Guard(**{**options, "paths": paths}), paths)
         app.extensions[EXTENSION] = state
         app.wsgi_app = _Gate(app, app.wsgi_app, state)  # type: ignore[method-assign]
+        # First of the app's before_request functions: what the gate could not see (a middleware
+        # already in app.wsgi_app changed the path) is verified before any other such function.
+        app.before_request_funcs.setdefault(None, []).insert(0, self._verify_ungated)
 
     # -- the decorator --------------------------------------------------------------------------
     def protected(self, view: F) -> F:
@@ -251,6 +268,29 @@ class HmacGuard:
 
         setattr(wrapper, _MARK, True)
         return cast("F", wrapper)
+
+    def _verify_ungated(self) -> Response | None:
+        """A request the gate let through but Flask routed to a protected view: verify it now."""
+        environ = request.environ
+        rule = request.url_rule
+        state = current_app.extensions.get(EXTENSION)
+        if environ.get(_DONE_KEY) or rule is None or not isinstance(state, _AppState):
+            return None  # verified already, or no view will run (404, 405, redirect)
+        app = current_app
+        guard = state.guard
+        method = environ.get("REQUEST_METHOD", "GET")
+        try:
+            if state.paths is None:
+                protected = guard.protects(method) and _endpoint_protected(app, state, rule.endpoint)
+            else:
+                protected = guard.protects(
+                    method,
+                    *request_paths(environ),
+                    routed=lambda: _endpoint_protected(app, state, rule.endpoint),
+                )
+        except RequestRejected as error:
+            return _problem_response(guard.reject(error).problem)
+        return self._verify_late() if protected else None
 
     def _verify_late(self) -> Response | None:
         """The last line of defence: a decorated view reached without the gate (a direct call)."""

@@ -26,6 +26,8 @@ NODE_APPS = APPS / "node"
 class Server(str, enum.Enum):
     GUNICORN = "gunicorn"
     UVICORN = "uvicorn"
+    #: Serves WSGI and ASGI apps alike; the guard's tests run the guarded targets under it too.
+    HYPERCORN = "hypercorn"
     NODE = "node"
 
 
@@ -61,6 +63,9 @@ class Target:
     content_type: str = "application/json"
     asgi: bool = False
     workers: int = 2
+    #: gunicorn's worker class (``sync``; ``gthread`` runs each worker's requests in ``threads``).
+    worker_class: str = "sync"
+    threads: int = 1
     seed: str = ""
     #: Memory the runtime floats whatever the app does. V8 collects Buffers lazily (it starts a GC
     #: on external-memory growth of tens of MiB), so a Node server that only streams still shows
@@ -78,7 +83,8 @@ class Target:
                 sys.executable, "-m", "gunicorn",
                 "--bind", f"127.0.0.1:{port}",
                 "--workers", str(self.workers),
-                "--worker-class", "sync",
+                "--worker-class", self.worker_class,
+                "--threads", str(self.threads),
                 "--graceful-timeout", "5",
                 "--log-level", "warning",
                 self.app,
@@ -90,6 +96,14 @@ class Target:
                 "--workers", "1", "--log-level", "warning",
                 *(["--interface", "asgi3"] if self.asgi else []),
                 self.app,
+            ]  # fmt: skip
+        if self.server is Server.HYPERCORN:
+            return [
+                sys.executable, "-m", "hypercorn",
+                "--bind", f"127.0.0.1:{port}",
+                "--workers", "1", "--log-level", "warning",
+                # hypercorn tells WSGI from ASGI by this prefix, not by guessing.
+                f"{'asgi' if self.asgi or self.framework == 'fastapi' else 'wsgi'}:{self.app}",
             ]  # fmt: skip
         return ["node", str(NODE_APPS / self.app)]
 
@@ -173,6 +187,50 @@ TARGETS: Mapping[str, Target] = {
             "nothing",
             "hmacguard.lab.apps.flask_streaming_capped:app", _F, _F,
             refuses_content_length=True, refuses_chunked=True,
+        ),
+        # Enforcement flaws: each bounded and otherwise correct, so its one flaw is what the scan finds.
+        Target(
+            "flask-string-match-guard", "flask", Server.GUNICORN,
+            "a hand-written WSGI middleware verifies when PATH_INFO == '/webhook'; Werkzeug routes "
+            "//webhook to the same view unverified",
+            "signed: 200; unsigned /webhook: 400; unsigned //webhook: 200 (the bypass); bodies over "
+            "1 MiB: 413",
+            "hmacguard.lab.apps.flask_string_match_guard:app", _F, _F,
+            refuses_content_length=True, refuses_chunked=True,
+        ),
+        Target(
+            "flask-verify-if-present", "flask", Server.GUNICORN,
+            "verifies the signature only when the header is present: an unsigned request is processed",
+            "unsigned: 200; forged: 401; bodies over 1 MiB: 413",
+            "hmacguard.lab.apps.flask_verify_if_present:app", _F, _F,
+            refuses_content_length=True, refuses_chunked=True,
+        ),
+        Target(
+            "flask-no-dedupe", "flask", Server.GUNICORN,
+            "verifies correctly but remembers no delivery: the same signed request is processed "
+            "every time it is sent",
+            "the same signed delivery: 200 every time; unsigned: 400; bodies over 1 MiB: 413",
+            "hmacguard.lab.apps.flask_no_dedupe:app", _F, _F,
+            refuses_content_length=True, refuses_chunked=True,
+        ),
+        Target(
+            "flask-stripe-no-age", "flask", Server.GUNICORN,
+            "Stripe-style: the HMAC covers t.body but the age of t is never checked, so an old "
+            "delivery re-signed with its own old t is accepted",
+            "a delivery signed an hour ago (or ahead): 200; the same one twice: 409; bodies over "
+            "1 MiB: 413",
+            "hmacguard.lab.apps.flask_stripe_no_age:app", _F, _F,
+            refuses_content_length=True, refuses_chunked=True, scheme="stripe",
+        ),
+        Target(
+            "express-json-only", "express", Server.NODE,
+            "none for body size: JSON parsed under a 1 MB cap and verified on its raw bytes; every "
+            "other content type answered 403 before a byte is read (a negative for "
+            "content-type-bypass); no de-duplication",
+            "JSON over 1 MB: 413; other content types: 403 at once; the same signed delivery: 200 "
+            "every time",
+            "express_json_only.js", _F, _F,
+            refuses_content_length=True, refuses_chunked=True, runtime_float=_V8_FLOAT,
         ),
         Target(
             "flask-guarded", "flask", Server.GUNICORN,

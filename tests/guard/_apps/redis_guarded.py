@@ -1,8 +1,10 @@
 """A guarded app sharing replay ids and rate limits through Redis, for the multi-process tests.
 
 ``application`` is the WSGI app (gunicorn), ``asgi`` the same guard as an ASGI app (uvicorn).
-Configured by environment: HMACGUARD_TEST_REDIS (URL), HMACGUARD_TEST_FAIL_OPEN ("1" or not),
-HMACGUARD_TEST_RATE (a limits string). Every response names the worker that answered it.
+Configured by environment: HMACGUARD_TEST_REDIS (URL: redis://, redis+cluster://, redis+sentinel://),
+HMACGUARD_TEST_FAIL_OPEN ("1" or not), HMACGUARD_TEST_RATE (a limits string),
+HMACGUARD_TEST_BREAKER (seconds the circuit breaker stays open, default 5). Every response names the
+worker that answered it.
 """
 
 from __future__ import annotations
@@ -18,19 +20,23 @@ from hmacguard import ASGIGuard, RateLimiter, RedisReplayStore, Verifier, WSGIGu
 SECRET = "whsec_cmVkaXMtdGVzdC1zZWNyZXQ="
 URL = os.environ["HMACGUARD_TEST_REDIS"]
 FAIL_OPEN = os.environ.get("HMACGUARD_TEST_FAIL_OPEN") == "1"
+BREAKER = float(os.environ.get("HMACGUARD_TEST_BREAKER", "5"))
 logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
 
 
 def _options() -> dict[str, Any]:
     return {
         "verifier": Verifier(
-            "standard-webhooks", secrets=SECRET, replay=RedisReplayStore(URL, fail_open=FAIL_OPEN)
+            "standard-webhooks",
+            secrets=SECRET,
+            replay=RedisReplayStore(URL, fail_open=FAIL_OPEN, breaker_reset=BREAKER),
         ),
         "rate_limiter": RateLimiter(
             limit=os.environ.get("HMACGUARD_TEST_RATE", "1000/hour"),
             storage=URL,
             key="header:X-Test-Client",
             fail_open=FAIL_OPEN,
+            breaker_reset=BREAKER,
         ),
         "paths": ["/webhook"],
     }

@@ -1,0 +1,109 @@
+"""Decisions you can watch: one record per protected request, for logs, metrics and custom sinks.
+
+The guard describes every decision it takes -- a delivery handed to the application, or a refusal
+-- as a :class:`Decision` and gives it to
+
+- the ``hmacguard`` logger, as one DEBUG record whose message reads well and whose fields (the
+  :class:`Decision` attributes, under their own names) a JSON formatter picks up;
+- every ``on_decision`` sink configured on the guard (a callable taking the decision):
+  :class:`~hmacguard.guard.prometheus.PrometheusMetrics`,
+  :class:`~hmacguard.guard.otel.OpenTelemetryMetrics`, or your own.
+
+A decision never carries a secret, a signature or a byte of the body: what was decided, for whom,
+how much was read and how long it took. When the logger is not enabled for DEBUG and no sink is
+configured, nothing is built at all. A sink that raises is logged once per exception type and never
+changes the answer.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+
+__all__ = ["ACCEPTED", "Decision", "DecisionSink", "DecisionSinks", "decision_log"]
+
+log = logging.getLogger("hmacguard")
+#: ``Decision.outcome`` of a delivery handed to the application (refusals carry their problem slug).
+ACCEPTED = "accepted"
+
+DecisionSink = Callable[["Decision"], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What the guard decided about one protected request."""
+
+    #: ``"accepted"``, or the refusal's problem slug (``"signature-mismatch"``, ``"replay"``...).
+    outcome: str
+    #: The status the guard answered with; ``None`` for an accepted delivery (the application's).
+    status: int | None
+    #: The signature scheme (``"github"``...).
+    scheme: str
+    #: The request path, as the server gave it.
+    path: str
+    #: Whom the rate limits count it against (``"ip:203.0.113.7"``), or the socket peer.
+    client: str | None
+    #: Body bytes read from the client before deciding (compressed, for gzip).
+    bytes_read: int
+    #: Which secret verified it (0 is the current one); ``None`` when refused.
+    key_index: int | None
+    #: Seconds from the start of the decision to its end (body read and verification included).
+    duration: float
+
+    @property
+    def accepted(self) -> bool:
+        return self.outcome == ACCEPTED
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+    def message(self) -> str:
+        verdict = "accepted" if self.accepted else f"refused {self.status} {self.outcome}"
+        key = f" key={self.key_index}" if self.key_index is not None else ""
+        return (
+            f"{verdict} {self.scheme} {self.path} client={self.client} bytes={self.bytes_read}"
+            f"{key} in {self.duration * 1000:.1f} ms"
+        )
+
+
+def decision_log(decision: Decision) -> None:
+    """The DEBUG record on the ``hmacguard`` logger (the first sink, when that level is enabled)."""
+    log.debug(decision.message(), extra=decision.to_dict())
+
+
+class DecisionSinks:
+    """The sinks a guard reports to; :attr:`active` says whether anything would receive a decision."""
+
+    __slots__ = ("_failed", "_sinks")
+
+    def __init__(self, sinks: DecisionSink | Iterable[DecisionSink] | None) -> None:
+        if sinks is None:
+            listed: Sequence[DecisionSink] = ()
+        elif callable(sinks):
+            listed = (sinks,)
+        else:
+            listed = tuple(sinks)
+        for sink in listed:
+            if not callable(sink):
+                from hmacguard.errors import ConfigurationError
+
+                raise ConfigurationError(f"on_decision takes callables, not {sink!r}")
+        self._sinks = listed
+        self._failed: set[type[BaseException]] = set()
+
+    @property
+    def active(self) -> bool:
+        """Whether a decision would reach anyone (checked per request: the level may change)."""
+        return bool(self._sinks) or log.isEnabledFor(logging.DEBUG)
+
+    def emit(self, decision: Decision) -> None:
+        if log.isEnabledFor(logging.DEBUG):
+            decision_log(decision)
+        for sink in self._sinks:
+            try:
+                sink(decision)
+            except Exception as exc:  # a metrics back-end must never change the answer
+                if type(exc) not in self._failed:
+                    self._failed.add(type(exc))
+                    log.warning("on_decision sink %r failed: %s", sink, type(exc).__name__)

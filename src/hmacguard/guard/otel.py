@@ -1,0 +1,71 @@
+"""OpenTelemetry metrics for the guard: ``on_decision=OpenTelemetryMetrics()``.
+
+Needs ``opentelemetry-api`` (``pip install 'hmacguard[opentelemetry]'``), imported when this is
+built, never by ``import hmacguard``; your application configures the SDK and its exporter as for
+any other instrument. The instruments carry the names and attributes of
+:mod:`hmacguard.guard.prometheus`:
+
+- counter ``hmacguard.decisions`` (attributes ``outcome``, ``scheme``);
+- histogram ``hmacguard.body.bytes`` (unit ``By``, attribute ``outcome``);
+- histogram ``hmacguard.verification.duration`` (unit ``s``, attribute ``outcome``);
+- counter ``hmacguard.verified_with_key`` (attribute ``key_index``);
+- observable gauge ``hmacguard.noncurrent_secret.last_seen`` (unit ``s``: Unix time, 0 if never).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from hmacguard.errors import ConfigurationError
+from hmacguard.guard.decision import Decision
+
+__all__ = ["OpenTelemetryMetrics"]
+
+
+class OpenTelemetryMetrics:
+    """A decision sink recording the instruments above with ``meter_provider`` (default: global)."""
+
+    def __init__(self, *, meter_provider: Any = None, name: str = "hmacguard") -> None:
+        try:
+            from opentelemetry import metrics
+        except ImportError:
+            raise ConfigurationError(
+                "OpenTelemetryMetrics needs opentelemetry-api: pip install 'hmacguard[opentelemetry]'"
+            ) from None
+        meter = metrics.get_meter(name, meter_provider=meter_provider)
+        self._last_seen = 0.0
+        self.decisions = meter.create_counter(
+            f"{name}.decisions", description="Protected requests, by outcome."
+        )
+        self.body_bytes = meter.create_histogram(
+            f"{name}.body.bytes", unit="By", description="Body bytes read before deciding."
+        )
+        self.duration = meter.create_histogram(
+            f"{name}.verification.duration", unit="s", description="Time to decide, body read included."
+        )
+        self.by_key = meter.create_counter(
+            f"{name}.verified_with_key",
+            description="Accepted deliveries by the index of the secret that verified them (0: current).",
+        )
+        meter.create_observable_gauge(
+            f"{name}.noncurrent_secret.last_seen",
+            callbacks=[self._observe_last_seen],
+            unit="s",
+            description="Unix time of the last delivery verified with a secret other than the current one.",
+        )
+        self._observation = metrics.Observation
+
+    def _observe_last_seen(self, options: Any) -> Iterable[Any]:
+        yield self._observation(self._last_seen)
+
+    def __call__(self, decision: Decision) -> None:
+        outcome = {"outcome": decision.outcome}
+        self.decisions.add(1, {"outcome": decision.outcome, "scheme": decision.scheme})
+        self.body_bytes.record(decision.bytes_read, outcome)
+        self.duration.record(decision.duration, outcome)
+        if decision.key_index is not None:
+            self.by_key.add(1, {"key_index": str(decision.key_index)})
+            if decision.key_index > 0:
+                self._last_seen = time.time()

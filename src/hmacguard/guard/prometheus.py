@@ -1,0 +1,90 @@
+"""Prometheus metrics for the guard: ``on_decision=PrometheusMetrics()``.
+
+Needs ``prometheus-client`` (``pip install 'hmacguard[prometheus]'``), imported when this is built,
+never by ``import hmacguard``. Metrics (``prefix`` defaults to ``hmacguard``):
+
+- ``hmacguard_decisions_total{outcome, scheme}``: every protected request, by outcome --
+  ``accepted`` or the refusal's slug (``signature-mismatch``, ``replay``, ``body-too-large``,
+  ``rate-limited``, ``store-unavailable``...);
+- ``hmacguard_body_bytes{outcome}``: histogram of the body bytes read before deciding (a refusal
+  before the body reads 0);
+- ``hmacguard_verification_seconds{outcome}``: histogram of the time the decision took, body read
+  included;
+- ``hmacguard_verified_with_key_total{key_index}``: accepted deliveries by which secret verified
+  them (0 is the current one);
+- ``hmacguard_noncurrent_secret_last_seen_timestamp_seconds``: gauge, the Unix time of the last
+  delivery verified with a secret other than the current one (0: never) -- a sender that has not
+  rotated yet.
+
+An alert on signature failures (docs/guide.md has the scrape and more)::
+
+    sum(rate(hmacguard_decisions_total{outcome="signature-mismatch"}[5m])) * 60 > 10
+
+Under a pre-forking server (gunicorn with several workers) use prometheus-client's multiprocess
+mode (``PROMETHEUS_MULTIPROC_DIR``), as for any other metric of the application.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from hmacguard.errors import ConfigurationError
+from hmacguard.guard.decision import Decision
+
+__all__ = ["BYTES_BUCKETS", "SECONDS_BUCKETS", "PrometheusMetrics"]
+
+#: Body sizes that tell refusals before the body (0), webhooks (KiB) and oversized bodies apart.
+BYTES_BUCKETS = (0, 1024, 16 * 1024, 64 * 1024, 256 * 1024, 1024**2, 4 * 1024**2, 16 * 1024**2)
+#: From an in-memory tiny request (tens of microseconds) to a slow body (the 30 s timeout).
+SECONDS_BUCKETS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0)
+
+
+class PrometheusMetrics:
+    """A decision sink that records the metrics above in ``registry`` (default: the global one)."""
+
+    def __init__(self, *, registry: Any = None, prefix: str = "hmacguard") -> None:
+        try:
+            import prometheus_client as prom
+        except ImportError:
+            raise ConfigurationError(
+                "PrometheusMetrics needs prometheus-client: pip install 'hmacguard[prometheus]'"
+            ) from None
+        options: dict[str, Any] = {} if registry is None else {"registry": registry}
+        self.decisions = prom.Counter(
+            f"{prefix}_decisions", "Protected requests, by outcome.", ["outcome", "scheme"], **options
+        )
+        self.body_bytes = prom.Histogram(
+            f"{prefix}_body_bytes",
+            "Body bytes read before deciding.",
+            ["outcome"],
+            buckets=BYTES_BUCKETS,
+            **options,
+        )
+        self.seconds = prom.Histogram(
+            f"{prefix}_verification_seconds",
+            "Time to decide, body read included.",
+            ["outcome"],
+            buckets=SECONDS_BUCKETS,
+            **options,
+        )
+        self.by_key = prom.Counter(
+            f"{prefix}_verified_with_key",
+            "Accepted deliveries by the index of the secret that verified them (0: current).",
+            ["key_index"],
+            **options,
+        )
+        self.noncurrent_last_seen = prom.Gauge(
+            f"{prefix}_noncurrent_secret_last_seen_timestamp_seconds",
+            "Unix time of the last delivery verified with a secret other than the current one.",
+            **options,
+        )
+
+    def __call__(self, decision: Decision) -> None:
+        self.decisions.labels(decision.outcome, decision.scheme).inc()
+        self.body_bytes.labels(decision.outcome).observe(decision.bytes_read)
+        self.seconds.labels(decision.outcome).observe(decision.duration)
+        if decision.key_index is not None:
+            self.by_key.labels(str(decision.key_index)).inc()
+            if decision.key_index > 0:
+                self.noncurrent_last_seen.set(time.time())
