@@ -15,6 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
+from hmacguard.audit.config.deployment import DeploymentFile, ServerCommand
 from hmacguard.audit.model import SIZE_THRESHOLD
 from hmacguard.audit.python.flow import Flow
 from hmacguard.audit.python.frontend import (
@@ -146,10 +147,15 @@ class PythonFacts:
         self.starlette_limiters: list[Site] = []
         self.aiohttp_limits: list[Setting] = []
         self.asgi: list[Site] = []
+        #: Server commands from Dockerfile, Procfile, compose files and start scripts.
+        self.servers: list[ServerCommand] = []
         self._summaries: dict[str, Summary | None] = {}
         self._hashing: frozenset[str] | None = None
 
     # -- collection -------------------------------------------------------------------------
+
+    def add_deployment(self, deployment: DeploymentFile) -> None:
+        self.servers.extend(deployment.servers)
 
     def add(self, file: PyFile) -> None:
         self.files.append(file)
@@ -280,11 +286,24 @@ class PythonFacts:
     def _files(self, sites: list[Site]) -> set[str]:
         return {s.path for s in sites}
 
+    def server_cap(self) -> CapState:
+        """The body cap the repository's WSGI server enforces ("unset" when none states one).
+
+        Only when every WSGI server command states a cap (mod_wsgi-express always does): one
+        uncapped way of serving the app is enough to be unbounded.
+        """
+        wsgi = [s for s in self.servers if s.interface == "wsgi"]
+        if not wsgi or any(s.body_limit is None for s in wsgi):
+            return "unset"
+        return _cap([Setting("server", s.body_limit, "", s.line) for s in wsgi], [])
+
     def flask_cap(self, path: str) -> CapState:
         """Whether Flask body reads in ``path`` are bounded by MAX_CONTENT_LENGTH (or our guard)."""
         apps = self._files(self.flask_apps)
         if _scoped(self.flask_guards, path, apps):
             return "ok"
+        if self.server_cap() in ("ok", "high"):
+            return self.server_cap()
         return _cap(_scoped(self.flask_limits, path, apps), _scoped(self.flask_loaders, path, apps))
 
     def flask_reads_for(self, path: str) -> list[Site]:
