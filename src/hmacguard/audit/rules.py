@@ -14,7 +14,14 @@ from hmacguard.audit.config import (
 from hmacguard.audit.javascript import (
     body_parser_limit,
     parser_limit_stream_bypass,
+    unbounded_body_read,
     unbounded_concat,
+)
+from hmacguard.audit.javascript import (
+    content_length_guard as js_content_length_guard,
+)
+from hmacguard.audit.javascript import (
+    retained_global as js_retained_global,
 )
 from hmacguard.audit.javascript import (
     signature_compare_timing as js_signature_compare_timing,
@@ -41,6 +48,9 @@ MODULES = (
     signature_compare_timing,
     compare_digest_none,
     unbounded_concat,
+    unbounded_body_read,
+    js_content_length_guard,
+    js_retained_global,
     body_parser_limit,
     parser_limit_stream_bypass,
     js_signature_compare_timing,
