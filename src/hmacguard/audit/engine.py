@@ -29,7 +29,12 @@ from pathlib import Path, PurePath
 
 from hmacguard.audit.config.context import NginxContext, RequirementsContext
 from hmacguard.audit.config.deployment import parse_deployment
-from hmacguard.audit.config.nginx import NginxParseError, looks_like_nginx, parse_nginx
+from hmacguard.audit.config.nginx import (
+    NginxParseError,
+    looks_like_nginx,
+    parse_nginx,
+    proxy_limits,
+)
 from hmacguard.audit.config.requirements import RequirementsFile, parse_requirements
 from hmacguard.audit.discovery import ENVIRONMENT_DIRS, VENDORED_DIRS, Candidate, Discovery
 from hmacguard.audit.javascript.context import JsContext
@@ -47,6 +52,7 @@ __all__ = ["SKIPPED_DIRS", "audit", "discover", "is_test_path"]
 #: Folders never entered while walking (entered when given explicitly as a path).
 SKIPPED_DIRS = ENVIRONMENT_DIRS | VENDORED_DIRS
 _SUPPRESSION = re.compile(r"hmacguard:\s*ignore\b(\[([^\]]*)\])?")
+_PROXY_WORDS = ("proxy_pass", "uwsgi_pass", "fastcgi_pass", "grpc_pass")
 _MAX_FILE_BYTES = 4 * 1024 * 1024  # a generated bundle larger than this is not source to review
 _TEST_DIRS = frozenset(
     {"tests", "test", "__tests__", "testing", "spec", "specs", "fixtures", "__fixtures__", "e2e", "cypress"}
@@ -182,8 +188,8 @@ def audit(
             continue
         files += 1
         lines += source.text.count("\n") + (0 if source.text.endswith("\n") else 1)
-        if not any(r.trigger(source.text) for r in triggers[language]) and not (
-            language is Language.PYTHON and any(w in source.text for w in FACT_WORDS)
+        if not any(r.trigger(source.text) for r in triggers[language]) and not _holds_facts(
+            language, source.text
         ):
             continue
         context = _parse(source, language, facts, requirements, diagnostics)
@@ -226,6 +232,15 @@ def audit(
     )
 
 
+def _holds_facts(language: Language, text: str) -> bool:
+    """Whether a file no rule needs must still be parsed for what it tells the others."""
+    if language is Language.PYTHON:
+        return any(w in text for w in FACT_WORDS)
+    if language is Language.NGINX:
+        return any(w in text for w in _PROXY_WORDS)
+    return False
+
+
 def _order_key(f: Finding) -> tuple[str, int, int, str]:
     loc = f.location
     return (loc.path or "", loc.line or 0, loc.column or 0, f.rule)
@@ -257,7 +272,9 @@ def _parse(
         if language is Language.JAVASCRIPT:
             return JsContext(parse_javascript(source))
         if language is Language.NGINX:
-            return NginxContext(parse_nginx(source))
+            nginx = parse_nginx(source)
+            facts.proxy_limits.extend(proxy_limits(nginx))
+            return NginxContext(nginx)
         req = parse_requirements(source)
         requirements.append(req)
         return req

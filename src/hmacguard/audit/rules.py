@@ -14,7 +14,6 @@ from hmacguard.audit.config import (
 from hmacguard.audit.javascript import (
     body_parser_limit,
     parser_limit_stream_bypass,
-    unbounded_body_read,
     unbounded_concat,
 )
 from hmacguard.audit.javascript import (
@@ -26,6 +25,9 @@ from hmacguard.audit.javascript import (
 from hmacguard.audit.javascript import (
     signature_compare_timing as js_signature_compare_timing,
 )
+from hmacguard.audit.javascript import (
+    unbounded_body_read as js_unbounded_body_read,
+)
 from hmacguard.audit.python import (
     attached_to_request,
     body_in_cache,
@@ -35,11 +37,13 @@ from hmacguard.audit.python import (
     signature_compare_timing,
     stream_line_iteration,
     unbounded_body_hmac,
+    unbounded_body_read,
 )
 
 #: The rule modules, in the order ``hmacguard rules`` lists them.
 MODULES = (
     unbounded_body_hmac,
+    unbounded_body_read,
     content_length_guard,
     stream_line_iteration,
     retained_global,
@@ -48,7 +52,7 @@ MODULES = (
     signature_compare_timing,
     compare_digest_none,
     unbounded_concat,
-    unbounded_body_read,
+    js_unbounded_body_read,
     js_content_length_guard,
     js_retained_global,
     body_parser_limit,

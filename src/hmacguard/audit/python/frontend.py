@@ -45,6 +45,7 @@ FRAMEWORK_MODULES: Mapping[str, str] = {
     "starlette": "starlette",
     "fastapi": "starlette",
     "aiohttp": "aiohttp",
+    "twisted": "twisted",
 }
 #: Names a handler conventionally gives the incoming request.
 REQUEST_NAMES = frozenset({"request", "req", "http_request", "incoming_request"})

@@ -148,6 +148,13 @@ def body_source(node: ast.AST, file: PyFile) -> Taint | None:
                 if "django" in fw:
                     lines = "-lines" if attr == "readline" else ""
                     return Taint(kind, line, shown, f"django-stream{lines}", col)
+        # Twisted: request.content is the whole body, already spooled; read() loads it all.
+        twisted = isinstance(recv, ast.Attribute) and recv.attr == "content" and "twisted" in fw
+        if attr == "read" and no_size and twisted and is_request_like(getattr(recv, "value", recv)):
+            return Taint(BODY, line, f"{recv_name}.read()", "twisted", col)
+        if attr == "read" and recv_name.endswith("rfile"):
+            # http.server: rfile.read(n) reads as many bytes as the client's Content-Length says.
+            return Taint(BODY, line, f"{recv_name}.read()", "http.server", col)
         if attr == "text" and not node.args and is_request_like(recv) and "aiohttp" in fw:
             return Taint(BODY, line, f"await {recv_name}.text()", "aiohttp", col)
     if isinstance(node, ast.Attribute) and is_request_like(node.value):

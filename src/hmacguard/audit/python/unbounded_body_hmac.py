@@ -79,7 +79,7 @@ def _uncapped(ctx: PyContext, source: Taint, strict_guard: bool) -> tuple[bool, 
             return True, "DATA_UPLOAD_MAX_MEMORY_SIZE is None"
         return False, ""
     if fw == "starlette":
-        if facts.starlette_capped(ctx.file.path) or strict_guard:
+        if facts.starlette_capped(ctx.file.path, source.line) or strict_guard:
             return False, ""
         return True, "Starlette/FastAPI has no body limit and no limiting middleware is installed"
     if fw == "aiohttp":
