@@ -53,7 +53,9 @@ __all__ = ["SKIPPED_DIRS", "audit", "discover", "is_test_path"]
 SKIPPED_DIRS = ENVIRONMENT_DIRS | VENDORED_DIRS
 _SUPPRESSION = re.compile(r"hmacguard:\s*ignore\b(\[([^\]]*)\])?")
 _PROXY_WORDS = ("proxy_pass", "uwsgi_pass", "fastcgi_pass", "grpc_pass")
-_MAX_FILE_BYTES = 4 * 1024 * 1024  # a generated bundle larger than this is not source to review
+_MAX_FILE_BYTES = 4 * 1024 * 1024
+#: Findings of one rule in one file beyond which the rest are counted, not listed.
+MAX_FINDINGS_PER_RULE_AND_FILE = 100  # a generated bundle larger than this is not source to review
 _TEST_DIRS = frozenset(
     {"tests", "test", "__tests__", "testing", "spec", "specs", "fixtures", "__fixtures__", "e2e", "cypress"}
 )
@@ -170,8 +172,9 @@ def audit(
     parsed: list[_Parsed] = []
     facts = PythonFacts()
     requirements: list[RequirementsFile] = []
-    files = lines = 0
+    files = lines = analysed = 0
     triggers = {lang: [r for r in selected if r.language is lang] for lang in Language}
+    sink = _Sink(triggers, diagnostics)
     discovery = Discovery(exclude=exclude, include_vendored=include_vendored)
     for candidate in discovery.candidates(paths):
         source = _read(candidate)
@@ -193,43 +196,61 @@ def audit(
         ):
             continue
         context = _parse(source, language, facts, requirements, diagnostics)
-        if context is not None:
-            test_code = not include_tests and is_test_path(candidate.relative)
-            parsed.append(_Parsed(source, language, context, test_code))
-    findings: list[Finding] = []
-    suppressed: list[Finding] = []
-    in_tests: list[Finding] = []
+        if context is None:
+            continue
+        analysed += 1
+        item = _Parsed(source, language, context, not include_tests and is_test_path(candidate.relative))
+        if language is Language.JAVASCRIPT:
+            # JavaScript rules need no project facts: run them now and let the tree go, so memory
+            # holds one syntax tree at a time, however many files the project has.
+            sink.apply(item, context)
+        else:
+            parsed.append(item)
     for item in parsed:
         context = item.context
         if item.language is Language.REQUIREMENTS and isinstance(context, RequirementsFile):
             context = RequirementsContext(context, facts, requirements)
         elif item.language is Language.PYTHON and isinstance(context, PyFile):
             context = PyContext(context, facts)
-        marks = _Suppressions(item.source, diagnostics)
-        for rule in triggers[item.language]:
-            if not rule.trigger(item.source.text):
-                continue
-            for finding in _run(rule, context, item.source, diagnostics):
-                if marks.covers(finding):
-                    suppressed.append(finding)
-                elif item.test_code:
-                    in_tests.append(finding)
-                else:
-                    findings.append(finding)
+        sink.apply(item, context)
     order = _order_key
     return AuditResult(
-        findings=tuple(sorted(findings, key=order)),
-        suppressed=tuple(sorted(suppressed, key=order)),
+        findings=tuple(sorted(sink.findings, key=order)),
+        suppressed=tuple(sorted(sink.suppressed, key=order)),
         diagnostics=tuple(diagnostics),
         files=files,
-        files_parsed=len(parsed),
+        files_parsed=analysed,
         lines=lines,
         seconds=time.perf_counter() - started,
         rules=tuple(r.id for r in selected),
-        test_findings=tuple(sorted(in_tests, key=order)),
+        test_findings=tuple(sorted(sink.in_tests, key=order)),
         skipped=dict(sorted(discovery.skipped.items())),
         skipped_examples={k: tuple(v) for k, v in sorted(discovery.examples.items())},
     )
+
+
+class _Sink:
+    """Runs a file's rules and sorts their findings: reported, suppressed, or in test code."""
+
+    def __init__(self, triggers: dict[Language, list[AuditRule]], diagnostics: list[Diagnostic]) -> None:
+        self.triggers = triggers
+        self.diagnostics = diagnostics
+        self.findings: list[Finding] = []
+        self.suppressed: list[Finding] = []
+        self.in_tests: list[Finding] = []
+
+    def apply(self, item: _Parsed, context: object) -> None:
+        marks = _Suppressions(item.source, self.diagnostics)
+        for rule in self.triggers[item.language]:
+            if not rule.trigger(item.source.text):
+                continue
+            for finding in _run(rule, context, item.source, self.diagnostics):
+                if marks.covers(finding):
+                    self.suppressed.append(finding)
+                elif item.test_code:
+                    self.in_tests.append(finding)
+                else:
+                    self.findings.append(finding)
 
 
 def _holds_facts(language: Language, text: str) -> bool:
@@ -295,7 +316,22 @@ def _run(
 ) -> list[Finding]:
     """The rule's findings on one file; a crash becomes a diagnostic and no findings."""
     try:
-        return list(rule.run(context))
+        found: list[Finding] = []
+        for finding in rule.run(context):
+            found.append(finding)
+            if len(found) >= MAX_FINDINGS_PER_RULE_AND_FILE:
+                # No hand-written file has this many of one flaw; a bundle can have thousands,
+                # and listing them costs time and memory without telling anyone more.
+                diagnostics.append(
+                    Diagnostic(
+                        DiagnosticKind.TRUNCATED,
+                        source.path,
+                        f"more than {MAX_FINDINGS_PER_RULE_AND_FILE} findings; the rest are not listed",
+                        rule=rule.id,
+                    )
+                )
+                break
+        return found
     except Exception as exc:  # a broken rule must not stop the audit of everything else
         diagnostics.append(
             Diagnostic(

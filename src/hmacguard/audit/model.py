@@ -39,6 +39,7 @@ class DiagnosticKind(str, enum.Enum):
     READ_ERROR = "read-error"
     RULE_ERROR = "rule-error"
     BAD_SUPPRESSION = "bad-suppression"
+    TRUNCATED = "truncated"  # one rule found so much in one file that the rest are not listed
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ class Diagnostic:
     @property
     def leaves_gap(self) -> bool:
         """Whether some code went unaudited because of it (a parse, read or rule failure)."""
-        return self.kind is not DiagnosticKind.BAD_SUPPRESSION
+        return self.kind not in (DiagnosticKind.BAD_SUPPRESSION, DiagnosticKind.TRUNCATED)
 
     @property
     def level(self) -> str:
@@ -89,6 +90,9 @@ class SourceFile:
         return lines[number - 1] if 0 < number <= len(lines) else ""
 
 
+_SNIPPET = 240
+
+
 def finding_at(
     rule_id: str,
     source: SourceFile,
@@ -105,7 +109,12 @@ def finding_at(
 ) -> Finding:
     """A finding at ``source:line`` with the line as snippet; catalogue defaults for the rest."""
     rule = get_rule(rule_id)
-    snippet = source.line(line).strip()
+    text = source.line(line)
+    if len(text) > _SNIPPET:
+        # A minified line: show the part around the column, not a copy of the whole line.
+        start = max(0, (column or 1) - 1 - _SNIPPET // 4)
+        text = text[start : start + _SNIPPET]
+    snippet = text.strip()
     return Finding(
         rule=rule_id,
         severity=rule.severity if severity is None else severity,

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from hmacguard.audit.javascript.context import JsContext
-from hmacguard.audit.javascript.frontend import FUNCTION_TYPES, Node, member_path, text, walk
+from hmacguard.audit.javascript.frontend import FUNCTION_TYPES, Node, member_path, text, walk, walk_own
 from hmacguard.audit.javascript.streams import creates_hmac, hmac_names
 from hmacguard.audit.model import finding_at
 from hmacguard.audit.registry import Language, all_of, any_of, audit_rule
@@ -65,20 +65,9 @@ def _returned(function: Node) -> list[Node]:
     if body.type != "statement_block":
         return [body]
     out = []
-    for node in _own(body):
+    for node in walk_own(body):
         if node.type == "return_statement" and node.named_children:
             out.append(node.named_children[0])
-    return out
-
-
-def _own(node: Node) -> list[Node]:
-    """``node`` and what it contains, not descending into nested functions."""
-    out = []
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        out.append(current)
-        stack.extend(c for c in current.children if c.type not in FUNCTION_TYPES)
     return out
 
 
@@ -101,16 +90,19 @@ class _Digests:
                 name = _function_name(node)
                 if name is not None:
                     functions.append((name, _returned(node)))
-        for _ in range(3):
+        for _ in range(3):  # names feed names: a few rounds reach a fixed point
+            before = len(self.names) + len(self.functions)
             for name, right in assignments:
                 if name not in self.names and self.carries(right):
                     self.names.add(name)
             for name, values in functions:
                 if name not in self.functions and any(self.carries(v) for v in values):
                     self.functions.add(name)
+            if len(self.names) + len(self.functions) == before:
+                break
 
     def carries(self, node: Node) -> bool:
-        for n in _own(node):
+        for n in walk_own(node):
             if _is_digest_call(n, self.hmacs):
                 return True
             if n.type == "identifier" and text(n) in self.names:
