@@ -1,7 +1,8 @@
 """HMAC digest compared with ``===``/``!==``/``==``/``!=``: a timing side channel.
 
 **What it finds.** A comparison where one side is an HMAC digest (``createHmac(...)...digest()``,
-a variable holding one, a string built from one such as ``'sha256=' + hmac.digest('hex')``, or the
+Web Crypto's ``crypto.subtle.sign('HMAC', ...)``, a variable holding one, a string built from one
+such as ``'sha256=' + hmac.digest('hex')``, or the
 result of a function or method of the file that returns one — ``signBlob(secret, body)``,
 ``this.sign(body)``) and the other side is not a literal.
 
@@ -33,6 +34,8 @@ def _is_digest_call(node: Node, hmacs: set[str]) -> bool:
     func = node.child_by_field_name("function")
     if func is None or func.type != "member_expression":
         return False
+    if (member_path(func) or "").endswith("subtle.sign"):
+        return True  # Web Crypto: crypto.subtle.sign("HMAC", key, data) resolves to the MAC
     prop = func.child_by_field_name("property")
     obj = func.child_by_field_name("object")
     if prop is None or obj is None or text(prop) != "digest":
@@ -139,7 +142,7 @@ def _literal(node: Node) -> bool:
     owasp="API2:2023 Broken Authentication",
     remediation="Compare with crypto.timingSafeEqual(Buffer.from(expected), Buffer.from(given)) "
     "after checking that both have the same length.",
-    trigger=all_of(any_of("createHmac"), any_of("==")),
+    trigger=all_of(any_of("createHmac", "subtle.sign"), any_of("==")),
 )
 def check(ctx: JsContext) -> Iterator[Finding]:
     digests = _Digests(ctx)

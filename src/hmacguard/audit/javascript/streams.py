@@ -30,7 +30,8 @@ from hmacguard.audit.javascript.frontend import (
 
 __all__ = ["DataHandler", "accumulations", "data_handlers", "hmac_names", "hmac_updates"]
 
-_RESPONSES = frozenset({"res", "response", "resp", "upstream", "proxyRes"})
+# Outgoing responses, a client's answers, and child processes' pipes: not a request body.
+_RESPONSES = frozenset({"res", "response", "resp", "upstream", "proxyRes", "stdout", "stderr", "stdin"})
 _LISTEN = frozenset({"on", "addListener", "prependListener"})
 _RELATIONAL = frozenset({">", ">=", "<", "<="})
 _STOPS = re.compile(r"destroy|abort|reject|throw|413|\.end\(|emit\(|pause\(|unpipe|close\(|return|break")

@@ -1,7 +1,9 @@
 """Request body read whole in one call with no limit: raw-body, collectors, Fetch API, Hono.
 
-**What it finds.** In a file that computes or verifies a signature (``createHmac``,
-``crypto.subtle``, ``timingSafeEqual``, a ``signature`` header, ``constructEvent``...):
+**What it finds.** Whole-body reads with no limit — high severity in a file that computes or
+verifies a signature (``createHmac``, ``crypto.subtle``, ``timingSafeEqual``, a ``signature``
+header, ``constructEvent``...), medium elsewhere (an unbounded body is a memory risk with or
+without an HMAC):
 
 - ``getRawBody(req)`` / ``rawBody(req, 'utf8')`` from ``raw-body`` without a ``limit`` option —
   raw-body's own default is no limit (body-parser is what passes it 100 kb);
@@ -18,7 +20,9 @@ body limit of their own, and worker platforms allow 100 MB or more.
 **Not reported.** raw-body with a ``limit``; Hono apps that install ``bodyLimit()``; reads after
 a strict Content-Length check (one that also refuses a missing header); SvelteKit ``+server``
 routes (adapter-node's ``BODY_SIZE_LIMIT`` is 512 KB by default); piping the request into an HMAC
-(``req.pipe(hmac)`` streams). Files that verify no signature are left to the framework rules.
+(``req.pipe(hmac)`` streams). Fetch-API reads in files that verify no signature and are not
+webhook receivers (no "webhook" in their path or text): every API route of a Next.js app reads its
+JSON that way, and those are left to a proxy or platform limit.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from hmacguard.audit.javascript.body_reads import (
 )
 from hmacguard.audit.javascript.context import JsContext
 from hmacguard.audit.model import finding_at
-from hmacguard.audit.registry import Language, all_of, any_of, audit_rule, matches
+from hmacguard.audit.registry import Language, any_of, audit_rule
 from hmacguard.findings import Category, Finding, Severity
 
 _READ_WORDS = (
@@ -62,22 +66,28 @@ _STACK = {
     cwe=(400, 770),
     remediation="Cap the body before buffering it: raw-body's limit option, Hono's bodyLimit(), or a "
     "counting reader over request.body that stops past the cap (413); feed the HMAC per chunk.",
-    trigger=all_of(any_of(*_READ_WORDS), matches(SIGNATURE_WORDS.pattern)),
+    trigger=any_of(*_READ_WORDS),
 )
 def check(ctx: JsContext) -> Iterator[Finding]:
+    text = ctx.file.source.text
+    signed = SIGNATURE_WORDS.search(text) is not None
+    webhook = "webhook" in ctx.file.path.lower() or "webhook" in text.lower()
     hono_cap = hono_limited(ctx.file)
     for read in body_reads(ctx.file):
         if read.kind == "hono" and hono_cap:
             continue
+        if read.kind == "fetch" and not (signed or webhook):
+            continue
         if strictly_guarded(read.node):
             continue
+        where = "in a file that verifies a signature over it" if signed else "(no signature involved)"
         yield finding_at(
             "js-unbounded-body-read",
             ctx.file.source,
             read.line,
-            f"`{read.what}` reads the whole request body into memory with no size limit, in a "
-            "file that verifies a signature over it.",
+            f"`{read.what}` reads the whole request body into memory with no size limit, {where}.",
             column=read.column,
-            values={"read": read.what, "api": read.kind},
+            severity=Severity.HIGH if signed else Severity.MEDIUM,
+            values={"read": read.what, "api": read.kind, "signature": signed},
             stack=_STACK[read.kind],
         )

@@ -39,7 +39,10 @@ from hmacguard.audit.python.taint import BODY, Taint
 from hmacguard.audit.registry import Language, all_of, any_of, audit_rule
 from hmacguard.findings import Category, Finding, Severity
 
-_BODY_WORDS = (".body", "get_data", ".data", ".read(", ".readlines(", "stream", ".text(", "wsgi.input")
+_BODY_WORDS = (
+    ".body", "get_data", ".data", ".json", "get_json", ".read(", ".readlines(", "stream", ".text(",
+    "wsgi.input",
+)  # fmt: skip
 _SINK_WORDS = ("hmac", "hashlib", ".update(", "sign", "verif", "digest", "construct_event")
 
 _STACK_HINT = {

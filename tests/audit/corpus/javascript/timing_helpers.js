@@ -43,3 +43,11 @@ function voidCompare(u) {
 }
 
 module.exports = { Verifier, viaHelper, viaArrow, hashOnly, voidCompare };
+
+async function webCrypto(key, payload, given) {
+  const mac = await crypto.subtle.sign('HMAC', key, new TextEncoder().encode(payload));
+  const expected = btoa(String.fromCharCode(...new Uint8Array(mac)));
+  return given === expected; // expect: js-signature-compare-timing
+}
+
+module.exports.webCrypto = webCrypto;
