@@ -3,7 +3,8 @@
 **What it finds.** The twin of ``py-content-length-guard-bypass``: an ``if`` that compares the
 Content-Length header with a limit and leaves (``return``, ``throw``, 413), in a function that then
 reads the whole body (``await request.text()``, ``getRawBody(req)``, ``req.on('data')``
-accumulation...), when no check in that function refuses a *missing* header::
+accumulation..., directly or through a function of the same file it calls), when no check in that
+function refuses a *missing* header::
 
     const contentLength = req.headers.get('content-length');
     if (contentLength && Number(contentLength) > MAX) return new Response(null, { status: 413 });
@@ -22,7 +23,7 @@ from collections.abc import Iterator
 
 from hmacguard.audit.javascript.body_reads import body_reads, length_guards
 from hmacguard.audit.javascript.context import JsContext
-from hmacguard.audit.javascript.frontend import FUNCTION_TYPES, enclosing_function, walk
+from hmacguard.audit.javascript.frontend import FUNCTION_TYPES, enclosing_function, text, walk
 from hmacguard.audit.javascript.streams import accumulations, data_handlers
 from hmacguard.audit.model import finding_at
 from hmacguard.audit.registry import Language, any_of, audit_rule
@@ -53,6 +54,23 @@ def check(ctx: JsContext) -> Iterator[Finding]:
             function = enclosing_function(handler.site)
             if function is not None:
                 readers.setdefault(function.id, f"{handler.receiver}.on('data') {what}")
+    # A handler that checks the header and then calls a helper of the file that reads the body
+    # (parseBody(req) after the check) reads it too.
+    by_name = {}
+    for function in walk(ctx.file.root):
+        if function.type in FUNCTION_TYPES and function.id in readers:
+            name = function.child_by_field_name("name")
+            if name is not None:
+                by_name[text(name)] = readers[function.id]
+    if by_name:
+        for function in walk(ctx.file.root):
+            if function.type not in FUNCTION_TYPES or function.id in readers:
+                continue
+            for node in walk(function):
+                callee = node.child_by_field_name("function") if node.type == "call_expression" else None
+                if callee is not None and callee.type == "identifier" and text(callee) in by_name:
+                    readers[function.id] = f"{text(callee)}(...) ({by_name[text(callee)]})"
+                    break
     seen: set[int] = set()
     for function in walk(ctx.file.root):
         if function.type not in FUNCTION_TYPES or function.id not in readers:

@@ -37,3 +37,16 @@ export async function GET(request: NextRequest) {
   const data = await upstream.json(); // ok: js-unbounded-body-read
   return NextResponse.json(data);
 }
+
+async function readForm(request: NextRequest) {
+  return await request.formData(); // expect: js-unbounded-body-read
+}
+
+export async function DELETE(request: NextRequest) {
+  const size = request.headers.get('content-length');
+  if (size && Number(size) > MAX) { // expect: js-content-length-guard-bypass
+    return new NextResponse(null, { status: 413 });
+  }
+  const form = await readForm(request);
+  return NextResponse.json({ fields: [...form.keys()].length });
+}
