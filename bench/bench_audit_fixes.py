@@ -74,9 +74,8 @@ def main() -> int:
     print(f"{'repository':<38} {'fix':<10} {'file':<52} {'before':>6} {'after':>6}")
     for fix, flagged, clean, before, after in rows:
         name = fix["file"] if len(fix["file"]) <= 52 else "..." + fix["file"][-49:]
-        print(
-            f"{fix['repo']:<38} {fix['fix'][:10]:<10} {name:<52} {'yes' if flagged else 'NO':>6} {'clean' if clean else 'FLAGGED':>6}"
-        )
+        verdict = f"{'yes' if flagged else 'NO':>6} {'clean' if clean else 'FLAGGED':>6}"
+        print(f"{fix['repo']:<38} {fix['fix'][:10]:<10} {name:<52} {verdict}")
         if args.verbose and not (flagged and clean):
             print(f"    wanted {sorted(fix['rules'])}; before {sorted(before)}; after {sorted(after)}")
     commits = {f["fix"] for f, *_ in rows}
