@@ -20,7 +20,6 @@ The scanner, audit, leak finder and lab are command-line tools (``hmacguard --he
 
 from __future__ import annotations
 
-from hmacguard.body import DEFAULT_MAX_BODY, BoundedBody
 from hmacguard.errors import (
     BadRequest,
     BodyTimeout,
@@ -38,15 +37,17 @@ from hmacguard.errors import (
     TimestampInvalid,
     UnsupportedEncoding,
 )
+from hmacguard.guard.body import DEFAULT_MAX_BODY, BoundedBody
+from hmacguard.guard.policy import Accepted, Guard, Rejected
+from hmacguard.guard.problem import Problem, problem_for
+from hmacguard.guard.ratelimit import RateLimiter, client_address
+from hmacguard.guard.replay import MemoryReplayStore, RedisReplayStore, ReplayStore
+from hmacguard.guard.signer import Signer
+from hmacguard.guard.verifier import Verification, VerifiedBody, Verifier
+from hmacguard.http import RequestHead
 from hmacguard.integrations.asgi import ASGIGuard
 from hmacguard.integrations.wsgi import WSGIGuard
-from hmacguard.policy import Accepted, Guard, Rejected, RequestHead
-from hmacguard.problem import Problem, problem_for
-from hmacguard.ratelimit import RateLimiter, client_address
-from hmacguard.replay import MemoryReplayStore, RedisReplayStore, ReplayStore
 from hmacguard.schemes import SCHEME_NAMES, Scheme, get_scheme
-from hmacguard.signer import Signer
-from hmacguard.verifier import Verification, VerifiedBody, Verifier
 
 __version__ = "0.1.0"
 

@@ -7,12 +7,14 @@ The tree::
     ├── TargetError                    exit 2: the scan target is malformed, refused, or not loopback
     └── RequestRejected                the guard refuses a request; ``status`` is the HTTP answer
         ├── BadRequest                 400 malformed/negative/mismatched Content-Length, bad encoding
+        │   ├── BodyMalformed          400 the server could not parse the body's framing (chunks)
         │   ├── SignatureMissing       400 no signature header
         │   ├── SignatureMalformed     400 header present but not of the scheme's form
-        │   └── TimestampInvalid       400 timestamp missing, too old or too far in the future
+        │   ├── TimestampInvalid       400 timestamp missing, too old or too far in the future
+        │   └── PathInvalid            400 a request path the guard cannot interpret (fail closed)
         ├── SignatureMismatch          401 well-formed signature that no secret produces
         ├── BodyTimeout                408 the body arrived too slowly
-        ├── ReplayDetected             409 delivery id / nonce already seen
+        ├── ReplayDetected             409 delivery already processed, or being processed
         ├── BodyTooLarge               413 above the cap (answered with ``Connection: close``)
         ├── UnsupportedEncoding        415 a Content-Encoding the guard will not inflate
         ├── RateLimited                429 over a rate limit (carries ``retry_after``)
@@ -26,10 +28,12 @@ from __future__ import annotations
 
 __all__ = [
     "BadRequest",
+    "BodyMalformed",
     "BodyTimeout",
     "BodyTooLarge",
     "ConfigurationError",
     "HmacGuardError",
+    "PathInvalid",
     "RateLimited",
     "ReplayDetected",
     "RequestRejected",
@@ -83,6 +87,14 @@ class BadRequest(RequestRejected):
     title = "Bad request"
 
 
+class BodyMalformed(BadRequest):
+    """The server raised while the guard read the body (a malformed chunk size, a missing CRLF)."""
+
+    slug = "body-malformed"
+    title = "Request body framing is malformed"
+    close_connection = True
+
+
 class SignatureMissing(BadRequest):
     slug = "signature-missing"
     title = "Signature missing"
@@ -96,6 +108,13 @@ class SignatureMalformed(BadRequest):
 class TimestampInvalid(BadRequest):
     slug = "timestamp-invalid"
     title = "Timestamp missing or outside the tolerance"
+
+
+class PathInvalid(BadRequest):
+    """The path cannot be mapped onto what a router would route (so it is refused, not passed on)."""
+
+    slug = "path-invalid"
+    title = "Request path cannot be interpreted"
 
 
 class SignatureMismatch(RequestRejected):
@@ -114,7 +133,7 @@ class BodyTimeout(RequestRejected):
 class ReplayDetected(RequestRejected):
     status = 409
     slug = "replay"
-    title = "Delivery already processed"
+    title = "Delivery already received"
 
 
 class BodyTooLarge(RequestRejected):

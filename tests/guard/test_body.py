@@ -11,13 +11,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hmacguard.body import (
+from hmacguard.errors import BadRequest, BodyTooLarge, UnsupportedEncoding
+from hmacguard.guard.body import (
     BoundedBody,
     GzipInflater,
     content_coding,
     parse_content_length,
 )
-from hmacguard.errors import BadRequest, BodyTooLarge, UnsupportedEncoding
 
 
 def split(data: bytes, cuts: list[int]) -> list[bytes]:

@@ -104,6 +104,49 @@ def test_failure_budget_shuts_out_a_client_that_keeps_failing() -> None:
     assert wsgi_request(guard, b"x", signer.sign(b"x"), peer="10.9.9.9").status == 200
 
 
+def test_requests_in_flight_count_against_the_failure_budget() -> None:
+    """Admission makes room for every request still being read, so concurrency cannot overrun it."""
+    limiter = RateLimiter(limit=None, failure_limit="3/minute")
+    admitted = [limiter.admit("k", declared_bytes=None) for _ in range(3)]
+    with pytest.raises(RateLimited):  # three bodies in flight fill a budget of three
+        limiter.admit("k", declared_bytes=None)
+    limiter.settle(admitted[0], 10, failed=False)  # one verified: its place is free again
+    admitted.append(limiter.admit("k", declared_bytes=None))
+    for state in admitted[1:]:
+        limiter.settle(state, 10, failed=True)  # three failures spend the whole budget
+    with pytest.raises(RateLimited):
+        limiter.admit("k", declared_bytes=None)
+    assert limiter.admit("other", declared_bytes=None).in_flight
+
+
+def test_a_content_length_of_thousands_of_digits_is_a_400_with_a_rate_limiter() -> None:
+    guard = WSGIGuard(
+        ok_app,
+        verifier=Verifier("github", secrets=SECRET),
+        rate_limiter=RateLimiter(limit="10/minute", bytes_limit="1000000/minute"),
+    )
+    for length in ("9" * 5000, "1" * 20, "0" * 4301):
+        environ_headers = {**signer.sign(b"x"), "Content-Length": length}
+        from ._inprocess import call_wsgi, wsgi_environ
+
+        environ = wsgi_environ("POST", "/webhook", b"x", environ_headers)
+        environ["CONTENT_LENGTH"] = length
+        response = call_wsgi(guard, environ)
+        assert response.status in (400, 413), (length[:10], response.status)
+        assert response.headers["Content-Type"] == "application/problem+json"
+
+
+def test_a_counted_proxy_chain_warns_that_any_peer_is_trusted() -> None:
+    with pytest.warns(UserWarning, match="trusts X-Forwarded-For from any peer"):
+        RateLimiter(trusted_proxies=1)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        RateLimiter(trusted_proxies=["10.0.0.0/8"])
+        RateLimiter(trusted_proxies=0)
+
+
 def test_ratelimit_fields_follow_the_ietf_draft_syntax() -> None:
     limiter = RateLimiter(limit="10/second", failure_limit="5/hour")
     state = limiter.admit("k", declared_bytes=None)
@@ -141,11 +184,14 @@ def test_unreachable_redis_passes_with_a_warning_when_fail_open(caplog: pytest.L
         verifier=Verifier("github", secrets=SECRET, replay=RedisReplayStore(url, fail_open=True)),
         rate_limiter=RateLimiter(storage=url, fail_open=True),
     )
-    with caplog.at_level(logging.WARNING, logger="hmacguard"):
+    with caplog.at_level(logging.DEBUG, logger="hmacguard"):
         assert wsgi_request(guard, b"x", signer.sign(b"x")).status == 200
     messages = [r.getMessage() for r in caplog.records]
     assert any("replay store unavailable" in m for m in messages)
     assert any("rate-limit store unavailable" in m for m in messages)
+    # Both stores share the server's circuit breaker: the outage is one warning, the calls the open
+    # breaker refused are debug records.
+    assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
 
 
 def test_store_unavailable_error_is_a_503() -> None:

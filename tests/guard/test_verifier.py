@@ -311,9 +311,9 @@ def test_reordering_or_padding_the_listed_signatures_does_not_make_a_replay_new(
 
 
 def test_a_replayed_body_is_released_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    import hmacguard.verifier
-    from hmacguard.body import BoundedBody
-    from hmacguard.policy import Guard, Rejected, RequestHead
+    import hmacguard.guard.verifier
+    from hmacguard.guard.body import BoundedBody
+    from hmacguard.guard.policy import Guard, Rejected, RequestHead
 
     made: list[BoundedBody] = []
 
@@ -324,7 +324,7 @@ def test_a_replayed_body_is_released_at_once(monkeypatch: pytest.MonkeyPatch) ->
             super().__init__(**options)
             made.append(self)
 
-    monkeypatch.setattr(hmacguard.verifier, "BoundedBody", Recorded)
+    monkeypatch.setattr(hmacguard.guard.verifier, "BoundedBody", Recorded)
     guard = Guard(Verifier("github", secrets="s"))
     headers = {k.lower(): v for k, v in Signer("github", secrets="s").sign(BODY).items()}
     outcomes = []

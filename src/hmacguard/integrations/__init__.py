@@ -5,7 +5,7 @@
 - ``django``, ``flask``, ``fastapi`` -- idiomatic integrations built on those two drivers; each
   imports its framework, so import them by their module path.
 
-Both drivers run the same sans-I/O decision core (:mod:`hmacguard.policy`).
+Both drivers run the same sans-I/O decision core (:mod:`hmacguard.guard.policy`).
 """
 
 from __future__ import annotations

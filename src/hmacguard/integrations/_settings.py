@@ -29,10 +29,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from hmacguard.errors import ConfigurationError
-from hmacguard.ratelimit import RateLimiter
-from hmacguard.replay import RedisReplayStore, ReplayStore
+from hmacguard.guard.ratelimit import RateLimiter
+from hmacguard.guard.replay import RedisReplayStore, ReplayStore
+from hmacguard.guard.verifier import Verifier
 from hmacguard.schemes import get_scheme
-from hmacguard.verifier import Verifier
 
 __all__ = ["guard_options"]
 

@@ -3,13 +3,29 @@
 The application behind the guard receives the verified, bounded body again through ``receive`` (in
 chunks, so a spooled body is never loaded whole), with ``content-length`` set to its size (a gzip body
 arrives inflated, its ``content-encoding`` removed), and finds the
-:class:`~hmacguard.verifier.VerifiedBody` as ``scope["hmacguard.verified"]``. The body is released
+:class:`~hmacguard.guard.verifier.VerifiedBody` as ``scope["hmacguard.verified"]``. The body is released
 when the application returns.
 
 Each ``receive()`` is bounded by the time left for the body (``asyncio`` timeouts), so a slow-drip
 client gets 408 on time. Replay and rate-limit stores that block on the network (Redis) are called in
 a worker thread, never on the event loop. Refusals carry ``Connection: close`` and the rest of the
 body is never read.
+
+Which requests are protected: the path the application routes on -- ``scope["path"]`` without
+``root_path`` when it starts with it, as Starlette and Django route (uvicorn ``--root-path`` and
+Starlette ``Mount`` put the prefix in both) -- and ``scope["path"]`` as it is, and
+``root_path + path`` (for servers that leave the prefix out of ``path``), each in every spelling a
+router could route (:mod:`hmacguard.guard.paths`). A path that cannot be interpreted is answered
+400, never passed through.
+
+Delivery semantics: the delivery's replay key is held while the application runs, then committed
+if it started a response below 500, released if it raised, answered 5xx or returned without a
+response (the client left first) -- so the sender's retry is processed (:mod:`hmacguard.guard.replay`).
+
+After the verified body, the application's ``receive`` yields only what is not body: servers such as
+hypercorn end a body with a separate empty ``http.request`` message, which the guard -- having read
+exactly ``Content-Length`` bytes -- never consumed; it is dropped, so the application waiting for a
+disconnect (Django does) sees ``http.disconnect``, not a stray body message.
 """
 
 from __future__ import annotations
@@ -19,24 +35,24 @@ import sys
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
-from hmacguard.errors import BodyTimeout, RequestRejected
-from hmacguard.policy import (
+from hmacguard.errors import BodyTimeout, PathInvalid, RequestRejected
+from hmacguard.guard.policy import (
     Accepted,
     ClientDisconnected,
     Guard,
     Outcome,
     ReadBody,
     Rejected,
-    RequestHead,
     StoreCall,
+    processed,
 )
-from hmacguard.verifier import LowerCaseHeaders
+from hmacguard.http import LowerCaseHeaders, RequestHead
 
 if TYPE_CHECKING:
-    from hmacguard.ratelimit import RateLimiter
-    from hmacguard.verifier import VerifiedBody, Verifier
+    from hmacguard.guard.ratelimit import RateLimiter
+    from hmacguard.guard.verifier import VerifiedBody, Verifier
 
-__all__ = ["ASGIGuard", "guard_receive", "head_from_scope"]
+__all__ = ["ASGIGuard", "guard_receive", "head_from_scope", "request_paths"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -144,8 +160,24 @@ async def send_rejection(rejected: Rejected, send: Send) -> None:
     await send({"type": "http.response.body", "body": problem.body, "more_body": False})
 
 
+def request_paths(scope: Scope) -> tuple[str, ...]:
+    """The spellings of the request's path the guard matches (see the module docstring)."""
+    path = scope.get("path") or "/"
+    root = scope.get("root_path") or ""
+    if not isinstance(path, str) or not isinstance(root, str):
+        raise PathInvalid("the request path is not text")
+    if not root:
+        return (path,)
+    if path.startswith(root):
+        # Starlette routes on the rest only after a "/" boundary, Django strips the prefix anyway:
+        # both spellings are considered.
+        return (path[len(root) :] or "/", path)
+    return (path, root + path)
+
+
 def replaying_receive(body: VerifiedBody, receive: Receive, chunk_size: int) -> Receive:
-    """A ``receive`` that yields the verified body, then defers to the server (for disconnects)."""
+    """A ``receive`` that yields the verified body, then defers to the server for what is not body
+    (``http.disconnect``), dropping any leftover ``http.request`` message (see the module docs)."""
     file = body.file
     file.seek(0)
     finished = body.size == 0
@@ -160,7 +192,10 @@ def replaying_receive(body: VerifiedBody, receive: Receive, chunk_size: int) -> 
         if not sent_empty and body.size == 0:
             sent_empty = True
             return {"type": "http.request", "body": b"", "more_body": False}
-        return await receive()
+        while True:
+            message = await receive()
+            if message.get("type") != "http.request":
+                return message
 
     return receive_body
 
@@ -175,13 +210,60 @@ def verified_scope(scope: Scope, body: VerifiedBody) -> Scope:
     return new
 
 
+async def call_verified(
+    app: ASGIApp, scope: Scope, receive: Receive, send: Send, accepted: Accepted, chunk_size: int
+) -> None:
+    """Call ``app`` with the verified body; settle the delivery by its answer and release the body."""
+    body = accepted.body
+    extra = [(n.lower().encode("latin-1"), v.encode("latin-1")) for n, v in accepted.headers]
+    status: int | None = None
+
+    async def send_watched(message: Message) -> None:
+        nonlocal status
+        if message.get("type") == "http.response.start":
+            status = int(message.get("status", 500))
+            if extra:
+                message = dict(message)
+                message["headers"] = [*message.get("headers", ()), *extra]
+        await send(message)
+
+    failed = True
+    try:
+        await app(verified_scope(scope, body), replaying_receive(body, receive, chunk_size), send_watched)
+        failed = False
+    finally:
+        try:
+            await settle(accepted, not failed and processed(status))
+        finally:
+            body.close()
+
+
+async def settle(accepted: Accepted, was_processed: bool) -> None:
+    """Commit or release the delivery's hold (in a worker thread when the store may block)."""
+    delivery = accepted.delivery
+    if delivery is None:
+        return
+    if delivery.blocking:
+        # Shielded: a cancelled request (the client left) must still release its hold.
+        await asyncio.shield(asyncio.to_thread(delivery.settle, was_processed))
+    else:
+        delivery.settle(was_processed)
+
+
 class ASGIGuard:
     """Pure ASGI middleware: HTTP requests to the protected paths reach ``app`` only once verified.
 
     Keyword-only configuration: ``verifier`` (required), ``rate_limiter``, ``paths`` and ``methods``
-    as for :class:`~hmacguard.policy.Guard`; works with ``app.add_middleware(ASGIGuard, ...)``.
-    Lifespan and websocket scopes, and unprotected paths, pass through untouched. See
-    :mod:`hmacguard.ratelimit` for the client-address trust model.
+    as for :class:`~hmacguard.guard.policy.Guard`; ``route_check``, an optional
+    ``callable(scope) -> bool`` saying whether the framework would route a request to a protected
+    view (asked when no spelling of the path matches; the Django integration passes one). Works
+    with ``app.add_middleware(ASGIGuard, ...)``.
+
+    Trust model: which requests are protected is decided on every spelling of the routed path, the
+    full path and ``root_path + path`` a router could route (:mod:`hmacguard.guard.paths`): wrap the
+    application whose routes ``paths`` names, mounted anywhere, under any ``--root-path``. Lifespan
+    and websocket scopes, and unprotected requests, pass through untouched; a path that cannot be
+    interpreted gets 400. See :mod:`hmacguard.guard.ratelimit` for the client-address trust model.
     """
 
     def __init__(
@@ -192,37 +274,35 @@ class ASGIGuard:
         rate_limiter: RateLimiter | None = None,
         paths: Iterable[str] | None = None,
         methods: Iterable[str] | None = None,
+        route_check: Callable[[Scope], bool] | None = None,
     ) -> None:
         self.app = app
         self.guard = Guard(verifier, rate_limiter=rate_limiter, paths=paths, methods=methods)
+        self.route_check = route_check
+
+    def protects(self, scope: Scope) -> bool:
+        """Whether this request must be verified first; raises PathInvalid (see the class docs)."""
+        check = self.route_check
+        return self.guard.protects(
+            scope.get("method", "GET"),
+            *request_paths(scope),
+            routed=None if check is None else lambda: check(scope),
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope.get("type") != "http" or not self.guard.protects(
-            scope.get("method", "GET"), scope.get("path", "") or "/"
-        ):
+        if scope.get("type") != "http":
+            await self.app(scope, receive, send)
+            return
+        try:
+            protected = self.protects(scope)
+        except RequestRejected as error:
+            await send_rejection(self.guard.reject(error), send)
+            return
+        if not protected:
             await self.app(scope, receive, send)
             return
         outcome = await guard_receive(self.guard, head_from_scope(scope), receive)
         if isinstance(outcome, Rejected):
             await send_rejection(outcome, send)
             return
-        await self._forward(scope, receive, send, outcome)
-
-    async def _forward(self, scope: Scope, receive: Receive, send: Send, outcome: Accepted) -> None:
-        body = outcome.body
-        extra = [(n.lower().encode("latin-1"), v.encode("latin-1")) for n, v in outcome.headers]
-
-        async def send_with_headers(message: Message) -> None:
-            if extra and message.get("type") == "http.response.start":
-                message = dict(message)
-                message["headers"] = [*message.get("headers", ()), *extra]
-            await send(message)
-
-        try:
-            await self.app(
-                verified_scope(scope, body),
-                replaying_receive(body, receive, self.guard.verifier.chunk_size),
-                send_with_headers,
-            )
-        finally:
-            body.close()
+        await call_verified(self.app, scope, receive, send, outcome, self.guard.verifier.chunk_size)

@@ -9,7 +9,7 @@ The middleware guards paths before routing (works for any Starlette app)::
     verifier = Verifier("github", secrets=[SECRET])
     app = FastAPI()
     app.add_middleware(ASGIGuard, verifier=verifier, paths=["/webhook"])
-    add_problem_handler(app)
+    install(app)
     verified = VerifiedBodyDependency(verifier=verifier)
 
     @app.post("/webhook")
@@ -18,31 +18,51 @@ The middleware guards paths before routing (works for any Starlette app)::
 
 Behind the middleware the dependency only hands over what the middleware verified. Without the
 middleware it verifies by itself, reading the body from the ASGI ``receive`` under the same cap,
-timeout, replay and rate limits; then ``await request.body()`` / ``request.json()`` return the
-verified bytes too. Either way, do not declare a Pydantic body parameter on a protected route:
-FastAPI reads such a body, unbounded, before any dependency runs -- parse ``body`` yourself.
+timeout, replay and rate limits; then ``await request.body()`` / ``request.json()`` /
+``request.stream()`` read the verified bytes too (streamed from the verified body, never the raw
+socket). Either way, do not declare a Pydantic body parameter on a protected route: FastAPI reads
+such a body, unbounded, before any dependency runs -- parse ``body`` yourself. The dependency is
+the routing decision (it runs for the routes that declare it, whatever the path spelling); the
+middleware's matching is described in :mod:`hmacguard.integrations.asgi`.
 
 Refusals raise :class:`GuardRejection`, an ``HTTPException`` carrying the status and headers
-(``Retry-After``, ``Connection: close``); :func:`add_problem_handler` renders it as RFC 9457
-problem+json, as the middleware answers. Without that handler FastAPI's default one still sends the
-right status and headers, with the problem under ``detail``.
+(``Retry-After``, ``Connection: close``); :func:`install` renders it as RFC 9457 problem+json, as
+the middleware answers, and settles each delivery by the response status: its replay key is
+committed when the response is below 500 and released on a 5xx or an exception, so the sender's
+retry is processed. Without :func:`install` FastAPI's default handler still sends the right status
+and headers (the problem under ``detail``), and the dependency settles by itself: released when
+the endpoint raises, committed when it returns (a 5xx *returned* without raising is not seen).
 """
 
 # No ``from __future__ import annotations`` here: FastAPI reads the dependency's signature at run
 # time, and for a callable instance it cannot resolve string annotations (no ``__globals__``).
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request, Response
 from starlette.responses import Response as StarletteResponse
 
-from hmacguard.integrations.asgi import VERIFIED_KEY, guard_receive, head_from_scope
-from hmacguard.policy import Guard, Rejected
-from hmacguard.problem import PROBLEM_CONTENT_TYPE, Problem
-from hmacguard.ratelimit import RateLimiter
-from hmacguard.verifier import VerifiedBody, Verifier
+from hmacguard.guard.policy import Accepted, Guard, Rejected, processed
+from hmacguard.guard.problem import PROBLEM_CONTENT_TYPE, Problem
+from hmacguard.guard.ratelimit import RateLimiter
+from hmacguard.guard.verifier import VerifiedBody, Verifier
+from hmacguard.integrations.asgi import (
+    VERIFIED_KEY,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    guard_receive,
+    head_from_scope,
+    replaying_receive,
+    settle,
+)
 
-__all__ = ["GuardRejection", "VerifiedBodyDependency", "add_problem_handler"]
+__all__ = ["DeliverySettler", "GuardRejection", "VerifiedBodyDependency", "add_problem_handler", "install"]
+
+#: Scope key where :class:`DeliverySettler` collects the deliveries verified during a request.
+PENDING_KEY = "hmacguard.pending"
 
 # Rendered by the response itself; the rest of the problem's headers travel on the exception.
 _OWN_HEADERS = frozenset({"content-type", "content-length"})
@@ -74,6 +94,57 @@ def add_problem_handler(app: FastAPI) -> None:
     app.add_exception_handler(GuardRejection, _problem_handler)
 
 
+def install(app: FastAPI) -> None:
+    """The documented set-up: :func:`add_problem_handler` and the :class:`DeliverySettler`."""
+    add_problem_handler(app)
+    app.add_middleware(DeliverySettler)
+
+
+class DeliverySettler:
+    """Pure ASGI middleware: settles the deliveries a dependency verified by the response status.
+
+    Outermost, so it sees the status FastAPI's exception handlers produce (an unhandled error
+    becomes a 500 there): commit below 500, release otherwise or when no response started.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get("type") != "http":
+            await self.app(scope, receive, send)
+            return
+        pending: list[Accepted] = []
+        scope[PENDING_KEY] = pending
+        status: int | None = None
+
+        async def send_watched(message: Message) -> None:
+            nonlocal status
+            if message.get("type") == "http.response.start":
+                status = int(message.get("status", 500))
+            await send(message)
+
+        failed = True
+        try:
+            await self.app(scope, receive, send_watched)
+            failed = False
+        finally:
+            for accepted in pending:
+                await settle(accepted, not failed and processed(status))
+
+
+def _read_verified_body(request: Request, body: VerifiedBody, chunk_size: int) -> None:
+    """Make ``request.body()`` / ``.json()`` / ``.stream()`` read the verified body.
+
+    The dependency took the body from the ASGI ``receive``; Starlette has no public way to give a
+    request a new one, so its ``_receive`` (the channel ``stream()`` reads) is pointed at the
+    verified body, chunk by chunk -- a spooled body is never loaded whole. This is the one private
+    Starlette name we use; tests/guard/frameworks/test_fastapi_dependency.py pins it against the
+    Starlette versions we support.
+    """
+    request._receive = replaying_receive(body, request.receive, chunk_size)
+
+
 class VerifiedBodyDependency:
     """``Depends(VerifiedBodyDependency(verifier=...))`` yields the request's verified body.
 
@@ -87,20 +158,25 @@ class VerifiedBodyDependency:
     async def __call__(self, request: Request, response: Response) -> AsyncIterator[VerifiedBody]:
         already: VerifiedBody | None = request.scope.get(VERIFIED_KEY)
         if already is not None:
-            yield already  # the middleware verified it, and releases it
+            yield already  # the middleware verified it, and settles and releases it
             return
         outcome = await guard_receive(self.guard, head_from_scope(request.scope), request.receive)
         if isinstance(outcome, Rejected):
             raise GuardRejection(outcome.problem)
         body = outcome.body
+        pending = request.scope.get(PENDING_KEY)
+        settled_by_middleware = isinstance(pending, list)
+        if isinstance(pending, list):
+            pending.append(outcome)
+        raised = True
         try:
             request.scope[VERIFIED_KEY] = body
-            # The body was taken from ``receive``; Starlette's cache (the attribute its own
-            # ``body()`` fills) makes request.body() and request.json() see the verified bytes
-            # instead of waiting on a receive channel that has nothing more to give.
-            request._body = body.getvalue()
+            _read_verified_body(request, body, self.guard.verifier.chunk_size)
             for name, value in outcome.headers:
                 response.headers[name] = value
             yield body
+            raised = False
         finally:
+            if not settled_by_middleware:
+                await settle(outcome, not raised)
             body.close()

@@ -19,12 +19,29 @@ Or protect by path (``HmacGuard(app, verifier=..., paths=["/hooks/*"])``), or de
 as data in ``app.config["HMACGUARD"]`` (same keys as Django's setting, see
 :mod:`hmacguard.integrations._settings`) and call ``guard.init_app(app)`` from an app factory.
 
-The guard runs before the view reads anything: a ``Content-Length`` over the cap is refused with
-413 before a body byte is read, a chunked body the moment it passes the cap, and every refusal is
-an RFC 9457 problem+json answer. The view then sees only the verified body, through
-``request.get_data()``, ``request.get_json()``, ``request.stream`` or ``request.form``;
-:func:`verified_body` adds what verification learned. Rate-limit headers are added to the view's
-response. The body is released when the request ends.
+How it decides, and when. The extension wraps ``app.wsgi_app``, so verification happens before Flask
+builds the request context: no ``before_request`` hook, ``url_value_preprocessor`` or other
+extension can read an unverified body first. It routes the request with Flask's own URL adapter
+(``app.create_url_adapter``) and protects it when
+
+- the matched view is decorated with :meth:`protected` (on the app or a blueprint), or
+- ``paths`` is set and any spelling of the path matches (:mod:`hmacguard.guard.paths`: repeated,
+  leading and trailing slashes, percent-encoding, dot segments, case), or the matched view is one
+  that a protected path's rule leads to (an endpoint registered under several rules is protected
+  under all of them).
+
+A ``Content-Length`` over the cap is refused with 413 before a body byte is read, a chunked body the
+moment it passes the cap, and every refusal is an RFC 9457 problem+json answer. The view then sees
+only the verified body, through ``request.get_data()``, ``request.get_json()``,
+``request.stream`` or ``request.form``; :func:`verified_body` adds what verification learned.
+Rate-limit headers are added to the response. The delivery's replay key is committed when the
+response is below 500 and released otherwise, so the sender's retry is processed; the body is
+released when the response ends.
+
+The decorator's limits. The decorator alone cannot protect anything before Flask calls the view; it
+is the extension (``HmacGuard(app)`` or ``init_app``) that verifies early. A decorated view called
+directly from another view (not through routing) is verified at that call, as a last line of
+defence; a body the calling view already read makes that verification fail (fail closed).
 """
 
 from __future__ import annotations
@@ -33,35 +50,36 @@ import functools
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from flask import Flask, Response, current_app, request
+from flask import Flask, Response, after_this_request, current_app, request
+from werkzeug.exceptions import HTTPException
 
-from hmacguard.errors import ConfigurationError
+from hmacguard.errors import ConfigurationError, RequestRejected
+from hmacguard.guard.paths import ProtectedPaths
+from hmacguard.guard.policy import Guard, Rejected, processed
 from hmacguard.integrations._settings import guard_options
-from hmacguard.integrations.wsgi import VERIFIED_KEY, guard_environ, install_body
-from hmacguard.policy import Guard, Rejected
+from hmacguard.integrations.wsgi import (
+    VERIFIED_KEY,
+    call_verified,
+    guard_environ,
+    install_body,
+    request_paths,
+    send_rejection,
+)
 
 if TYPE_CHECKING:
-    from hmacguard.problem import Problem
-    from hmacguard.ratelimit import RateLimiter
-    from hmacguard.verifier import VerifiedBody, Verifier
+    from hmacguard.guard.problem import Problem
+    from hmacguard.guard.ratelimit import RateLimiter
+    from hmacguard.guard.verifier import VerifiedBody, Verifier
+    from hmacguard.integrations.wsgi import StartResponse, WSGIApp
 
 __all__ = ["HmacGuard", "verified_body"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 EXTENSION = "hmacguard"
 CONFIG_KEY = "HMACGUARD"
-_HEADERS_KEY = "hmacguard.headers"
 _DONE_KEY = "hmacguard.done"
-# werkzeug caches these on first access; they must describe the verified body, not the raw one.
-_CACHED = ("stream", "content_length", "_cached_data", "form", "files")
-
-
-class _AppState:
-    """Per-application guard (one extension instance may serve several apps, as factories do)."""
-
-    def __init__(self, guard: Guard, by_path: bool) -> None:
-        self.guard = guard
-        self.by_path = by_path
+#: Attribute set on views wrapped by :meth:`HmacGuard.protected`.
+_MARK = "__hmacguard_protected__"
 
 
 def verified_body() -> VerifiedBody | None:
@@ -78,12 +96,105 @@ def _problem_response(problem: Problem) -> Response:
     return response
 
 
+def _forget_cached_body(flask_request: Any) -> None:
+    """Drop what Werkzeug cached about the raw body, so the view reads the verified one.
+
+    Only the last-line-of-defence path (a decorated view called directly, bypassing the gate)
+    needs this. Werkzeug offers no public way to re-point a request at a new ``wsgi.input`` once
+    ``stream``, ``content_length``, ``form``, ``files`` or the data cache were computed; these are
+    its ``cached_property`` names, pinned by tests/guard/frameworks/test_flask_extension.py against
+    the Werkzeug versions we support.
+    """
+    for name in ("stream", "content_length", "_cached_data", "form", "files"):
+        flask_request.__dict__.pop(name, None)
+
+
+class _AppState:
+    """Per-application guard (one extension instance may serve several apps, as factories do)."""
+
+    def __init__(self, guard: Guard, paths: Iterable[str] | None) -> None:
+        self.guard = guard
+        self.paths = None if paths is None else ProtectedPaths(paths)
+        # Endpoints some rule under a protected path leads to; built at the first request, when
+        # every rule is registered (Flask refuses new rules after it).
+        self._path_endpoints: frozenset[str] | None = None
+
+    def path_endpoints(self, app: Flask) -> frozenset[str]:
+        if self._path_endpoints is None:
+            paths = self.paths
+            found = set()
+            if paths is not None:
+                for rule in app.url_map.iter_rules():
+                    try:
+                        if paths.matches(rule.rule):
+                            found.add(rule.endpoint)
+                    except RequestRejected:
+                        continue
+            self._path_endpoints = frozenset(found)
+        return self._path_endpoints
+
+
+class _Gate:
+    """The WSGI layer ``init_app`` puts in front of ``app.wsgi_app``: verify before Flask runs."""
+
+    def __init__(self, app: Flask, wsgi_app: WSGIApp, state: _AppState) -> None:
+        self.app = app
+        self.wsgi_app = wsgi_app
+        self.state = state
+
+    def _routed_to_protected(self, environ: dict[str, Any]) -> bool:
+        app = self.app
+        adapter = app.create_url_adapter(app.request_class(environ))
+        if adapter is None:
+            return False
+        try:
+            rule, _ = adapter.match(return_rule=True)
+        except HTTPException:
+            # 404, 405, or a redirect (strict slashes, merged slashes): Flask answers that without
+            # calling a view. Spellings of protected paths were already matched by string.
+            return False
+        if getattr(app.view_functions.get(rule.endpoint), _MARK, False):
+            return True
+        return rule.endpoint in self.state.path_endpoints(app)
+
+    def protects(self, environ: dict[str, Any]) -> bool:
+        guard = self.state.guard
+        method = environ.get("REQUEST_METHOD", "GET")
+        if self.state.paths is None:
+            # Decorator mode: protect what routing sends to a decorated view (any method filter
+            # still applies).
+            if not guard.protects(method):
+                return False
+            try:
+                return self._routed_to_protected(environ)
+            except Exception:  # cannot tell where Flask would route it: protect it
+                return True
+        return guard.protects(
+            method, *request_paths(environ), routed=lambda: self._routed_to_protected(environ)
+        )
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        guard = self.state.guard
+        try:
+            protected = self.protects(environ)
+        except RequestRejected as error:
+            return send_rejection(guard.reject(error), start_response)
+        if not protected:
+            return self.wsgi_app(environ, start_response)
+        environ[_DONE_KEY] = True
+        outcome = guard_environ(guard, environ)
+        if isinstance(outcome, Rejected):
+            return send_rejection(outcome, start_response)
+        return call_verified(self.wsgi_app, environ, start_response, outcome)
+
+
 class HmacGuard:
     """The Flask extension. Keyword-only options as for :class:`~hmacguard.WSGIGuard`.
 
     With ``verifier`` the guard is configured here; without it, ``init_app`` reads
-    ``app.config["HMACGUARD"]``. ``paths``: requests to those paths are verified before routing's
-    view runs (``None``, the default: only views decorated with :meth:`protected`).
+    ``app.config["HMACGUARD"]``. ``paths``: requests to those paths are verified before Flask runs
+    (``None``, the default: only views decorated with :meth:`protected`). See the module docstring
+    for how requests are matched.
     """
 
     def __init__(
@@ -119,61 +230,50 @@ class HmacGuard:
             if CONFIG_KEY not in app.config:
                 raise ConfigurationError(f"HmacGuard: give verifier= or set app.config[{CONFIG_KEY!r}]")
             options = guard_options(app.config[CONFIG_KEY], where=f"app.config[{CONFIG_KEY!r}]")
-        app.extensions[EXTENSION] = _AppState(Guard(**options), options["paths"] is not None)
-        app.before_request(self._before_request)
-        app.after_request(self._after_request)
-        app.teardown_request(self._teardown_request)
+        paths = options["paths"]
+        if isinstance(paths, str):
+            paths = [paths]
+        state = _AppState(Guard(**{**options, "paths": paths}), paths)
+        app.extensions[EXTENSION] = state
+        app.wsgi_app = _Gate(app, app.wsgi_app, state)  # type: ignore[method-assign]
 
     # -- the decorator --------------------------------------------------------------------------
     def protected(self, view: F) -> F:
-        """Verify the request before this view runs; refusals never reach it."""
+        """Verify requests routed to this view before Flask runs (see the module docstring)."""
 
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            refusal = self._verify(self._state().guard)
-            if refusal is not None:
-                return refusal
+            if not request.environ.get(_DONE_KEY):
+                refusal = self._verify_late()
+                if refusal is not None:
+                    return refusal
             return view(*args, **kwargs)
 
+        setattr(wrapper, _MARK, True)
         return cast("F", wrapper)
 
-    # -- hooks -----------------------------------------------------------------------------------
-    def _state(self) -> _AppState:
+    def _verify_late(self) -> Response | None:
+        """The last line of defence: a decorated view reached without the gate (a direct call)."""
         state = current_app.extensions.get(EXTENSION)
         if not isinstance(state, _AppState):
             raise ConfigurationError(
                 "HmacGuard is not registered on this app: call HmacGuard(app) or init_app(app)"
             )
-        return state
-
-    def _before_request(self) -> Response | None:
-        state = self._state()
-        if not state.by_path or not state.guard.protects(request.method, request.path):
-            return None
-        return self._verify(state.guard)
-
-    def _verify(self, guard: Guard) -> Response | None:
         environ = request.environ
-        if environ.get(_DONE_KEY):
-            return None  # protected by path and decorated: verified once already
         environ[_DONE_KEY] = True
-        outcome = guard_environ(guard, environ)
+        outcome = guard_environ(state.guard, environ)
         if isinstance(outcome, Rejected):
             return _problem_response(outcome.problem)
         install_body(environ, outcome.body)
-        for name in _CACHED:
-            request.__dict__.pop(name, None)
-        environ[_HEADERS_KEY] = outcome.headers
+        _forget_cached_body(request)
+
+        @after_this_request
+        def _settle(response: Response) -> Response:
+            for name, value in outcome.headers:
+                response.headers[name] = value
+            if outcome.delivery is not None:
+                outcome.delivery.settle(processed(response.status_code))
+            response.call_on_close(outcome.body.close)
+            return response
+
         return None
-
-    @staticmethod
-    def _after_request(response: Response) -> Response:
-        for name, value in request.environ.get(_HEADERS_KEY, ()):
-            response.headers[name] = value
-        return response
-
-    @staticmethod
-    def _teardown_request(exc: BaseException | None) -> None:
-        body = request.environ.get(VERIFIED_KEY)
-        if body is not None:
-            body.close()

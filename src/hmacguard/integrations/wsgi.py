@@ -2,7 +2,7 @@
 
 The application behind the guard sees the verified, bounded body as ``wsgi.input`` with a matching
 ``CONTENT_LENGTH`` (a gzip body arrives inflated, its ``Content-Encoding`` removed), and the
-:class:`~hmacguard.verifier.VerifiedBody` as ``environ["hmacguard.verified"]``. The body is released
+:class:`~hmacguard.guard.verifier.VerifiedBody` as ``environ["hmacguard.verified"]``. The body is released
 when the server closes the response iterable, as PEP 3333 requires servers to do.
 
 Body read timeout under WSGI. WSGI gives an application a file, not a socket: the deadline is checked
@@ -13,7 +13,19 @@ worker is killed after ``--timeout``; use an ASGI server where the deadline must
 
 Refusals answer without reading the rest of the body and ask for ``Connection: close``. PEP 3333
 forbids hop-by-hop headers from applications and wsgiref enforces it, so the header is left out
-there; gunicorn's sync worker closes every connection after its response anyway.
+there; gunicorn's sync worker closes every connection after its response anyway. An error the
+server raises while the guard reads (gunicorn's malformed-chunk errors) is answered 400
+problem+json and charged to the failure budget.
+
+Which requests are protected: ``PATH_INFO`` (what the application routes on, relative to
+``SCRIPT_NAME``) and ``SCRIPT_NAME + PATH_INFO``, each in every spelling a router could route --
+the model is stated in :mod:`hmacguard.guard.paths`. A path that cannot be interpreted is answered
+400, never passed through.
+
+Delivery semantics: the delivery's replay key is held while the application runs and settled when
+the server closes the response -- committed if the application started a response below 500,
+released if it raised or answered 5xx, so the sender's retry is processed
+(:mod:`hmacguard.guard.replay`).
 """
 
 from __future__ import annotations
@@ -25,23 +37,25 @@ from http import HTTPStatus
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from hmacguard.errors import BodyTimeout, RequestRejected
-from hmacguard.policy import (
+from hmacguard.errors import BodyMalformed, BodyTimeout, RequestRejected
+from hmacguard.guard.paths import wsgi_path
+from hmacguard.guard.policy import (
+    Accepted,
     ClientDisconnected,
     Guard,
     Outcome,
     ReadBody,
     Rejected,
-    RequestHead,
     StoreCall,
+    processed,
 )
-from hmacguard.verifier import LowerCaseHeaders
+from hmacguard.http import LowerCaseHeaders, RequestHead
 
 if TYPE_CHECKING:
-    from hmacguard.ratelimit import RateLimiter
-    from hmacguard.verifier import VerifiedBody, Verifier
+    from hmacguard.guard.ratelimit import RateLimiter
+    from hmacguard.guard.verifier import VerifiedBody, Verifier
 
-__all__ = ["WSGIGuard", "guard_environ", "head_from_environ", "status_line"]
+__all__ = ["WSGIGuard", "guard_environ", "head_from_environ", "request_paths", "status_line"]
 
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -156,9 +170,13 @@ def guard_environ(guard: Guard, environ: dict[str, Any]) -> Outcome:
                 error = exc
             except TimeoutError:
                 error = BodyTimeout("the request body arrived too slowly")
-            except (OSError, ValueError):
-                # A reset connection, or a server's own error for a truncated chunked body.
+            except OSError:
+                # A reset connection, or a body that ended early (gunicorn's NoMoreData is an IOError).
                 error = ClientDisconnected("the client closed the connection mid-body")
+            except Exception:
+                # The server could not parse the body's framing (gunicorn's InvalidChunkSize,
+                # ChunkMissingTerminator...): still the guard's refusal to answer and to charge.
+                error = BodyMalformed("the request body's framing is malformed")
             effect = process.throw(error) if error is not None else process.send(result)
     except StopIteration as stop:
         outcome: Outcome = stop.value
@@ -168,25 +186,59 @@ def guard_environ(guard: Guard, environ: dict[str, Any]) -> Outcome:
         process.close()
 
 
-class _ReleasingResponse:
-    """The application's response iterable; ``close()`` also releases the verified body."""
+def request_paths(environ: dict[str, Any]) -> tuple[str, ...]:
+    """The spellings of the request's path the guard matches: ``PATH_INFO``, then with its mount."""
+    path = wsgi_path(environ.get("PATH_INFO") or "/")
+    script = environ.get("SCRIPT_NAME") or ""
+    return (path, wsgi_path(script) + path) if script else (path,)
 
-    def __init__(self, iterable: Iterable[bytes], body: VerifiedBody) -> None:
+
+class _Settling:
+    """Watches the application's answer, then settles the delivery and releases the body.
+
+    ``start_response`` is wrapped to add the guard's headers and to see the status; the response
+    iterable's ``close()`` (PEP 3333: the server calls it at the end of every response) settles.
+    """
+
+    __slots__ = ("_accepted", "_closed", "_iterable", "_start_response", "status")
+
+    def __init__(self, accepted: Accepted, start_response: StartResponse) -> None:
+        self._accepted = accepted
+        self._start_response = start_response
+        self._iterable: Iterable[bytes] = ()
+        self._closed = False
+        self.status: int | None = None
+
+    def start_response(self, status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        code = status[:3]
+        self.status = int(code) if code.isdigit() else 500
+        extra = self._accepted.headers
+        return self._start_response(status, [*headers, *extra] if extra else headers, exc_info)
+
+    def respond(self, iterable: Iterable[bytes]) -> _Settling:
         self._iterable = iterable
-        self._body = body
+        return self
 
     def __iter__(self) -> Iterator[bytes]:
         return iter(self._iterable)
 
-    def close(self) -> None:
+    def close(self, *, failed: bool = False) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        accepted = self._accepted
         try:
             close = getattr(self._iterable, "close", None)
             if close is not None:
                 close()
         finally:
-            self._body.close()
+            try:
+                if accepted.delivery is not None:
+                    accepted.delivery.settle(not failed and processed(self.status))
+            finally:
+                accepted.body.close()
 
-    def __enter__(self) -> _ReleasingResponse:
+    def __enter__(self) -> _Settling:
         return self
 
     def __exit__(
@@ -211,13 +263,33 @@ def send_rejection(rejected: Rejected, start_response: StartResponse) -> list[by
     return [problem.body]
 
 
+def call_verified(
+    app: WSGIApp, environ: dict[str, Any], start_response: StartResponse, accepted: Accepted
+) -> Iterable[bytes]:
+    """Call ``app`` with the verified body; settle the delivery and release the body at the end."""
+    install_body(environ, accepted.body)
+    settling = _Settling(accepted, start_response)
+    try:
+        return settling.respond(app(environ, settling.start_response))
+    except BaseException:
+        settling.close(failed=True)
+        raise
+
+
 class WSGIGuard:
     """WSGI middleware: requests to the protected paths reach ``app`` only once verified.
 
     Keyword-only configuration: ``verifier`` (required), ``rate_limiter``, ``paths`` and ``methods``
-    as for :class:`~hmacguard.policy.Guard`. Other requests pass through untouched. See the module
-    docstring for what the application sees and for the timeout and connection caveats, and
-    :mod:`hmacguard.ratelimit` for the client-address trust model.
+    as for :class:`~hmacguard.guard.policy.Guard`; ``route_check``, an optional
+    ``callable(environ) -> bool`` saying whether the framework would route a request to a protected
+    view (asked when no spelling of the path matches; the Django integration passes one).
+
+    Trust model: which requests are protected is decided on every spelling of ``PATH_INFO`` and
+    ``SCRIPT_NAME + PATH_INFO`` a router could route (:mod:`hmacguard.guard.paths`): wrap the
+    application whose routes ``paths`` names, mounted anywhere. Unprotected requests pass through
+    untouched; a path that cannot be interpreted gets 400. See the module docstring for what the
+    application sees and for the timeout, connection and delivery semantics, and
+    :mod:`hmacguard.guard.ratelimit` for the client-address trust model.
     """
 
     def __init__(
@@ -228,26 +300,29 @@ class WSGIGuard:
         rate_limiter: RateLimiter | None = None,
         paths: Iterable[str] | None = None,
         methods: Iterable[str] | None = None,
+        route_check: Callable[[dict[str, Any]], bool] | None = None,
     ) -> None:
         self.app = app
         self.guard = Guard(verifier, rate_limiter=rate_limiter, paths=paths, methods=methods)
+        self.route_check = route_check
+
+    def protects(self, environ: dict[str, Any]) -> bool:
+        """Whether this request must be verified first; raises PathInvalid (see the class docs)."""
+        check = self.route_check
+        return self.guard.protects(
+            environ.get("REQUEST_METHOD", "GET"),
+            *request_paths(environ),
+            routed=None if check is None else lambda: check(environ),
+        )
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        method = environ.get("REQUEST_METHOD", "GET")
-        if not self.guard.protects(method, environ.get("PATH_INFO", "") or "/"):
+        try:
+            protected = self.protects(environ)
+        except RequestRejected as error:
+            return send_rejection(self.guard.reject(error), start_response)
+        if not protected:
             return self.app(environ, start_response)
         outcome = guard_environ(self.guard, environ)
         if isinstance(outcome, Rejected):
             return send_rejection(outcome, start_response)
-        install_body(environ, outcome.body)
-        extra = outcome.headers
-
-        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            return start_response(status, [*headers, *extra], exc_info)
-
-        try:
-            iterable = self.app(environ, start if extra else start_response)
-        except BaseException:
-            outcome.body.close()
-            raise
-        return _ReleasingResponse(iterable, outcome.body)
+        return call_verified(self.app, environ, start_response, outcome)

@@ -26,6 +26,8 @@ NODE_APPS = APPS / "node"
 class Server(str, enum.Enum):
     GUNICORN = "gunicorn"
     UVICORN = "uvicorn"
+    #: Serves WSGI and ASGI apps alike; the guard's tests run the guarded targets under it too.
+    HYPERCORN = "hypercorn"
     NODE = "node"
 
 
@@ -61,6 +63,9 @@ class Target:
     content_type: str = "application/json"
     asgi: bool = False
     workers: int = 2
+    #: gunicorn's worker class (``sync``; ``gthread`` runs each worker's requests in ``threads``).
+    worker_class: str = "sync"
+    threads: int = 1
     seed: str = ""
     #: Memory the runtime floats whatever the app does. V8 collects Buffers lazily (it starts a GC
     #: on external-memory growth of tens of MiB), so a Node server that only streams still shows
@@ -78,7 +83,8 @@ class Target:
                 sys.executable, "-m", "gunicorn",
                 "--bind", f"127.0.0.1:{port}",
                 "--workers", str(self.workers),
-                "--worker-class", "sync",
+                "--worker-class", self.worker_class,
+                "--threads", str(self.threads),
                 "--graceful-timeout", "5",
                 "--log-level", "warning",
                 self.app,
@@ -90,6 +96,14 @@ class Target:
                 "--workers", "1", "--log-level", "warning",
                 *(["--interface", "asgi3"] if self.asgi else []),
                 self.app,
+            ]  # fmt: skip
+        if self.server is Server.HYPERCORN:
+            return [
+                sys.executable, "-m", "hypercorn",
+                "--bind", f"127.0.0.1:{port}",
+                "--workers", "1", "--log-level", "warning",
+                # hypercorn tells WSGI from ASGI by this prefix, not by guessing.
+                f"{'asgi' if self.asgi or self.framework == 'fastapi' else 'wsgi'}:{self.app}",
             ]  # fmt: skip
         return ["node", str(NODE_APPS / self.app)]
 

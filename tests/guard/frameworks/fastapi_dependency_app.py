@@ -8,11 +8,11 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Request
 
 from hmacguard import RateLimiter, VerifiedBody, Verifier
-from hmacguard.integrations.fastapi import VerifiedBodyDependency, add_problem_handler
+from hmacguard.integrations.fastapi import VerifiedBodyDependency, install
 
 SECRET = os.environ["HMACGUARD_LAB_SECRET"]
 app = FastAPI()
-add_problem_handler(app)
+install(app)
 verified = VerifiedBodyDependency(
     verifier=Verifier("github", secrets=["an-older-secret", SECRET]),
     rate_limiter=RateLimiter(limit="100/minute"),

@@ -20,7 +20,7 @@ from typing import Annotated, Literal
 from fastapi import Depends, FastAPI
 
 from hmacguard import ASGIGuard, RateLimiter, VerifiedBody, Verifier
-from hmacguard.integrations.fastapi import VerifiedBodyDependency, add_problem_handler
+from hmacguard.integrations.fastapi import VerifiedBodyDependency, install
 from hmacguard.lab.apps._common import SECRET
 
 REPLAY: Literal["memory"] | None = None if os.environ.get("HMACGUARD_LAB_REPLAY") == "off" else "memory"
@@ -32,7 +32,7 @@ rate_limiter = RateLimiter(
 )
 app = FastAPI()
 app.add_middleware(ASGIGuard, verifier=verifier, rate_limiter=rate_limiter, paths=["/webhook"])
-add_problem_handler(app)
+install(app)
 verified = VerifiedBodyDependency(verifier=verifier)
 
 

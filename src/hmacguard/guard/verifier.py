@@ -10,7 +10,7 @@ the cheapest first, and nothing about the body is read until the headers pass:
 2. The scheme's signature header(s) missing -> 400, malformed -> 400; a signed timestamp too old or
    too far in the future -> 400.
 3. Each chunk is counted (the chunk that passes the cap -> 413, at once), fed to one HMAC per secret
-   (all rotation secrets in the same single pass) and kept in a :class:`~hmacguard.body.BoundedBody`
+   (all rotation secrets in the same single pass) and kept in a :class:`~hmacguard.guard.body.BoundedBody`
    (memory, then a temporary file). A gzip body is inflated under its own cap.
 4. At the end: fewer or more bytes than ``Content-Length`` -> 400; no secret produces any of the
    claimed signatures (compared in constant time) -> 401; the timestamp, re-checked now that the
@@ -27,16 +27,6 @@ import time
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
 from typing import Literal, Protocol
 
-from hmacguard.body import (
-    DEFAULT_CHUNK_SIZE,
-    DEFAULT_MAX_BODY,
-    DEFAULT_SPOOL_THRESHOLD,
-    BoundedBody,
-    GzipInflater,
-    content_coding,
-    parse_content_length,
-    validate_size,
-)
 from hmacguard.errors import (
     BadRequest,
     BodyTimeout,
@@ -46,14 +36,27 @@ from hmacguard.errors import (
     SignatureMismatch,
     TimestampInvalid,
 )
-from hmacguard.replay import MemoryReplayStore, ReplayStore
-from hmacguard.schemes import LowerCaseHeaders, Scheme, SignatureClaim, get_scheme
+from hmacguard.guard.body import (
+    DEFAULT_CHUNK_SIZE,
+    DEFAULT_MAX_BODY,
+    DEFAULT_SPOOL_THRESHOLD,
+    BoundedBody,
+    GzipInflater,
+    content_coding,
+    parse_content_length,
+    validate_size,
+)
+from hmacguard.guard.replay import Delivery, HoldingReplayStore, MemoryReplayStore, ReplayStore
+from hmacguard.http import LowerCaseHeaders
+from hmacguard.schemes import Scheme, SignatureClaim, get_scheme
 
-__all__ = ["LowerCaseHeaders", "Secret", "Verification", "VerifiedBody", "Verifier"]
+__all__ = ["Secret", "Verification", "VerifiedBody", "Verifier"]
 
 Secret = str | bytes
 #: Untimestamped schemes (github, generic) keep delivery ids this long by default.
 DEFAULT_UNTIMESTAMPED_REPLAY_TTL = 24 * 3600.0
+#: How long a delivery's key is held while the application processes it (see guard/replay.py).
+DEFAULT_PENDING_TTL = 60.0
 
 
 class _Readable(Protocol):
@@ -278,7 +281,9 @@ class Verifier:
     - ``replay``: ``"memory"`` (default, a per-process :class:`MemoryReplayStore`), any
       :class:`ReplayStore` (e.g. :class:`RedisReplayStore`), or ``None`` to turn replay protection off.
       ``replay_ttl``: how long keys are kept (default: the timestamp window, or 24 h for schemes that
-      sign no timestamp).
+      sign no timestamp). ``replay_pending_ttl``: how long the integrations hold a key while the
+      application processes the delivery (default 60 s; see :mod:`hmacguard.guard.replay`): a worker
+      that dies mid-request blocks the delivery's retries no longer than that.
     """
 
     def __init__(
@@ -296,6 +301,7 @@ class Verifier:
         body_timeout: float | None = 30.0,
         replay: ReplayStore | Literal["memory"] | None = "memory",
         replay_ttl: float | None = None,
+        replay_pending_ttl: float = DEFAULT_PENDING_TTL,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.scheme = get_scheme(scheme)
@@ -332,9 +338,13 @@ class Verifier:
                 replay_ttl = self.tolerance + self.future_tolerance + 1.0
             else:
                 replay_ttl = DEFAULT_UNTIMESTAMPED_REPLAY_TTL
-        if replay_ttl <= 0:
-            raise ConfigurationError("replay_ttl must be positive")
+        for name, value in (("replay_ttl", replay_ttl), ("replay_pending_ttl", replay_pending_ttl)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ConfigurationError(f"{name} must be a positive number of seconds, not {value!r}")
         self.replay_ttl = float(replay_ttl)
+        self.replay_pending_ttl = float(replay_pending_ttl)
+        # Two-phase holds when the store has them; a reserve-only custom store keeps keys at once.
+        self._holds = isinstance(self.replay, HoldingReplayStore)
         self.clock = clock
         self._keyed: dict[str, tuple[hmac.HMAC, ...]] = {}
 
@@ -390,16 +400,37 @@ class Verifier:
             raise TimestampInvalid("the signed timestamp is too far in the future")
 
     def reserve(self, verification: Verification) -> None:
-        """Record a verified request's replay key; 409 if it was seen before (no-op without a store).
+        """Record a verified request's replay key for good; 409 if it was seen before (no store: no-op).
 
         Only call this after :meth:`Verification.finish` succeeded: reserving before the signature
-        is known good would let forged requests burn legitimate delivery ids.
+        is known good would let forged requests burn legitimate delivery ids. The integrations use
+        :meth:`hold` instead, so that a delivery the application failed to process can be retried.
         """
         key = verification.replay_key
         if self.replay is None or key is None:
             return
         if not self.replay.reserve(key, self.replay_ttl):
-            raise ReplayDetected("this delivery was already processed")
+            raise ReplayDetected("this delivery was already received")
+
+    def hold(self, verification: Verification) -> Delivery | None:
+        """Hold a verified request's replay key while the application runs; 409 if it is taken.
+
+        Returns the :class:`~hmacguard.guard.replay.Delivery` to settle when the application has
+        answered, or ``None`` when there is nothing to settle (no store, or a reserve-only store,
+        whose key is then kept for good at once).
+        """
+        key = verification.replay_key
+        store = self.replay
+        if store is None or key is None:
+            return None
+        if not self._holds:
+            self.reserve(verification)
+            return None
+        holding: HoldingReplayStore = store  # type: ignore[assignment]
+        token = holding.hold(key, self.replay_pending_ttl)
+        if token is None:
+            raise ReplayDetected("this delivery was already received")
+        return Delivery(holding, key, token, self.replay_ttl)
 
     # -- whole-request drivers ---------------------------------------------------------------------
     def verify(

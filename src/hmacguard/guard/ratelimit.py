@@ -5,9 +5,11 @@ Three budgets per key, each optional, each in ``limits``' notation (``"60/minute
 - ``limit``: requests. Spent on admission, before a byte of the body is read.
 - ``bytes_limit``: body bytes received. Admission needs the declared ``Content-Length`` (or, for a
   chunked body, one byte) still in the budget; the bytes actually received are spent afterwards.
-- ``failure_limit``: failed verifications (any refusal after admission). Admission needs one failure
-  left in the budget, so a client that keeps sending bad signatures is shut out before it can make the
-  server read more bodies.
+- ``failure_limit``: failed verifications (any refusal after admission). A request whose body is still
+  being read counts against this budget from its admission until its outcome is known (an in-flight
+  counter beside the budget), so admission needs the failures already spent *plus* the requests in
+  flight to leave room: 200 concurrent forged uploads against ``"20/minute"`` get at most 20 bodies
+  read, the rest a 429 before a byte of theirs is read.
 
 Responses carry the IETF ``RateLimit-Policy`` and ``RateLimit`` fields
 (draft-ietf-httpapi-ratelimit-headers-10: ``"requests";q=60;w=60`` and ``"requests";r=12;t=40``),
@@ -15,14 +17,21 @@ and a 429 carries ``Retry-After``.
 
 Trust model for the client address. By default (``trusted_proxies=0``) the key is the socket peer
 address the server reports (``REMOTE_ADDR`` / ASGI ``client``) and ``X-Forwarded-For`` is ignored,
-because any client can write that header. Behind your own reverse proxies, say how far to trust it:
+because any client can write that header. Behind your own reverse proxies, say which ones to trust:
 
-- ``trusted_proxies=N`` (an int): exactly N proxies you run each append the address they saw; the
-  client is the N-th entry from the right. Fewer entries than N means the request bypassed a proxy:
-  the peer address is used.
-- ``trusted_proxies=["10.0.0.0/8", ...]`` (networks): only when the peer is inside those networks is
-  ``X-Forwarded-For`` read, from the right, skipping addresses inside them; the first address outside
-  is the client.
+- ``trusted_proxies=["10.0.0.0/8", ...]`` (networks, the safe form): only when the socket peer is
+  inside those networks is ``X-Forwarded-For`` read, from the right, skipping addresses inside
+  them; the first address outside is the client. A client that reaches the server directly is keyed
+  by its own address, whatever header it writes.
+- ``trusted_proxies=N`` (a count): the client is the N-th ``X-Forwarded-For`` entry from the right,
+  **whoever the peer is**. A client that can reach the server without passing your proxies writes
+  that header itself and picks its key -- including a real sender's address, locking it out. Only
+  for servers no client can reach directly; a warning is issued at construction.
+
+Store outages. Every store call goes through a :class:`~hmacguard.guard.breaker.CircuitBreaker`: the
+first failure opens it for ``breaker_reset`` seconds, during which calls fail at once (503 when
+fail-closed, pass when ``fail_open=True``), so an unreachable or hung Redis costs one ``timeout`` per
+request at most and then one per window, not one per call.
 
 Keying by ``"header:<Name>"`` (a key id the sender puts in a header) is read before the signature is
 verified, so a client can choose it: pair it with a per-client limiter when that matters.
@@ -38,18 +47,20 @@ import ipaddress
 import logging
 import math
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from hmacguard.errors import ConfigurationError, RateLimited, RequestRejected, StoreUnavailable
+from hmacguard.guard.breaker import CircuitBreaker, CircuitOpen, endpoint_key, shared_breaker
 
 if TYPE_CHECKING:
-    from hmacguard.policy import RequestHead
+    from hmacguard.http import RequestHead
 
 __all__ = ["RateLimiter", "RateState", "client_address"]
 
-log = logging.getLogger("hmacguard.ratelimit")
+log = logging.getLogger(__name__)
 
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _STRATEGIES = ("fixed-window", "moving-window", "sliding-window")
@@ -121,6 +132,8 @@ class RateState:
     key: str
     #: ``(policy name, remaining, seconds to reset)`` per budget.
     remaining: tuple[tuple[str, int, int], ...]
+    #: Whether this request is counted in flight against the failure budget (undone by :meth:`settle`).
+    in_flight: bool = False
 
 
 class RateLimiter:
@@ -139,6 +152,7 @@ class RateLimiter:
         fail_open: bool = False,
         timeout: float = 0.5,
         prefix: str = "hmacguard",
+        breaker_reset: float = 5.0,
     ) -> None:
         try:
             import limits
@@ -172,6 +186,14 @@ class RateLimiter:
         self._trusted: int | tuple[_Network, ...] = (
             trusted_proxies if isinstance(trusted_proxies, int) else _networks(trusted_proxies)
         )
+        if isinstance(trusted_proxies, int) and trusted_proxies > 0:
+            warnings.warn(
+                f"RateLimiter(trusted_proxies={trusted_proxies}) trusts X-Forwarded-For from any peer: a "
+                "client that reaches the server directly can choose its rate-limit key. Prefer the "
+                "proxies' networks, e.g. trusted_proxies=['10.0.0.0/8'].",
+                UserWarning,
+                stacklevel=2,
+            )
         if callable(key):
             self._key_func: Callable[[RequestHead], str] | None = key
             self._key_header = None
@@ -196,9 +218,21 @@ class RateLimiter:
         }[strategy]
         self._limiter = cls(self._storage)
         self._errors: tuple[type[BaseException], ...] = (StorageError, OSError, ConnectionError)
+        # What makes the store unavailable: its errors, or the breaker refusing to try.
+        self._unavailable: tuple[type[BaseException], ...] = (*self._errors, CircuitOpen)
+        # One breaker per store server, shared with a replay store on the same Redis.
+        self.breaker = (
+            shared_breaker(endpoint_key(storage), reset_after=breaker_reset)
+            if self.blocking
+            else CircuitBreaker(reset_after=breaker_reset)
+        )
         self.fail_open = fail_open
         self.prefix = prefix
         self.policy_header = ", ".join(self._policy_item(b) for b in budgets)
+        failures = self._budgets.get("failures")
+        # The in-flight counter outlives any one request (bodies time out well within a minute);
+        # if a worker dies mid-request, its count lapses with the key.
+        self._in_flight_expiry = max(60, int(failures.item.get_expiry())) if failures is not None else 60
 
     @staticmethod
     def _policy_item(budget: _Budget) -> str:
@@ -221,11 +255,14 @@ class RateLimiter:
     # -- store calls (may block on Redis) ---------------------------------------------------------
     def _call(self, func: Callable[[], Any], fallback: Any) -> Any:
         try:
-            return func()
-        except self._errors as exc:
+            return self.breaker.call(func, self._errors)
+        except self._unavailable as exc:
+            # The call that opened the breaker is worth a warning; the ones it refused, not again.
+            level = logging.DEBUG if isinstance(exc, CircuitOpen) else logging.WARNING
             if self.fail_open:
-                log.warning("rate-limit store unavailable, passing (fail-open): %s", type(exc).__name__)
+                log.log(level, "rate-limit store unavailable, passing (fail-open): %s", type(exc).__name__)
                 return fallback
+            log.log(level, "rate-limit store unavailable, answering 503: %s", type(exc).__name__)
             raise StoreUnavailable("the rate-limit store is unavailable") from None
 
     def _retry_after(self, budget: _Budget, key: str) -> int:
@@ -237,24 +274,55 @@ class RateLimiter:
         return max(1, math.ceil(float(stats.reset_time) - time.time()))
 
     def admit(self, key: str, *, declared_bytes: int | None) -> RateState:
-        """Spend one request and check the other budgets; 429 when any is exhausted."""
+        """Spend one request and check the other budgets; 429 when any is exhausted.
+
+        With a failure budget the request is counted in flight until :meth:`settle` (see the module
+        docstring); call that exactly once for every state this returns.
+        """
         ids = (self.prefix,)
         requests = self._budgets.get("requests")
         if requests is not None and not self._call(
             lambda: self._limiter.hit(requests.item, *ids, "requests", key), True
         ):
             raise _exhausted("too many requests", requests.name, self._retry_after(requests, key))
-        failures = self._budgets.get("failures")
-        if failures is not None and not self._call(
-            lambda: self._limiter.test(failures.item, *ids, "failures", key), True
-        ):
-            raise _exhausted("too many failed verifications", failures.name, self._retry_after(failures, key))
         volume = self._budgets.get("bytes")
         if volume is not None:
             cost = max(1, declared_bytes or 0)
             if not self._call(lambda: self._limiter.test(volume.item, *ids, "bytes", key, cost=cost), True):
                 raise _exhausted("too many bytes", volume.name, self._retry_after(volume, key))
-        return RateState(key, tuple(self._remaining(key)))
+        failures = self._budgets.get("failures")
+        in_flight = False
+        if failures is not None:
+            # Count ourselves in flight first, then ask for room for every request in flight: two
+            # concurrent admissions can never both take the last unit of the budget.
+            counted = self._call(lambda: self._in_flight(key, +1), None)
+            in_flight = counted is not None
+            room = max(1, counted or 0)
+            if not self._call(
+                lambda: self._limiter.test(failures.item, *ids, "failures", key, cost=room), True
+            ):
+                if in_flight:
+                    self._call(lambda: self._in_flight(key, -1), None)
+                raise _exhausted(
+                    "too many failed verifications", failures.name, self._retry_after(failures, key)
+                )
+        return RateState(key, tuple(self._remaining(key)), in_flight)
+
+    def _in_flight(self, key: str, delta: int) -> int:
+        in_flight_key = f"{self.prefix}/in-flight/{key}"
+        if delta < 0 and hasattr(self._storage, "decr"):
+            return int(self._storage.decr(in_flight_key, -delta))  # the memory store stops at 0
+        storage: Any = self._storage  # sync storages only (the async ones are never built here)
+        return int(storage.incr(in_flight_key, self._in_flight_expiry, amount=delta))
+
+    def settle(self, state: RateState, received: int, *, failed: bool) -> None:
+        """The outcome of an admitted request: bytes received, and whether verification failed."""
+        key = state.key
+        self.spend_bytes(key, received)
+        if state.in_flight:
+            self._call(lambda: self._in_flight(key, -1), None)
+        if failed:
+            self.record_failure(key)
 
     def _remaining(self, key: str) -> list[tuple[str, int, int]]:
         out = []

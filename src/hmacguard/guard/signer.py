@@ -11,8 +11,8 @@ import os
 from collections.abc import Generator, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from hmacguard.body import DEFAULT_CHUNK_SIZE, validate_size
 from hmacguard.errors import ConfigurationError
+from hmacguard.guard.body import DEFAULT_CHUNK_SIZE, validate_size
 from hmacguard.schemes import Scheme, StreamingSigner, get_scheme
 
 if TYPE_CHECKING:

@@ -1,0 +1,116 @@
+"""A circuit breaker for the guard's network stores (Redis): an outage costs one timeout per window.
+
+Without it, every store call of every request waits for its socket timeout while Redis is down or
+hung -- several per request (rate-limit hit, test, window stats, replay hold). With it:
+
+- **closed** (normal): calls go through; the first one that fails opens the breaker;
+- **open**: for ``reset_after`` seconds every call fails at once, without touching the network
+  (fail-closed stores answer 503 at once, fail-open ones pass at once);
+- **half-open**: after that window one call is let through as a probe while the others still fail
+  at once; its success closes the breaker, its failure opens it for another window.
+
+So a request pays at most one timeout (its first store call opens the breaker for the calls after
+it), and an outage costs one timeout per window, not one per call. Thread-safe; one breaker per
+Redis server (:func:`shared_breaker`), shared by the replay store and the rate limiter that use it
+and by every request of the process.
+
+Stores log the failure that opens the breaker as a warning and the calls it refuses at debug level,
+so an outage is logged once per window, not once per call.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from hmacguard.errors import ConfigurationError
+
+__all__ = ["CircuitBreaker", "CircuitOpen", "endpoint_key", "shared_breaker"]
+
+T = TypeVar("T")
+
+
+class CircuitOpen(ConnectionError):
+    """The breaker is open: the store was not called (a ``ConnectionError``, as an outage is)."""
+
+
+class CircuitBreaker:
+    """Opens on the first failure for ``reset_after`` seconds; see the module docstring."""
+
+    def __init__(self, *, reset_after: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
+        if isinstance(reset_after, bool) or not isinstance(reset_after, (int, float)) or reset_after <= 0:
+            raise ConfigurationError(f"reset_after must be a positive number of seconds, not {reset_after!r}")
+        self.reset_after = float(reset_after)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._opened_at: float | None = None
+        self._probing = False
+
+    @property
+    def is_open(self) -> bool:
+        """Whether calls are currently refused without trying (a probe may still be under way)."""
+        opened = self._opened_at
+        return opened is not None and (self._probing or self._clock() - opened < self.reset_after)
+
+    def call(self, func: Callable[[], T], errors: tuple[type[BaseException], ...]) -> T:
+        """``func()``, unless the breaker is open (:class:`CircuitOpen`); ``errors`` open it."""
+        probe = False
+        if self._opened_at is not None:  # unlocked read: the common, closed case takes no lock
+            with self._lock:
+                opened = self._opened_at
+                if opened is not None:
+                    if self._probing or self._clock() - opened < self.reset_after:
+                        raise CircuitOpen("the store is failing; not called while the breaker is open")
+                    self._probing = probe = True
+        try:
+            result = func()
+        except errors:
+            with self._lock:
+                self._opened_at = self._clock()
+                self._probing = False
+            raise
+        except BaseException:
+            if probe:
+                with self._lock:
+                    self._probing = False
+            raise
+        if probe or self._opened_at is not None:
+            with self._lock:
+                self._opened_at = None
+                self._probing = False
+        return result
+
+
+_SHARED: dict[str, CircuitBreaker] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_breaker(key: str, *, reset_after: float) -> CircuitBreaker:
+    """The process's breaker for one store endpoint (e.g. a Redis URL's host, port and database).
+
+    The replay store and the rate limiter on the same Redis share it, so an outage opens one
+    breaker and a request pays one timeout, not one per store. The first caller's ``reset_after``
+    wins.
+    """
+    with _SHARED_LOCK:
+        breaker = _SHARED.get(key)
+        if breaker is None:
+            breaker = _SHARED[key] = CircuitBreaker(reset_after=reset_after)
+        return breaker
+
+
+def endpoint_key(url: str) -> str:
+    """The server a store URL points at -- host and port (a unix socket: its path) -- whatever its
+    scheme, database or credentials: an outage is the server's."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme == "unix" or not parts.hostname:
+        return parts.path or url
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return f"{parts.hostname}:{port or 6379}"

@@ -1,0 +1,274 @@
+"""The guard's decision core, shared by the WSGI and ASGI middleware and the framework integrations.
+
+Sans-I/O: :meth:`Guard.process` is a generator that *asks* for I/O and never does any. It yields
+
+- :class:`ReadBody` -- "give me up to ``size`` bytes of the body (``b""`` at its end), within
+  ``timeout`` seconds"; a driver that times out throws :class:`~hmacguard.errors.BodyTimeout` in, and
+  one whose client went away throws :class:`ClientDisconnected`;
+- :class:`StoreCall` -- "call this (it may block on Redis: ``blocking``) and send me the result";
+  exceptions it raises are thrown back in;
+
+and finally returns an :class:`Accepted` (the verified body plus the rate-limit headers for the
+response) or a :class:`Rejected` (a ready problem+json answer). A WSGI driver answers each request
+with blocking calls, an ASGI driver with awaits; the order of the checks, and so the security, is
+written once, here:
+
+1. rate limits (before the body: nothing is read from a client that is over its budget);
+2. headers: Content-Length, Content-Encoding, the cap, the signature header, the timestamp;
+3. the body, chunk by chunk, under the cap and the read timeout;
+4. the signature (every secret, constant time) and the timestamp again;
+5. the replay store (only now: forged requests never reach it): the delivery is *held* while the
+   application runs, and the driver settles it afterwards -- committed when the application answered
+   below 500, released when it raised, answered 5xx or the client left before a response started
+   (:func:`processed`), so a failed delivery stays deliverable;
+6. the bytes budget; and on any refusal after admission, the failure budget (a request in flight
+   counts against it from admission, so concurrency cannot overrun it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Generator, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from hmacguard.errors import BadRequest, ConfigurationError, RequestRejected
+from hmacguard.guard.paths import ProtectedPaths
+from hmacguard.guard.problem import Problem, problem_for
+from hmacguard.guard.ratelimit import RateLimiter, RateState
+from hmacguard.guard.replay import Delivery
+from hmacguard.guard.verifier import Verification, VerifiedBody, Verifier
+from hmacguard.http import RequestHead
+
+__all__ = [
+    "Accepted",
+    "ClientDisconnected",
+    "Guard",
+    "Outcome",
+    "ReadBody",
+    "Rejected",
+    "StoreCall",
+    "processed",
+]
+
+
+class ClientDisconnected(BadRequest):
+    """The client went away before the body was complete (no one will read the answer)."""
+
+    slug = "client-disconnected"
+    title = "Client disconnected"
+    close_connection = True
+
+
+@dataclass(slots=True)
+class ReadBody:
+    """Effect: read up to ``size`` bytes of the body (``b""`` at the end), within ``timeout`` s."""
+
+    size: int
+    timeout: float | None
+
+
+@dataclass(slots=True)
+class StoreCall:
+    """Effect: call ``func`` and send back its result; ``blocking`` if it may wait on the network."""
+
+    func: Callable[[], Any]
+    blocking: bool
+
+
+@dataclass(slots=True)
+class Accepted:
+    """The request is verified: hand ``body`` to the application, add ``headers`` to its response,
+    and settle ``delivery`` (when there is one) once the application has answered, with
+    :func:`processed` of its status."""
+
+    body: VerifiedBody
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    delivery: Delivery | None = None
+
+
+@dataclass(slots=True)
+class Rejected:
+    """The request is refused: send ``problem`` and do not call the application."""
+
+    problem: Problem
+    error: RequestRejected
+
+
+Outcome = Accepted | Rejected
+
+
+def processed(status: int | None) -> bool:
+    """Whether the application processed a delivery, judged by the status it answered.
+
+    ``None`` (no response started: the application raised, or the client left first) and 5xx mean
+    it did not, and the sender's retry must be processed; anything below 500 means it did -- a 4xx
+    is the application's own, final refusal.
+    """
+    return status is not None and status < 500
+
+
+Effect = ReadBody | StoreCall
+
+
+class Guard:
+    """Which requests to protect, and how: a :class:`Verifier` and an optional :class:`RateLimiter`.
+
+    ``paths``: ``None`` (default) protects every request; otherwise exact paths (``"/webhook"``) and
+    prefixes ending in ``*`` (``"/hooks/*"``), matched on every spelling a router could route (the
+    model in :mod:`hmacguard.guard.paths`). ``methods``: ``None`` (default) protects every method on
+    those paths, which is safest -- a receiver never needs an unsigned request; a list of methods
+    also covers ``HEAD`` when it names ``GET`` (frameworks route one to the other).
+    """
+
+    def __init__(
+        self,
+        verifier: Verifier,
+        *,
+        rate_limiter: RateLimiter | None = None,
+        paths: Iterable[str] | None = None,
+        methods: Iterable[str] | None = None,
+    ) -> None:
+        if not isinstance(verifier, Verifier):
+            raise ConfigurationError("verifier must be a hmacguard.Verifier")
+        if rate_limiter is not None and not isinstance(rate_limiter, RateLimiter):
+            raise ConfigurationError("rate_limiter must be a hmacguard.RateLimiter or None")
+        self.verifier = verifier
+        self.rate_limiter = rate_limiter
+        self._paths = None if paths is None else ProtectedPaths(paths)
+        if methods is None:
+            self._methods: frozenset[str] | None = None
+        else:
+            upper = {m.upper() for m in ([methods] if isinstance(methods, str) else methods)}
+            self._methods = frozenset(upper | {"HEAD"} if "GET" in upper else upper)
+
+    def protects(self, method: str, *paths: str, routed: Callable[[], bool] | None = None) -> bool:
+        """Whether a request must pass the guard before reaching the application.
+
+        ``paths``: the spellings the integration knows of the request's path (the path it routes
+        on first, then e.g. the one with its mount prefix); any of them matching protects it.
+        ``routed``: asked only when no spelling matches -- whether the framework would route the
+        request to a protected view (Flask's matched endpoint, Django's resolved view); one that
+        raises protects the request. Raises :class:`~hmacguard.errors.PathInvalid` for a path that
+        cannot be interpreted.
+        """
+        if self._methods is not None and method.upper() not in self._methods:
+            return False
+        if self._paths is None or self._paths.matches(*paths):
+            return True
+        if routed is None:
+            return False
+        try:
+            return bool(routed())
+        except Exception:  # a router that cannot decide must not let the request through unguarded
+            return True
+
+    def reject(
+        self,
+        error: RequestRejected,
+        head: RequestHead | None = None,
+        *,
+        connection_header: bool = True,
+    ) -> Rejected:
+        """The ready answer for ``error`` (problem+json, rate-limit policy, Retry-After on 429)."""
+        extra = self.rate_limiter.headers(None, error) if self.rate_limiter is not None else []
+        problem = problem_for(
+            error,
+            instance=head.path if head is not None else None,
+            extra_headers=extra,
+            connection_header=connection_header,
+        )
+        return Rejected(problem, error)
+
+    def process(
+        self, head: RequestHead, *, connection_header: bool = True
+    ) -> Generator[Effect, Any, Outcome]:
+        """Decide one protected request; see the module docstring for the protocol."""
+        limiter = self.rate_limiter
+        verifier = self.verifier
+        state: RateState | None = None  # admitted and not yet settled with the rate limiter
+        verification: Verification | None = None
+        delivery: Delivery | None = None
+        # Stores that never block (in memory) are called right here: a round trip through the
+        # driver is only worth it for one that may wait on the network.
+        try:
+            if limiter is not None:
+                key = limiter.key_for(head)
+                declared = _declared_length(head.headers.get("content-length"), verifier.max_body)
+
+                def admit() -> RateState:
+                    return limiter.admit(key, declared_bytes=declared)
+
+                state = (yield StoreCall(admit, True)) if limiter.blocking else admit()
+            verification = verifier.begin(head.headers)
+            while not verification.complete:
+                chunk = yield ReadBody(verification.read_size, verification.time_left())
+                verification.feed(chunk)
+            body = verification.finish()
+            store = verifier.replay
+            if store is not None:
+                verified = verification
+
+                def hold() -> Delivery | None:
+                    return verifier.hold(verified)
+
+                delivery = (yield StoreCall(hold, True)) if store.blocking else hold()
+            headers: list[tuple[str, str]] = []
+            if limiter is not None and state is not None:
+                admitted, state = state, None  # settled exactly once, even if this raises
+                received = verification.received
+
+                def settle() -> None:
+                    limiter.settle(admitted, received, failed=False)
+
+                if limiter.blocking:
+                    yield StoreCall(settle, True)
+                else:
+                    settle()
+                headers = limiter.headers(admitted)
+        except RequestRejected as error:
+            if verification is not None:
+                verification.abort()
+            # The store failing now changes nothing about this answer.
+            with contextlib.suppress(RequestRejected):
+                if delivery is not None:  # held, then refused by the bytes budget's store
+                    undo = delivery
+                    yield from _call(lambda: undo.settle(False), undo.blocking)
+                if limiter is not None and state is not None:
+                    failed, received = state, verification.received if verification is not None else 0
+                    yield from _call(lambda: limiter.settle(failed, received, failed=True), limiter.blocking)
+            return self.reject(error, head, connection_header=connection_header)
+        except BaseException:
+            # Closed mid-request (the driver's task was cancelled): undo without yielding again.
+            if verification is not None:
+                verification.abort()
+            with contextlib.suppress(Exception):
+                if delivery is not None:
+                    delivery.settle(False)
+                if limiter is not None and state is not None:
+                    limiter.settle(state, verification.received if verification else 0, failed=True)
+            raise
+        return Accepted(body, headers, delivery)
+
+
+def _call(func: Callable[[], Any], blocking: bool) -> Generator[Effect, Any, Any]:
+    """Call ``func`` here, or through the driver (``yield from``) when it may block."""
+    if blocking:
+        return (yield StoreCall(func, True))
+    return func()
+
+
+#: Longest Content-Length worth turning into a number; longer is malformed (begin() says 400).
+_MAX_LENGTH_DIGITS = 19
+
+
+def _declared_length(raw: str | None, max_body: int) -> int | None:
+    """A rough figure for the bytes budget, before begin() validates the header.
+
+    More than the cap is never charged up front (an oversized body gets its 413, not a 429), and
+    no text reaches ``int()`` unless it is a short run of ASCII digits ("²" passes isdigit(), and
+    thousands of digits make int() raise).
+    """
+    if raw and len(raw) <= _MAX_LENGTH_DIGITS and raw.isascii() and raw.isdigit():
+        return min(int(raw), max_body + 1)
+    return None

@@ -1,0 +1,320 @@
+"""Replay protection: remember each delivery id (or nonce) for as long as a replay could be accepted.
+
+A store answers one question, atomically: "reserve this key for ``ttl`` seconds -- was it new?". The
+verifier asks only after the signature has been verified, so an attacker cannot fill the store (or
+burn a legitimate delivery's id) with forged requests.
+
+Delivery semantics (two-phase). A reservation becomes permanent only once the application has
+processed the delivery. The integrations :meth:`~HoldingReplayStore.hold` the key for a short
+``pending`` time before calling the application, then :meth:`~HoldingReplayStore.commit` it for the
+full TTL when the application answers below 500, or :meth:`~HoldingReplayStore.release` it when the
+application raises, answers 5xx, or the client goes away before a response starts -- so the sender's
+retry is processed, while a replay of a processed delivery is still refused (409). A duplicate that
+arrives while the first is being processed is refused too (409). A worker that dies mid-request
+leaves a pending hold that lapses after the pending time. Holds carry a random token, so a late
+commit or release never touches somebody else's hold of the same key.
+
+- :class:`MemoryReplayStore` (the default): one process, bounded in entries and by TTL. Enough for a
+  single worker; with several workers each has its own memory and a replay to another worker passes.
+- :class:`RedisReplayStore`: ``SET key 1 NX PX ttl`` on a Redis shared by every worker and host.
+  redis-py is imported when the store is created, never by ``import hmacguard``.
+
+When the store cannot answer, :class:`~hmacguard.errors.StoreUnavailable` (503) is raised: fail
+closed. A store built with ``fail_open=True`` instead logs a warning and lets the request through --
+availability over replay protection, a choice the operator makes knowingly.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
+
+from hmacguard.errors import ConfigurationError, StoreUnavailable
+from hmacguard.guard.breaker import CircuitBreaker, CircuitOpen, endpoint_key, shared_breaker
+
+if TYPE_CHECKING:
+    import redis
+
+__all__ = ["Delivery", "HoldingReplayStore", "MemoryReplayStore", "RedisReplayStore", "ReplayStore"]
+
+log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
+#: Default bound on the in-memory store; a full store evicts its oldest entries first.
+DEFAULT_MAX_ENTRIES = 100_000
+
+
+@runtime_checkable
+class ReplayStore(Protocol):
+    """What the verifier needs from a replay store."""
+
+    #: Whether :meth:`reserve` may block on the network (the ASGI middleware then runs it in a
+    #: worker thread instead of on the event loop).
+    blocking: bool
+
+    def reserve(self, key: str, ttl: float) -> bool:
+        """Atomically record ``key`` for ``ttl`` seconds; ``True`` if it was not already there.
+
+        Raises :class:`~hmacguard.errors.StoreUnavailable` when the store cannot answer (unless the
+        store was configured fail-open, in which case it logs and returns ``True``).
+        """
+        ...
+
+
+@runtime_checkable
+class HoldingReplayStore(ReplayStore, Protocol):
+    """A store with two-phase reservations (see the module docstring); both stores here are.
+
+    A custom store that only has :meth:`reserve` still works: its reservations are permanent at once.
+    """
+
+    def hold(self, key: str, ttl: float) -> str | None:
+        """Atomically hold ``key`` for ``ttl`` seconds; a token if it was free, ``None`` if not.
+
+        Fail-open stores return a token (``""``) when they cannot answer.
+        """
+        ...
+
+    def commit(self, key: str, token: str, ttl: float) -> None:
+        """Keep ``key`` for ``ttl`` seconds from now: the delivery was processed."""
+        ...
+
+    def release(self, key: str, token: str) -> None:
+        """Forget ``key`` if ``token`` still holds it: the delivery was not processed."""
+        ...
+
+
+class Delivery:
+    """A verified delivery's pending hold, settled once the application has answered.
+
+    The integrations call :meth:`settle` exactly once: ``processed=True`` commits the key for the
+    replay TTL, ``False`` releases it so the sender's retry is processed. ``blocking`` says whether
+    that may wait on the network (the ASGI middleware then settles in a worker thread). A store that
+    fails while settling is logged, never raised into the response: a failed commit leaves the hold
+    to lapse after its pending time, a failed release leaves it to lapse the same way.
+    """
+
+    __slots__ = ("blocking", "key", "settled", "store", "token", "ttl")
+
+    def __init__(self, store: HoldingReplayStore, key: str, token: str, ttl: float) -> None:
+        self.store = store
+        self.key = key
+        self.token = token
+        self.ttl = ttl
+        self.blocking = store.blocking
+        self.settled = False
+
+    def settle(self, processed: bool) -> None:
+        if self.settled:
+            return
+        self.settled = True
+        try:
+            if processed:
+                self.store.commit(self.key, self.token, self.ttl)
+            else:
+                self.store.release(self.key, self.token)
+        except Exception as exc:  # the answer is already decided; a store error must not change it
+            log.warning(
+                "replay store: could not %s a delivery (%s); its hold lapses after the pending time",
+                "commit" if processed else "release",
+                type(exc).__name__,
+            )
+
+
+class MemoryReplayStore:
+    """An in-process store bounded in entries (oldest evicted first) and by each entry's TTL.
+
+    Thread-safe (one lock around a dict), so one instance serves every thread of a worker. Eviction
+    of an unexpired entry when full is logged once per burst: it means the bound is too small for the
+    traffic inside one tolerance window, and a replay of an evicted id would pass.
+    """
+
+    blocking = False
+
+    def __init__(
+        self,
+        *,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1:
+            raise ConfigurationError(f"max_entries must be a positive integer, not {max_entries!r}")
+        self.max_entries = max_entries
+        self._clock = clock
+        # key -> (expiry, token of the pending hold or None once committed). Insertion order is
+        # update order, so expired entries mostly cluster at the front; lookups check expiry anyway.
+        self._entries: OrderedDict[str, tuple[float, str | None]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._warned = False
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def reserve(self, key: str, ttl: float) -> bool:
+        return self._put(key, ttl, None)
+
+    def hold(self, key: str, ttl: float) -> str | None:
+        token = secrets.token_hex(8)
+        return token if self._put(key, ttl, token) else None
+
+    def commit(self, key: str, token: str, ttl: float) -> None:
+        now = self._clock()
+        with self._lock:
+            entry = self._entries.get(key)
+            # Our hold, or a hold that lapsed meanwhile: keep the key. Somebody else's live hold stays.
+            if entry is None or entry[1] == token or entry[0] <= now:
+                self._set(key, now + ttl, None)
+
+    def release(self, key: str, token: str) -> None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None and entry[1] == token:
+                del self._entries[key]
+
+    def _put(self, key: str, ttl: float, token: str | None) -> bool:
+        now = self._clock()
+        with self._lock:
+            self._expire(now)
+            entry = self._entries.get(key)
+            if entry is not None and entry[0] > now:
+                return False
+            self._set(key, now + ttl, token)
+            return True
+
+    def _set(self, key: str, expiry: float, token: str | None) -> None:
+        # Called with the lock held.
+        self._entries[key] = (expiry, token)
+        self._entries.move_to_end(key)
+        if len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+            if not self._warned:
+                self._warned = True
+                log.warning(
+                    "replay store full (%d entries): evicting unexpired delivery ids", self.max_entries
+                )
+
+    def _expire(self, now: float) -> None:
+        # Amortised O(1): each entry is popped once; stop at the first live one.
+        entries = self._entries
+        while entries:
+            key, (expiry, _) = next(iter(entries.items()))
+            if expiry > now:
+                break
+            del entries[key]
+            self._warned = False
+
+
+# Commit: keep the key for the full TTL if our hold still has it, or nobody's does (it lapsed).
+_COMMIT = """
+local current = redis.call('GET', KEYS[1])
+if current == false or current == ARGV[1] then
+  return redis.call('SET', KEYS[1], '1', 'PX', ARGV[2])
+end
+return false
+"""
+# Release: delete the key only while our hold has it.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+class RedisReplayStore:
+    """Delivery ids in Redis, shared by every worker and host: ``SET <prefix><key> <token> NX PX <ms>``.
+
+    Built from a URL (``redis://host:port/db``) or an existing ``redis.Redis`` client. Short socket
+    timeouts by default: a Redis that does not answer within ``timeout`` seconds is unavailable, and
+    the request fails closed with 503 rather than hanging a worker (or passes, with
+    ``fail_open=True``). A :class:`~hmacguard.guard.breaker.CircuitBreaker` then keeps the store from
+    being called for ``breaker_reset`` seconds, so an outage costs one timeout per window, not one
+    per request. Commit and release are one Lua script each (atomic compare-and-set on the token).
+    """
+
+    blocking = True
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        client: redis.Redis | None = None,
+        prefix: str = "hmacguard:replay:",
+        timeout: float = 0.5,
+        fail_open: bool = False,
+        breaker_reset: float = 5.0,
+    ) -> None:
+        if (url is None) == (client is None):
+            raise ConfigurationError("RedisReplayStore needs exactly one of url= or client=")
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+            raise ConfigurationError(f"timeout must be positive, not {timeout!r}")
+        try:
+            import redis as redis_module
+        except ImportError:
+            raise ConfigurationError(
+                "RedisReplayStore needs redis-py: pip install 'hmacguard[redis]'"
+            ) from None
+        self._errors: tuple[type[BaseException], ...] = (redis_module.RedisError, OSError)
+        # What makes the store unavailable: its errors, or the breaker refusing to try (CircuitOpen).
+        self._unavailable = (*self._errors, CircuitOpen)
+        if client is None:
+            try:
+                client = redis_module.Redis.from_url(
+                    str(url),
+                    socket_timeout=timeout,
+                    socket_connect_timeout=timeout,
+                    health_check_interval=0,
+                )
+            except ValueError as exc:
+                raise ConfigurationError(f"bad Redis URL: {exc}") from None
+        self.client = client
+        self.prefix = prefix
+        self.fail_open = fail_open
+        # One breaker per Redis server, shared with a rate limiter on the same server.
+        self.breaker = (
+            shared_breaker(endpoint_key(str(url)), reset_after=breaker_reset)
+            if url is not None
+            else CircuitBreaker(reset_after=breaker_reset)
+        )
+        self._commit = client.register_script(_COMMIT)
+        self._release = client.register_script(_RELEASE)
+
+    def _call(self, func: Callable[[], _T], fallback: _T) -> _T:
+        try:
+            return self.breaker.call(func, self._errors)
+        except self._unavailable as exc:
+            # The call that opened the breaker is worth a warning; the ones it refused, not again.
+            level = logging.DEBUG if isinstance(exc, CircuitOpen) else logging.WARNING
+            if self.fail_open:
+                log.log(level, "replay store unavailable, passing (fail-open): %s", type(exc).__name__)
+                return fallback
+            log.log(level, "replay store unavailable, answering 503: %s", type(exc).__name__)
+            raise StoreUnavailable("the replay store is unavailable") from None
+
+    def _set_new(self, key: str, value: str, ttl: float) -> bool:
+        return bool(self.client.set(self.prefix + key, value, nx=True, px=_ms(ttl)))
+
+    def reserve(self, key: str, ttl: float) -> bool:
+        return self._call(lambda: self._set_new(key, "1", ttl), True)
+
+    def hold(self, key: str, ttl: float) -> str | None:
+        token = secrets.token_hex(8)
+        return token if self._call(lambda: self._set_new(key, token, ttl), True) else None
+
+    def commit(self, key: str, token: str, ttl: float) -> None:
+        self._call(lambda: self._commit(keys=[self.prefix + key], args=[token, _ms(ttl)]), None)
+
+    def release(self, key: str, token: str) -> None:
+        self._call(lambda: self._release(keys=[self.prefix + key], args=[token]), None)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))

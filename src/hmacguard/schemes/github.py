@@ -1,0 +1,54 @@
+"""GitHub: ``X-Hub-Signature-256: sha256=<hex>`` over the body; the secret as UTF-8.
+
+Source: GitHub's "Validating webhook deliveries". GitHub signs no timestamp, and its
+``X-GitHub-Delivery`` id is not covered by the signature. When signing, the legacy
+``X-Hub-Signature: sha1=<hex>`` is sent too, as GitHub does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from hmacguard.errors import SignatureMalformed
+from hmacguard.schemes.base import Scheme, SignatureClaim, header_value, lowered, unhex
+
+__all__ = ["GitHubScheme"]
+
+
+class GitHubScheme(Scheme):
+    name = "github"
+    has_message_id = True
+    header = "X-Hub-Signature-256"
+
+    def signed_prefix(self, *, timestamp: int | None, message_id: str | None) -> bytes:
+        return b""
+
+    def parse(self, headers: Mapping[str, str]) -> SignatureClaim:
+        h = lowered(headers)
+        value = header_value(h, self.header)
+        kind, sep, digest = value.partition("=")
+        if not sep or kind.strip().lower() != "sha256":
+            raise SignatureMalformed(f"{self.header} must look like sha256=<hex>")
+        sig = unhex(digest.strip(), self.digest_size, self.header)
+        delivery = h.get("x-github-delivery")
+        return SignatureClaim(self.algorithm, (sig,), b"", None, delivery.strip() if delivery else None)
+
+    def signing_algorithms(self) -> tuple[str, ...]:
+        return ("sha256", "sha1")
+
+    def render(
+        self, digests: Mapping[str, bytes], *, timestamp: int | None, message_id: str | None
+    ) -> dict[str, str]:
+        out = {self.header: "sha256=" + digests["sha256"].hex()}
+        if "sha1" in digests:
+            out["X-Hub-Signature"] = "sha1=" + digests["sha1"].hex()
+        return out
+
+    def provider_headers(self, *, message_id: str | None) -> dict[str, str]:
+        return {
+            "Content-Type": "application/json",
+            "User-Agent": "GitHub-Hookshot/hmacguard",
+            "X-GitHub-Event": "push",
+            "X-GitHub-Delivery": message_id or self.new_message_id(),
+            "X-GitHub-Hook-ID": "1",
+        }
