@@ -5,17 +5,85 @@ Standard library only; nothing here reads a socket.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["LowerCaseHeaders", "RequestHead", "lower_headers"]
+__all__ = ["EnvironHeaders", "LowerCaseHeaders", "RequestHead", "lower_headers", "lowered"]
 
 
 class LowerCaseHeaders(dict[str, str]):
     """A header map whose names are already lower case, so parsing need not copy it again.
 
-    The guard's integrations build one per request while reading the server's headers anyway.
+    The ASGI integration builds one per request while reading the server's headers anyway.
     """
+
+
+#: Header name -> WSGI environ key ("x-hub-signature-256" -> "HTTP_X_HUB_SIGNATURE_256"). Bounded,
+#: since clients choose header names; CGI keeps these two out of HTTP_*.
+_ENVIRON_KEYS: dict[str, str] = {"content-type": "CONTENT_TYPE", "content-length": "CONTENT_LENGTH"}
+_MAX_ENVIRON_KEYS = 2048
+
+
+class EnvironHeaders(Mapping[str, str]):
+    """A WSGI environ seen as headers with lower-case names, without copying it.
+
+    A request's headers are looked up a handful of times (length, coding, signature, id), so a view
+    that translates each name costs less than building a dict of every header. ``content-length``
+    is ``"0"`` when the server gives none and does not promise to end ``wsgi.input`` (PEP 3333: such
+    a server cannot pass a chunked body, and reading could block forever).
+    """
+
+    __slots__ = ("_environ",)
+
+    def __init__(self, environ: Mapping[str, Any]) -> None:
+        self._environ = environ
+
+    @staticmethod
+    def _key(name: str) -> str:
+        key = _ENVIRON_KEYS.get(name)
+        if key is None:
+            key = "HTTP_" + name.upper().replace("-", "_")
+            if len(_ENVIRON_KEYS) < _MAX_ENVIRON_KEYS:
+                _ENVIRON_KEYS[name] = key
+        return key
+
+    def get(self, name: str, default: Any = None) -> Any:
+        key = _ENVIRON_KEYS.get(name)
+        value = self._environ.get(self._key(name) if key is None else key)
+        if value:
+            return value
+        if name == "content-length" and not self._environ.get("wsgi.input_terminated"):
+            return "0"
+        return default if value is None else value
+
+    def __getitem__(self, name: str) -> str:
+        value = self.get(name)
+        if value is None:
+            raise KeyError(name)
+        return str(value)
+
+    def __iter__(self) -> Iterator[str]:
+        for key in self._environ:
+            if key.startswith("HTTP_"):
+                name = key[5:].replace("_", "-").lower()
+                if name not in ("content-type", "content-length"):
+                    yield name
+            elif key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+                yield key.replace("_", "-").lower()
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+_LOWERED = (LowerCaseHeaders, EnvironHeaders)
+
+
+def lowered(headers: Mapping[str, str]) -> Mapping[str, str]:
+    """``headers`` with lower-case names (no copy when they already are)."""
+    if type(headers) in _LOWERED:
+        return headers
+    return {k.lower(): v for k, v in headers.items()}
 
 
 def lower_headers(pairs: Iterable[tuple[str, str]]) -> LowerCaseHeaders:

@@ -341,3 +341,19 @@ def test_a_replayed_body_is_released_at_once(monkeypatch: pytest.MonkeyPatch) ->
     assert not made[0].closed  # the accepted body is the application's until the request ends
     assert made[1].closed  # the replay's body was verified, then refused: released at once
     accepted.body.close()
+
+
+def test_the_fast_hmac_objects_compute_what_hmac_computes() -> None:
+    """keyed_mac() may use hmac.HMAC's private C object; it must agree with the public API."""
+    import hashlib
+    import hmac
+
+    from hmacguard.guard.verifier import keyed_mac
+
+    for algorithm in ("sha256", "sha512", "sha1"):
+        base = keyed_mac(b"key", algorithm)
+        mac = base.copy()
+        mac.update(b"hello ")
+        mac.update(memoryview(b"world"))
+        assert mac.digest() == hmac.digest(b"key", b"hello world", getattr(hashlib, algorithm))
+        assert base.copy().digest() == hmac.digest(b"key", b"", algorithm)  # the base stays empty

@@ -136,6 +136,8 @@ class Guard:
         self.verifier = verifier
         self.rate_limiter = rate_limiter
         self._paths = None if paths is None else ProtectedPaths(paths)
+        #: Whether every request is protected (no paths, no methods): drivers skip the decision.
+        self.protects_everything = paths is None and methods is None
         if methods is None:
             self._methods: frozenset[str] | None = None
         else:
@@ -207,25 +209,17 @@ class Guard:
             body = verification.finish()
             store = verifier.replay
             if store is not None:
-                verified = verification
-
-                def hold() -> Delivery | None:
-                    return verifier.hold(verified)
-
-                delivery = (yield StoreCall(hold, True)) if store.blocking else hold()
-            headers: list[tuple[str, str]] = []
-            if limiter is not None and state is not None:
-                admitted, state = state, None  # settled exactly once, even if this raises
-                received = verification.received
-
-                def settle() -> None:
-                    limiter.settle(admitted, received, failed=False)
-
-                if limiter.blocking:
-                    yield StoreCall(settle, True)
+                if store.blocking:
+                    verified = verification
+                    delivery = yield StoreCall(lambda: verifier.hold(verified), True)
                 else:
-                    settle()
-                headers = limiter.headers(admitted)
+                    delivery = verifier.hold(verification)
+            if limiter is None or state is None:
+                return Accepted(body, [], delivery)
+            admitted, state = state, None  # settled exactly once, even if this raises
+            received = verification.received
+            yield from _call(lambda: limiter.settle(admitted, received, failed=False), limiter.blocking)
+            return Accepted(body, limiter.headers(admitted), delivery)
         except RequestRejected as error:
             if verification is not None:
                 verification.abort()
@@ -248,7 +242,6 @@ class Guard:
                 if limiter is not None and state is not None:
                     limiter.settle(state, verification.received if verification else 0, failed=True)
             raise
-        return Accepted(body, headers, delivery)
 
 
 def _call(func: Callable[[], Any], blocking: bool) -> Generator[Effect, Any, Any]:

@@ -316,13 +316,19 @@ class RateLimiter:
         return int(storage.incr(in_flight_key, self._in_flight_expiry, amount=delta))
 
     def settle(self, state: RateState, received: int, *, failed: bool) -> None:
-        """The outcome of an admitted request: bytes received, and whether verification failed."""
+        """The outcome of an admitted request: bytes received, and whether verification failed.
+
+        The failure is recorded *before* the request leaves the in-flight count, so at no moment do
+        the two together undercount (a concurrent admission in between would overrun the budget).
+        """
         key = state.key
-        self.spend_bytes(key, received)
-        if state.in_flight:
-            self._call(lambda: self._in_flight(key, -1), None)
-        if failed:
-            self.record_failure(key)
+        try:
+            self.spend_bytes(key, received)
+            if failed:
+                self.record_failure(key)
+        finally:
+            if state.in_flight:
+                self._call(lambda: self._in_flight(key, -1), None)
 
     def _remaining(self, key: str) -> list[tuple[str, int, int]]:
         out = []

@@ -26,11 +26,11 @@ availability over replay protection, a choice the operator makes knowingly.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import secrets
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
 
@@ -47,6 +47,9 @@ _T = TypeVar("_T")
 
 #: Default bound on the in-memory store; a full store evicts its oldest entries first.
 DEFAULT_MAX_ENTRIES = 100_000
+#: Seconds between sweeps of expired entries (lookups check expiry themselves; the sweep only frees
+#: memory, and the entry bound holds between sweeps).
+_SWEEP_EVERY = 1.0
 
 
 @runtime_checkable
@@ -148,9 +151,13 @@ class MemoryReplayStore:
         self._clock = clock
         # key -> (expiry, token of the pending hold or None once committed). Insertion order is
         # update order, so expired entries mostly cluster at the front; lookups check expiry anyway.
-        self._entries: OrderedDict[str, tuple[float, str | None]] = OrderedDict()
+        self._entries: dict[str, tuple[float, str | None]] = {}
         self._lock = threading.Lock()
         self._warned = False
+        # Holds only need tokens unique within this store: a counter is enough (and cheaper than
+        # randomness); next() on it is atomic under the GIL.
+        self._tokens = itertools.count()
+        self._next_sweep = 0.0
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -159,15 +166,20 @@ class MemoryReplayStore:
         return self._put(key, ttl, None)
 
     def hold(self, key: str, ttl: float) -> str | None:
-        token = secrets.token_hex(8)
+        token = str(next(self._tokens))
         return token if self._put(key, ttl, token) else None
 
     def commit(self, key: str, token: str, ttl: float) -> None:
         now = self._clock()
         with self._lock:
-            entry = self._entries.get(key)
-            # Our hold, or a hold that lapsed meanwhile: keep the key. Somebody else's live hold stays.
-            if entry is None or entry[1] == token or entry[0] <= now:
+            entries = self._entries
+            entry = entries.get(key)
+            if entry is not None and entry[1] == token:
+                # Our hold: updated in place, keeping its place in the order (holds and commits
+                # share one TTL each, so the order stays close to expiry order for the sweep).
+                entries[key] = (now + ttl, None)
+            elif entry is None or entry[0] <= now:
+                # A hold that lapsed meanwhile: keep the key. Somebody else's live hold stays.
                 self._set(key, now + ttl, None)
 
     def release(self, key: str, token: str) -> None:
@@ -179,7 +191,9 @@ class MemoryReplayStore:
     def _put(self, key: str, ttl: float, token: str | None) -> bool:
         now = self._clock()
         with self._lock:
-            self._expire(now)
+            if now >= self._next_sweep:
+                self._expire(now)
+                self._next_sweep = now + _SWEEP_EVERY
             entry = self._entries.get(key)
             if entry is not None and entry[0] > now:
                 return False
@@ -187,11 +201,12 @@ class MemoryReplayStore:
             return True
 
     def _set(self, key: str, expiry: float, token: str | None) -> None:
-        # Called with the lock held.
-        self._entries[key] = (expiry, token)
-        self._entries.move_to_end(key)
-        if len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
+        # Called with the lock held. Re-inserting moves the key to the end (dicts keep order).
+        entries = self._entries
+        entries.pop(key, None)
+        entries[key] = (expiry, token)
+        if len(entries) > self.max_entries:
+            del entries[next(iter(entries))]
             if not self._warned:
                 self._warned = True
                 log.warning(

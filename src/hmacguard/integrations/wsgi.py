@@ -46,10 +46,9 @@ from hmacguard.guard.policy import (
     Outcome,
     ReadBody,
     Rejected,
-    StoreCall,
     processed,
 )
-from hmacguard.http import LowerCaseHeaders, RequestHead
+from hmacguard.http import EnvironHeaders, RequestHead
 
 if TYPE_CHECKING:
     from hmacguard.guard.ratelimit import RateLimiter
@@ -72,46 +71,12 @@ def status_line(status: int) -> str:
         return f"{status} Unknown"
 
 
-#: environ key -> header name ("HTTP_X_HUB_SIGNATURE_256" -> "x-hub-signature-256"), or "" for keys
-#: that are not headers. Bounded, since clients choose header names.
-_NAMES: dict[str, str] = {}
-_MAX_NAMES = 2048
-
-
-def _header_name(key: str) -> str:
-    name = _NAMES.get(key)
-    if name is None:
-        name = key[5:].replace("_", "-").lower() if key.startswith("HTTP_") else ""
-        if len(_NAMES) < _MAX_NAMES:
-            _NAMES[key] = name
-    return name
-
-
 def head_from_environ(environ: dict[str, Any]) -> RequestHead:
-    """The request head the decision core needs, from a WSGI environ."""
-    names = _NAMES
-    try:
-        # One comprehension over the environ: the common case, every key's name already known.
-        headers = LowerCaseHeaders({names[k]: v for k, v in environ.items() if names[k]})
-    except KeyError:
-        headers = LowerCaseHeaders()
-        for key, value in environ.items():
-            name = _header_name(key)
-            if name:
-                headers[name] = value
-    if "CONTENT_TYPE" in environ:
-        headers["content-type"] = environ["CONTENT_TYPE"]
-    length = environ.get("CONTENT_LENGTH")
-    if length:
-        headers["content-length"] = length
-    elif not environ.get("wsgi.input_terminated"):
-        # PEP 3333: without CONTENT_LENGTH a server need not end wsgi.input, so reading it could
-        # block forever. Such a server cannot pass a chunked body at all: treat it as empty.
-        headers["content-length"] = "0"
+    """The request head the decision core needs, from a WSGI environ (headers viewed, not copied)."""
     return RequestHead(
         method=environ.get("REQUEST_METHOD", "GET"),
         path=environ.get("PATH_INFO", "") or "/",
-        headers=headers,
+        headers=EnvironHeaders(environ),
         peer=environ.get("REMOTE_ADDR"),
     )
 
@@ -119,9 +84,10 @@ def head_from_environ(environ: dict[str, Any]) -> RequestHead:
 class _SocketDeadline:
     """Bounds each blocking read by the time left, when the server lends us its socket."""
 
-    def __init__(self, environ: dict[str, Any]) -> None:
-        sock = environ.get("gunicorn.socket")
-        self._sock: socket.socket | None = sock if isinstance(sock, socket.socket) else None
+    __slots__ = ("_changed", "_saved", "_sock")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock: socket.socket | None = sock
         self._saved: float | None = None
         self._changed = False
 
@@ -147,43 +113,47 @@ def guard_environ(guard: Guard, environ: dict[str, Any]) -> Outcome:
 
     Framework integrations call this (Flask, Django under WSGI); :class:`WSGIGuard` wraps it.
     """
-    head = head_from_environ(environ)
-    server = str(environ.get("SERVER_SOFTWARE", ""))
-    process = guard.process(head, connection_header=not server.startswith("WSGIServer/"))
+    server = environ.get("SERVER_SOFTWARE")
+    wsgiref = isinstance(server, str) and server.startswith("WSGIServer/")
+    process = guard.process(head_from_environ(environ), connection_header=not wsgiref)
     stream = environ.get("wsgi.input")
-    deadline = _SocketDeadline(environ)
+    sock = environ.get("gunicorn.socket")
+    deadline = _SocketDeadline(sock) if isinstance(sock, socket.socket) else None
     try:
         effect = next(process)
         while True:
-            error: RequestRejected | None = None
-            result: Any = None
             try:
                 if isinstance(effect, ReadBody):
                     if stream is None:
-                        result = b""
+                        result: Any = b""
                     else:
-                        deadline.set(effect.timeout)
+                        if deadline is not None:
+                            deadline.set(effect.timeout)
                         result = stream.read(effect.size)
-                elif isinstance(effect, StoreCall):
-                    result = effect.func()
-            except RequestRejected as exc:
-                error = exc
+                else:
+                    result = effect.func()  # a StoreCall: the only other effect
+            except RequestRejected as error:
+                effect = process.throw(error)
             except TimeoutError:
-                error = BodyTimeout("the request body arrived too slowly")
+                effect = process.throw(BodyTimeout("the request body arrived too slowly"))
             except OSError:
                 # A reset connection, or a body that ended early (gunicorn's NoMoreData is an IOError).
-                error = ClientDisconnected("the client closed the connection mid-body")
+                effect = process.throw(ClientDisconnected("the client closed the connection mid-body"))
             except Exception:
                 # The server could not parse the body's framing (gunicorn's InvalidChunkSize,
                 # ChunkMissingTerminator...): still the guard's refusal to answer and to charge.
-                error = BodyMalformed("the request body's framing is malformed")
-            effect = process.throw(error) if error is not None else process.send(result)
+                effect = process.throw(BodyMalformed("the request body's framing is malformed"))
+            else:
+                effect = process.send(result)
     except StopIteration as stop:
         outcome: Outcome = stop.value
         return outcome
-    finally:
-        deadline.restore()
+    except BaseException:
         process.close()
+        raise
+    finally:
+        if deadline is not None:
+            deadline.restore()
 
 
 def request_paths(environ: dict[str, Any]) -> tuple[str, ...]:
@@ -252,8 +222,9 @@ def install_body(environ: dict[str, Any], body: VerifiedBody) -> None:
     environ["wsgi.input"] = body.file
     environ["CONTENT_LENGTH"] = str(body.size)
     environ["wsgi.input_terminated"] = True
-    environ.pop("HTTP_CONTENT_ENCODING", None)
-    environ.pop("HTTP_TRANSFER_ENCODING", None)
+    if "HTTP_CONTENT_ENCODING" in environ or "HTTP_TRANSFER_ENCODING" in environ:
+        environ.pop("HTTP_CONTENT_ENCODING", None)
+        environ.pop("HTTP_TRANSFER_ENCODING", None)
     environ[VERIFIED_KEY] = body
 
 
@@ -316,12 +287,13 @@ class WSGIGuard:
         )
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        try:
-            protected = self.protects(environ)
-        except RequestRejected as error:
-            return send_rejection(self.guard.reject(error), start_response)
-        if not protected:
-            return self.app(environ, start_response)
+        if not self.guard.protects_everything:
+            try:
+                protected = self.protects(environ)
+            except RequestRejected as error:
+                return send_rejection(self.guard.reject(error), start_response)
+            if not protected:
+                return self.app(environ, start_response)
         outcome = guard_environ(self.guard, environ)
         if isinstance(outcome, Rejected):
             return send_rejection(outcome, start_response)

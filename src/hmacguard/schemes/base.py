@@ -13,10 +13,10 @@ import hashlib
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from hmacguard.errors import ConfigurationError, SignatureMalformed, SignatureMissing, TimestampInvalid
-from hmacguard.http import LowerCaseHeaders
+from hmacguard.http import lowered
 
 __all__ = [
     "MAX_HEADER",
@@ -40,22 +40,18 @@ MAX_SIGNATURES = 8
 _DIGEST_SIZES: dict[str, int] = {}
 
 
-@dataclass(frozen=True)
-class SignatureClaim:
-    """What a request's headers claim: candidate digests, and what to feed the HMAC before the body."""
+class SignatureClaim(NamedTuple):
+    """What a request's headers claim: candidate digests, and what to feed the HMAC before the body.
+
+    A named tuple: immutable, and built once per request, where a frozen dataclass costs a
+    ``object.__setattr__`` per field.
+    """
 
     algorithm: str
     signatures: tuple[bytes, ...]
     prefix: bytes
     timestamp: int | None = None
     message_id: str | None = None
-
-
-def lowered(headers: Mapping[str, str]) -> Mapping[str, str]:
-    """``headers`` with lower-case names (no copy when they already are)."""
-    if type(headers) is LowerCaseHeaders:
-        return headers
-    return {k.lower(): v for k, v in headers.items()}
 
 
 def header_value(headers: Mapping[str, str], name: str) -> str:
