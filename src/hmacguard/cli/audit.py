@@ -1,7 +1,8 @@
 """``hmacguard audit PATH...``: find the flaw in source and configuration.
 
 Exit codes (the contract, docs/ci.md): 0 no finding at or above ``--fail-on``, 1 at least one,
-2 usage error (missing path, bad option, unreadable baseline).
+2 usage error (missing path, bad option, unreadable baseline), 3 no finding at or above the
+threshold but the audit is incomplete (a file did not parse or read, a rule crashed).
 """
 
 from __future__ import annotations
@@ -29,11 +30,30 @@ def audit_command(
     rule: list[str] = typer.Option(  # noqa: B008
         [], "--rule", help="Run only this rule (repeatable; see `hmacguard rules`)."
     ),
+    exclude: list[str] = typer.Option(  # noqa: B008
+        [], "--exclude", help="Leave out paths matching this .gitignore-style GLOB (repeatable)."
+    ),
+    include_vendored: bool = typer.Option(
+        False,
+        "--include-vendored",
+        help="Also audit vendored folders (node_modules, vendor, dist...) and minified or generated files.",
+    ),
+    include_tests: bool = typer.Option(
+        False, "--include-tests", help="Count findings in test code toward the exit status."
+    ),
 ) -> None:
     """Audit Python, JavaScript/TypeScript, settings, nginx and lock files for unbounded bodies,
     retained request data and unsafe signature checks."""
     from hmacguard.commands.audit import audit_paths
 
     threshold = Severity.parse(fail_on)
-    outcome = audit_paths(paths, rules=rule, baseline=baseline, fail_on=threshold)
+    outcome = audit_paths(
+        paths,
+        rules=rule,
+        exclude=exclude,
+        include_vendored=include_vendored,
+        include_tests=include_tests,
+        baseline=baseline,
+        fail_on=threshold,
+    )
     finish(outcome, output_format, output, fail_on=threshold)

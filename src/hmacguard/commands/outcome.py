@@ -2,7 +2,8 @@
 
 Exit codes are a contract (docs/ci.md): 0 clean, 1 a finding at or above the threshold (or a score
 below ``--fail-under``), 2 a usage or target error (raised as :class:`~hmacguard.errors.HmacGuardError`
-and turned into one line by the CLI), 130 interrupted.
+and turned into one line by the CLI), 3 (audit only) nothing at or above the threshold but some file
+could not be audited, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from hmacguard.report.baseline import read_baseline
 __all__ = [
     "EXIT_CLEAN",
     "EXIT_FINDINGS",
+    "EXIT_INCOMPLETE",
     "EXIT_INTERRUPTED",
     "EXIT_USAGE",
     "Outcome",
@@ -30,6 +32,8 @@ __all__ = [
 EXIT_CLEAN = 0
 EXIT_FINDINGS = 1
 EXIT_USAGE = 2
+#: ``audit`` only: nothing at or above the threshold, but some file could not be audited.
+EXIT_INCOMPLETE = 3
 EXIT_INTERRUPTED = 130
 
 #: Covariant: an Outcome[AuditResult] is an Outcome[Result].

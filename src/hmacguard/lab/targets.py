@@ -67,6 +67,9 @@ class Target:
     worker_class: str = "sync"
     threads: int = 1
     seed: str = ""
+    #: Whether the flaw is in how the signature is enforced (unsigned or replayed requests get in),
+    #: which the scan's enforcement probes find, rather than in how the body is read.
+    enforcement: bool = False
     #: Memory the runtime floats whatever the app does. V8 collects Buffers lazily (it starts a GC
     #: on external-memory growth of tens of MiB), so a Node server that only streams still shows
     #: tens of MiB of garbage under a large upload and a slow climb over many requests.
@@ -196,14 +199,14 @@ TARGETS: Mapping[str, Target] = {
             "signed: 200; unsigned /webhook: 400; unsigned //webhook: 200 (the bypass); bodies over "
             "1 MiB: 413",
             "hmacguard.lab.apps.flask_string_match_guard:app", _F, _F,
-            refuses_content_length=True, refuses_chunked=True,
+            refuses_content_length=True, refuses_chunked=True, enforcement=True,
         ),
         Target(
             "flask-verify-if-present", "flask", Server.GUNICORN,
             "verifies the signature only when the header is present: an unsigned request is processed",
             "unsigned: 200; forged: 401; bodies over 1 MiB: 413",
             "hmacguard.lab.apps.flask_verify_if_present:app", _F, _F,
-            refuses_content_length=True, refuses_chunked=True,
+            refuses_content_length=True, refuses_chunked=True, enforcement=True,
         ),
         Target(
             "flask-no-dedupe", "flask", Server.GUNICORN,
@@ -211,7 +214,7 @@ TARGETS: Mapping[str, Target] = {
             "every time it is sent",
             "the same signed delivery: 200 every time; unsigned: 400; bodies over 1 MiB: 413",
             "hmacguard.lab.apps.flask_no_dedupe:app", _F, _F,
-            refuses_content_length=True, refuses_chunked=True,
+            refuses_content_length=True, refuses_chunked=True, enforcement=True,
         ),
         Target(
             "flask-stripe-no-age", "flask", Server.GUNICORN,
@@ -220,7 +223,7 @@ TARGETS: Mapping[str, Target] = {
             "a delivery signed an hour ago (or ahead): 200; the same one twice: 409; bodies over "
             "1 MiB: 413",
             "hmacguard.lab.apps.flask_stripe_no_age:app", _F, _F,
-            refuses_content_length=True, refuses_chunked=True, scheme="stripe",
+            refuses_content_length=True, refuses_chunked=True, scheme="stripe", enforcement=True,
         ),
         Target(
             "express-json-only", "express", Server.NODE,
