@@ -121,6 +121,19 @@ class _BodyReader:
                 return bytes(body)
 
 
+async def _in_thread(func: Callable[[], Any]) -> Any:
+    """``func()`` in a worker thread. If the request is cancelled meanwhile, the call still runs to
+    its end (a thread cannot be stopped) and is waited for before the cancellation goes on, so that
+    what it did -- an admission counted in flight, a delivery held -- is undone when the decision is
+    closed, instead of lingering until it lapses."""
+    call = asyncio.ensure_future(asyncio.to_thread(func))
+    try:
+        return await asyncio.shield(call)
+    except asyncio.CancelledError:
+        await asyncio.wait([call])
+        raise
+
+
 async def guard_receive(guard: Guard, head: RequestHead, receive: Receive) -> Outcome:
     """Run the guard on an ASGI request, reading ``receive``; never raises RequestRejected.
 
@@ -139,7 +152,7 @@ async def guard_receive(guard: Guard, head: RequestHead, receive: Receive) -> Ou
                     result = await reader.read(effect.timeout)
                 elif isinstance(effect, StoreCall):
                     if effect.blocking:
-                        result = await asyncio.to_thread(effect.func)
+                        result = await _in_thread(effect.func)
                     else:
                         result = effect.func()
             except RequestRejected as exc:
