@@ -400,4 +400,4 @@ def test_asgi_cancelled_during_admission_does_not_leak_an_in_flight_count() -> N
     limiter.blocking = True  # as with a Redis storage: called in a worker thread
     guard = ASGIGuard(_ok_app, verifier=Verifier("github", secrets=SECRET), rate_limiter=limiter)
     _cancel_mid_store_call(guard, BODY)
-    assert limiter._storage.get("hmacguard/in-flight/ip:127.0.0.1") == 0
+    assert limiter._in_flight("ip:127.0.0.1", 0) == 0  # settled: no longer counted in flight
