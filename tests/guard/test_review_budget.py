@@ -6,6 +6,7 @@ at once; every admission settled exactly once, so the in-flight counter never dr
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
@@ -31,10 +32,8 @@ def redis() -> Iterator[RedisServer]:
 def _admit_all(limiter: RateLimiter, key: str, tries: int) -> list[RateState]:
     admitted = []
     for _ in range(tries):
-        try:
+        with contextlib.suppress(RateLimited):
             admitted.append(limiter.admit(key, declared_bytes=None))
-        except RateLimited:
-            pass
     return admitted
 
 

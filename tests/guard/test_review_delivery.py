@@ -41,7 +41,9 @@ def _status(app: Any, body: bytes = BODY) -> int | str:
 
 
 # -- ASGI: what the application does after its response is complete --------------------------------
-def _fastapi_with_background(task: Any, *, dependency: VerifiedBodyDependency | None, calls: list[int]) -> FastAPI:
+def _fastapi_with_background(
+    task: Any, *, dependency: VerifiedBodyDependency | None, calls: list[int]
+) -> FastAPI:
     app = FastAPI()
     if dependency is None:
 
@@ -187,7 +189,8 @@ def test_fastapi_install_a_background_task_longer_than_the_pending_time_leaves_n
     calls: list[int] = []
 
     def make(task: Any) -> Any:
-        dependency = VerifiedBodyDependency(verifier=Verifier("github", secrets=SECRET, replay_pending_ttl=0.1))
+        verifier = Verifier("github", secrets=SECRET, replay_pending_ttl=0.1)
+        dependency = VerifiedBodyDependency(verifier=verifier)
         return _fastapi_with_background(task, dependency=dependency, calls=calls)
 
     assert _replay_during_a_slow_background_task(make, 0.1) == (200, 409)
@@ -340,13 +343,13 @@ def _cancel_mid_store_call(guard: ASGIGuard, body: bytes) -> None:
     raw = [(k.lower().encode(), v.encode()) for k, v in _headers(body).items()]
     raw.append((b"content-length", str(len(body)).encode()))
     scope = {
-            "type": "http",
-            "method": "POST",
-            "path": "/webhook",
-            "query_string": b"",
-            "headers": raw,
-            "client": ("127.0.0.1", 1),
-        }
+        "type": "http",
+        "method": "POST",
+        "path": "/webhook",
+        "query_string": b"",
+        "headers": raw,
+        "client": ("127.0.0.1", 1),
+    }
 
     async def run() -> None:
         messages = [{"type": "http.request", "body": body, "more_body": False}]
