@@ -124,16 +124,23 @@ def guard_environ(guard: Guard, environ: dict[str, Any]) -> Outcome:
     try:
         effect = next(process)
         while True:
-            try:
-                if isinstance(effect, ReadBody):
-                    if stream is None:
-                        result: Any = b""
-                    else:
-                        if deadline is not None:
-                            deadline.set(effect.timeout)
-                        result = stream.read(effect.size)
+            if not isinstance(effect, ReadBody):
+                # A StoreCall, the only other effect. Its refusals (503, 429, 409) go back in; any
+                # other exception is no fault of the request's and propagates, as under ASGI.
+                try:
+                    result: Any = effect.func()
+                except RequestRejected as error:
+                    effect = process.throw(error)
                 else:
-                    result = effect.func()  # a StoreCall: the only other effect
+                    effect = process.send(result)
+                continue
+            try:
+                if stream is None:
+                    result = b""
+                else:
+                    if deadline is not None:
+                        deadline.set(effect.timeout)
+                    result = stream.read(effect.size)
             except RequestRejected as error:
                 effect = process.throw(error)
             except TimeoutError:
