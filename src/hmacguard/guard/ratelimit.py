@@ -143,12 +143,13 @@ class RateState:
 
 
 def _redis_errors() -> tuple[type[BaseException], ...]:
-    # A limits storage built by the caller may not wrap its client's errors.
+    # A limits storage built by the caller may not wrap its client's errors, and none wraps
+    # RedisClusterException (not a RedisError), what a Cluster client raises once every primary is gone.
     try:
         import redis
     except ImportError:
         return ()
-    return (redis.RedisError,)
+    return (redis.RedisError, redis.exceptions.RedisClusterException)
 
 
 def _storage(storage: Any, timeout: float, limits_storage: Any) -> tuple[Any, bool, str | None]:
