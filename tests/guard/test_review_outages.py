@@ -196,3 +196,53 @@ def test_store_unavailable_is_a_503_problem_for_asgi_too() -> None:
     down = Verifier("github", secrets=SECRET, replay=Down())
     assert _asgi_status(ASGIGuard(ok_asgi, verifier=down)) == 503
     assert _wsgi_status(WSGIGuard(ok_app, verifier=down)) == 503
+
+
+# -- credentials in Cluster and Sentinel URLs ----------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.redis
+@pytest.mark.parametrize("fail_open", [False, True])
+def test_a_sentinel_url_with_an_acl_user_authenticates_as_that_user(fail_open: bool) -> None:
+    """``redis+sentinel://alice:pw@host:port/service``: the user name was dropped and the password
+    sent for the default user, so every store call failed -- fail-closed, each signed delivery got
+    503; fail-open, replay protection was silently off (a replay passed). limits, reading the same
+    URL for the rate limiter, does log in as alice."""
+    import redis as redis_py
+
+    from ._redis_topologies import redis_sentinel
+
+    with redis_sentinel() as sentinel:
+        # The default user gets a password of its own (a default user without one takes any
+        # password), told first to the Sentinel and to the replica so that nothing fails over.
+        redis_py.Redis(port=sentinel.sentinel_port).execute_command(
+            "SENTINEL", "SET", sentinel.service, "auth-pass", "default-secret"
+        )
+        redis_py.Redis(port=sentinel.replica_port).config_set("masterauth", "default-secret")
+        primary = redis_py.Redis(port=sentinel.primary_port)
+        primary.execute_command("ACL", "SETUSER", "alice", "on", ">alice-secret", "~*", "&*", "+@all")
+        primary.execute_command("ACL", "SETUSER", "default", "resetpass", ">default-secret")
+        url = f"redis+sentinel://alice:alice-secret@127.0.0.1:{sentinel.sentinel_port}/{sentinel.service}"
+        store = RedisReplayStore(url, fail_open=fail_open, prefix=f"{uuid.uuid4().hex}:", timeout=0.5)
+        guard = WSGIGuard(ok_app, verifier=Verifier("github", secrets=SECRET, replay=store))
+        body = _body()
+        first = wsgi_request(guard, body, signer.sign(body)).status
+        replay = wsgi_request(guard, body, signer.sign(body)).status
+    assert (first, replay) == (200, 409)
+
+
+def test_a_cluster_url_with_an_acl_user_passes_the_user_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same for ``redis+cluster://`` (its client connects when built, so the drop shows as an
+    authentication error at start-up rather than silently)."""
+    from redis import cluster
+
+    from hmacguard.guard.redis_urls import redis_client
+
+    seen: dict[str, Any] = {}
+
+    def capture(**kwargs: Any) -> object:
+        seen.update(kwargs)
+        return object()
+
+    monkeypatch.setattr(cluster, "RedisCluster", capture)
+    redis_client("redis+cluster://alice:pw@127.0.0.1:7000,127.0.0.1:7001", timeout=0.5)
+    assert (seen.get("username"), seen.get("password")) == ("alice", "pw")
