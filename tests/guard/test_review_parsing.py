@@ -163,3 +163,27 @@ def test_environ_headers_see_only_what_the_server_put_in_http_keys(
         assert headers.get("content-length") == "0"
     else:
         assert headers.get("content-length") is None
+
+
+def test_the_shared_keyed_macs_are_copied_safely_from_many_threads() -> None:
+    """``keyed_mac`` hands out hmac's private OpenSSL object, shared by every request: 8 threads
+    verifying 300 bodies each, of every size around the block and chunk sizes, all verify."""
+    import threading
+
+    verifier = Verifier("github", secrets=["current", "older"], replay=None, chunk_size=100)
+    older = Signer("github", secrets="older")
+    failures: list[int] = []
+
+    def work(seed: int) -> None:
+        for n in range(300):
+            body = bytes((seed + n + i) % 256 for i in range((seed * 7 + n) % 700))
+            verified = verifier.verify(older.sign(body), body)
+            if verified.getvalue() != body or verified.key_index != 1:
+                failures.append(n)
+
+    threads = [threading.Thread(target=work, args=(seed,)) for seed in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
