@@ -80,7 +80,7 @@ class HoldingReplayStore(ReplayStore, Protocol):
     def hold(self, key: str, ttl: float) -> str | None:
         """Atomically hold ``key`` for ``ttl`` seconds; a token if it was free, ``None`` if not.
 
-        Fail-open stores return a token (``""``) when they cannot answer.
+        Fail-open stores return a token when they cannot answer (settling it later is harmless).
         """
         ...
 
