@@ -98,8 +98,9 @@ def test_fastapi_install_a_background_task_that_fails_after_a_200_does_not_reope
 @pytest.mark.xfail(
     strict=True,
     reason="without install() the dependency settles when FastAPI closes it, after the response and its "
-    "background tasks; a task's exception is thrown into it as if the endpoint had raised. Proposed: "
-    "document install() as required when BackgroundTasks are used (or refuse to run without it).",
+    "background tasks; a task's exception is thrown into it as if the endpoint had raised (docs/guide.md "
+    "now says to use install() there). Proposed: have the dependency refuse to settle by itself on a "
+    "route with background tasks, or register the settlement as the first background task.",
 )
 def test_fastapi_dependency_without_install_a_failing_background_task_does_not_reopen_the_delivery() -> None:
     calls: list[int] = []
