@@ -125,3 +125,29 @@ def test_docs_rules_md_is_generated_from_the_catalogue() -> None:
         if line.startswith("## "):
             assert line in doc, f"docs/rules.md is stale: regenerate it ({line})"
     assert "hmacguard rules --format markdown" in doc
+
+
+def test_incomplete_audit_has_its_own_exit_status(tmp_path: Path) -> None:
+    (tmp_path / "broken.py").write_text("import hmac\ndef hook(:\n    hmac.new(request.get_data())\n")
+    result = runner.invoke(app, ["audit", str(tmp_path)])
+    assert result.exit_code == 3, result.output
+    assert "INCOMPLETE" in result.output
+    out = tmp_path / "r.json"
+    result = runner.invoke(app, ["audit", str(tmp_path), "-f", "json", "-o", str(out)])
+    assert result.exit_code == 3
+    report = json.loads(out.read_text(encoding="utf-8"))
+    assert report["run"]["incomplete"] is True
+    assert report["unaudited"] == [str((tmp_path / "broken.py").resolve())]
+
+
+def test_exclude_include_vendored_and_include_tests_options(tmp_path: Path) -> None:
+    concat = "req.on('data', (chunk) => { body += chunk; });\n"
+    (tmp_path / "vendor").mkdir()
+    (tmp_path / "vendor" / "a.js").write_text(concat, encoding="utf-8")
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "b.js").write_text(concat, encoding="utf-8")
+    assert runner.invoke(app, ["audit", str(tmp_path)]).exit_code == 0
+    assert runner.invoke(app, ["audit", str(tmp_path), "--include-tests"]).exit_code == 1
+    assert runner.invoke(app, ["audit", str(tmp_path), "--include-vendored"]).exit_code == 1
+    vendored_only = ["audit", str(tmp_path), "--include-vendored", "--exclude", "vendor/"]
+    assert runner.invoke(app, vendored_only).exit_code == 0

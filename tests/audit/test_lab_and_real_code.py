@@ -63,7 +63,9 @@ def test_correct_targets_get_no_finding() -> None:
 def test_every_vulnerable_target_has_a_finding() -> None:
     found = _by_file()
     for target in TARGETS.values():
-        if not target.vulnerable:
+        # Enforcement flaws (unsigned or replayed requests accepted) are the scan's to find; the
+        # audit's rules are about how bodies are read, kept and compared.
+        if not target.vulnerable or target.enforcement:
             continue
         module = (
             target.app if target.app.endswith(".js") else target.app.split(":")[0].rsplit(".", 1)[-1] + ".py"
@@ -83,7 +85,8 @@ def _package(name: str) -> Path:
     [
         # github-webhook hashes request.data (Flask) for the signature: whole body, no cap of its own.
         ("github_webhook", [("webhook.py", "py-unbounded-body-hmac")]),
-        ("slack_bolt", []),
+        # App.start()'s development server (http.server) reads Content-Length bytes with no cap.
+        ("slack_bolt", [("app.py", "py-unbounded-body-read")]),
         ("flask", []),
         ("starlette", []),
     ],

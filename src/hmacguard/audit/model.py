@@ -2,7 +2,9 @@
 
 A :class:`Diagnostic` is about the audit itself, not about the code audited: a file that does not
 parse (skipped), a rule that crashed on a file (the run goes on), a suppression comment that names
-no rule (ignored). Diagnostics never change the exit code; findings do.
+no rule (ignored). A file that could not be read or parsed, or a rule that crashed, makes the
+result **incomplete** (:attr:`AuditResult.incomplete`): the CLI gives that outcome its own exit
+status, so an audit that could not look at everything never passes for a clean one.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class DiagnosticKind(str, enum.Enum):
     READ_ERROR = "read-error"
     RULE_ERROR = "rule-error"
     BAD_SUPPRESSION = "bad-suppression"
+    TRUNCATED = "truncated"  # one rule found so much in one file that the rest are not listed
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,11 @@ class Diagnostic:
     message: str
     line: int | None = None
     rule: str | None = None
+
+    @property
+    def leaves_gap(self) -> bool:
+        """Whether some code went unaudited because of it (a parse, read or rule failure)."""
+        return self.kind not in (DiagnosticKind.BAD_SUPPRESSION, DiagnosticKind.TRUNCATED)
 
     @property
     def level(self) -> str:
@@ -82,6 +90,9 @@ class SourceFile:
         return lines[number - 1] if 0 < number <= len(lines) else ""
 
 
+_SNIPPET = 240
+
+
 def finding_at(
     rule_id: str,
     source: SourceFile,
@@ -98,7 +109,12 @@ def finding_at(
 ) -> Finding:
     """A finding at ``source:line`` with the line as snippet; catalogue defaults for the rest."""
     rule = get_rule(rule_id)
-    snippet = source.line(line).strip()
+    text = source.line(line)
+    if len(text) > _SNIPPET:
+        # A minified line: show the part around the column, not a copy of the whole line.
+        start = max(0, (column or 1) - 1 - _SNIPPET // 4)
+        text = text[start : start + _SNIPPET]
+    snippet = text.strip()
     return Finding(
         rule=rule_id,
         severity=rule.severity if severity is None else severity,
@@ -130,6 +146,22 @@ class AuditResult:
     lines: int = 0
     seconds: float = 0.0
     rules: tuple[str, ...] = field(default_factory=tuple)
+    #: Findings in test code (tests/, test_*.py, *.spec.ts...): shown, but not in ``findings``.
+    test_findings: tuple[Finding, ...] = ()
+    #: Files and folders left out, by reason (vendored, minified, generated, gitignored, excluded).
+    skipped: Mapping[str, int] = field(default_factory=dict)
+    #: A few of them per reason, as paths.
+    skipped_examples: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def incomplete(self) -> bool:
+        """Whether some file was not audited (did not parse or read) or some rule crashed."""
+        return any(d.leaves_gap for d in self.diagnostics)
+
+    @property
+    def unaudited(self) -> tuple[str, ...]:
+        """The files the audit could not look at (or not fully), each once."""
+        return tuple(dict.fromkeys(d.path for d in self.diagnostics if d.leaves_gap))
 
     def at_or_above(self, threshold: Severity) -> tuple[Finding, ...]:
         return tuple(f for f in self.findings if f.severity >= threshold)
@@ -153,6 +185,10 @@ class AuditResult:
             "suppressed": len(self.suppressed),
             "baselined": self.baselined,
             "diagnostics": len(self.diagnostics),
+            "incomplete": self.incomplete,
+            "unaudited_files": len(self.unaudited),
+            "test_findings": len(self.test_findings),
+            "skipped": dict(self.skipped),
             "files": self.files,
             "files_parsed": self.files_parsed,
             "lines": self.lines,

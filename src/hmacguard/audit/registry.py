@@ -45,6 +45,7 @@ class Language(str, enum.Enum):
     JAVASCRIPT = "javascript"  # JavaScript and TypeScript (one tree-sitter front end)
     NGINX = "nginx"
     REQUIREMENTS = "requirements"  # requirements*.txt, lock files, pyproject.toml
+    DEPLOYMENT = "deployment"  # Dockerfile, Procfile, compose files, start scripts
 
 
 #: Decides from a file's raw text whether a rule could fire in it at all.

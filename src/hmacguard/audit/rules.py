@@ -17,7 +17,16 @@ from hmacguard.audit.javascript import (
     unbounded_concat,
 )
 from hmacguard.audit.javascript import (
+    content_length_guard as js_content_length_guard,
+)
+from hmacguard.audit.javascript import (
+    retained_global as js_retained_global,
+)
+from hmacguard.audit.javascript import (
     signature_compare_timing as js_signature_compare_timing,
+)
+from hmacguard.audit.javascript import (
+    unbounded_body_read as js_unbounded_body_read,
 )
 from hmacguard.audit.python import (
     attached_to_request,
@@ -28,11 +37,13 @@ from hmacguard.audit.python import (
     signature_compare_timing,
     stream_line_iteration,
     unbounded_body_hmac,
+    unbounded_body_read,
 )
 
 #: The rule modules, in the order ``hmacguard rules`` lists them.
 MODULES = (
     unbounded_body_hmac,
+    unbounded_body_read,
     content_length_guard,
     stream_line_iteration,
     retained_global,
@@ -41,6 +52,9 @@ MODULES = (
     signature_compare_timing,
     compare_digest_none,
     unbounded_concat,
+    js_unbounded_body_read,
+    js_content_length_guard,
+    js_retained_global,
     body_parser_limit,
     parser_limit_stream_bypass,
     js_signature_compare_timing,

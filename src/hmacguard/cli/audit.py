@@ -1,7 +1,8 @@
 """``hmacguard audit PATH...``: find the flaw in source and configuration.
 
 Exit codes (the contract, docs/ci.md): 0 no finding at or above ``--fail-on``, 1 at least one,
-2 usage error (missing path, bad option, unreadable baseline).
+2 usage error (missing path, bad option, unreadable baseline), 3 no finding at or above the
+threshold but the audit is incomplete (a file did not parse or read, a rule crashed).
 """
 
 from __future__ import annotations
@@ -13,7 +14,13 @@ import typer
 from rich.console import Console
 
 from hmacguard.cli import app
-from hmacguard.cli._common import EXIT_CLEAN, EXIT_FINDINGS, one_line_errors, write_text
+from hmacguard.cli._common import (
+    EXIT_CLEAN,
+    EXIT_FINDINGS,
+    EXIT_INCOMPLETE,
+    one_line_errors,
+    write_text,
+)
 
 
 class Format(str, enum.Enum):
@@ -39,6 +46,17 @@ def audit_command(
     rule: list[str] = typer.Option(  # noqa: B008
         [], "--rule", help="Run only this rule (repeatable; see `hmacguard rules`)."
     ),
+    exclude: list[str] = typer.Option(  # noqa: B008
+        [], "--exclude", help="Leave out paths matching this .gitignore-style GLOB (repeatable)."
+    ),
+    include_vendored: bool = typer.Option(
+        False,
+        "--include-vendored",
+        help="Also audit vendored folders (node_modules, vendor, dist...) and minified or generated files.",
+    ),
+    include_tests: bool = typer.Option(
+        False, "--include-tests", help="Count findings in test code toward the exit status."
+    ),
 ) -> None:
     """Audit Python, JavaScript/TypeScript, settings, nginx and lock files for unbounded bodies,
     retained request data and unsafe signature checks."""
@@ -50,7 +68,13 @@ def audit_command(
 
     threshold = Severity.parse(fail_on)
     known = read_fingerprints(baseline.read_text(encoding="utf-8")) if baseline else None
-    result = audit(paths, rules=rule or None)
+    result = audit(
+        paths,
+        rules=rule or None,
+        exclude=exclude,
+        include_vendored=include_vendored,
+        include_tests=include_tests,
+    )
     if known is not None:
         result = result.without_baseline(known, fingerprints)
     if output_format is Format.json:
@@ -60,7 +84,9 @@ def audit_command(
             {
                 "run": result.summary(),
                 "suppressed": [f.to_dict() for f in result.suppressed],
+                "test_findings": [f.to_dict() for f in result.test_findings],
                 "diagnostics": [d.to_dict() for d in result.diagnostics],
+                "unaudited": list(result.unaudited),
             },
         )
     elif output_format is Format.sarif:
@@ -91,4 +117,6 @@ def audit_command(
                 render_audit_terminal(result, Console(file=fh, no_color=True, width=120))
     if text:
         write_text(text, output)
-    raise typer.Exit(EXIT_FINDINGS if result.at_or_above(threshold) else EXIT_CLEAN)
+    if result.at_or_above(threshold):
+        raise typer.Exit(EXIT_FINDINGS)
+    raise typer.Exit(EXIT_INCOMPLETE if result.incomplete else EXIT_CLEAN)

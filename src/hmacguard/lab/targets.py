@@ -67,6 +67,9 @@ class Target:
     worker_class: str = "sync"
     threads: int = 1
     seed: str = ""
+    #: Whether the flaw is in how the signature is enforced (unsigned or replayed requests get in),
+    #: which the scan's enforcement probes find, rather than in how the body is read.
+    enforcement: bool = False
     #: Memory the runtime floats whatever the app does. V8 collects Buffers lazily (it starts a GC
     #: on external-memory growth of tens of MiB), so a Node server that only streams still shows
     #: tens of MiB of garbage under a large upload and a slow climb over many requests.
@@ -187,6 +190,50 @@ TARGETS: Mapping[str, Target] = {
             "nothing",
             "hmacguard.lab.apps.flask_streaming_capped:app", _F, _F,
             refuses_content_length=True, refuses_chunked=True,
+        ),
+        # Enforcement flaws: each bounded and otherwise correct, so its one flaw is what the scan finds.
+        Target(
+            "flask-string-match-guard", "flask", Server.GUNICORN,
+            "a hand-written WSGI middleware verifies when PATH_INFO == '/webhook'; Werkzeug routes "
+            "//webhook to the same view unverified",
+            "signed: 200; unsigned /webhook: 400; unsigned //webhook: 200 (the bypass); bodies over "
+            "1 MiB: 413",
+            "hmacguard.lab.apps.flask_string_match_guard:app", _F, _F,
+            refuses_content_length=True, refuses_chunked=True, enforcement=True,
+        ),
+        Target(
+            "flask-verify-if-present", "flask", Server.GUNICORN,
+            "verifies the signature only when the header is present: an unsigned request is processed",
+            "unsigned: 200; forged: 401; bodies over 1 MiB: 413",
+            "hmacguard.lab.apps.flask_verify_if_present:app", _F, _F,
+            refuses_content_length=True, refuses_chunked=True, enforcement=True,
+        ),
+        Target(
+            "flask-no-dedupe", "flask", Server.GUNICORN,
+            "verifies correctly but remembers no delivery: the same signed request is processed "
+            "every time it is sent",
+            "the same signed delivery: 200 every time; unsigned: 400; bodies over 1 MiB: 413",
+            "hmacguard.lab.apps.flask_no_dedupe:app", _F, _F,
+            refuses_content_length=True, refuses_chunked=True, enforcement=True,
+        ),
+        Target(
+            "flask-stripe-no-age", "flask", Server.GUNICORN,
+            "Stripe-style: the HMAC covers t.body but the age of t is never checked, so an old "
+            "delivery re-signed with its own old t is accepted",
+            "a delivery signed an hour ago (or ahead): 200; the same one twice: 409; bodies over "
+            "1 MiB: 413",
+            "hmacguard.lab.apps.flask_stripe_no_age:app", _F, _F,
+            refuses_content_length=True, refuses_chunked=True, scheme="stripe", enforcement=True,
+        ),
+        Target(
+            "express-json-only", "express", Server.NODE,
+            "none for body size: JSON parsed under a 1 MB cap and verified on its raw bytes; every "
+            "other content type answered 403 before a byte is read (a negative for "
+            "content-type-bypass); no de-duplication",
+            "JSON over 1 MB: 413; other content types: 403 at once; the same signed delivery: 200 "
+            "every time",
+            "express_json_only.js", _F, _F,
+            refuses_content_length=True, refuses_chunked=True, runtime_float=_V8_FLOAT,
         ),
         Target(
             "flask-guarded", "flask", Server.GUNICORN,

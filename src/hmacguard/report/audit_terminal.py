@@ -57,6 +57,28 @@ def render_audit_terminal(result: AuditResult, console: Console | None = None) -
             rule = f" [{d.rule}]" if d.rule else ""
             console.print(f"  [dim]{d.kind.value}[/dim] {escape(where)}{escape(rule)}: {escape(d.message)}")
         console.print()
+    if result.test_findings:
+        console.print(
+            Text(
+                f"{len(result.test_findings)} finding(s) in test code, not counted "
+                "(--include-tests counts them):",
+                style="bold",
+            )
+        )
+        for f in result.test_findings:
+            console.print(f"  [dim]{escape(f.location.path or '')}:{f.location.line}[/dim] {escape(f.rule)}")
+        console.print()
+    if result.skipped:
+        parts = ", ".join(f"{n} {reason}" for reason, n in result.skipped.items())
+        console.print(Text(f"Skipped: {parts} (--include-vendored, --exclude)", style="dim"))
+    if result.incomplete:
+        console.print(
+            Text(
+                f"INCOMPLETE: {len(result.unaudited)} file(s) could not be audited (see above); "
+                "a clean result does not cover them.",
+                style="bold yellow",
+            )
+        )
     counts = ", ".join(
         f"{n} {s.label}"
         for s in reversed(Severity)

@@ -27,7 +27,17 @@ class RequirementsContext:
     requirements: Sequence[RequirementsFile]
 
     def asgi_evidence(self) -> list[str]:
-        """Why the audit believes the project runs under ASGI (empty when it has no reason)."""
+        """Why the audit believes the project runs under ASGI (empty when it has no reason).
+
+        When the repository states how the app is started (Dockerfile, Procfile, compose files,
+        start scripts), that decides: ASGI only if one of those commands runs an ASGI server.
+        ``startproject`` writes an ``asgi.py`` into every project, served or not.
+        """
+        servers = self.facts.servers
+        if servers:
+            return [
+                f"{s.server} in a start command (line {s.line})" for s in servers if s.interface == "asgi"
+            ]
         found = [f"{s.what} ({s.path}:{s.line})" for s in self.facts.asgi]
         for req in self.requirements:
             for server in ASGI_SERVERS:

@@ -15,8 +15,11 @@ daphne, hypercorn or granian among its requirements), when that version is affec
 **Why it matters.** On an affected version a chunked request to any view that reads
 ``request.body`` is read whole, whatever ``DATA_UPLOAD_MAX_MEMORY_SIZE`` says.
 
-**Not reported.** Version ranges (only exact pins say what runs), and projects with no sign of
-ASGI (under WSGI Django reads a body without Content-Length as empty).
+**Not reported.** Version ranges, ``==3.2.*`` included (only exact pins say what runs), and
+projects with no sign of ASGI (under WSGI Django reads a body without Content-Length as empty).
+When the repository's Dockerfile, Procfile, compose file or start script says how the app is
+served, that decides: a project whose only ``asgi.py`` is ``startproject``'s default while its
+start commands run gunicorn on the WSGI module is a WSGI project.
 """
 
 from __future__ import annotations

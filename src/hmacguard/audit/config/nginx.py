@@ -13,11 +13,27 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import PurePath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hmacguard.audit.model import SourceFile
 
-__all__ = ["Directive", "NginxFile", "NginxParseError", "looks_like_nginx", "parse_nginx"]
+if TYPE_CHECKING:
+    from hmacguard.audit.python.facts import Setting
+
+__all__ = [
+    "Directive",
+    "NginxFile",
+    "NginxParseError",
+    "looks_like_nginx",
+    "nginx_size",
+    "parse_nginx",
+    "proxy_limits",
+]
+#: nginx's client_max_body_size when a configuration does not set it.
+NGINX_DEFAULT_BODY_LIMIT = 1024 * 1024
+_SIZE = re.compile(r"^(\d+)([kKmMgG]?)$")
+_UNIT = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+_PASSES = frozenset({"proxy_pass", "uwsgi_pass", "fastcgi_pass", "grpc_pass"})
 
 _BLOCKS = re.compile(r"^\s*(?:http|server|location|upstream|events)\b[^;{]*\{", re.MULTILINE)
 
@@ -79,3 +95,32 @@ def parse_nginx(source: SourceFile) -> NginxFile:
             str(first.get("error") or "does not parse"), int(line) if line is not None else None
         )
     return NginxFile(source, tuple(_flatten(config[0].get("parsed", []), ())))
+
+
+def nginx_size(text: str) -> int | None:
+    """nginx's size syntax (``512``, ``8k``, ``10m``, ``1g``) in bytes; None when malformed."""
+    m = _SIZE.match(text.strip())
+    if m is None:
+        return None
+    return int(m.group(1)) * _UNIT[m.group(2).lower()]
+
+
+def proxy_limits(nginx: NginxFile) -> list[Setting]:
+    """The body caps an nginx file puts in front of an application it proxies to.
+
+    Only a file that passes requests on (``proxy_pass``, ``uwsgi_pass``...) is in front of the
+    app; its caps are every ``client_max_body_size`` it sets, or nginx's 1 MiB default.
+    """
+    from hmacguard.audit.python.facts import Setting
+    from hmacguard.audit.python.frontend import UNKNOWN
+
+    if not any(d.name in _PASSES for d in nginx.directives):
+        return []
+    out: list[Setting] = []
+    for directive in nginx.named("client_max_body_size"):
+        size = nginx_size(directive.args[0]) if directive.args else None
+        value = size if size is not None else UNKNOWN
+        out.append(Setting("client_max_body_size", value, nginx.source.path, directive.line))
+    if not out:
+        out.append(Setting("client_max_body_size", NGINX_DEFAULT_BODY_LIMIT, nginx.source.path, 1))
+    return out

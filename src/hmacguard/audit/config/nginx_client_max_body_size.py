@@ -15,24 +15,13 @@ application.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 
 from hmacguard.audit.config.context import NginxContext
+from hmacguard.audit.config.nginx import nginx_size
 from hmacguard.audit.model import SIZE_THRESHOLD, finding_at
 from hmacguard.audit.registry import Language, any_of, audit_rule
 from hmacguard.findings import Category, Finding, Severity
-
-_SIZE = re.compile(r"^(\d+)([kKmMgG]?)$")
-_UNIT = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
-
-
-def nginx_size(text: str) -> int | None:
-    """nginx's size syntax (``512``, ``8k``, ``10m``, ``1g``) in bytes; None when malformed."""
-    m = _SIZE.match(text.strip())
-    if m is None:
-        return None
-    return int(m.group(1)) * _UNIT[m.group(2).lower()]
 
 
 @audit_rule(

@@ -1,7 +1,8 @@
 """The requirements front end: exact version pins from requirements and lock files.
 
 Only *exact* pins say which version runs (``django==4.2.10`` in requirements.txt, a lock file's
-``version = "4.2.10"``); ranges (``django>=4.2``) do not, so they are not read. Supported:
+``version = "4.2.10"``); ranges (``django>=4.2``, and ``django==3.2.*``, which PEP 440 reads as a
+prefix match) do not, so they are not read. Supported:
 ``requirements*.txt``, ``constraints*.txt``, ``requirements/*.txt``, ``poetry.lock``, ``uv.lock``,
 ``pdm.lock``, ``Pipfile.lock`` and the dependency strings of ``pyproject.toml``.
 """
@@ -115,4 +116,5 @@ def parse_requirements(source: SourceFile) -> RequirementsFile:
             m = _REQ_LINE.match(line)
             if m:
                 pins.append(Pin(normalize(m.group(1)), m.group(2), number))
-    return RequirementsFile(source, tuple(pins))
+    # "==3.2.*" is a range (PEP 440 prefix matching), not a pin: it says nothing exact.
+    return RequirementsFile(source, tuple(p for p in pins if "*" not in p.version))

@@ -1,16 +1,23 @@
-"""Starlette/FastAPI app that reads whole bodies with no body-size limit.
+"""Starlette/FastAPI app reads whole bodies with no body-size limit.
 
-**What it finds.** A ``FastAPI(...)`` or ``Starlette(...)`` application in a project that reads
-whole request bodies (``await request.body()``, ``await request.json()``, ``request.stream()``)
-while no limiting middleware is installed (no ``add_middleware``/``Middleware`` whose class or
-options mention a limit, a size, ``max_body`` or a guard).
+**What it finds.** A whole-body read — ``await request.body()``, ``await request.json()``,
+``await request.form()``, or a ``request.stream()`` loop that keeps its chunks without counting
+them — in an application that installs no body-size limit. The finding points at the read and
+names the application it runs in.
+
+Facts are scoped to each application object: a read belongs to the app (or the router included
+into it) its handler is registered on; a sub-application mounted under a parent that installs a
+limit is limited; an app with only GET routes reads nothing. A limit is recognised by what the
+code does, not by its name: a middleware, an ``app = X(app)`` wrapper, or a wrapper around one
+handler that reads ASGI ``receive()`` messages (or ``call_next`` requests) and answers 413 past a
+size. A ``client_max_body_size`` in an nginx file of the repository that proxies to the app, or a
+capped WSGI server in its start commands, also counts.
 
 **Why it matters.** Neither Starlette nor uvicorn limits request bodies: ``await request.body()``
 holds whatever the client sends, chunked included, and FastAPI's body parameters read the same way.
 
-**Not reported.** Projects that install a limiting middleware (hmacguard's ASGI guard, or one of
-your own whose name says so). A proxy limit (nginx ``client_max_body_size``) is outside the Python
-sources: the nginx rule checks it separately.
+**Not reported.** Reads in apps (or handlers) with a limit as above; ``request.stream()`` loops
+that count bytes and stop, or that hash each chunk without keeping it.
 """
 
 from __future__ import annotations
@@ -32,24 +39,33 @@ from hmacguard.findings import Category, Finding, Severity
     cwe=(400, 770),
     remediation="Install a body-size-limiting ASGI middleware (such as hmacguard's guard) that "
     "counts bytes as they arrive and answers 413, and read the body through it.",
-    trigger=any_of("FastAPI", "Starlette"),
+    trigger=any_of("fastapi", "starlette"),
 )
 def check(ctx: PyContext) -> Iterator[Finding]:
     facts = ctx.facts
-    path = ctx.file.path
-    reads = facts.starlette_reads_for(path)
-    if facts.starlette_capped(path) or not reads:
+    if facts.server_cap() in ("ok", "high") or facts.proxy_cap() in ("ok", "high"):
         return
-    first = reads[0]
-    for app in facts.starlette_apps:
-        if app.path != ctx.file.path:
+    apps = facts.starlette
+    reported: set[str] = set()
+    for read in apps.reads_in(ctx.file.path):
+        if apps.read_capped(read):
             continue
+        owners = apps.apps_of(read)
+        if not owners:
+            continue
+        fresh = [a for a in owners if a.key not in reported]
+        if not fresh:
+            continue  # one finding per application and module: its first uncapped read
+        reported.update(a.key for a in owners)
+        app = fresh[0]
+        where = f"{app.kind} app `{app.name or '<unnamed>'}` ({app.path}:{app.line})"
         yield finding_at(
             "starlette-body-limit",
             ctx.file.source,
-            app.line,
-            f"This {app.what.rstrip('()')} app reads whole request bodies ({first.what} at "
-            f"{first.path}:{first.line}) and installs no body-size limit: any size is accepted.",
-            values={"reads": len(reads), "first_read": f"{first.path}:{first.line}"},
+            read.line,
+            f"`{read.what}` reads the whole request body in the {where}, which installs no "
+            "body-size limit: any size is accepted.",
+            column=read.column + 1,
+            values={"read": read.what, "app": f"{app.path}:{app.line}"},
             stack="FastAPI/Starlette: app.add_middleware(<body limit middleware>, max_body_size=...)",
         )

@@ -5,7 +5,9 @@ Two shapes: ``req.on('data', handler)`` (``addListener``/``prependListener`` too
 accumulated (``body += chunk``, ``chunks.push(chunk)``, ``Buffer.concat([body, chunk])``), hashed
 (``hmac.update(chunk)``), and whether the code counts bytes against a limit and stops past it.
 Streams named ``res``/``response`` are left alone: in Node servers those are outgoing responses,
-and in clients ``res.on('data')`` reads a server's answer, not a client's body.
+and in clients ``res.on('data')`` reads a server's answer, not a client's body. A ``for await``
+loop counts only over the request (``req``, ``request``, ``ctx.req``, ``request.body``...): the same
+loop over ``glob()`` or a readline interface reads files or lines, not a body.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from hmacguard.audit.javascript.frontend import (
 
 __all__ = ["DataHandler", "accumulations", "data_handlers", "hmac_names", "hmac_updates"]
 
-_RESPONSES = frozenset({"res", "response", "resp", "upstream", "proxyRes"})
+# Outgoing responses, a client's answers, and child processes' pipes: not a request body.
+_RESPONSES = frozenset({"res", "response", "resp", "upstream", "proxyRes", "stdout", "stderr", "stdin"})
 _LISTEN = frozenset({"on", "addListener", "prependListener"})
 _RELATIONAL = frozenset({">", ">=", "<", "<="})
 _STOPS = re.compile(r"destroy|abort|reject|throw|413|\.end\(|emit\(|pause\(|unpipe|close\(|return|break")
@@ -108,10 +111,29 @@ def data_handlers(file: JsFile) -> Iterator[DataHandler]:
             left = node.child_by_field_name("left")
             if right is None or left is None:
                 continue
-            receiver = member_path(right) or text(right)
-            if receiver.rsplit(".", 1)[-1] in _RESPONSES:
+            path = member_path(right)
+            if path is None or not _request_stream(path):
                 continue
-            yield DataHandler(node, receiver, node.child_by_field_name("body"), text(left))
+            yield DataHandler(node, path, node.child_by_field_name("body"), _loop_name(left))
+
+
+_REQUEST_STREAMS = frozenset(
+    {"req", "request", "incoming", "incomingMessage", "rawRequest", "stream", "readable"}
+)
+
+
+def _request_stream(path: str | None) -> bool:
+    """``req``, ``ctx.req``, ``request.body``, ``c.req.raw.body``: what a request body is read from."""
+    if not path:
+        return False
+    parts = [p for p in path.split(".") if p not in ("raw", "body")]
+    return bool(parts) and parts[-1] in _REQUEST_STREAMS
+
+
+def _loop_name(left: Node) -> str:
+    """``const chunk`` -> ``chunk``."""
+    names = [n for n in walk(left) if n.type == "identifier"]
+    return text(names[-1]) if names else text(left)
 
 
 def _mentions(node: Node, name: str) -> bool:
@@ -154,6 +176,32 @@ def accumulations(handler: DataHandler) -> Iterator[tuple[Node, str]]:
                 yield node, f"{path}({chunk})"
 
 
+def creates_hmac(node: Node) -> bool:
+    """``crypto.createHmac(...)`` or a chain on it (``createHmac(a, k).update(b)``), not ``.digest()``.
+
+    Only the call chain itself counts: a minified function expression that mentions createHmac
+    somewhere inside does not make the variable it is assigned to an HMAC.
+    """
+    while node.type == "call_expression":
+        func = node.child_by_field_name("function")
+        if func is None:
+            return False
+        if func.type == "identifier":
+            return text(func) == "createHmac"
+        if func.type != "member_expression":
+            return False
+        prop = func.child_by_field_name("property")
+        if prop is not None and text(prop) == "createHmac":
+            return True
+        if prop is not None and text(prop) in ("digest", "toString"):
+            return False
+        obj = func.child_by_field_name("object")
+        if obj is None:
+            return False
+        node = obj
+    return False
+
+
 def hmac_names(file: JsFile) -> set[str]:
     """Identifiers assigned from ``createHmac(...)`` anywhere in the file."""
     names: set[str] = set()
@@ -161,7 +209,7 @@ def hmac_names(file: JsFile) -> set[str]:
         if node.type in ("variable_declarator", "assignment_expression"):
             left = node.child_by_field_name("name") or node.child_by_field_name("left")
             right = node.child_by_field_name("value") or node.child_by_field_name("right")
-            if left is not None and right is not None and "createHmac" in text(right):
+            if left is not None and right is not None and creates_hmac(right):
                 names.add(text(left))
     return names
 

@@ -34,7 +34,7 @@ from hmacguard.findings import Category, Finding, Severity
     remediation="Count bytes as chunks arrive and stop past a cap (req.destroy() and 413), or use "
     "express.raw({type: '*/*', limit: '1mb'}) / raw-body with a limit; feed the HMAC per chunk "
     "instead of keeping the body.",
-    trigger=any_of("'data'", '"data"', "for await"),
+    trigger=any_of("'data'", '"data"', "`data`", "for await"),
 )
 def check(ctx: JsContext) -> Iterator[Finding]:
     for handler in data_handlers(ctx.file):

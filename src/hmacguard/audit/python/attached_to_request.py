@@ -1,8 +1,14 @@
 """Raw body or signature attached to the request object (or Flask's ``g``, or the session).
 
-**What it finds.** ``request.raw_body = body``, ``setattr(request, "signature", sig)``,
-``g.payload = body`` and ``request.session["body"] = body``, where the value carries the request
-body, a chunk of it or the signature (seed 001's middleware pattern).
+**What it finds.** Seed 001's middleware pattern — a middleware (or view) that verifies and
+attaches the raw body or the signature to the request — in every shape Django, Flask and Starlette
+middleware takes: ``request.raw_body = body``, ``setattr(request, "signature", sig)``,
+``request.META["raw_body"] = body`` (Django function or class middleware, ``MiddlewareMixin``),
+``g.payload = body`` (Flask ``before_request``), ``request.state.body = body`` (Starlette
+``BaseHTTPMiddleware``), ``scope["raw_body"] = body`` (pure ASGI middleware that collects
+``receive()`` messages), ``environ["raw_body"] = body`` (WSGI middleware), and
+``request.session["body"] = body`` — where the value carries the request body, a chunk of it or the
+signature.
 
 **Why it matters.** Whatever is attached lives as long as the request object, which middleware,
 loggers, error reporters and test clients routinely keep beyond the response; a copy stored in the
@@ -25,7 +31,12 @@ from hmacguard.audit.python.taint import BODY, CHUNK, SIG, Taints
 from hmacguard.audit.registry import Language, audit_rule, matches
 from hmacguard.findings import Category, Finding, Severity
 
-_ATTACH = r"\b(request|req|g)\.\w+\s*=[^=]|setattr\(|session\["
+_ATTACH = (
+    r"\b(request|req|g)(\.\w+)*\.\w+\s*=[^=]|\b(request|req)(\.\w+)*\[[^\]]+\]\s*=[^=]"
+    r"|\b(scope|environ)\[[^\]]+\]\s*=[^=]|setattr\(|session\["
+)
+#: Mappings that travel with the request: what is stored in them lives as long as it does.
+_REQUEST_MAPPINGS = frozenset({"META", "environ", "scope", "session", "state", "COOKIES"})
 
 
 def _what(taints: Taints) -> str | None:
@@ -38,14 +49,22 @@ def _what(taints: Taints) -> str | None:
 
 
 def _holder(ctx: PyContext, node: ast.AST) -> str | None:
-    """``request``/``g``/``request.session`` when ``node`` is one of them."""
+    """``request``/``g``/``request.session``/``request.state``/``scope``/``environ`` when
+    ``node`` is one of them (an object or mapping that lives as long as the request)."""
     if is_request_like(node):
         return dotted(node)
     if ctx.file.qualified(node) == "flask.g":
         return "g"
-    if isinstance(node, ast.Attribute) and node.attr == "session" and is_request_like(node.value):
+    if isinstance(node, ast.Attribute) and node.attr in _REQUEST_MAPPINGS and is_request_like(node.value):
         return dotted(node)
+    if isinstance(node, ast.Name) and node.id in ("scope", "environ"):
+        return node.id
     return None
+
+
+def _key(target: ast.Subscript) -> str:
+    key = string_value(target.slice)
+    return repr(key) if key is not None else "..."
 
 
 @audit_rule(
@@ -73,7 +92,8 @@ def check(ctx: PyContext) -> Iterator[Finding]:
                     label = f"{holder}.{target.attr}" if holder else ""
                 elif isinstance(target, ast.Subscript):
                     holder = _holder(ctx, target.value)
-                    label = f"{holder}[...]" if holder and holder.endswith("session") else ""
+                    mapping = holder is not None and holder.rsplit(".", 1)[-1] in _REQUEST_MAPPINGS
+                    label = f"{holder}[{_key(target)}]" if mapping else ""
             elif isinstance(node, ast.Call) and dotted(node.func) == "setattr" and len(node.args) == 3:
                 holder = _holder(ctx, node.args[0])
                 value = node.args[2]

@@ -15,6 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
+from hmacguard.audit.config.deployment import DeploymentFile, ServerCommand
 from hmacguard.audit.model import SIZE_THRESHOLD
 from hmacguard.audit.python.flow import Flow
 from hmacguard.audit.python.frontend import (
@@ -29,6 +30,7 @@ from hmacguard.audit.python.frontend import (
     string_value,
 )
 from hmacguard.audit.python.guards import has_strict_length_guard
+from hmacguard.audit.python.starlette_apps import StarletteApps
 from hmacguard.audit.python.taint import Summary
 
 __all__ = ["FACT_WORDS", "SINK_PATTERN", "CapState", "PythonFacts", "Setting"]
@@ -37,6 +39,8 @@ __all__ = ["FACT_WORDS", "SINK_PATTERN", "CapState", "PythonFacts", "Setting"]
 FACT_WORDS = (
     "get_asgi_application", "django.core.asgi", "MAX_CONTENT_LENGTH", "max_content_length",
     "DATA_UPLOAD_MAX_MEMORY_SIZE", "client_max_size", "add_middleware", "Middleware(",
+    # a body limiter of the project's own (recognised by what it does: see starlette_apps)
+    "413", "TOO_LARGE", "Too Large", "too large", "TooLarge",
 )  # fmt: skip
 
 CapState = Literal["unset", "ok", "high", "disabled", "unknown"]
@@ -87,7 +91,7 @@ _T = TypeVar("_T", Setting, Site)
 
 
 _CONFIG_WORDS = (
-    *FACT_WORDS, "Flask(", "Quart(", "FastAPI(", "Starlette(", "Application(", "HmacGuard",
+    *FACT_WORDS, "Flask(", "Quart(", "(Flask)", "FastAPI(", "Starlette(", "Application(", "HmacGuard",
     "HMACGUARD",
 )  # fmt: skip
 _FLASK_READ_WORDS = ("get_data", "get_json", ".data", ".json", ".stream", ".input_stream")
@@ -146,10 +150,18 @@ class PythonFacts:
         self.starlette_limiters: list[Site] = []
         self.aiohttp_limits: list[Setting] = []
         self.asgi: list[Site] = []
+        #: Server commands from Dockerfile, Procfile, compose files and start scripts.
+        self.servers: list[ServerCommand] = []
+        #: client_max_body_size values from nginx files in the repository (bytes; 0 = unlimited).
+        self.proxy_limits: list[Setting] = []
+        self._starlette: StarletteApps | None = None
         self._summaries: dict[str, Summary | None] = {}
         self._hashing: frozenset[str] | None = None
 
     # -- collection -------------------------------------------------------------------------
+
+    def add_deployment(self, deployment: DeploymentFile) -> None:
+        self.servers.extend(deployment.servers)
 
     def add(self, file: PyFile) -> None:
         self.files.append(file)
@@ -178,6 +190,10 @@ class PythonFacts:
             elif isinstance(node, ast.ClassDef):
                 for stmt in node.body:
                     self._module_setting(file, stmt, names, flask_only=True)
+                # class Server(Flask): ... — an application made by subclassing
+                bases = {file.qualified(b) or "" for b in node.bases}
+                if bases & {"flask.Flask", "quart.Quart"}:
+                    self.flask_apps.append(Site(file.path, node.lineno, f"class {node.name}(Flask)"))
             elif isinstance(node, ast.ImportFrom) and node.module == "django.core.asgi":
                 self.asgi.append(Site(file.path, node.lineno, "django.core.asgi"))
 
@@ -280,11 +296,38 @@ class PythonFacts:
     def _files(self, sites: list[Site]) -> set[str]:
         return {s.path for s in sites}
 
+    def server_cap(self) -> CapState:
+        """The body cap the repository's WSGI server enforces ("unset" when none states one).
+
+        Only when every WSGI server command states a cap (mod_wsgi-express always does): one
+        uncapped way of serving the app is enough to be unbounded.
+        """
+        wsgi = [s for s in self.servers if s.interface == "wsgi"]
+        if not wsgi or any(s.body_limit is None for s in wsgi):
+            return "unset"
+        return _cap([Setting("server", s.body_limit, "", s.line) for s in wsgi], [])
+
+    def proxy_cap(self) -> CapState:
+        """The body cap an nginx configuration in the repository enforces ("unset": none).
+
+        Every ``client_max_body_size`` must be a real cap: one unlimited server block is enough
+        to reach the app unbounded.
+        """
+        if not self.proxy_limits:
+            return "unset"
+        states = {s.state for s in self.proxy_limits}
+        if "disabled" in states:
+            return "disabled"
+        return "high" if "high" in states else "ok"
+
     def flask_cap(self, path: str) -> CapState:
         """Whether Flask body reads in ``path`` are bounded by MAX_CONTENT_LENGTH (or our guard)."""
         apps = self._files(self.flask_apps)
         if _scoped(self.flask_guards, path, apps):
             return "ok"
+        for outside in (self.server_cap(), self.proxy_cap()):
+            if outside in ("ok", "high"):
+                return outside
         return _cap(_scoped(self.flask_limits, path, apps), _scoped(self.flask_loaders, path, apps))
 
     def flask_reads_for(self, path: str) -> list[Site]:
@@ -319,11 +362,26 @@ class PythonFacts:
             return "ok"  # aiohttp's default client_max_size: 1 MiB
         return _cap(self.aiohttp_limits, [])
 
-    def starlette_capped(self, path: str) -> bool:
-        return bool(_scoped(self.starlette_limiters, path, self._files(self.starlette_apps)))
+    @property
+    def starlette(self) -> StarletteApps:
+        """Starlette/FastAPI apps, reads and caps, scoped per application (built on first use)."""
+        if self._starlette is None:
+            self._starlette = StarletteApps(self.files)
+        return self._starlette
 
-    def starlette_reads_for(self, path: str) -> list[Site]:
-        return _scoped(self.starlette_reads, path, self._files(self.starlette_apps))
+    def starlette_capped(self, path: str, line: int | None = None) -> bool:
+        """Whether the read at ``path:line`` (or every read of ``path``) is bounded by a limiter
+        of its own application, a parent app, a wrapper, or a server/proxy cap in the repo."""
+        if self.server_cap() in ("ok", "high") or self.proxy_cap() in ("ok", "high"):
+            return True
+        apps = self.starlette
+        reads = [r for r in apps.reads_in(path) if line is None or r.line == line]
+        if reads:
+            return all(apps.read_capped(r) for r in reads)
+        # Not a read this module knows (e.g. a helper): every app of the module, or of the project.
+        own = [a for a in apps.apps.values() if a.path == path and a.kind in ("FastAPI", "Starlette")]
+        pool = own or [a for a in apps.apps.values() if a.kind in ("FastAPI", "Starlette")]
+        return bool(pool) and all(apps.cap_of(a.key) for a in pool)
 
     def hashing_function_names(self) -> frozenset[str]:
         """Project functions whose text mentions a hash or signature (candidate sinks)."""

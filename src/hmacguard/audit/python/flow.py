@@ -128,7 +128,12 @@ class Flow:
         line = getattr(at, "lineno", 0)
         loop = enclosing_loop(at, self.file.parents) if at is not None else None
         note = "counted" if loop is not None and loop_is_counted(loop) else ""
+        # Joining a list that was filled in a loop: the list already says whether that loop
+        # counted (b"".join(chunks) after a counted append loop is as bounded as the loop).
+        filled = {t.api for t in taints if t.kind == BODY and t.api.startswith("chunks of ")}
         for t in taints:
+            if t.kind == CHUNK and at is None and f"chunks of {t.api} accumulated" in filled:
+                continue
             if t.kind == CHUNK:
                 out.add(
                     Taint(
@@ -297,6 +302,8 @@ class Flow:
         if isinstance(base, ast.Name) and base.id in ("environ", "headers", "meta") and is_signature_key(key):
             return frozenset({Taint(SIG, node.lineno, f"{base.id}[{key!r}]")})
         inner = self.taint(base)
+        if key == "body" and any(t.kind == STREAM and t.framework == "asgi" for t in inner):
+            return frozenset({Taint(CHUNK, node.lineno, "receive()['body']", "asgi", node.col_offset)})
         # Slicing or indexing the body is still (part of) the body; a digest likewise.
         return frozenset(t for t in inner if t.kind in (BODY, CHUNK, SIG, DIGEST))
 
@@ -331,10 +338,17 @@ class Flow:
                 got = self._header_get(node, func)
                 if got is not None:
                     return got
+                if string_value(node.args[0]) == "body" and any(
+                    t.kind == STREAM and t.framework == "asgi" for t in receiver
+                ):
+                    return frozenset({Taint(CHUNK, line, "receive()['body']", "asgi", node.col_offset)})
             if name in TRANSFORMS:
                 return frozenset(t for t in receiver if t.kind in CARRIED)
             if name == "join" and node.args:
                 return self._accumulated(self.iter_taint(node.args[0]))
+        if name == "receive" and not node.args and not isinstance(func, ast.Attribute):
+            # An ASGI app's receive(): each message carries one piece of the body.
+            return frozenset({Taint(STREAM, line, "receive()", "asgi", node.col_offset)})
         if name in WRAPPERS and node.args:
             return self._carried(self.taint(node.args[0]))
         if self.facts is not None and name:

@@ -45,6 +45,7 @@ FRAMEWORK_MODULES: Mapping[str, str] = {
     "starlette": "starlette",
     "fastapi": "starlette",
     "aiohttp": "aiohttp",
+    "twisted": "twisted",
 }
 #: Names a handler conventionally gives the incoming request.
 REQUEST_NAMES = frozenset({"request", "req", "http_request", "incoming_request"})
@@ -378,8 +379,25 @@ def iter_statements(body: list[ast.stmt]) -> Iterator[ast.stmt]:
 
 
 def parse_python(source: SourceFile) -> PyFile:
-    """Parse ``source``; raises SyntaxError (or ValueError for NUL bytes) when it does not parse."""
-    return PyFile(source, ast.parse(source.text, filename=source.path))
+    """Parse ``source``, whatever Python version's syntax it uses.
+
+    The running interpreter's parser first (fast); when it refuses the file, the version-
+    independent fallback of :mod:`.modern_syntax`. Raises SyntaxError (or ValueError for NUL
+    bytes) when neither reads it.
+    """
+    try:
+        return PyFile(source, ast.parse(source.text, filename=source.path))
+    except SyntaxError as refused:
+        from hmacguard.audit.python.modern_syntax import ModernSyntaxError, downgrade
+
+        try:
+            older = downgrade(source.text)
+        except ModernSyntaxError as exc:
+            raise SyntaxError(str(exc), (source.path, exc.line or refused.lineno, 0, "")) from exc
+        try:
+            return PyFile(source, ast.parse(older, filename=source.path))
+        except SyntaxError:
+            raise refused from None
 
 
 _SIG_WORD = re.compile(r"sig|hmac|digest|mac\b", re.IGNORECASE)

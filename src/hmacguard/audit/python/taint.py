@@ -58,7 +58,7 @@ WRAPPERS = frozenset(
         "bytes", "bytearray", "str", "memoryview", "list", "tuple", "dict", "set", "frozenset",
         "b64encode", "b64decode", "urlsafe_b64encode", "urlsafe_b64decode", "hexlify",
         "unhexlify", "force_bytes", "force_str", "smart_bytes", "smart_str", "ensure_binary",
-        "ensure_str", "text_type", "binary_type", "deepcopy", "sorted", "reversed",
+        "ensure_str", "text_type", "binary_type", "deepcopy", "sorted", "reversed", "dumps",
     }
 )  # fmt: skip
 CONTAINER_ADD = frozenset({"append", "extend", "add", "insert", "appendleft", "extendleft"})
@@ -127,6 +127,9 @@ def body_source(node: ast.AST, file: PyFile) -> Taint | None:
         recv_name = dotted(recv) or ""
         if attr == "get_data" and is_request_like(recv):
             return Taint(BODY, line, f"{recv_name}.get_data()", "flask", col)
+        if attr == "get_json" and is_request_like(recv) and "flask" in fw:
+            # The parsed body: every byte was read into memory to parse it.
+            return Taint(BODY, line, f"{recv_name}.get_json()", "flask", col)
         if attr == "body" and not node.args and is_request_like(recv):
             return Taint(BODY, line, f"await {recv_name}.body()", "starlette", col)
         if attr in ("read", "readlines", "readline"):
@@ -148,12 +151,19 @@ def body_source(node: ast.AST, file: PyFile) -> Taint | None:
                 if "django" in fw:
                     lines = "-lines" if attr == "readline" else ""
                     return Taint(kind, line, shown, f"django-stream{lines}", col)
+        # Twisted: request.content is the whole body, already spooled; read() loads it all.
+        twisted = isinstance(recv, ast.Attribute) and recv.attr == "content" and "twisted" in fw
+        if attr == "read" and no_size and twisted and is_request_like(getattr(recv, "value", recv)):
+            return Taint(BODY, line, f"{recv_name}.read()", "twisted", col)
+        if attr == "read" and recv_name.endswith("rfile"):
+            # http.server: rfile.read(n) reads as many bytes as the client's Content-Length says.
+            return Taint(BODY, line, f"{recv_name}.read()", "http.server", col)
         if attr == "text" and not node.args and is_request_like(recv) and "aiohttp" in fw:
             return Taint(BODY, line, f"await {recv_name}.text()", "aiohttp", col)
     if isinstance(node, ast.Attribute) and is_request_like(node.value):
         recv_name = dotted(node.value) or ""
-        if node.attr == "data" and "flask" in fw:
-            return Taint(BODY, line, f"{recv_name}.data", "flask", col)
+        if node.attr in ("data", "json") and "flask" in fw:
+            return Taint(BODY, line, f"{recv_name}.{node.attr}", "flask", col)
         if node.attr == "body" and "django" in fw:
             return Taint(BODY, line, f"{recv_name}.body", "django", col)
     return None

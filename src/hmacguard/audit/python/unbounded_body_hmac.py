@@ -39,7 +39,10 @@ from hmacguard.audit.python.taint import BODY, Taint
 from hmacguard.audit.registry import Language, all_of, any_of, audit_rule
 from hmacguard.findings import Category, Finding, Severity
 
-_BODY_WORDS = (".body", "get_data", ".data", ".read(", ".readlines(", "stream", ".text(", "wsgi.input")
+_BODY_WORDS = (
+    ".body", "get_data", ".data", ".json", "get_json", ".read(", ".readlines(", "stream", ".text(",
+    "wsgi.input",
+)  # fmt: skip
 _SINK_WORDS = ("hmac", "hashlib", ".update(", "sign", "verif", "digest", "construct_event")
 
 _STACK_HINT = {
@@ -79,7 +82,7 @@ def _uncapped(ctx: PyContext, source: Taint, strict_guard: bool) -> tuple[bool, 
             return True, "DATA_UPLOAD_MAX_MEMORY_SIZE is None"
         return False, ""
     if fw == "starlette":
-        if facts.starlette_capped(ctx.file.path) or strict_guard:
+        if facts.starlette_capped(ctx.file.path, source.line) or strict_guard:
             return False, ""
         return True, "Starlette/FastAPI has no body limit and no limiting middleware is installed"
     if fw == "aiohttp":
