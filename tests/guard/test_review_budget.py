@@ -101,14 +101,10 @@ def test_memory_in_flight_count_does_not_lapse_while_requests_are_in_flight(
 
 
 @pytest.mark.redis
-@pytest.mark.xfail(
-    strict=True,
-    reason="limits' incr sets the key's expiry only when the counter starts; after it lapses with "
-    "requests in flight, their decrements take it below zero. Proposed: per-request entries with their "
-    "own deadline (a sorted set: ZADD token deadline on admission, ZREM on settle, count after "
-    "ZREMRANGEBYSCORE) -- never negative, and a dead worker's entry lapses alone.",
-)
 def test_redis_in_flight_count_never_goes_negative(redis: RedisServer) -> None:
+    """limits' incr sets a key's expiry only when the counter starts, so the count lapsed with
+    requests in flight and their decrements took it below zero; the guard's own script clamps at
+    zero and keeps the key alive while it is used."""
     limiter = RateLimiter(
         limit=None, failure_limit="3/minute", storage=redis.url, prefix=f"review-{uuid.uuid4().hex}"
     )
@@ -143,3 +139,19 @@ def test_an_admission_whose_store_fails_after_counting_it_in_flight_does_not_lea
         limiter.admit("k", declared_bytes=None)
     time.sleep(0.1)  # the breaker closes again
     assert limiter._in_flight("k", 0) == 0
+
+
+@pytest.mark.redis
+def test_redis_in_flight_count_lives_while_traffic_touches_it(redis: RedisServer) -> None:
+    """Requests in flight past the counter's expiry still count, as long as others keep arriving."""
+    limiter = RateLimiter(
+        limit=None, failure_limit="3/minute", storage=redis.url, prefix=f"review-{uuid.uuid4().hex}"
+    )
+    limiter._in_flight_expiry = 1
+    held = _admit_all(limiter, "k", 2)
+    for _ in range(6):  # 1.8 s of steady traffic: each admission and settle refreshes the key
+        (state,) = _admit_all(limiter, "k", 1)
+        limiter.settle(state, 0, failed=False)
+        time.sleep(0.3)
+    assert limiter._in_flight("k", 0) == 2  # the two long ones are still counted
+    assert len(_admit_all(limiter, "k", 5)) == 1

@@ -142,6 +142,18 @@ class RateState:
     in_flight: bool = False
 
 
+# The in-flight counter on Redis: add ARGV[1], never below zero, and live ARGV[2] ms past its last use.
+_IN_FLIGHT_LUA = """
+local count = redis.call('INCRBY', KEYS[1], ARGV[1])
+if count < 0 then
+  redis.call('SET', KEYS[1], 0)
+  count = 0
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return count
+"""
+
+
 def _redis_errors() -> tuple[type[BaseException], ...]:
     # A limits storage built by the caller may not wrap its client's errors, and none wraps
     # RedisClusterException (not a RedisError), what a Cluster client raises once every primary is gone.
@@ -281,6 +293,8 @@ class RateLimiter:
         # expiry is set when it is created and never moved, so it would lapse under steady load
         # with requests in flight, which then stop counting). The process is its only writer.
         self._local_in_flight = None if self.blocking else _local_counts(self._storage)
+        self._redis_storage = isinstance(self._storage, limits_storage.RedisStorage)
+        self._in_flight_lua: Any = None
 
     @staticmethod
     def _policy_item(budget: _Budget) -> str:
@@ -373,10 +387,21 @@ class RateLimiter:
         local = self._local_in_flight
         if local is not None:
             return local.add(in_flight_key, delta)
+        script = self._in_flight_script()
+        if script is not None:
+            return int(script(keys=[in_flight_key], args=[delta, int(self._in_flight_expiry * 1000)]))
         if delta < 0 and hasattr(self._storage, "decr"):
             return int(self._storage.decr(in_flight_key, -delta))
         storage: Any = self._storage  # sync storages only (the async ones are never built here)
         return int(storage.incr(in_flight_key, self._in_flight_expiry, amount=delta))
+
+    def _in_flight_script(self) -> Any:
+        """On Redis, one script that adds, never goes below zero, and keeps the key alive while it
+        is touched. (limits' own ``incr`` sets the expiry only when a counter starts, so with steady
+        traffic the key lapsed with requests in flight, and their decrements went below zero.)"""
+        if self._in_flight_lua is None and self._redis_storage:
+            self._in_flight_lua = self._storage.get_connection().register_script(_IN_FLIGHT_LUA)
+        return self._in_flight_lua
 
     def settle(self, state: RateState, received: int, *, failed: bool) -> None:
         """The outcome of an admitted request: bytes received, and whether verification failed.
