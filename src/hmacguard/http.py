@@ -30,8 +30,9 @@ class EnvironHeaders(Mapping[str, str]):
 
     A request's headers are looked up a handful of times (length, coding, signature, id), so a view
     that translates each name costs less than building a dict of every header. ``content-length``
-    is ``"0"`` when the server gives none and does not promise to end ``wsgi.input`` (PEP 3333: such
-    a server cannot pass a chunked body, and reading could block forever).
+    is the server's ``CONTENT_LENGTH``, an empty one being none (CGI's way of saying so); with none,
+    it is ``"0"`` when the server does not promise to end ``wsgi.input`` (PEP 3333: such a server
+    cannot pass a chunked body, and reading could block forever).
     """
 
     __slots__ = ("_environ",)
@@ -53,8 +54,8 @@ class EnvironHeaders(Mapping[str, str]):
         value = self._environ.get(self._key(name) if key is None else key)
         if value:
             return value
-        if name == "content-length" and not self._environ.get("wsgi.input_terminated"):
-            return "0"
+        if name == "content-length":
+            return default if self._environ.get("wsgi.input_terminated") else "0"
         return default if value is None else value
 
     def __getitem__(self, name: str) -> str:

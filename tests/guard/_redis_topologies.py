@@ -14,7 +14,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from hmacguard.lab.serve import free_port, stop_process_group
@@ -50,6 +50,12 @@ def _wait(predicate, what: str, timeout: float = 20.0) -> None:  # type: ignore[
 @dataclass
 class Cluster:
     ports: list[int]
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def kill(self, index: int) -> None:
+        """SIGKILL one node (no clean shutdown, as a crashed host would)."""
+        os.killpg(self.processes[index].pid, signal.SIGKILL)
+        self.processes[index].wait(timeout=10)
 
     @property
     def url(self) -> str:
@@ -105,7 +111,7 @@ def redis_cluster(primaries: int = 3) -> Iterator[Cluster]:
             for client in clients:
                 # redis-py parses CLUSTER INFO into a dict.
                 _wait(lambda c=client: c.cluster("info").get("cluster_state") == "ok", "the cluster")
-            yield Cluster(ports)
+            yield Cluster(ports, processes)
         finally:
             for process in processes:
                 stop_process_group(process, grace=5)

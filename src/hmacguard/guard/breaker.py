@@ -76,7 +76,9 @@ class CircuitBreaker:
                 with self._lock:
                     self._probing = False
             raise
-        if probe or self._opened_at is not None:
+        if probe:
+            # Only the probe's success closes the breaker: a call that began before it opened and
+            # answered late says nothing about the failure that opened it meanwhile.
             with self._lock:
                 self._opened_at = None
                 self._probing = False

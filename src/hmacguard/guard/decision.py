@@ -59,12 +59,20 @@ class Decision:
         return asdict(self)
 
     def message(self) -> str:
+        """One line, whatever the client put in its path or key (control characters escaped)."""
         verdict = "accepted" if self.accepted else f"refused {self.status} {self.outcome}"
         key = f" key={self.key_index}" if self.key_index is not None else ""
         return (
-            f"{verdict} {self.scheme} {self.path} client={self.client} bytes={self.bytes_read}"
-            f"{key} in {self.duration * 1000:.1f} ms"
+            f"{verdict} {self.scheme} {_one_line(self.path)} client={_one_line(self.client)} "
+            f"bytes={self.bytes_read}{key} in {self.duration * 1000:.1f} ms"
         )
+
+
+def _one_line(text: str | None) -> str | None:
+    # Servers percent-decode paths ("%0A" is a newline): escape what could start a forged line.
+    if text is None or text.isprintable():
+        return text
+    return text.encode("unicode_escape").decode("ascii")
 
 
 def decision_log(decision: Decision) -> None:

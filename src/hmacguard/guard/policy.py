@@ -241,9 +241,16 @@ class Guard:
                 declared = _declared_length(head.headers.get("content-length"), verifier.max_body)
 
                 def admit() -> RateState:
-                    return limiter.admit(key, declared_bytes=declared)
+                    # Recorded here, not only sent back: a driver cancelled while this runs in a
+                    # worker thread closes the generator, which must still see the admission to settle.
+                    nonlocal state
+                    state = limiter.admit(key, declared_bytes=declared)
+                    return state
 
-                state = (yield StoreCall(admit, True)) if limiter.blocking else admit()
+                if limiter.blocking:
+                    yield StoreCall(admit, True)
+                else:
+                    admit()
             verification = verifier.begin(head.headers)
             while not verification.complete:
                 chunk = yield ReadBody(verification.read_size, verification.time_left())
@@ -253,7 +260,13 @@ class Guard:
             if store is not None:
                 if store.blocking:
                     verified = verification
-                    delivery = yield StoreCall(lambda: verifier.hold(verified), True)
+
+                    def hold() -> Delivery | None:
+                        nonlocal delivery  # recorded here for the same reason as the admission
+                        delivery = verifier.hold(verified)
+                        return delivery
+
+                    yield StoreCall(hold, True)
                 else:
                     delivery = verifier.hold(verification)
             headers: list[tuple[str, str]] = []

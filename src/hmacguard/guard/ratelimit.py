@@ -45,11 +45,14 @@ A store that cannot be reached answers 503 (fail closed) unless ``fail_open=True
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
 import math
+import threading
 import time
 import warnings
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -139,13 +142,26 @@ class RateState:
     in_flight: bool = False
 
 
+# The in-flight counter on Redis: add ARGV[1], never below zero, and live ARGV[2] ms past its last use.
+_IN_FLIGHT_LUA = """
+local count = redis.call('INCRBY', KEYS[1], ARGV[1])
+if count < 0 then
+  redis.call('SET', KEYS[1], 0)
+  count = 0
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return count
+"""
+
+
 def _redis_errors() -> tuple[type[BaseException], ...]:
-    # A limits storage built by the caller may not wrap its client's errors.
+    # A limits storage built by the caller may not wrap its client's errors, and none wraps
+    # RedisClusterException (not a RedisError), what a Cluster client raises once every primary is gone.
     try:
         import redis
     except ImportError:
         return ()
-    return (redis.RedisError,)
+    return (redis.RedisError, redis.exceptions.RedisClusterException)
 
 
 def _storage(storage: Any, timeout: float, limits_storage: Any) -> tuple[Any, bool, str | None]:
@@ -273,6 +289,12 @@ class RateLimiter:
         # The in-flight counter outlives any one request (bodies time out well within a minute);
         # if a worker dies mid-request, its count lapses with the key.
         self._in_flight_expiry = max(60, int(failures.item.get_expiry())) if failures is not None else 60
+        # In-process storage: the count lives beside it, exact and without expiry (a storage key's
+        # expiry is set when it is created and never moved, so it would lapse under steady load
+        # with requests in flight, which then stop counting). The process is its only writer.
+        self._local_in_flight = None if self.blocking else _local_counts(self._storage)
+        self._redis_storage = isinstance(self._storage, limits_storage.RedisStorage)
+        self._in_flight_lua: Any = None
 
     @staticmethod
     def _policy_item(budget: _Budget) -> str:
@@ -331,29 +353,55 @@ class RateLimiter:
             if not self._call(lambda: self._limiter.test(volume.item, *ids, "bytes", key, cost=cost), True):
                 raise _exhausted("too many bytes", volume.name, self._retry_after(volume, key))
         failures = self._budgets.get("failures")
-        in_flight = False
-        if failures is not None:
-            # Count ourselves in flight first, then ask for room for every request in flight: two
-            # concurrent admissions can never both take the last unit of the budget.
-            counted = self._call(lambda: self._in_flight(key, +1), None)
-            in_flight = counted is not None
+        if failures is None:
+            return RateState(key, tuple(self._remaining(key)), False)
+        # Count ourselves in flight first, then ask for room for every request in flight: two
+        # concurrent admissions can never both take the last unit of the budget.
+        counted = self._count_in_flight(key, +1)
+        in_flight = counted is not None
+        try:
             room = max(1, counted or 0)
             if not self._call(
                 lambda: self._limiter.test(failures.item, *ids, "failures", key, cost=room), True
             ):
-                if in_flight:
-                    self._call(lambda: self._in_flight(key, -1), None)
                 raise _exhausted(
                     "too many failed verifications", failures.name, self._retry_after(failures, key)
                 )
-        return RateState(key, tuple(self._remaining(key)), in_flight)
+            return RateState(key, tuple(self._remaining(key)), in_flight)
+        except BaseException:
+            # Refused, or the store failed after counting us: nobody will settle this admission.
+            if in_flight:
+                with contextlib.suppress(RequestRejected):
+                    self._count_in_flight(key, -1)
+            raise
+
+    def _count_in_flight(self, key: str, delta: int) -> int | None:
+        """Move the key's in-flight count (``None`` when a fail-open store could not)."""
+        if self._local_in_flight is not None:  # in-process: no store to fail, no breaker to ask
+            return self._local_in_flight.add(f"{self.prefix}/in-flight/{key}", delta)
+        count: int | None = self._call(lambda: self._in_flight(key, delta), None)
+        return count
 
     def _in_flight(self, key: str, delta: int) -> int:
         in_flight_key = f"{self.prefix}/in-flight/{key}"
+        local = self._local_in_flight
+        if local is not None:
+            return local.add(in_flight_key, delta)
+        script = self._in_flight_script()
+        if script is not None:
+            return int(script(keys=[in_flight_key], args=[delta, int(self._in_flight_expiry * 1000)]))
         if delta < 0 and hasattr(self._storage, "decr"):
-            return int(self._storage.decr(in_flight_key, -delta))  # the memory store stops at 0
+            return int(self._storage.decr(in_flight_key, -delta))
         storage: Any = self._storage  # sync storages only (the async ones are never built here)
         return int(storage.incr(in_flight_key, self._in_flight_expiry, amount=delta))
+
+    def _in_flight_script(self) -> Any:
+        """On Redis, one script that adds, never goes below zero, and keeps the key alive while it
+        is touched. (limits' own ``incr`` sets the expiry only when a counter starts, so with steady
+        traffic the key lapsed with requests in flight, and their decrements went below zero.)"""
+        if self._in_flight_lua is None and self._redis_storage:
+            self._in_flight_lua = self._storage.get_connection().register_script(_IN_FLIGHT_LUA)
+        return self._in_flight_lua
 
     def settle(self, state: RateState, received: int, *, failed: bool) -> None:
         """The outcome of an admitted request: bytes received, and whether verification failed.
@@ -368,7 +416,7 @@ class RateLimiter:
                 self.record_failure(key)
         finally:
             if state.in_flight:
-                self._call(lambda: self._in_flight(key, -1), None)
+                self._count_in_flight(key, -1)
 
     def _remaining(self, key: str) -> list[tuple[str, int, int]]:
         out = []
@@ -409,3 +457,41 @@ class RateLimiter:
     def reset(self) -> None:
         """Forget every budget (tests and operators; not used per request)."""
         self._call(self._storage.reset, None)
+        if self._local_in_flight is not None:
+            self._local_in_flight.clear()
+
+
+class _LocalCounts:
+    """Counters that stop at zero and never expire, for one in-process storage (thread-safe)."""
+
+    __slots__ = ("_counts", "_lock")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[str, int] = {}
+
+    def add(self, key: str, delta: int) -> int:
+        with self._lock:
+            value = max(0, self._counts.get(key, 0) + delta)
+            if value:
+                self._counts[key] = value
+            else:
+                self._counts.pop(key, None)
+            return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._counts.clear()
+
+
+#: One set of in-flight counts per in-process storage, shared by the limiters that share it.
+_LOCAL_COUNTS: weakref.WeakKeyDictionary[Any, _LocalCounts] = weakref.WeakKeyDictionary()
+_LOCAL_COUNTS_LOCK = threading.Lock()
+
+
+def _local_counts(storage: Any) -> _LocalCounts:
+    with _LOCAL_COUNTS_LOCK:
+        counts = _LOCAL_COUNTS.get(storage)
+        if counts is None:
+            counts = _LOCAL_COUNTS[storage] = _LocalCounts()
+        return counts

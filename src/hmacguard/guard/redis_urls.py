@@ -2,9 +2,9 @@
 so the replay store and the rate limiter are configured with the same string:
 
 - ``redis://[:password@]host:port/db`` (``rediss://`` for TLS, ``unix://path``): one server;
-- ``redis+cluster://[:password@]host:port,host:port,...``: a Redis Cluster, found from any of the
+- ``redis+cluster://[[user]:password@]host:port,host:port,...``: a Redis Cluster, found from any of the
   nodes listed (every key the guard writes lives in one slot, so every command and script works);
-- ``redis+sentinel://[:password@]host:port,host:port,.../service[/db]``: the primary that the
+- ``redis+sentinel://[[user]:password@]host:port,host:port,.../service[/db]``: the primary that the
   Sentinels name for ``service``; after a failover the client asks them again.
 
 redis-py is imported when a store is built, never by ``import hmacguard``. Every client gets the
@@ -32,17 +32,19 @@ REDIS_SCHEMES = (
 )
 
 
-def _hosts(netloc: str, url: str) -> tuple[str | None, list[tuple[str, int]]]:
-    """Password and ``(host, port)`` pairs of a possibly multi-host netloc."""
+def _hosts(netloc: str, url: str) -> tuple[str | None, str | None, list[tuple[str, int]]]:
+    """User name, password and ``(host, port)`` pairs of a possibly multi-host netloc."""
     credentials, _, hosts = netloc.rpartition("@")
-    password = unquote(credentials.partition(":")[2]) or None if credentials else None
+    user, _, secret = credentials.partition(":")
+    username = unquote(user) or None
+    password = unquote(secret) or None
     pairs = []
     for item in hosts.split(","):
         host, sep, port = item.strip().rpartition(":")
         if not sep or not host or not port.isdigit():
             raise ConfigurationError(f"bad Redis URL {url!r}: {item!r} is not host:port")
         pairs.append((host.strip("[]"), int(port)))
-    return password, pairs
+    return username, password, pairs
 
 
 def redis_client(url: str, *, timeout: float) -> Any:
@@ -60,16 +62,20 @@ def redis_client(url: str, *, timeout: float) -> Any:
     if scheme.endswith("+cluster"):
         from redis import cluster
 
-        password, pairs = _hosts(parts.netloc, url)
+        username, password, pairs = _hosts(parts.netloc, url)
         node: Any = cluster.ClusterNode
         nodes = [node(host, port) for host, port in pairs]
         return cluster.RedisCluster(
-            startup_nodes=nodes, password=password, ssl=scheme.startswith("rediss"), **timeouts
+            startup_nodes=nodes,
+            username=username,
+            password=password,
+            ssl=scheme.startswith("rediss"),
+            **timeouts,
         )
     if scheme.endswith("+sentinel"):
         from redis import sentinel as sentinels
 
-        password, pairs = _hosts(parts.netloc, url)
+        username, password, pairs = _hosts(parts.netloc, url)
         segments = [s for s in parts.path.split("/") if s]
         if not segments:
             raise ConfigurationError(f"bad Redis URL {url!r}: name the Sentinel service after the hosts")
@@ -77,7 +83,12 @@ def redis_client(url: str, *, timeout: float) -> Any:
         sentinel: Any = sentinels.Sentinel
         monitor = sentinel(pairs, sentinel_kwargs=dict(timeouts), **timeouts)
         return monitor.master_for(
-            segments[0], db=db, password=password, ssl=scheme.startswith("rediss"), **timeouts
+            segments[0],
+            db=db,
+            username=username,
+            password=password,
+            ssl=scheme.startswith("rediss"),
+            **timeouts,
         )
     try:
         return redis.Redis.from_url(url, health_check_interval=0, **timeouts)

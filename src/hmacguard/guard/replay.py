@@ -80,7 +80,7 @@ class HoldingReplayStore(ReplayStore, Protocol):
     def hold(self, key: str, ttl: float) -> str | None:
         """Atomically hold ``key`` for ``ttl`` seconds; a token if it was free, ``None`` if not.
 
-        Fail-open stores return a token (``""``) when they cannot answer.
+        Fail-open stores return a token when they cannot answer (settling it later is harmless).
         """
         ...
 
@@ -277,7 +277,13 @@ class RedisReplayStore:
             raise ConfigurationError(
                 "RedisReplayStore needs redis-py: pip install 'hmacguard[redis]'"
             ) from None
-        self._errors: tuple[type[BaseException], ...] = (redis_module.RedisError, OSError)
+        # RedisClusterException is not a RedisError: a Cluster client that cannot re-read the slot
+        # map (every primary gone) raises it, and that is an outage too.
+        self._errors: tuple[type[BaseException], ...] = (
+            redis_module.RedisError,
+            redis_module.exceptions.RedisClusterException,
+            OSError,
+        )
         # What makes the store unavailable: its errors, or the breaker refusing to try (CircuitOpen).
         self._unavailable = (*self._errors, CircuitOpen)
         if client is None:

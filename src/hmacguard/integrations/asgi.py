@@ -21,6 +21,9 @@ router could route (:mod:`hmacguard.guard.paths`). A path that cannot be interpr
 Delivery semantics: the delivery's replay key is held while the application runs, then committed
 if it started a response below 500, released if it raised, answered 5xx or returned without a
 response (the client left first) -- so the sender's retry is processed (:mod:`hmacguard.guard.replay`).
+It is settled as soon as the response is complete, not when the application returns: work done
+after the answer (Starlette's background tasks) can neither release a delivery the sender saw
+answered (a replay would be processed again) nor outlast the hold's pending time.
 
 After the verified body, the application's ``receive`` yields only what is not body: servers such as
 hypercorn end a body with a separate empty ``http.request`` message, which the guard -- having read
@@ -118,6 +121,19 @@ class _BodyReader:
                 return bytes(body)
 
 
+async def _in_thread(func: Callable[[], Any]) -> Any:
+    """``func()`` in a worker thread. If the request is cancelled meanwhile, the call still runs to
+    its end (a thread cannot be stopped) and is waited for before the cancellation goes on, so that
+    what it did -- an admission counted in flight, a delivery held -- is undone when the decision is
+    closed, instead of lingering until it lapses."""
+    call = asyncio.ensure_future(asyncio.to_thread(func))
+    try:
+        return await asyncio.shield(call)
+    except asyncio.CancelledError:
+        await asyncio.wait([call])
+        raise
+
+
 async def guard_receive(guard: Guard, head: RequestHead, receive: Receive) -> Outcome:
     """Run the guard on an ASGI request, reading ``receive``; never raises RequestRejected.
 
@@ -136,7 +152,7 @@ async def guard_receive(guard: Guard, head: RequestHead, receive: Receive) -> Ou
                     result = await reader.read(effect.timeout)
                 elif isinstance(effect, StoreCall):
                     if effect.blocking:
-                        result = await asyncio.to_thread(effect.func)
+                        result = await _in_thread(effect.func)
                     else:
                         result = effect.func()
             except RequestRejected as exc:
@@ -219,6 +235,8 @@ async def call_verified(
     extra = [(n.lower().encode("latin-1"), v.encode("latin-1")) for n, v in accepted.headers]
     status: int | None = None
 
+    completion = ResponseCompletion()
+
     async def send_watched(message: Message) -> None:
         nonlocal status
         if message.get("type") == "http.response.start":
@@ -227,6 +245,10 @@ async def call_verified(
                 message = dict(message)
                 message["headers"] = [*message.get("headers", ()), *extra]
         await send(message)
+        if completion.completes(message):
+            # The whole answer is out: settle now, not when the application returns -- background
+            # work runs until then, and must neither release an answered delivery nor outlast its hold.
+            await settle(accepted, processed(status))
 
     failed = True
     try:
@@ -237,6 +259,27 @@ async def call_verified(
             await settle(accepted, not failed and processed(status))
         finally:
             body.close()
+
+
+class ResponseCompletion:
+    """Tells the message that completes an ASGI response: the last body message (or a
+    ``http.response.pathsend``), or the last trailers message when the start announced trailers."""
+
+    __slots__ = ("_trailers",)
+
+    def __init__(self) -> None:
+        self._trailers = False
+
+    def completes(self, message: Message) -> bool:
+        kind = message.get("type")
+        if kind == "http.response.start":
+            self._trailers = bool(message.get("trailers", False))
+            return False
+        if kind == "http.response.body":
+            return not self._trailers and not message.get("more_body", False)
+        if kind == "http.response.trailers":
+            return not message.get("more_trailers", False)
+        return kind == "http.response.pathsend" and not self._trailers
 
 
 async def settle(accepted: Accepted, was_processed: bool) -> None:

@@ -52,6 +52,7 @@ from hmacguard.integrations.asgi import (
     VERIFIED_KEY,
     Message,
     Receive,
+    ResponseCompletion,
     Scope,
     Send,
     guard_receive,
@@ -105,7 +106,8 @@ class DeliverySettler:
     """Pure ASGI middleware: settles the deliveries a dependency verified by the response status.
 
     Outermost, so it sees the status FastAPI's exception handlers produce (an unhandled error
-    becomes a 500 there): commit below 500, release otherwise or when no response started.
+    becomes a 500 there): commit below 500, release otherwise or when no response started. Settled
+    as soon as the response is complete, so background tasks cannot change it.
     """
 
     def __init__(self, app: Any) -> None:
@@ -118,12 +120,17 @@ class DeliverySettler:
         pending: list[Accepted] = []
         scope[PENDING_KEY] = pending
         status: int | None = None
+        completion = ResponseCompletion()
 
         async def send_watched(message: Message) -> None:
             nonlocal status
             if message.get("type") == "http.response.start":
                 status = int(message.get("status", 500))
             await send(message)
+            if completion.completes(message):
+                # Settled when the answer is complete, before background tasks run (see asgi.py).
+                for accepted in pending:
+                    await settle(accepted, processed(status))
 
         failed = True
         try:

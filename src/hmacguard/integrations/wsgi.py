@@ -23,8 +23,9 @@ the model is stated in :mod:`hmacguard.guard.paths`. A path that cannot be inter
 400, never passed through.
 
 Delivery semantics: the delivery's replay key is held while the application runs and settled when
-the server closes the response -- committed if the application started a response below 500,
-released if it raised or answered 5xx, so the sender's retry is processed
+the response has been produced whole (or, failing that, when the server closes it) -- committed if
+the application started a response below 500, released if it raised (also midway through a
+streamed response) or answered 5xx, so the sender's retry is processed
 (:mod:`hmacguard.guard.replay`).
 """
 
@@ -123,16 +124,23 @@ def guard_environ(guard: Guard, environ: dict[str, Any]) -> Outcome:
     try:
         effect = next(process)
         while True:
-            try:
-                if isinstance(effect, ReadBody):
-                    if stream is None:
-                        result: Any = b""
-                    else:
-                        if deadline is not None:
-                            deadline.set(effect.timeout)
-                        result = stream.read(effect.size)
+            if not isinstance(effect, ReadBody):
+                # A StoreCall, the only other effect. Its refusals (503, 429, 409) go back in; any
+                # other exception is no fault of the request's and propagates, as under ASGI.
+                try:
+                    result: Any = effect.func()
+                except RequestRejected as error:
+                    effect = process.throw(error)
                 else:
-                    result = effect.func()  # a StoreCall: the only other effect
+                    effect = process.send(result)
+                continue
+            try:
+                if stream is None:
+                    result = b""
+                else:
+                    if deadline is not None:
+                        deadline.set(effect.timeout)
+                    result = stream.read(effect.size)
             except RequestRejected as error:
                 effect = process.throw(error)
             except TimeoutError:
@@ -167,17 +175,22 @@ def request_paths(environ: dict[str, Any]) -> tuple[str, ...]:
 class _Settling:
     """Watches the application's answer, then settles the delivery and releases the body.
 
-    ``start_response`` is wrapped to add the guard's headers and to see the status; the response
-    iterable's ``close()`` (PEP 3333: the server calls it at the end of every response) settles.
+    ``start_response`` is wrapped to add the guard's headers and to see the status. The delivery
+    is settled when the response has been produced whole (the iteration ended), or else by the
+    response iterable's ``close()`` (PEP 3333: the server calls it at the end of every response),
+    which also releases the body: work done in ``close()`` (Werkzeug's ``call_on_close``), or a
+    ``close()`` that never comes, cannot keep an answered delivery merely pending. An exception
+    raised while iterating (a streamed response failing midway) releases it.
     """
 
-    __slots__ = ("_accepted", "_closed", "_iterable", "_start_response", "status")
+    __slots__ = ("_accepted", "_closed", "_failed", "_iterable", "_start_response", "status")
 
     def __init__(self, accepted: Accepted, start_response: StartResponse) -> None:
         self._accepted = accepted
         self._start_response = start_response
         self._iterable: Iterable[bytes] = ()
         self._closed = False
+        self._failed = False
         self.status: int | None = None
 
     def start_response(self, status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
@@ -191,7 +204,14 @@ class _Settling:
         return self
 
     def __iter__(self) -> Iterator[bytes]:
-        return iter(self._iterable)
+        try:
+            yield from self._iterable
+        except Exception:
+            self._failed = True
+            raise
+        delivery = self._accepted.delivery
+        if delivery is not None:
+            delivery.settle(processed(self.status))
 
     def close(self, *, failed: bool = False) -> None:
         if self._closed:
@@ -205,7 +225,7 @@ class _Settling:
         finally:
             try:
                 if accepted.delivery is not None:
-                    accepted.delivery.settle(not failed and processed(self.status))
+                    accepted.delivery.settle(not (failed or self._failed) and processed(self.status))
             finally:
                 accepted.body.close()
 

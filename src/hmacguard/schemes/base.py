@@ -70,9 +70,12 @@ def unhex(text: str, size: int, header: str) -> bytes:
     if len(text) != size * 2:
         raise SignatureMalformed(f"{header} digest has the wrong length")
     try:
-        return bytes.fromhex(text)
+        raw = bytes.fromhex(text)
     except ValueError:
         raise SignatureMalformed(f"{header} digest is not hexadecimal") from None
+    if len(raw) != size:  # fromhex skips whitespace between pairs: "ab cd..." is not a digest
+        raise SignatureMalformed(f"{header} digest is not hexadecimal")
+    return raw
 
 
 def unb64(text: str, size: int, header: str) -> bytes:

@@ -34,7 +34,9 @@ class GitHubScheme(Scheme):
             except ValueError:
                 pass
             else:
-                return SignatureClaim("sha256", (sig,), b"", None, delivery.strip() if delivery else None)
+                # fromhex skips whitespace between pairs: only 32 bytes mean 64 hex digits.
+                if len(sig) == 32:
+                    return SignatureClaim("sha256", (sig,), b"", None, delivery.strip() if delivery else None)
         value = header_value(h, self.header)
         kind, sep, digest = value.partition("=")
         if not sep or kind.strip().lower() != "sha256":
