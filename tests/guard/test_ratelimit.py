@@ -213,3 +213,16 @@ def test_store_unavailable_error_is_a_503() -> None:
 def test_configuration_mistakes_raise(options: dict[str, object]) -> None:
     with pytest.raises(ConfigurationError):
         RateLimiter(**options)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "url", ["redis+cluster://127.0.0.1", "redis+cluster://:7000", "redis+sentinel://h:1"]
+)
+def test_a_malformed_cluster_or_sentinel_url_is_refused_at_construction(url: str) -> None:
+    # A Cluster client is built at the first store call (so a worker starts during an outage), but
+    # a URL that can never work is a mistake to report at start-up.
+    with pytest.raises(ConfigurationError):
+        RedisReplayStore(url)
+    if "+cluster" in url:
+        with pytest.raises(ConfigurationError):
+            RateLimiter(storage=url)

@@ -59,7 +59,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from hmacguard.errors import ConfigurationError, RateLimited, RequestRejected, StoreUnavailable
 from hmacguard.guard.breaker import CircuitBreaker, CircuitOpen, shared_breaker
-from hmacguard.guard.redis_urls import endpoint_key
+from hmacguard.guard.redis_urls import check_url, endpoint_key
 
 if TYPE_CHECKING:
     from hmacguard.http import RequestHead
@@ -164,8 +164,8 @@ def _redis_errors() -> tuple[type[BaseException], ...]:
     return (redis.RedisError, redis.exceptions.RedisClusterException)
 
 
-def _storage(storage: Any, timeout: float, limits_storage: Any) -> tuple[Any, bool, str | None]:
-    """The ``limits`` storage for ``storage``, whether it blocks, and its circuit breaker's key.
+def _storage(storage: Any, timeout: float, limits_storage: Any) -> tuple[Callable[[], Any], bool, str | None]:
+    """How to build the ``limits`` storage for ``storage``, whether it blocks, and its breaker's key.
 
     ``storage``: a URL (``memory://``, ``redis://``, ``redis+cluster://``, ``redis+sentinel://``, or
     any other ``limits`` reads), a ``limits`` storage object, or a redis-py client (a ``Redis``, or a
@@ -176,18 +176,26 @@ def _storage(storage: Any, timeout: float, limits_storage: Any) -> tuple[Any, bo
         options: dict[str, float | str | bool] = {"wrap_exceptions": True}
         if blocking:
             options.update(socket_timeout=timeout, socket_connect_timeout=timeout)
-        try:
-            built = limits_storage.storage_from_string(storage, **options)
-        except Exception as exc:  # limits raises its own ConfigurationError and ValueError alike
-            raise ConfigurationError(f"rate-limit storage {storage!r}: {exc}") from None
-        return built, blocking, endpoint_key(storage) if blocking else None
+
+        def build() -> Any:
+            from limits.errors import StorageError
+
+            outage: tuple[type[BaseException], ...] = (StorageError, OSError, *_redis_errors())
+            try:
+                return limits_storage.storage_from_string(storage, **options)
+            except outage:
+                raise  # the store is down: an outage, for the breaker to judge
+            except Exception as exc:  # limits raises its own ConfigurationError and ValueError alike
+                raise ConfigurationError(f"rate-limit storage {storage!r}: {exc}") from None
+
+        return build, blocking, endpoint_key(storage) if blocking else None
     if isinstance(storage, limits_storage.Storage):
         blocking = not isinstance(storage, limits_storage.MemoryStorage)
-        return storage, blocking, f"object:{id(storage)}" if blocking else None
+        return (lambda: storage), blocking, f"object:{id(storage)}" if blocking else None
     pool = getattr(storage, "connection_pool", None)
     if pool is not None and callable(getattr(storage, "execute_command", None)):
         built = limits_storage.RedisStorage("redis://", connection_pool=pool, wrap_exceptions=True)
-        return built, True, f"client:{id(storage)}"
+        return (lambda: built), True, f"client:{id(storage)}"
     raise ConfigurationError(
         "rate-limit storage must be a URL, a limits storage, or a redis-py client with a connection "
         f"pool (for a Redis Cluster, pass its redis+cluster:// URL), not {type(storage).__name__}"
@@ -261,13 +269,23 @@ class RateLimiter:
             self._key_func, self._key_header = None, key[7:].strip().lower()
         else:
             raise ConfigurationError("key must be 'client', 'header:<Name>' or a callable")
-        self._storage, self.blocking, breaker_key = _storage(storage, timeout, limits_storage)
-        cls: Any = {
+        build, self.blocking, breaker_key = _storage(storage, timeout, limits_storage)
+        self._strategy: Any = {
             "fixed-window": strategies.FixedWindowRateLimiter,
             "moving-window": strategies.MovingWindowRateLimiter,
             "sliding-window": strategies.SlidingWindowCounterRateLimiter,
         }[strategy]
-        self._limiter = cls(self._storage)
+        self._build_storage = build
+        self._storage_obj: Any = None
+        self._limiter_obj: Any = None
+        # A Cluster client reads the slot map when it is built: built at the first store call,
+        # inside the breaker, so a worker starts (fail-open passes, fail-closed 503s) while the
+        # Cluster is down. Every other storage is built now, so a mistake shows at start-up.
+        lazy = isinstance(storage, str) and storage.partition("://")[0].endswith("+cluster")
+        if lazy:
+            check_url(storage)
+        else:
+            self._build()
         self._errors: tuple[type[BaseException], ...] = (
             StorageError,
             OSError,
@@ -293,8 +311,27 @@ class RateLimiter:
         # expiry is set when it is created and never moved, so it would lapse under steady load
         # with requests in flight, which then stop counting). The process is its only writer.
         self._local_in_flight = None if self.blocking else _local_counts(self._storage)
-        self._redis_storage = isinstance(self._storage, limits_storage.RedisStorage)
+        self._redis_storage = lazy or isinstance(self._storage, limits_storage.RedisStorage)
         self._in_flight_lua: Any = None
+
+    def _build(self) -> None:
+        storage = self._build_storage()
+        self._limiter_obj = self._strategy(storage)
+        self._storage_obj = storage
+
+    @property
+    def _storage(self) -> Any:
+        """The ``limits`` storage (built on first use for a Cluster; call it inside the breaker)."""
+        if self._storage_obj is None:
+            self._build()
+        return self._storage_obj
+
+    @property
+    def _limiter(self) -> Any:
+        """The ``limits`` strategy over :attr:`_storage`."""
+        if self._limiter_obj is None:
+            self._build()
+        return self._limiter_obj
 
     @staticmethod
     def _policy_item(budget: _Budget) -> str:
@@ -456,7 +493,7 @@ class RateLimiter:
 
     def reset(self) -> None:
         """Forget every budget (tests and operators; not used per request)."""
-        self._call(self._storage.reset, None)
+        self._call(lambda: self._storage.reset(), None)
         if self._local_in_flight is not None:
             self._local_in_flight.clear()
 

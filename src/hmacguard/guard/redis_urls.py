@@ -19,7 +19,7 @@ from urllib.parse import unquote, urlsplit
 
 from hmacguard.errors import ConfigurationError
 
-__all__ = ["REDIS_SCHEMES", "endpoint_key", "redis_client"]
+__all__ = ["REDIS_SCHEMES", "check_url", "endpoint_key", "redis_client"]
 
 REDIS_SCHEMES = (
     "redis",
@@ -45,6 +45,16 @@ def _hosts(netloc: str, url: str) -> tuple[str | None, str | None, list[tuple[st
             raise ConfigurationError(f"bad Redis URL {url!r}: {item!r} is not host:port")
         pairs.append((host.strip("[]"), int(port)))
     return username, password, pairs
+
+
+def check_url(url: str) -> None:
+    """Raise ConfigurationError for a malformed Redis URL, without connecting to anything."""
+    scheme = url.partition("://")[0].lower()
+    if scheme not in REDIS_SCHEMES:
+        choices = ", ".join(REDIS_SCHEMES)
+        raise ConfigurationError(f"bad Redis URL {url!r}: the scheme must be one of {choices}")
+    if "+" in scheme:
+        _hosts(urlsplit(url).netloc, url)
 
 
 def redis_client(url: str, *, timeout: float) -> Any:

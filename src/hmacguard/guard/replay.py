@@ -32,11 +32,11 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from hmacguard.errors import ConfigurationError, StoreUnavailable
 from hmacguard.guard.breaker import CircuitOpen, shared_breaker
-from hmacguard.guard.redis_urls import endpoint_key, redis_client
+from hmacguard.guard.redis_urls import check_url, endpoint_key, redis_client
 
 if TYPE_CHECKING:
     import redis
@@ -286,16 +286,34 @@ class RedisReplayStore:
         )
         # What makes the store unavailable: its errors, or the breaker refusing to try (CircuitOpen).
         self._unavailable = (*self._errors, CircuitOpen)
+        self._url = url
+        self._timeout = timeout
+        self._client: Any = client
+        self._scripts: tuple[Any, Any] | None = None
+        # A Cluster client reads the slot map when it is built: built at the first call, inside the
+        # breaker, so a worker starts (and fails open or closed per request) while the Cluster is
+        # down. Every other client connects on first use anyway; building it now shows URL mistakes.
         if client is None:
-            client = redis_client(str(url), timeout=timeout)
-        self.client = client
+            check_url(str(url))
+            if not str(url).partition("://")[0].endswith("+cluster"):
+                self._client = redis_client(str(url), timeout=timeout)
         self.prefix = prefix
         self.fail_open = fail_open
         # One breaker per Redis server, shared with a rate limiter on the same server.
         key = endpoint_key(str(url)) if url is not None else f"client:{id(client)}"
         self.breaker = shared_breaker(key, reset_after=breaker_reset)
-        self._commit = client.register_script(_COMMIT)
-        self._release = client.register_script(_RELEASE)
+
+    @property
+    def client(self) -> Any:
+        """The redis-py client (for a Cluster URL, built at the first store call)."""
+        if self._client is None:
+            self._client = redis_client(str(self._url), timeout=self._timeout)
+        return self._client
+
+    def _script(self, index: int) -> Any:
+        if self._scripts is None:
+            self._scripts = (self.client.register_script(_COMMIT), self.client.register_script(_RELEASE))
+        return self._scripts[index]
 
     def _call(self, func: Callable[[], _T], fallback: _T) -> _T:
         try:
@@ -320,13 +338,14 @@ class RedisReplayStore:
         return token if self._call(lambda: self._set_new(key, token, ttl), True) else None
 
     def commit(self, key: str, token: str, ttl: float) -> None:
-        self._call(lambda: self._commit(keys=[self.prefix + key], args=[token, _ms(ttl)]), None)
+        self._call(lambda: self._script(0)(keys=[self.prefix + key], args=[token, _ms(ttl)]), None)
 
     def release(self, key: str, token: str) -> None:
-        self._call(lambda: self._release(keys=[self.prefix + key], args=[token]), None)
+        self._call(lambda: self._script(1)(keys=[self.prefix + key], args=[token]), None)
 
     def close(self) -> None:
-        self.client.close()
+        if self._client is not None:
+            self._client.close()
 
 
 def _ms(seconds: float) -> int:
