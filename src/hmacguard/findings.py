@@ -77,6 +77,7 @@ class Category(str, enum.Enum):
     MEMORY_LEAK = "Memory Leak"
     CRYPTOGRAPHY = "Cryptography"
     AVAILABILITY = "Availability"
+    AUTHENTICATION = "Authentication"
 
 
 @dataclass(frozen=True)

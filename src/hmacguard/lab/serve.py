@@ -20,6 +20,7 @@ from pathlib import Path
 
 from hmacguard._process import stop_process_group
 from hmacguard.errors import TargetError
+from hmacguard.lab.apps._common import STATE_ENV
 from hmacguard.lab.targets import LAB_SECRET, NODE_APPS, Server, Target, get_target
 
 __all__ = ["RunningTarget", "free_port", "run_target", "stop_process_group", "wait_for_port"]
@@ -128,7 +129,9 @@ def run_target(
     _check_runtime(target)
     port = free_port() if port is None else port
     log_fd, log_name = tempfile.mkstemp(prefix=f"hmacguard-lab-{target.name}-", suffix=".log")
-    full_env = {**os.environ, **target.environment(port), **(env or {})}
+    # What the server's workers share (the deliveries they processed): gone when the server stops.
+    state = tempfile.mkdtemp(prefix=f"hmacguard-lab-{target.name}-state-")
+    full_env = {**os.environ, **target.environment(port), STATE_ENV: state, **(env or {})}
     # The app modules live in this package; make sure the server's interpreter imports this copy.
     src = str(Path(__file__).resolve().parents[2])
     full_env["PYTHONPATH"] = os.pathsep.join(p for p in (src, full_env.get("PYTHONPATH")) if p)
@@ -143,6 +146,7 @@ def run_target(
         )
     except OSError as exc:
         os.close(log_fd)
+        shutil.rmtree(state, ignore_errors=True)
         raise TargetError(f"could not start {target.name}: {exc}") from None
     os.close(log_fd)
     try:
@@ -156,5 +160,6 @@ def run_target(
         yield RunningTarget(target, "127.0.0.1", port, process.pid, Path(log_name))
     finally:
         stop_process_group(process)
+        shutil.rmtree(state, ignore_errors=True)
         with contextlib.suppress(OSError):
             os.unlink(log_name)

@@ -185,9 +185,9 @@ TARGETS: Mapping[str, Target] = {
         Target(
             "flask-streaming-capped", "flask", Server.GUNICORN,
             "none: cap enforced while streaming (chunked included), early 413 with "
-            "Connection: close, constant-time comparison",
-            "413 for any body over 1 MiB, Content-Length or chunked, without reading it; keeps "
-            "nothing",
+            "Connection: close, constant-time comparison, a delivery processed once",
+            "413 for any body over 1 MiB, Content-Length or chunked, without reading it; the same "
+            "signed delivery twice: 409; keeps nothing",
             "hmacguard.lab.apps.flask_streaming_capped:app", _F, _F,
             refuses_content_length=True, refuses_chunked=True,
         ),
@@ -227,11 +227,11 @@ TARGETS: Mapping[str, Target] = {
         ),
         Target(
             "express-json-only", "express", Server.NODE,
-            "none for body size: JSON parsed under a 1 MB cap and verified on its raw bytes; every "
-            "other content type answered 403 before a byte is read (a negative for "
-            "content-type-bypass); no de-duplication",
-            "JSON over 1 MB: 413; other content types: 403 at once; the same signed delivery: 200 "
-            "every time",
+            "none: JSON read raw under a 1 MiB cap (413 with Connection: close, never drained) and "
+            "verified on its bytes; every other content type answered 403 before a byte is read (a "
+            "negative for content-type-bypass); a delivery processed once",
+            "JSON over 1 MiB: 413 without reading it (chunked: at the cap); other content types: "
+            "403 at once; the same signed delivery twice: 409",
             "express_json_only.js", _F, _F,
             refuses_content_length=True, refuses_chunked=True, runtime_float=_V8_FLOAT,
         ),

@@ -15,18 +15,23 @@ refuse every repeat of a correctly signed probe as a replay.
 
 A gzip body is the same content compressed at level 9: a 100 MiB JSON body is about 100 KiB on the
 wire. Its wire length needs one compression pass; it is computed once per (shape, size) and cached.
+
+The enforcement probes send something else: :func:`probe_event`, a small test event that says what it
+is, since a receiver that lets one in hands it to its application.
 """
 
 from __future__ import annotations
 
 import enum
 import functools
+import json
 import random
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
-__all__ = ["BLOCK", "BodySpec", "Shape", "shape_for"]
+__all__ = ["BLOCK", "PROBE_EVENT_TYPE", "BodySpec", "Shape", "probe_event", "shape_for"]
 
 #: Size of the views the generator yields (and of the one block kept per shape).
 BLOCK = 64 * 1024
@@ -134,3 +139,28 @@ class BodySpec:
 @functools.lru_cache(maxsize=64)
 def _gzip_length(shape: Shape, size: int, tag: str) -> int:
     return sum(len(c) for c in BodySpec(shape, size, gzip=True, tag=tag).chunks())
+
+
+#: The ``type`` of the enforcement probes' test event.
+PROBE_EVENT_TYPE = "hmacguard.scan.probe"
+_PROBE_NOTE = (
+    "a test event sent by hmacguard scan to check that this endpoint enforces its signature; "
+    "it describes nothing and asks for nothing: ignore it"
+)
+
+
+def probe_event(content_type: str, tag: str) -> bytes:
+    """The enforcement probes' body: a harmless test event, marked as one, unique by ``tag``.
+
+    JSON (and as text or octet-stream)::
+
+        {"hmacguard_probe": true, "type": "hmacguard.scan.probe", "id": "<tag>", "note": "a test event ..."}
+
+    form-encoded: the same fields (``hmacguard_probe=true&type=...``). The id makes every probe's body
+    unique, so that a receiver de-duplicating on the body's digest judges each on its own.
+    """
+    if shape_for(content_type) is Shape.FORM:
+        form = {"hmacguard_probe": "true", "type": PROBE_EVENT_TYPE, "id": tag, "note": _PROBE_NOTE}
+        return urlencode(form).encode()
+    fields = {"hmacguard_probe": True, "type": PROBE_EVENT_TYPE, "id": tag, "note": _PROBE_NOTE}
+    return json.dumps(fields, separators=(",", ":")).encode()

@@ -20,7 +20,10 @@ from urllib.parse import urlsplit
 from hmacguard.errors import ConfigurationError, TargetError
 from hmacguard.schemes import Scheme, get_scheme
 
-__all__ = ["DEFAULT_LADDER", "Budget", "GiB", "KiB", "MiB", "ParsedURL", "ScanTarget", "resolve_host"]
+__all__ = [
+    "DEFAULT_LADDER", "MAX_PROBE_BODY", "Budget", "GiB", "KiB", "MiB", "ParsedURL", "ScanTarget",
+    "resolve_host",
+]  # fmt: skip
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -36,6 +39,8 @@ DEFAULT_CONTENT_TYPES: tuple[str, ...] = (
     "application/x-www-form-urlencoded",
 )
 _METHODS = ("POST", "PUT", "PATCH")
+#: Largest ``--probe-body``: the enforcement probes send small bodies, a real event's size.
+MAX_PROBE_BODY = 64 * KiB
 _FORBIDDEN_HEADERS = {
     # The wire layer owns framing: letting a user override these would make every measurement lie.
     "host", "content-length", "transfer-encoding", "connection", "expect", "content-encoding",
@@ -49,7 +54,8 @@ class ScanTarget:
     ``secret`` absent: probes carry a well-formed but wrong signature (an attacker's view, before
     authentication). ``secret`` given: probes are correctly signed, to reach the code after verification.
     ``content_type`` defaults to what the scheme's provider sends. The ``generic_*`` options configure the
-    ``generic`` scheme only.
+    ``generic`` scheme only. ``probe_body`` replaces the enforcement probes' test event (``--probe-body``:
+    an event the receiver accepts, at most :data:`MAX_PROBE_BODY` bytes).
     """
 
     url: str
@@ -65,6 +71,7 @@ class ScanTarget:
     allow_remote: bool = False
     #: Skip TLS certificate verification (self-signed loopback services).
     insecure: bool = False
+    probe_body: bytes | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "headers", MappingProxyType(dict(self.headers)))
@@ -79,6 +86,11 @@ class ScanTarget:
                 raise ConfigurationError(f"header {name!r} is set by the scanner itself")
         if self.secret is not None and not self.secret:
             raise ConfigurationError("the secret is empty")
+        if self.probe_body is not None and not 0 < len(self.probe_body) <= MAX_PROBE_BODY:
+            raise ConfigurationError(
+                f"--probe-body must hold 1 to {MAX_PROBE_BODY:,} bytes (the enforcement probes are "
+                f"small), not {len(self.probe_body):,}"
+            )
         if self.content_type is not None and (
             "/" not in self.content_type or any(c in self.content_type for c in "\r\n")
         ):

@@ -18,8 +18,11 @@ from hmacguard.scan.wire import Exchange, Framing
 __all__ = [
     "SCHEMA_VERSION",
     "BurstResult",
+    "EnforcementProbe",
+    "EnforcementResult",
     "LimitEstimate",
     "Measurement",
+    "ProbeKind",
     "RetentionResult",
     "ScanEvent",
     "ScanReport",
@@ -29,8 +32,9 @@ __all__ = [
     "Verdict",
 ]
 
-#: Version of the JSON report's shape; bumped on any incompatible change (docs/scan.md).
-SCHEMA_VERSION = "1.0"
+#: Version of the JSON report's shape: the major number changes on any incompatible change, the
+#: minor one when something is added (1.1: ``enforcement``). See docs/scan.md.
+SCHEMA_VERSION = "1.1"
 
 JSON = dict[str, Any]
 
@@ -242,6 +246,90 @@ class BurstResult:
         }
 
 
+class ProbeKind(str, enum.Enum):
+    """What an enforcement probe asks the endpoint (scan/probes/enforcement.py)."""
+
+    UNSIGNED = "unsigned"  # no signature header, at the scanned path
+    FORGED = "forged"  # a well-formed but wrong signature, at the scanned path
+    SIBLING = "sibling"  # unsigned, at a random path beside it: what a catch-all route answers
+    SPELLING = "spelling"  # unsigned, at another spelling of the scanned path
+    SIGNED = "signed"  # correctly signed and fresh (needs the secret)
+    REPLAY = "replay"  # the very same signed delivery, sent again
+    STALE_PAST = "stale-past"  # correctly signed with a timestamp an hour old
+    STALE_FUTURE = "stale-future"  # correctly signed with a timestamp an hour ahead
+
+
+@dataclass(frozen=True)
+class EnforcementProbe:
+    """One small request of the enforcement phase: what it was, where it went, what came back."""
+
+    kind: ProbeKind
+    #: The request target exactly as sent (path and query).
+    target: str
+    exchange: Exchange
+    #: For a spelling: its name (``double-slash``, ``encoded-slash``, ...).
+    spelling: str = ""
+    #: For a signed probe: the timestamp it was signed with.
+    timestamp: int | None = None
+
+    @property
+    def accepted(self) -> bool:
+        """Answered 2xx: the endpoint took the request as a delivery."""
+        status = self.exchange.status
+        return self.exchange.responded and status is not None and 200 <= status < 300
+
+    @property
+    def answer(self) -> tuple[int | None, bytes]:
+        """Status and the start of the body: what tells a catch-all's answer from a handler's."""
+        return self.exchange.status, self.exchange.body_head
+
+    def to_dict(self) -> JSON:
+        ex = self.exchange
+        return {
+            "kind": self.kind.value,
+            "target": self.target,
+            "spelling": self.spelling or None,
+            "timestamp": self.timestamp,
+            "accepted": self.accepted,
+            "outcome": ex.outcome.value,
+            "status": ex.status,
+            "reason": ex.reason or None,
+            "total_s": round(ex.total_s, 6),
+            "error": ex.error,
+        }
+
+
+@dataclass(frozen=True)
+class EnforcementResult:
+    """The enforcement phase: every probe it sent, and how they were built."""
+
+    probes: tuple[EnforcementProbe, ...]
+    content_type: str
+    #: ``"test-event"`` (the scanner's own, see docs/scan.md) or ``"file"`` (``--probe-body``).
+    body: str
+    body_bytes: int
+    #: Whether the probes could be signed correctly (a secret was given).
+    signed: bool
+    #: Whether the scheme signs a timestamp (so that stale ones can be tried).
+    timestamped: bool
+
+    def of(self, *kinds: ProbeKind) -> list[EnforcementProbe]:
+        return [p for p in self.probes if p.kind in kinds]
+
+    def first(self, kind: ProbeKind) -> EnforcementProbe | None:
+        return next((p for p in self.probes if p.kind is kind), None)
+
+    def to_dict(self) -> JSON:
+        return {
+            "content_type": self.content_type,
+            "body": self.body,
+            "body_bytes": self.body_bytes,
+            "signed": self.signed,
+            "timestamped": self.timestamped,
+            "probes": [p.to_dict() for p in self.probes],
+        }
+
+
 @dataclass(frozen=True)
 class ScanEvent:
     """Progress, as the scan goes: handed to the ``progress`` callback of ``run_scan``."""
@@ -315,6 +403,8 @@ class ScanReport:
     unavailable: bool = False
     #: The ids of the rules the scan checked, in report order.
     rules: tuple[str, ...] = ()
+    #: The enforcement phase's probes (None when the phase did not run).
+    enforcement: EnforcementResult | None = None
 
     def summary(self) -> dict[str, EvidenceValue]:
         return {**severity_summary(self.findings), "score": self.score, "grade": self.grade}
@@ -355,6 +445,7 @@ class ScanReport:
             "limits": [limit.to_dict() for limit in self.limits],
             "retention": self.retention.to_dict() if self.retention else None,
             "burst": self.burst.to_dict() if self.burst else None,
+            "enforcement": self.enforcement.to_dict() if self.enforcement else None,
             "measurements": [m.to_dict() for m in self.measurements],
             "untested": [u.to_dict() for u in self.untested],
             "notes": list(self.notes),

@@ -1,7 +1,8 @@
 """The scan plan: which probe families run, in which order, and what each may spend.
 
 The phases run in a fixed order, most telling first, so that a small budget still answers the main
-question; retention runs right after the baseline, before any large body has raised the server's
+question. Enforcement runs right after the baseline (so that it speaks a content type the server
+answers), its requests tiny; retention runs next, before any large body has raised the server's
 allocator high-water mark (see probes/retention.py). Later phases *reserve* bytes: while the ladders
 run they may not spend what expect, gzip, bisection and the burst will need, so a 100 MiB rung is
 skipped (and listed as untested) rather than starving the burst. Within that frame the plan adapts as
@@ -11,23 +12,75 @@ content type) the server accepted.
 
 :func:`plan_scan` computes the plan without sending anything: what ``--dry-run`` prints, including
 what the budget would leave untested in the worst case (when nothing is refused).
+
+:class:`PhaseSelection` is ``--phase`` / ``--skip-phase``: a phase left out is listed as untested,
+with the option that left it out, and so are the rules that judge it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 
-from hmacguard.scan.bodies import BodySpec, shape_for
+from hmacguard.errors import ConfigurationError
+from hmacguard.scan.bodies import BodySpec, probe_event, shape_for
 from hmacguard.scan.config import Budget, MiB, ScanTarget
 from hmacguard.scan.model import Untested
+from hmacguard.scan.spellings import path_spellings
 
-__all__ = ["PHASES", "PlannedPhase", "ScanPlan", "plan_scan"]
+__all__ = ["PHASES", "PhaseSelection", "PlannedPhase", "ScanPlan", "enforcement_requests", "plan_scan"]
 
 #: Phase names, in the order they run.
 PHASES: tuple[str, ...] = (
-    "baseline", "retention", "ladder", "chunked", "content-type", "expect", "gzip", "bisect", "burst",
+    "baseline", "enforcement", "retention", "ladder", "chunked", "content-type", "expect", "gzip",
+    "bisect", "burst",
 )  # fmt: skip
 _QUIET_REQUESTS = 3
+#: Phases that need none of the baseline's answers.
+_STANDALONE = frozenset({"enforcement"})
+
+
+@dataclass(frozen=True)
+class PhaseSelection:
+    """Which phases run: only those named (``--phase``, repeatable), less those skipped
+    (``--skip-phase``). The baseline runs whenever a phase that needs it does: the status a small body
+    gets is what every refusal is judged against. Validated when built (unknown names, nothing left)."""
+
+    only: frozenset[str] = frozenset()
+    skip: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, only: Iterable[str] = (), skip: Iterable[str] = ()) -> PhaseSelection:
+        return cls(frozenset(only), frozenset(skip))
+
+    def __post_init__(self) -> None:
+        for option, names in (("--phase", self.only), ("--skip-phase", self.skip)):
+            unknown = sorted(names - set(PHASES))
+            if unknown:
+                raise ConfigurationError(
+                    f"{option}: unknown phase {unknown[0]!r} (phases: {', '.join(PHASES)})"
+                )
+        if not [p for p in PHASES if self.reason(p) is None]:
+            raise ConfigurationError("--phase and --skip-phase leave no phase to run")
+
+    def reason(self, phase: str) -> str | None:
+        """Why ``phase`` does not run (None: it runs)."""
+        if phase in self.skip:
+            return "skipped with --skip-phase"
+        if not self.only or phase in self.only:
+            return None
+        needs_baseline = any(p not in _STANDALONE and p not in self.skip for p in self.only)
+        if phase == "baseline" and needs_baseline:
+            return None
+        return "not selected (--phase " + " --phase ".join(p for p in PHASES if p in self.only) + ")"
+
+
+def enforcement_requests(target: ScanTarget) -> int:
+    """How many requests the enforcement phase sends at most."""
+    base = 2 + 2 + len(path_spellings(target.parsed().path))  # unsigned, forged, 2 siblings, spellings
+    if target.secret is None:
+        return base
+    return base + 2 + (2 if target.signature_scheme().timestamped else 0)  # signed + replay, stale x2
 
 
 @dataclass(frozen=True)
@@ -68,8 +121,16 @@ def _rung_at_least(budget: Budget, size: int) -> int:
     return next((s for s in budget.ladder if s >= size), budget.top)
 
 
-def plan_scan(target: ScanTarget, budget: Budget, *, memory: bool, large_body: int = 10 * MiB) -> ScanPlan:
-    """The plan for ``target`` under ``budget`` (``memory``: whether server memory is observed)."""
+def plan_scan(
+    target: ScanTarget,
+    budget: Budget,
+    *,
+    memory: bool,
+    large_body: int = 10 * MiB,
+    selection: PhaseSelection | None = None,
+) -> ScanPlan:
+    """The plan for ``target`` under ``budget`` (``memory``: whether server memory is observed;
+    ``selection``: ``--phase`` / ``--skip-phase``)."""
     ladder = budget.ladder
     shape = shape_for(target.effective_content_type)
     other_types = [
@@ -82,10 +143,21 @@ def plan_scan(target: ScanTarget, budget: Budget, *, memory: bool, large_body: i
     retention_count = budget.retention_warmup + budget.retention_rounds * budget.retention_per_round
     burst_count = budget.burst_requests + _QUIET_REQUESTS
     bisect_reserve = min(budget.bytes // 8, 64 * MiB)
-    phases = (
+    event = len(target.probe_body or probe_event(target.effective_content_type, "0" * 12))
+    enforcing = enforcement_requests(target)
+    signed_part = (
+        "; signed: a replay" + (" and stale timestamps" if target.signature_scheme().timestamped else "")
+        if target.signed
+        else ""
+    )
+    phases: tuple[PlannedPhase, ...] = (
         PlannedPhase("baseline", f"{ladder[0]:,}-byte request (other content types until one is "
                      "accepted)", (ladder[0],), ladder[0] * (1 + len(other_types)), 0,
                      "tries other content types only when the primary gets no usable answer"),
+        PlannedPhase("enforcement", f"{enforcing} tiny requests: unsigned, forged, other spellings of "
+                     f"the path{signed_part}", (event,), enforcing * event, 0,
+                     "in a content type the baseline got an answer in; spellings are judged against a "
+                     "random sibling path"),
         PlannedPhase("retention", f"{budget.retention_warmup} warm-up + {budget.retention_rounds} "
                      f"rounds x {budget.retention_per_round} identical requests, before any large "
                      "probe", (budget.retention_size,), (retention_count + 1) * budget.retention_size, 0,
@@ -111,8 +183,17 @@ def plan_scan(target: ScanTarget, budget: Budget, *, memory: bool, large_body: i
                      burst_count * budget.burst_size, burst_count * budget.burst_size,
                      "at most the largest accepted size, in a content type the server answers"),
     )  # fmt: skip
+    if selection is not None:
+        phases = tuple(_select(p, selection) for p in phases)
     plan = ScanPlan(target.url, budget, memory, phases, ())
     return ScanPlan(target.url, budget, memory, phases, tuple(_worst_case_untested(plan)))
+
+
+def _select(phase: PlannedPhase, selection: PhaseSelection) -> PlannedPhase:
+    reason = selection.reason(phase.name)
+    if reason is None or not phase.enabled:
+        return phase
+    return replace(phase, enabled=False, disabled_reason=reason)
 
 
 def _worst_case_untested(plan: ScanPlan) -> list[Untested]:

@@ -19,9 +19,10 @@ from hmacguard.scan.analysis import ScanFacts, Thresholds, analyse
 from hmacguard.scan.config import Budget, ScanTarget
 from hmacguard.scan.model import ScanEvent, ScanReport, Untested, Verdict
 from hmacguard.scan.observe import MemoryObserver
-from hmacguard.scan.plan import ScanPlan, plan_scan
+from hmacguard.scan.plan import PhaseSelection, ScanPlan, plan_scan
 from hmacguard.scan.probes.base import Prober, ScanStopped, size_text
 from hmacguard.scan.probes.burst import run_burst
+from hmacguard.scan.probes.enforcement import run_enforcement
 from hmacguard.scan.probes.framing import run_chunked, run_content_types, run_expect, run_gzip
 from hmacguard.scan.probes.ladder import run_baseline, run_ladder
 from hmacguard.scan.probes.limits import run_bisect
@@ -51,6 +52,7 @@ def _phase_runner(name: str, thresholds: Thresholds) -> Callable[[Prober], objec
     large = thresholds.large_body
     runners: dict[str, Callable[[Prober], object]] = {
         "baseline": run_baseline,
+        "enforcement": run_enforcement,
         "ladder": run_ladder,
         "chunked": run_chunked,
         "content-type": lambda p: run_content_types(p, large),
@@ -70,14 +72,18 @@ def run_scan(
     observer: MemoryObserver | None = None,
     progress: Callable[[ScanEvent], None] | None = None,
     thresholds: Thresholds | None = None,
+    selection: PhaseSelection | None = None,
 ) -> ScanReport:
     """Scan ``target`` within ``budget``; ``observer`` adds memory measurements (amplification,
-    retention); ``progress`` receives a :class:`ScanEvent` after every probe and phase."""
+    retention); ``progress`` receives a :class:`ScanEvent` after every probe and phase; ``selection``
+    runs some phases only (``--phase`` / ``--skip-phase``)."""
     budget = budget or Budget()
     thresholds = thresholds or Thresholds()
     started_at = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     endpoint = endpoint_for(target)
-    plan = plan_scan(target, budget, memory=observer is not None, large_body=thresholds.large_body)
+    plan = plan_scan(
+        target, budget, memory=observer is not None, large_body=thresholds.large_body, selection=selection
+    )
     prober = Prober(target, budget, endpoint, target.parsed().path, observer, progress)
     prober.steps = len(plan.phases)
 
@@ -117,7 +123,12 @@ def _report(
     started_at: str,
     observer: MemoryObserver | None,
 ) -> ScanReport:
-    exchanges = [*prober.side_exchanges, *(m.exchange for m in prober.measurements)]
+    enforcement = prober.enforcement
+    exchanges = [
+        *prober.side_exchanges,
+        *(m.exchange for m in prober.measurements),
+        *(p.exchange for p in (enforcement.probes if enforcement else ())),
+    ]
     stack = identify_stack(exchanges)
     facts = ScanFacts(
         url=target.url,
@@ -129,6 +140,7 @@ def _report(
         burst=prober.burst,
         unavailable_reason=prober.unavailable_reason,
         stack=stack,
+        enforcement=enforcement,
     )
     findings, diagnostics = analyse(facts, thresholds)
     value = score(findings)
@@ -182,6 +194,7 @@ def _report(
         budget={k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(budget).items()},
         unavailable=prober.unavailable_reason is not None,
         rules=SCAN_RULE_IDS,
+        enforcement=enforcement,
     )
 
 

@@ -50,11 +50,25 @@ def mac_capped(stream: IO[bytes], content_length: int | None, mac: Any, prefix: 
 
 _SEEN: dict[str, None] = {}
 _MAX_SEEN = 100_000
+#: A directory every worker of one lab server shares (``hmacguard lab`` creates it per server and
+#: removes it when the server stops): gunicorn runs two workers, and a delivery remembered by one
+#: worker alone would be processed again by the other -- a replay the target does not mean to have.
+STATE_ENV = "HMACGUARD_LAB_STATE"
 
 
 def first_delivery(signature: str) -> bool:
-    """Remember a processed delivery by its signature; False if it was processed before (bounded:
-    the oldest are forgotten first). The enforcement targets de-duplicate unless that is their flaw."""
+    """Remember a processed delivery by its signature; False if it was processed before. Shared by
+    the server's workers through :data:`STATE_ENV` (one empty file per delivery, created atomically);
+    without it, remembered in this process (bounded: the oldest are forgotten first). The
+    enforcement targets and ``flask-streaming-capped`` de-duplicate unless that is their flaw."""
+    state = os.environ.get(STATE_ENV)
+    if state:
+        name = hashlib.sha256(signature.encode("utf-8", "surrogateescape")).hexdigest()
+        try:
+            os.close(os.open(os.path.join(state, name), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        except FileExistsError:
+            return False
+        return True
     if signature in _SEEN:
         return False
     _SEEN[signature] = None

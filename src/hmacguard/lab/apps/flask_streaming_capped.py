@@ -4,6 +4,8 @@
 - The body is read in bounded chunks and counted; past the cap the request is refused at once.
 - Refusals carry ``Connection: close``: the rest of the body is never drained.
 - The signature is compared in constant time, and a missing header is a 400, not a TypeError.
+- A delivery is processed once: the same signed request again is a 409 (remembered by signature,
+  across the server's workers), so a captured delivery cannot be replayed.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import hmac
 
 from flask import Flask, Response, request
 
-from hmacguard.lab.apps._common import SECRET, SIGNATURE_HEADER
+from hmacguard.lab.apps._common import SECRET, SIGNATURE_HEADER, first_delivery
 
 app = Flask(__name__)
 CAP = 1024 * 1024
@@ -47,4 +49,6 @@ def webhook() -> Response:
         h.update(chunk)
     if not hmac.compare_digest("sha256=" + h.hexdigest(), signature):
         return _refuse(401, "signature mismatch")
+    if not first_delivery(signature):
+        return _refuse(409, "already processed")
     return Response('{"ok": true}\n', mimetype="application/json")

@@ -28,6 +28,7 @@ from hmacguard.scan.bodies import BodySpec, shape_for
 from hmacguard.scan.config import Budget, ScanTarget
 from hmacguard.scan.model import (
     BurstResult,
+    EnforcementResult,
     Measurement,
     Refusal,
     RetentionResult,
@@ -94,6 +95,7 @@ class Prober:
     steps: int = 1
     unavailable_reason: str | None = None
     retention: RetentionResult | None = None
+    enforcement: EnforcementResult | None = None
     burst: BurstResult | None = None
     _baselines: dict[tuple[str, str], int] = field(default_factory=dict)
     _hangs: dict[str, list[int]] = field(default_factory=dict)
@@ -141,24 +143,31 @@ class Prober:
             provider = signer.headers()
         else:
             provider = forged_headers(self.scheme)
+        return WireRequest(
+            method=self.target.method,
+            path=self.path,
+            headers=self.headers(provider, variant.content_type, gzip=variant.gzip),
+            body=spec.chunks,
+            body_length=spec.wire_length,
+            framing=variant.framing,
+            expect_continue=variant.expect,
+        )
+
+    def headers(
+        self, provider: dict[str, str], content_type: str, *, gzip: bool = False
+    ) -> tuple[tuple[str, str], ...]:
+        """A probe's headers: the provider's (signature included), the content type, and the user's
+        ``--add-header`` values over them."""
         headers = {k: v for k, v in provider.items() if k.lower() != "content-type"}
-        headers["Content-Type"] = variant.content_type
-        if variant.gzip:
+        headers["Content-Type"] = content_type
+        if gzip:
             headers["Content-Encoding"] = "gzip"
         if not any(k.lower() == "user-agent" for k in headers):
             headers["User-Agent"] = _USER_AGENT
         for name, value in self.target.headers.items():
             headers = {k: v for k, v in headers.items() if k.lower() != name.lower()}
             headers[name] = value
-        return WireRequest(
-            method=self.target.method,
-            path=self.path,
-            headers=tuple(headers.items()),
-            body=spec.chunks,
-            body_length=spec.wire_length,
-            framing=variant.framing,
-            expect_continue=variant.expect,
-        )
+        return tuple(headers.items())
 
     # -- sending ----------------------------------------------------------------------------------
 
@@ -186,13 +195,7 @@ class Prober:
         wire = request.body_length
         watch_cm = self.observer.watch() if (observe and self.observer) else nullcontext(MemoryWatch())
         with watch_cm as watch:
-            ex = exchange(
-                self.endpoint, request,
-                timeout=self.budget.request_timeout, deadline=self.deadline,
-                send_buffer=self.budget.send_buffer, expect_wait=self.budget.expect_wait,
-            )  # fmt: skip
-        self.requests += 1
-        self.bytes_sent += ex.body_sent
+            ex = self.transmit(request)
         verdict, refusal = self.judge(variant, ex)
         m = Measurement(self.phase, variant, size, wire, ex, verdict, refusal,
                         watch.baseline, watch.peak, watch.last)  # fmt: skip
@@ -200,21 +203,40 @@ class Prober:
             self.measurements.append(m)
         self._learn(m)
         self.emit(f"{variant.label} {size_text(size)}: {self.describe(m)}", m)
-        if ex.error == "scan deadline":
-            raise ScanStopped(f"the time budget ({self.budget.seconds:g}s) ran out")
-        if ex.outcome is not Outcome.RESPONSE and not self.alive():
-            if m.verdict is Verdict.REFUSED:
+        try:
+            self.stop_if_gone(ex, what)
+        except ScanStopped as stop:
+            if stop.unavailable and m.verdict is Verdict.REFUSED:
                 # Cut with no answer, and then nothing answers at all: the target was dying, not
                 # refusing this size (judged a refusal, it would pass for a size limit).
                 m = replace(m, verdict=Verdict.ERROR, refusal=None)
                 if record:
                     self.measurements[-1] = m
+            raise
+        return m
+
+    def transmit(self, request: WireRequest) -> Exchange:
+        """Send ``request`` within the scan's deadline; count it and its body bytes."""
+        ex = exchange(
+            self.endpoint, request,
+            timeout=self.budget.request_timeout, deadline=self.deadline,
+            send_buffer=self.budget.send_buffer, expect_wait=self.budget.expect_wait,
+        )  # fmt: skip
+        self.requests += 1
+        self.bytes_sent += ex.body_sent
+        return ex
+
+    def stop_if_gone(self, ex: Exchange, what: str) -> None:
+        """Raise ScanStopped when ``ex`` was cut by the scan's deadline, or got no answer and the
+        target then answers nothing at all (``unavailable``)."""
+        if ex.error == "scan deadline":
+            raise ScanStopped(f"the time budget ({self.budget.seconds:g}s) ran out")
+        if ex.outcome is not Outcome.RESPONSE and not self.alive():
             self.unavailable_reason = (
                 f"after {what} ({ex.outcome.value}{': ' + ex.error if ex.error else ''}) the target "
                 "answered no request"
             )
             raise ScanStopped(self.unavailable_reason, unavailable=True)
-        return m
 
     def judge(self, variant: Variant, ex: Exchange) -> tuple[Verdict, Refusal | None]:
         if ex.outcome in (Outcome.CONNECT_FAILED, Outcome.PROTOCOL_ERROR):

@@ -18,6 +18,10 @@ from __future__ import annotations
 
 # isort: off
 # The import order is the registration order, which is the order reports list the rules in.
+from hmacguard.scan.rules import signature_not_enforced  # noqa: F401
+from hmacguard.scan.rules import signature_bypass_path  # noqa: F401
+from hmacguard.scan.rules import stale_timestamp_accepted  # noqa: F401
+from hmacguard.scan.rules import replay_accepted  # noqa: F401
 from hmacguard.scan.rules import unbounded_body  # noqa: F401
 from hmacguard.scan.rules import high_limit  # noqa: F401
 from hmacguard.scan.rules import chunked_bypass  # noqa: F401

@@ -12,18 +12,29 @@ from dataclasses import dataclass
 
 from hmacguard.findings import Evidence, EvidenceValue, Finding, Location, Severity, get_rule
 from hmacguard.scan.config import KiB, MiB
-from hmacguard.scan.model import BurstResult, Measurement, RetentionResult, Stack, Variant, Verdict
+from hmacguard.scan.model import (
+    BurstResult,
+    EnforcementProbe,
+    EnforcementResult,
+    Measurement,
+    RetentionResult,
+    Stack,
+    Variant,
+    Verdict,
+)
 from hmacguard.scan.stack import stack_hint
 from hmacguard.scan.summary import VariantSummary, summarize_all
 from hmacguard.scan.wire import Exchange
 
-__all__ = ["ScanFacts", "Thresholds", "largest", "probe_brief", "scan_finding"]
+__all__ = ["ScanFacts", "Thresholds", "enforcement_brief", "largest", "probe_brief", "scan_finding"]
 
 
 @dataclass(frozen=True)
 class Thresholds:
     #: unbounded-body, high-limit, content-type probes: "abnormally large".
     large_body: int = 10 * MiB
+    #: content-type-bypass: how many times the size another type is refused at a type must be read.
+    bypass_factor: float = 2.0
     #: memory-amplification: RSS growth per body byte, judged at bodies of at least the minimum size.
     amplification: float = 0.5
     amplification_min_size: int = 32 * MiB
@@ -48,6 +59,8 @@ class ScanFacts:
     burst: BurstResult | None
     unavailable_reason: str | None
     stack: Stack
+    #: The enforcement phase's probes (None: the phase did not run).
+    enforcement: EnforcementResult | None = None
 
     def summaries(self) -> list[VariantSummary]:
         return summarize_all(self.measurements)
@@ -90,6 +103,20 @@ def probe_brief(m: Measurement) -> dict[str, EvidenceValue]:
         "outcome": ex.outcome.value,
         "seconds": round(ex.total_s, 3),
         "read_before_answer_max": None if accepted is None else accepted[1],
+    }
+
+
+def enforcement_brief(p: EnforcementProbe) -> dict[str, EvidenceValue]:
+    """One enforcement probe as evidence: what it was, where it went, what came back."""
+    ex = p.exchange
+    return {
+        "kind": p.kind.value,
+        "target": p.target,
+        "spelling": p.spelling or None,
+        "timestamp": p.timestamp,
+        "status": ex.status,
+        "outcome": ex.outcome.value,
+        "accepted": p.accepted,
     }
 
 
