@@ -112,8 +112,30 @@ def test_content_type_filter_is_not_a_size_bypass() -> None:
     # text/plain refused at every size (415): a type filter, and JSON's limit is not bypassed by it.
     filtered = [probe(TEXT, KiB, R, status=415, refusal=STATUS, phase="content-type")]
     assert found(facts(*cl, *filtered)) == set()
-    bypass = [probe(TEXT, KiB, A, phase="content-type"), probe(TEXT, 10 * MiB, A, phase="content-type")]
+    bypass = [probe(TEXT, KiB, A, phase="content-type"), probe(TEXT, 100 * MiB, A, phase="content-type")]
     assert found(facts(*cl, *bypass)) == {"content-type-bypass"}
+    # Accepted up to the very size JSON is refused at: one limit seen twice, not a bypass.
+    same = [probe(TEXT, KiB, A, phase="content-type"), probe(TEXT, 10 * MiB, A, phase="content-type")]
+    assert found(facts(*cl, *same)) == set()
+
+
+def test_a_refusal_before_any_body_byte_is_read_is_no_size_limit() -> None:
+    # express-json-only: JSON read under a 1 MiB cap (413 before reading a larger one); every other
+    # type 403 at once. 1 KiB of text fits in the socket buffers, so its 403 looks "accepted"; at
+    # 1 MiB the same 403 comes before anything could be read: a type filter, not a limit.
+    json = [probe(JSON, KiB, A), probe(JSON, MiB, A),
+            probe(JSON, 16 * MiB, R, status=413, sent_at=192 * KiB, refusal=STATUS)]  # fmt: skip
+    text = [probe(TEXT, KiB, A, status=403, phase="content-type"),
+            probe(TEXT, MiB, R, status=403, sent_at=192 * KiB, refusal=EARLY, phase="content-type")]  # fmt: skip
+    assert found(facts(*json, *text)) == set()
+    # The same early answer after the server read well past the buffers is a limit (it stopped at a
+    # cap), and JSON read at 16 MiB is past it.
+    capped = [
+        probe(TEXT, KiB, A, status=403, phase="content-type"),
+        probe(TEXT, 4 * MiB, R, status=403, sent_at=MiB + UNCERTAINTY, refusal=EARLY, phase="content-type"),
+    ]
+    unbounded_json = [probe(JSON, KiB, A), probe(JSON, 16 * MiB, A)]
+    assert "content-type-bypass" in found(facts(*unbounded_json, *capped))
 
 
 def test_late_rejection_is_judged_on_the_largest_refused_body_only() -> None:
@@ -200,9 +222,12 @@ def test_a_crashing_check_is_a_diagnostic_not_a_crash(monkeypatch: pytest.Monkey
     def broken(facts: ScanFacts, th: Thresholds) -> None:
         raise ZeroDivisionError("boom")
 
-    rules = list(SCAN_RULES.values())
-    crashing = ScanRule(rules[0].rule, rules[0].phases, rules[0].needs_memory, broken)
-    findings, diagnostics = analyse(facts(burst=burst({"401": 20})), rules=[crashing, *rules[2:]])
+    rules = [r for r in SCAN_RULES.values() if r.id != "high-limit"]
+    unbounded = SCAN_RULES["unbounded-body"]
+    crashing = ScanRule(unbounded.rule, unbounded.phases, unbounded.needs_memory, broken)
+    findings, diagnostics = analyse(
+        facts(burst=burst({"401": 20})), rules=[crashing if r is unbounded else r for r in rules]
+    )
     assert [f.rule for f in findings] == ["no-rate-limit"]
     assert diagnostics == ["check unbounded-body could not be evaluated: ZeroDivisionError: boom"]
 

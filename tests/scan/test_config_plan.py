@@ -80,7 +80,8 @@ def test_default_plan_fits_one_gib_and_names_what_needs_memory() -> None:
     target = ScanTarget("http://127.0.0.1:8000/webhook")
     plan = plan_scan(target, Budget(), memory=False)
     assert [p.name for p in plan.phases] == [
-        "baseline", "retention", "ladder", "chunked", "content-type", "expect", "gzip", "bisect", "burst",
+        "baseline", "enforcement", "retention", "ladder", "chunked", "content-type", "expect", "gzip",
+        "bisect", "burst",
     ]  # fmt: skip
     assert plan.worst_bytes <= GiB
     assert [(u.what, "--pid" in u.reason) for u in plan.untested_worst_case] == [("retention", True)]

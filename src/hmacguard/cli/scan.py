@@ -13,11 +13,21 @@ from hmacguard.commands.outcome import EXIT_CLEAN
 from hmacguard.errors import ConfigurationError
 from hmacguard.findings import Severity
 from hmacguard.report import Format
+from hmacguard.scan.plan import PHASES
 from hmacguard.schemes import SCHEME_NAMES
 
 
 def _sizes(text: str) -> tuple[int, ...]:
     return tuple(parse_size(part) for part in text.split(",") if part.strip())
+
+
+def _read_probe_body(path: Path | None) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read --probe-body {path}: {exc.strerror or exc}") from None
 
 
 @one_line_errors
@@ -57,6 +67,17 @@ def scan(
     ladder: Annotated[
         str, typer.Option("--ladder", help="Comma-separated body sizes.")
     ] = "1KiB,1MiB,10MiB,100MiB",
+    phase: Annotated[
+        list[str] | None,
+        typer.Option("--phase", help=f"Run only this phase (repeatable): {', '.join(PHASES)}."),
+    ] = None,
+    skip_phase: Annotated[
+        list[str] | None, typer.Option("--skip-phase", help="Leave this phase out (repeatable).")
+    ] = None,
+    probe_body: Annotated[
+        Path | None,
+        typer.Option("--probe-body", help="The enforcement probes' body (default: a marked test event)."),
+    ] = None,
     burst: Annotated[int, typer.Option("--burst", help="Requests in the burst.")] = 20,
     concurrency: Annotated[int, typer.Option("--concurrency", help="Burst requests at a time.")] = 4,
     pid: Annotated[
@@ -108,14 +129,15 @@ def scan(
         bool | None, typer.Option("--progress/--no-progress", help="Progress bar (default: on a terminal).")
     ] = None,
 ) -> None:
-    """Probe URL with growing, chunked, mistyped and gzip bodies and a burst; report findings, a score
-    (0-100) and a grade (A-F). Scan only what you are authorised to.
+    """Probe URL: is the signature enforced (unsigned, forged, other path spellings; with --secret a
+    replay and stale timestamps), then growing, chunked, mistyped and gzip bodies and a burst; report
+    findings, a score (0-100) and a grade (A-F). Scan only what you are authorised to.
 
     Exit 0 when nothing fails the thresholds, 1 when --fail-on (default: low, that is any finding)
     or --fail-under does, 2 on a usage or target error.
     """
     from hmacguard.commands import scan as command
-    from hmacguard.scan import Budget, ScanTarget
+    from hmacguard.scan import Budget, PhaseSelection, ScanTarget
 
     if (url is None) == (openapi is None):
         raise ConfigurationError("give either an endpoint URL or --openapi SPEC with --base-url")
@@ -127,8 +149,9 @@ def scan(
         url or str(base_url), scheme=scheme or "github", secret=secret, method=method,
         content_type=content_type, headers=parse_headers(add_header or []), generic_header=header,
         generic_prefix=prefix, generic_encoding=encoding, generic_algorithm=algorithm,
-        allow_remote=allow_remote, insecure=insecure,
+        allow_remote=allow_remote, insecure=insecure, probe_body=_read_probe_body(probe_body),
     )  # fmt: skip
+    selection = PhaseSelection.of(phase or (), skip_phase or ())
     budget = Budget(
         bytes=parse_size(budget_bytes), seconds=budget_seconds, request_timeout=timeout,
         max_size=parse_size(max_size), ladder=_sizes(ladder), burst_requests=burst,
@@ -139,11 +162,13 @@ def scan(
 
         from hmacguard.report.terminal.scan import render_plan
 
-        render_plan(command.plan(target, budget, pid=pid, metrics=metrics, launch=launch), Console())
+        plan = command.plan(target, budget, pid=pid, metrics=metrics, launch=launch, selection=selection)
+        render_plan(plan, Console())
         raise typer.Exit(EXIT_CLEAN)
     outcome = command.scan(
         target, budget, openapi=openapi, base_url=base_url, scheme=scheme, pid=pid, metrics=metrics,
         launch=launch, baseline=baseline, fail_on=threshold, fail_under=fail_under, save=save,
         history=history, label=label, progress=sys.stderr.isatty() if progress is None else progress,
+        selection=selection,
     )  # fmt: skip
     finish(outcome, output_format, output, fail_on=threshold, verbose=verbose, source_map=source_map)

@@ -9,7 +9,7 @@ from typing import Union
 from hmacguard.commands.outcome import Outcome, exit_status, load_baseline
 from hmacguard.findings import Severity
 from hmacguard.report.terminal.scan import scan_progress
-from hmacguard.scan import Budget, ScanPlan, ScanReport, ScanTarget, plan_scan, run_scan
+from hmacguard.scan import Budget, PhaseSelection, ScanPlan, ScanReport, ScanTarget, plan_scan, run_scan
 from hmacguard.scan.history import save_scan
 from hmacguard.scan.observe import check_sources, observation
 from hmacguard.scan.openapi import OpenApiScan, scan_openapi
@@ -21,11 +21,18 @@ ScanResult = Union[ScanReport, OpenApiScan]  # noqa: UP007 (a runtime alias on 3
 
 
 def plan(
-    target: ScanTarget, budget: Budget, *, pid: int | None, metrics: str | None, launch: str | None
+    target: ScanTarget,
+    budget: Budget,
+    *,
+    pid: int | None,
+    metrics: str | None,
+    launch: str | None,
+    selection: PhaseSelection | None = None,
 ) -> ScanPlan:
     """``--dry-run``: what the scan would send, nothing sent."""
     check_sources(pid=pid, metrics=metrics, command=launch)
-    return plan_scan(target, budget, memory=any(x is not None for x in (pid, metrics, launch)))
+    memory = any(x is not None for x in (pid, metrics, launch))
+    return plan_scan(target, budget, memory=memory, selection=selection)
 
 
 def scan(
@@ -45,9 +52,10 @@ def scan(
     history: Path | None = None,
     label: str | None = None,
     progress: bool = False,
+    selection: PhaseSelection | None = None,
 ) -> Outcome[ScanResult]:
     """Scan ``target`` (or, with ``openapi``, each signed operation at ``base_url``, which ``target``
-    then names).
+    then names). ``selection``: ``--phase`` / ``--skip-phase``.
 
     Without ``fail_on`` and ``fail_under`` any finding fails (``fail_on`` low). ``scheme`` forces one
     signature scheme on every OpenAPI operation (else each follows its signature header).
@@ -64,12 +72,15 @@ def scan(
         scan_progress(enabled=progress) as sink,
     ):  # fmt: skip
         if spec is None:
-            result: ScanResult = run_scan(target, budget, observer=observer, progress=sink)
+            result: ScanResult = run_scan(
+                target, budget, observer=observer, progress=sink, selection=selection
+            )
         else:
             result = scan_openapi(
                 spec, str(base_url), budget=budget, secret=target.secret, scheme=scheme,
                 headers=target.headers, observer=observer, progress=sink,
-                allow_remote=target.allow_remote, insecure=target.insecure,
+                allow_remote=target.allow_remote, insecure=target.insecure, selection=selection,
+                probe_body=target.probe_body,
             )  # fmt: skip
     if known is not None:
         result = result.without_baseline(known)

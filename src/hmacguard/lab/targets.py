@@ -70,6 +70,11 @@ class Target:
     #: Whether the flaw is in how the signature is enforced (unsigned or replayed requests get in),
     #: which the scan's enforcement probes find, rather than in how the body is read.
     enforcement: bool = False
+    #: What ``hmacguard scan`` reports, the server's memory observed (``--pid``): with forged
+    #: signatures (no secret), and with ``--secret`` (probes signed correctly, so a replay and stale
+    #: timestamps are tried too). tests/scan/test_lab_acceptance.py holds the scanner to both.
+    scan_findings: tuple[str, ...] = ()
+    scan_findings_signed: tuple[str, ...] = ()
     #: Memory the runtime floats whatever the app does. V8 collects Buffers lazily (it starts a GC
     #: on external-memory growth of tens of MiB), so a Node server that only streams still shows
     #: tens of MiB of garbage under a large upload and a slow climb over many requests.
@@ -125,6 +130,10 @@ TARGETS: Mapping[str, Target] = {
             "request.get_data() into hmac.new with no MAX_CONTENT_LENGTH: any body is read whole",
             "accepts and buffers any body, Content-Length or chunked",
             "hmacguard.lab.apps.flask_get_data:app", _B, _B, seed="000 (Flask warning)",
+            scan_findings=("unbounded-body", "memory-amplification", "no-rate-limit"),
+            scan_findings_signed=(
+                "replay-accepted", "unbounded-body", "memory-amplification", "no-rate-limit",
+            ),
         ),
         Target(
             "flask-content-length-check", "flask", Server.GUNICORN,
@@ -133,12 +142,20 @@ TARGETS: Mapping[str, Target] = {
             "413 for a large Content-Length; a chunked body of any size is read (and buffered)",
             "hmacguard.lab.apps.flask_content_length_check:app", _F, _B,
             refuses_content_length=True, seed="000 (Flask fix)",
+            scan_findings=("chunked-bypass", "memory-amplification", "no-rate-limit"),
+            scan_findings_signed=(
+                "replay-accepted", "chunked-bypass", "memory-amplification", "no-rate-limit",
+            ),
         ),
         Target(
             "express-concat", "express", Server.NODE,
             "body += chunk string concatenation with no limit",
             "accepts and buffers any body (as a string: twice its size or more)",
             "express_concat.js", _B, _B, seed="000 (Express)", runtime_float=_V8_FLOAT,
+            scan_findings=("unbounded-body", "memory-amplification", "no-rate-limit"),
+            scan_findings_signed=(
+                "replay-accepted", "unbounded-body", "memory-amplification", "no-rate-limit",
+            ),
         ),
         Target(
             "express-json-limit", "express", Server.NODE,
@@ -148,6 +165,10 @@ TARGETS: Mapping[str, Target] = {
             "flat memory); a small JSON request gets no answer",
             "express_json_limit.js", _F, _F, content_type="application/octet-stream",
             seed="000 (Express fix)", runtime_float=_V8_FLOAT,
+            scan_findings=("content-type-bypass", "late-rejection", "no-rate-limit", "degradation"),
+            scan_findings_signed=(
+                "replay-accepted", "content-type-bypass", "late-rejection", "no-rate-limit", "degradation",
+            ),
         ),
         Target(
             "django-body-cache", "django", Server.GUNICORN,
@@ -157,6 +178,11 @@ TARGETS: Mapping[str, Target] = {
             "empty under WSGI (Django needs Content-Length) and is refused 403",
             "hmacguard.lab.apps.django_body_cache:application", _B, _F, retains=True,
             refuses_chunked=True, seed="001 (global cache)",
+            scan_findings=("unbounded-body", "memory-amplification", "memory-retention", "no-rate-limit"),
+            scan_findings_signed=(
+                "replay-accepted", "unbounded-body", "memory-amplification", "memory-retention",
+                "no-rate-limit",
+            ),
         ),
         Target(
             "django-middleware-attach", "django", Server.GUNICORN,
@@ -166,6 +192,11 @@ TARGETS: Mapping[str, Target] = {
             "and is refused 403",
             "hmacguard.lab.apps.django_middleware_attach:application", _B, _F, retains=True,
             refuses_chunked=True, seed="001 (middleware)",
+            scan_findings=("unbounded-body", "memory-amplification", "memory-retention", "no-rate-limit"),
+            scan_findings_signed=(
+                "replay-accepted", "unbounded-body", "memory-amplification", "memory-retention",
+                "no-rate-limit",
+            ),
         ),
         Target(
             "django-stateless", "django", Server.GUNICORN,
@@ -175,12 +206,18 @@ TARGETS: Mapping[str, Target] = {
             "refused 403; keeps nothing",
             "hmacguard.lab.apps.django_stateless:application", _F, _F,
             refuses_content_length=True, refuses_chunked=True, seed="001 (stateless fix)",
+            scan_findings=("no-rate-limit",),
+            scan_findings_signed=("replay-accepted", "no-rate-limit"),
         ),
         Target(
             "fastapi-body", "fastapi", Server.UVICORN,
             "await request.body() with no limit under uvicorn",
             "accepts and buffers any body, Content-Length or chunked",
             "hmacguard.lab.apps.fastapi_body:app", _B, _B, workers=1,
+            scan_findings=("unbounded-body", "memory-amplification", "no-rate-limit"),
+            scan_findings_signed=(
+                "replay-accepted", "unbounded-body", "memory-amplification", "no-rate-limit",
+            ),
         ),
         Target(
             "flask-streaming-capped", "flask", Server.GUNICORN,
@@ -190,6 +227,7 @@ TARGETS: Mapping[str, Target] = {
             "signed delivery twice: 409; keeps nothing",
             "hmacguard.lab.apps.flask_streaming_capped:app", _F, _F,
             refuses_content_length=True, refuses_chunked=True,
+            scan_findings=("no-rate-limit",), scan_findings_signed=("no-rate-limit",),
         ),
         # Enforcement flaws: each bounded and otherwise correct, so its one flaw is what the scan finds.
         Target(
@@ -200,6 +238,10 @@ TARGETS: Mapping[str, Target] = {
             "1 MiB: 413",
             "hmacguard.lab.apps.flask_string_match_guard:app", _F, _F,
             refuses_content_length=True, refuses_chunked=True, enforcement=True,
+            scan_findings=(
+                "signature-bypass-path", "no-rate-limit"), scan_findings_signed=("signature-bypass-path",
+                "no-rate-limit",
+            ),
         ),
         Target(
             "flask-verify-if-present", "flask", Server.GUNICORN,
@@ -207,6 +249,10 @@ TARGETS: Mapping[str, Target] = {
             "unsigned: 200; forged: 401; bodies over 1 MiB: 413",
             "hmacguard.lab.apps.flask_verify_if_present:app", _F, _F,
             refuses_content_length=True, refuses_chunked=True, enforcement=True,
+            scan_findings=(
+                "signature-not-enforced", "no-rate-limit"), scan_findings_signed=("signature-not-enforced",
+                "no-rate-limit",
+            ),
         ),
         Target(
             "flask-no-dedupe", "flask", Server.GUNICORN,
@@ -215,6 +261,8 @@ TARGETS: Mapping[str, Target] = {
             "the same signed delivery: 200 every time; unsigned: 400; bodies over 1 MiB: 413",
             "hmacguard.lab.apps.flask_no_dedupe:app", _F, _F,
             refuses_content_length=True, refuses_chunked=True, enforcement=True,
+            scan_findings=("no-rate-limit",),
+            scan_findings_signed=("replay-accepted", "no-rate-limit"),
         ),
         Target(
             "flask-stripe-no-age", "flask", Server.GUNICORN,
@@ -224,6 +272,8 @@ TARGETS: Mapping[str, Target] = {
             "1 MiB: 413",
             "hmacguard.lab.apps.flask_stripe_no_age:app", _F, _F,
             refuses_content_length=True, refuses_chunked=True, scheme="stripe", enforcement=True,
+            scan_findings=("no-rate-limit",),
+            scan_findings_signed=("stale-timestamp-accepted", "no-rate-limit"),
         ),
         Target(
             "express-json-only", "express", Server.NODE,
@@ -234,6 +284,7 @@ TARGETS: Mapping[str, Target] = {
             "403 at once; the same signed delivery twice: 409",
             "express_json_only.js", _F, _F,
             refuses_content_length=True, refuses_chunked=True, runtime_float=_V8_FLOAT,
+            scan_findings=("no-rate-limit",), scan_findings_signed=("no-rate-limit",),
         ),
         Target(
             "flask-guarded", "flask", Server.GUNICORN,
@@ -244,6 +295,7 @@ TARGETS: Mapping[str, Target] = {
             "nothing",
             "hmacguard.lab.apps.flask_guarded:app", _F, _F,
             refuses_content_length=True, refuses_chunked=True, workers=1,
+            scan_findings=(), scan_findings_signed=(),
         ),
         Target(
             "django-guarded", "django", Server.GUNICORN,
@@ -254,6 +306,7 @@ TARGETS: Mapping[str, Target] = {
             "nothing",
             "hmacguard.lab.apps.django_guarded:application", _F, _F,
             refuses_content_length=True, refuses_chunked=True, workers=1,
+            scan_findings=(), scan_findings_signed=(),
         ),
         Target(
             "fastapi-guarded", "fastapi", Server.UVICORN,
@@ -263,6 +316,7 @@ TARGETS: Mapping[str, Target] = {
             "nothing",
             "hmacguard.lab.apps.fastapi_guarded:app", _F, _F,
             refuses_content_length=True, refuses_chunked=True, workers=1,
+            scan_findings=(), scan_findings_signed=(),
         ),
     )
 }  # fmt: skip

@@ -115,6 +115,10 @@ def targets_json(targets: Iterable[Target]) -> str:
             "vulnerable": t.vulnerable,
             "flaw": t.flaw,
             "expected": t.expected,
+            "scan_findings": {
+                "without_secret": list(t.scan_findings),
+                "with_secret": list(t.scan_findings_signed),
+            },
         }
         for t in targets
     ]
@@ -215,6 +219,38 @@ SCAN_REPORT_SCHEMA: dict[str, Any] = {
         },
         "retention": {"type": ["object", "null"]},
         "burst": {"type": ["object", "null"]},
+        "enforcement": {
+            "type": ["object", "null"],
+            "required": ["content_type", "body", "body_bytes", "signed", "timestamped", "probes"],
+            "properties": {
+                "content_type": {"type": "string"},
+                "body": {"enum": ["test-event", "file"]},
+                "body_bytes": {"type": "integer", "minimum": 1},
+                "signed": {"type": "boolean"},
+                "timestamped": {"type": "boolean"},
+                "probes": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["kind", "target", "accepted", "outcome", "status"],
+                        "properties": {
+                            "kind": {"enum": ["unsigned", "forged", "sibling", "spelling", "signed",
+                                              "replay", "stale-past", "stale-future"]},
+                            "target": {"type": "string"},
+                            "spelling": _NULLABLE_STR,
+                            "timestamp": _NULLABLE_INT,
+                            "accepted": {"type": "boolean"},
+                            "outcome": {"enum": ["response", "reset", "closed", "timeout",
+                                                 "protocol-error", "connect-failed"]},
+                            "status": _NULLABLE_INT,
+                            "reason": _NULLABLE_STR,
+                            "total_s": {"type": "number", "minimum": 0},
+                            "error": _NULLABLE_STR,
+                        },
+                    },
+                },
+            },
+        },
         "measurements": {
             "type": "array",
             "items": {

@@ -153,18 +153,23 @@ def junit_document(name: str, suites: Sequence[JUnitSuite]) -> str:
 
 def _scan_suite(report: ScanReport, fail_on: Severity) -> JUnitSuite:
     endpoint = f"{report.method} {report.url}"
-    whole_phase_untested = {u.what: u.reason for u in report.untested}
+    untested: dict[str, list[str]] = {}
+    for u in report.untested:
+        untested.setdefault(u.what, []).append(u.reason)
     cases = []
     for rule in report.rules:
         findings = [f for f in report.findings if f.rule == rule]
         case = _case(rule, endpoint, findings, fail_on)
         if not findings:
-            # A rule is untested when every phase it judges was (or the memory it needs was unseen).
+            # A rule is untested when every phase it judges was (or the memory it needs was unseen),
+            # or when the scan listed the rule itself as untested (no secret for a replay, ...).
             phases = SCAN_RULES[rule].phases
             if SCAN_RULES[rule].needs_memory and report.memory_source is None:
                 case.skipped = "server memory was not observed (give --pid, --metrics or --launch)"
-            elif phases and all(p in whole_phase_untested for p in phases):
-                case.skipped = "; ".join(f"{p}: {whole_phase_untested[p]}" for p in phases)
+            elif phases and all(p in untested for p in phases):
+                case.skipped = "; ".join(f"{p}: {untested[p][0]}" for p in phases)
+            elif rule in untested:
+                case.skipped = "; ".join(untested[rule])
         cases.append(case)
     out = [
         f"grade {report.grade}, score {report.score}/100; "

@@ -1,4 +1,5 @@
-"""``hmacguard scan``: the black-box scanner for memory exhaustion, leaks and missing rate limits.
+"""``hmacguard scan``: the black-box scanner for unenforced signatures, memory exhaustion, leaks and
+missing rate limits.
 
 >>> from hmacguard.scan import Budget, ScanTarget, run_scan            # doctest: +SKIP
 >>> report = run_scan(ScanTarget("http://127.0.0.1:8000/webhook"), Budget(seconds=30))
@@ -15,8 +16,11 @@ from hmacguard.scan.config import DEFAULT_LADDER, Budget, ScanTarget
 from hmacguard.scan.model import (
     SCHEMA_VERSION,
     BurstResult,
+    EnforcementProbe,
+    EnforcementResult,
     LimitEstimate,
     Measurement,
+    ProbeKind,
     RetentionResult,
     ScanEvent,
     ScanReport,
@@ -26,20 +30,25 @@ from hmacguard.scan.model import (
     Verdict,
 )
 from hmacguard.scan.observe import LaunchedService, MemoryObserver, MetricsObserver, PidObserver, launch
-from hmacguard.scan.plan import ScanPlan, plan_scan
+from hmacguard.scan.plan import PHASES, PhaseSelection, ScanPlan, plan_scan
 from hmacguard.scan.runner import run_scan
 
 __all__ = [
     "DEFAULT_LADDER",
+    "PHASES",
     "SCHEMA_VERSION",
     "Budget",
     "BurstResult",
+    "EnforcementProbe",
+    "EnforcementResult",
     "LaunchedService",
     "LimitEstimate",
     "Measurement",
     "MemoryObserver",
     "MetricsObserver",
+    "PhaseSelection",
     "PidObserver",
+    "ProbeKind",
     "RetentionResult",
     "ScanEvent",
     "ScanPlan",

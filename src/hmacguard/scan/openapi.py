@@ -43,6 +43,7 @@ from hmacguard.scan.openapi_spec import (
     load_openapi,
     survey_operations,
 )
+from hmacguard.scan.plan import PhaseSelection
 from hmacguard.scan.probes.base import size_text
 from hmacguard.scan.rules import SCAN_RULE_IDS
 from hmacguard.scan.runner import run_scan
@@ -203,6 +204,8 @@ def scan_openapi(
     thresholds: Thresholds | None = None,
     allow_remote: bool = False,
     insecure: bool = False,
+    selection: PhaseSelection | None = None,
+    probe_body: bytes | None = None,
 ) -> OpenApiScan:
     """Scan each signed operation of ``spec`` at ``base_url`` with an equal share of ``budget``.
 
@@ -229,6 +232,7 @@ def scan_openapi(
                 generic_header=op.signature_header if name == "generic" else "X-Signature",
                 allow_remote=allow_remote,
                 insecure=insecure,
+                probe_body=probe_body,
             )
         )
     reports, comparisons = [], []
@@ -237,7 +241,10 @@ def scan_openapi(
         if op.declared_limit and op.declared_limit.bytes <= share.max_size:
             # Test the declared size itself: bisection alone might never land on it.
             op_budget = replace(share, ladder=(*share.ladder, op.declared_limit.bytes))
-        report = run_scan(target, op_budget, observer=observer, progress=progress, thresholds=thresholds)
+        report = run_scan(
+            target, op_budget, observer=observer, progress=progress, thresholds=thresholds,
+            selection=selection,
+        )  # fmt: skip
         reports.append(report)
         comparisons.append(compare_limit(op, report, share.bisect_precision))
     budget_dict = {"bytes": share.bytes, "seconds": share.seconds, "operations": len(operations)}

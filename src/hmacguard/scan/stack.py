@@ -86,6 +86,49 @@ def identify_stack(exchanges: Iterable[Exchange]) -> Stack:
 
 # Remediation in each stack's terms; keyed by (rule, framework key).
 _HINTS: dict[tuple[str, str], str] = {
+    ("signature-not-enforced", "flask"): "Refuse in the view (or a decorator on it) when "
+    "request.headers.get(...) is None -- never `if signature:` around the check; hmacguard's "
+    "HmacGuard(app) with @guard.protected refuses a missing or wrong signature before the view runs.",
+    ("signature-not-enforced", "django"): "Return HttpResponseBadRequest when request.headers lacks the "
+    "signature, before comparing; hmacguard's Django middleware (settings.HMACGUARD) verifies before "
+    "the view runs.",
+    ("signature-not-enforced", "fastapi"): "Verify in a dependency on the route that raises "
+    "HTTPException(400/401) when the header is missing or wrong (hmacguard's VerifiedBodyDependency).",
+    ("signature-not-enforced", "express"): "Put the verifier on the route before the handler and answer "
+    "400 when req.get(header) is undefined; compare with crypto.timingSafeEqual over the raw body.",
+    ("signature-not-enforced", "aiohttp"): "Verify in a middleware or the handler and raise "
+    "web.HTTPBadRequest when the header is missing, before any processing.",
+    ("signature-bypass-path", "flask"): "Werkzeug merges slashes and WSGI servers decode %2F into "
+    "PATH_INFO before routing: protect the view itself (@guard.protected, or check request.endpoint "
+    "after routing) instead of comparing environ['PATH_INFO'] in a middleware.",
+    ("signature-bypass-path", "django"): "Protect the view (a decorator, or middleware that checks "
+    "request.resolver_match in process_view) instead of comparing request.path_info strings; mind "
+    "APPEND_SLASH redirects.",
+    ("signature-bypass-path", "fastapi"): "Protect the route with a dependency, not a middleware that "
+    "compares scope['path']: the router (and redirect_slashes) match spellings the comparison misses.",
+    ("signature-bypass-path", "express"): "Express routes case-insensitively and ignores a trailing "
+    "slash: mount the verifier on the route itself (app.post(path, verify, handler)), or enable "
+    "'case sensitive routing' and 'strict routing', instead of comparing req.path.",
+    ("signature-bypass-path", "nginx"): "Keep merge_slashes on and let no broader location proxy the "
+    "application: a location that verifies (auth_request) must be the only way to the handler.",
+    ("replay-accepted", "flask"): "Keep processed delivery ids in Redis (SET key NX EX) shared by every "
+    "gunicorn worker and answer 409 to a repeat; hmacguard's Verifier(replay=...) does, releasing the "
+    "id when the view fails.",
+    ("replay-accepted", "django"): "Record each delivery id in the cache backend every worker shares "
+    "(cache.add returns False for a repeat) and answer 409; hmacguard's replay store does this.",
+    ("replay-accepted", "fastapi"): "Record each delivery id in Redis (SET NX EX) in the verifying "
+    "dependency and answer 409 to a repeat; an in-process set misses repeats on other workers.",
+    ("replay-accepted", "express"): "Record each delivery id in Redis (SET NX EX) before processing and "
+    "answer 409 to a repeat; a Set in one process misses repeats that reach another.",
+    ("stale-timestamp-accepted", "flask"): "Use the provider's verifier (stripe.Webhook.construct_event, "
+    "slack_sdk's SignatureVerifier, standardwebhooks' Webhook.verify: 5 minutes) or refuse "
+    "abs(time.time() - timestamp) > 300 before comparing; hmacguard's Verifier has a tolerance.",
+    ("stale-timestamp-accepted", "django"): "Use the provider's verifier (stripe.Webhook.construct_event, "
+    "standardwebhooks' Webhook.verify) or refuse abs(time.time() - timestamp) > 300 before comparing.",
+    ("stale-timestamp-accepted", "fastapi"): "Use the provider's verifier (stripe.Webhook.construct_event, "
+    "slack_sdk's SignatureVerifier) in the dependency, or refuse a timestamp more than 300 s off.",
+    ("stale-timestamp-accepted", "express"): "Use stripe.webhooks.constructEvent (300 s tolerance) or "
+    "refuse Math.abs(Date.now() / 1000 - t) > 300 before comparing signatures.",
     ("unbounded-body", "django"): "Set DATA_UPLOAD_MAX_MEMORY_SIZE (never None) to what a webhook needs, "
     "e.g. 1_048_576; Django then refuses a larger Content-Length before reading it.",
     ("unbounded-body", "flask"): "Set app.config['MAX_CONTENT_LENGTH'] = 1024 * 1024; Werkzeug applies it "

@@ -172,6 +172,26 @@ def _measurements(report: ScanReport) -> list[dict[str, Any]]:
     return rows
 
 
+def _enforcement(report: ScanReport) -> dict[str, Any] | None:
+    e = report.enforcement
+    if e is None:
+        return None
+    return {
+        "body": "the test event" if e.body == "test-event" else "--probe-body",
+        "content_type": e.content_type,
+        "probes": [
+            {
+                "kind": p.kind.value + (f" ({p.spelling})" if p.spelling else ""),
+                "target": p.target,
+                "answer": p.exchange.status if p.exchange.responded else p.exchange.outcome.value,
+                "accepted": p.accepted,
+                "seconds": p.exchange.total_s,
+            }
+            for p in e.probes
+        ],
+    }
+
+
 def _scan_view(report: ScanReport, anchor: str) -> dict[str, Any]:
     r, b = report.retention, report.burst
     retention = None
@@ -209,6 +229,7 @@ def _scan_view(report: ScanReport, anchor: str) -> dict[str, Any]:
         "findings": [_finding(f) for f in report.findings],
         "plots": _scan_plots(report),
         "limits": _limits(report),
+        "enforcement": _enforcement(report),
         "retention": retention,
         "burst": burst,
         "measurements": _measurements(report),

@@ -11,13 +11,25 @@ from hmacguard.lab.measure import MemoryRow, MiB
 from hmacguard.lab.targets import Target
 from hmacguard.report.terminal.table import print_rows
 
-__all__ = ["memory_table", "render_targets"]
+__all__ = ["memory_table", "render_targets", "scan_expectation"]
+
+
+def scan_expectation(t: Target) -> str:
+    """What ``hmacguard scan`` should report for ``t``, without and with ``--secret``."""
+    plain = ", ".join(t.scan_findings) or "nothing"
+    added = [r for r in t.scan_findings_signed if r not in t.scan_findings]
+    gone = [r for r in t.scan_findings if r not in t.scan_findings_signed]
+    if not added and not gone:
+        return f"{plain} (with --secret too)"
+    change = [*(f"+ {r}" for r in added), *(f"- {r}" for r in gone)]
+    return f"{plain}; with --secret: {', '.join(change)}"
 
 
 def render_targets(targets: Iterable[Target], console: Console | None = None) -> None:
-    """Every lab target: framework, server, its flaw in one line, and what to expect."""
+    """Every lab target: framework, server, its flaw in one line, what to expect, and what the scan
+    should report."""
     table = Table(show_lines=True)
-    for column in ("name", "framework", "server", "flaw", "expected"):
+    for column in ("name", "framework", "server", "flaw", "expected", "hmacguard scan finds"):
         table.add_column(column, overflow="fold")
     rows = [
         (
@@ -26,6 +38,7 @@ def render_targets(targets: Iterable[Target], console: Console | None = None) ->
             t.server.value,
             f"[green]{t.flaw}[/green]" if not t.vulnerable else t.flaw,
             t.expected,
+            scan_expectation(t),
         )
         for t in targets
     ]

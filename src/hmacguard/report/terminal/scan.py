@@ -1,6 +1,7 @@
 """``hmacguard scan`` for a human: score and grade, findings with evidence and the fix for the stack,
-the limits found, memory, the burst, and what was left untested; ``scan --openapi``'s operations,
-spec against server, then each scan. Plus the progress bar and the plan ``--dry-run`` prints."""
+how the signature was enforced, the limits found, memory, the burst, and what was left untested;
+``scan --openapi``'s operations, spec against server, then each scan. Plus the progress bar and the
+plan ``--dry-run`` prints."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from hmacguard.findings import Severity
-from hmacguard.scan import ScanEvent, ScanPlan, ScanReport
+from hmacguard.scan import EnforcementProbe, ProbeKind, ScanEvent, ScanPlan, ScanReport
 from hmacguard.scan.openapi import OpenApiScan
 from hmacguard.scan.probes.base import size_text
 
@@ -65,9 +66,11 @@ def render_scan(report: ScanReport, console: Console | None = None, *, verbose: 
             console.print(f"          [green]{escape(f.stack)}[/green]", overflow="fold")
     if not report.findings:
         console.print("\n[bold green]No findings.[/bold green]")
+    _enforcement(report, console)
     _limits(report, console)
     _memory(report, console)
     if verbose:
+        _enforcement_probes(report, console)
         _probes(report, console)
     if report.untested:
         console.print("\n[bold]Untested[/bold]")
@@ -84,6 +87,46 @@ def _severity_counts(report: ScanReport) -> str:
     for f in report.findings:
         counts[f.severity] = counts.get(f.severity, 0) + 1
     return ", ".join(f"{n} {s.label}" for s, n in sorted(counts.items(), reverse=True))
+
+
+def _answer(p: EnforcementProbe) -> str:
+    got = str(p.exchange.status) if p.exchange.responded else p.exchange.outcome.value
+    return f"[red]{got}[/red]" if p.accepted else got
+
+
+def _enforcement(report: ScanReport, console: Console) -> None:
+    e = report.enforcement
+    if e is None:
+        return
+    parts = [f"{p.kind.value} {_answer(p)}" for p in e.of(ProbeKind.UNSIGNED, ProbeKind.FORGED)]
+    spellings = e.of(ProbeKind.SPELLING)
+    if spellings:
+        taken = [p.target for p in spellings if p.accepted]
+        parts.append(f"{len(spellings)} other spellings: " + (
+            f"[red]{escape(', '.join(taken))} accepted[/red]" if taken else "none accepted"
+        ))  # fmt: skip
+    siblings = e.of(ProbeKind.SIBLING)
+    if siblings:
+        parts.append(f"a random path {_answer(siblings[0])}")
+    parts += [f"{p.kind.value} {_answer(p)}" for p in e.of(ProbeKind.SIGNED, ProbeKind.REPLAY)]
+    parts += [f"{p.kind.value} {_answer(p)}" for p in e.of(ProbeKind.STALE_PAST, ProbeKind.STALE_FUTURE)]
+    body = "test event" if e.body == "test-event" else "--probe-body"
+    console.print()
+    head = f"[bold]Signature[/bold] [dim]({body}, {escape(e.content_type)})[/dim]  "
+    console.print(head + "; ".join(parts), overflow="fold")
+
+
+def _enforcement_probes(report: ScanReport, console: Console) -> None:
+    if report.enforcement is None:
+        return
+    table = Table(title="Enforcement probes", title_justify="left", box=None, pad_edge=False)
+    for col in ("kind", "request target", "answer", "time"):
+        table.add_column(col)
+    for p in report.enforcement.probes:
+        kind = p.kind.value + (f" ({p.spelling})" if p.spelling else "")
+        table.add_row(kind, escape(p.target), _answer(p), f"{p.exchange.total_s:.3f}s")
+    console.print()
+    console.print(table)
 
 
 def _limits(report: ScanReport, console: Console) -> None:
@@ -137,6 +180,8 @@ def _memory(report: ScanReport, console: Console) -> None:
 
 
 def _probes(report: ScanReport, console: Console) -> None:
+    if not report.measurements:
+        return
     table = Table(title="Probes", title_justify="left", box=None, pad_edge=False)
     for col in ("phase", "variant", "size", "result", "read before answer", "time", "RSS Δ"):
         table.add_column(col)
