@@ -125,8 +125,10 @@ def test_a_refusal_before_any_body_byte_is_read_is_no_size_limit() -> None:
     # 1 MiB the same 403 comes before anything could be read: a type filter, not a limit.
     json = [probe(JSON, KiB, A), probe(JSON, MiB, A),
             probe(JSON, 16 * MiB, R, status=413, sent_at=192 * KiB, refusal=STATUS)]  # fmt: skip
-    text = [probe(TEXT, KiB, A, status=403, phase="content-type"),
-            probe(TEXT, MiB, R, status=403, sent_at=192 * KiB, refusal=EARLY, phase="content-type")]  # fmt: skip
+    text = [
+        probe(TEXT, KiB, A, status=403, phase="content-type"),
+        probe(TEXT, MiB, R, status=403, sent_at=192 * KiB, refusal=EARLY, phase="content-type"),
+    ]
     assert found(facts(*json, *text)) == set()
     # The same early answer after the server read well past the buffers is a limit (it stopped at a
     # cap), and JSON read at 16 MiB is past it.

@@ -12,7 +12,7 @@ from pathlib import Path
 import hmacguard.scan.score as score_module
 from hmacguard.report.json import SCAN_REPORT_SCHEMA
 from hmacguard.scan.rules import SCAN_RULE_IDS
-from tests.scan.test_lab_acceptance import EXPECTED
+from tests.scan.test_lab_acceptance import EXPECTED, EXPECTED_SIGNED
 
 DOC = (Path(__file__).parents[2] / "docs" / "scan.md").read_text()
 
@@ -49,7 +49,13 @@ def test_score_formula_in_docs_matches_the_module() -> None:
     assert module[start : start + len(documented)] == documented
 
 
-def test_lab_table_in_docs_matches_the_acceptance_table() -> None:
-    rows = re.findall(r"^\| `([a-z-]+)` \| (.*?) \| (\d+) \| ([A-F]) \|$", DOC, re.M)
-    table = {name: set(re.findall(r"`([a-z-]+)`", found)) for name, found, _, _ in rows}
-    assert table == EXPECTED
+def _lab_table(text: str) -> dict[str, set[str]]:
+    rows = re.findall(r"^\| `([a-z-]+)` \| (.*?) \| (\d+) \| ([A-F]) \|$", text, re.M)
+    return {name: set(re.findall(r"`([a-z-]+)`", found)) for name, found, _, _ in rows}
+
+
+def test_lab_tables_in_docs_match_the_acceptance_tables() -> None:
+    lab = DOC.split("## What the lab gets", 1)[1].split("\n## ", 1)[0]
+    forged, signed = lab.split("<!-- with --secret -->", 1)
+    assert _lab_table(forged) == EXPECTED
+    assert _lab_table(signed) == EXPECTED_SIGNED

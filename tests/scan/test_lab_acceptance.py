@@ -1,6 +1,8 @@
 """The acceptance table: every lab target, scanned under its real server with its memory observed
-(by pid), gets exactly the findings its documented flaw implies; the correct targets get no size or
-memory finding. Retention is measured within 25% of the body size where bodies are kept."""
+(by pid), gets exactly the findings its documented flaw implies -- with forged signatures, and with
+every probe signed correctly (--secret); the correct targets get no size or memory finding, the
+enforcement targets their own enforcement rule and no other, the guarded ones none of the four.
+Retention is measured within 25% of the body size where bodies are kept."""
 
 from __future__ import annotations
 
@@ -9,8 +11,9 @@ import pytest
 
 from hmacguard.lab import TARGETS, run_target
 from hmacguard.report.json import SCAN_REPORT_SCHEMA, envelope
-from hmacguard.scan import Budget, PidObserver, ScanTarget, run_scan
+from hmacguard.scan import Budget, PidObserver, ScanReport, ScanTarget, run_scan
 from hmacguard.scan.config import KiB, MiB
+from hmacguard.scan.rules import SCAN_RULE_IDS
 
 pytestmark = pytest.mark.slow
 
@@ -18,37 +21,36 @@ SIZE_OR_MEMORY = {
     "unbounded-body", "high-limit", "chunked-bypass", "content-type-bypass", "late-rejection",
     "memory-amplification", "memory-retention",
 }  # fmt: skip
-
-#: target -> the findings its documented flaw implies (lab/targets.py), and nothing else.
-EXPECTED: dict[str, set[str]] = {
-    # get_data() with no cap: any body, whole, in memory. No target has a rate limit.
-    "flask-get-data": {"unbounded-body", "memory-amplification", "no-rate-limit"},
-    # 413 on a large Content-Length, but chunked bodies skip the check and are buffered (by line).
-    "flask-content-length-check": {"chunked-bypass", "memory-amplification", "no-rate-limit"},
-    # body += chunk: any body, as a string (2-3 bytes of RSS per body byte).
-    "express-concat": {"unbounded-body", "memory-amplification", "no-rate-limit"},
-    # express.json limits JSON only (octet-stream etc. stream through, flat memory); body-parser
-    # drains a refused body before its 413; small JSON requests never get an answer.
-    "express-json-limit": {"content-type-bypass", "late-rejection", "degradation", "no-rate-limit"},
-    # Every body kept in a module-level dict, no size limit; chunked reads as empty (403, unread).
-    "django-body-cache": {"unbounded-body", "memory-amplification", "memory-retention", "no-rate-limit"},
-    "django-middleware-attach": {
-        "unbounded-body",
-        "memory-amplification",
-        "memory-retention",
-        "no-rate-limit",
-    },
-    # Correct: 2.5 MB limit refused on Content-Length before reading; keeps nothing.
-    "django-stateless": {"no-rate-limit"},
-    "fastapi-body": {"unbounded-body", "memory-amplification", "no-rate-limit"},
-    # Correct: 1 MiB cap for every framing, early 413; keeps nothing.
-    "flask-streaming-capped": {"no-rate-limit"},
-    # hmacguard's guard: 1 MiB cap for every framing, rate limits (20 failed verifications a minute,
-    # advertised in RateLimit-Policy: the forged probes are all failures, so the burst is throttled).
-    "flask-guarded": set(),
-    "django-guarded": set(),
-    "fastapi-guarded": set(),
+ENFORCEMENT = {
+    "signature-not-enforced",
+    "signature-bypass-path",
+    "replay-accepted",
+    "stale-timestamp-accepted",
 }
+
+#: target -> the findings its documented flaw implies, with forged signatures (lab/targets.py, where
+#: each target's flaw and expectation are written down; `hmacguard lab list` shows them), and nothing
+#: else. Why each row is what it is:
+#: - flask-get-data, express-concat, fastapi-body: any body, whole, in memory; no target has a rate
+#:   limit but the guarded ones.
+#: - flask-content-length-check: 413 on a large Content-Length, but chunked bodies skip the check and
+#:   are buffered (by line).
+#: - express-json-limit: express.json limits JSON only (octet-stream etc. stream through, flat
+#:   memory); body-parser drains a refused body before its 413; small JSON requests never get an answer.
+#: - django-body-cache, django-middleware-attach: every body kept in a module-level structure, no
+#:   size limit; chunked reads as empty (403, unread).
+#: - django-stateless, flask-streaming-capped, express-json-only: correct (a cap refused before
+#:   reading); only the rate limit is missing. express-json-only's 403 for every other type, answered
+#:   before a byte is read, is no size limit (the content-type-bypass negative).
+#: - the enforcement targets: bounded and correct but for their one flaw, which needs --secret for
+#:   flask-no-dedupe (a replay) and flask-stripe-no-age (stale timestamps).
+#: - the guarded targets: hmacguard's guard, 1 MiB cap for every framing, rate limits (20 failed
+#:   verifications a minute, advertised in RateLimit-Policy: the forged probes are all failures, so
+#:   the burst is throttled), replay protection.
+EXPECTED: dict[str, set[str]] = {name: set(t.scan_findings) for name, t in TARGETS.items()}
+#: The same, every probe signed correctly (--secret): a replay and stale timestamps are tried too, so
+#: every target without de-duplication gets replay-accepted.
+EXPECTED_SIGNED: dict[str, set[str]] = {name: set(t.scan_findings_signed) for name, t in TARGETS.items()}
 
 #: A 64 MiB top rung: memory amplification is judged on bodies of 32 MiB and more (analysis.py).
 BUDGET = Budget(
@@ -57,39 +59,49 @@ BUDGET = Budget(
 )  # fmt: skip
 
 
-#: Lab targets (issue 12) not in the table yet, and why: each joins it with the work named.
-PENDING: dict[str, str] = {
-    **{
-        name: "its flaw is one of enforcement: it joins with the scan's enforcement rules, which find it"
-        for name, target in TARGETS.items()
-        if target.enforcement
-    },
-    # Built as the negative for content-type-bypass, it scans today as content-type-bypass (the 403
-    # other types get at once is invisible below the socket buffers, so 1 KiB looks accepted and
-    # 1 MiB refused: a "limit") and late-rejection (body-parser reads 16 MiB of JSON before its 413).
-    "express-json-only": "scan and description disagree: content-type-bypass, late-rejection",
-}
-
-
 def test_table_covers_every_lab_target() -> None:
-    assert not set(EXPECTED) & set(PENDING)
-    assert set(EXPECTED) | set(PENDING) == set(TARGETS)
-    for name in EXPECTED:
-        if not TARGETS[name].vulnerable:
-            assert not EXPECTED[name] & SIZE_OR_MEMORY, name
+    for name, target in TARGETS.items():
+        rows = EXPECTED[name] | EXPECTED_SIGNED[name]
+        assert rows <= set(SCAN_RULE_IDS), name
+        if not target.vulnerable:
+            assert not rows & SIZE_OR_MEMORY, name
+        enforcing = rows & ENFORCEMENT
+        if target.enforcement:
+            # Each enforcement target gets its own rule and no other enforcement rule.
+            assert len(enforcing) == 1, (name, enforcing)
+    # The correct receivers that de-duplicate, and every guarded one, get none of the four at all.
+    for name in ("flask-streaming-capped", "express-json-only", "flask-guarded", "django-guarded",
+                 "fastapi-guarded"):  # fmt: skip
+        assert not (EXPECTED[name] | EXPECTED_SIGNED[name]) & ENFORCEMENT, name
+
+
+def _scan(name: str, *, signed: bool) -> ScanReport:
+    with run_target(name) as t:
+        target = ScanTarget(t.url, scheme=t.scheme, secret=t.secret if signed else None)
+        return run_scan(target, BUDGET, observer=PidObserver(t.pid))
+
+
+def _check_grade(name: str, report: ScanReport, expected: set[str]) -> None:
+    # The grade follows from the findings: the correct targets only lack a rate limit (or, without
+    # de-duplication, let a replay in); a flaw the scan can see costs a vulnerable target its A.
+    if not TARGETS[name].vulnerable:
+        assert report.grade in "AB", (report.score, report.grade)
+    elif expected - {"no-rate-limit"}:
+        assert report.score < 90, (report.score, report.grade)
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_lab_target_gets_the_findings_its_flaw_implies(name: str) -> None:
-    with run_target(name) as t:
-        report = run_scan(ScanTarget(t.url, scheme=t.scheme), BUDGET, observer=PidObserver(t.pid))
+    report = _scan(name, signed=False)
     found = {f.rule for f in report.findings}
     detail = "; ".join(f"{f.rule}: {f.evidence.summary}" for f in report.findings)
     assert found == EXPECTED[name], f"{name}: {detail}"
     assert not report.unavailable
     jsonschema.validate(envelope(report), SCAN_REPORT_SCHEMA)
-    # The grade follows from the findings: the correct targets only lack a rate limit.
-    assert (report.grade in "AB") == (not TARGETS[name].vulnerable), (report.score, report.grade)
+    _check_grade(name, report, EXPECTED[name])
+    # Without the secret, what needs it is listed as untested, never passed.
+    untested = {u.what for u in report.untested}
+    assert {"replay-accepted", "stale-timestamp-accepted"} <= untested
 
     retention = report.retention
     if name.endswith("-guarded"):
@@ -104,6 +116,20 @@ def test_lab_target_gets_the_findings_its_flaw_implies(name: str) -> None:
         assert abs(ratio - 1) <= 0.25, f"{name} keeps {ratio:.2f} body per request"
     else:
         assert "memory-retention" not in found
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_SIGNED))
+def test_lab_target_signed_gets_the_findings_its_flaw_implies(name: str) -> None:
+    report = _scan(name, signed=True)
+    found = {f.rule for f in report.findings}
+    detail = "; ".join(f"{f.rule}: {f.evidence.summary}" for f in report.findings)
+    assert found == EXPECTED_SIGNED[name], f"{name}: {detail}"
+    assert not report.unavailable
+    _check_grade(name, report, EXPECTED_SIGNED[name])
+    untested = {u.what: u.reason for u in report.untested}
+    assert "replay-accepted" not in untested, untested
+    timestamped = TARGETS[name].scheme in ("stripe", "slack", "standard-webhooks")
+    assert ("stale-timestamp-accepted" in untested) != timestamped, untested
 
 
 def test_stack_is_fingerprinted() -> None:

@@ -45,6 +45,13 @@ _SIBLINGS = 2
 # Rule ids, for the untested entries (the rules themselves live in hmacguard.scan.rules).
 _NOT_ENFORCED, _BYPASS = "signature-not-enforced", "signature-bypass-path"
 _REPLAY, _STALE = "replay-accepted", "stale-timestamp-accepted"
+#: The rule each kind of probe informs (a probe not sent leaves it untested).
+_RULE_OF = {
+    ProbeKind.UNSIGNED: _NOT_ENFORCED, ProbeKind.FORGED: _NOT_ENFORCED,
+    ProbeKind.SIBLING: _BYPASS, ProbeKind.SPELLING: _BYPASS,
+    ProbeKind.SIGNED: _REPLAY, ProbeKind.REPLAY: _REPLAY,
+    ProbeKind.STALE_PAST: _STALE, ProbeKind.STALE_FUTURE: _STALE,
+}  # fmt: skip
 
 
 class _Phase:
@@ -69,11 +76,14 @@ class _Phase:
         prober = self.prober
         what = f"enforcement: {kind.value} {target}"
         prober.check_time()
+        why = None
         if self.silent >= _MAX_SILENT:
-            prober.skip(what, f"{self.silent} enforcement probes got no answer")
-            return None
-        if len(body) > prober.spendable_bytes:
-            prober.skip(what, "would not fit the byte budget")
+            why = f"{self.silent} enforcement probes got no answer"
+        elif len(body) > prober.spendable_bytes:
+            why = "would not fit the byte budget"
+        if why is not None:
+            prober.skip(what, why)
+            self.untested(_RULE_OF[kind], f"not every probe was sent: {why}")
             return None
         request = WireRequest(
             prober.target.method, target, prober.headers(headers, self.content_type),
