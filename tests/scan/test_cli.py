@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 from hmacguard.cli import app
 from hmacguard.lab import free_port, get_target
 from hmacguard.report.json import SCAN_REPORT_SCHEMA
-from tests.scan import _servers
+from tests.scan import _servers, _wsgi
 
 runner = CliRunner()
 FAST = ["--ladder", "1KiB,256KiB", "--max-size", "256KiB", "--burst", "6", "--concurrency", "2",
@@ -80,6 +80,47 @@ def test_dry_run_prints_the_plan_and_sends_nothing() -> None:
     assert result.exit_code == 0, result.output
     assert "Scan plan" in result.output and "Nothing was sent" in result.output
     assert "would not fit" in result.output  # the 100 MiB rungs, at 64 MiB of budget
+
+
+def test_phase_options_and_probe_body_errors_are_one_line(tmp_path: Path) -> None:
+    url = "http://127.0.0.1:1/webhook"
+    assert "--phase: unknown phase 'warp'" in one_line_error([url, "--phase", "warp"])
+    assert "--skip-phase: unknown phase" in one_line_error([url, "--skip-phase", "nope"])
+    assert "leave no phase" in one_line_error([url, "--phase", "enforcement", "--skip-phase", "enforcement"])
+    assert "cannot read --probe-body" in one_line_error([url, "--probe-body", str(tmp_path / "none.json")])
+    big = tmp_path / "big.json"
+    big.write_bytes(b"x" * (64 * 1024 + 1))
+    assert "--probe-body must hold 1 to 65,536 bytes" in one_line_error([url, "--probe-body", str(big)])
+
+
+def test_dry_run_lists_the_enforcement_phase_and_what_is_skipped() -> None:
+    url = "http://127.0.0.1:1/webhook"
+    result = runner.invoke(app, ["scan", url, "--dry-run", "--skip-phase", "burst"])
+    assert result.exit_code == 0, result.output
+    assert "enforcement" in result.output and "skipped with --skip-phase" in result.output
+    only = runner.invoke(app, ["scan", url, "--dry-run", "--phase", "enforcement", "--secret", "s"])
+    assert only.exit_code == 0, only.output
+    assert "not selected (--phase enforcement)" in only.output
+
+
+def test_phase_selection_and_probe_body_reach_the_scan(tmp_path: Path) -> None:
+    out, body = tmp_path / "report.json", tmp_path / "event.json"
+    body.write_bytes(b'{"zen": "Keep it logically awesome."}')
+    with _wsgi.serve(_wsgi.string_match_guard(_wsgi.flask_app())) as url:
+        only = runner.invoke(app, ["scan", url, *FAST, "--phase", "enforcement", "--probe-body", str(body),
+                                   "--format", "json", "-o", str(out)])  # fmt: skip
+        document = json.loads(out.read_text())
+        skipped = runner.invoke(app, ["scan", url, *FAST, "--skip-phase", "enforcement", "--format", "json"])
+    assert only.exit_code == 1, only.output
+    jsonschema.validate(document, SCAN_REPORT_SCHEMA)
+    assert [f["rule"] for f in document["findings"]] == ["signature-bypass-path"]
+    assert document["measurements"] == [] and document["enforcement"]["body"] == "file"
+    assert document["enforcement"]["body_bytes"] == len(body.read_bytes())
+    assert skipped.exit_code == 1, skipped.output  # no rate limit
+    rest = json.loads(skipped.stdout)
+    assert rest["enforcement"] is None
+    assert {"what": "enforcement", "reason": "skipped with --skip-phase"} in rest["untested"]
+    assert not {f["rule"] for f in rest["findings"]} & {"signature-bypass-path", "signature-not-enforced"}
 
 
 def _guarded_like(request: h11.Request, length: int) -> tuple[int, list[tuple[str, str]]]:
