@@ -19,9 +19,12 @@ def test_lab_list_in_a_pipe_keeps_every_name_whole() -> None:
     result = runner.invoke(app, ["lab", "list"])
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0].split("\t") == ["name", "framework", "server", "flaw", "expected"]
+    assert lines[0].split("\t") == ["name", "framework", "server", "flaw", "expected", "hmacguard scan finds"]
     assert [line.split("\t")[0] for line in lines[1:]] == list(TARGETS)  # flask-content-length-check too
-    assert all(len(line.split("\t")) == 5 for line in lines)
+    assert all(len(line.split("\t")) == 6 for line in lines)
+    finds = dict(line.split("\t")[::5] for line in lines[1:])
+    assert finds["flask-no-dedupe"] == "no-rate-limit; with --secret: + replay-accepted"
+    assert finds["flask-guarded"] == "nothing (with --secret too)"
 
 
 def test_lab_list_json() -> None:
@@ -29,7 +32,10 @@ def test_lab_list_json() -> None:
     assert result.exit_code == 0
     data = json.loads(result.stdout)
     assert [t["name"] for t in data] == list(TARGETS)
-    assert {"framework", "server", "vulnerable", "flaw", "expected"} <= data[0].keys()
+    assert {"framework", "server", "vulnerable", "flaw", "expected", "scan_findings"} <= data[0].keys()
+    by_name = {t["name"]: t["scan_findings"] for t in data}
+    assert by_name["flask-string-match-guard"]["without_secret"] == ["signature-bypass-path", "no-rate-limit"]
+    assert "stale-timestamp-accepted" in by_name["flask-stripe-no-age"]["with_secret"]
 
 
 def test_rules_in_a_pipe_one_rule_per_line() -> None:

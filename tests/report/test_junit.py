@@ -49,7 +49,11 @@ def test_scan_junit_has_a_case_per_rule_and_fails_the_rules_found() -> None:
     assert suite.get("name") == f"hmacguard scan POST {report.url}"
     props = {p.get("name"): p.get("value") for p in suite.iter("property")}
     assert props["grade"] == report.grade and props["score"] == str(report.score)
-    assert totals(xml) == {"tests": 10, "failures": len(found), "errors": 0, "skipped": 0}
+    # Without --secret, the replay and stale-timestamp rules are skipped, saying why.
+    assert totals(xml) == {"tests": len(SCAN_RULE_IDS), "failures": len(found), "errors": 0, "skipped": 2}
+    for rule in ("replay-accepted", "stale-timestamp-accepted"):
+        skipped = by_rule[rule].find("skipped")
+        assert skipped is not None and "--secret" in (skipped.get("message") or ""), rule
 
 
 @pytest.mark.slow

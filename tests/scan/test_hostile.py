@@ -13,7 +13,7 @@ import h11
 import pytest
 
 from hmacguard.errors import TargetError
-from hmacguard.scan import Budget, ScanTarget, run_scan
+from hmacguard.scan import Budget, PhaseSelection, ScanReport, ScanTarget, run_scan
 from hmacguard.scan.config import KiB, MiB
 from tests.scan import _servers
 
@@ -51,16 +51,22 @@ def test_misbehaving_server_gives_a_report_with_target_unavailable(handler, says
     assert report.measurements and report.measurements[0].phase == "baseline"
 
 
-def test_server_dying_mid_scan_gives_a_report_saying_what_preceded() -> None:
+def _scan_dying(answers: int, selection: PhaseSelection | None = None) -> ScanReport:
     script = Path(__file__).with_name("_dying_server.py")
-    # 1 preflight GET, the baseline, then two ladder rungs answered; the next probe finds it gone.
-    process = subprocess.Popen([sys.executable, str(script), "4"], stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen([sys.executable, str(script), str(answers)], stdout=subprocess.PIPE, text=True)
     try:
+        assert process.stdout is not None
         port = int(process.stdout.readline())
-        report = run_scan(ScanTarget(f"http://127.0.0.1:{port}/webhook"), SMALL)
+        return run_scan(ScanTarget(f"http://127.0.0.1:{port}/webhook"), SMALL, selection=selection)
     finally:
         process.kill()
         process.wait()
+
+
+def test_server_dying_mid_scan_gives_a_report_saying_what_preceded() -> None:
+    # 1 preflight GET, the baseline, then two ladder rungs answered (the enforcement phase left out,
+    # so that the size probes are what meets the end); the next probe finds it gone.
+    report = _scan_dying(4, PhaseSelection.of(skip=["enforcement"]))
     assert report.unavailable
     assert "target-unavailable" in rules(report)
     finding = next(f for f in report.findings if f.rule == "target-unavailable")
@@ -74,6 +80,18 @@ def test_server_dying_mid_scan_gives_a_report_saying_what_preceded() -> None:
     assert not any(lim.variant.label == "chunked json" and lim.refused for lim in report.limits)
     assert "after chunked: chunked json 1 KiB" in finding.evidence.summary
     assert len(report.measurements) == 4  # three answered, and the one that found it dead
+
+
+def test_server_dying_during_the_enforcement_phase_leaves_its_rules_untested() -> None:
+    # The preflight GET, the baseline and the unsigned probe are answered; the forged one finds it gone.
+    report = _scan_dying(3)
+    assert report.unavailable and "target-unavailable" in rules(report)
+    assert report.enforcement is not None
+    assert [p.kind.value for p in report.enforcement.probes][:1] == ["unsigned"]
+    untested = {u.what: u.reason for u in report.untested}
+    for rule in ("signature-bypass-path", "replay-accepted", "stale-timestamp-accepted"):
+        assert rule in untested, untested
+    assert "stopped during the enforcement phase" in untested["signature-bypass-path"]
 
 
 def test_refused_connection_is_a_target_error_not_a_report() -> None:

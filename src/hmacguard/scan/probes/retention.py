@@ -57,7 +57,10 @@ def run_retention(prober: Prober) -> RetentionResult | None:
         return None
     variant, _ = chosen
     count = budget.retention_warmup + budget.retention_rounds * budget.retention_per_round
-    allowance = advertised_allowance([*prober.side_exchanges, *(m.exchange for m in prober.measurements)])
+    answered = [*prober.side_exchanges, *(m.exchange for m in prober.measurements)]
+    if prober.enforcement is not None:  # the latest answers: what remains of a quota after them
+        answered += [p.exchange for p in prober.enforcement.probes]
+    allowance = advertised_allowance(answered)
     if allowance is not None and allowance < count + _SIZE_PROBES:
         prober.skip(
             "retention",

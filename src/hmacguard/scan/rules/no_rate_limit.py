@@ -38,6 +38,8 @@ def check(facts: ScanFacts, th: Thresholds) -> Finding | None:
         return None
     advertised = {h for m in facts.measurements for h in rate_limit_headers(m.exchange)}
     advertised |= {h for ex in facts.side_exchanges for h in rate_limit_headers(ex)}
+    if facts.enforcement is not None:
+        advertised |= {h for p in facts.enforcement.probes for h in rate_limit_headers(p.exchange)}
     if advertised or b.rate_limit_headers:
         return None
     return scan_finding(
