@@ -127,6 +127,7 @@ def targets_json(targets: Iterable[Target]) -> str:
 
 _NULLABLE_INT = {"type": ["integer", "null"]}
 _NULLABLE_STR = {"type": ["string", "null"]}
+_OUTCOMES = {"enum": ["response", "reset", "closed", "timeout", "protocol-error", "connect-failed"]}
 
 SCAN_REPORT_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -240,8 +241,7 @@ SCAN_REPORT_SCHEMA: dict[str, Any] = {
                             "spelling": _NULLABLE_STR,
                             "timestamp": _NULLABLE_INT,
                             "accepted": {"type": "boolean"},
-                            "outcome": {"enum": ["response", "reset", "closed", "timeout",
-                                                 "protocol-error", "connect-failed"]},
+                            "outcome": _OUTCOMES,
                             "status": _NULLABLE_INT,
                             "reason": _NULLABLE_STR,
                             "total_s": {"type": "number", "minimum": 0},
@@ -270,8 +270,7 @@ SCAN_REPORT_SCHEMA: dict[str, Any] = {
                     "verdict": {"enum": ["accepted", "refused", "no-answer", "error", "throttled",
                                          "unreachable"]},
                     "refusal": {"enum": ["status", "early", "cut", None]},
-                    "outcome": {"enum": ["response", "reset", "closed", "timeout", "protocol-error",
-                                         "connect-failed"]},
+                    "outcome": _OUTCOMES,
                     "status": _NULLABLE_INT,
                     "body_sent": {"type": "integer", "minimum": 0},
                     "body_complete": {"type": "boolean"},

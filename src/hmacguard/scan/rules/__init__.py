@@ -4,7 +4,9 @@ Importing this package registers every rule, in the order reports list them. Add
 
 1. write ``hmacguard/scan/rules/<rule_id>.py``: a docstring with **How it is judged.**,
    **Thresholds and why.** and **What can make it wrong.** (it is the rule's documentation), and one
-   check decorated with :func:`scan_rule` that reads :class:`ScanFacts` and returns a finding or None;
+   check decorated with :func:`scan_rule` that reads :class:`ScanFacts` and returns a finding or None
+   (a rule of the enforcement phase uses :func:`~hmacguard.scan.rules.enforcement_rule.enforcement_rule`,
+   which fills in what the four share and hands the check the phase's probes);
 2. import it below: its place there is its place in reports;
 3. if it judges a new probe phase, add the phase to :mod:`hmacguard.scan.plan` (its name in
    ``PHASES``, its cost in :func:`plan_scan`), its probes as a module of :mod:`hmacguard.scan.probes`,

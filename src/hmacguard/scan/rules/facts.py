@@ -108,16 +108,8 @@ def probe_brief(m: Measurement) -> dict[str, EvidenceValue]:
 
 def enforcement_brief(p: EnforcementProbe) -> dict[str, EvidenceValue]:
     """One enforcement probe as evidence: what it was, where it went, what came back."""
-    ex = p.exchange
-    return {
-        "kind": p.kind.value,
-        "target": p.target,
-        "spelling": p.spelling or None,
-        "timestamp": p.timestamp,
-        "status": ex.status,
-        "outcome": ex.outcome.value,
-        "accepted": p.accepted,
-    }
+    whole = p.to_dict()
+    return {k: whole[k] for k in ("kind", "target", "spelling", "timestamp", "status", "outcome", "accepted")}
 
 
 def largest(facts: ScanFacts, variant: Variant, verdict: Verdict) -> Measurement | None:

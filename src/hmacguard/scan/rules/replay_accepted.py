@@ -17,29 +17,23 @@ when it lands on the same worker: one replay can pass or fail by chance.
 
 from __future__ import annotations
 
-from hmacguard.findings import Category, Finding, Severity
-from hmacguard.scan.model import ProbeKind
-from hmacguard.scan.rules.facts import ScanFacts, Thresholds, enforcement_brief, scan_finding
-from hmacguard.scan.rules.registry import scan_rule
+from hmacguard.findings import Finding, Severity
+from hmacguard.scan.model import EnforcementResult, ProbeKind
+from hmacguard.scan.rules.enforcement_rule import enforcement_rule
+from hmacguard.scan.rules.facts import ScanFacts, enforcement_brief, scan_finding
 
 
-@scan_rule(
+@enforcement_rule(
     id="replay-accepted",
     title="A replayed delivery is accepted again",
-    category=Category.AUTHENTICATION,
     severity=Severity.MEDIUM,
     cwe=(294,),
     remediation="Remember each processed delivery (its id when the signature covers it, otherwise "
     "its signature or a digest of the body) in a store every worker shares, for longer than the "
     "provider's retry window and the timestamp tolerance, and answer 409 to a repeat; release it when "
     "processing fails, so that the provider's retry still works.",
-    phases=("enforcement",),
-    owasp="API2:2023 Broken Authentication",
 )
-def check(facts: ScanFacts, th: Thresholds) -> Finding | None:
-    result = facts.enforcement
-    if result is None:
-        return None
+def check(facts: ScanFacts, result: EnforcementResult) -> Finding | None:
     first, again = result.first(ProbeKind.SIGNED), result.first(ProbeKind.REPLAY)
     if first is None or again is None or not (first.accepted and again.accepted):
         return None

@@ -22,29 +22,23 @@ reaches it through the proxy, not what reaches it from inside the network.
 
 from __future__ import annotations
 
-from hmacguard.findings import Category, Finding, Severity
-from hmacguard.scan.model import ProbeKind
-from hmacguard.scan.rules.facts import ScanFacts, Thresholds, enforcement_brief, scan_finding
-from hmacguard.scan.rules.registry import scan_rule
+from hmacguard.findings import Finding, Severity
+from hmacguard.scan.model import EnforcementResult, ProbeKind
+from hmacguard.scan.rules.enforcement_rule import enforcement_rule
+from hmacguard.scan.rules.facts import ScanFacts, enforcement_brief, scan_finding
 
 
-@scan_rule(
+@enforcement_rule(
     id="signature-bypass-path",
     title="Another spelling of the path skips signature verification",
-    category=Category.AUTHENTICATION,
     severity=Severity.CRITICAL,
     cwe=(288, 41),
     remediation="Decide that a request needs a signature on the route the router chose, not by "
     "comparing the raw path: protect the route or view itself, or normalise the path exactly as the "
     "server and router do (decoding, merged slashes, dot segments, case, trailing slash) and fail "
     "closed when in doubt.",
-    phases=("enforcement",),
-    owasp="API2:2023 Broken Authentication",
 )
-def check(facts: ScanFacts, th: Thresholds) -> Finding | None:
-    result = facts.enforcement
-    if result is None:
-        return None
+def check(facts: ScanFacts, result: EnforcementResult) -> Finding | None:
     unsigned = result.first(ProbeKind.UNSIGNED)
     if unsigned is None or unsigned.accepted or not unsigned.exchange.responded:
         return None

@@ -20,28 +20,22 @@ receiver that verifies some event types only is judged on that one.
 
 from __future__ import annotations
 
-from hmacguard.findings import Category, Finding, Severity
-from hmacguard.scan.model import ProbeKind
-from hmacguard.scan.rules.facts import ScanFacts, Thresholds, enforcement_brief, scan_finding
-from hmacguard.scan.rules.registry import scan_rule
+from hmacguard.findings import Finding, Severity
+from hmacguard.scan.model import EnforcementResult, ProbeKind
+from hmacguard.scan.rules.enforcement_rule import enforcement_rule
+from hmacguard.scan.rules.facts import ScanFacts, enforcement_brief, scan_finding
 
 
-@scan_rule(
+@enforcement_rule(
     id="signature-not-enforced",
     title="Requests without a valid signature are accepted",
-    category=Category.AUTHENTICATION,
     severity=Severity.CRITICAL,
     cwe=(347, 306),
     remediation="Verify the signature of every request before acting on it: refuse (400) when the "
     "header is missing or empty and (401) when it does not match; never skip the check because the "
     "header is absent.",
-    phases=("enforcement",),
-    owasp="API2:2023 Broken Authentication",
 )
-def check(facts: ScanFacts, th: Thresholds) -> Finding | None:
-    result = facts.enforcement
-    if result is None:
-        return None
+def check(facts: ScanFacts, result: EnforcementResult) -> Finding | None:
     asked = result.of(ProbeKind.UNSIGNED, ProbeKind.FORGED)
     accepted = [p for p in asked if p.accepted]
     if not accepted:

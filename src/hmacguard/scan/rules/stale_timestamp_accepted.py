@@ -18,28 +18,22 @@ clock: a receiver whose own clock is an hour off can accept the one ahead and re
 
 from __future__ import annotations
 
-from hmacguard.findings import Category, Finding, Severity
-from hmacguard.scan.model import ProbeKind
-from hmacguard.scan.rules.facts import ScanFacts, Thresholds, enforcement_brief, scan_finding
-from hmacguard.scan.rules.registry import scan_rule
+from hmacguard.findings import Finding, Severity
+from hmacguard.scan.model import EnforcementResult, ProbeKind
+from hmacguard.scan.rules.enforcement_rule import enforcement_rule
+from hmacguard.scan.rules.facts import ScanFacts, enforcement_brief, scan_finding
 
 
-@scan_rule(
+@enforcement_rule(
     id="stale-timestamp-accepted",
     title="Deliveries with a stale signed timestamp are accepted",
-    category=Category.AUTHENTICATION,
     severity=Severity.HIGH,
     cwe=(294, 345),
     remediation="Refuse a delivery whose signed timestamp is more than a few minutes from now, in the "
     "past or the future (the providers use 5 minutes), before comparing the signature; keep replay "
     "protection for at least that window.",
-    phases=("enforcement",),
-    owasp="API2:2023 Broken Authentication",
 )
-def check(facts: ScanFacts, th: Thresholds) -> Finding | None:
-    result = facts.enforcement
-    if result is None:
-        return None
+def check(facts: ScanFacts, result: EnforcementResult) -> Finding | None:
     stale = result.of(ProbeKind.STALE_PAST, ProbeKind.STALE_FUTURE)
     accepted = [p for p in stale if p.accepted]
     if not accepted:
