@@ -44,12 +44,13 @@ from hmacguard.errors import (
     UnsupportedEncoding,
 )
 from hmacguard.guard.body import DEFAULT_MAX_BODY, BoundedBody
+from hmacguard.guard.clients import client_address
 from hmacguard.guard.decision import Decision
 from hmacguard.guard.otel import OpenTelemetryMetrics
 from hmacguard.guard.policy import Accepted, Guard, Rejected
 from hmacguard.guard.problem import Problem, problem_for
 from hmacguard.guard.prometheus import PrometheusMetrics
-from hmacguard.guard.ratelimit import RateLimiter, client_address
+from hmacguard.guard.ratelimit import RateLimiter
 from hmacguard.guard.replay import Delivery, MemoryReplayStore, RedisReplayStore, ReplayStore
 from hmacguard.guard.signer import Signer
 from hmacguard.guard.verifier import Verification, VerifiedBody, Verifier

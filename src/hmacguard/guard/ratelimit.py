@@ -46,20 +46,19 @@ A store that cannot be reached answers 503 (fail closed) unless ``fail_open=True
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import logging
 import math
-import threading
 import time
 import warnings
-import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from hmacguard.errors import ConfigurationError, RateLimited, RequestRejected, StoreUnavailable
 from hmacguard.guard.breaker import CircuitBreaker, CircuitOpen, shared_breaker
-from hmacguard.guard.redis_urls import check_url, endpoint_key
+from hmacguard.guard.clients import Network, client_address, networks
+from hmacguard.guard.limit_stores import IN_FLIGHT_LUA, local_counts, redis_errors, storage_builder
+from hmacguard.guard.redis_urls import check_url
 
 if TYPE_CHECKING:
     from hmacguard.http import RequestHead
@@ -68,56 +67,7 @@ __all__ = ["RateLimiter", "RateState", "client_address"]
 
 log = logging.getLogger(__name__)
 
-_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _STRATEGIES = ("fixed-window", "moving-window", "sliding-window")
-
-
-def _networks(values: Sequence[str]) -> tuple[_Network, ...]:
-    out = []
-    for value in values:
-        try:
-            out.append(ipaddress.ip_network(value, strict=False))
-        except ValueError:
-            raise ConfigurationError(f"trusted_proxies: {value!r} is not a network") from None
-    return tuple(out)
-
-
-def _in(address: str, networks: tuple[_Network, ...]) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in net for net in networks)
-
-
-def client_address(
-    peer: str | None,
-    headers: Mapping[str, str],
-    *,
-    trusted_proxies: int | Sequence[str] | tuple[_Network, ...] = 0,
-) -> str:
-    """The client's address under the trust model in this module's docstring (``"unknown"`` if none).
-
-    ``headers`` must have lower-case names.
-    """
-    peer = peer or "unknown"
-    if not trusted_proxies:
-        return peer
-    forwarded = headers.get("x-forwarded-for", "")
-    hops = [h.strip() for h in forwarded.split(",") if h.strip()][-64:]
-    if isinstance(trusted_proxies, int):
-        return hops[-trusted_proxies] if len(hops) >= trusted_proxies else peer
-    nets = (
-        trusted_proxies
-        if trusted_proxies and not isinstance(trusted_proxies[0], str)
-        else _networks(trusted_proxies)  # type: ignore[arg-type]
-    )
-    if not _in(peer, nets):  # type: ignore[arg-type]
-        return peer
-    for hop in reversed(hops):
-        if not _in(hop, nets):  # type: ignore[arg-type]
-            return hop
-    return hops[0] if hops else peer
 
 
 @dataclass(frozen=True)
@@ -140,66 +90,6 @@ class RateState:
     remaining: tuple[tuple[str, int, int], ...]
     #: Whether this request is counted in flight against the failure budget (undone by :meth:`settle`).
     in_flight: bool = False
-
-
-# The in-flight counter on Redis: add ARGV[1], never below zero, and live ARGV[2] ms past its last use.
-_IN_FLIGHT_LUA = """
-local count = redis.call('INCRBY', KEYS[1], ARGV[1])
-if count < 0 then
-  redis.call('SET', KEYS[1], 0)
-  count = 0
-end
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return count
-"""
-
-
-def _redis_errors() -> tuple[type[BaseException], ...]:
-    # A limits storage built by the caller may not wrap its client's errors, and none wraps
-    # RedisClusterException (not a RedisError), what a Cluster client raises once every primary is gone.
-    try:
-        import redis
-    except ImportError:
-        return ()
-    return (redis.RedisError, redis.exceptions.RedisClusterException)
-
-
-def _storage(storage: Any, timeout: float, limits_storage: Any) -> tuple[Callable[[], Any], bool, str | None]:
-    """How to build the ``limits`` storage for ``storage``, whether it blocks, and its breaker's key.
-
-    ``storage``: a URL (``memory://``, ``redis://``, ``redis+cluster://``, ``redis+sentinel://``, or
-    any other ``limits`` reads), a ``limits`` storage object, or a redis-py client (a ``Redis``, or a
-    Sentinel's ``master_for``), whose connection pool is then shared.
-    """
-    if isinstance(storage, str):
-        blocking = not storage.startswith("memory://")
-        options: dict[str, float | str | bool] = {"wrap_exceptions": True}
-        if blocking:
-            options.update(socket_timeout=timeout, socket_connect_timeout=timeout)
-
-        def build() -> Any:
-            from limits.errors import StorageError
-
-            outage: tuple[type[BaseException], ...] = (StorageError, OSError, *_redis_errors())
-            try:
-                return limits_storage.storage_from_string(storage, **options)
-            except outage:
-                raise  # the store is down: an outage, for the breaker to judge
-            except Exception as exc:  # limits raises its own ConfigurationError and ValueError alike
-                raise ConfigurationError(f"rate-limit storage {storage!r}: {exc}") from None
-
-        return build, blocking, endpoint_key(storage) if blocking else None
-    if isinstance(storage, limits_storage.Storage):
-        blocking = not isinstance(storage, limits_storage.MemoryStorage)
-        return (lambda: storage), blocking, f"object:{id(storage)}" if blocking else None
-    pool = getattr(storage, "connection_pool", None)
-    if pool is not None and callable(getattr(storage, "execute_command", None)):
-        built = limits_storage.RedisStorage("redis://", connection_pool=pool, wrap_exceptions=True)
-        return (lambda: built), True, f"client:{id(storage)}"
-    raise ConfigurationError(
-        "rate-limit storage must be a URL, a limits storage, or a redis-py client with a connection "
-        f"pool (for a Redis Cluster, pass its redis+cluster:// URL), not {type(storage).__name__}"
-    )
 
 
 class RateLimiter:
@@ -249,8 +139,8 @@ class RateLimiter:
         self._budgets = {b.name: b for b in budgets}
         if isinstance(trusted_proxies, bool) or (isinstance(trusted_proxies, int) and trusted_proxies < 0):
             raise ConfigurationError("trusted_proxies must be a count >= 0 or a list of networks")
-        self._trusted: int | tuple[_Network, ...] = (
-            trusted_proxies if isinstance(trusted_proxies, int) else _networks(trusted_proxies)
+        self._trusted: int | tuple[Network, ...] = (
+            trusted_proxies if isinstance(trusted_proxies, int) else networks(trusted_proxies)
         )
         if isinstance(trusted_proxies, int) and trusted_proxies > 0:
             warnings.warn(
@@ -269,7 +159,7 @@ class RateLimiter:
             self._key_func, self._key_header = None, key[7:].strip().lower()
         else:
             raise ConfigurationError("key must be 'client', 'header:<Name>' or a callable")
-        build, self.blocking, breaker_key = _storage(storage, timeout, limits_storage)
+        build, self.blocking, breaker_key = storage_builder(storage, timeout, limits_storage)
         self._strategy: Any = {
             "fixed-window": strategies.FixedWindowRateLimiter,
             "moving-window": strategies.MovingWindowRateLimiter,
@@ -290,7 +180,7 @@ class RateLimiter:
             StorageError,
             OSError,
             ConnectionError,
-            *_redis_errors(),
+            *redis_errors(),
         )
         # What makes the store unavailable: its errors, or the breaker refusing to try.
         self._unavailable: tuple[type[BaseException], ...] = (*self._errors, CircuitOpen)
@@ -310,7 +200,7 @@ class RateLimiter:
         # In-process storage: the count lives beside it, exact and without expiry (a storage key's
         # expiry is set when it is created and never moved, so it would lapse under steady load
         # with requests in flight, which then stop counting). The process is its only writer.
-        self._local_in_flight = None if self.blocking else _local_counts(self._storage)
+        self._local_in_flight = None if self.blocking else local_counts(self._storage)
         self._redis_storage = lazy or isinstance(self._storage, limits_storage.RedisStorage)
         self._in_flight_lua: Any = None
 
@@ -437,7 +327,7 @@ class RateLimiter:
         is touched. (limits' own ``incr`` sets the expiry only when a counter starts, so with steady
         traffic the key lapsed with requests in flight, and their decrements went below zero.)"""
         if self._in_flight_lua is None and self._redis_storage:
-            self._in_flight_lua = self._storage.get_connection().register_script(_IN_FLIGHT_LUA)
+            self._in_flight_lua = self._storage.get_connection().register_script(IN_FLIGHT_LUA)
         return self._in_flight_lua
 
     def settle(self, state: RateState, received: int, *, failed: bool) -> None:
@@ -496,39 +386,3 @@ class RateLimiter:
         self._call(lambda: self._storage.reset(), None)
         if self._local_in_flight is not None:
             self._local_in_flight.clear()
-
-
-class _LocalCounts:
-    """Counters that stop at zero and never expire, for one in-process storage (thread-safe)."""
-
-    __slots__ = ("_counts", "_lock")
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._counts: dict[str, int] = {}
-
-    def add(self, key: str, delta: int) -> int:
-        with self._lock:
-            value = max(0, self._counts.get(key, 0) + delta)
-            if value:
-                self._counts[key] = value
-            else:
-                self._counts.pop(key, None)
-            return value
-
-    def clear(self) -> None:
-        with self._lock:
-            self._counts.clear()
-
-
-#: One set of in-flight counts per in-process storage, shared by the limiters that share it.
-_LOCAL_COUNTS: weakref.WeakKeyDictionary[Any, _LocalCounts] = weakref.WeakKeyDictionary()
-_LOCAL_COUNTS_LOCK = threading.Lock()
-
-
-def _local_counts(storage: Any) -> _LocalCounts:
-    with _LOCAL_COUNTS_LOCK:
-        counts = _LOCAL_COUNTS.get(storage)
-        if counts is None:
-            counts = _LOCAL_COUNTS[storage] = _LocalCounts()
-        return counts
