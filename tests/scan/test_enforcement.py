@@ -27,6 +27,8 @@ from hmacguard.scan import (
 from hmacguard.scan.analysis import ScanFacts, analyse
 from hmacguard.scan.bodies import PROBE_EVENT_TYPE, probe_event
 from hmacguard.scan.model import Stack, Variant
+from hmacguard.scan.probes.enforcement import RULE_OF
+from hmacguard.scan.rules import SCAN_RULES
 from hmacguard.scan.spellings import path_spellings, sibling_target
 from hmacguard.scan.wire import Exchange, Outcome
 from tests.scan import _wsgi
@@ -39,6 +41,13 @@ QUICK = Budget(seconds=30, request_timeout=2.0)
 
 
 # -- spellings and the probe event -------------------------------------------------------------------
+
+
+def test_the_phase_names_the_rules_it_leaves_untested_by_their_ids() -> None:
+    # The probes cannot import the rules (a cycle): their ids are spelled twice, and must agree.
+    assert set(RULE_OF.values()) == ENFORCEMENT_RULES
+    assert set(SCAN_RULES) >= ENFORCEMENT_RULES
+    assert all(SCAN_RULES[r].phases == ("enforcement",) for r in ENFORCEMENT_RULES)
 
 
 def test_spellings_of_a_path_keep_its_query_and_differ_from_it() -> None:

@@ -34,7 +34,7 @@ from hmacguard.scan.spellings import path_spellings, sibling_target
 from hmacguard.scan.wire import WireRequest
 from hmacguard.schemes import StreamingSigner, forged_headers
 
-__all__ = ["STALE_SECONDS", "run_enforcement"]
+__all__ = ["RULE_OF", "STALE_SECONDS", "run_enforcement"]
 
 #: How far from now the stale probes' timestamps are: well past every provider's tolerance (Stripe
 #: and Slack allow 5 minutes, Standard Webhooks 5 minutes too).
@@ -46,7 +46,7 @@ _SIBLINGS = 2
 _NOT_ENFORCED, _BYPASS = "signature-not-enforced", "signature-bypass-path"
 _REPLAY, _STALE = "replay-accepted", "stale-timestamp-accepted"
 #: The rule each kind of probe informs (a probe not sent leaves it untested).
-_RULE_OF = {
+RULE_OF = {
     ProbeKind.UNSIGNED: _NOT_ENFORCED, ProbeKind.FORGED: _NOT_ENFORCED,
     ProbeKind.SIBLING: _BYPASS, ProbeKind.SPELLING: _BYPASS,
     ProbeKind.SIGNED: _REPLAY, ProbeKind.REPLAY: _REPLAY,
@@ -83,7 +83,7 @@ class _Phase:
             why = "would not fit the byte budget"
         if why is not None:
             prober.skip(what, why)
-            self.untested(_RULE_OF[kind], f"not every probe was sent: {why}")
+            self.untested(RULE_OF[kind], f"not every probe was sent: {why}")
             return None
         request = WireRequest(
             prober.target.method, target, prober.headers(headers, self.content_type),
