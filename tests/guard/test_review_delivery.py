@@ -95,14 +95,10 @@ def test_fastapi_install_a_background_task_that_fails_after_a_200_does_not_reope
     assert calls == [1]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="without install() the dependency settles when FastAPI closes it, after the response and its "
-    "background tasks; a task's exception is thrown into it as if the endpoint had raised (docs/guide.md "
-    "now says to use install() there). Proposed: have the dependency refuse to settle by itself on a "
-    "route with background tasks, or register the settlement as the first background task.",
-)
 def test_fastapi_dependency_without_install_a_failing_background_task_does_not_reopen_the_delivery() -> None:
+    """Without install() the dependency is closed after the response and its background tasks, and a
+    task's exception is thrown into it as if the endpoint had raised: it now commits as the first
+    background task instead."""
     calls: list[int] = []
     app = FastAPI()
     dependency = VerifiedBodyDependency(verifier=Verifier("github", secrets=SECRET))

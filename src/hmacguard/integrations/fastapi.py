@@ -31,7 +31,8 @@ the middleware answers, and settles each delivery by the response status: its re
 committed when the response is below 500 and released on a 5xx or an exception, so the sender's
 retry is processed. Without :func:`install` FastAPI's default handler still sends the right status
 and headers (the problem under ``detail``), and the dependency settles by itself: released when
-the endpoint raises, committed when it returns (a 5xx *returned* without raising is not seen).
+the endpoint raises, committed as the first background task when it returns, so a failing task of
+the endpoint's own cannot reopen it (a 5xx *returned* without raising is not seen).
 """
 
 # No ``from __future__ import annotations`` here: FastAPI reads the dependency's signature at run
@@ -40,7 +41,7 @@ import json
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi import BackgroundTasks, FastAPI, HTTPException, Request, Response
 from starlette.responses import Response as StarletteResponse
 
 from hmacguard.guard.decision import DecisionSink
@@ -169,7 +170,9 @@ class VerifiedBodyDependency:
     ) -> None:
         self.guard = Guard(verifier, rate_limiter=rate_limiter, on_decision=on_decision)
 
-    async def __call__(self, request: Request, response: Response) -> AsyncIterator[VerifiedBody]:
+    async def __call__(
+        self, request: Request, response: Response, background: BackgroundTasks
+    ) -> AsyncIterator[VerifiedBody]:
         already: VerifiedBody | None = request.scope.get(VERIFIED_KEY)
         if already is not None:
             yield already  # the middleware verified it, and settles and releases it
@@ -182,6 +185,11 @@ class VerifiedBodyDependency:
         settled_by_middleware = isinstance(pending, list)
         if isinstance(pending, list):
             pending.append(outcome)
+        else:
+            # Without install(): committed as the first background task -- the endpoint returned
+            # and its answer was sent -- before the endpoint's own tasks, whose failure must not
+            # reopen a delivery that was processed (FastAPI closes this dependency after them).
+            background.add_task(settle, outcome, True)
         raised = True
         try:
             request.scope[VERIFIED_KEY] = body
