@@ -62,11 +62,20 @@ class Cluster:
         return "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in self.ports)
 
 
+def _ephemeral_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def _free_cluster_port() -> int:
-    """A free port whose cluster-bus twin (port + 10000) is free too: kernel-chosen ports are often
-    above 55535, which Redis Cluster refuses."""
+    """A free port whose cluster-bus twin (port + 10000) is free too, both below the kernel's
+    ephemeral range: kernel-chosen ports are often above 55535, which Redis Cluster refuses, and a
+    twin inside the range could be taken by any outgoing connection before the node binds it."""
+    top = _ephemeral_start() - 10000 - 1
     for _ in range(200):
-        port = random.randint(20000, 29999)
+        port = random.randint(10000, max(10001, top))
         with contextlib.ExitStack() as stack:
             try:
                 for candidate in (port, port + 10000):

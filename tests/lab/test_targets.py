@@ -26,7 +26,9 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module", params=list(TARGETS))
 def lab(request: pytest.FixtureRequest) -> Iterator[RunningTarget]:
-    with run_target(request.param) as running:
+    # The guarded targets' request budget (600/minute) would stop the retention rounds; raised here
+    # (a lab knob the other targets ignore).
+    with run_target(request.param, env={"HMACGUARD_LAB_RATE": "100000/minute"}) as running:
         yield running
 
 
@@ -100,14 +102,18 @@ def _warm_every_worker(lab: RunningTarget, *, at_least: int = 100, at_most: int 
 
 def test_retention_over_200_requests(lab: RunningTarget) -> None:
     t = lab.target
-    warm = _warm_every_worker(lab)  # reaches each worker's first high-water mark
+    _warm_every_worker(lab)  # reaches each worker's first high-water mark
+    # A first round lets the allocators settle (on a loaded machine pymalloc and glibc kept growing
+    # by 1-1.6 MiB through it, with nothing retained); the second is the one judged. A target that
+    # keeps every body grows by the body in both.
+    settled = _round(lab, 200)
     measured = _round(lab, 200)
-    per_request = (measured.last - warm.last) / 200
+    per_request = (measured.last - settled.last) / 200
     if t.retains:
         assert per_request >= 32 * KiB, f"{t.name} should keep each body: {per_request:.0f} B/request"
     else:
         tolerance = 1 * MiB + t.runtime_float
-        assert measured.peak <= warm.peak + tolerance, (
-            f"{t.name} grew past its first high-water mark: {warm.peak} -> {measured.peak} "
+        assert measured.peak <= settled.peak + tolerance, (
+            f"{t.name} grew past its settled high-water mark: {settled.peak} -> {measured.peak} "
             f"({per_request:.0f} B/request)"
         )
