@@ -182,3 +182,38 @@ def test_non_ascii_digit_content_length_with_a_rate_limiter_is_400() -> None:
     environ = {"CONTENT_LENGTH": "\xb2", "HTTP_X_HUB_SIGNATURE_256": "sha256=" + "0" * 64}
     response = app.test_client().post("/decorated", data=b"{}", environ_overrides=environ)
     assert response.status_code == 400
+
+
+def test_the_werkzeug_cache_names_the_late_path_clears_are_still_werkzeugs() -> None:
+    """Pin for integrations/flask.py's one private use: the names it drops from a request's
+    __dict__ are the attributes Werkzeug caches the raw body under, in the version installed."""
+    from werkzeug.utils import cached_property
+    from werkzeug.wrappers import Request as WerkzeugRequest
+
+    for name in ("stream", "content_length", "form", "files"):
+        assert isinstance(getattr(WerkzeugRequest, name, None), cached_property), name
+    app = Flask(__name__)
+    with app.test_request_context("/", method="POST", data=b"raw"):
+        assert request.get_data() == b"raw"
+        assert "_cached_data" in request.__dict__
+
+
+def test_a_decorated_view_called_directly_is_verified_at_the_call() -> None:
+    """The last line of defence: an unprotected view that calls a decorated one by hand."""
+    app = Flask(__name__)
+    guard = HmacGuard(app, verifier=Verifier("github", secrets=SECRET))
+
+    @guard.protected
+    def receiver() -> dict[str, Any]:
+        return {"body": request.get_data(as_text=True)}
+
+    @app.post("/proxy")
+    def proxy() -> Any:
+        request.content_length  # Werkzeug caches the raw length (and stream) here
+        return receiver()
+
+    body = b'{"n": 1}'
+    signed = app.test_client().post("/proxy", data=body, headers=sign_body("github", SECRET, body))
+    assert signed.status_code == 200 and signed.json == {"body": body.decode()}
+    unsigned = app.test_client().post("/proxy", data=b'{"n": 2}')
+    assert unsigned.status_code == 400 and unsigned.content_type == "application/problem+json"

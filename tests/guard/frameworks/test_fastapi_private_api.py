@@ -1,0 +1,54 @@
+"""Pin for integrations/fastapi.py's one private Starlette name: ``Request._receive``, the channel
+``stream()`` / ``body()`` / ``json()`` read. The dependency points it at the verified body, chunk by
+chunk, so a spooled body is streamed from its file and never loaded whole by the guard."""
+
+# No ``from __future__ import annotations``: FastAPI resolves the endpoint's annotations at run time.
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request
+
+from hmacguard import VerifiedBody, Verifier
+from hmacguard.integrations.fastapi import VerifiedBodyDependency, install
+from hmacguard.schemes import sign_body
+
+from .._inprocess import asgi_request
+
+SECRET = "fastapi-private-api"
+
+
+def test_starlette_request_reads_what_its_receive_channel_gives() -> None:
+    import asyncio
+
+    async def run() -> bytes:
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"from the socket", "more_body": False}
+
+        async def verified() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"verified", "more_body": False}
+
+        request = Request({"type": "http", "method": "POST", "headers": []}, receive)
+        request._receive = verified  # the name the dependency sets
+        return await request.body()
+
+    assert asyncio.run(run()) == b"verified"
+
+
+def test_a_spooled_body_streams_to_the_endpoint_in_chunks() -> None:
+    chunk_sizes: list[int] = []
+    app = FastAPI()
+    install(app)
+    verified = VerifiedBodyDependency(
+        verifier=Verifier("github", secrets=SECRET, spool_threshold=1024, chunk_size=4096)
+    )
+
+    @app.post("/webhook")
+    async def webhook(request: Request, body: Annotated[VerifiedBody, Depends(verified)]) -> dict[str, Any]:
+        async for piece in request.stream():
+            if piece:
+                chunk_sizes.append(len(piece))
+        return {"spooled": body.file.spooled, "size": body.size}
+
+    payload = b"x" * 20_000
+    response = asgi_request(app, payload, sign_body("github", SECRET, payload))
+    assert response.status == 200 and response.json() == {"spooled": True, "size": 20_000}
+    assert sum(chunk_sizes) == 20_000 and max(chunk_sizes) <= 4096
