@@ -23,6 +23,7 @@ timeout and the replay check) for callers that hold the body as bytes, a file or
 from __future__ import annotations
 
 import hmac
+import io
 import time
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
 from typing import Literal, Protocol
@@ -65,18 +66,22 @@ class _Readable(Protocol):
 
 
 class VerifiedBody:
-    """A body whose signature has been verified: a read-only binary file plus what was learned.
+    """A body whose signature has been verified: a binary file plus what was learned.
 
-    ``file`` is what the integrations hand to the application (``wsgi.input``); ``close()`` releases
-    the memory or the temporary file, and the integrations call it when the request ends.
+    ``file`` is what the integrations hand to the application (``wsgi.input``): a body that arrived
+    in one read of at most one chunk is an :class:`io.BytesIO` over the bytes received (the usual
+    small delivery; nothing to build, fill and walk in Python), any other a read-only
+    :class:`~hmacguard.guard.body.BoundedBody` (in memory, or spooled to a temporary file). Both are
+    seekable binary files. ``close()`` releases the memory or the temporary file, and the
+    integrations call it when the request ends.
     """
 
     __slots__ = ("file", "key_index", "message_id", "scheme", "size", "timestamp")
 
     def __init__(
         self,
-        file: BoundedBody,
-        *,
+        file: BoundedBody | io.BytesIO,
+        size: int,
         scheme: str,
         key_index: int,
         timestamp: int | None,
@@ -84,7 +89,7 @@ class VerifiedBody:
     ) -> None:
         self.file = file
         #: Bytes in the (inflated) body.
-        self.size = file.size
+        self.size = size
         self.scheme = scheme
         #: Which of the verifier's secrets matched (0 is the current one; more means a rotation is due).
         self.key_index = key_index
@@ -124,7 +129,7 @@ class Verification:
     """
 
     __slots__ = (
-        "_digest", "_eof", "_inflater", "_macs", "_result", "_verifier", "body", "claim",
+        "_digest", "_eof", "_inflater", "_macs", "_result", "_verifier", "_whole", "body", "claim",
         "content_length", "deadline", "received",
     )  # fmt: skip
 
@@ -151,8 +156,10 @@ class Verification:
             for mac in self._macs:
                 mac.update(claim.prefix)
         self._inflater = GzipInflater(limit=verifier.max_inflated_body) if gzip else None
-        limit = verifier.max_inflated_body if gzip else verifier.max_body
-        self.body = BoundedBody(limit=limit, spool_threshold=verifier.spool_threshold)
+        #: The buffer of a body that did not arrive whole in one read (built at its first chunk).
+        self.body: BoundedBody | None = None
+        #: A body that did (see feed()).
+        self._whole: bytes | None = None
         self._eof = content_length == 0
         self._result: VerifiedBody | None = None
         self._digest = b""
@@ -202,13 +209,33 @@ class Verification:
             )
         for mac in self._macs:
             mac.update(chunk)
+        if (
+            n == self.content_length
+            and n <= self._verifier._whole_limit
+            and self._inflater is None
+            and type(chunk) is bytes
+        ):
+            # The whole declared body in the first read, the usual way of a small delivery: kept
+            # as received and handed over as a BytesIO (finish()). Every check above and in
+            # finish() is the same for it; only the buffer differs (tests/guard/test_fast_paths.py).
+            self._whole = chunk
+            self._eof = True
+            return
+        body = self.body
+        if body is None:
+            body = self.body = self._new_body()
         if self._inflater is None:
-            self.body.append(chunk)
+            body.append(chunk)
         else:
             for piece in self._inflater.feed(bytes(chunk)):
-                self.body.append(piece)
+                body.append(piece)
         if self.content_length is not None and self.received == self.content_length:
             self._eof = True
+
+    def _new_body(self) -> BoundedBody:
+        v = self._verifier
+        limit = v.max_body if self._inflater is None else v.max_inflated_body
+        return BoundedBody(limit=limit, spool_threshold=v.spool_threshold)
 
     def finish(self, *, now: float | None = None) -> VerifiedBody:
         """Check the signature (constant time, every secret) and the timestamp again."""
@@ -219,6 +246,8 @@ class Verification:
         # A body that arrived whole, but late (a drip inside one blocking read), is still too slow.
         self.time_left()
         if self._inflater is not None:
+            if self.body is None:
+                self.body = self._new_body()
             for piece in self._inflater.finish():
                 self.body.append(piece)
         match = -1
@@ -235,13 +264,16 @@ class Verification:
         claim = self.claim
         if claim.timestamp is not None:
             self._verifier.check_timestamp(claim, now=now)
-        self.body.seal()
+        body = self.body
+        if body is None:  # the body arrived in one read, or is empty
+            whole = self._whole if self._whole is not None else b""
+            file: BoundedBody | io.BytesIO = io.BytesIO(whole)
+            size = len(whole)
+        else:
+            body.seal()
+            file, size = body, body.size
         self._result = VerifiedBody(
-            self.body,
-            scheme=self._verifier.scheme.name,
-            key_index=match,
-            timestamp=claim.timestamp,
-            message_id=claim.message_id,
+            file, size, self._verifier.scheme.name, match, claim.timestamp, claim.message_id
         )
         return self._result
 
@@ -263,7 +295,11 @@ class Verification:
 
     def abort(self) -> None:
         """Release the body, verified or not: the request is refused or abandoned (idempotent)."""
-        self.body.close()
+        self._whole = None
+        if self.body is not None:
+            self.body.close()
+        if self._result is not None:
+            self._result.close()
 
 
 class Verifier:
@@ -322,6 +358,9 @@ class Verifier:
         self.allow_gzip = bool(allow_gzip)
         self.spool_threshold = validate_size("spool_threshold", spool_threshold, minimum=0)
         self.chunk_size = validate_size("chunk_size", chunk_size)
+        #: The largest body kept as the one chunk it arrived in (never more than a chunk: iterating
+        #: a BytesIO yields lines as long as the body, a BoundedBody at most a chunk).
+        self._whole_limit = min(self.chunk_size, self.spool_threshold)
         for name, value in (("tolerance", tolerance), ("future_tolerance", future_tolerance)):
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
                 raise ConfigurationError(f"{name} must be a non-negative number of seconds")
