@@ -288,10 +288,10 @@ class Verification:
         """
         if self._result is None:
             return None
-        name = self._verifier.scheme.name
-        if self.claim.message_id is not None and self._verifier.scheme.signs_message_id:
-            return f"{name}:id:{self.claim.message_id}"
-        return f"{name}:sig:{self._digest[:16].hex()}"
+        verifier = self._verifier
+        if self.claim.message_id is not None and verifier.scheme.signs_message_id:
+            return f"{verifier.scheme.name}:id:{self.claim.message_id}"
+        return verifier._digest_key_prefix + self._digest[:16].hex()
 
     def abort(self) -> None:
         """Release the body, verified or not: the request is refused or abandoned (idempotent)."""
@@ -390,6 +390,7 @@ class Verifier:
         self._holds = isinstance(self.replay, HoldingReplayStore)
         self.clock = clock
         self._keyed: dict[str, tuple[Mac, ...]] = {}
+        self._digest_key_prefix = f"{self.scheme.name}:sig:"
         self._timestamped = self.scheme.timestamped
 
     def keyed_macs(self, algorithm: str) -> tuple[Mac, ...]:
