@@ -137,7 +137,6 @@ class Verification:
         self,
         verifier: Verifier,
         claim: SignatureClaim,
-        *,
         content_length: int | None,
         gzip: bool,
         started: float,
@@ -150,7 +149,7 @@ class Verification:
         #: ``time.monotonic()`` value after which the body is too slow (``None``: no timeout).
         self.deadline = None if verifier.body_timeout is None else started + verifier.body_timeout
         # Copying a keyed HMAC costs less than keying a new one (no key padding, no two hash inits).
-        bases = verifier.keyed_macs(claim.algorithm)
+        bases = verifier._keyed.get(claim.algorithm) or verifier.keyed_macs(claim.algorithm)
         self._macs = [bases[0].copy()] if len(bases) == 1 else [base.copy() for base in bases]
         if claim.prefix:
             for mac in self._macs:
@@ -433,12 +432,8 @@ class Verifier:
         if claim.timestamp is not None or self._timestamped:
             self.check_timestamp(claim)
         return Verification(
-            self,
-            claim,
-            content_length=length,
-            gzip=gzip,
-            started=time.monotonic() if started is None else started,
-        )
+            self, claim, length, gzip, time.monotonic() if started is None else started
+        )  # positional: keyword arguments cost a dict unpacking per request
 
     def check_timestamp(self, claim: SignatureClaim, *, now: float | None = None) -> None:
         """Refuse a signed timestamp too old or too far ahead (400); no-op for untimestamped schemes."""

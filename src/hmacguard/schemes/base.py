@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import uuid
 from abc import ABC, abstractmethod
@@ -26,6 +27,7 @@ __all__ = [
     "SignatureClaim",
     "header_value",
     "lowered",
+    "make_claim",
     "parse_timestamp",
     "unb64",
     "unhex",
@@ -52,6 +54,12 @@ class SignatureClaim(NamedTuple):
     prefix: bytes
     timestamp: int | None = None
     message_id: str | None = None
+
+
+#: ``make_claim((algorithm, signatures, prefix, timestamp, message_id))``: a :class:`SignatureClaim`
+#: from all five fields, built in C -- the named tuple's own ``__new__`` is a Python function reached
+#: through ``type.__call__``, twice the cost, on every request's parse.
+make_claim = functools.partial(tuple.__new__, SignatureClaim)
 
 
 def header_value(headers: Mapping[str, str], name: str) -> str:

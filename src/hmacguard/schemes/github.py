@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from hmacguard.errors import SignatureMalformed
-from hmacguard.schemes.base import Scheme, SignatureClaim, header_value, lowered, unhex
+from hmacguard.schemes.base import Scheme, SignatureClaim, header_value, lowered, make_claim, unhex
 
 __all__ = ["GitHubScheme"]
 
@@ -36,7 +36,7 @@ class GitHubScheme(Scheme):
             else:
                 # fromhex skips whitespace between pairs: only 32 bytes mean 64 hex digits.
                 if len(sig) == 32:
-                    return SignatureClaim("sha256", (sig,), b"", None, delivery.strip() if delivery else None)
+                    return make_claim(("sha256", (sig,), b"", None, delivery.strip() if delivery else None))
         value = header_value(h, self.header)
         kind, sep, digest = value.partition("=")
         if not sep or kind.strip().lower() != "sha256":
