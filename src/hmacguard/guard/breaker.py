@@ -20,6 +20,7 @@ so an outage is logged once per window, not once per call.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -27,7 +28,7 @@ from typing import TypeVar
 
 from hmacguard.errors import ConfigurationError
 
-__all__ = ["CircuitBreaker", "CircuitOpen", "shared_breaker"]
+__all__ = ["CircuitBreaker", "CircuitOpen", "call_store", "shared_breaker"]
 
 T = TypeVar("T")
 
@@ -101,3 +102,33 @@ def shared_breaker(key: str, *, reset_after: float) -> CircuitBreaker:
         if breaker is None:
             breaker = _SHARED[key] = CircuitBreaker(reset_after=reset_after)
         return breaker
+
+
+def call_store(
+    breaker: CircuitBreaker,
+    func: Callable[[], T],
+    fallback: T,
+    *,
+    errors: tuple[type[BaseException], ...],
+    fail_open: bool,
+    store: str,
+    log: logging.Logger,
+) -> T:
+    """``func()`` through ``breaker``; when the store is unavailable (one of ``errors``, or the breaker
+    open), ``fallback`` if ``fail_open``, else :class:`~hmacguard.errors.StoreUnavailable` (503).
+
+    The call that opened the breaker is logged as a warning; the calls it refused, at debug level.
+    ``store`` names it in the log and the refusal ("replay store", "rate-limit store").
+    """
+    from hmacguard.errors import StoreUnavailable
+
+    unavailable: tuple[type[BaseException], ...] = (*errors, CircuitOpen)
+    try:
+        return breaker.call(func, errors)
+    except unavailable as exc:
+        level = logging.DEBUG if isinstance(exc, CircuitOpen) else logging.WARNING
+        if fail_open:
+            log.log(level, "%s unavailable, passing (fail-open): %s", store, type(exc).__name__)
+            return fallback
+        log.log(level, "%s unavailable, answering 503: %s", store, type(exc).__name__)
+        raise StoreUnavailable(f"the {store} is unavailable") from None

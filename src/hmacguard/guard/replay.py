@@ -34,8 +34,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
-from hmacguard.errors import ConfigurationError, StoreUnavailable
-from hmacguard.guard.breaker import CircuitOpen, shared_breaker
+from hmacguard.errors import ConfigurationError
+from hmacguard.guard.breaker import call_store, shared_breaker
 from hmacguard.guard.redis_urls import check_url, endpoint_key, redis_client
 
 if TYPE_CHECKING:
@@ -284,8 +284,6 @@ class RedisReplayStore:
             redis_module.exceptions.RedisClusterException,
             OSError,
         )
-        # What makes the store unavailable: its errors, or the breaker refusing to try (CircuitOpen).
-        self._unavailable = (*self._errors, CircuitOpen)
         self._url = url
         self._timeout = timeout
         self._client: Any = client
@@ -316,16 +314,15 @@ class RedisReplayStore:
         return self._scripts[index]
 
     def _call(self, func: Callable[[], _T], fallback: _T) -> _T:
-        try:
-            return self.breaker.call(func, self._errors)
-        except self._unavailable as exc:
-            # The call that opened the breaker is worth a warning; the ones it refused, not again.
-            level = logging.DEBUG if isinstance(exc, CircuitOpen) else logging.WARNING
-            if self.fail_open:
-                log.log(level, "replay store unavailable, passing (fail-open): %s", type(exc).__name__)
-                return fallback
-            log.log(level, "replay store unavailable, answering 503: %s", type(exc).__name__)
-            raise StoreUnavailable("the replay store is unavailable") from None
+        return call_store(
+            self.breaker,
+            func,
+            fallback,
+            errors=self._errors,
+            fail_open=self.fail_open,
+            store="replay store",
+            log=log,
+        )
 
     def _set_new(self, key: str, value: str, ttl: float) -> bool:
         return bool(self.client.set(self.prefix + key, value, nx=True, px=_ms(ttl)))
