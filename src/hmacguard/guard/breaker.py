@@ -24,11 +24,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import ClassVar, TypeVar
 
 from hmacguard.errors import ConfigurationError
 
-__all__ = ["CircuitBreaker", "CircuitOpen", "call_store", "shared_breaker"]
+__all__ = ["CircuitBreaker", "CircuitOpen", "StoreCalls", "shared_breaker"]
 
 T = TypeVar("T")
 
@@ -104,31 +104,32 @@ def shared_breaker(key: str, *, reset_after: float) -> CircuitBreaker:
         return breaker
 
 
-def call_store(
-    breaker: CircuitBreaker,
-    func: Callable[[], T],
-    fallback: T,
-    *,
-    errors: tuple[type[BaseException], ...],
-    fail_open: bool,
-    store: str,
-    log: logging.Logger,
-) -> T:
-    """``func()`` through ``breaker``; when the store is unavailable (one of ``errors``, or the breaker
-    open), ``fallback`` if ``fail_open``, else :class:`~hmacguard.errors.StoreUnavailable` (503).
+class StoreCalls:
+    """A store that can fail: its calls go through :attr:`breaker`; when the store is unavailable
+    (one of :attr:`store_errors`, or the breaker open) a call returns its fallback if
+    :attr:`fail_open`, else raises :class:`~hmacguard.errors.StoreUnavailable` (503).
 
-    The call that opened the breaker is logged as a warning; the calls it refused, at debug level.
-    ``store`` names it in the log and the refusal ("replay store", "rate-limit store").
+    The call that opened the breaker is logged as a warning on :attr:`store_log`; the calls it
+    refused, at debug level. :attr:`store_name` names the store in both and in the refusal.
     """
-    from hmacguard.errors import StoreUnavailable
 
-    unavailable: tuple[type[BaseException], ...] = (*errors, CircuitOpen)
-    try:
-        return breaker.call(func, errors)
-    except unavailable as exc:
-        level = logging.DEBUG if isinstance(exc, CircuitOpen) else logging.WARNING
-        if fail_open:
-            log.log(level, "%s unavailable, passing (fail-open): %s", store, type(exc).__name__)
-            return fallback
-        log.log(level, "%s unavailable, answering 503: %s", store, type(exc).__name__)
-        raise StoreUnavailable(f"the {store} is unavailable") from None
+    store_name: ClassVar[str]
+    store_log: ClassVar[logging.Logger]
+    breaker: CircuitBreaker
+    store_errors: tuple[type[BaseException], ...]
+    fail_open: bool
+
+    def _call(self, func: Callable[[], T], fallback: T) -> T:
+        from hmacguard.errors import StoreUnavailable
+
+        unavailable: tuple[type[BaseException], ...] = (*self.store_errors, CircuitOpen)
+        try:
+            return self.breaker.call(func, self.store_errors)
+        except unavailable as exc:
+            level = logging.DEBUG if isinstance(exc, CircuitOpen) else logging.WARNING
+            name = self.store_name
+            if self.fail_open:
+                self.store_log.log(level, "%s unavailable, passing (fail-open): %s", name, type(exc).__name__)
+                return fallback
+            self.store_log.log(level, "%s unavailable, answering 503: %s", name, type(exc).__name__)
+            raise StoreUnavailable(f"the {name} is unavailable") from None

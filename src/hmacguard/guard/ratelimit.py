@@ -55,7 +55,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from hmacguard.errors import ConfigurationError, RateLimited, RequestRejected
-from hmacguard.guard.breaker import CircuitBreaker, call_store, shared_breaker
+from hmacguard.guard.breaker import CircuitBreaker, StoreCalls, shared_breaker
 from hmacguard.guard.clients import Network, client_address, networks
 from hmacguard.guard.limit_stores import IN_FLIGHT_LUA, local_counts, redis_errors, storage_builder
 from hmacguard.guard.redis_urls import check_url
@@ -92,8 +92,11 @@ class RateState:
     in_flight: bool = False
 
 
-class RateLimiter:
+class RateLimiter(StoreCalls):
     """Per-client (or per-key-id) budgets, checked before the body is read. See the module docstring."""
+
+    store_name = "rate-limit store"
+    store_log = log
 
     def __init__(
         self,
@@ -176,7 +179,7 @@ class RateLimiter:
             check_url(storage)
         else:
             self._build()
-        self._errors: tuple[type[BaseException], ...] = (
+        self.store_errors: tuple[type[BaseException], ...] = (
             StorageError,
             OSError,
             ConnectionError,
@@ -240,16 +243,6 @@ class RateLimiter:
         return raw
 
     # -- store calls (may block on Redis) ---------------------------------------------------------
-    def _call(self, func: Callable[[], Any], fallback: Any) -> Any:
-        return call_store(
-            self.breaker,
-            func,
-            fallback,
-            errors=self._errors,
-            fail_open=self.fail_open,
-            store="rate-limit store",
-            log=log,
-        )
 
     def _retry_after(self, budget: _Budget, key: str) -> int:
         stats = self._call(

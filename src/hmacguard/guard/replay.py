@@ -35,7 +35,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from hmacguard.errors import ConfigurationError
-from hmacguard.guard.breaker import call_store, shared_breaker
+from hmacguard.guard.breaker import StoreCalls, shared_breaker
 from hmacguard.guard.redis_urls import check_url, endpoint_key, redis_client
 
 if TYPE_CHECKING:
@@ -242,7 +242,7 @@ return 0
 """
 
 
-class RedisReplayStore:
+class RedisReplayStore(StoreCalls):
     """Delivery ids in Redis, shared by every worker and host: ``SET <prefix><key> <token> NX PX <ms>``.
 
     Built from a URL -- one server (``redis://host:port/db``), a Cluster (``redis+cluster://...``)
@@ -256,6 +256,8 @@ class RedisReplayStore:
     """
 
     blocking = True
+    store_name = "replay store"
+    store_log = log
 
     def __init__(
         self,
@@ -279,7 +281,7 @@ class RedisReplayStore:
             ) from None
         # RedisClusterException is not a RedisError: a Cluster client that cannot re-read the slot
         # map (every primary gone) raises it, and that is an outage too.
-        self._errors: tuple[type[BaseException], ...] = (
+        self.store_errors: tuple[type[BaseException], ...] = (
             redis_module.RedisError,
             redis_module.exceptions.RedisClusterException,
             OSError,
@@ -312,17 +314,6 @@ class RedisReplayStore:
         if self._scripts is None:
             self._scripts = (self.client.register_script(_COMMIT), self.client.register_script(_RELEASE))
         return self._scripts[index]
-
-    def _call(self, func: Callable[[], _T], fallback: _T) -> _T:
-        return call_store(
-            self.breaker,
-            func,
-            fallback,
-            errors=self._errors,
-            fail_open=self.fail_open,
-            store="replay store",
-            log=log,
-        )
 
     def _set_new(self, key: str, value: str, ttl: float) -> bool:
         return bool(self.client.set(self.prefix + key, value, nx=True, px=_ms(ttl)))
