@@ -145,3 +145,31 @@ def asgi_request(
     body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
     headers_out = {k.decode("latin-1"): v.decode("latin-1") for k, v in start.get("headers", [])}
     return Response(start["status"], headers_out, body)
+
+
+async def asgi_status(app: Any, body: bytes, headers: list[tuple[bytes, bytes]]) -> int:
+    """One POST /webhook through ``app`` on the running loop, the body in one message; after it the
+    client stays (as a real server's receive() would block); returns the response status. For tests
+    that run several requests at once on one event loop."""
+    sent: list[dict[str, Any]] = []
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive() -> dict[str, Any]:
+        if messages:
+            return messages.pop()
+        await asyncio.sleep(3600)
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/webhook",
+        "query_string": b"",
+        "headers": headers,
+        "client": ("127.0.0.1", 1),
+    }
+    await app(scope, receive, send)
+    return int(sent[0]["status"])

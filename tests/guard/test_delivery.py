@@ -31,7 +31,7 @@ from hmacguard import (
 from hmacguard.integrations.fastapi import VerifiedBodyDependency, install
 from hmacguard.integrations.flask import HmacGuard
 
-from ._inprocess import asgi_request, wsgi_request
+from ._inprocess import asgi_request, asgi_status, wsgi_request
 from ._servers import RedisServer, redis_server
 
 SECRETS = {
@@ -185,27 +185,7 @@ def test_a_duplicate_arriving_while_the_first_is_processed_is_refused() -> None:
     headers.append((b"content-length", str(len(body)).encode()))
 
     async def one() -> int:
-        sent: list[dict[str, Any]] = []
-        messages = [{"type": "http.request", "body": body, "more_body": False}]
-
-        async def receive() -> dict[str, Any]:
-            if messages:
-                return messages.pop()
-            await asyncio.sleep(3600)
-            return {"type": "http.disconnect"}
-
-        async def send(message: dict[str, Any]) -> None:
-            sent.append(message)
-
-        scope = {
-            "type": "http",
-            "method": "POST",
-            "path": "/webhook",
-            "headers": headers,
-            "client": ("127.0.0.1", 1),
-        }
-        await guard(scope, receive, send)
-        return int(sent[0]["status"])
+        return await asgi_status(guard, body, headers)
 
     async def both() -> list[int]:
         first = asyncio.create_task(one())

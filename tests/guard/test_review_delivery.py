@@ -21,7 +21,7 @@ from hmacguard import ASGIGuard, MemoryReplayStore, RateLimiter, Signer, Verifie
 from hmacguard.integrations.fastapi import VerifiedBodyDependency, install
 from hmacguard.integrations.flask import HmacGuard
 
-from ._inprocess import asgi_request, wsgi_environ, wsgi_request
+from ._inprocess import asgi_request, asgi_status, wsgi_environ, wsgi_request
 
 SECRET = "review-delivery-secret"
 signer = Signer("github", secrets=SECRET)
@@ -134,28 +134,7 @@ def _replay_during_a_slow_background_task(make_app: Any, pending: float) -> tupl
     raw.append((b"content-length", str(len(body)).encode()))
 
     async def one() -> int:
-        sent: list[dict[str, Any]] = []
-        messages = [{"type": "http.request", "body": body, "more_body": False}]
-
-        async def receive() -> dict[str, Any]:
-            if messages:
-                return messages.pop()
-            await asyncio.sleep(3600)
-            return {"type": "http.disconnect"}
-
-        async def send(message: dict[str, Any]) -> None:
-            sent.append(message)
-
-        scope = {
-            "type": "http",
-            "method": "POST",
-            "path": "/webhook",
-            "query_string": b"",
-            "headers": raw,
-            "client": ("127.0.0.1", 1),
-        }
-        await app(scope, receive, send)
-        return int(sent[0]["status"])
+        return await asgi_status(app, body, raw)
 
     async def both() -> tuple[int, int]:
         first = asyncio.create_task(one())

@@ -20,14 +20,15 @@ so an outage is logged once per window, not once per call.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import ClassVar, TypeVar
 
 from hmacguard.errors import ConfigurationError
 
-__all__ = ["CircuitBreaker", "CircuitOpen", "shared_breaker"]
+__all__ = ["CircuitBreaker", "CircuitOpen", "StoreCalls", "shared_breaker"]
 
 T = TypeVar("T")
 
@@ -101,3 +102,34 @@ def shared_breaker(key: str, *, reset_after: float) -> CircuitBreaker:
         if breaker is None:
             breaker = _SHARED[key] = CircuitBreaker(reset_after=reset_after)
         return breaker
+
+
+class StoreCalls:
+    """A store that can fail: its calls go through :attr:`breaker`; when the store is unavailable
+    (one of :attr:`store_errors`, or the breaker open) a call returns its fallback if
+    :attr:`fail_open`, else raises :class:`~hmacguard.errors.StoreUnavailable` (503).
+
+    The call that opened the breaker is logged as a warning on :attr:`store_log`; the calls it
+    refused, at debug level. :attr:`store_name` names the store in both and in the refusal.
+    """
+
+    store_name: ClassVar[str]
+    store_log: ClassVar[logging.Logger]
+    breaker: CircuitBreaker
+    store_errors: tuple[type[BaseException], ...]
+    fail_open: bool
+
+    def _call(self, func: Callable[[], T], fallback: T) -> T:
+        from hmacguard.errors import StoreUnavailable
+
+        unavailable: tuple[type[BaseException], ...] = (*self.store_errors, CircuitOpen)
+        try:
+            return self.breaker.call(func, self.store_errors)
+        except unavailable as exc:
+            level = logging.DEBUG if isinstance(exc, CircuitOpen) else logging.WARNING
+            name = self.store_name
+            if self.fail_open:
+                self.store_log.log(level, "%s unavailable, passing (fail-open): %s", name, type(exc).__name__)
+                return fallback
+            self.store_log.log(level, "%s unavailable, answering 503: %s", name, type(exc).__name__)
+            raise StoreUnavailable(f"the {name} is unavailable") from None

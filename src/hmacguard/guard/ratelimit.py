@@ -54,8 +54,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from hmacguard.errors import ConfigurationError, RateLimited, RequestRejected, StoreUnavailable
-from hmacguard.guard.breaker import CircuitBreaker, CircuitOpen, shared_breaker
+from hmacguard.errors import ConfigurationError, RateLimited, RequestRejected
+from hmacguard.guard.breaker import CircuitBreaker, StoreCalls, shared_breaker
 from hmacguard.guard.clients import Network, client_address, networks
 from hmacguard.guard.limit_stores import IN_FLIGHT_LUA, local_counts, redis_errors, storage_builder
 from hmacguard.guard.redis_urls import check_url
@@ -92,8 +92,11 @@ class RateState:
     in_flight: bool = False
 
 
-class RateLimiter:
+class RateLimiter(StoreCalls):
     """Per-client (or per-key-id) budgets, checked before the body is read. See the module docstring."""
+
+    store_name = "rate-limit store"
+    store_log = log
 
     def __init__(
         self,
@@ -176,14 +179,12 @@ class RateLimiter:
             check_url(storage)
         else:
             self._build()
-        self._errors: tuple[type[BaseException], ...] = (
+        self.store_errors: tuple[type[BaseException], ...] = (
             StorageError,
             OSError,
             ConnectionError,
             *redis_errors(),
         )
-        # What makes the store unavailable: its errors, or the breaker refusing to try.
-        self._unavailable: tuple[type[BaseException], ...] = (*self._errors, CircuitOpen)
         # One breaker per store server, shared with a replay store on the same Redis.
         self.breaker = (
             shared_breaker(breaker_key, reset_after=breaker_reset)
@@ -242,17 +243,6 @@ class RateLimiter:
         return raw
 
     # -- store calls (may block on Redis) ---------------------------------------------------------
-    def _call(self, func: Callable[[], Any], fallback: Any) -> Any:
-        try:
-            return self.breaker.call(func, self._errors)
-        except self._unavailable as exc:
-            # The call that opened the breaker is worth a warning; the ones it refused, not again.
-            level = logging.DEBUG if isinstance(exc, CircuitOpen) else logging.WARNING
-            if self.fail_open:
-                log.log(level, "rate-limit store unavailable, passing (fail-open): %s", type(exc).__name__)
-                return fallback
-            log.log(level, "rate-limit store unavailable, answering 503: %s", type(exc).__name__)
-            raise StoreUnavailable("the rate-limit store is unavailable") from None
 
     def _retry_after(self, budget: _Budget, key: str) -> int:
         stats = self._call(

@@ -34,8 +34,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
-from hmacguard.errors import ConfigurationError, StoreUnavailable
-from hmacguard.guard.breaker import CircuitOpen, shared_breaker
+from hmacguard.errors import ConfigurationError
+from hmacguard.guard.breaker import StoreCalls, shared_breaker
 from hmacguard.guard.redis_urls import check_url, endpoint_key, redis_client
 
 if TYPE_CHECKING:
@@ -258,7 +258,7 @@ return 0
 """
 
 
-class RedisReplayStore:
+class RedisReplayStore(StoreCalls):
     """Delivery ids in Redis, shared by every worker and host: ``SET <prefix><key> <token> NX PX <ms>``.
 
     Built from a URL -- one server (``redis://host:port/db``), a Cluster (``redis+cluster://...``)
@@ -272,6 +272,8 @@ class RedisReplayStore:
     """
 
     blocking = True
+    store_name = "replay store"
+    store_log = log
 
     def __init__(
         self,
@@ -295,13 +297,11 @@ class RedisReplayStore:
             ) from None
         # RedisClusterException is not a RedisError: a Cluster client that cannot re-read the slot
         # map (every primary gone) raises it, and that is an outage too.
-        self._errors: tuple[type[BaseException], ...] = (
+        self.store_errors: tuple[type[BaseException], ...] = (
             redis_module.RedisError,
             redis_module.exceptions.RedisClusterException,
             OSError,
         )
-        # What makes the store unavailable: its errors, or the breaker refusing to try (CircuitOpen).
-        self._unavailable = (*self._errors, CircuitOpen)
         self._url = url
         self._timeout = timeout
         self._client: Any = client
@@ -330,18 +330,6 @@ class RedisReplayStore:
         if self._scripts is None:
             self._scripts = (self.client.register_script(_COMMIT), self.client.register_script(_RELEASE))
         return self._scripts[index]
-
-    def _call(self, func: Callable[[], _T], fallback: _T) -> _T:
-        try:
-            return self.breaker.call(func, self._errors)
-        except self._unavailable as exc:
-            # The call that opened the breaker is worth a warning; the ones it refused, not again.
-            level = logging.DEBUG if isinstance(exc, CircuitOpen) else logging.WARNING
-            if self.fail_open:
-                log.log(level, "replay store unavailable, passing (fail-open): %s", type(exc).__name__)
-                return fallback
-            log.log(level, "replay store unavailable, answering 503: %s", type(exc).__name__)
-            raise StoreUnavailable("the replay store is unavailable") from None
 
     def _set_new(self, key: str, value: str, ttl: float) -> bool:
         return bool(self.client.set(self.prefix + key, value, nx=True, px=_ms(ttl)))

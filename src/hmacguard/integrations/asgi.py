@@ -227,40 +227,6 @@ def verified_scope(scope: Scope, body: VerifiedBody) -> Scope:
     return new
 
 
-async def call_verified(
-    app: ASGIApp, scope: Scope, receive: Receive, send: Send, accepted: Accepted, chunk_size: int
-) -> None:
-    """Call ``app`` with the verified body; settle the delivery by its answer and release the body."""
-    body = accepted.body
-    extra = [(n.lower().encode("latin-1"), v.encode("latin-1")) for n, v in accepted.headers]
-    status: int | None = None
-
-    completion = ResponseCompletion()
-
-    async def send_watched(message: Message) -> None:
-        nonlocal status
-        if message.get("type") == "http.response.start":
-            status = int(message.get("status", 500))
-            if extra:
-                message = dict(message)
-                message["headers"] = [*message.get("headers", ()), *extra]
-        await send(message)
-        if completion.completes(message):
-            # The whole answer is out: settle now, not when the application returns -- background
-            # work runs until then, and must neither release an answered delivery nor outlast its hold.
-            await settle(accepted, processed(status))
-
-    failed = True
-    try:
-        await app(verified_scope(scope, body), replaying_receive(body, receive, chunk_size), send_watched)
-        failed = False
-    finally:
-        try:
-            await settle(accepted, not failed and processed(status))
-        finally:
-            body.close()
-
-
 class ResponseCompletion:
     """Tells the message that completes an ASGI response: the last body message (or a
     ``http.response.pathsend``), or the last trailers message when the start announced trailers."""
@@ -280,6 +246,60 @@ class ResponseCompletion:
         if kind == "http.response.trailers":
             return not message.get("more_trailers", False)
         return kind == "http.response.pathsend" and not self._trailers
+
+
+class AnswerWatch:
+    """Watches what an application sends, to settle deliveries by its answer.
+
+    ``send`` passes every message on (adding ``extra_headers`` to the response start) and notes the
+    status; the deliveries in ``pending`` are settled the moment the whole answer is out -- not when
+    the application returns, because background work runs until then and must neither release an
+    answered delivery nor outlast its hold -- or by :meth:`finish` when it never completes.
+    ``pending`` may still grow while the application runs (the FastAPI dependency appends to it).
+    """
+
+    def __init__(
+        self, send: Send, pending: list[Accepted], extra_headers: list[tuple[bytes, bytes]] | None = None
+    ) -> None:
+        self._send = send
+        self._pending = pending
+        self._extra = extra_headers
+        self._completion = ResponseCompletion()
+        self.status: int | None = None
+
+    async def send(self, message: Message) -> None:
+        if message.get("type") == "http.response.start":
+            self.status = int(message.get("status", 500))
+            if self._extra:
+                message = dict(message)
+                message["headers"] = [*message.get("headers", ()), *self._extra]
+        await self._send(message)
+        if self._completion.completes(message):
+            for accepted in self._pending:
+                await settle(accepted, processed(self.status))
+
+    async def finish(self, *, failed: bool) -> None:
+        """Settle what the answer did not (settling twice is a no-op)."""
+        for accepted in self._pending:
+            await settle(accepted, not failed and processed(self.status))
+
+
+async def call_verified(
+    app: ASGIApp, scope: Scope, receive: Receive, send: Send, accepted: Accepted, chunk_size: int
+) -> None:
+    """Call ``app`` with the verified body; settle the delivery by its answer and release the body."""
+    body = accepted.body
+    extra = [(n.lower().encode("latin-1"), v.encode("latin-1")) for n, v in accepted.headers]
+    watch = AnswerWatch(send, [accepted], extra)
+    failed = True
+    try:
+        await app(verified_scope(scope, body), replaying_receive(body, receive, chunk_size), watch.send)
+        failed = False
+    finally:
+        try:
+            await watch.finish(failed=failed)
+        finally:
+            body.close()
 
 
 async def settle(accepted: Accepted, was_processed: bool) -> None:

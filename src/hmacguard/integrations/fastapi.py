@@ -45,15 +45,14 @@ from fastapi import BackgroundTasks, FastAPI, HTTPException, Request, Response
 from starlette.responses import Response as StarletteResponse
 
 from hmacguard.guard.decision import DecisionSink
-from hmacguard.guard.policy import Accepted, Guard, Rejected, processed
+from hmacguard.guard.policy import Accepted, Guard, Rejected
 from hmacguard.guard.problem import PROBLEM_CONTENT_TYPE, Problem
 from hmacguard.guard.ratelimit import RateLimiter
 from hmacguard.guard.verifier import VerifiedBody, Verifier
 from hmacguard.integrations.asgi import (
     VERIFIED_KEY,
-    Message,
+    AnswerWatch,
     Receive,
-    ResponseCompletion,
     Scope,
     Send,
     guard_receive,
@@ -120,26 +119,13 @@ class DeliverySettler:
             return
         pending: list[Accepted] = []
         scope[PENDING_KEY] = pending
-        status: int | None = None
-        completion = ResponseCompletion()
-
-        async def send_watched(message: Message) -> None:
-            nonlocal status
-            if message.get("type") == "http.response.start":
-                status = int(message.get("status", 500))
-            await send(message)
-            if completion.completes(message):
-                # Settled when the answer is complete, before background tasks run (see asgi.py).
-                for accepted in pending:
-                    await settle(accepted, processed(status))
-
+        watch = AnswerWatch(send, pending)
         failed = True
         try:
-            await self.app(scope, receive, send_watched)
+            await self.app(scope, receive, watch.send)
             failed = False
         finally:
-            for accepted in pending:
-                await settle(accepted, not failed and processed(status))
+            await watch.finish(failed=failed)
 
 
 def _read_verified_body(request: Request, body: VerifiedBody, chunk_size: int) -> None:
