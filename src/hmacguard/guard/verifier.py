@@ -81,13 +81,17 @@ class VerifiedBody:
     def __init__(
         self,
         file: BoundedBody | io.BytesIO,
-        size: int,
         scheme: str,
         key_index: int,
         timestamp: int | None,
         message_id: str | None,
+        size: int | None = None,
     ) -> None:
+        # Positional-or-keyword, as before (the verifier passes them positionally: cheaper); ``size``
+        # defaults to what the file holds.
         self.file = file
+        if size is None:
+            size = file.size if isinstance(file, BoundedBody) else len(file.getbuffer())
         #: Bytes in the (inflated) body.
         self.size = size
         self.scheme = scheme
@@ -272,7 +276,7 @@ class Verification:
             body.seal()
             file, size = body, body.size
         self._result = VerifiedBody(
-            file, size, self._verifier.scheme.name, match, claim.timestamp, claim.message_id
+            file, self._verifier.scheme.name, match, claim.timestamp, claim.message_id, size
         )
         return self._result
 
