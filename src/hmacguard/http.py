@@ -5,11 +5,11 @@ Standard library only; nothing here reads a socket.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["EnvironHeaders", "LowerCaseHeaders", "RequestHead", "lower_headers", "lowered"]
+__all__ = ["EnvironHeaders", "LowerCaseHeaders", "RequestHead", "lowered"]
 
 
 class LowerCaseHeaders(dict[str, str]):
@@ -85,15 +85,6 @@ def lowered(headers: Mapping[str, str]) -> Mapping[str, str]:
     if type(headers) in _LOWERED:
         return headers
     return {k.lower(): v for k, v in headers.items()}
-
-
-def lower_headers(pairs: Iterable[tuple[str, str]]) -> LowerCaseHeaders:
-    """Lower-case header names; repeated fields joined with ``", "`` as RFC 9110 5.3 allows."""
-    out = LowerCaseHeaders()
-    for name, value in pairs:
-        name = name.lower()
-        out[name] = f"{out[name]}, {value}" if name in out else value
-    return out
 
 
 @dataclass(slots=True)
