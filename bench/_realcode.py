@@ -8,6 +8,7 @@ benches take a directory of local git checkouts (one per repository, named ``own
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import subprocess
@@ -53,3 +54,16 @@ def language_of(path: str) -> str:
     if suffix in (".js", ".mjs", ".cjs", ".jsx", ".ts", ".tsx", ".mts", ".cts", ".es6"):
         return "javascript"
     return "python"  # .py, requirements, settings: the Python side of the project
+
+
+def checkouts_args(script: str, description: str) -> argparse.Namespace | None:
+    """The command line both real-code benches take (a directory of local checkouts, ``-v``); None,
+    after saying so, when the directory is not given or does not exist (the bench is then skipped)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("checkouts", type=Path, nargs="?", default=None)
+    parser.add_argument("--verbose", "-v", action="store_true")
+    args = parser.parse_args()
+    if args.checkouts is None or not args.checkouts.is_dir():
+        print(f"{script}: give the directory of local checkouts (owner+name folders); skipped")
+        return None
+    return args

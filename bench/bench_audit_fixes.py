@@ -13,14 +13,13 @@ flagged before and clean after; 0 with a message when no checkout is there).
 
 from __future__ import annotations
 
-import argparse
 import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _realcode import checkout_of, load, tree_at
+from _realcode import checkout_of, checkouts_args, load, tree_at
 
 from hmacguard.audit import audit
 
@@ -43,12 +42,8 @@ def _parent(checkout: Path, commit: str) -> str | None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("checkouts", type=Path, nargs="?", default=None)
-    parser.add_argument("--verbose", "-v", action="store_true")
-    args = parser.parse_args()
-    if args.checkouts is None or not args.checkouts.is_dir():
-        print("bench_audit_fixes: give the directory of local checkouts (owner+name folders); skipped")
+    args = checkouts_args("bench_audit_fixes", __doc__.split("\n")[0])
+    if args is None:
         return 0
     facts = load("fix_commits.json")
     rows = []

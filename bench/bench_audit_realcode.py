@@ -14,7 +14,6 @@ Run: ``python bench/bench_audit_realcode.py CHECKOUTS [--verbose]`` (exit 1 when
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from collections import Counter
@@ -22,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _realcode import checkout_of, language_of, load, tree_at
+from _realcode import checkout_of, checkouts_args, language_of, load, tree_at
 
 from hmacguard.audit import audit
 
@@ -124,12 +123,8 @@ def score(root: Path, verbose: bool) -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("checkouts", type=Path, nargs="?", default=None)
-    parser.add_argument("--verbose", "-v", action="store_true")
-    args = parser.parse_args()
-    if args.checkouts is None or not args.checkouts.is_dir():
-        print("bench_audit_realcode: give the directory of local checkouts (owner+name folders); skipped")
+    args = checkouts_args("bench_audit_realcode", __doc__.split("\n")[0])
+    if args is None:
         return 0
     return score(args.checkouts, args.verbose)
 
