@@ -30,16 +30,26 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Generator, Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
-from hmacguard.errors import BadRequest, ConfigurationError, RequestRejected
+from hmacguard.errors import ConfigurationError, RequestRejected
 from hmacguard.guard.decision import ACCEPTED, Decision, DecisionSink, DecisionSinks
+from hmacguard.guard.lane import SingleReadLane
+from hmacguard.guard.outcomes import (
+    Accepted,
+    ClientDisconnected,
+    Effect,
+    Outcome,
+    ReadBody,
+    Rejected,
+    StoreCall,
+    processed,
+)
 from hmacguard.guard.paths import ProtectedPaths
-from hmacguard.guard.problem import Problem, problem_for
+from hmacguard.guard.problem import problem_for
 from hmacguard.guard.ratelimit import RateLimiter, RateState
 from hmacguard.guard.replay import Delivery
-from hmacguard.guard.verifier import Verification, VerifiedBody, Verifier
+from hmacguard.guard.verifier import Verification, Verifier
 from hmacguard.http import RequestHead
 
 __all__ = [
@@ -52,65 +62,6 @@ __all__ = [
     "StoreCall",
     "processed",
 ]
-
-
-class ClientDisconnected(BadRequest):
-    """The client went away before the body was complete (no one will read the answer)."""
-
-    slug = "client-disconnected"
-    title = "Client disconnected"
-    close_connection = True
-
-
-@dataclass(slots=True)
-class ReadBody:
-    """Effect: read up to ``size`` bytes of the body (``b""`` at the end), within ``timeout`` s."""
-
-    size: int
-    timeout: float | None
-
-
-@dataclass(slots=True)
-class StoreCall:
-    """Effect: call ``func`` and send back its result; ``blocking`` if it may wait on the network."""
-
-    func: Callable[[], Any]
-    blocking: bool
-
-
-@dataclass(slots=True)
-class Accepted:
-    """The request is verified: hand ``body`` to the application, add ``headers`` to its response,
-    and settle ``delivery`` (when there is one) once the application has answered, with
-    :func:`processed` of its status."""
-
-    body: VerifiedBody
-    headers: list[tuple[str, str]] = field(default_factory=list)
-    delivery: Delivery | None = None
-
-
-@dataclass(slots=True)
-class Rejected:
-    """The request is refused: send ``problem`` and do not call the application."""
-
-    problem: Problem
-    error: RequestRejected
-
-
-Outcome = Accepted | Rejected
-
-
-def processed(status: int | None) -> bool:
-    """Whether the application processed a delivery, judged by the status it answered.
-
-    ``None`` (no response started: the application raised, or the client left first) and 5xx mean
-    it did not, and the sender's retry must be processed; anything below 500 means it did -- a 4xx
-    is the application's own, final refusal.
-    """
-    return status is not None and status < 500
-
-
-Effect = ReadBody | StoreCall
 
 
 class Guard:
@@ -142,6 +93,8 @@ class Guard:
         self.verifier = verifier
         self.rate_limiter = rate_limiter
         self.sinks = DecisionSinks(on_decision)
+        #: The accept-only lane blocking drivers try first for a small delivery (guard/lane.py).
+        self.lane = SingleReadLane(verifier, rate_limiter, self.sinks)
         self._paths = None if paths is None else ProtectedPaths(paths)
         #: Whether every request is protected (no paths, no methods): drivers skip the decision.
         self.protects_everything = paths is None and methods is None
@@ -222,9 +175,13 @@ class Guard:
         )
 
     def process(
-        self, head: RequestHead, *, connection_header: bool = True
+        self, head: RequestHead, *, connection_header: bool = True, body_started: float | None = None
     ) -> Generator[Effect, Any, Outcome]:
-        """Decide one protected request; see the module docstring for the protocol."""
+        """Decide one protected request; see the module docstring for the protocol.
+
+        ``body_started``: the ``time.monotonic()`` from which the body timeout counts, when the
+        driver started reading before (the single-read lane hands its bytes back); default now.
+        """
         limiter = self.rate_limiter
         verifier = self.verifier
         # Only timed when someone watches (a monotonic() read is a measurable part of a tiny request).
@@ -251,7 +208,7 @@ class Guard:
                     yield StoreCall(admit, True)
                 else:
                     admit()
-            verification = verifier.begin(head.headers)
+            verification = verifier.begin(head.headers, started=body_started)
             while not verification.complete:
                 chunk = yield ReadBody(verification.read_size, verification.time_left())
                 verification.feed(chunk)

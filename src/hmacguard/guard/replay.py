@@ -103,15 +103,18 @@ class Delivery:
     to lapse after its pending time, a failed release leaves it to lapse the same way.
     """
 
-    __slots__ = ("blocking", "key", "settled", "store", "token", "ttl")
+    __slots__ = ("key", "settled", "store", "token", "ttl")
 
     def __init__(self, store: HoldingReplayStore, key: str, token: str, ttl: float) -> None:
         self.store = store
         self.key = key
         self.token = token
         self.ttl = ttl
-        self.blocking = store.blocking
         self.settled = False
+
+    @property
+    def blocking(self) -> bool:
+        return self.store.blocking
 
     def settle(self, processed: bool) -> None:
         if self.settled:
@@ -164,11 +167,34 @@ class MemoryReplayStore:
         return len(self._entries)
 
     def reserve(self, key: str, ttl: float) -> bool:
-        return self._put(key, ttl, None)
+        # A hold committed at once: the key is taken from the hold on, as one reservation would take it.
+        token = self.hold(key, ttl)
+        if token is None:
+            return False
+        self.commit(key, token, ttl)
+        return True
 
     def hold(self, key: str, ttl: float) -> str | None:
         token = str(next(self._tokens))
-        return token if self._put(key, ttl, token) else None
+        now = self._clock()
+        lock = self._lock
+        lock.acquire()
+        try:
+            if now >= self._next_sweep:
+                self._expire(now)
+                self._next_sweep = now + _SWEEP_EVERY
+            entries = self._entries
+            entry = entries.get(key)
+            if entry is not None:
+                if entry[0] > now:
+                    return None
+                del entries[key]
+            entries[key] = (now + ttl, token)
+            if len(entries) > self.max_entries:
+                self._evict_oldest()
+            return token
+        finally:
+            lock.release()
 
     # The lock is taken with acquire()/release() rather than ``with``: on a small delivery the
     # context-manager protocol costs as much as the rest of a hold or a commit.
@@ -200,22 +226,6 @@ class MemoryReplayStore:
         finally:
             lock.release()
 
-    def _put(self, key: str, ttl: float, token: str | None) -> bool:
-        now = self._clock()
-        lock = self._lock
-        lock.acquire()
-        try:
-            if now >= self._next_sweep:
-                self._expire(now)
-                self._next_sweep = now + _SWEEP_EVERY
-            entry = self._entries.get(key)
-            if entry is not None and entry[0] > now:
-                return False
-            self._set(key, now + ttl, token)
-            return True
-        finally:
-            lock.release()
-
     def _set(self, key: str, expiry: float, token: str | None) -> None:
         # Called with the lock held. Re-inserting moves the key to the end (dicts keep order).
         entries = self._entries
@@ -223,12 +233,15 @@ class MemoryReplayStore:
             del entries[key]
         entries[key] = (expiry, token)
         if len(entries) > self.max_entries:
-            del entries[next(iter(entries))]
-            if not self._warned:
-                self._warned = True
-                log.warning(
-                    "replay store full (%d entries): evicting unexpired delivery ids", self.max_entries
-                )
+            self._evict_oldest()
+
+    def _evict_oldest(self) -> None:
+        # Called with the lock held, when the store is one entry over its bound.
+        entries = self._entries
+        del entries[next(iter(entries))]
+        if not self._warned:
+            self._warned = True
+            log.warning("replay store full (%d entries): evicting unexpired delivery ids", self.max_entries)
 
     def _expire(self, now: float) -> None:
         # Amortised O(1): each entry is popped once; stop at the first live one.

@@ -152,12 +152,7 @@ class Verification:
         self.received = 0
         #: ``time.monotonic()`` value after which the body is too slow (``None``: no timeout).
         self.deadline = None if verifier.body_timeout is None else started + verifier.body_timeout
-        # Copying a keyed HMAC costs less than keying a new one (no key padding, no two hash inits).
-        bases = verifier._keyed.get(claim.algorithm) or verifier.keyed_macs(claim.algorithm)
-        self._macs = [bases[0].copy()] if len(bases) == 1 else [base.copy() for base in bases]
-        if claim.prefix:
-            for mac in self._macs:
-                mac.update(claim.prefix)
+        self._macs = verifier.fresh_macs(claim)
         self._inflater = GzipInflater(limit=verifier.max_inflated_body) if gzip else None
         #: The buffer of a body that did not arrive whole in one read (built at its first chunk).
         self.body: BoundedBody | None = None
@@ -253,15 +248,7 @@ class Verification:
                 self.body = self._new_body()
             for piece in self._inflater.finish():
                 self.body.append(piece)
-        match = -1
-        # Compare every candidate against every secret without stopping at the first match, so the
-        # time taken says nothing about which secret (or which listed signature) matched.
-        for index, mac in enumerate(self._macs):
-            digest = mac.digest()
-            for claimed in self.claim.signatures:
-                if hmac.compare_digest(digest, claimed) and match < 0:
-                    match = index
-                    self._digest = digest
+        match, self._digest = signature_match(self._macs, self.claim.signatures)
         if match < 0:
             raise SignatureMismatch("no configured secret produces the request's signature")
         claim = self.claim
@@ -291,10 +278,7 @@ class Verification:
         """
         if self._result is None:
             return None
-        verifier = self._verifier
-        if self.claim.message_id is not None and verifier.scheme.signs_message_id:
-            return f"{verifier.scheme.name}:id:{self.claim.message_id}"
-        return verifier._digest_key_prefix + self._digest[:16].hex()
+        return self._verifier.replay_key(self.claim, self._digest)
 
     def abort(self) -> None:
         """Release the body, verified or not: the request is refused or abandoned (idempotent)."""
@@ -303,6 +287,27 @@ class Verification:
             self.body.close()
         if self._result is not None:
             self._result.close()
+
+
+def signature_match(macs: Sequence[Mac], signatures: Sequence[bytes]) -> tuple[int, bytes]:
+    """Which secret's HMAC (index, -1 for none) produces one of the claimed signatures, and its digest.
+
+    Every candidate is compared against every secret without stopping at the first match, in
+    constant time, so the time taken says nothing about which secret (or which listed signature)
+    matched.
+    """
+    match = -1
+    found = b""
+    for index, mac in enumerate(macs):
+        digest = mac.digest()
+        for claimed in signatures:
+            if _compare(digest, claimed) and match < 0:
+                match = index
+                found = digest
+    return match, found
+
+
+_compare = hmac.compare_digest
 
 
 class Verifier:
@@ -404,6 +409,22 @@ class Verifier:
             self._keyed[algorithm] = macs
         return macs
 
+    def fresh_macs(self, claim: SignatureClaim) -> list[Mac]:
+        """One request's HMACs, one per secret, already fed the claim's signed prefix."""
+        # Copying a keyed HMAC costs less than keying a new one (no key padding, no two hash inits).
+        bases = self._keyed.get(claim.algorithm) or self.keyed_macs(claim.algorithm)
+        macs = [bases[0].copy()] if len(bases) == 1 else [base.copy() for base in bases]
+        if claim.prefix:
+            for mac in macs:
+                mac.update(claim.prefix)
+        return macs
+
+    def replay_key(self, claim: SignatureClaim, digest: bytes) -> str:
+        """The replay key of a verified request (see :attr:`Verification.replay_key` for why)."""
+        if claim.message_id is not None and self.scheme.signs_message_id:
+            return f"{self.scheme.name}:id:{claim.message_id}"
+        return self._digest_key_prefix + digest[:16].hex()
+
     def __repr__(self) -> str:
         return (
             f"Verifier({self.scheme.name!r}, secrets=<{len(self.keys)}>, max_body={self.max_body}, "
@@ -472,11 +493,18 @@ class Verifier:
         whose key is then kept for good at once).
         """
         key = verification.replay_key
+        if self.replay is None or key is None:
+            return None
+        return self.hold_key(key)
+
+    def hold_key(self, key: str) -> Delivery | None:
+        """Hold replay ``key`` (see :meth:`hold`); the one place a hold is taken."""
         store = self.replay
-        if store is None or key is None:
+        if store is None:
             return None
         if not self._holds:
-            self.reserve(verification)
+            if not store.reserve(key, self.replay_ttl):
+                raise ReplayDetected("this delivery was already received")
             return None
         holding: HoldingReplayStore = store  # type: ignore[assignment]
         token = holding.hold(key, self.replay_pending_ttl)

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import time
 from collections.abc import Callable, Iterable, Iterator
 from http import HTTPStatus
 from types import TracebackType
@@ -63,6 +64,8 @@ WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 #: environ key under which the application finds the VerifiedBody.
 VERIFIED_KEY = "hmacguard.verified"
+
+_monotonic = time.monotonic
 
 
 def status_line(status: int) -> str:
@@ -111,17 +114,77 @@ class _SocketDeadline:
                 self._sock.settimeout(self._saved)
 
 
+class _FirstRead:
+    """What the single-read lane read (bytes, or the exception the read raised), handed back as the
+    general path's first read, with the time reading started (the body timeout counts from it)."""
+
+    __slots__ = ("result", "started")
+
+    def __init__(self, result: bytes | Exception, started: float) -> None:
+        self.result = result
+        self.started = started
+
+
 def guard_environ(guard: Guard, environ: dict[str, Any]) -> Outcome:
     """Run the guard on a WSGI request, reading ``wsgi.input``; never raises RequestRejected.
 
-    Framework integrations call this (Flask, Django under WSGI); :class:`WSGIGuard` wraps it.
+    Framework integrations call this (Flask, Django under WSGI); :class:`WSGIGuard` wraps it. A small
+    delivery is first offered to the guard's single-read lane (:mod:`hmacguard.guard.lane`), which
+    only accepts; anything it does not accept is decided by the general path.
     """
-    server = environ.get("SERVER_SOFTWARE")
-    wsgiref = isinstance(server, str) and server.startswith("WSGIServer/")
-    process = guard.process(head_from_environ(environ), connection_header=not wsgiref)
     stream = environ.get("wsgi.input")
     sock = environ.get("gunicorn.socket")
     deadline = _SocketDeadline(sock) if isinstance(sock, socket.socket) else None
+    try:
+        first: _FirstRead | None = None
+        lane = guard.lane
+        if stream is not None and lane.usable():
+            raw = environ.get("CONTENT_LENGTH")
+            # The framing the lane takes: a canonical length within one read, no coding (see lane.py).
+            if (
+                raw
+                and len(raw) < 10
+                and raw.isdigit()
+                and raw.isascii()
+                and "HTTP_CONTENT_ENCODING" not in environ
+            ):
+                length = int(raw)
+                claim = lane.claim(EnvironHeaders(environ)) if 0 < length <= lane.limit else None
+                if claim is not None:
+                    started = _monotonic()
+                    try:
+                        if deadline is not None:
+                            deadline.set(guard.verifier.body_timeout)
+                        chunk = stream.read(length)
+                    except Exception as error:  # the general path answers it, as from its own read
+                        first = _FirstRead(error, started)
+                    else:
+                        if type(chunk) is bytes and len(chunk) == length:
+                            accepted = lane.accept(claim, chunk, started)
+                            if accepted is not None:
+                                return accepted
+                        first = _FirstRead(chunk, started)
+        return _decide(guard, environ, stream, deadline, first)
+    finally:
+        if deadline is not None:
+            deadline.restore()
+
+
+def _decide(
+    guard: Guard,
+    environ: dict[str, Any],
+    stream: Any,
+    deadline: _SocketDeadline | None,
+    first: _FirstRead | None,
+) -> Outcome:
+    """The general path: drive :meth:`Guard.process` with blocking calls."""
+    server = environ.get("SERVER_SOFTWARE")
+    wsgiref = isinstance(server, str) and server.startswith("WSGIServer/")
+    process = guard.process(
+        head_from_environ(environ),
+        connection_header=not wsgiref,
+        body_started=None if first is None else first.started,
+    )
     try:
         effect = next(process)
         while True:
@@ -136,7 +199,11 @@ def guard_environ(guard: Guard, environ: dict[str, Any]) -> Outcome:
                     effect = process.send(result)
                 continue
             try:
-                if stream is None:
+                if first is not None:  # the lane's read, as this one's first
+                    result, first = first.result, None
+                    if isinstance(result, Exception):
+                        raise result
+                elif stream is None:
                     result = b""
                 else:
                     if deadline is not None:
@@ -161,9 +228,6 @@ def guard_environ(guard: Guard, environ: dict[str, Any]) -> Outcome:
     except BaseException:
         process.close()
         raise
-    finally:
-        if deadline is not None:
-            deadline.restore()
 
 
 def request_paths(environ: dict[str, Any]) -> tuple[str, ...]:
@@ -177,14 +241,16 @@ class _Settling:
     """Watches the application's answer, then settles the delivery and releases the body.
 
     ``start_response`` is wrapped to add the guard's headers and to see the status. The delivery
-    is settled when the response has been produced whole (the iteration ended), or else by the
-    response iterable's ``close()`` (PEP 3333: the server calls it at the end of every response),
-    which also releases the body: work done in ``close()`` (Werkzeug's ``call_on_close``), or a
-    ``close()`` that never comes, cannot keep an answered delivery merely pending. An exception
-    raised while iterating (a streamed response failing midway) releases it.
+    is settled when the response has been produced whole -- at once when the application returns a
+    list or tuple after starting the response (the usual small answer), else when the iteration
+    ended -- or, failing that, by the response iterable's ``close()`` (PEP 3333: the server calls
+    it at the end of every response), which also releases the body: work done in ``close()``
+    (Werkzeug's ``call_on_close``), or a ``close()`` that never comes, cannot keep an answered
+    delivery merely pending. An exception raised while iterating (a streamed response failing
+    midway) releases it.
     """
 
-    __slots__ = ("_accepted", "_closed", "_failed", "_iterable", "_start_response", "status")
+    __slots__ = ("_accepted", "_closed", "_failed", "_iterable", "_start_response", "_whole", "status")
 
     def __init__(self, accepted: Accepted, start_response: StartResponse) -> None:
         self._accepted = accepted
@@ -192,6 +258,7 @@ class _Settling:
         self._iterable: Iterable[bytes] = ()
         self._closed = False
         self._failed = False
+        self._whole = False
         self.status: int | None = None
 
     def start_response(self, status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
@@ -202,9 +269,18 @@ class _Settling:
 
     def respond(self, iterable: Iterable[bytes]) -> _Settling:
         self._iterable = iterable
+        if self.status is not None and type(iterable) in _PRODUCED_WHOLE:
+            # Already produced whole: settled now, with nothing to watch while the server sends it.
+            self._whole = True
+            delivery = self._accepted.delivery
+            if delivery is not None:
+                delivery.settle(self.status < 500)
         return self
 
     def __iter__(self) -> Iterator[bytes]:
+        return iter(self._iterable) if self._whole else self._watch()
+
+    def _watch(self) -> Iterator[bytes]:
         try:
             yield from self._iterable
         except Exception:
@@ -225,10 +301,11 @@ class _Settling:
                 close()
         finally:
             try:
-                if accepted.delivery is not None:
-                    accepted.delivery.settle(not (failed or self._failed) and processed(self.status))
+                delivery = accepted.delivery
+                if delivery is not None and not delivery.settled:
+                    delivery.settle(not (failed or self._failed) and processed(self.status))
             finally:
-                accepted.body.close()
+                accepted.body.file.close()
 
     def __enter__(self) -> _Settling:
         return self
@@ -237,6 +314,10 @@ class _Settling:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+#: Response iterables that hold the whole answer once the application has returned them.
+_PRODUCED_WHOLE = (list, tuple)
 
 
 def install_body(environ: dict[str, Any], body: VerifiedBody) -> None:

@@ -1,0 +1,116 @@
+"""The single-read lane: the common small delivery accepted without the general path's machinery.
+
+Most deliveries are a few hundred bytes with a plain ``Content-Length``, and most receivers run the
+in-memory replay store and no rate limiter. For such a request the general path
+(:meth:`~hmacguard.guard.policy.Guard.process`) still builds a generator, a request state machine and
+an effect per step, which cost more than the HMAC itself. A blocking driver (WSGI) may instead ask
+this lane first:
+
+1. :meth:`SingleReadLane.claim` -- before reading anything: is the request one the lane takes (a
+   canonical ``Content-Length`` of 1 byte up to one chunk, no ``Content-Encoding``), and do its
+   signature headers parse and its timestamp pass? Otherwise ``None``, and the driver runs the general
+   path as if the lane did not exist (nothing has been read).
+2. The driver reads the declared length in one call, under the body timeout.
+3. :meth:`SingleReadLane.accept` -- the body's signature (every secret, constant time), the
+   timestamp and the body timeout again, then the replay hold: an :class:`Accepted`, or ``None``.
+
+The lane only ever *accepts*. Every refusal, and every request it does not take, is decided by the
+general path, which the driver then runs with the bytes already read handed back as the first read
+(and the original start time, so the body timeout is not reset): the refusals, their answers, the
+failure bookkeeping and the decision reports are written once, in ``policy.py``. The lane calls the
+same helpers the general path does (:meth:`Verifier.fresh_macs`, :func:`signature_match`,
+:meth:`Verifier.check_timestamp`, :meth:`Verifier.replay_key`, :meth:`Verifier.hold_key`), and
+``tests/guard/test_lane.py`` holds its outcome to the general path's over every scheme, rotation,
+timestamp, framing and replay case.
+
+It is open only when nothing it skips is needed: no rate limiter (admission comes before the body),
+no decision sink listening (each decision is reported by the general path), and a replay store that
+never blocks (or none).
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from hmacguard.errors import RequestRejected
+from hmacguard.guard.outcomes import Accepted
+from hmacguard.guard.verifier import VerifiedBody, Verifier, signature_match
+from hmacguard.schemes import SignatureClaim
+
+if TYPE_CHECKING:
+    from hmacguard.guard.decision import DecisionSinks
+    from hmacguard.guard.ratelimit import RateLimiter
+
+__all__ = ["SingleReadLane"]
+
+_monotonic = time.monotonic
+_BytesIO = io.BytesIO
+
+
+class SingleReadLane:
+    """A :class:`~hmacguard.guard.policy.Guard`'s lane for small deliveries (see the module docstring).
+
+    Built by the guard from its own configuration: its verifier, rate limiter and decision sinks.
+    """
+
+    __slots__ = ("_sinks", "_verifier", "limit", "open")
+
+    def __init__(self, verifier: Verifier, rate_limiter: RateLimiter | None, sinks: DecisionSinks) -> None:
+        store = verifier.replay
+        self._sinks = sinks
+        self._verifier = verifier
+        #: Largest declared body the lane takes: one read, kept as received (never past the cap).
+        self.limit = min(verifier._whole_limit, verifier.max_body)
+        #: Whether the lane may be used at all (still subject to :meth:`usable` per request).
+        self.open = rate_limiter is None and (store is None or not store.blocking)
+
+    def usable(self) -> bool:
+        """Whether to try the lane for this request (a decision sink may start listening any time)."""
+        return self.open and not self._sinks.active
+
+    def claim(self, headers: Mapping[str, str]) -> SignatureClaim | None:
+        """The request's signature claim if the lane takes it, checked as the general path would.
+
+        ``headers``: lower-cased names. The caller has checked the framing (a canonical
+        ``Content-Length`` within :attr:`limit`, no ``Content-Encoding``).
+        """
+        verifier = self._verifier
+        try:
+            claim = verifier.scheme.parse(headers)
+            if claim.timestamp is not None or verifier._timestamped:
+                verifier.check_timestamp(claim)
+        except RequestRejected:
+            return None  # the general path refuses it, with the right answer and bookkeeping
+        return claim
+
+    def accept(self, claim: SignatureClaim, body: bytes, started: float) -> Accepted | None:
+        """The request accepted, its delivery held; ``None`` when the general path must decide.
+
+        ``body``: the whole declared body, read in one call that started at ``started``
+        (``time.monotonic()``).
+        """
+        verifier = self._verifier
+        timeout = verifier.body_timeout
+        if timeout is not None and _monotonic() - started >= timeout:
+            return None
+        macs = verifier.fresh_macs(claim)
+        for mac in macs:
+            mac.update(body)
+        match, digest = signature_match(macs, claim.signatures)
+        if match < 0:
+            return None
+        try:
+            if claim.timestamp is not None:
+                verifier.check_timestamp(claim)
+            delivery = (
+                None if verifier.replay is None else verifier.hold_key(verifier.replay_key(claim, digest))
+            )
+        except RequestRejected:
+            return None
+        verified = VerifiedBody(
+            _BytesIO(body), verifier.scheme.name, match, claim.timestamp, claim.message_id, len(body)
+        )
+        return Accepted(verified, [], delivery)
