@@ -158,14 +158,19 @@ def count_general_path(wrapped: WSGIGuard) -> list[int]:
 
 
 @pytest.mark.parametrize("scheme", sorted(SCHEME_NAMES))
-def test_a_plain_small_delivery_takes_the_lane_and_a_replay_does_not(scheme: str) -> None:
-    wrapped, _ = guard(scheme, SECRETS, lane=True, chunk_size=65536)
+def test_a_plain_small_delivery_takes_the_lane_and_its_replay_is_refused_there(scheme: str) -> None:
+    wrapped, store = guard(scheme, SECRETS, lane=True, chunk_size=65536)
     calls = count_general_path(wrapped)
     body, headers = plain_delivery(scheme)
     first = call_wsgi(wrapped, wsgi_environ("POST", "/hook", body, headers))
     assert (first.status, len(calls)) == (200, 0)
+    # The store's refusal is final: answered at once (guard.reject), the store not asked again.
     replay = call_wsgi(wrapped, wsgi_environ("POST", "/hook", body, headers))
-    assert (replay.status, len(calls)) == (409, 1)  # refused by the general path, after the lane declined
+    assert (replay.status, len(calls), len(store)) == (409, 0, 1)
+    assert replay.headers["Content-Type"] == "application/problem+json"
+    # A forged delivery is declined by the lane and refused by the general path.
+    forged = call_wsgi(wrapped, wsgi_environ("POST", "/hook", body + b" ", headers))
+    assert (forged.status, len(calls)) == (401, 1)
 
 
 def test_the_lane_is_closed_when_a_rate_limiter_or_a_blocking_store_is_configured() -> None:

@@ -64,7 +64,6 @@ class ReadThen(io.RawIOBase):
         return out
 
 
-@pytest.mark.xfail(strict=True, reason="finding 1: header timestamp re-checked after the lane's read")
 @pytest.mark.parametrize("failure", ["tampered", "oserror", "timeouterror"])
 def test_timestamp_going_stale_during_the_read_does_not_change_the_refusal(failure: str) -> None:
     """Lane declines after its read; the general path then re-checks the *header* timestamp late."""
@@ -97,7 +96,6 @@ class FlakyStore(MemoryReplayStore):
         return super().hold(key, ttl)
 
 
-@pytest.mark.xfail(strict=True, reason="finding 2: the lane's store refusal is retried")
 def test_a_store_refusal_in_the_lane_is_not_retried_by_the_general_path() -> None:
     body, headers = plain_delivery()
     stores: list[FlakyStore] = []
@@ -111,7 +109,6 @@ def test_a_store_refusal_in_the_lane_is_not_retried_by_the_general_path() -> Non
     assert lane[0] == general[0] == 503  # lane: 200 -- a fail-closed 503 became an accept
 
 
-@pytest.mark.xfail(strict=True, reason="finding 3: body deadline rounds differently")
 def test_body_timeout_boundary_is_computed_the_same_way(monkeypatch: pytest.MonkeyPatch) -> None:
     """lane: now - started >= timeout; general: started + timeout - now <= 0 (rounds differently)."""
     import hmacguard.guard.lane as lane_mod

@@ -15,9 +15,14 @@ this lane first:
    timestamp and the body timeout again, then the replay hold: an :class:`Accepted`, or ``None``.
 
 The lane only ever *accepts*. Every refusal, and every request it does not take, is decided by the
-general path, which the driver then runs with the bytes already read handed back as the first read
-(and the original start time, so the body timeout is not reset): the refusals, their answers, the
-failure bookkeeping and the decision reports are written once, in ``policy.py``. The lane calls the
+general path, which the driver then runs with the bytes already read handed back as the first read,
+the original start time (so the body timeout is not reset) and the clock reading the headers'
+timestamp was judged at (so a timestamp that goes stale during the read does not change the
+answer): the refusals, their answers, the failure bookkeeping and the decision reports are written
+once, in ``policy.py``. The one exception is the replay store's refusal (409, 503), which is final:
+asking the store again could turn a fail-closed 503 into a 200, so the driver answers it with
+:meth:`Guard.reject` -- what the general path answers at that step when, as in the lane, there is no
+rate limiter and no decision sink. The lane calls the
 same helpers the general path does (:meth:`Verifier.fresh_macs`, :func:`signature_match`,
 :meth:`Verifier.check_timestamp`, :meth:`Verifier.replay_key`, :meth:`Verifier.hold_key`), and
 ``tests/guard/test_lane.py`` holds its outcome to the general path's over every scheme, rotation,
@@ -71,17 +76,19 @@ class SingleReadLane:
         """Whether to try the lane for this request (a decision sink may start listening any time)."""
         return self.open and not self._sinks.active
 
-    def claim(self, headers: Mapping[str, str]) -> SignatureClaim | None:
+    def claim(self, headers: Mapping[str, str], now: float) -> SignatureClaim | None:
         """The request's signature claim if the lane takes it, checked as the general path would.
 
         ``headers``: lower-cased names. The caller has checked the framing (a canonical
-        ``Content-Length`` within :attr:`limit`, no ``Content-Encoding``).
+        ``Content-Length`` within :attr:`limit`, no ``Content-Encoding``). ``now``: the verifier's
+        clock, at which a signed timestamp is judged -- the general path judges it at the same
+        time when it decides this request after all (``Guard.process(checked_at=now)``).
         """
         verifier = self._verifier
         try:
             claim = verifier.scheme.parse(headers)
             if claim.timestamp is not None or verifier._timestamped:
-                verifier.check_timestamp(claim)
+                verifier.check_timestamp(claim, now=now)
         except RequestRejected:
             return None  # the general path refuses it, with the right answer and bookkeeping
         return claim
@@ -90,11 +97,14 @@ class SingleReadLane:
         """The request accepted, its delivery held; ``None`` when the general path must decide.
 
         ``body``: the whole declared body, read in one call that started at ``started``
-        (``time.monotonic()``).
+        (``time.monotonic()``). Raises the replay store's refusal (409, or 503 from a store that
+        cannot answer): that answer is final, and the store is not asked twice.
         """
         verifier = self._verifier
         timeout = verifier.body_timeout
-        if timeout is not None and _monotonic() - started >= timeout:
+        # The same arithmetic as Verification.time_left (deadline, then what is left of it), so a
+        # float boundary falls the same way on both paths.
+        if timeout is not None and (started + timeout) - _monotonic() <= 0:
             return None
         macs = verifier.fresh_macs(claim)
         for mac in macs:
@@ -102,14 +112,12 @@ class SingleReadLane:
         match, digest = signature_match(macs, claim.signatures)
         if match < 0:
             return None
-        try:
-            if claim.timestamp is not None:
+        if claim.timestamp is not None:
+            try:
                 verifier.check_timestamp(claim)
-            delivery = (
-                None if verifier.replay is None else verifier.hold_key(verifier.replay_key(claim, digest))
-            )
-        except RequestRejected:
-            return None
+            except RequestRejected:
+                return None
+        delivery = None if verifier.replay is None else verifier.hold_key(verifier.replay_key(claim, digest))
         verified = VerifiedBody(
             _BytesIO(body), verifier.scheme.name, match, claim.timestamp, claim.message_id, len(body)
         )

@@ -175,12 +175,18 @@ class Guard:
         )
 
     def process(
-        self, head: RequestHead, *, connection_header: bool = True, body_started: float | None = None
+        self,
+        head: RequestHead,
+        *,
+        connection_header: bool = True,
+        body_started: float | None = None,
+        checked_at: float | None = None,
     ) -> Generator[Effect, Any, Outcome]:
         """Decide one protected request; see the module docstring for the protocol.
 
-        ``body_started``: the ``time.monotonic()`` from which the body timeout counts, when the
-        driver started reading before (the single-read lane hands its bytes back); default now.
+        When the driver tried the single-read lane first and hands its bytes back: ``body_started``,
+        the ``time.monotonic()`` from which the body timeout counts, and ``checked_at``, the
+        verifier's clock reading at which the lane judged the headers' timestamp (defaults: now).
         """
         limiter = self.rate_limiter
         verifier = self.verifier
@@ -208,7 +214,7 @@ class Guard:
                     yield StoreCall(admit, True)
                 else:
                     admit()
-            verification = verifier.begin(head.headers, started=body_started)
+            verification = verifier.begin(head.headers, started=body_started, now=checked_at)
             while not verification.complete:
                 chunk = yield ReadBody(verification.read_size, verification.time_left())
                 verification.feed(chunk)

@@ -432,11 +432,14 @@ class Verifier:
         )
 
     # -- the sans-I/O steps ------------------------------------------------------------------------
-    def begin(self, headers: Mapping[str, str], *, started: float | None = None) -> Verification:
+    def begin(
+        self, headers: Mapping[str, str], *, started: float | None = None, now: float | None = None
+    ) -> Verification:
         """Check the headers and start one request's verification (nothing of the body is read).
 
         ``headers`` may use any case. ``started`` is the ``time.monotonic()`` at which the request
-        arrived (default: now), from which the body timeout counts.
+        arrived (default: now), from which the body timeout counts; ``now`` the :attr:`clock` reading
+        at which a signed timestamp is judged (default: now).
         """
         lowered = lower_case(headers)
         raw_length = lowered.get("content-length")
@@ -455,7 +458,7 @@ class Verifier:
             )
         claim = self.scheme.parse(lowered)
         if claim.timestamp is not None or self._timestamped:
-            self.check_timestamp(claim)
+            self.check_timestamp(claim, now=now)
         return Verification(
             self, claim, length, gzip, time.monotonic() if started is None else started
         )  # positional: keyword arguments cost a dict unpacking per request

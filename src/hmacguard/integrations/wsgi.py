@@ -116,13 +116,15 @@ class _SocketDeadline:
 
 class _FirstRead:
     """What the single-read lane read (bytes, or the exception the read raised), handed back as the
-    general path's first read, with the time reading started (the body timeout counts from it)."""
+    general path's first read, with the time reading started (the body timeout counts from it) and
+    the clock reading the headers' timestamp was judged at."""
 
-    __slots__ = ("result", "started")
+    __slots__ = ("checked_at", "result", "started")
 
-    def __init__(self, result: bytes | Exception, started: float) -> None:
+    def __init__(self, result: bytes | Exception, started: float, checked_at: float) -> None:
         self.result = result
         self.started = started
+        self.checked_at = checked_at
 
 
 def guard_environ(guard: Guard, environ: dict[str, Any]) -> Outcome:
@@ -149,7 +151,8 @@ def guard_environ(guard: Guard, environ: dict[str, Any]) -> Outcome:
                 and "HTTP_CONTENT_ENCODING" not in environ
             ):
                 length = int(raw)
-                claim = lane.claim(EnvironHeaders(environ)) if 0 < length <= lane.limit else None
+                now = guard.verifier.clock()
+                claim = lane.claim(EnvironHeaders(environ), now) if 0 < length <= lane.limit else None
                 if claim is not None:
                     started = _monotonic()
                     try:
@@ -157,17 +160,27 @@ def guard_environ(guard: Guard, environ: dict[str, Any]) -> Outcome:
                             deadline.set(guard.verifier.body_timeout)
                         chunk = stream.read(length)
                     except Exception as error:  # the general path answers it, as from its own read
-                        first = _FirstRead(error, started)
+                        first = _FirstRead(error, started, now)
                     else:
                         if type(chunk) is bytes and len(chunk) == length:
-                            accepted = lane.accept(claim, chunk, started)
+                            try:
+                                accepted = lane.accept(claim, chunk, started)
+                            except RequestRejected as error:  # the replay store's, final (lane.py)
+                                head = head_from_environ(environ)
+                                return guard.reject(error, head, connection_header=not _wsgiref(environ))
                             if accepted is not None:
                                 return accepted
-                        first = _FirstRead(chunk, started)
+                        first = _FirstRead(chunk, started, now)
         return _decide(guard, environ, stream, deadline, first)
     finally:
         if deadline is not None:
             deadline.restore()
+
+
+def _wsgiref(environ: dict[str, Any]) -> bool:
+    """Whether the server is wsgiref, which forbids the ``Connection`` header (see the module docs)."""
+    server = environ.get("SERVER_SOFTWARE")
+    return isinstance(server, str) and server.startswith("WSGIServer/")
 
 
 def _decide(
@@ -178,12 +191,11 @@ def _decide(
     first: _FirstRead | None,
 ) -> Outcome:
     """The general path: drive :meth:`Guard.process` with blocking calls."""
-    server = environ.get("SERVER_SOFTWARE")
-    wsgiref = isinstance(server, str) and server.startswith("WSGIServer/")
     process = guard.process(
         head_from_environ(environ),
-        connection_header=not wsgiref,
+        connection_header=not _wsgiref(environ),
         body_started=None if first is None else first.started,
+        checked_at=None if first is None else first.checked_at,
     )
     try:
         effect = next(process)
