@@ -289,6 +289,9 @@ class Verification:
             self._result.close()
 
 
+_compare = hmac.compare_digest
+
+
 def signature_match(macs: Sequence[Mac], signatures: Sequence[bytes]) -> tuple[int, bytes]:
     """Which secret's HMAC (index, -1 for none) produces one of the claimed signatures, and its digest.
 
@@ -305,9 +308,6 @@ def signature_match(macs: Sequence[Mac], signatures: Sequence[bytes]) -> tuple[i
                 match = index
                 found = digest
     return match, found
-
-
-_compare = hmac.compare_digest
 
 
 class Verifier:
@@ -483,9 +483,11 @@ class Verifier:
         :meth:`hold` instead, so that a delivery the application failed to process can be retried.
         """
         key = verification.replay_key
-        if self.replay is None or key is None:
-            return
-        if not self.replay.reserve(key, self.replay_ttl):
+        if self.replay is not None and key is not None:
+            self._reserve_key(self.replay, key)
+
+    def _reserve_key(self, store: ReplayStore, key: str) -> None:
+        if not store.reserve(key, self.replay_ttl):
             raise ReplayDetected("this delivery was already received")
 
     def hold(self, verification: Verification) -> Delivery | None:
@@ -496,9 +498,7 @@ class Verifier:
         whose key is then kept for good at once).
         """
         key = verification.replay_key
-        if self.replay is None or key is None:
-            return None
-        return self.hold_key(key)
+        return None if key is None else self.hold_key(key)
 
     def hold_key(self, key: str) -> Delivery | None:
         """Hold replay ``key`` (see :meth:`hold`); the one place a hold is taken."""
@@ -506,8 +506,7 @@ class Verifier:
         if store is None:
             return None
         if not self._holds:
-            if not store.reserve(key, self.replay_ttl):
-                raise ReplayDetected("this delivery was already received")
+            self._reserve_key(store, key)
             return None
         holding: HoldingReplayStore = store  # type: ignore[assignment]
         token = holding.hold(key, self.replay_pending_ttl)

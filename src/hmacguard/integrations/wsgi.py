@@ -139,42 +139,49 @@ def guard_environ(guard: Guard, environ: dict[str, Any]) -> Outcome:
     deadline = _SocketDeadline(sock) if isinstance(sock, socket.socket) else None
     try:
         first: _FirstRead | None = None
-        lane = guard.lane
-        if stream is not None and lane.usable():
-            raw = environ.get("CONTENT_LENGTH")
-            # The framing the lane takes: a canonical length within one read, no coding (see lane.py).
-            if (
-                raw
-                and len(raw) < 10
-                and raw.isdigit()
-                and raw.isascii()
-                and "HTTP_CONTENT_ENCODING" not in environ
-            ):
-                length = int(raw)
-                now = guard.verifier.clock()
-                claim = lane.claim(EnvironHeaders(environ), now) if 0 < length <= lane.limit else None
-                if claim is not None:
-                    started = _monotonic()
-                    try:
-                        if deadline is not None:
-                            deadline.set(guard.verifier.body_timeout)
-                        chunk = stream.read(length)
-                    except Exception as error:  # the general path answers it, as from its own read
-                        first = _FirstRead(error, started, now)
-                    else:
-                        if type(chunk) is bytes and len(chunk) == length:
-                            try:
-                                accepted = lane.accept(claim, chunk, started)
-                            except RequestRejected as error:  # the replay store's, final (lane.py)
-                                head = head_from_environ(environ)
-                                return guard.reject(error, head, connection_header=not _wsgiref(environ))
-                            if accepted is not None:
-                                return accepted
-                        first = _FirstRead(chunk, started, now)
+        if stream is not None and guard.lane.usable():
+            taken = _through_lane(guard, environ, stream, deadline)
+            if isinstance(taken, _FirstRead):
+                first = taken
+            elif taken is not None:
+                return taken
         return _decide(guard, environ, stream, deadline, first)
     finally:
         if deadline is not None:
             deadline.restore()
+
+
+def _through_lane(
+    guard: Guard, environ: dict[str, Any], stream: Any, deadline: _SocketDeadline | None
+) -> Outcome | _FirstRead | None:
+    """Offer the request to the single-read lane: its outcome, the read it hands back to the general
+    path, or ``None`` when the lane does not take the request (nothing has been read)."""
+    lane = guard.lane
+    raw = environ.get("CONTENT_LENGTH")
+    # The framing the lane takes: a canonical length within one read, no coding (see lane.py).
+    if not (raw and len(raw) < 10 and raw.isdigit() and raw.isascii()) or "HTTP_CONTENT_ENCODING" in environ:
+        return None
+    length = int(raw)
+    if not 0 < length <= lane.limit:
+        return None
+    now = guard.verifier.clock()
+    claim = lane.claim(EnvironHeaders(environ), now)
+    if claim is None:
+        return None
+    started = _monotonic()
+    try:
+        if deadline is not None:
+            deadline.set(guard.verifier.body_timeout)
+        chunk = stream.read(length)
+    except Exception as error:  # the general path answers it, as from its own read
+        return _FirstRead(error, started, now)
+    if type(chunk) is not bytes or len(chunk) != length:
+        return _FirstRead(chunk, started, now)
+    try:
+        accepted = lane.accept(claim, chunk, started)
+    except RequestRejected as error:  # the replay store's, final (lane.py)
+        return guard.reject(error, head_from_environ(environ), connection_header=not _wsgiref(environ))
+    return _FirstRead(chunk, started, now) if accepted is None else accepted
 
 
 def _wsgiref(environ: dict[str, Any]) -> bool:
@@ -286,7 +293,7 @@ class _Settling:
             self._whole = True
             delivery = self._accepted.delivery
             if delivery is not None:
-                delivery.settle(self.status < 500)
+                delivery.settle(processed(self.status))
         return self
 
     def __iter__(self) -> Iterator[bytes]:
