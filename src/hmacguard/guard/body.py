@@ -320,9 +320,7 @@ class GzipInflater:
                 out = self._z.decompress(data, allowed)
             except zlib.error:
                 raise BadRequest("the gzip body is corrupt") from None
-            self.produced += len(out)
-            if self.produced > self.limit:
-                raise BodyTooLarge(f"inflated body exceeds the {self.limit}-byte limit", limit=self.limit)
+            self._count(out)
             if out:
                 yield out
             data = self._z.unconsumed_tail
@@ -332,15 +330,19 @@ class GzipInflater:
         if self._z.unused_data:
             raise BadRequest("data after the end of the gzip stream")
 
+    def _count(self, out: bytes) -> None:
+        """Count inflated bytes; 413 past the limit."""
+        self.produced += len(out)
+        if self.produced > self.limit:
+            raise BodyTooLarge(f"inflated body exceeds the {self.limit}-byte limit", limit=self.limit)
+
     def finish(self) -> Iterator[bytes]:
         """Whatever zlib still holds; a truncated stream is a 400."""
         try:
             out = self._z.flush()
         except zlib.error:
             raise BadRequest("the gzip body is corrupt") from None
-        self.produced += len(out)
-        if self.produced > self.limit:
-            raise BodyTooLarge(f"inflated body exceeds the {self.limit}-byte limit", limit=self.limit)
+        self._count(out)
         if out:
             yield out
         if not self._z.eof:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from hmacguard.errors import ConfigurationError
 from hmacguard.guard.body import DEFAULT_CHUNK_SIZE, validate_size
-from hmacguard.schemes import Scheme, StreamingSigner, get_scheme
+from hmacguard.schemes import Scheme, StreamingSigner, get_scheme, secret_list
 
 if TYPE_CHECKING:
     import httpx
@@ -39,11 +39,7 @@ class Signer:
         chunk_size: int = DEFAULT_CHUNK_SIZE,
     ) -> None:
         self.scheme = get_scheme(scheme)
-        if isinstance(secrets, (str, bytes)):
-            secrets = [secrets]
-        if not secrets:
-            raise ConfigurationError("at least one secret is needed")
-        self._secret = secrets[0]
+        self._secret = secret_list(secrets)[0]
         self.scheme.key(self._secret)  # an unusable secret fails now, not on the first request
         self.chunk_size = validate_size("chunk_size", chunk_size)
 

@@ -50,7 +50,7 @@ from hmacguard.guard.body import (
 from hmacguard.guard.macs import Mac, keyed_mac
 from hmacguard.guard.replay import Delivery, HoldingReplayStore, MemoryReplayStore, ReplayStore
 from hmacguard.http import lowered as lower_case
-from hmacguard.schemes import Scheme, SignatureClaim, get_scheme
+from hmacguard.schemes import Scheme, SignatureClaim, get_scheme, secret_list
 
 __all__ = ["Secret", "Verification", "VerifiedBody", "Verifier"]
 
@@ -353,12 +353,8 @@ class Verifier:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.scheme = get_scheme(scheme)
-        if isinstance(secrets, (str, bytes)):
-            secrets = [secrets]
-        if not secrets:
-            raise ConfigurationError("at least one secret is needed")
         #: HMAC keys, one per secret, current first.
-        self.keys: tuple[bytes, ...] = tuple(self.scheme.key(s) for s in secrets)
+        self.keys: tuple[bytes, ...] = tuple(self.scheme.key(s) for s in secret_list(secrets))
         self.max_body = validate_size("max_body", max_body)
         self.max_inflated_body = validate_size(
             "max_inflated_body", max_body if max_inflated_body is None else max_inflated_body

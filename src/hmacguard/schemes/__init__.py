@@ -24,7 +24,7 @@ proven against those providers' own verifier packages in tests/guard/test_scheme
 from __future__ import annotations
 
 from hmacguard.http import LowerCaseHeaders
-from hmacguard.schemes.base import Scheme, Secret, SignatureClaim
+from hmacguard.schemes.base import Scheme, Secret, SignatureClaim, secret_list
 from hmacguard.schemes.generic import GenericScheme
 from hmacguard.schemes.github import GitHubScheme
 from hmacguard.schemes.registry import SCHEME_NAMES, get_scheme
@@ -47,5 +47,6 @@ __all__ = [
     "StripeScheme",
     "forged_headers",
     "get_scheme",
+    "secret_list",
     "sign_body",
 ]

@@ -13,7 +13,7 @@ import functools
 import hashlib
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
 from hmacguard.errors import ConfigurationError, SignatureMalformed, SignatureMissing, TimestampInvalid
@@ -29,6 +29,7 @@ __all__ = [
     "lowered",
     "make_claim",
     "parse_timestamp",
+    "secret_list",
     "unb64",
     "unhex",
     "utf8",
@@ -104,6 +105,14 @@ def parse_timestamp(text: str, header: str) -> int:
     if not text.isascii() or not text.isdigit() or len(text) > 12:
         raise TimestampInvalid(f"{header} is not a Unix timestamp")
     return int(text)
+
+
+def secret_list(secrets: Secret | Sequence[Secret]) -> list[Secret]:
+    """The ``secrets=`` argument as a list, current first: one secret or several for rotation."""
+    listed = [secrets] if isinstance(secrets, (str, bytes)) else list(secrets)
+    if not listed:
+        raise ConfigurationError("at least one secret is needed")
+    return listed
 
 
 def utf8(secret: Secret) -> bytes:

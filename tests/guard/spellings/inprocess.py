@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import unquote, unquote_to_bytes, urlsplit
 
+from .._inprocess import call_wsgi as call_wsgi_app
 from .matrix import (
     CONFIGS,
     MOUNTS,
@@ -92,21 +93,8 @@ def wsgi_environ(
 def call_wsgi(app: Any, environ: dict[str, Any] | None) -> Answer:
     if environ is None:
         return Answer(500)
-    captured: dict[str, Any] = {}
-
-    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-        captured["status"] = int(status.split()[0])
-        captured["headers"] = {k.lower(): v for k, v in headers}
-        return lambda data: None
-
-    iterable = app(environ, start_response)
-    try:
-        body = b"".join(iterable)
-    finally:
-        close = getattr(iterable, "close", None)
-        if close is not None:
-            close()
-    return Answer(captured["status"], captured["headers"], body)
+    response = call_wsgi_app(app, environ)
+    return Answer(response.status, {k.lower(): v for k, v in response.headers.items()}, response.body)
 
 
 def asgi_scope(
