@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import hmac
 import os
@@ -48,7 +49,8 @@ def mac_capped(stream: IO[bytes], content_length: int | None, mac: Any, prefix: 
     return prefix + str(mac.hexdigest())
 
 
-_SEEN: dict[str, None] = {}
+# Ordered for eviction from the front in O(1) (a dict rescans the slots it has deleted).
+_SEEN: collections.OrderedDict[str, None] = collections.OrderedDict()
 _MAX_SEEN = 100_000
 #: A directory every worker of one lab server shares (``hmacguard lab`` creates it per server and
 #: removes it when the server stops): gunicorn runs two workers, and a delivery remembered by one
@@ -73,5 +75,5 @@ def first_delivery(signature: str) -> bool:
         return False
     _SEEN[signature] = None
     if len(_SEEN) > _MAX_SEEN:
-        del _SEEN[next(iter(_SEEN))]
+        _SEEN.popitem(last=False)
     return True
