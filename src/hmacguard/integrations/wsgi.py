@@ -32,6 +32,7 @@ streamed response) or answered 5xx, so the sender's retry is processed
 from __future__ import annotations
 
 import contextlib
+import io
 import socket
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -114,6 +115,34 @@ class _SocketDeadline:
                 self._sock.settimeout(self._saved)
 
 
+def _held_in_memory(stream: Any, length: int) -> bool:
+    """Whether gunicorn already holds the whole body in memory, so reading it cannot wait on the socket.
+
+    gunicorn reads a request's head in pieces of 8 KiB, so a small body usually arrives with it and
+    waits in the parser's read-ahead buffer; reading it from there needs no socket timeout, and
+    setting and restoring one costs two ``ioctl`` system calls -- about 8 us a request under
+    gunicorn, as much as the rest of the guard's lane (bench/bench_guard_rps.py). This looks at
+    gunicorn's own objects (``Body`` -> ``LengthReader`` -> ``Unreader.buf``, as in gunicorn 27;
+    tests/guard/test_lane_servers.py pins that shape) and answers True only when each is exactly
+    that and nothing has been read yet; any other server, shape or state answers False, and the
+    timeout is set as before.
+    """
+    kind = type(stream)
+    if kind.__name__ != "Body" or kind.__module__ != "gunicorn.http.body":
+        return False
+    try:
+        reader = stream.reader
+        if type(reader).__name__ != "LengthReader" or reader.length != length or stream.buf.tell():
+            return False
+        buffered = reader.unreader.buf
+        if type(buffered) is not io.BytesIO:
+            return False
+        with buffered.getbuffer() as held:  # a view, released at once: gunicorn writes to it later
+            return bool(held.nbytes >= length)
+    except (AttributeError, TypeError, ValueError):
+        return False
+
+
 class _FirstRead:
     """What the single-read lane read (bytes, or the exception the read raised), handed back as the
     general path's first read, with the time reading started (the body timeout counts from it) and
@@ -170,7 +199,7 @@ def _through_lane(
         return None
     started = _monotonic()
     try:
-        if deadline is not None:
+        if deadline is not None and not _held_in_memory(stream, length):
             deadline.set(guard.verifier.body_timeout)
         chunk = stream.read(length)
     except Exception as error:  # the general path answers it, as from its own read
