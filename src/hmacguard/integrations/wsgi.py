@@ -164,25 +164,28 @@ def guard_environ(guard: Guard, environ: dict[str, Any]) -> Outcome:
     only accepts; anything it does not accept is decided by the general path.
     """
     stream = environ.get("wsgi.input")
-    sock = environ.get("gunicorn.socket")
-    deadline = _SocketDeadline(sock) if isinstance(sock, socket.socket) else None
+    first: _FirstRead | None = None
+    if stream is not None and guard.lane.usable():
+        taken = _through_lane(guard, environ, stream)
+        if isinstance(taken, _FirstRead):
+            first = taken
+        elif taken is not None:
+            return taken
+    deadline = _socket_deadline(environ)
     try:
-        first: _FirstRead | None = None
-        if stream is not None and guard.lane.usable():
-            taken = _through_lane(guard, environ, stream, deadline)
-            if isinstance(taken, _FirstRead):
-                first = taken
-            elif taken is not None:
-                return taken
         return _decide(guard, environ, stream, deadline, first)
     finally:
         if deadline is not None:
             deadline.restore()
 
 
-def _through_lane(
-    guard: Guard, environ: dict[str, Any], stream: Any, deadline: _SocketDeadline | None
-) -> Outcome | _FirstRead | None:
+def _socket_deadline(environ: dict[str, Any]) -> _SocketDeadline | None:
+    """A deadline for the server's socket, when the server lends it (gunicorn)."""
+    sock = environ.get("gunicorn.socket")
+    return _SocketDeadline(sock) if isinstance(sock, socket.socket) else None
+
+
+def _through_lane(guard: Guard, environ: dict[str, Any], stream: Any) -> Outcome | _FirstRead | None:
     """Offer the request to the single-read lane: its outcome, the read it hands back to the general
     path, or ``None`` when the lane does not take the request (nothing has been read)."""
     lane = guard.lane
@@ -198,12 +201,23 @@ def _through_lane(
     if claim is None:
         return None
     started = _monotonic()
+    # The socket's timeout bounds this one read and is restored right after it: the general path,
+    # if it decides after all, sets its own for any read it makes.
+    sock = environ.get("gunicorn.socket")
+    deadline = (
+        _SocketDeadline(sock)
+        if isinstance(sock, socket.socket) and not _held_in_memory(stream, length)
+        else None
+    )
     try:
-        if deadline is not None and not _held_in_memory(stream, length):
+        if deadline is not None:
             deadline.set(guard.verifier.body_timeout)
         chunk = stream.read(length)
     except Exception as error:  # the general path answers it, as from its own read
         return _FirstRead(error, started, now)
+    finally:
+        if deadline is not None:
+            deadline.restore()
     if type(chunk) is not bytes or len(chunk) != length:
         return _FirstRead(chunk, started, now)
     try:
@@ -317,12 +331,13 @@ class _Settling:
 
     def respond(self, iterable: Iterable[bytes]) -> _Settling:
         self._iterable = iterable
-        if self.status is not None and type(iterable) in _PRODUCED_WHOLE:
+        status = self.status
+        if status is not None and type(iterable) in _PRODUCED_WHOLE:
             # Already produced whole: settled now, with nothing to watch while the server sends it.
             self._whole = True
             delivery = self._accepted.delivery
             if delivery is not None:
-                delivery.settle(processed(self.status))
+                delivery.settle(processed(status))
         return self
 
     def __iter__(self) -> Iterator[bytes]:
@@ -343,6 +358,10 @@ class _Settling:
             return
         self._closed = True
         accepted = self._accepted
+        if self._whole:
+            # Settled already, and a list or tuple has no close() of its own: only the body to release.
+            accepted.body.file.close()
+            return
         try:
             close = getattr(self._iterable, "close", None)
             if close is not None:
