@@ -135,10 +135,14 @@ def one(port: int, request: bytes) -> int:
 
 
 def worker_cpu(pid: int) -> float:
-    """CPU seconds the process has run: the scheduler's nanosecond account, else psutil's ticks."""
+    """CPU seconds the process has run, all its threads: the scheduler's nanosecond account, else
+    psutil's ticks."""
     try:
-        with open(f"/proc/{pid}/schedstat") as stats:
-            return int(stats.read().split()[0]) / 1e9
+        total = 0
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/schedstat") as stats:
+                total += int(stats.read().split()[0])
+        return total / 1e9
     except (OSError, ValueError, IndexError):
         import psutil
 
