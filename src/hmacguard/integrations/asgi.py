@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
@@ -95,13 +96,27 @@ async def _receive_within(receive: Receive, timeout: float | None) -> Message:
 
 
 class _BodyReader:
-    """Turns ASGI ``http.request`` messages into the chunks the decision core asks for."""
+    """Turns ASGI ``http.request`` messages into the chunks the decision core asks for.
+
+    :meth:`hand_back` gives back what one read returned or raised (the single-read lane's), for the
+    next :meth:`read` to return or raise again before anything else is received.
+    """
 
     def __init__(self, receive: Receive) -> None:
         self._receive = receive
         self._done = False
+        self._handed_back: bytes | RequestRejected | None = None
+
+    def hand_back(self, result: bytes | RequestRejected) -> None:
+        self._handed_back = result
 
     async def read(self, timeout: float | None) -> bytes:
+        handed_back = self._handed_back
+        if handed_back is not None:
+            self._handed_back = None
+            if isinstance(handed_back, RequestRejected):
+                raise handed_back
+            return handed_back
         if self._done:
             return b""
         while True:
@@ -138,10 +153,22 @@ async def guard_receive(guard: Guard, head: RequestHead, receive: Receive) -> Ou
     """Run the guard on an ASGI request, reading ``receive``; never raises RequestRejected.
 
     Framework integrations call this (Starlette/FastAPI dependencies, Django under ASGI);
-    :class:`ASGIGuard` wraps it.
+    :class:`ASGIGuard` wraps it. A small delivery is first offered to the guard's single-read lane
+    (:mod:`hmacguard.guard.lane`), which only accepts; anything it does not accept is decided by
+    the general path, which gets what the lane read as its first read.
     """
-    process = guard.process(head)
     reader = _BodyReader(receive)
+    started: float | None = None
+    checked_at: float | None = None
+    if guard.lane.usable():
+        taken = await _through_lane(guard, head, reader)
+        if isinstance(taken, _Handoff):
+            # The same reader: it knows whether the body already ended.
+            reader.hand_back(taken.result)
+            started, checked_at = taken.started, taken.checked_at
+        elif taken is not None:
+            return taken
+    process = guard.process(head, body_started=started, checked_at=checked_at)
     try:
         effect = next(process)
         while True:
@@ -163,6 +190,56 @@ async def guard_receive(guard: Guard, head: RequestHead, receive: Receive) -> Ou
         return outcome
     finally:
         process.close()
+
+
+class _Handoff:
+    """What the single-read lane read (the bytes, or the refusal its read raised), handed to the
+    general path as its first read, with the time reading started (the body timeout counts from
+    it) and the clock reading the headers' timestamp was judged at."""
+
+    __slots__ = ("checked_at", "result", "started")
+
+    def __init__(self, result: bytes | RequestRejected, started: float, checked_at: float) -> None:
+        self.result = result
+        self.started = started
+        self.checked_at = checked_at
+
+
+async def _through_lane(guard: Guard, head: RequestHead, reader: _BodyReader) -> Outcome | _Handoff | None:
+    """Offer the request to the single-read lane: its outcome, the read it hands to the general
+    path, or ``None`` when the lane does not take the request (nothing has been received)."""
+    lane = guard.lane
+    headers = head.headers
+    raw = headers.get("content-length")
+    # The framing the lane takes: a canonical length within one read, no coding (see lane.py).
+    if not (raw and len(raw) < 10 and raw.isdigit() and raw.isascii()) or "content-encoding" in headers:
+        return None
+    length = int(raw)
+    if not 0 < length <= lane.limit:
+        return None
+    verifier = guard.verifier
+    now = verifier.clock()
+    claim = lane.claim(headers, now)
+    if claim is None:
+        return None
+    started = _monotonic()
+    try:
+        # One message, under the body timeout -- the general path's first read, made here.
+        chunk = await reader.read(verifier.body_timeout)
+    except RequestRejected as error:  # too slow, or the client left: the general path answers it
+        return _Handoff(error, started, now)
+    # The whole declared body in one message. A server that ends the body with a separate empty
+    # message (hypercorn) leaves it unread, as the general path does (see the module docstring).
+    if len(chunk) != length:
+        return _Handoff(chunk, started, now)
+    try:
+        accepted = lane.accept(claim, chunk, started)
+    except RequestRejected as error:  # the replay store's, final (lane.py)
+        return guard.reject(error, head)
+    return _Handoff(chunk, started, now) if accepted is None else accepted
+
+
+_monotonic = time.monotonic
 
 
 async def send_rejection(rejected: Rejected, send: Send) -> None:
