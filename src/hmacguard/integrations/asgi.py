@@ -36,7 +36,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, Generator, Iterable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from hmacguard.errors import BodyTimeout, PathInvalid, RequestRejected
@@ -87,12 +87,58 @@ def head_from_scope(scope: Scope) -> RequestHead:
 
 
 async def _receive_within(receive: Receive, timeout: float | None) -> Message:
+    """``await receive()``, raising TimeoutError after ``timeout`` seconds.
+
+    A message the server already holds (a small body arrives with its head) comes back without
+    suspending, and needs no timer: arming and cancelling one costs more than the rest of a small
+    request's read. So the first step of ``receive()`` runs here, and only when it suspends does
+    the rest run under the timeout, from where it stopped (:class:`_Resumed`).
+    """
     if timeout is None:
         return await receive()
+    steps = receive().__await__()
+    try:
+        waiting = steps.send(None)
+    except StopIteration as done:
+        message: Message = done.value
+        return message
     if sys.version_info >= (3, 11):
         async with asyncio.timeout(timeout):
-            return await receive()
-    return await asyncio.wait_for(receive(), timeout)  # pragma: no cover - Python 3.10
+            return await _Resumed(steps, waiting)
+    return await asyncio.wait_for(_Resumed(steps, waiting), timeout)  # pragma: no cover - Python 3.10
+
+
+class _Resumed:
+    """The rest of an awaitable whose first step has run and suspended on ``waiting``: awaiting
+    this awaits the original from where it stopped, as if ``await`` had never been interrupted.
+
+    ``waiting`` goes up to the task, as the original would have sent it; once the task wakes, the
+    original resumes (``yield from``: every later step, and anything thrown in, delegated). Anything
+    thrown in while it is still suspended on ``waiting`` -- the timeout's cancellation -- is thrown
+    into it there.
+    """
+
+    __slots__ = ("_steps", "_waiting")
+
+    def __init__(self, steps: Generator[Any, None, Message], waiting: Any) -> None:
+        self._steps = steps
+        self._waiting = waiting
+
+    def __await__(self) -> Generator[Any, None, Message]:
+        steps = self._steps
+        try:
+            yield self._waiting
+        except GeneratorExit:
+            steps.close()
+            raise
+        except BaseException as exc:
+            try:
+                waiting = steps.throw(exc)
+            except StopIteration as done:
+                message: Message = done.value
+                return message
+            return (yield from _Resumed(steps, waiting).__await__())
+        return (yield from steps)
 
 
 class _BodyReader:
