@@ -19,17 +19,15 @@ import argparse
 import asyncio
 import hashlib
 import hmac
-import json
 import os
 import socket
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from bench_guard_rps import CAP, SECRET, _sem, free_port, pin
+from bench_guard_rps import CAP, SECRET, measure, report_cpu, report_in_process
 
 from hmacguard import ASGIGuard, Signer, Verifier
 
@@ -111,44 +109,21 @@ def serve(port: int) -> subprocess.Popen[bytes]:
     )  # fmt: skip
 
 
-def wait(port: int, process: subprocess.Popen[bytes]) -> int:
-    """Wait until uvicorn listens; return its pid (one process serves)."""
+def start_uvicorn(port: int) -> tuple[subprocess.Popen[bytes], int]:
+    """uvicorn on ``port``, once it listens (one process serves)."""
+    process = serve(port)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise SystemExit("uvicorn exited at start-up")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return process.pid
+            return process, process.pid
         except OSError:
             time.sleep(0.05)
+    os.killpg(process.pid, 15)
+    process.wait(timeout=15)
     raise SystemExit("uvicorn did not listen within 30 s")
-
-
-SIDES = {"inline": "/inline", "guarded": "/guarded", "control": "/control"}
-
-
-def one_round(count: int, pairs: int, server_cpus: set[int] | None) -> dict[str, dict[str, Any]]:
-    """Start a fresh uvicorn serving every side, drive it from a second process, stop it."""
-    port = free_port()
-    server = serve(port)
-    try:
-        pid = wait(port, server)
-        if server_cpus is not None:
-            pin(pid, server_cpus)
-        sides = {name: [port, pid, path] for name, path in SIDES.items()}
-        driver = subprocess.run(
-            [sys.executable, str(HERE / "bench_guard_rps.py"), "--drive", json.dumps(sides),
-             "--requests", str(count), "--pairs", str(pairs)],
-            capture_output=True, text=True, timeout=600, check=False,
-        )  # fmt: skip
-        if driver.returncode != 0:
-            raise SystemExit(f"the driver failed: {driver.stdout} {driver.stderr}")
-        result: dict[str, dict[str, Any]] = json.loads(driver.stdout)
-        return result
-    finally:
-        os.killpg(server.pid, 15)
-        server.wait(timeout=15)
 
 
 def in_process(count: int) -> dict[str, float]:
@@ -197,37 +172,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=8, help="rounds, each with a fresh server")
     args = parser.parse_args(argv)
 
-    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    server_cpus = {cpus[-1]} if len(cpus) >= 2 else None
-    if server_cpus is not None:
-        pin(0, {cpus[0]})
-    rounds = [one_round(args.requests, args.pairs, server_cpus) for _ in range(args.rounds)]
-    local = in_process(2000)
-
-    def per_cpu(name: str, result: dict[str, dict[str, Any]]) -> float:
-        return float(result[name]["requests"] / result[name]["cpu"])
-
-    pooled = {
-        name: sum(r[name]["requests"] for r in rounds) / sum(r[name]["cpu"] for r in rounds) for name in SIDES
-    }
-    by_round = [per_cpu("guarded", r) / per_cpu("inline", r) for r in rounds]
-    cpu_ratio = pooled["guarded"] / pooled["inline"]
-    placement = f"pinned to CPU {cpus[-1]}" if server_cpus else "not pinned"
+    rounds, placement = measure(start_uvicorn, args.rounds, args.requests, args.pairs)
     print(
         f"uvicorn, one process serving every side ({placement}), 1 connection per request, "
         f"{args.rounds} rounds of a fresh server x {args.pairs} batches of {args.requests} requests per side:"
     )
-    for name, label in (("inline", "inline check"), ("guarded", "ASGIGuard"), ("control", "inline, again")):
-        print(f"  {label:14s} {pooled[name]:8.0f} req per server CPU-second")
-    print(f"ratio guard/inline, per server CPU-second:  {cpu_ratio:.3f}  (target >= {TARGET})")
-    print(f"  round by round: {' '.join(f'{r:.3f}' for r in by_round)}")
-    print(f"  mean of rounds {statistics.mean(by_round):.3f} +- {_sem(by_round):.3f} (standard error)")
-    print(f"ratio control/inline (identical sides):     {pooled['control'] / pooled['inline']:.3f}")
-    print("in-process ASGI (no server), best of 5 x 2000:")
-    print(f"  inline check  {local['inline']:6.1f} us a request")
-    print(f"  ASGIGuard     {local['guarded']:6.1f} us a request")
-    local_ratio = local["inline"] / local["guarded"]
-    print(f"ratio guard/inline in-process:     {local_ratio:.3f}  (target >= {IN_PROCESS_TARGET})")
+    cpu_ratio = report_cpu(rounds, "ASGIGuard", TARGET)
+    local = in_process(2000)
+    local_ratio = report_in_process("ASGI", local["inline"], local["guarded"], "ASGIGuard")
     return 0 if cpu_ratio >= TARGET and local_ratio >= IN_PROCESS_TARGET else 1
 
 

@@ -46,7 +46,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -250,32 +250,84 @@ def pin(pid: int, cpus: set[int]) -> None:
         os.sched_setaffinity(pid, cpus)
 
 
-def one_round(count: int, pairs: int, server_cpus: set[int] | None) -> dict[str, dict[str, Any]]:
-    """Start a fresh gunicorn serving every side, drive it from a second process, stop it."""
-    port = free_port()
-    server = serve("routed_app", port)
+#: Starts a server on a port; returns its process and the pid of the process serving requests.
+StartServer = Callable[[int], "tuple[subprocess.Popen[bytes], int]"]
+
+
+def start_gunicorn(port: int) -> tuple[subprocess.Popen[bytes], int]:
+    process = serve("routed_app", port)
     try:
-        worker = wait(port, server)
+        return process, wait(port, process)
+    except BaseException:
+        os.killpg(process.pid, 15)
+        process.wait(timeout=15)
+        raise
+
+
+def one_round(count: int, pairs: int, server_cpus: set[int] | None, start: StartServer) -> dict[str, Any]:
+    """Start a fresh server serving every side, drive it from a second process, stop it."""
+    port = free_port()
+    server, worker = start(port)
+    try:
         if server_cpus is not None:
             pin(worker, server_cpus)
         sides = {name: [port, worker, path] for name, path in SIDES.items()}
         driver = subprocess.run(
-            [sys.executable, __file__, "--drive", json.dumps(sides),
+            [sys.executable, str(HERE / "bench_guard_rps.py"), "--drive", json.dumps(sides),
              "--requests", str(count), "--pairs", str(pairs)],
             capture_output=True, text=True, timeout=600, check=False,
         )  # fmt: skip
         if driver.returncode != 0:
             raise SystemExit(f"the driver failed: {driver.stdout} {driver.stderr}")
-        result: dict[str, dict[str, Any]] = json.loads(driver.stdout)
+        result: dict[str, Any] = json.loads(driver.stdout)
         return result
     finally:
         os.killpg(server.pid, 15)
         server.wait(timeout=15)
 
 
+def measure(start: StartServer, rounds: int, count: int, pairs: int) -> tuple[list[dict[str, Any]], str]:
+    """``rounds`` rounds of fresh servers, the server pinned to one core and this process (and the
+    driver it starts) to another when there are two; the results and where the server ran."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    server_cpus = {cpus[-1]} if len(cpus) >= 2 else None
+    if server_cpus is not None:
+        pin(0, {cpus[0]})
+    placement = f"pinned to CPU {cpus[-1]}" if server_cpus else "not pinned"
+    return [one_round(count, pairs, server_cpus, start) for _ in range(rounds)], placement
+
+
 def _sem(values: list[float]) -> float:
     """Standard error of the mean (0 for a single value)."""
     return statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else 0.0
+
+
+def report_cpu(rounds: list[dict[str, Any]], guard_label: str, target: float) -> float:
+    """Print each side's requests per server CPU-second and the ratios; return guard/inline."""
+
+    def per_cpu(name: str, result: dict[str, Any]) -> float:
+        return float(result[name]["requests"] / result[name]["cpu"])
+
+    pooled = {n: sum(r[n]["requests"] for r in rounds) / sum(r[n]["cpu"] for r in rounds) for n in SIDES}
+    rates = {name: [rate for r in rounds for rate in r[name]["rates"]] for name in SIDES}
+    for name, label in (("inline", "inline check"), ("guarded", guard_label), ("control", "inline, again")):
+        print(
+            f"  {label:14s} {statistics.median(rates[name]):8.0f} req/s (median batch)  "
+            f"{pooled[name]:8.0f} req per server CPU-second"
+        )
+    wall = statistics.median(g / i for g, i in zip(rates["guarded"], rates["inline"]))
+    cpu_ratio = pooled["guarded"] / pooled["inline"]
+    by_round = [per_cpu("guarded", r) / per_cpu("inline", r) for r in rounds]
+    control_by_round = [per_cpu("control", r) / per_cpu("inline", r) for r in rounds]
+    print(f"ratio guard/inline, wall clock (median of pairs):   {wall:.3f}")
+    print(f"ratio guard/inline, per server CPU-second:         {cpu_ratio:.3f}  (target >= {target})")
+    print(f"  round by round: {' '.join(f'{ratio:.3f}' for ratio in by_round)}")
+    print(f"  mean of rounds {statistics.mean(by_round):.3f} +- {_sem(by_round):.3f} (standard error)")
+    print(
+        f"ratio control/inline (identical sides), CPU:       {pooled['control'] / pooled['inline']:.3f}"
+        f"  (the resolution; rounds {min(control_by_round):.3f}-{max(control_by_round):.3f})"
+    )
+    return cpu_ratio
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -289,50 +341,25 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(drive(json.loads(args.drive), args.requests, args.pairs)))
         return 0
 
-    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    server_cpus = {cpus[-1]} if len(cpus) >= 2 else None
-    if server_cpus is not None:
-        pin(0, {cpus[0]})  # this process and the driver it starts: the other core
-    rounds = [one_round(args.requests, args.pairs, server_cpus) for _ in range(args.rounds)]
+    rounds, placement = measure(start_gunicorn, args.rounds, args.requests, args.pairs)
+    print(
+        f"gunicorn, 1 sync worker serving every side ({placement}), 1 connection per request, "
+        f"{args.rounds} rounds of a fresh server x {args.pairs} batches of {args.requests} requests per side:"
+    )
+    cpu_ratio = report_cpu(rounds, "WSGIGuard", TARGET)
     local = in_process(2000)
-
-    def per_cpu(name: str, result: dict[str, dict[str, Any]]) -> float:
-        return float(result[name]["requests"] / result[name]["cpu"])
-
-    pooled = {
-        name: sum(r[name]["requests"] for r in rounds) / sum(r[name]["cpu"] for r in rounds) for name in SIDES
-    }
-    rates = {name: [rate for r in rounds for rate in r[name]["rates"]] for name in SIDES}
-    wall = statistics.median(g / i for g, i in zip(rates["guarded"], rates["inline"]))
-    cpu_ratio = pooled["guarded"] / pooled["inline"]
-    control = pooled["control"] / pooled["inline"]
-    placement = f"worker pinned to CPU {cpus[-1]}" if server_cpus else "worker not pinned"
-    print(
-        f"gunicorn, 1 sync worker serving every side, 1 connection per request, {args.rounds} rounds "
-        f"of a fresh server x {args.pairs} batches of {args.requests} requests per side ({placement}):"
-    )
-    for name, label in (("inline", "inline check"), ("guarded", "WSGIGuard"), ("control", "inline, again")):
-        print(
-            f"  {label:14s} {statistics.median(rates[name]):8.0f} req/s (median batch)  "
-            f"{pooled[name]:8.0f} req per worker CPU-second"
-        )
-    by_round = [per_cpu("guarded", r) / per_cpu("inline", r) for r in rounds]
-    control_by_round = [per_cpu("control", r) / per_cpu("inline", r) for r in rounds]
-    per_round = " ".join(f"{ratio:.3f}" for ratio in by_round)
-    print(f"ratio guard/inline, wall clock (median of pairs):   {wall:.3f}")
-    print(f"ratio guard/inline, per worker CPU-second:         {cpu_ratio:.3f}  (target >= {TARGET})")
-    print(f"  round by round: {per_round}")
-    print(f"  mean of rounds {statistics.mean(by_round):.3f} +- {_sem(by_round):.3f} (standard error)")
-    print(
-        f"ratio control/inline (identical sides), CPU:       {control:.3f}  (the resolution; rounds "
-        f"{min(control_by_round):.3f}-{max(control_by_round):.3f})"
-    )
-    print("in-process WSGI (no server), best of 5 x 2000:")
-    print(f"  inline check  {local['inline']:8.0f} req/s  ({1e6 / local['inline']:.1f} us a request)")
-    print(f"  WSGIGuard     {local['guarded']:8.0f} req/s  ({1e6 / local['guarded']:.1f} us a request)")
-    local_ratio = local["guarded"] / local["inline"]
-    print(f"ratio guard/inline in-process:     {local_ratio:.3f}  (target >= {IN_PROCESS_TARGET})")
+    local_ratio = report_in_process("WSGI", 1e6 / local["inline"], 1e6 / local["guarded"], "WSGIGuard")
     return 0 if cpu_ratio >= TARGET and local_ratio >= IN_PROCESS_TARGET else 1
+
+
+def report_in_process(kind: str, inline_us: float, guarded_us: float, guard_label: str) -> float:
+    """Print the in-process figures (microseconds a request); return guard/inline in requests/s."""
+    print(f"in-process {kind} (no server), best of 5 x 2000:")
+    print(f"  inline check  {inline_us:6.1f} us a request")
+    print(f"  {guard_label:13s} {guarded_us:6.1f} us a request")
+    ratio = inline_us / guarded_us
+    print(f"ratio guard/inline in-process:     {ratio:.3f}  (target >= {IN_PROCESS_TARGET})")
+    return ratio
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from hmacguard import ASGIGuard, MemoryReplayStore, Signer, Verifier
 from hmacguard.schemes import SCHEME_NAMES
 
-from .test_lane import SECRETS, secret
+from .test_lane import SECRETS, delivery
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -112,24 +112,7 @@ def test_the_asgi_lane_decides_as_the_general_path(
     ends: str,
     repeat: bool,
 ) -> None:
-    secrets = SECRETS[:1] if rotation == "one" else SECRETS
-    signing = {"one": SECRETS[0], "current": SECRETS[0], "previous": SECRETS[1], "unknown": secret("x")}
-    headers = Signer(scheme, secrets=signing[rotation]).sign(body, timestamp=int(time.time()) + age)
-    wire = body + b"!" if tamper == "body" else body
-    signature = next(name for name in headers if "signature" in name.lower())
-    if tamper == "signature":
-        headers[signature] = headers[signature][:-4] + (
-            "AAAA" if headers[signature][-4:] != "AAAA" else "BBBB"
-        )
-    elif tamper == "missing":
-        del headers[signature]
-    elif tamper == "garbled":
-        headers[signature] = "%%" + headers[signature]
-    n = len(wire)
-    length = {
-        "exact": str(n), "none": None, "shorter": str(max(0, n - 1)), "longer": str(n + 1),
-        "plus": f"+{n}", "list": f"{n}, {n}",
-    }[declared]  # fmt: skip
+    secrets, wire, headers, length = delivery(scheme, rotation, age, body, tamper, declared)
     case = {"length": length, "coding": coding, "piece": piece, "trailer": trailer, "ends": ends}
 
     answers = []

@@ -20,6 +20,19 @@ from hmacguard.integrations.asgi import _receive_within
 MESSAGE = {"type": "http.request", "body": b"x", "more_body": False}
 
 
+def never_answers(cleaned: list[str]) -> Any:
+    """A receive that waits for ever, and notes in ``cleaned`` when it is ended (cancelled or closed)."""
+
+    async def receive() -> dict[str, Any]:
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            cleaned.append("receive ended")
+        return MESSAGE
+
+    return receive
+
+
 def run(coroutine: Any) -> Any:
     return asyncio.run(asyncio.wait_for(coroutine, timeout=10))
 
@@ -59,12 +72,7 @@ def test_a_message_from_a_future_set_later_is_returned() -> None:
 def test_no_message_within_the_timeout_is_a_timeout_error_on_time_and_the_receive_is_cancelled() -> None:
     cleaned: list[str] = []
 
-    async def receive() -> dict[str, Any]:
-        try:
-            await asyncio.sleep(3600)
-        finally:
-            cleaned.append("receive cancelled")
-        return MESSAGE
+    receive = never_answers(cleaned)
 
     async def main() -> float:
         t0 = time.monotonic()
@@ -73,7 +81,7 @@ def test_no_message_within_the_timeout_is_a_timeout_error_on_time_and_the_receiv
         return time.monotonic() - t0
 
     assert 0.09 < run(main()) < 0.5
-    assert cleaned == ["receive cancelled"]
+    assert cleaned == ["receive ended"]
 
 
 @pytest.mark.parametrize("suspend_first", [False, True])
@@ -90,12 +98,7 @@ def test_an_error_from_the_receive_propagates_before_or_after_suspending(suspend
 def test_a_task_cancelled_from_outside_while_waiting_is_cancelled_and_the_receive_cleaned_up() -> None:
     cleaned: list[str] = []
 
-    async def receive() -> dict[str, Any]:
-        try:
-            await asyncio.sleep(3600)
-        finally:
-            cleaned.append("receive cancelled")
-        return MESSAGE
+    receive = never_answers(cleaned)
 
     async def main() -> None:
         task = asyncio.ensure_future(_receive_within(receive, 30.0))
@@ -105,7 +108,7 @@ def test_a_task_cancelled_from_outside_while_waiting_is_cancelled_and_the_receiv
             await task
 
     run(main())
-    assert cleaned == ["receive cancelled"]
+    assert cleaned == ["receive ended"]
 
 
 def test_a_receive_that_turns_the_cancellation_into_a_message_gives_what_a_plain_await_gives() -> None:
@@ -139,12 +142,7 @@ def test_closing_the_waiting_coroutine_closes_the_receive() -> None:
     """A coroutine dropped while it waits (closed, not cancelled) leaves no receive running."""
     cleaned: list[str] = []
 
-    async def receive() -> dict[str, Any]:
-        try:
-            await asyncio.sleep(3600)
-        finally:
-            cleaned.append("receive closed")
-        return MESSAGE
+    receive = never_answers(cleaned)
 
     async def main() -> None:
         waiting = _receive_within(receive, 30.0)
@@ -153,4 +151,4 @@ def test_closing_the_waiting_coroutine_closes_the_receive() -> None:
         waiting.close()
 
     run(main())
-    assert cleaned == ["receive closed"]
+    assert cleaned == ["receive ended"]

@@ -33,6 +33,42 @@ def secret(text: str) -> str:
 SECRETS = (secret("lane-current-secret"), secret("lane-previous-secret"))
 
 
+def delivery(
+    scheme: str, rotation: str, age: int, body: bytes, tamper: str, declared: str
+) -> tuple[tuple[str, ...], bytes, dict[str, str], str | None]:
+    """One case of the differential tests (this file's and test_asgi_lane.py's): the verifier's
+    secrets, the body sent, its headers and its declared Content-Length (None: no header).
+
+    ``rotation``: which secret signs ("one" of one, the "current" or "previous" of two, or an
+    "unknown" one); ``age``: the signed timestamp's offset from now; ``tamper``: what is broken
+    ("none", "body", "signature", "missing", "garbled"); ``declared``: how the length is declared.
+    """
+    secrets = SECRETS[:1] if rotation == "one" else SECRETS
+    signing = {
+        "one": SECRETS[0],
+        "current": SECRETS[0],
+        "previous": SECRETS[1],
+        "unknown": secret("not-ours"),
+    }
+    headers = Signer(scheme, secrets=signing[rotation]).sign(body, timestamp=int(time.time()) + age)
+    wire = body + b"!" if tamper == "body" else body
+    signature = next(name for name in headers if "signature" in name.lower())
+    if tamper == "signature":
+        headers[signature] = headers[signature][:-4] + (
+            "AAAA" if headers[signature][-4:] != "AAAA" else "BBBB"
+        )
+    elif tamper == "missing":
+        del headers[signature]
+    elif tamper == "garbled":
+        headers[signature] = "%%" + headers[signature]
+    n = len(wire)
+    length = {
+        "exact": str(n), "none": None, "shorter": str(max(0, n - 1)), "longer": str(n + 1),
+        "plus": f"+{n}", "list": f"{n}, {n}",
+    }[declared]  # fmt: skip
+    return secrets, wire, headers, length
+
+
 def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
     body = environ["wsgi.input"].read()
     verified = environ["hmacguard.verified"]
@@ -107,29 +143,7 @@ def test_the_lane_decides_as_the_general_path(
     chunk_size: int,
     repeat: bool,
 ) -> None:
-    secrets = SECRETS[:1] if rotation == "one" else SECRETS
-    signing = {
-        "one": SECRETS[0],
-        "current": SECRETS[0],
-        "previous": SECRETS[1],
-        "unknown": secret("not-ours"),
-    }[rotation]
-    headers = Signer(scheme, secrets=signing).sign(body, timestamp=int(time.time()) + age)
-    wire = body + b"!" if tamper == "body" else body
-    signature = next(name for name in headers if "signature" in name.lower())
-    if tamper == "signature":
-        headers[signature] = headers[signature][:-4] + (
-            "AAAA" if headers[signature][-4:] != "AAAA" else "BBBB"
-        )
-    elif tamper == "missing":
-        del headers[signature]
-    elif tamper == "garbled":
-        headers[signature] = "%%" + headers[signature]
-    n = len(wire)
-    length = {
-        "exact": str(n), "none": None, "shorter": str(max(0, n - 1)), "longer": str(n + 1),
-        "plus": f"+{n}", "list": f"{n}, {n}",
-    }[declared]  # fmt: skip
+    secrets, wire, headers, length = delivery(scheme, rotation, age, body, tamper, declared)
     case = {"length": length, "coding": coding, "piece": piece, "error": error}
 
     answers = []

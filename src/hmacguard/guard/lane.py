@@ -3,14 +3,15 @@
 Most deliveries are a few hundred bytes with a plain ``Content-Length``, and most receivers run the
 in-memory replay store and no rate limiter. For such a request the general path
 (:meth:`~hmacguard.guard.policy.Guard.process`) still builds a generator, a request state machine and
-an effect per step, which cost more than the HMAC itself. A blocking driver (WSGI) may instead ask
+an effect per step, which cost more than the HMAC itself. A driver (WSGI, ASGI) may instead ask
 this lane first:
 
-1. :meth:`SingleReadLane.claim` -- before reading anything: is the request one the lane takes (a
-   canonical ``Content-Length`` of 1 byte up to one chunk, no ``Content-Encoding``), and do its
-   signature headers parse and its timestamp pass? Otherwise ``None``, and the driver runs the general
-   path as if the lane did not exist (nothing has been read).
-2. The driver reads the declared length in one call, under the body timeout.
+1. :meth:`SingleReadLane.length_taken` and :meth:`SingleReadLane.claim` -- before reading anything:
+   is the request one the lane takes (a canonical ``Content-Length`` of 1 byte up to one chunk, no
+   ``Content-Encoding``), and do its signature headers parse and its timestamp pass? Otherwise the
+   driver runs the general path as if the lane did not exist (nothing has been read).
+2. The driver reads once, under the body timeout (one ``wsgi.input.read`` of the declared length;
+   one ``receive()``, whose message must hold the whole declared body).
 3. :meth:`SingleReadLane.accept` -- the body's signature (every secret, constant time), the
    timestamp and the body timeout again, then the replay hold: an :class:`Accepted`, or ``None``.
 
@@ -72,6 +73,20 @@ class SingleReadLane:
         #: Whether the lane may be used at all (still subject to :meth:`usable` per request).
         self.open = rate_limiter is None and (store is None or not store.blocking)
 
+    def length_taken(self, raw_length: str | None, coded: bool) -> int:
+        """The declared body length if the lane takes this framing, else 0.
+
+        The lane takes a canonical ``Content-Length`` (ASCII digits, no sign, no list) of 1 byte up
+        to :attr:`limit` and no ``Content-Encoding``; every other framing is judged by the general
+        path. ``coded``: whether the request has a ``Content-Encoding`` header at all.
+        """
+        if coded or not (
+            raw_length and len(raw_length) < 10 and raw_length.isdigit() and raw_length.isascii()
+        ):
+            return 0
+        length = int(raw_length)
+        return length if length <= self.limit else 0
+
     def usable(self) -> bool:
         """Whether to try the lane for this request (a decision sink may start listening any time)."""
         return self.open and not self._sinks.active
@@ -79,10 +94,10 @@ class SingleReadLane:
     def claim(self, headers: Mapping[str, str], now: float) -> SignatureClaim | None:
         """The request's signature claim if the lane takes it, checked as the general path would.
 
-        ``headers``: lower-cased names. The caller has checked the framing (a canonical
-        ``Content-Length`` within :attr:`limit`, no ``Content-Encoding``). ``now``: the verifier's
-        clock, at which a signed timestamp is judged -- the general path judges it at the same
-        time when it decides this request after all (``Guard.process(checked_at=now)``).
+        ``headers``: lower-cased names. The caller has checked the framing (:meth:`length_taken`).
+        ``now``: the verifier's clock, at which a signed timestamp is judged -- the general path
+        judges it at the same time when it decides this request after all
+        (``Guard.process(checked_at=now)``).
         """
         verifier = self._verifier
         try:

@@ -256,12 +256,8 @@ async def _through_lane(guard: Guard, head: RequestHead, reader: _BodyReader) ->
     path, or ``None`` when the lane does not take the request (nothing has been received)."""
     lane = guard.lane
     headers = head.headers
-    raw = headers.get("content-length")
-    # The framing the lane takes: a canonical length within one read, no coding (see lane.py).
-    if not (raw and len(raw) < 10 and raw.isdigit() and raw.isascii()) or "content-encoding" in headers:
-        return None
-    length = int(raw)
-    if not 0 < length <= lane.limit:
+    length = lane.length_taken(headers.get("content-length"), "content-encoding" in headers)
+    if not length:
         return None
     verifier = guard.verifier
     now = verifier.clock()

@@ -189,12 +189,8 @@ def _through_lane(guard: Guard, environ: dict[str, Any], stream: Any) -> Outcome
     """Offer the request to the single-read lane: its outcome, the read it hands back to the general
     path, or ``None`` when the lane does not take the request (nothing has been read)."""
     lane = guard.lane
-    raw = environ.get("CONTENT_LENGTH")
-    # The framing the lane takes: a canonical length within one read, no coding (see lane.py).
-    if not (raw and len(raw) < 10 and raw.isdigit() and raw.isascii()) or "HTTP_CONTENT_ENCODING" in environ:
-        return None
-    length = int(raw)
-    if not 0 < length <= lane.limit:
+    length = lane.length_taken(environ.get("CONTENT_LENGTH"), "HTTP_CONTENT_ENCODING" in environ)
+    if not length:
         return None
     now = guard.verifier.clock()
     claim = lane.claim(EnvironHeaders(environ), now)
