@@ -137,7 +137,7 @@ class Delivery:
 class MemoryReplayStore:
     """An in-process store bounded in entries (oldest evicted first) and by each entry's TTL.
 
-    Thread-safe (one lock around a dict), so one instance serves every thread of a worker. Eviction
+    Thread-safe (one lock around an ordered dict), so one instance serves every thread of a worker. Eviction
     of an unexpired entry when full is logged once per burst: it means the bound is too small for the
     traffic inside one tolerance window, and a replay of an evicted id would pass.
     """

@@ -123,9 +123,10 @@ def _held_in_memory(stream: Any, length: int) -> bool:
     setting and restoring one costs two ``ioctl`` system calls -- about 8 us a request under
     gunicorn, as much as the rest of the guard's lane (bench/bench_guard_rps.py). This looks at
     gunicorn's own objects (``Body`` -> ``LengthReader`` -> ``Unreader.buf``, as in gunicorn 27;
-    tests/guard/test_lane_servers.py pins that shape) and answers True only when each is exactly
-    that and nothing has been read yet; any other server, shape or state answers False, and the
-    timeout is set as before.
+    tests/guard/test_gunicorn_read_ahead.py pins that shape, and tests/guard/test_review_today.py
+    tries splits of a body between the head's read and the socket) and answers True only when each
+    is exactly that and nothing has been read yet; any other server, shape or state answers False,
+    and the timeout is set as before.
     """
     kind = type(stream)
     if kind.__name__ != "Body" or kind.__module__ != "gunicorn.http.body":
