@@ -78,11 +78,9 @@ def head_from_scope(scope: Scope) -> RequestHead:
         value = raw_value.decode("latin-1")
         headers[name] = f"{headers[name]}, {value}" if name in headers else value
     client = scope.get("client")
+    # Positional: keyword arguments cost a dict unpacking on every request.
     return RequestHead(
-        method=scope.get("method", "GET"),
-        path=scope.get("path", "") or "/",
-        headers=headers,
-        peer=str(client[0]) if client else None,
+        scope.get("method", "GET"), scope.get("path", "") or "/", headers, str(client[0]) if client else None
     )
 
 
@@ -338,7 +336,10 @@ def replaying_receive(body: VerifiedBody, receive: Receive, chunk_size: int) -> 
 
 def verified_scope(scope: Scope, body: VerifiedBody) -> Scope:
     """A copy of ``scope`` whose headers describe the verified body."""
-    headers = [(n, v) for n, v in scope.get("headers", ()) if n.lower() not in _DROPPED]
+    headers = []
+    for name, value in scope.get("headers", ()):  # a loop, not a comprehension: no function frame
+        if name.lower() not in _DROPPED:
+            headers.append((name, value))
     headers.append((b"content-length", str(body.size).encode("ascii")))
     new = dict(scope)
     new["headers"] = headers
