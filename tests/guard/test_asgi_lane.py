@@ -115,11 +115,20 @@ def test_the_asgi_lane_decides_as_the_general_path(
     secrets, wire, headers, length = delivery(scheme, rotation, age, body, tamper, declared)
     case = {"length": length, "coding": coding, "piece": piece, "trailer": trailer, "ends": ends}
 
-    answers = []
-    for lane in (True, False):
-        wrapped, store = guard(scheme, secrets, lane=lane, timeout=0.05)
-        responses = [send(wrapped, wire, headers, case) for _ in range(2 if repeat else 1)]
-        answers.append((responses, sorted(store._entries)))
+    def both(timeout: float) -> list[Any]:
+        answers = []
+        for lane in (True, False):
+            wrapped, store = guard(scheme, secrets, lane=lane, timeout=timeout)
+            responses = [send(wrapped, wire, headers, case) for _ in range(2 if repeat else 1)]
+            answers.append((responses, sorted(store._entries)))
+        return answers
+
+    # A short body timeout keeps the stalled cases quick, but a loaded machine can then time out a
+    # request that was not stalled, on one side only (a clean-clone run caught it once). A 408 on one
+    # side is therefore judged again with a timeout no scheduling delay reaches.
+    answers = both(0.05)
+    if answers[0] != answers[1] and any(r[0] == 408 for side in answers for r in side[0]):
+        answers = both(2.0)
     assert answers[0] == answers[1]
 
 
