@@ -80,7 +80,7 @@ def test_no_message_within_the_timeout_is_a_timeout_error_on_time_and_the_receiv
             await _receive_within(receive, 0.1)
         return time.monotonic() - t0
 
-    assert 0.09 < run(main()) < 0.5
+    assert 0.09 < run(main()) < 2.0  # on time; the bound is loose for a loaded machine
     assert cleaned == ["receive ended"]
 
 
