@@ -29,3 +29,33 @@ def test_uninterpretable_paths_are_refused_wherever_they_point() -> None:
 
 def test_spellings_leave_control_characters_out() -> None:
     assert "/webhook" in spellings("/webhook%0A")
+
+
+@pytest.mark.parametrize("paths", [None, ["/webhook"]])
+@pytest.mark.parametrize("path", [b"/webhook", 5])
+def test_an_asgi_scope_path_that_is_not_text_is_400_whatever_is_protected(
+    paths: list[str] | None, path: object
+) -> None:
+    """A server's scope whose path is not a string: 400 problem+json, never a 500 -- also for a guard
+    that protects every path, which must still look at the path before deciding anything."""
+    import asyncio
+    from typing import Any
+
+    from hmacguard import ASGIGuard, Verifier
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        raise AssertionError("reached the application")
+
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"x", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    guard = ASGIGuard(app, verifier=Verifier("github", secrets="paths-secret"), paths=paths)
+    scope = {"type": "http", "method": "POST", "path": path, "headers": [(b"content-length", b"1")]}
+    asyncio.run(guard(scope, receive, send))
+    assert sent[0]["status"] == 400
+    assert (b"content-type", b"application/problem+json") in sent[0]["headers"]

@@ -409,7 +409,11 @@ async def call_verified(
 ) -> None:
     """Call ``app`` with the verified body; settle the delivery by its answer and release the body."""
     body = accepted.body
-    extra = [(n.lower().encode("latin-1"), v.encode("latin-1")) for n, v in accepted.headers]
+    extra = (
+        [(n.lower().encode("latin-1"), v.encode("latin-1")) for n, v in accepted.headers]
+        if accepted.headers
+        else None
+    )
     watch = AnswerWatch(send, [accepted], extra)
     failed = True
     try:
