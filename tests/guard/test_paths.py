@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
+from typing import Any
+
 import pytest
 
-from hmacguard import PathInvalid
+from hmacguard import ASGIGuard, PathInvalid, Verifier, WSGIGuard
 from hmacguard.guard.paths import MAX_PATH, ProtectedPaths, spellings
+
+from ._inprocess import call_wsgi
 
 
 def test_control_characters_refuse_only_a_path_that_could_reach_a_protected_one() -> None:
@@ -38,10 +44,6 @@ def test_an_asgi_scope_path_that_is_not_text_is_400_whatever_is_protected(
 ) -> None:
     """A server's scope whose path is not a string: 400 problem+json, never a 500 -- also for a guard
     that protects every path, which must still look at the path before deciding anything."""
-    import asyncio
-    from typing import Any
-
-    from hmacguard import ASGIGuard, Verifier
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
         raise AssertionError("reached the application")
@@ -59,3 +61,23 @@ def test_an_asgi_scope_path_that_is_not_text_is_400_whatever_is_protected(
     asyncio.run(guard(scope, receive, send))
     assert sent[0]["status"] == 400
     assert (b"content-type", b"application/problem+json") in sent[0]["headers"]
+
+
+@pytest.mark.parametrize("paths", [None, ["/webhook"]])
+@pytest.mark.parametrize(("path", "script"), [(b"/webhook", ""), (5, ""), ("/webhook", b"/mount")])
+def test_a_wsgi_path_that_is_not_text_is_400_whatever_is_protected(
+    paths: list[str] | None, path: object, script: object
+) -> None:
+    """PEP 3333 says str; a server that breaks it gets 400 problem+json, never a 500 from the guard."""
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        raise AssertionError("reached the application")
+
+    guard = WSGIGuard(app, verifier=Verifier("github", secrets="paths-secret"), paths=paths)
+    environ = {
+        "REQUEST_METHOD": "POST", "PATH_INFO": path, "SCRIPT_NAME": script, "CONTENT_LENGTH": "1",
+        "wsgi.input": io.BytesIO(b"x"),
+    }  # fmt: skip
+    response = call_wsgi(guard, environ)
+    assert response.status == 400
+    assert response.headers["Content-Type"] == "application/problem+json"

@@ -40,7 +40,7 @@ from http import HTTPStatus
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from hmacguard.errors import BodyMalformed, BodyTimeout, RequestRejected
+from hmacguard.errors import BodyMalformed, BodyTimeout, PathInvalid, RequestRejected
 from hmacguard.guard.paths import wsgi_path
 from hmacguard.guard.policy import (
     Accepted,
@@ -291,8 +291,11 @@ def _decide(
 
 def request_paths(environ: dict[str, Any]) -> tuple[str, ...]:
     """The spellings of the request's path the guard matches: ``PATH_INFO``, then with its mount."""
-    path = wsgi_path(environ.get("PATH_INFO") or "/")
+    raw = environ.get("PATH_INFO") or "/"
     script = environ.get("SCRIPT_NAME") or ""
+    if type(raw) is not str or type(script) is not str:  # PEP 3333 says str; a server that breaks it
+        raise PathInvalid("the request path is not text")
+    path = wsgi_path(raw)
     return (path, wsgi_path(script) + path) if script else (path,)
 
 
@@ -457,7 +460,9 @@ class WSGIGuard:
         )
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        if not self.guard.protects_everything:
+        # Every path protected: nothing to match, but the path is still checked to be text (it is
+        # the refusal's "instance"), as request_paths() checks it otherwise.
+        if not self.guard.protects_everything or type(environ.get("PATH_INFO", "")) is not str:
             try:
                 protected = self.protects(environ)
             except RequestRejected as error:
