@@ -120,8 +120,9 @@ def _held_in_memory(stream: Any, length: int) -> bool:
 
     gunicorn reads a request's head in pieces of 8 KiB, so a small body usually arrives with it and
     waits in the parser's read-ahead buffer; reading it from there needs no socket timeout, and
-    setting and restoring one costs two ``ioctl`` system calls -- about 8 us a request under
-    gunicorn, as much as the rest of the guard's lane (bench/bench_guard_rps.py). This looks at
+    setting and restoring one costs two ``ioctl`` system calls a request (about 1.5 us of a gunicorn
+    worker's time, measured side by side in one worker: within the noise of bench_guard_rps.py,
+    and real all the same). This looks at
     gunicorn's own objects (``Body`` -> ``LengthReader`` -> ``Unreader.buf``, as in gunicorn 27;
     tests/guard/test_gunicorn_read_ahead.py pins that shape, and tests/guard/test_review_today.py
     tries splits of a body between the head's read and the socket) and answers True only when each
