@@ -12,8 +12,9 @@ this lane first:
    driver runs the general path as if the lane did not exist (nothing has been read).
 2. The driver reads once, under the body timeout (one ``wsgi.input.read`` of the declared length;
    one ``receive()``, whose message must hold the whole declared body).
-3. :meth:`SingleReadLane.accept` -- the body's signature (every secret, constant time), the
-   timestamp and the body timeout again, then the replay hold: an :class:`Accepted`, or ``None``.
+3. :meth:`SingleReadLane.take` -- what the read gave, if it is the whole declared body: the
+   body's signature (every secret, constant time), the timestamp and the body timeout again, then
+   the replay hold: an :class:`Accepted`, or a :class:`Handoff` of the read to the general path.
 
 The lane only ever *accepts*. Every refusal, and every request it does not take, is decided by the
 general path, which the driver then runs with the bytes already read handed back as the first read,
@@ -50,10 +51,23 @@ if TYPE_CHECKING:
     from hmacguard.guard.decision import DecisionSinks
     from hmacguard.guard.ratelimit import RateLimiter
 
-__all__ = ["SingleReadLane"]
+__all__ = ["Handoff", "SingleReadLane"]
 
 _monotonic = time.monotonic
 _BytesIO = io.BytesIO
+
+
+class Handoff:
+    """What the lane read -- the bytes, or the exception the read raised -- handed to the general
+    path as its first read, with the ``time.monotonic()`` reading started at (the body timeout
+    counts from it) and the clock reading the headers' timestamp was judged at."""
+
+    __slots__ = ("checked_at", "result", "started")
+
+    def __init__(self, result: bytes | Exception, started: float, checked_at: float) -> None:
+        self.result = result
+        self.started = started
+        self.checked_at = checked_at
 
 
 class SingleReadLane:
@@ -108,30 +122,36 @@ class SingleReadLane:
             return None  # the general path refuses it, with the right answer and bookkeeping
         return claim
 
-    def accept(self, claim: SignatureClaim, body: bytes, started: float) -> Accepted | None:
-        """The request accepted, its delivery held; ``None`` when the general path must decide.
+    def take(
+        self, claim: SignatureClaim, body: bytes, length: int, started: float, checked_at: float
+    ) -> Accepted | Handoff:
+        """The request accepted, its delivery held; or its read handed to the general path.
 
-        ``body``: the whole declared body, read in one call that started at ``started``
-        (``time.monotonic()``). Raises the replay store's refusal (409, or 503 from a store that
-        cannot answer): that answer is final, and the store is not asked twice.
+        ``body``: what the lane's one read returned, which started at ``started``
+        (``time.monotonic()``); ``length``: the declared length (:meth:`length_taken`);
+        ``checked_at``: the clock reading :meth:`claim` was given. Raises the replay store's refusal
+        (409, or 503 from a store that cannot answer): that answer is final, and the store is not
+        asked twice.
         """
+        if type(body) is not bytes or len(body) != length:
+            return Handoff(body, started, checked_at)  # not the whole declared body, as bytes
         verifier = self._verifier
         timeout = verifier.body_timeout
         # The same arithmetic as Verification.time_left (deadline, then what is left of it), so a
         # float boundary falls the same way on both paths.
         if timeout is not None and (started + timeout) - _monotonic() <= 0:
-            return None
+            return Handoff(body, started, checked_at)
         macs = verifier.fresh_macs(claim)
         for mac in macs:
             mac.update(body)
         match, digest = signature_match(macs, claim.signatures)
         if match < 0:
-            return None
+            return Handoff(body, started, checked_at)
         if claim.timestamp is not None:
             try:
                 verifier.check_timestamp(claim)
             except RequestRejected:
-                return None
+                return Handoff(body, started, checked_at)
         delivery = None if verifier.replay is None else verifier.hold_key(verifier.replay_key(claim, digest))
         verified = VerifiedBody(
             _BytesIO(body), verifier.scheme.name, match, claim.timestamp, claim.message_id, len(body)

@@ -33,7 +33,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from hmacguard.errors import ConfigurationError
 from hmacguard.guard.breaker import StoreCalls, shared_breaker
@@ -45,7 +45,6 @@ if TYPE_CHECKING:
 __all__ = ["Delivery", "HoldingReplayStore", "MemoryReplayStore", "RedisReplayStore", "ReplayStore"]
 
 log = logging.getLogger(__name__)
-_T = TypeVar("_T")
 
 #: Default bound on the in-memory store; a full store evicts its oldest entries first.
 DEFAULT_MAX_ENTRIES = 100_000

@@ -40,6 +40,7 @@ from collections.abc import Awaitable, Callable, Generator, Iterable, MutableMap
 from typing import TYPE_CHECKING, Any
 
 from hmacguard.errors import BodyTimeout, PathInvalid, RequestRejected
+from hmacguard.guard.lane import Handoff
 from hmacguard.guard.policy import (
     Accepted,
     ClientDisconnected,
@@ -149,16 +150,16 @@ class _BodyReader:
     def __init__(self, receive: Receive) -> None:
         self._receive = receive
         self._done = False
-        self._handed_back: bytes | RequestRejected | None = None
+        self._handed_back: bytes | Exception | None = None
 
-    def hand_back(self, result: bytes | RequestRejected) -> None:
+    def hand_back(self, result: bytes | Exception) -> None:
         self._handed_back = result
 
     async def read(self, timeout: float | None) -> bytes:
         handed_back = self._handed_back
         if handed_back is not None:
             self._handed_back = None
-            if isinstance(handed_back, RequestRejected):
+            if isinstance(handed_back, Exception):
                 raise handed_back
             return handed_back
         if self._done:
@@ -206,7 +207,7 @@ async def guard_receive(guard: Guard, head: RequestHead, receive: Receive) -> Ou
     checked_at: float | None = None
     if guard.lane.usable():
         taken = await _through_lane(guard, head, reader)
-        if isinstance(taken, _Handoff):
+        if isinstance(taken, Handoff):
             # The same reader: it knows whether the body already ended.
             reader.hand_back(taken.result)
             started, checked_at = taken.started, taken.checked_at
@@ -236,20 +237,7 @@ async def guard_receive(guard: Guard, head: RequestHead, receive: Receive) -> Ou
         process.close()
 
 
-class _Handoff:
-    """What the single-read lane read (the bytes, or the refusal its read raised), handed to the
-    general path as its first read, with the time reading started (the body timeout counts from
-    it) and the clock reading the headers' timestamp was judged at."""
-
-    __slots__ = ("checked_at", "result", "started")
-
-    def __init__(self, result: bytes | RequestRejected, started: float, checked_at: float) -> None:
-        self.result = result
-        self.started = started
-        self.checked_at = checked_at
-
-
-async def _through_lane(guard: Guard, head: RequestHead, reader: _BodyReader) -> Outcome | _Handoff | None:
+async def _through_lane(guard: Guard, head: RequestHead, reader: _BodyReader) -> Outcome | Handoff | None:
     """Offer the request to the single-read lane: its outcome, the read it hands to the general
     path, or ``None`` when the lane does not take the request (nothing has been received)."""
     lane = guard.lane
@@ -267,16 +255,13 @@ async def _through_lane(guard: Guard, head: RequestHead, reader: _BodyReader) ->
         # One message, under the body timeout -- the general path's first read, made here.
         chunk = await reader.read(verifier.body_timeout)
     except RequestRejected as error:  # too slow, or the client left: the general path answers it
-        return _Handoff(error, started, now)
-    # The whole declared body in one message. A server that ends the body with a separate empty
-    # message (hypercorn) leaves it unread, as the general path does (see the module docstring).
-    if len(chunk) != length:
-        return _Handoff(chunk, started, now)
+        return Handoff(error, started, now)
+    # Taken if that message held the whole declared body. A server that ends the body with a
+    # separate empty message (hypercorn) leaves it unread, as the general path does (module docs).
     try:
-        accepted = lane.accept(claim, chunk, started)
+        return lane.take(claim, chunk, length, started, now)
     except RequestRejected as error:  # the replay store's, final (lane.py)
         return guard.reject(error, head)
-    return _Handoff(chunk, started, now) if accepted is None else accepted
 
 
 _monotonic = time.monotonic

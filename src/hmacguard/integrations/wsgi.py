@@ -41,6 +41,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from hmacguard.errors import BodyMalformed, BodyTimeout, PathInvalid, RequestRejected
+from hmacguard.guard.lane import Handoff
 from hmacguard.guard.paths import wsgi_path
 from hmacguard.guard.policy import (
     Accepted,
@@ -145,19 +146,6 @@ def _held_in_memory(stream: Any, length: int) -> bool:
         return False
 
 
-class _FirstRead:
-    """What the single-read lane read (bytes, or the exception the read raised), handed back as the
-    general path's first read, with the time reading started (the body timeout counts from it) and
-    the clock reading the headers' timestamp was judged at."""
-
-    __slots__ = ("checked_at", "result", "started")
-
-    def __init__(self, result: bytes | Exception, started: float, checked_at: float) -> None:
-        self.result = result
-        self.started = started
-        self.checked_at = checked_at
-
-
 def guard_environ(guard: Guard, environ: dict[str, Any]) -> Outcome:
     """Run the guard on a WSGI request, reading ``wsgi.input``; never raises RequestRejected.
 
@@ -166,10 +154,10 @@ def guard_environ(guard: Guard, environ: dict[str, Any]) -> Outcome:
     only accepts; anything it does not accept is decided by the general path.
     """
     stream = environ.get("wsgi.input")
-    first: _FirstRead | None = None
+    first: Handoff | None = None
     if stream is not None and guard.lane.usable():
         taken = _through_lane(guard, environ, stream)
-        if isinstance(taken, _FirstRead):
+        if isinstance(taken, Handoff):
             first = taken
         elif taken is not None:
             return taken
@@ -181,13 +169,16 @@ def guard_environ(guard: Guard, environ: dict[str, Any]) -> Outcome:
             deadline.restore()
 
 
-def _socket_deadline(environ: dict[str, Any]) -> _SocketDeadline | None:
-    """A deadline for the server's socket, when the server lends it (gunicorn)."""
+def _socket_deadline(environ: dict[str, Any], read: tuple[Any, int] | None = None) -> _SocketDeadline | None:
+    """A deadline for the server's socket, when the server lends it (gunicorn); none either for
+    ``read``, a ``(stream, length)`` read that gunicorn can serve from memory (:func:`_held_in_memory`)."""
     sock = environ.get("gunicorn.socket")
-    return _SocketDeadline(sock) if isinstance(sock, socket.socket) else None
+    if not isinstance(sock, socket.socket) or (read is not None and _held_in_memory(*read)):
+        return None
+    return _SocketDeadline(sock)
 
 
-def _through_lane(guard: Guard, environ: dict[str, Any], stream: Any) -> Outcome | _FirstRead | None:
+def _through_lane(guard: Guard, environ: dict[str, Any], stream: Any) -> Outcome | Handoff | None:
     """Offer the request to the single-read lane: its outcome, the read it hands back to the general
     path, or ``None`` when the lane does not take the request (nothing has been read)."""
     lane = guard.lane
@@ -201,28 +192,20 @@ def _through_lane(guard: Guard, environ: dict[str, Any], stream: Any) -> Outcome
     started = _monotonic()
     # The socket's timeout bounds this one read and is restored right after it: the general path,
     # if it decides after all, sets its own for any read it makes.
-    sock = environ.get("gunicorn.socket")
-    deadline = (
-        _SocketDeadline(sock)
-        if isinstance(sock, socket.socket) and not _held_in_memory(stream, length)
-        else None
-    )
+    deadline = _socket_deadline(environ, (stream, length))
     try:
         if deadline is not None:
             deadline.set(guard.verifier.body_timeout)
         chunk = stream.read(length)
     except Exception as error:  # the general path answers it, as from its own read
-        return _FirstRead(error, started, now)
+        return Handoff(error, started, now)
     finally:
         if deadline is not None:
             deadline.restore()
-    if type(chunk) is not bytes or len(chunk) != length:
-        return _FirstRead(chunk, started, now)
     try:
-        accepted = lane.accept(claim, chunk, started)
+        return lane.take(claim, chunk, length, started, now)
     except RequestRejected as error:  # the replay store's, final (lane.py)
         return guard.reject(error, head_from_environ(environ), connection_header=not _wsgiref(environ))
-    return _FirstRead(chunk, started, now) if accepted is None else accepted
 
 
 def _wsgiref(environ: dict[str, Any]) -> bool:
@@ -236,7 +219,7 @@ def _decide(
     environ: dict[str, Any],
     stream: Any,
     deadline: _SocketDeadline | None,
-    first: _FirstRead | None,
+    first: Handoff | None,
 ) -> Outcome:
     """The general path: drive :meth:`Guard.process` with blocking calls."""
     process = guard.process(
