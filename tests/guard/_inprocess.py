@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -147,11 +147,23 @@ def asgi_request(
     return Response(start["status"], headers_out, body)
 
 
-async def asgi_status(app: Any, body: bytes, headers: list[tuple[bytes, bytes]]) -> int:
-    """One POST /webhook through ``app`` on the running loop, the body in one message; after it the
-    client stays (as a real server's receive() would block); returns the response status. For tests
-    that run several requests at once on one event loop."""
-    sent: list[dict[str, Any]] = []
+def webhook_scope(
+    headers: list[tuple[bytes, bytes]], *, client: tuple[str, int] = ("127.0.0.1", 1)
+) -> dict[str, Any]:
+    """An ASGI HTTP scope for ``POST /webhook`` with ``headers`` as a server passes them."""
+    return {
+        "type": "http",
+        "method": "POST",
+        "path": "/webhook",
+        "query_string": b"",
+        "headers": headers,
+        "client": client,
+    }
+
+
+def body_then_wait(body: bytes) -> Callable[[], Awaitable[dict[str, Any]]]:
+    """A ``receive`` giving ``body`` in one message, then blocking as a real server's does until the
+    client goes (here: until cancelled)."""
     messages = [{"type": "http.request", "body": body, "more_body": False}]
 
     async def receive() -> dict[str, Any]:
@@ -160,16 +172,17 @@ async def asgi_status(app: Any, body: bytes, headers: list[tuple[bytes, bytes]])
         await asyncio.sleep(3600)
         return {"type": "http.disconnect"}
 
+    return receive
+
+
+async def asgi_status(app: Any, body: bytes, headers: list[tuple[bytes, bytes]]) -> int:
+    """One POST /webhook through ``app`` on the running loop, the body in one message; after it the
+    client stays (as a real server's receive() would block); returns the response status. For tests
+    that run several requests at once on one event loop."""
+    sent: list[dict[str, Any]] = []
+
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": "/webhook",
-        "query_string": b"",
-        "headers": headers,
-        "client": ("127.0.0.1", 1),
-    }
-    await app(scope, receive, send)
+    await app(webhook_scope(headers), body_then_wait(body), send)
     return int(sent[0]["status"])

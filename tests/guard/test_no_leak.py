@@ -18,7 +18,7 @@ import pytest
 
 from hmacguard import ASGIGuard, MemoryReplayStore, RateLimiter, Signer, Verifier, WSGIGuard
 
-from ._inprocess import call_wsgi, wsgi_environ
+from ._inprocess import call_wsgi, webhook_scope, wsgi_environ
 
 pytestmark = pytest.mark.slow
 SECRET = "leak-secret"
@@ -118,14 +118,10 @@ def test_10000_requests_through_the_asgi_guard_keep_nothing() -> None:
         async def send(message: dict[str, Any]) -> None:
             sent.append(message)
 
-        scope = {
-            "type": "http",
-            "method": "POST",
-            "path": "/webhook",
-            "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()]
-            + [(b"content-length", str(len(body)).encode())],
-            "client": ("127.0.0.1", 5000),
-        }
+        raw = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+        scope = webhook_scope(
+            [*raw, (b"content-length", str(len(body)).encode())], client=("127.0.0.1", 5000)
+        )
         await guard(scope, receive, send)
         status = sent[0]["status"]
         statuses[status] = statuses.get(status, 0) + 1

@@ -21,7 +21,7 @@ from hmacguard import ASGIGuard, MemoryReplayStore, RateLimiter, Signer, Verifie
 from hmacguard.integrations.fastapi import VerifiedBodyDependency, install
 from hmacguard.integrations.flask import HmacGuard
 
-from ._inprocess import asgi_request, asgi_status, wsgi_environ, wsgi_request
+from ._inprocess import asgi_request, asgi_status, body_then_wait, webhook_scope, wsgi_environ, wsgi_request
 
 SECRET = "review-delivery-secret"
 signer = Signer("github", secrets=SECRET)
@@ -318,28 +318,12 @@ class _SlowStore(MemoryReplayStore):
 def _cancel_mid_store_call(guard: ASGIGuard, body: bytes) -> None:
     raw = [(k.lower().encode(), v.encode()) for k, v in _headers(body).items()]
     raw.append((b"content-length", str(len(body)).encode()))
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": "/webhook",
-        "query_string": b"",
-        "headers": raw,
-        "client": ("127.0.0.1", 1),
-    }
 
     async def run() -> None:
-        messages = [{"type": "http.request", "body": body, "more_body": False}]
-
-        async def receive() -> dict[str, Any]:
-            if messages:
-                return messages.pop()
-            await asyncio.sleep(3600)
-            return {"type": "http.disconnect"}
-
         async def send(message: dict[str, Any]) -> None:
             pass
 
-        task = asyncio.create_task(guard(scope, receive, send))
+        task = asyncio.create_task(guard(webhook_scope(raw), body_then_wait(body), send))
         await asyncio.sleep(0.05)  # inside the store call, in its thread
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
