@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench_guard_rps import CAP, SECRET, measure, report_cpu, report_in_process
+from bench_guard_rps import CAP, SECRET, measure, report_cpu, report_in_process, round_arguments
 
 from hmacguard import ASGIGuard, Signer, Verifier
 
@@ -167,9 +167,7 @@ def in_process(count: int) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--requests", type=int, default=250, help="requests per batch")
-    parser.add_argument("--pairs", type=int, default=10, help="batches per side in a round")
-    parser.add_argument("--rounds", type=int, default=8, help="rounds, each with a fresh server")
+    round_arguments(parser)
     args = parser.parse_args(argv)
 
     rounds, placement = measure(start_uvicorn, args.rounds, args.requests, args.pairs)

@@ -330,11 +330,17 @@ def report_cpu(rounds: list[dict[str, Any]], guard_label: str, target: float) ->
     return cpu_ratio
 
 
+def round_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of a measurement in rounds, the same for the WSGI and the ASGI bench (their
+    figures are compared with each other)."""
+    parser.add_argument("--requests", type=int, default=250, help="requests per batch")
+    parser.add_argument("--pairs", type=int, default=10, help="batches per side in a round")
+    parser.add_argument("--rounds", type=int, default=8, help="rounds, each with a fresh server")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--requests", type=int, default=250, help="requests per batch")
-    parser.add_argument("--pairs", type=int, default=10, help="batches per server in a round")
-    parser.add_argument("--rounds", type=int, default=8, help="rounds, each with fresh servers")
+    round_arguments(parser)
     parser.add_argument("--drive", help=argparse.SUPPRESS)  # internal: run as the driver process
     args = parser.parse_args(argv)
     if args.drive:
