@@ -150,8 +150,11 @@ def test_one_debug_record_per_decision_with_the_fields_and_no_secret(
     for record, decision in zip(records, seen):
         fields = {
             k: getattr(record, k)
-            for k in ("outcome", "status", "scheme", "path", "client", "bytes_read", "key_index", "duration")
-        }
+            for k in (
+                "outcome", "status", "scheme", "path", "client", "bytes_read", "key_index", "duration",
+                "failed_open",
+            )
+        }  # fmt: skip
         assert fields == decision.to_dict()
         text = record.getMessage() + repr(vars(record))
         assert SECRET not in text and "sha256=" not in text and "delivery" not in text

@@ -15,11 +15,15 @@ Redis server (:func:`shared_breaker`), shared by the replay store and the rate l
 and by every request of the process.
 
 Stores log the failure that opens the breaker as a warning and the calls it refuses at debug level,
-so an outage is logged once per window, not once per call.
+so an outage is logged once per window, not once per call. A store that fails open also notes
+itself on the decision under way, when someone watches decisions (:func:`note_failures_open`): a
+delivery let through without its replay check or rate limit is then visible in the decision log and
+the metrics, not only in a warning per window.
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import time
@@ -28,7 +32,14 @@ from typing import ClassVar, TypeVar
 
 from hmacguard.errors import ConfigurationError
 
-__all__ = ["CircuitBreaker", "CircuitOpen", "StoreCalls", "shared_breaker"]
+__all__ = [
+    "CircuitBreaker",
+    "CircuitOpen",
+    "StoreCalls",
+    "note_failures_open",
+    "shared_breaker",
+    "stop_noting_failures_open",
+]
 
 T = TypeVar("T")
 
@@ -104,16 +115,41 @@ def shared_breaker(key: str, *, reset_after: float) -> CircuitBreaker:
         return breaker
 
 
+#: The stores that failed open during the decision under way in this context, while the guard notes
+#: them (a decision is being watched); ``None`` otherwise. A context variable, not an argument: the
+#: stores are called deep inside the rate limiter and the replay store, whose interfaces are public,
+#: and the ASGI driver runs them in worker threads (``asyncio.to_thread`` copies the context, and the
+#: copy holds the same list).
+_failed_open: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
+    "hmacguard_failed_open", default=None
+)
+
+
+def note_failures_open() -> list[str]:
+    """From now on, in this context, each store that fails open adds its :attr:`StoreCalls.store_slug`
+    (once) to the list returned; the guard reads it when it reports the decision."""
+    noted: list[str] = []
+    _failed_open.set(noted)
+    return noted
+
+
+def stop_noting_failures_open() -> None:
+    """End :func:`note_failures_open` in this context (the decision has been reported)."""
+    _failed_open.set(None)
+
+
 class StoreCalls:
     """A store that can fail: its calls go through :attr:`breaker`; when the store is unavailable
     (one of :attr:`store_errors`, or the breaker open) a call returns its fallback if
     :attr:`fail_open`, else raises :class:`~hmacguard.errors.StoreUnavailable` (503).
 
     The call that opened the breaker is logged as a warning on :attr:`store_log`; the calls it
-    refused, at debug level. :attr:`store_name` names the store in both and in the refusal.
+    refused, at debug level. :attr:`store_name` names the store in both and in the refusal;
+    :attr:`store_slug` in the decisions that a store failing open let through (``Decision.failed_open``).
     """
 
     store_name: ClassVar[str]
+    store_slug: ClassVar[str]
     store_log: ClassVar[logging.Logger]
     breaker: CircuitBreaker
     store_errors: tuple[type[BaseException], ...]
@@ -130,6 +166,9 @@ class StoreCalls:
             name = self.store_name
             if self.fail_open:
                 self.store_log.log(level, "%s unavailable, passing (fail-open): %s", name, type(exc).__name__)
+                noted = _failed_open.get()
+                if noted is not None and self.store_slug not in noted:  # once: bounded however it is used
+                    noted.append(self.store_slug)
                 return fallback
             self.store_log.log(level, "%s unavailable, answering 503: %s", name, type(exc).__name__)
             raise StoreUnavailable(f"the {name} is unavailable") from None

@@ -50,6 +50,10 @@ class Decision:
     key_index: int | None
     #: Seconds from the start of the decision to its end (body read and verification included).
     duration: float
+    #: The stores that could not answer during this decision and let it through because they are
+    #: configured to fail open (``"rate-limit"``, ``"replay"``): an accepted delivery whose replay
+    #: check or rate limit did not happen. Empty when every store answered (or none is used).
+    failed_open: tuple[str, ...] = ()
 
     @property
     def accepted(self) -> bool:
@@ -62,9 +66,10 @@ class Decision:
         """One line, whatever the client put in its path or key (control characters escaped)."""
         verdict = "accepted" if self.accepted else f"refused {self.status} {self.outcome}"
         key = f" key={self.key_index}" if self.key_index is not None else ""
+        failed_open = f" failed-open={','.join(self.failed_open)}" if self.failed_open else ""
         return (
             f"{verdict} {self.scheme} {_one_line(self.path)} client={_one_line(self.client)} "
-            f"bytes={self.bytes_read}{key} in {self.duration * 1000:.1f} ms"
+            f"bytes={self.bytes_read}{key}{failed_open} in {self.duration * 1000:.1f} ms"
         )
 
 

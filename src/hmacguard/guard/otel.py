@@ -9,6 +9,7 @@ any other instrument. The instruments carry the names and attributes of
 - histogram ``hmacguard.body.bytes`` (unit ``By``, attribute ``outcome``);
 - histogram ``hmacguard.verification.duration`` (unit ``s``, attribute ``outcome``);
 - counter ``hmacguard.verified_with_key`` (attribute ``key_index``);
+- counter ``hmacguard.store.failed_open`` (attribute ``store``: ``replay``, ``rate-limit``);
 - observable gauge ``hmacguard.noncurrent_secret.last_seen`` (unit ``s``: Unix time, 0 if never).
 """
 
@@ -49,6 +50,10 @@ class OpenTelemetryMetrics:
             f"{name}.verified_with_key",
             description="Accepted deliveries by the index of the secret that verified them (0: current).",
         )
+        self.failed_open = meter.create_counter(
+            f"{name}.store.failed_open",
+            description="Protected requests let through while a store could not answer (fail-open).",
+        )
         meter.create_observable_gauge(
             f"{name}.noncurrent_secret.last_seen",
             callbacks=[self._observe_last_seen],
@@ -69,3 +74,5 @@ class OpenTelemetryMetrics:
             self.by_key.add(1, {"key_index": str(decision.key_index)})
             if decision.key_index > 0:
                 self._last_seen = time.time()
+        for store in decision.failed_open:
+            self.failed_open.add(1, {"store": store})

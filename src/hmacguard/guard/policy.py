@@ -33,6 +33,7 @@ from collections.abc import Callable, Generator, Iterable
 from typing import Any
 
 from hmacguard.errors import ConfigurationError, RequestRejected
+from hmacguard.guard.breaker import note_failures_open, stop_noting_failures_open
 from hmacguard.guard.decision import ACCEPTED, Decision, DecisionSink, DecisionSinks
 from hmacguard.guard.lane import SingleReadLane
 from hmacguard.guard.outcomes import (
@@ -138,7 +139,7 @@ class Guard:
         call this for a path they cannot interpret; :meth:`process` reports its own).
         """
         if self.sinks.active:
-            self._report(error.slug, error.status, head, None, 0, None, None)
+            self._report(error.slug, error.status, head, None, 0, None, None, ())
         return self._answer(error, head, connection_header)
 
     def _answer(self, error: RequestRejected, head: RequestHead | None, connection_header: bool) -> Rejected:
@@ -160,6 +161,7 @@ class Guard:
         bytes_read: int,
         key_index: int | None,
         started: float | None,
+        failed_open: list[str] | tuple[str, ...],
     ) -> None:
         self.sinks.emit(
             Decision(
@@ -171,6 +173,7 @@ class Guard:
                 bytes_read=bytes_read,
                 key_index=key_index,
                 duration=0.0 if started is None else time.monotonic() - started,
+                failed_open=tuple(failed_open),
             )
         )
 
@@ -188,10 +191,12 @@ class Guard:
         the ``time.monotonic()`` from which the body timeout counts, and ``checked_at``, the
         verifier's clock reading at which the lane judged the headers' timestamp (defaults: now).
         """
+        # Only timed when someone watches (a monotonic() read is a measurable part of a tiny request),
+        # and only then are the stores that fail open noted for the report.
+        started = time.monotonic() if self.sinks.active else None
+        failed_open = note_failures_open() if started is not None else None
         limiter = self.rate_limiter
         verifier = self.verifier
-        # Only timed when someone watches (a monotonic() read is a measurable part of a tiny request).
-        started = time.monotonic() if self.sinks.active else None
         client: str | None = None
         state: RateState | None = None  # admitted and not yet settled with the rate limiter
         verification: Verification | None = None
@@ -239,7 +244,8 @@ class Guard:
                 yield from _call(lambda: limiter.settle(admitted, received, failed=False), limiter.blocking)
                 headers = limiter.headers(admitted)
             if started is not None:
-                self._report(ACCEPTED, None, head, client, verification.received, body.key_index, started)
+                read = verification.received
+                self._report(ACCEPTED, None, head, client, read, body.key_index, started, failed_open or ())
             return Accepted(body, headers, delivery)
         except RequestRejected as error:
             if verification is not None:
@@ -254,7 +260,7 @@ class Guard:
                     yield from _call(lambda: limiter.settle(failed, received, failed=True), limiter.blocking)
             if started is not None:
                 read = verification.received if verification is not None else 0
-                self._report(error.slug, error.status, head, client, read, None, started)
+                self._report(error.slug, error.status, head, client, read, None, started, failed_open or ())
             return self._answer(error, head, connection_header)
         except BaseException:
             # Closed mid-request (the driver's task was cancelled): undo without yielding again.
@@ -266,6 +272,9 @@ class Guard:
                 if limiter is not None and state is not None:
                     limiter.settle(state, verification.received if verification else 0, failed=True)
             raise
+        finally:
+            if failed_open is not None:
+                stop_noting_failures_open()
 
 
 def _call(func: Callable[[], Any], blocking: bool) -> Generator[Effect, Any, Any]:

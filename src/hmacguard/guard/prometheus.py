@@ -14,14 +14,20 @@ never by ``import hmacguard``. Metrics (``prefix`` defaults to ``hmacguard``):
   them (0 is the current one);
 - ``hmacguard_noncurrent_secret_last_seen_timestamp_seconds``: gauge, the Unix time of the last
   delivery verified with a secret other than the current one (0: never) -- a sender that has not
-  rotated yet.
+  rotated yet;
+- ``hmacguard_store_failed_open_total{store}``: protected requests decided while a store could not
+  answer and, being configured ``fail_open=True``, let them through (``store``: ``replay`` -- no
+  replay check; ``rate-limit`` -- no rate limit). Any increase means protection was off.
 
 An alert on signature failures (docs/guide.md has the scrape and more)::
 
     sum(rate(hmacguard_decisions_total{outcome="signature-mismatch"}[5m])) * 60 > 10
 
 Under a pre-forking server (gunicorn with several workers) use prometheus-client's multiprocess
-mode (``PROMETHEUS_MULTIPROC_DIR``), as for any other metric of the application.
+mode (``PROMETHEUS_MULTIPROC_DIR``), as for any other metric of the application: the counters and
+histograms are summed over the workers, and the gauge is exported once, as the latest time any
+worker saw an old secret (``multiprocess_mode="max"``; the default would give one series per worker
+pid, dead ones included).
 """
 
 from __future__ import annotations
@@ -77,6 +83,13 @@ class PrometheusMetrics:
         self.noncurrent_last_seen = prom.Gauge(
             f"{prefix}_noncurrent_secret_last_seen_timestamp_seconds",
             "Unix time of the last delivery verified with a secret other than the current one.",
+            multiprocess_mode="max",
+            **options,
+        )
+        self.failed_open = prom.Counter(
+            f"{prefix}_store_failed_open",
+            "Protected requests let through while a store could not answer (fail-open).",
+            ["store"],
             **options,
         )
 
@@ -88,3 +101,5 @@ class PrometheusMetrics:
             self.by_key.labels(str(decision.key_index)).inc()
             if decision.key_index > 0:
                 self.noncurrent_last_seen.set(time.time())
+        for store in decision.failed_open:
+            self.failed_open.labels(store).inc()

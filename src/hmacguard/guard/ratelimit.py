@@ -96,6 +96,7 @@ class RateLimiter(StoreCalls):
     """Per-client (or per-key-id) budgets, checked before the body is read. See the module docstring."""
 
     store_name = "rate-limit store"
+    store_slug = "rate-limit"
     store_log = log
 
     def __init__(

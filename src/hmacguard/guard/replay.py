@@ -284,6 +284,7 @@ class RedisReplayStore(StoreCalls):
 
     blocking = True
     store_name = "replay store"
+    store_slug = "replay"
     store_log = log
 
     def __init__(
