@@ -14,7 +14,15 @@ from typing import Any
 import httpx
 import pytest
 
-from hmacguard import Decision, OpenTelemetryMetrics, RateLimiter, Signer, Verifier, WSGIGuard
+from hmacguard import (
+    Decision,
+    OpenTelemetryMetrics,
+    PrometheusMetrics,
+    RateLimiter,
+    Signer,
+    Verifier,
+    WSGIGuard,
+)
 
 from ._apps.metrics_guarded import SECRET
 from ._inprocess import wsgi_request
@@ -189,3 +197,15 @@ def test_nothing_is_built_when_nobody_watches(monkeypatch: pytest.MonkeyPatch) -
     body = b'{"n": 2}'
     assert wsgi_request(app, body, signer.sign(body)).status == 200
     logging.getLogger("hmacguard").setLevel(logging.NOTSET)
+
+
+def test_prometheus_metrics_built_twice_share_one_set() -> None:
+    """A receiver with a guard per provider builds PrometheusMetrics once per guard: on one registry
+    (and prefix) they share the metrics instead of failing on prometheus-client's duplicate names."""
+    from prometheus_client import CollectorRegistry
+
+    registry = CollectorRegistry()
+    first, second = PrometheusMetrics(registry=registry), PrometheusMetrics(registry=registry)
+    assert first.decisions is second.decisions
+    assert PrometheusMetrics(registry=registry, prefix="other").decisions is not first.decisions
+    assert PrometheusMetrics(registry=CollectorRegistry()).decisions is not first.decisions

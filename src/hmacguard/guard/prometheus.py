@@ -32,7 +32,9 @@ pid, dead ones included).
 
 from __future__ import annotations
 
+import threading
 import time
+import weakref
 from typing import Any
 
 from hmacguard.errors import ConfigurationError
@@ -47,7 +49,13 @@ SECONDS_BUCKETS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0,
 
 
 class PrometheusMetrics:
-    """A decision sink that records the metrics above in ``registry`` (default: the global one)."""
+    """A decision sink that records the metrics above in ``registry`` (default: the global one).
+
+    Build as many as you like: every guard of a receiver (one per provider, say) may have its own,
+    and those on the same registry and ``prefix`` share one set of metrics -- the ``scheme`` label
+    tells the providers apart. (prometheus-client refuses a second metric of the same name in one
+    registry; before this sharing, the second guard's ``PrometheusMetrics()`` raised at start-up.)
+    """
 
     def __init__(self, *, registry: Any = None, prefix: str = "hmacguard") -> None:
         try:
@@ -56,42 +64,18 @@ class PrometheusMetrics:
             raise ConfigurationError(
                 "PrometheusMetrics needs prometheus-client: pip install 'hmacguard[prometheus]'"
             ) from None
-        options: dict[str, Any] = {} if registry is None else {"registry": registry}
-        self.decisions = prom.Counter(
-            f"{prefix}_decisions", "Protected requests, by outcome.", ["outcome", "scheme"], **options
-        )
-        self.body_bytes = prom.Histogram(
-            f"{prefix}_body_bytes",
-            "Body bytes read before deciding.",
-            ["outcome"],
-            buckets=BYTES_BUCKETS,
-            **options,
-        )
-        self.seconds = prom.Histogram(
-            f"{prefix}_verification_seconds",
-            "Time to decide, body read included.",
-            ["outcome"],
-            buckets=SECONDS_BUCKETS,
-            **options,
-        )
-        self.by_key = prom.Counter(
-            f"{prefix}_verified_with_key",
-            "Accepted deliveries by the index of the secret that verified them (0: current).",
-            ["key_index"],
-            **options,
-        )
-        self.noncurrent_last_seen = prom.Gauge(
-            f"{prefix}_noncurrent_secret_last_seen_timestamp_seconds",
-            "Unix time of the last delivery verified with a secret other than the current one.",
-            multiprocess_mode="max",
-            **options,
-        )
-        self.failed_open = prom.Counter(
-            f"{prefix}_store_failed_open",
-            "Protected requests let through while a store could not answer (fail-open).",
-            ["store"],
-            **options,
-        )
+        target = prom.REGISTRY if registry is None else registry
+        with _SHARED_LOCK:
+            by_prefix = _SHARED.setdefault(target, {})
+            metrics = by_prefix.get(prefix)
+            if metrics is None:
+                metrics = by_prefix[prefix] = _Metrics(prom, target, prefix)
+        self.decisions = metrics.decisions
+        self.body_bytes = metrics.body_bytes
+        self.seconds = metrics.seconds
+        self.by_key = metrics.by_key
+        self.noncurrent_last_seen = metrics.noncurrent_last_seen
+        self.failed_open = metrics.failed_open
 
     def __call__(self, decision: Decision) -> None:
         self.decisions.labels(decision.outcome, decision.scheme).inc()
@@ -103,3 +87,50 @@ class PrometheusMetrics:
                 self.noncurrent_last_seen.set(time.time())
         for store in decision.failed_open:
             self.failed_open.labels(store).inc()
+
+
+class _Metrics:
+    """The metrics themselves, registered once per registry and prefix."""
+
+    def __init__(self, prom: Any, registry: Any, prefix: str) -> None:
+        self.decisions = prom.Counter(
+            f"{prefix}_decisions", "Protected requests, by outcome.", ["outcome", "scheme"], registry=registry
+        )
+        self.body_bytes = prom.Histogram(
+            f"{prefix}_body_bytes",
+            "Body bytes read before deciding.",
+            ["outcome"],
+            buckets=BYTES_BUCKETS,
+            registry=registry,
+        )
+        self.seconds = prom.Histogram(
+            f"{prefix}_verification_seconds",
+            "Time to decide, body read included.",
+            ["outcome"],
+            buckets=SECONDS_BUCKETS,
+            registry=registry,
+        )
+        self.by_key = prom.Counter(
+            f"{prefix}_verified_with_key",
+            "Accepted deliveries by the index of the secret that verified them (0: current).",
+            ["key_index"],
+            registry=registry,
+        )
+        self.noncurrent_last_seen = prom.Gauge(
+            f"{prefix}_noncurrent_secret_last_seen_timestamp_seconds",
+            "Unix time of the last delivery verified with a secret other than the current one.",
+            multiprocess_mode="max",
+            registry=registry,
+        )
+        self.failed_open = prom.Counter(
+            f"{prefix}_store_failed_open",
+            "Protected requests let through while a store could not answer (fail-open).",
+            ["store"],
+            registry=registry,
+        )
+
+
+#: Registry -> prefix -> its metrics. Weak keys: a registry a test (or an app) drops takes its
+#: metrics with it.
+_SHARED: weakref.WeakKeyDictionary[Any, dict[str, _Metrics]] = weakref.WeakKeyDictionary()
+_SHARED_LOCK = threading.Lock()

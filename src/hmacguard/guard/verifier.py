@@ -425,6 +425,25 @@ class Verifier:
             return f"{self.scheme.name}:id:{claim.message_id}"
         return self._digest_key_prefix + digest[:16].hex()
 
+    def vouches_for(self, body: VerifiedBody, verified_by: Verifier) -> bool:
+        """Whether ``body``, which ``verified_by`` verified, is one this verifier would have accepted:
+        it is this verifier, or it checks the same scheme (with the same options) and the secret that
+        matched is one of this verifier's.
+
+        For an integration handed a body that another guard verified (the FastAPI dependency behind
+        the middleware): anything else must be verified again, or a delivery signed for one provider
+        or tenant would reach another's handler.
+        """
+        if verified_by is self:
+            return True
+        theirs, mine = verified_by.scheme, self.scheme
+        return (
+            type(theirs) is type(mine)
+            and vars(theirs) == vars(mine)
+            and 0 <= body.key_index < len(verified_by.keys)
+            and verified_by.keys[body.key_index] in self.keys
+        )
+
     def __repr__(self) -> str:
         return (
             f"Verifier({self.scheme.name!r}, secrets=<{len(self.keys)}>, max_body={self.max_body}, "

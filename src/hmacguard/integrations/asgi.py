@@ -68,6 +68,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 #: scope key under which the application finds the VerifiedBody.
 VERIFIED_KEY = "hmacguard.verified"
+#: scope key naming the Verifier that verified it (for Verifier.vouches_for).
+VERIFIER_KEY = "hmacguard.verifier"
 _DROPPED = (b"content-length", b"content-encoding", b"transfer-encoding")
 
 
@@ -319,8 +321,8 @@ def replaying_receive(body: VerifiedBody, receive: Receive, chunk_size: int) -> 
     return receive_body
 
 
-def verified_scope(scope: Scope, body: VerifiedBody) -> Scope:
-    """A copy of ``scope`` whose headers describe the verified body."""
+def verified_scope(scope: Scope, body: VerifiedBody, verifier: Verifier) -> Scope:
+    """A copy of ``scope`` whose headers describe the verified body, which ``verifier`` verified."""
     headers = []
     for name, value in scope.get("headers", ()):  # a loop, not a comprehension: no function frame
         if name.lower() not in _DROPPED:
@@ -329,6 +331,7 @@ def verified_scope(scope: Scope, body: VerifiedBody) -> Scope:
     new = dict(scope)
     new["headers"] = headers
     new[VERIFIED_KEY] = body
+    new[VERIFIER_KEY] = verifier
     return new
 
 
@@ -390,9 +393,10 @@ class AnswerWatch:
 
 
 async def call_verified(
-    app: ASGIApp, scope: Scope, receive: Receive, send: Send, accepted: Accepted, chunk_size: int
+    app: ASGIApp, scope: Scope, receive: Receive, send: Send, accepted: Accepted, verifier: Verifier
 ) -> None:
-    """Call ``app`` with the verified body; settle the delivery by its answer and release the body."""
+    """Call ``app`` with the body ``verifier`` verified; settle the delivery by its answer and release
+    the body."""
     body = accepted.body
     extra = (
         [(n.lower().encode("latin-1"), v.encode("latin-1")) for n, v in accepted.headers]
@@ -402,7 +406,8 @@ async def call_verified(
     watch = AnswerWatch(send, [accepted], extra)
     failed = True
     try:
-        await app(verified_scope(scope, body), replaying_receive(body, receive, chunk_size), watch.send)
+        replay = replaying_receive(body, receive, verifier.chunk_size)
+        await app(verified_scope(scope, body, verifier), replay, watch.send)
         failed = False
     finally:
         try:
@@ -481,4 +486,4 @@ class ASGIGuard:
         if isinstance(outcome, Rejected):
             await send_rejection(outcome, send)
             return
-        await call_verified(self.app, scope, receive, send, outcome, self.guard.verifier.chunk_size)
+        await call_verified(self.app, scope, receive, send, outcome, self.guard.verifier)

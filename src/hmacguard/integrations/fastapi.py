@@ -51,6 +51,7 @@ from hmacguard.guard.ratelimit import RateLimiter
 from hmacguard.guard.verifier import VerifiedBody, Verifier
 from hmacguard.integrations.asgi import (
     VERIFIED_KEY,
+    VERIFIER_KEY,
     AnswerWatch,
     Receive,
     Scope,
@@ -160,9 +161,16 @@ class VerifiedBodyDependency:
         self, request: Request, response: Response, background: BackgroundTasks
     ) -> AsyncIterator[VerifiedBody]:
         already: VerifiedBody | None = request.scope.get(VERIFIED_KEY)
-        if already is not None:
+        verified_by = request.scope.get(VERIFIER_KEY)
+        if (
+            already is not None
+            and isinstance(verified_by, Verifier)
+            and self.guard.verifier.vouches_for(already, verified_by)
+        ):
             yield already  # the middleware verified it, and settles and releases it
             return
+        # Otherwise verified here -- also a body a middleware verified for another provider or
+        # tenant (read again from the middleware's replay of it, under this verifier's secrets).
         outcome = await guard_receive(self.guard, head_from_scope(request.scope), request.receive)
         if isinstance(outcome, Rejected):
             raise GuardRejection(outcome.problem)
@@ -179,6 +187,7 @@ class VerifiedBodyDependency:
         raised = True
         try:
             request.scope[VERIFIED_KEY] = body
+            request.scope[VERIFIER_KEY] = self.guard.verifier
             _read_verified_body(request, body, self.guard.verifier.chunk_size)
             for name, value in outcome.headers:
                 response.headers[name] = value
