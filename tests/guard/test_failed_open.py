@@ -206,6 +206,11 @@ def _values(samples: list[Any], suffix: str, label: str) -> dict[str, float]:
     return {s.labels[label]: s.value for s in samples if s.name.endswith(suffix)}
 
 
+def _failing_open_with_metrics(redis_url: str) -> dict[str, str]:
+    """The environment of _apps/redis_guarded.py: on ``redis_url``, fail-open, /metrics served."""
+    return {"HMACGUARD_TEST_REDIS": redis_url, "HMACGUARD_TEST_FAIL_OPEN": "1", "HMACGUARD_TEST_METRICS": "1"}
+
+
 @pytest.fixture
 def multiprocess_dir(tmp_path: Path) -> str:
     directory = tmp_path / "prometheus"
@@ -218,12 +223,7 @@ def multiprocess_dir(tmp_path: Path) -> str:
 def test_gunicorn_workers_count_failures_open_summed_in_multiprocess_mode(multiprocess_dir: str) -> None:
     need_redis_server()
     with redis_server() as redis:
-        env = {
-            "HMACGUARD_TEST_REDIS": redis.url,
-            "HMACGUARD_TEST_FAIL_OPEN": "1",
-            "HMACGUARD_TEST_METRICS": "1",
-            "PROMETHEUS_MULTIPROC_DIR": multiprocess_dir,
-        }
+        env = {**_failing_open_with_metrics(redis.url), "PROMETHEUS_MULTIPROC_DIR": multiprocess_dir}
         with gunicorn(f"{APP}:application", env, workers=2) as server, ThreadPoolExecutor(4) as pool:
             # Concurrent, each held in its worker a moment, so that both workers answer.
             healthy = [delivery() for _ in range(3)] + [delivery(old_signer)]
@@ -252,12 +252,7 @@ def test_gunicorn_workers_count_failures_open_summed_in_multiprocess_mode(multip
 def test_uvicorn_counts_failures_open_from_its_worker_threads() -> None:
     need_redis_server()
     with redis_server() as redis:
-        env = {
-            "HMACGUARD_TEST_REDIS": redis.url,
-            "HMACGUARD_TEST_FAIL_OPEN": "1",
-            "HMACGUARD_TEST_METRICS": "1",
-        }
-        with uvicorn(f"{APP}:asgi", env) as server:
+        with uvicorn(f"{APP}:asgi", _failing_open_with_metrics(redis.url)) as server:
             assert [_post(server, *delivery()).status_code for _ in range(2)] == [200, 200]
             redis.process.terminate()
             redis.process.wait(timeout=10)
