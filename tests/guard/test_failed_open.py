@@ -251,13 +251,12 @@ def test_gunicorn_workers_count_failures_open_summed_in_multiprocess_mode(multip
 @pytest.mark.redis
 def test_uvicorn_counts_failures_open_from_its_worker_threads() -> None:
     need_redis_server()
-    with redis_server() as redis:
-        with uvicorn(f"{APP}:asgi", _failing_open_with_metrics(redis.url)) as server:
-            assert [_post(server, *delivery()).status_code for _ in range(2)] == [200, 200]
-            redis.process.terminate()
-            redis.process.wait(timeout=10)
-            assert [_post(server, *delivery()).status_code for _ in range(3)] == [200] * 3
-            families = _scrape(server)
+    with redis_server() as redis, uvicorn(f"{APP}:asgi", _failing_open_with_metrics(redis.url)) as server:
+        assert [_post(server, *delivery()).status_code for _ in range(2)] == [200, 200]
+        redis.process.terminate()
+        redis.process.wait(timeout=10)
+        assert [_post(server, *delivery()).status_code for _ in range(3)] == [200] * 3
+        families = _scrape(server)
     assert _values(families["hmacguard_decisions"], "_total", "outcome") == {"accepted": 5.0}
     assert _values(families["hmacguard_store_failed_open"], "_total", "store") == {
         "replay": 3.0,
