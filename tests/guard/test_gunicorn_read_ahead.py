@@ -98,7 +98,7 @@ def environ_of(request: Any, sock: socket.socket) -> dict[str, Any]:
 def fresh_guard() -> Guard:
     """A guard with its own replay store: each test's one delivery is new to it."""
     guard = Guard(Verifier("github", secrets=SECRET, body_timeout=3.0))
-    assert guard.lane.usable()
+    assert guard.lane.open
     return guard
 
 

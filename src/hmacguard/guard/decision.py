@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
+from typing import NamedTuple
 
 __all__ = ["ACCEPTED", "Decision", "DecisionSink", "DecisionSinks", "decision_log"]
 
@@ -30,9 +30,13 @@ ACCEPTED = "accepted"
 DecisionSink = Callable[["Decision"], None]
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """What the guard decided about one protected request."""
+class Decision(NamedTuple):
+    """What the guard decided about one protected request (immutable: every sink gets the same one).
+
+    A named tuple, not a frozen dataclass: one is built per request while anyone watches, and a
+    frozen dataclass sets each of its nine fields through ``object.__setattr__`` (about 1.5 us a
+    request, as much as the rest of a small delivery's check).
+    """
 
     #: ``"accepted"``, or the refusal's problem slug (``"signature-mismatch"``, ``"replay"``...).
     outcome: str
@@ -60,7 +64,7 @@ class Decision:
         return self.outcome == ACCEPTED
 
     def to_dict(self) -> dict[str, object]:
-        return asdict(self)
+        return self._asdict()
 
     def message(self) -> str:
         """One line, whatever the client put in its path or key (control characters escaped)."""

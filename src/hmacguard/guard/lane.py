@@ -23,16 +23,18 @@ timestamp was judged at (so a timestamp that goes stale during the read does not
 answer): the refusals, their answers, the failure bookkeeping and the decision reports are written
 once, in ``policy.py``. The one exception is the replay store's refusal (409, 503), which is final:
 asking the store again could turn a fail-closed 503 into a 200, so the driver answers it with
-:meth:`Guard.reject` -- what the general path answers at that step when, as in the lane, there is no
-rate limiter and no decision sink. The lane calls the
+:meth:`Guard.refuse_from_lane` -- what the general path answers at that step when, as in the lane,
+there is no rate limiter. The lane calls the
 same helpers the general path does (:meth:`Verifier.fresh_macs`, :func:`signature_match`,
 :meth:`Verifier.check_timestamp`, :meth:`Verifier.replay_key`, :meth:`Verifier.hold_key`), and
 ``tests/guard/test_lane.py`` holds its outcome to the general path's over every scheme, rotation,
 timestamp, framing and replay case.
 
-It is open only when nothing it skips is needed: no rate limiter (admission comes before the body),
-no decision sink listening (each decision is reported by the general path), and a replay store that
-never blocks (or none).
+It is open only when nothing it skips is needed: no rate limiter (admission comes before the body)
+and a replay store that never blocks (or none). Watching decisions does not close it: when a sink
+listens, the driver reports what the lane decided -- its acceptance
+(:meth:`Guard.report_lane_acceptance`) or the store's final refusal (:meth:`Guard.refuse_from_lane`)
+-- with the fields the general path would report (the differential tests compare them).
 """
 
 from __future__ import annotations
@@ -48,7 +50,6 @@ from hmacguard.guard.verifier import VerifiedBody, Verifier, signature_match
 from hmacguard.schemes import SignatureClaim
 
 if TYPE_CHECKING:
-    from hmacguard.guard.decision import DecisionSinks
     from hmacguard.guard.ratelimit import RateLimiter
 
 __all__ = ["Handoff", "SingleReadLane"]
@@ -73,18 +74,17 @@ class Handoff:
 class SingleReadLane:
     """A :class:`~hmacguard.guard.policy.Guard`'s lane for small deliveries (see the module docstring).
 
-    Built by the guard from its own configuration: its verifier, rate limiter and decision sinks.
+    Built by the guard from its own configuration: its verifier and rate limiter.
     """
 
-    __slots__ = ("_sinks", "_verifier", "limit", "open")
+    __slots__ = ("_verifier", "limit", "open")
 
-    def __init__(self, verifier: Verifier, rate_limiter: RateLimiter | None, sinks: DecisionSinks) -> None:
+    def __init__(self, verifier: Verifier, rate_limiter: RateLimiter | None) -> None:
         store = verifier.replay
-        self._sinks = sinks
         self._verifier = verifier
         #: Largest declared body the lane takes: one read, kept as received (never past the cap).
         self.limit = min(verifier._whole_limit, verifier.max_body)
-        #: Whether the lane may be used at all (still subject to :meth:`usable` per request).
+        #: Whether the lane may be used (see the module docstring).
         self.open = rate_limiter is None and (store is None or not store.blocking)
 
     def length_taken(self, raw_length: str | None, coded: bool) -> int:
@@ -100,10 +100,6 @@ class SingleReadLane:
             return 0
         length = int(raw_length)
         return length if length <= self.limit else 0
-
-    def usable(self) -> bool:
-        """Whether to try the lane for this request (a decision sink may start listening any time)."""
-        return self.open and not self._sinks.active
 
     def claim(self, headers: Mapping[str, str], now: float) -> SignatureClaim | None:
         """The request's signature claim if the lane takes it, checked as the general path would.

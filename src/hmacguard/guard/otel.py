@@ -61,13 +61,25 @@ class OpenTelemetryMetrics:
             description="Unix time of the last delivery verified with a secret other than the current one.",
         )
         self._observation = metrics.Observation
+        self._attribute_maps: dict[tuple[str, str], tuple[dict[str, str], dict[str, str]]] = {}
+
+    def _attributes(self, outcome: str, scheme: str) -> tuple[dict[str, str], dict[str, str]]:
+        """The attribute maps for one outcome and scheme, built once (bounded: the guard's own slugs
+        and the configured schemes). The SDK does not keep or change them."""
+        found = self._attribute_maps.get((outcome, scheme))
+        if found is None:
+            found = self._attribute_maps[outcome, scheme] = (
+                {"outcome": outcome},
+                {"outcome": outcome, "scheme": scheme},
+            )
+        return found
 
     def _observe_last_seen(self, options: Any) -> Iterable[Any]:
         yield self._observation(self._last_seen)
 
     def __call__(self, decision: Decision) -> None:
-        outcome = {"outcome": decision.outcome}
-        self.decisions.add(1, {"outcome": decision.outcome, "scheme": decision.scheme})
+        outcome, both = self._attributes(decision.outcome, decision.scheme)
+        self.decisions.add(1, both)
         self.body_bytes.record(decision.bytes_read, outcome)
         self.duration.record(decision.duration, outcome)
         if decision.key_index is not None:

@@ -95,7 +95,7 @@ class Guard:
         self.rate_limiter = rate_limiter
         self.sinks = DecisionSinks(on_decision)
         #: The accept-only lane blocking drivers try first for a small delivery (guard/lane.py).
-        self.lane = SingleReadLane(verifier, rate_limiter, self.sinks)
+        self.lane = SingleReadLane(verifier, rate_limiter)
         self._paths = None if paths is None else ProtectedPaths(paths)
         #: Whether every request is protected (no paths, no methods): drivers skip the decision.
         self.protects_everything = paths is None and methods is None
@@ -142,6 +142,31 @@ class Guard:
             self._report(error.slug, error.status, head, None, 0, None, None, ())
         return self._answer(error, head, connection_header)
 
+    def report_lane_acceptance(self, head: RequestHead, accepted: Accepted, started: float) -> None:
+        """Report a delivery the single-read lane accepted, as the general path reports its own.
+
+        Drivers call this when :attr:`sinks` are active; ``started`` is the ``time.monotonic()``
+        reading the lane's read started at. The lane takes no rate limiter and no coded body, so
+        the client is the socket peer and the bytes read are the body's.
+        """
+        body = accepted.body
+        self._report(ACCEPTED, None, head, None, body.size, body.key_index, started, ())
+
+    def refuse_from_lane(
+        self,
+        error: RequestRejected,
+        head: RequestHead,
+        bytes_read: int,
+        started: float,
+        *,
+        connection_header: bool = True,
+    ) -> Rejected:
+        """The answer to the replay store's final refusal in the single-read lane (409, 503),
+        reported as the general path reports it: ``bytes_read`` by the lane, since ``started``."""
+        if self.sinks.active:
+            self._report(error.slug, error.status, head, None, bytes_read, None, started, ())
+        return self._answer(error, head, connection_header)
+
     def _answer(self, error: RequestRejected, head: RequestHead | None, connection_header: bool) -> Rejected:
         extra = self.rate_limiter.headers(None, error) if self.rate_limiter is not None else []
         problem = problem_for(
@@ -164,16 +189,16 @@ class Guard:
         failed_open: list[str] | tuple[str, ...],
     ) -> None:
         self.sinks.emit(
-            Decision(
-                outcome=outcome,
-                status=status,
-                scheme=self.verifier.scheme.name,
-                path=head.path if head is not None else "",
-                client=client if client is not None else (head.peer if head is not None else None),
-                bytes_read=bytes_read,
-                key_index=key_index,
-                duration=0.0 if started is None else time.monotonic() - started,
-                failed_open=tuple(failed_open),
+            Decision(  # positional (Decision's order): keywords cost a dict per request
+                outcome,
+                status,
+                self.verifier.scheme.name,
+                head.path if head is not None else "",
+                client if client is not None else (head.peer if head is not None else None),
+                bytes_read,
+                key_index,
+                0.0 if started is None else time.monotonic() - started,
+                tuple(failed_open),
             )
         )
 

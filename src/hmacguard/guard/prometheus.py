@@ -70,6 +70,7 @@ class PrometheusMetrics:
             metrics = by_prefix.get(prefix)
             if metrics is None:
                 metrics = by_prefix[prefix] = _Metrics(prom, target, prefix)
+        self._metrics = metrics
         self.decisions = metrics.decisions
         self.body_bytes = metrics.body_bytes
         self.seconds = metrics.seconds
@@ -78,15 +79,28 @@ class PrometheusMetrics:
         self.failed_open = metrics.failed_open
 
     def __call__(self, decision: Decision) -> None:
-        self.decisions.labels(decision.outcome, decision.scheme).inc()
-        self.body_bytes.labels(decision.outcome).observe(decision.bytes_read)
-        self.seconds.labels(decision.outcome).observe(decision.duration)
+        children = self._metrics.by_outcome(decision.outcome, decision.scheme)
+        children.decisions.inc()
+        children.body_bytes.observe(decision.bytes_read)
+        children.seconds.observe(decision.duration)
         if decision.key_index is not None:
-            self.by_key.labels(str(decision.key_index)).inc()
+            self._metrics.by_key_index(decision.key_index).inc()
             if decision.key_index > 0:
                 self.noncurrent_last_seen.set(time.time())
         for store in decision.failed_open:
             self.failed_open.labels(store).inc()
+
+
+class _OutcomeChildren:
+    """One outcome's (and scheme's) labelled children of the metrics: ``labels()`` takes a lock and
+    validates its values on every call, which cost more than recording the decision itself."""
+
+    __slots__ = ("body_bytes", "decisions", "seconds")
+
+    def __init__(self, metrics: _Metrics, outcome: str, scheme: str) -> None:
+        self.decisions = metrics.decisions.labels(outcome, scheme)
+        self.body_bytes = metrics.body_bytes.labels(outcome)
+        self.seconds = metrics.seconds.labels(outcome)
 
 
 class _Metrics:
@@ -128,6 +142,22 @@ class _Metrics:
             ["store"],
             registry=registry,
         )
+        # (outcome, scheme) -> its children. Bounded: outcomes are the guard's own slugs and schemes
+        # the configured ones, never a client's words.
+        self._children: dict[tuple[str, str], _OutcomeChildren] = {}
+        self._by_key: dict[int, Any] = {}  # key index -> its child (as many as there are secrets)
+
+    def by_outcome(self, outcome: str, scheme: str) -> _OutcomeChildren:
+        children = self._children.get((outcome, scheme))
+        if children is None:
+            children = self._children[outcome, scheme] = _OutcomeChildren(self, outcome, scheme)
+        return children
+
+    def by_key_index(self, index: int) -> Any:
+        child = self._by_key.get(index)
+        if child is None:
+            child = self._by_key[index] = self.by_key.labels(str(index))
+        return child
 
 
 #: Registry -> prefix -> its metrics. Weak keys: a registry a test (or an app) drops takes its

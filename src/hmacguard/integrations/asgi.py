@@ -207,7 +207,7 @@ async def guard_receive(guard: Guard, head: RequestHead, receive: Receive) -> Ou
     reader = _BodyReader(receive)
     started: float | None = None
     checked_at: float | None = None
-    if guard.lane.usable():
+    if guard.lane.open:
         taken = await _through_lane(guard, head, reader)
         if isinstance(taken, Handoff):
             # The same reader: it knows whether the body already ended.
@@ -261,9 +261,12 @@ async def _through_lane(guard: Guard, head: RequestHead, reader: _BodyReader) ->
     # Taken if that message held the whole declared body. A server that ends the body with a
     # separate empty message (hypercorn) leaves it unread, as the general path does (module docs).
     try:
-        return lane.take(claim, chunk, length, started, now)
+        taken = lane.take(claim, chunk, length, started, now)
     except RequestRejected as error:  # the replay store's, final (lane.py)
-        return guard.reject(error, head)
+        return guard.refuse_from_lane(error, head, length, started)
+    if guard.sinks.active and isinstance(taken, Accepted):
+        guard.report_lane_acceptance(head, taken, started)
+    return taken
 
 
 _monotonic = time.monotonic

@@ -155,7 +155,7 @@ def guard_environ(guard: Guard, environ: dict[str, Any]) -> Outcome:
     """
     stream = environ.get("wsgi.input")
     first: Handoff | None = None
-    if stream is not None and guard.lane.usable():
+    if stream is not None and guard.lane.open:
         taken = _through_lane(guard, environ, stream)
         if isinstance(taken, Handoff):
             first = taken
@@ -203,9 +203,13 @@ def _through_lane(guard: Guard, environ: dict[str, Any], stream: Any) -> Outcome
         if deadline is not None:
             deadline.restore()
     try:
-        return lane.take(claim, chunk, length, started, now)
+        taken = lane.take(claim, chunk, length, started, now)
     except RequestRejected as error:  # the replay store's, final (lane.py)
-        return guard.reject(error, head_from_environ(environ), connection_header=not _wsgiref(environ))
+        head = head_from_environ(environ)
+        return guard.refuse_from_lane(error, head, length, started, connection_header=not _wsgiref(environ))
+    if guard.sinks.active and isinstance(taken, Accepted):
+        guard.report_lane_acceptance(head_from_environ(environ), taken, started)
+    return taken
 
 
 def _wsgiref(environ: dict[str, Any]) -> bool:
