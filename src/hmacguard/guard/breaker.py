@@ -16,7 +16,7 @@ and by every request of the process.
 
 Stores log the failure that opens the breaker as a warning and the calls it refuses at debug level,
 so an outage is logged once per window, not once per call. A store that fails open also notes
-itself on the decision under way, when someone watches decisions (:func:`note_failures_open`): a
+itself on the decision under way, when someone watches decisions (:func:`noting_failures_open`): a
 delivery let through without its replay check or rate limit is then visible in the decision log and
 the metrics, not only in a warning per window.
 """
@@ -36,9 +36,8 @@ __all__ = [
     "CircuitBreaker",
     "CircuitOpen",
     "StoreCalls",
-    "note_failures_open",
+    "noting_failures_open",
     "shared_breaker",
-    "stop_noting_failures_open",
 ]
 
 T = TypeVar("T")
@@ -115,27 +114,32 @@ def shared_breaker(key: str, *, reset_after: float) -> CircuitBreaker:
         return breaker
 
 
-#: The stores that failed open during the decision under way in this context, while the guard notes
-#: them (a decision is being watched); ``None`` otherwise. A context variable, not an argument: the
-#: stores are called deep inside the rate limiter and the replay store, whose interfaces are public,
-#: and the ASGI driver runs them in worker threads (``asyncio.to_thread`` copies the context, and the
-#: copy holds the same list).
+#: The list a store that fails open notes itself in, during a store call the guard makes for a watched
+#: decision (:func:`noting_failures_open`); ``None`` otherwise. A context variable, not an argument:
+#: the stores are called deep inside the rate limiter and the replay store, whose interfaces are public.
 _failed_open: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
     "hmacguard_failed_open", default=None
 )
 
 
-def note_failures_open() -> list[str]:
-    """From now on, in this context, each store that fails open adds its :attr:`StoreCalls.store_slug`
-    (once) to the list returned; the guard reads it when it reports the decision."""
-    noted: list[str] = []
-    _failed_open.set(noted)
-    return noted
+def noting_failures_open(noted: list[str], func: Callable[[], T]) -> Callable[[], T]:
+    """``func``, noting in ``noted`` each store that fails open while it runs (its
+    :attr:`StoreCalls.store_slug`, once) -- in whatever thread and context the driver calls it.
 
+    The list is set around the call and reset after it, never left in the context across the
+    decision's pauses: a driver may interleave decisions in one context, run store calls in a pool
+    that does not copy the context, or have an abandoned decision closed by the garbage collector
+    in the middle of another (tests/guard/test_review_failed_open.py).
+    """
 
-def stop_noting_failures_open() -> None:
-    """End :func:`note_failures_open` in this context (the decision has been reported)."""
-    _failed_open.set(None)
+    def call() -> T:
+        token = _failed_open.set(noted)
+        try:
+            return func()
+        finally:
+            _failed_open.reset(token)
+
+    return call
 
 
 class StoreCalls:

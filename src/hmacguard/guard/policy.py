@@ -33,7 +33,7 @@ from collections.abc import Callable, Generator, Iterable
 from typing import Any
 
 from hmacguard.errors import ConfigurationError, RequestRejected
-from hmacguard.guard.breaker import note_failures_open, stop_noting_failures_open
+from hmacguard.guard.breaker import noting_failures_open
 from hmacguard.guard.decision import ACCEPTED, Decision, DecisionSink, DecisionSinks
 from hmacguard.guard.lane import SingleReadLane
 from hmacguard.guard.outcomes import (
@@ -219,7 +219,12 @@ class Guard:
         # Only timed when someone watches (a monotonic() read is a measurable part of a tiny request),
         # and only then are the stores that fail open noted for the report.
         started = time.monotonic() if self.sinks.active else None
-        failed_open = note_failures_open() if started is not None else None
+        failed_open: list[str] | None = [] if started is not None else None
+
+        def noted(func: Callable[[], Any]) -> Callable[[], Any]:
+            """``func``, noting in ``failed_open`` the stores that fail open during it (when watched)."""
+            return func if failed_open is None else noting_failures_open(failed_open, func)
+
         limiter = self.rate_limiter
         verifier = self.verifier
         client: str | None = None
@@ -241,9 +246,9 @@ class Guard:
                     return state
 
                 if limiter.blocking:
-                    yield StoreCall(admit, True)
+                    yield StoreCall(noted(admit), True)
                 else:
-                    admit()
+                    noted(admit)()
             verification = verifier.begin(head.headers, started=body_started, now=checked_at)
             while not verification.complete:
                 chunk = yield ReadBody(verification.read_size, verification.time_left())
@@ -259,14 +264,16 @@ class Guard:
                         delivery = verifier.hold(verified)
                         return delivery
 
-                    yield StoreCall(hold, True)
+                    yield StoreCall(noted(hold), True)
                 else:
-                    delivery = verifier.hold(verification)
+                    held = verification
+                    delivery = noted(lambda: verifier.hold(held))()
             headers: list[tuple[str, str]] = []
             if limiter is not None and state is not None:
                 admitted, state = state, None  # settled exactly once, even if this raises
                 received = verification.received
-                yield from _call(lambda: limiter.settle(admitted, received, failed=False), limiter.blocking)
+                settle = noted(lambda: limiter.settle(admitted, received, failed=False))
+                yield from _call(settle, limiter.blocking)
                 headers = limiter.headers(admitted)
             if started is not None:
                 read = verification.received
@@ -279,10 +286,11 @@ class Guard:
             with contextlib.suppress(RequestRejected):
                 if delivery is not None:  # held, then refused by the bytes budget's store
                     undo = delivery
-                    yield from _call(lambda: undo.settle(False), undo.blocking)
+                    yield from _call(noted(lambda: undo.settle(False)), undo.blocking)
                 if limiter is not None and state is not None:
                     failed, received = state, verification.received if verification is not None else 0
-                    yield from _call(lambda: limiter.settle(failed, received, failed=True), limiter.blocking)
+                    refund = noted(lambda: limiter.settle(failed, received, failed=True))
+                    yield from _call(refund, limiter.blocking)
             if started is not None:
                 read = verification.received if verification is not None else 0
                 self._report(error.slug, error.status, head, client, read, None, started, failed_open or ())
@@ -297,9 +305,6 @@ class Guard:
                 if limiter is not None and state is not None:
                     limiter.settle(state, verification.received if verification else 0, failed=True)
             raise
-        finally:
-            if failed_open is not None:
-                stop_noting_failures_open()
 
 
 def _call(func: Callable[[], Any], blocking: bool) -> Generator[Effect, Any, Any]:
