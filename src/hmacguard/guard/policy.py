@@ -50,7 +50,7 @@ from hmacguard.guard.paths import ProtectedPaths
 from hmacguard.guard.problem import problem_for
 from hmacguard.guard.ratelimit import RateLimiter, RateState
 from hmacguard.guard.replay import Delivery
-from hmacguard.guard.verifier import Verification, Verifier
+from hmacguard.guard.verifier import Verification, VerifiedBody, Verifier
 from hmacguard.http import RequestHead
 
 __all__ = [
@@ -141,6 +141,14 @@ class Guard:
         if self.sinks.active:
             self._report(error.slug, error.status, head, None, 0, None, None, ())
         return self._answer(error, head, connection_header)
+
+    def vouched(self, found: object, verified_by: object) -> VerifiedBody | None:
+        """The body another guard verified -- ``found``, by ``verified_by``, as an integration left
+        them in the environ or scope -- if this guard's verifier vouches for it
+        (:meth:`Verifier.vouched`); ``None`` when there is none, or it must be verified again."""
+        if isinstance(found, VerifiedBody) and isinstance(verified_by, Verifier):
+            return self.verifier.vouched(found, verified_by)
+        return None
 
     def report_lane_acceptance(self, head: RequestHead, accepted: Accepted, started: float) -> None:
         """Report a delivery the single-read lane accepted, as the general path reports its own.

@@ -19,7 +19,7 @@ from urllib.parse import unquote, urlsplit
 
 from hmacguard.errors import ConfigurationError
 
-__all__ = ["REDIS_SCHEMES", "check_url", "endpoint_key", "redis_client"]
+__all__ = ["REDIS_SCHEMES", "check_url", "endpoint_key", "keyspace_key", "redis_client"]
 
 REDIS_SCHEMES = (
     "redis",
@@ -104,6 +104,15 @@ def redis_client(url: str, *, timeout: float) -> Any:
         return redis.Redis.from_url(url, health_check_interval=0, **timeouts)
     except ValueError as exc:
         raise ConfigurationError(f"bad Redis URL: {exc}") from None
+
+
+def keyspace_key(url: str) -> str:
+    """Which keys a store URL reaches: the URL without its credentials -- scheme, hosts, database
+    (or Sentinel service) and options. Two stores built from one URL share their keys; spellings
+    that differ are taken as different (the safe side: see ``Verifier.vouched``)."""
+    parts = urlsplit(url)
+    hosts = parts.netloc.rpartition("@")[2]
+    return f"{parts.scheme}://{hosts}{parts.path}" + (f"?{parts.query}" if parts.query else "")
 
 
 def endpoint_key(url: str) -> str:

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from hmacguard.errors import ConfigurationError
 from hmacguard.guard.breaker import StoreCalls, shared_breaker
-from hmacguard.guard.redis_urls import check_url, endpoint_key, redis_client
+from hmacguard.guard.redis_urls import check_url, endpoint_key, keyspace_key, redis_client
 
 if TYPE_CHECKING:
     import redis
@@ -329,6 +329,8 @@ class RedisReplayStore(StoreCalls):
         self.fail_open = fail_open
         # One breaker per Redis server, shared with a rate limiter on the same server.
         key = endpoint_key(str(url)) if url is not None else f"client:{id(client)}"
+        #: Which keys this store reaches (its URL without credentials; or the client object).
+        self.keyspace = keyspace_key(str(url)) if url is not None else key
         self.breaker = shared_breaker(key, reset_after=breaker_reset)
 
     @property
@@ -362,6 +364,20 @@ class RedisReplayStore(StoreCalls):
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
+
+
+def same_keys(first: ReplayStore | None, second: ReplayStore | None) -> bool:
+    """Whether two stores hold the same keys: the same object, or Redis stores writing to the same
+    server and database under the same prefix (two built from one URL)."""
+    if first is None or second is None:
+        return False
+    if first is second:
+        return True
+    return (
+        isinstance(first, RedisReplayStore)
+        and isinstance(second, RedisReplayStore)
+        and (first.keyspace, first.prefix) == (second.keyspace, second.prefix)
+    )
 
 
 def _ms(seconds: float) -> int:

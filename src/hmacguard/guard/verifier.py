@@ -48,7 +48,7 @@ from hmacguard.guard.body import (
     validate_size,
 )
 from hmacguard.guard.macs import Mac, keyed_mac
-from hmacguard.guard.replay import Delivery, HoldingReplayStore, MemoryReplayStore, ReplayStore
+from hmacguard.guard.replay import Delivery, HoldingReplayStore, MemoryReplayStore, ReplayStore, same_keys
 from hmacguard.http import lowered as lower_case
 from hmacguard.schemes import Scheme, SignatureClaim, get_scheme, secret_list
 
@@ -425,23 +425,45 @@ class Verifier:
             return f"{self.scheme.name}:id:{claim.message_id}"
         return self._digest_key_prefix + digest[:16].hex()
 
-    def vouches_for(self, body: VerifiedBody, verified_by: Verifier) -> bool:
-        """Whether ``body``, which ``verified_by`` verified, is one this verifier would have accepted:
-        it is this verifier, or it checks the same scheme (with the same options) and the secret that
-        matched is one of this verifier's.
+    def vouched(self, body: VerifiedBody, verified_by: Verifier) -> VerifiedBody | None:
+        """``body``, which ``verified_by`` verified, as this verifier would have handed it over --
+        when every check this verifier makes was made there at least as strictly -- else ``None``:
+        verify the request again.
 
-        For an integration handed a body that another guard verified (the FastAPI dependency behind
-        the middleware): anything else must be verified again, or a delivery signed for one provider
-        or tenant would reach another's handler.
+        For a guard handed a body another guard verified: guards stacked over overlapping paths, the
+        FastAPI dependency behind the middleware. Compared: the scheme and its options; the secret
+        that matched (one of this verifier's: the body then carries this verifier's index of it);
+        the size caps and gzip; both timestamp tolerances; and the replay check (none here, or one
+        in a store holding the same keys, for at least as long). Anything weaker, and a delivery
+        signed for one provider or tenant, or refused by this verifier's own policy, would reach a
+        handler that trusts this verifier.
         """
         if verified_by is self:
-            return True
-        theirs, mine = verified_by.scheme, self.scheme
+            return body
+        index = body.key_index
+        if not (self._checked_as_strictly_by(verified_by) and 0 <= index < len(verified_by.keys)):
+            return None
+        key = verified_by.keys[index]
+        if key not in self.keys:
+            return None
+        mine = self.keys.index(key)
+        if mine == index:
+            return body
+        return VerifiedBody(body.file, body.scheme, mine, body.timestamp, body.message_id, body.size)
+
+    def _checked_as_strictly_by(self, other: Verifier) -> bool:
+        """Whether ``other`` makes every check of this verifier, at least as strictly (see vouched())."""
+        replay_covered = self.replay is None or (
+            same_keys(other.replay, self.replay) and other.replay_ttl >= self.replay_ttl
+        )
         return (
-            type(theirs) is type(mine)
-            and vars(theirs) == vars(mine)
-            and 0 <= body.key_index < len(verified_by.keys)
-            and verified_by.keys[body.key_index] in self.keys
+            self.scheme.same_checks(other.scheme)
+            and other.max_body <= self.max_body
+            and other.max_inflated_body <= self.max_inflated_body
+            and (self.allow_gzip or not other.allow_gzip)
+            and other.tolerance <= self.tolerance
+            and other.future_tolerance <= self.future_tolerance
+            and replay_covered
         )
 
     def __repr__(self) -> str:

@@ -68,7 +68,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 #: scope key under which the application finds the VerifiedBody.
 VERIFIED_KEY = "hmacguard.verified"
-#: scope key naming the Verifier that verified it (for Verifier.vouches_for).
+#: scope key naming the Verifier that verified it (a guard nested inside may vouch for it).
 VERIFIER_KEY = "hmacguard.verifier"
 _DROPPED = (b"content-length", b"content-encoding", b"transfer-encoding")
 
@@ -324,6 +324,17 @@ def replaying_receive(body: VerifiedBody, receive: Receive, chunk_size: int) -> 
     return receive_body
 
 
+def vouched_in(guard: Guard, scope: Scope) -> Accepted | None:
+    """The body a guard around this one verified (stacked guards over overlapping paths), accepted as
+    it is when ``guard`` vouches for it (:meth:`Guard.vouched`): that guard settles its delivery.
+    ``None`` otherwise: verify the request (again)."""
+    outer = scope.get(VERIFIED_KEY)
+    if outer is None:
+        return None
+    vouched = guard.vouched(outer, scope.get(VERIFIER_KEY))
+    return None if vouched is None else Accepted(vouched, [], None)
+
+
 def verified_scope(scope: Scope, body: VerifiedBody, verifier: Verifier) -> Scope:
     """A copy of ``scope`` whose headers describe the verified body, which ``verifier`` verified."""
     headers = []
@@ -485,7 +496,9 @@ class ASGIGuard:
         if not protected:
             await self.app(scope, receive, send)
             return
-        outcome = await guard_receive(self.guard, head_from_scope(scope), receive)
+        outcome = vouched_in(self.guard, scope) or await guard_receive(
+            self.guard, head_from_scope(scope), receive
+        )
         if isinstance(outcome, Rejected):
             await send_rejection(outcome, send)
             return

@@ -160,14 +160,10 @@ class VerifiedBodyDependency:
     async def __call__(
         self, request: Request, response: Response, background: BackgroundTasks
     ) -> AsyncIterator[VerifiedBody]:
-        already: VerifiedBody | None = request.scope.get(VERIFIED_KEY)
-        verified_by = request.scope.get(VERIFIER_KEY)
-        if (
-            already is not None
-            and isinstance(verified_by, Verifier)
-            and self.guard.verifier.vouches_for(already, verified_by)
-        ):
-            yield already  # the middleware verified it, and settles and releases it
+        already = request.scope.get(VERIFIED_KEY)
+        vouched = None if already is None else self.guard.vouched(already, request.scope.get(VERIFIER_KEY))
+        if vouched is not None:
+            yield vouched  # the middleware verified it, and settles and releases it
             return
         # Otherwise verified here -- also a body a middleware verified for another provider or
         # tenant (read again from the middleware's replay of it, under this verifier's secrets).

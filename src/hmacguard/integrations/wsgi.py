@@ -66,6 +66,8 @@ WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 #: environ key under which the application finds the VerifiedBody.
 VERIFIED_KEY = "hmacguard.verified"
+#: environ key naming the Verifier that verified it (a guard nested inside may vouch for it).
+VERIFIER_KEY = "hmacguard.verifier"
 
 _monotonic = time.monotonic
 
@@ -153,6 +155,12 @@ def guard_environ(guard: Guard, environ: dict[str, Any]) -> Outcome:
     delivery is first offered to the guard's single-read lane (:mod:`hmacguard.guard.lane`), which
     only accepts; anything it does not accept is decided by the general path.
     """
+    outer = environ.get(VERIFIED_KEY)
+    if outer is not None:  # verified by a guard around this one (stacked guards, overlapping paths)
+        vouched = guard.vouched(outer, environ.get(VERIFIER_KEY))
+        if vouched is not None:
+            vouched.file.seek(0)  # whole, whatever read it in between
+            return Accepted(vouched, [], None)  # the outer guard settles its delivery
     stream = environ.get("wsgi.input")
     first: Handoff | None = None
     if stream is not None and guard.lane.open:
@@ -375,8 +383,9 @@ class _Settling:
 _PRODUCED_WHOLE = (list, tuple)
 
 
-def install_body(environ: dict[str, Any], body: VerifiedBody) -> None:
-    """Make ``environ`` describe the verified body: ``wsgi.input``, ``CONTENT_LENGTH``, no coding."""
+def install_body(environ: dict[str, Any], body: VerifiedBody, verifier: Verifier) -> None:
+    """Make ``environ`` describe the body ``verifier`` verified: ``wsgi.input``, ``CONTENT_LENGTH``,
+    no coding, and the two keys a guard nested inside reads (:func:`guard_environ`)."""
     environ["wsgi.input"] = body.file
     environ["CONTENT_LENGTH"] = str(body.size)
     environ["wsgi.input_terminated"] = True
@@ -384,6 +393,7 @@ def install_body(environ: dict[str, Any], body: VerifiedBody) -> None:
         environ.pop("HTTP_CONTENT_ENCODING", None)
         environ.pop("HTTP_TRANSFER_ENCODING", None)
     environ[VERIFIED_KEY] = body
+    environ[VERIFIER_KEY] = verifier
 
 
 def send_rejection(rejected: Rejected, start_response: StartResponse) -> list[bytes]:
@@ -393,10 +403,15 @@ def send_rejection(rejected: Rejected, start_response: StartResponse) -> list[by
 
 
 def call_verified(
-    app: WSGIApp, environ: dict[str, Any], start_response: StartResponse, accepted: Accepted
+    app: WSGIApp,
+    environ: dict[str, Any],
+    start_response: StartResponse,
+    accepted: Accepted,
+    verifier: Verifier,
 ) -> Iterable[bytes]:
-    """Call ``app`` with the verified body; settle the delivery and release the body at the end."""
-    install_body(environ, accepted.body)
+    """Call ``app`` with the body ``verifier`` verified; settle the delivery and release the body at
+    the end."""
+    install_body(environ, accepted.body, verifier)
     settling = _Settling(accepted, start_response)
     try:
         return settling.respond(app(environ, settling.start_response))
@@ -460,4 +475,4 @@ class WSGIGuard:
         outcome = guard_environ(self.guard, environ)
         if isinstance(outcome, Rejected):
             return send_rejection(outcome, start_response)
-        return call_verified(self.app, environ, start_response, outcome)
+        return call_verified(self.app, environ, start_response, outcome, self.guard.verifier)

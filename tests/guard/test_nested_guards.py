@@ -1,0 +1,157 @@
+"""Guards nested over overlapping paths: the inner one takes the outer one's verification only when
+it vouches for it (``Verifier.vouched``), and otherwise verifies again.
+
+Vouched: the same scheme and options, the secret that matched is one of the inner verifier's (the
+application sees the inner verifier's index of it), every cap, gzip rule and tolerance at least as
+strict, and the replay check made in a store holding the same keys -- then there is no second hold
+(which would collide with the outer one's and answer 409, and the outer guard would commit a
+delivery nobody processed). Anything else is verified again, and a delivery signed for another
+tenant is refused.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from hmacguard import ASGIGuard, MemoryReplayStore, RedisReplayStore, Verifier, WSGIGuard
+from hmacguard.guard.replay import same_keys
+from hmacguard.schemes import sign_body
+
+from ._inprocess import asgi_request, wsgi_request
+
+A, B = "nested-tenant-a", "nested-tenant-b"
+counter = iter(range(10**6))
+
+
+def _delivery(secret: str) -> tuple[bytes, dict[str, str]]:
+    body = b'{"n": %d}' % next(counter)
+    return body, sign_body("github", secret, body)
+
+
+def _wsgi_receiver(seen: list[tuple[bytes, int]]) -> Any:
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        verified = environ["hmacguard.verified"]
+        seen.append((environ["wsgi.input"].read(), verified.key_index))
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    return app
+
+
+def _asgi_receiver(seen: list[tuple[bytes, int]]) -> Any:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        body, more = b"", True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        seen.append((body, scope["hmacguard.verified"].key_index))
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    return app
+
+
+def _nested(kind: str, outer: Verifier, inner: Verifier, seen: list[tuple[bytes, int]]) -> Any:
+    """``/hooks/*`` guarded by ``outer``, ``/hooks/b`` inside it by ``inner``."""
+    guard: Any = WSGIGuard if kind == "wsgi" else ASGIGuard
+    receiver = _wsgi_receiver(seen) if kind == "wsgi" else _asgi_receiver(seen)
+    return guard(guard(receiver, verifier=inner, paths=["/hooks/b"]), verifier=outer, paths=["/hooks/*"])
+
+
+def _post(kind: str, app: Any, body: bytes, headers: dict[str, str]) -> int:
+    send = wsgi_request if kind == "wsgi" else asgi_request
+    return send(app, body, headers, path="/hooks/b").status
+
+
+@pytest.mark.parametrize("kind", ["wsgi", "asgi"])
+def test_an_inner_guard_on_the_same_store_vouches_no_second_hold(kind: str) -> None:
+    store = MemoryReplayStore()
+    seen: list[tuple[bytes, int]] = []
+    app = _nested(
+        kind,
+        Verifier("github", secrets=[A, B], replay=store),
+        Verifier("github", secrets=B, replay=store),
+        seen,
+    )
+    body, headers = _delivery(B)
+    assert _post(kind, app, body, headers) == 200  # not the 409 of a second hold of the same key
+    assert _post(kind, app, body, headers) == 409
+    # The application sees the inner verifier's index of the secret (0), not the outer one's (1).
+    assert seen == [(body, 0)]
+    assert len(store) == 1
+
+
+def test_two_redis_stores_on_one_url_are_the_same_keys() -> None:
+    url = "redis://127.0.0.1:6399/3"  # never connected to: the keys' identity is the URL and prefix
+    assert same_keys(RedisReplayStore(url), RedisReplayStore(url))
+    assert not same_keys(RedisReplayStore(url), RedisReplayStore(url, prefix="other:"))
+    assert not same_keys(RedisReplayStore(url), RedisReplayStore("redis://127.0.0.1:6399/4"))
+    assert same_keys(RedisReplayStore(url), RedisReplayStore("redis://user:secret@127.0.0.1:6399/3"))
+    assert not same_keys(MemoryReplayStore(), MemoryReplayStore())
+
+
+@pytest.mark.parametrize("kind", ["wsgi", "asgi"])
+def test_an_inner_guard_with_its_own_store_verifies_again(kind: str) -> None:
+    """Distinct replay stores: the outer one's check is not the inner one's, so the inner guard
+    verifies again and holds in its own store (no collision)."""
+    seen: list[tuple[bytes, int]] = []
+    inner_store = MemoryReplayStore()
+    app = _nested(
+        kind, Verifier("github", secrets=[A, B]), Verifier("github", secrets=B, replay=inner_store), seen
+    )
+    body, headers = _delivery(B)
+    assert _post(kind, app, body, headers) == 200
+    assert _post(kind, app, body, headers) == 409
+    assert seen == [(body, 0)] and len(inner_store) == 1
+
+
+@pytest.mark.parametrize("kind", ["wsgi", "asgi"])
+def test_another_tenants_delivery_is_refused_by_the_inner_guard(kind: str) -> None:
+    store = MemoryReplayStore()
+    seen: list[tuple[bytes, int]] = []
+    app = _nested(
+        kind,
+        Verifier("github", secrets=[A, B], replay=store),
+        Verifier("github", secrets=B, replay=store),
+        seen,
+    )
+    assert _post(kind, app, *_delivery(A)) == 401  # passed the outer guard (A's secret), not B's
+    assert seen == []
+
+
+def test_a_body_read_in_between_reaches_the_application_whole() -> None:
+    """A middleware between the guards reads part of the verified body; the inner guard vouches and
+    the application still reads it from the start."""
+    store = MemoryReplayStore()
+    seen: list[tuple[bytes, int]] = []
+    inner = WSGIGuard(
+        _wsgi_receiver(seen), verifier=Verifier("github", secrets=B, replay=store), paths=["/hooks/b"]
+    )
+
+    def peek(environ: dict[str, Any], start_response: Any) -> Any:
+        environ["wsgi.input"].read(3)
+        return inner(environ, start_response)
+
+    app = WSGIGuard(peek, verifier=Verifier("github", secrets=B, replay=store), paths=["/hooks/*"])
+    body, headers = _delivery(B)
+    assert wsgi_request(app, body, headers, path="/hooks/b").status == 200
+    assert seen == [(body, 0)]
+
+
+def test_a_laxer_outer_guard_is_not_vouched_for() -> None:
+    """The outer guard has a larger cap than the inner one: the inner one verifies again, under its
+    own cap."""
+    seen: list[tuple[bytes, int]] = []
+    store = MemoryReplayStore()
+    app = _nested(
+        "wsgi",
+        Verifier("github", secrets=B, replay=store, max_body=1 << 20),
+        Verifier("github", secrets=B, replay=MemoryReplayStore(), max_body=16),
+        seen,
+    )
+    body = b'{"padding": "%s"}' % (b"x" * 64)
+    assert _post("wsgi", app, body, sign_body("github", B, body)) == 413
+    assert seen == []
