@@ -155,3 +155,21 @@ def test_a_laxer_outer_guard_is_not_vouched_for() -> None:
     body = b'{"padding": "%s"}' % (b"x" * 64)
     assert _post("wsgi", app, body, sign_body("github", B, body)) == 413
     assert seen == []
+
+
+def test_an_inner_guard_with_a_rate_limiter_verifies_again_under_its_limits() -> None:
+    """Vouching would skip the inner guard's rate limit: a guard with a limiter of its own verifies
+    again (its own replay store, so no collision), and its budget holds."""
+    from hmacguard import RateLimiter
+
+    seen: list[tuple[bytes, int]] = []
+    inner = WSGIGuard(
+        _wsgi_receiver(seen),
+        verifier=Verifier("github", secrets=B, replay=MemoryReplayStore()),
+        rate_limiter=RateLimiter(limit="2/hour"),
+        paths=["/hooks/b"],
+    )
+    app = WSGIGuard(inner, verifier=Verifier("github", secrets=B), paths=["/hooks/*"])
+    statuses = [wsgi_request(app, *_delivery(B), path="/hooks/b").status for _ in range(3)]
+    assert statuses == [200, 200, 429]
+    assert len(seen) == 2

@@ -145,7 +145,13 @@ class Guard:
     def vouched(self, found: object, verified_by: object) -> VerifiedBody | None:
         """The body another guard verified -- ``found``, by ``verified_by``, as an integration left
         them in the environ or scope -- if this guard's verifier vouches for it
-        (:meth:`Verifier.vouched`); ``None`` when there is none, or it must be verified again."""
+        (:meth:`Verifier.vouched`); ``None`` when there is none, or it must be verified again.
+
+        A guard with a rate limiter of its own never vouches: its admission, and the budgets it
+        keeps, come with its own verification.
+        """
+        if self.rate_limiter is not None:
+            return None
         if isinstance(found, VerifiedBody) and isinstance(verified_by, Verifier):
             return self.verifier.vouched(found, verified_by)
         return None
