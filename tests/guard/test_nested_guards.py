@@ -61,6 +61,13 @@ def _nested(kind: str, outer: Verifier, inner: Verifier, seen: list[tuple[bytes,
     return guard(guard(receiver, verifier=inner, paths=["/hooks/b"]), verifier=outer, paths=["/hooks/*"])
 
 
+def _on_one_store(kind: str, seen: list[tuple[bytes, int]]) -> tuple[Any, MemoryReplayStore]:
+    """Outer: A's and B's secrets; inner: B's; one replay store for both (vouched for)."""
+    store = MemoryReplayStore()
+    outer = Verifier("github", secrets=[A, B], replay=store)
+    return _nested(kind, outer, Verifier("github", secrets=B, replay=store), seen), store
+
+
 def _post(kind: str, app: Any, body: bytes, headers: dict[str, str]) -> int:
     send = wsgi_request if kind == "wsgi" else asgi_request
     return send(app, body, headers, path="/hooks/b").status
@@ -68,14 +75,8 @@ def _post(kind: str, app: Any, body: bytes, headers: dict[str, str]) -> int:
 
 @pytest.mark.parametrize("kind", ["wsgi", "asgi"])
 def test_an_inner_guard_on_the_same_store_vouches_no_second_hold(kind: str) -> None:
-    store = MemoryReplayStore()
     seen: list[tuple[bytes, int]] = []
-    app = _nested(
-        kind,
-        Verifier("github", secrets=[A, B], replay=store),
-        Verifier("github", secrets=B, replay=store),
-        seen,
-    )
+    app, store = _on_one_store(kind, seen)
     body, headers = _delivery(B)
     assert _post(kind, app, body, headers) == 200  # not the 409 of a second hold of the same key
     assert _post(kind, app, body, headers) == 409
@@ -110,14 +111,8 @@ def test_an_inner_guard_with_its_own_store_verifies_again(kind: str) -> None:
 
 @pytest.mark.parametrize("kind", ["wsgi", "asgi"])
 def test_another_tenants_delivery_is_refused_by_the_inner_guard(kind: str) -> None:
-    store = MemoryReplayStore()
     seen: list[tuple[bytes, int]] = []
-    app = _nested(
-        kind,
-        Verifier("github", secrets=[A, B], replay=store),
-        Verifier("github", secrets=B, replay=store),
-        seen,
-    )
+    app, _ = _on_one_store(kind, seen)
     assert _post(kind, app, *_delivery(A)) == 401  # passed the outer guard (A's secret), not B's
     assert seen == []
 
