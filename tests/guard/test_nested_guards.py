@@ -168,3 +168,20 @@ def test_an_inner_guard_with_a_rate_limiter_verifies_again_under_its_limits() ->
     statuses = [wsgi_request(app, *_delivery(B), path="/hooks/b").status for _ in range(3)]
     assert statuses == [200, 200, 429]
     assert len(seen) == 2
+
+
+def test_the_same_rate_limiter_inside_and_outside_vouches_and_charges_once() -> None:
+    """The FastAPI recipe with a rate limiter passed to the middleware and the dependency alike (or
+    two nested guards sharing one): the inner guard vouches -- admission and budgets were applied by
+    the outer one -- so no second hold (which would collide, 409) and no second charge."""
+    from hmacguard import RateLimiter
+
+    limiter = RateLimiter(limit="3/hour")
+    store = MemoryReplayStore()
+    seen: list[tuple[bytes, int]] = []
+    verifier = Verifier("github", secrets=B, replay=store)
+    inner = WSGIGuard(_wsgi_receiver(seen), verifier=verifier, rate_limiter=limiter, paths=["/hooks/b"])
+    app = WSGIGuard(inner, verifier=verifier, rate_limiter=limiter, paths=["/hooks/*"])
+    statuses = [wsgi_request(app, *_delivery(B), path="/hooks/b").status for _ in range(4)]
+    assert statuses == [200, 200, 200, 429]  # charged once each: three of three
+    assert len(seen) == 3

@@ -26,7 +26,8 @@ from flask import Flask
 from starlette.routing import Mount
 
 from hmacguard import ASGIGuard, MemoryReplayStore, VerifiedBody, Verifier, WSGIGuard
-from hmacguard.integrations.asgi import VERIFIED_KEY, VERIFIER_KEY
+from hmacguard.guard.policy import Guard
+from hmacguard.integrations.asgi import GUARD_KEY, VERIFIED_KEY
 from hmacguard.integrations.fastapi import VerifiedBodyDependency, install
 from hmacguard.integrations.flask import HmacGuard, verified_body
 from hmacguard.schemes import GenericScheme, sign_body
@@ -414,7 +415,7 @@ def _injecting(app: Any, body: Any, verifier: Any) -> Any:
         scope = dict(scope)
         scope[VERIFIED_KEY] = body
         if verifier is not None:
-            scope[VERIFIER_KEY] = verifier
+            scope[GUARD_KEY] = verifier
         await app(scope, receive, send)
 
     return middleware
@@ -423,11 +424,12 @@ def _injecting(app: Any, body: Any, verifier: Any) -> Any:
 @pytest.mark.parametrize("verifier", [None, "other", "string"])
 def test_scope_values_placed_by_something_else_are_not_trusted(verifier: str | None) -> None:
     """A VerifiedBody (claiming key 0) in the scope, with no verifier, another tenant's verifier, or
-    a non-Verifier under hmacguard.verifier: the dependency verifies by itself -- unsigned 400,
+    a non-Guard under hmacguard.guard: the dependency verifies by itself -- unsigned 400,
     A's signature 401 -- and the handler never runs."""
     app, handled = _tenants_app(None, {"b": [Verifier("github", secrets=B)]})
     fake = VerifiedBody(io.BytesIO(b'{"forged": true}'), "github", 0, None, None)
-    by = {None: None, "other": Verifier("github", secrets=A), "string": "Verifier('github')"}[verifier]
+    other = Guard(Verifier("github", secrets=A))
+    by = {None: None, "other": other, "string": "Guard(Verifier('github'))"}[verifier]
     injected = _injecting(app, fake, by)
     assert _post(injected, "/hooks/b", b'{"forged": true}', {}) == 400
     body, headers = _delivery(A)
@@ -436,17 +438,12 @@ def test_scope_values_placed_by_something_else_are_not_trusted(verifier: str | N
 
 
 def test_a_non_body_under_the_verified_key_never_reaches_the_handler() -> None:
-    """Something other than a VerifiedBody under hmacguard.verified, with a Verifier beside it: the
-    handler never runs. (Hardening, not an attack -- only in-process code sets scope keys: today the
-    dependency reads ``already.key_index`` unchecked and raises AttributeError, a 500; an
-    ``isinstance(already, VerifiedBody)`` test would verify again and answer 400.)"""
+    """Something other than a VerifiedBody under hmacguard.verified, with a Guard beside it: the
+    dependency verifies by itself (400), the handler never runs. (Hardening, not an attack: only
+    in-process code sets scope keys. On a0f22ea this was an AttributeError, a 500.)"""
     app, handled = _tenants_app(None, {"b": [Verifier("github", secrets=B)]})
-    injected = _injecting(app, b'{"forged": true}', Verifier("github", secrets=A))
-    try:
-        status = _post(injected, "/hooks/b", b"{}", {})
-    except AttributeError:  # the in-process server re-raises what a real one answers 500
-        status = 500
-    assert status in (400, 500)
+    injected = _injecting(app, b'{"forged": true}', Guard(Verifier("github", secrets=A)))
+    assert _post(injected, "/hooks/b", b"{}", {}) == 400
     assert handled == []
 
 

@@ -142,19 +142,20 @@ class Guard:
             self._report(error.slug, error.status, head, None, 0, None, None, ())
         return self._answer(error, head, connection_header)
 
-    def vouched(self, found: object, verified_by: object) -> VerifiedBody | None:
-        """The body another guard verified -- ``found``, by ``verified_by``, as an integration left
-        them in the environ or scope -- if this guard's verifier vouches for it
-        (:meth:`Verifier.vouched`); ``None`` when there is none, or it must be verified again.
+    def vouched(self, found: object, outer: object) -> VerifiedBody | None:
+        """The body another guard verified -- ``found``, by the guard ``outer``, as an integration
+        left them in the environ or scope -- if this guard vouches for it; ``None`` when there is
+        none, or it must be verified again.
 
-        A guard with a rate limiter of its own never vouches: its admission, and the budgets it
-        keeps, come with its own verification.
+        This guard's verifier must vouch for the other's (:meth:`Verifier.vouched`), and its rate
+        limiter, if it has one, must be the other guard's: admission and budgets come with a
+        verification, and a different limiter's were not applied.
         """
-        if self.rate_limiter is not None:
+        if not (isinstance(found, VerifiedBody) and isinstance(outer, Guard)):
             return None
-        if isinstance(found, VerifiedBody) and isinstance(verified_by, Verifier):
-            return self.verifier.vouched(found, verified_by)
-        return None
+        if self.rate_limiter is not None and self.rate_limiter is not outer.rate_limiter:
+            return None
+        return self.verifier.vouched(found, outer.verifier)
 
     def report_lane_acceptance(self, head: RequestHead, accepted: Accepted, started: float) -> None:
         """Report a delivery the single-read lane accepted, as the general path reports its own.

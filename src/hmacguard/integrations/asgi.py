@@ -68,8 +68,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 #: scope key under which the application finds the VerifiedBody.
 VERIFIED_KEY = "hmacguard.verified"
-#: scope key naming the Verifier that verified it (a guard nested inside may vouch for it).
-VERIFIER_KEY = "hmacguard.verifier"
+#: scope key naming the Guard that verified it (a guard nested inside may vouch for it).
+GUARD_KEY = "hmacguard.guard"
 _DROPPED = (b"content-length", b"content-encoding", b"transfer-encoding")
 
 
@@ -331,12 +331,12 @@ def vouched_in(guard: Guard, scope: Scope) -> Accepted | None:
     outer = scope.get(VERIFIED_KEY)
     if outer is None:
         return None
-    vouched = guard.vouched(outer, scope.get(VERIFIER_KEY))
+    vouched = guard.vouched(outer, scope.get(GUARD_KEY))
     return None if vouched is None else Accepted(vouched, [], None)
 
 
-def verified_scope(scope: Scope, body: VerifiedBody, verifier: Verifier) -> Scope:
-    """A copy of ``scope`` whose headers describe the verified body, which ``verifier`` verified."""
+def verified_scope(scope: Scope, body: VerifiedBody, guard: Guard) -> Scope:
+    """A copy of ``scope`` whose headers describe the verified body, which ``guard`` verified."""
     headers = []
     for name, value in scope.get("headers", ()):  # a loop, not a comprehension: no function frame
         if name.lower() not in _DROPPED:
@@ -345,7 +345,7 @@ def verified_scope(scope: Scope, body: VerifiedBody, verifier: Verifier) -> Scop
     new = dict(scope)
     new["headers"] = headers
     new[VERIFIED_KEY] = body
-    new[VERIFIER_KEY] = verifier
+    new[GUARD_KEY] = guard
     return new
 
 
@@ -407,9 +407,9 @@ class AnswerWatch:
 
 
 async def call_verified(
-    app: ASGIApp, scope: Scope, receive: Receive, send: Send, accepted: Accepted, verifier: Verifier
+    app: ASGIApp, scope: Scope, receive: Receive, send: Send, accepted: Accepted, guard: Guard
 ) -> None:
-    """Call ``app`` with the body ``verifier`` verified; settle the delivery by its answer and release
+    """Call ``app`` with the body ``guard`` verified; settle the delivery by its answer and release
     the body."""
     body = accepted.body
     extra = (
@@ -420,8 +420,8 @@ async def call_verified(
     watch = AnswerWatch(send, [accepted], extra)
     failed = True
     try:
-        replay = replaying_receive(body, receive, verifier.chunk_size)
-        await app(verified_scope(scope, body, verifier), replay, watch.send)
+        replay = replaying_receive(body, receive, guard.verifier.chunk_size)
+        await app(verified_scope(scope, body, guard), replay, watch.send)
         failed = False
     finally:
         try:
@@ -502,4 +502,4 @@ class ASGIGuard:
         if isinstance(outcome, Rejected):
             await send_rejection(outcome, send)
             return
-        await call_verified(self.app, scope, receive, send, outcome, self.guard.verifier)
+        await call_verified(self.app, scope, receive, send, outcome, self.guard)

@@ -50,8 +50,8 @@ from hmacguard.guard.problem import PROBLEM_CONTENT_TYPE, Problem
 from hmacguard.guard.ratelimit import RateLimiter
 from hmacguard.guard.verifier import VerifiedBody, Verifier
 from hmacguard.integrations.asgi import (
+    GUARD_KEY,
     VERIFIED_KEY,
-    VERIFIER_KEY,
     AnswerWatch,
     Receive,
     Scope,
@@ -161,7 +161,7 @@ class VerifiedBodyDependency:
         self, request: Request, response: Response, background: BackgroundTasks
     ) -> AsyncIterator[VerifiedBody]:
         already = request.scope.get(VERIFIED_KEY)
-        vouched = None if already is None else self.guard.vouched(already, request.scope.get(VERIFIER_KEY))
+        vouched = None if already is None else self.guard.vouched(already, request.scope.get(GUARD_KEY))
         if vouched is not None:
             yield vouched  # the middleware verified it, and settles and releases it
             return
@@ -183,7 +183,7 @@ class VerifiedBodyDependency:
         raised = True
         try:
             request.scope[VERIFIED_KEY] = body
-            request.scope[VERIFIER_KEY] = self.guard.verifier
+            request.scope[GUARD_KEY] = self.guard
             _read_verified_body(request, body, self.guard.verifier.chunk_size)
             for name, value in outcome.headers:
                 response.headers[name] = value

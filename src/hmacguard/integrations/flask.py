@@ -197,7 +197,7 @@ class _Gate:
         outcome = guard_environ(guard, environ)
         if isinstance(outcome, Rejected):
             return send_rejection(outcome, start_response)
-        return call_verified(self.wsgi_app, environ, start_response, outcome, guard.verifier)
+        return call_verified(self.wsgi_app, environ, start_response, outcome, guard)
 
 
 class HmacGuard:
@@ -304,7 +304,7 @@ class HmacGuard:
         outcome = guard_environ(state.guard, environ)
         if isinstance(outcome, Rejected):
             return _problem_response(outcome.problem)
-        install_body(environ, outcome.body, state.guard.verifier)
+        install_body(environ, outcome.body, state.guard)
         _forget_cached_body(request)
 
         @after_this_request

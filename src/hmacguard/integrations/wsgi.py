@@ -66,8 +66,8 @@ WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 #: environ key under which the application finds the VerifiedBody.
 VERIFIED_KEY = "hmacguard.verified"
-#: environ key naming the Verifier that verified it (a guard nested inside may vouch for it).
-VERIFIER_KEY = "hmacguard.verifier"
+#: environ key naming the Guard that verified it (a guard nested inside may vouch for it).
+GUARD_KEY = "hmacguard.guard"
 
 _monotonic = time.monotonic
 
@@ -157,7 +157,7 @@ def guard_environ(guard: Guard, environ: dict[str, Any]) -> Outcome:
     """
     outer = environ.get(VERIFIED_KEY)
     if outer is not None:  # verified by a guard around this one (stacked guards, overlapping paths)
-        vouched = guard.vouched(outer, environ.get(VERIFIER_KEY))
+        vouched = guard.vouched(outer, environ.get(GUARD_KEY))
         if vouched is not None:
             vouched.file.seek(0)  # whole, whatever read it in between
             return Accepted(vouched, [], None)  # the outer guard settles its delivery
@@ -383,8 +383,8 @@ class _Settling:
 _PRODUCED_WHOLE = (list, tuple)
 
 
-def install_body(environ: dict[str, Any], body: VerifiedBody, verifier: Verifier) -> None:
-    """Make ``environ`` describe the body ``verifier`` verified: ``wsgi.input``, ``CONTENT_LENGTH``,
+def install_body(environ: dict[str, Any], body: VerifiedBody, guard: Guard) -> None:
+    """Make ``environ`` describe the body ``guard`` verified: ``wsgi.input``, ``CONTENT_LENGTH``,
     no coding, and the two keys a guard nested inside reads (:func:`guard_environ`)."""
     environ["wsgi.input"] = body.file
     environ["CONTENT_LENGTH"] = str(body.size)
@@ -393,7 +393,7 @@ def install_body(environ: dict[str, Any], body: VerifiedBody, verifier: Verifier
         environ.pop("HTTP_CONTENT_ENCODING", None)
         environ.pop("HTTP_TRANSFER_ENCODING", None)
     environ[VERIFIED_KEY] = body
-    environ[VERIFIER_KEY] = verifier
+    environ[GUARD_KEY] = guard
 
 
 def send_rejection(rejected: Rejected, start_response: StartResponse) -> list[bytes]:
@@ -407,11 +407,11 @@ def call_verified(
     environ: dict[str, Any],
     start_response: StartResponse,
     accepted: Accepted,
-    verifier: Verifier,
+    guard: Guard,
 ) -> Iterable[bytes]:
-    """Call ``app`` with the body ``verifier`` verified; settle the delivery and release the body at
+    """Call ``app`` with the body ``guard`` verified; settle the delivery and release the body at
     the end."""
-    install_body(environ, accepted.body, verifier)
+    install_body(environ, accepted.body, guard)
     settling = _Settling(accepted, start_response)
     try:
         return settling.respond(app(environ, settling.start_response))
@@ -475,4 +475,4 @@ class WSGIGuard:
         outcome = guard_environ(self.guard, environ)
         if isinstance(outcome, Rejected):
             return send_rejection(outcome, start_response)
-        return call_verified(self.app, environ, start_response, outcome, self.guard.verifier)
+        return call_verified(self.app, environ, start_response, outcome, self.guard)
