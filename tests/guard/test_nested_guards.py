@@ -1,12 +1,9 @@
 """Guards nested over overlapping paths: the inner one takes the outer one's verification only when
-it vouches for it (``Verifier.vouched``), and otherwise verifies again.
-
-Vouched: the same scheme and options, the secret that matched is one of the inner verifier's (the
-application sees the inner verifier's index of it), every cap, gzip rule and tolerance at least as
-strict, and the replay check made in a store holding the same keys -- then there is no second hold
-(which would collide with the outer one's and answer 409, and the outer guard would commit a
-delivery nobody processed). Anything else is verified again, and a delivery signed for another
-tenant is refused.
+it vouches for it (``Guard.vouched``: the very Verifier that verified, and the same rate limiter if
+it has one), and otherwise verifies again, under its own policy -- a delivery signed for another
+tenant is refused. Verifying again on the outer guard's replay store takes no second hold of the
+same delivery (``Verifier.hold`` with the ``OuterHold``): that would answer 409, and the outer
+guard would commit a delivery nobody processed.
 """
 
 from __future__ import annotations
@@ -74,11 +71,12 @@ def _post(kind: str, app: Any, body: bytes, headers: dict[str, str]) -> int:
 
 
 @pytest.mark.parametrize("kind", ["wsgi", "asgi"])
-def test_an_inner_guard_on_the_same_store_vouches_no_second_hold(kind: str) -> None:
+def test_two_verifiers_on_one_store_take_one_hold(kind: str) -> None:
     seen: list[tuple[bytes, int]] = []
     app, store = _on_one_store(kind, seen)
     body, headers = _delivery(B)
-    assert _post(kind, app, body, headers) == 200  # not the 409 of a second hold of the same key
+    # Verified again (two verifiers), without a second hold of the same key (its 409).
+    assert _post(kind, app, body, headers) == 200
     assert _post(kind, app, body, headers) == 409
     # The application sees the inner verifier's index of the secret (0), not the outer one's (1).
     assert seen == [(body, 0)]

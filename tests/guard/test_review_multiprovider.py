@@ -38,6 +38,11 @@ A, A_OLD, B = "tenant-a-secret", "tenant-a-previous-secret", "tenant-b-secret"
 _n = itertools.count()
 
 
+def _vouched(inner: Verifier, body: VerifiedBody, outer: Verifier) -> VerifiedBody | None:
+    """Whether a guard with ``inner`` takes ``body``, verified by a guard with ``outer``, as is."""
+    return Guard(inner).vouched(body, Guard(outer))
+
+
 def _delivery(secret: str, scheme: Any = "github") -> tuple[bytes, dict[str, str]]:
     body = b'{"n": %d}' % next(_n)
     return body, sign_body(scheme, secret, body)
@@ -393,9 +398,11 @@ def test_vouches_for_out_of_range_and_foreign_indexes() -> None:
     dep = Verifier("github", secrets=B, replay=store)
     for index in (-1, -2, 2, 10**9):
         body = VerifiedBody(io.BytesIO(b"{}"), "github", index, None, None)
-        assert dep.vouched(body, mid) is None
-    assert dep.vouched(VerifiedBody(io.BytesIO(b"{}"), "github", 1, None, None), mid) is not None
-    assert dep.vouched(VerifiedBody(io.BytesIO(b"{}"), "github", 0, None, None), mid) is None
+        assert Guard(dep).vouched(body, Guard(mid)) is None
+    # By identity: a verifier other than the one that verified is never vouched for.
+    assert _vouched(dep, VerifiedBody(io.BytesIO(b"{}"), "github", 1, None, None), mid) is None
+    assert _vouched(mid, VerifiedBody(io.BytesIO(b"{}"), "github", 1, None, None), mid) is not None
+    assert _vouched(dep, VerifiedBody(io.BytesIO(b"{}"), "github", 0, None, None), mid) is None
     # Same secret, same type, other generic options: not vouched for.
     generic = Verifier(GenericScheme(header="X-Sig", encoding="hex"), secrets=A)
     for other in (
@@ -405,7 +412,7 @@ def test_vouches_for_out_of_range_and_foreign_indexes() -> None:
         GenericScheme(header="X-Other"),
     ):
         body = VerifiedBody(io.BytesIO(b"{}"), "generic", 0, None, None)
-        assert Verifier(other, secrets=A, replay=None).vouched(body, generic) is None
+        assert Guard(Verifier(other, secrets=A, replay=None)).vouched(body, Guard(generic)) is None
 
 
 def _injecting(app: Any, body: Any, verifier: Any) -> Any:
@@ -433,7 +440,8 @@ def test_scope_values_placed_by_something_else_are_not_trusted(verifier: str | N
     injected = _injecting(app, fake, by)
     assert _post(injected, "/hooks/b", b'{"forged": true}', {}) == 400
     body, headers = _delivery(A)
-    assert _post(injected, "/hooks/b", body, headers) == 401
+    # Refused: 401, or 400 when the injected body's length disagrees with the request's.
+    assert _post(injected, "/hooks/b", body, headers) in (400, 401)
     assert handled == []
 
 

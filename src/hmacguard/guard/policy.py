@@ -50,7 +50,7 @@ from hmacguard.guard.paths import ProtectedPaths
 from hmacguard.guard.problem import problem_for
 from hmacguard.guard.ratelimit import RateLimiter, RateState
 from hmacguard.guard.replay import Delivery
-from hmacguard.guard.verifier import Verification, VerifiedBody, Verifier
+from hmacguard.guard.verifier import OuterHold, Verification, VerifiedBody, Verifier
 from hmacguard.http import RequestHead
 
 __all__ = [
@@ -61,6 +61,7 @@ __all__ = [
     "ReadBody",
     "Rejected",
     "StoreCall",
+    "outer_hold",
     "processed",
 ]
 
@@ -144,18 +145,23 @@ class Guard:
 
     def vouched(self, found: object, outer: object) -> VerifiedBody | None:
         """The body another guard verified -- ``found``, by the guard ``outer``, as an integration
-        left them in the environ or scope -- if this guard vouches for it; ``None`` when there is
-        none, or it must be verified again.
+        left them in the environ or scope -- if this guard takes it as its own verification:
+        ``outer`` verified with this guard's very :class:`Verifier` (the same object: the same
+        secrets, caps, tolerances, clock, replay store and TTLs, nothing to compare), and this
+        guard's rate limiter, if it has one, is ``outer``'s. ``None`` otherwise: verify it again.
 
-        This guard's verifier must vouch for the other's (:meth:`Verifier.vouched`), and its rate
-        limiter, if it has one, must be the other guard's: admission and budgets come with a
-        verification, and a different limiter's were not applied.
+        Identity, not equality: comparing two verifiers' every option (and a custom scheme's state)
+        to decide they are "at least as strict" was tried and got wrong in five ways by review
+        (tests/guard/test_review_vouching.py). Equal verifiers built twice verify again, and
+        :meth:`Verifier.hold` keeps their second hold from colliding with the first.
         """
         if not (isinstance(found, VerifiedBody) and isinstance(outer, Guard)):
             return None
+        if outer.verifier is not self.verifier:
+            return None
         if self.rate_limiter is not None and self.rate_limiter is not outer.rate_limiter:
             return None
-        return self.verifier.vouched(found, outer.verifier)
+        return found
 
     def report_lane_acceptance(self, head: RequestHead, accepted: Accepted, started: float) -> None:
         """Report a delivery the single-read lane accepted, as the general path reports its own.
@@ -224,12 +230,15 @@ class Guard:
         connection_header: bool = True,
         body_started: float | None = None,
         checked_at: float | None = None,
+        held_outside: OuterHold | None = None,
     ) -> Generator[Effect, Any, Outcome]:
         """Decide one protected request; see the module docstring for the protocol.
 
         When the driver tried the single-read lane first and hands its bytes back: ``body_started``,
         the ``time.monotonic()`` from which the body timeout counts, and ``checked_at``, the
         verifier's clock reading at which the lane judged the headers' timestamp (defaults: now).
+        ``held_outside``: the hold a guard around this one took for this request, if any
+        (:meth:`Verifier.hold`).
         """
         # Only timed when someone watches (a monotonic() read is a measurable part of a tiny request),
         # and only then are the stores that fail open noted for the report.
@@ -276,13 +285,13 @@ class Guard:
 
                     def hold() -> Delivery | None:
                         nonlocal delivery  # recorded here for the same reason as the admission
-                        delivery = verifier.hold(verified)
+                        delivery = verifier.hold(verified, held_outside)
                         return delivery
 
                     yield StoreCall(noted(hold), True)
                 else:
                     held = verification
-                    delivery = noted(lambda: verifier.hold(held))()
+                    delivery = noted(lambda: verifier.hold(held, held_outside))()
             headers: list[tuple[str, str]] = []
             if limiter is not None and state is not None:
                 admitted, state = state, None  # settled exactly once, even if this raises
@@ -320,6 +329,11 @@ class Guard:
                 if limiter is not None and state is not None:
                     limiter.settle(state, verification.received if verification else 0, failed=True)
             raise
+
+
+def outer_hold(found: object) -> OuterHold | None:
+    """The hold a guard around this one took, as an integration left it in the environ or scope."""
+    return found if isinstance(found, OuterHold) else None
 
 
 def _call(func: Callable[[], Any], blocking: bool) -> Generator[Effect, Any, Any]:

@@ -109,7 +109,7 @@ def redis_client(url: str, *, timeout: float) -> Any:
 def keyspace_key(url: str) -> str:
     """Which keys a store URL reaches: the URL without its credentials -- scheme, hosts, database
     (or Sentinel service) and options. Two stores built from one URL share their keys; spellings
-    that differ are taken as different (the safe side: see ``Verifier.vouched``)."""
+    that differ are taken as different (the safe side: see ``OuterHold.covers``)."""
     parts = urlsplit(url)
     hosts = parts.netloc.rpartition("@")[2]
     return f"{parts.scheme}://{hosts}{parts.path}" + (f"?{parts.query}" if parts.query else "")

@@ -36,7 +36,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from hmacguard.errors import ConfigurationError
-from hmacguard.guard.breaker import StoreCalls, shared_breaker
+from hmacguard.guard.breaker import CircuitOpen, StoreCalls, shared_breaker
 from hmacguard.guard.redis_urls import check_url, endpoint_key, keyspace_key, redis_client
 
 if TYPE_CHECKING:
@@ -115,6 +115,17 @@ class Delivery:
     @property
     def blocking(self) -> bool:
         return self.store.blocking
+
+    def still_held(self) -> bool:
+        """Whether the store still holds the key under this delivery's token (unsettled, not lapsed).
+        ``False`` when the store cannot tell (it has no ``holds``) or cannot answer."""
+        holds = getattr(self.store, "holds", None)
+        if self.settled or holds is None:
+            return False
+        try:
+            return bool(holds(self.key, self.token))
+        except Exception:  # a store that cannot answer: not known to be ours
+            return False
 
     def settle(self, processed: bool) -> None:
         if self.settled:
@@ -214,6 +225,13 @@ class MemoryReplayStore:
                 self._set(key, now + ttl, None)
         finally:
             lock.release()
+
+    def holds(self, key: str, token: str) -> bool:
+        """Whether ``key`` is held, unexpired, under ``token`` (a pending hold not yet settled)."""
+        now = self._clock()
+        with self._lock:
+            entry = self._entries.get(key)
+            return entry is not None and entry[1] == token and entry[0] > now
 
     def release(self, key: str, token: str) -> None:
         lock = self._lock
@@ -354,6 +372,18 @@ class RedisReplayStore(StoreCalls):
     def hold(self, key: str, ttl: float) -> str | None:
         token = secrets.token_hex(8)
         return token if self._call(lambda: self._set_new(key, token, ttl), True) else None
+
+    def holds(self, key: str, token: str) -> bool:
+        """Whether ``key`` is held under ``token`` (a pending hold not yet settled); ``False`` when
+        Redis cannot answer (fail-open or not: this answers a question, it lets nothing through)."""
+        unavailable: tuple[type[BaseException], ...] = (*self.store_errors, CircuitOpen)
+        try:
+            value = self.breaker.call(lambda: self.client.get(self.prefix + key), self.store_errors)
+        except unavailable:
+            return False
+        if isinstance(value, bytes):
+            value = value.decode("ascii", "replace")
+        return bool(value == token)
 
     def commit(self, key: str, token: str, ttl: float) -> None:
         self._call(lambda: self._script(0)(keys=[self.prefix + key], args=[token, _ms(ttl)]), None)

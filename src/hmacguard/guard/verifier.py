@@ -26,7 +26,7 @@ import hmac
 import io
 import time
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
-from typing import Literal, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 from hmacguard.errors import (
     BadRequest,
@@ -48,11 +48,17 @@ from hmacguard.guard.body import (
     validate_size,
 )
 from hmacguard.guard.macs import Mac, keyed_mac
-from hmacguard.guard.replay import Delivery, HoldingReplayStore, MemoryReplayStore, ReplayStore, same_keys
+from hmacguard.guard.replay import (
+    Delivery,
+    HoldingReplayStore,
+    MemoryReplayStore,
+    ReplayStore,
+    same_keys,
+)
 from hmacguard.http import lowered as lower_case
 from hmacguard.schemes import Scheme, SignatureClaim, get_scheme, secret_list
 
-__all__ = ["Secret", "Verification", "VerifiedBody", "Verifier"]
+__all__ = ["OuterHold", "Secret", "Verification", "VerifiedBody", "Verifier"]
 
 Secret = str | bytes
 #: Untimestamped schemes (github, generic) keep delivery ids this long by default.
@@ -425,47 +431,6 @@ class Verifier:
             return f"{self.scheme.name}:id:{claim.message_id}"
         return self._digest_key_prefix + digest[:16].hex()
 
-    def vouched(self, body: VerifiedBody, verified_by: Verifier) -> VerifiedBody | None:
-        """``body``, which ``verified_by`` verified, as this verifier would have handed it over --
-        when every check this verifier makes was made there at least as strictly -- else ``None``:
-        verify the request again.
-
-        For a guard handed a body another guard verified: guards stacked over overlapping paths, the
-        FastAPI dependency behind the middleware. Compared: the scheme and its options; the secret
-        that matched (one of this verifier's: the body then carries this verifier's index of it);
-        the size caps and gzip; both timestamp tolerances; and the replay check (none here, or one
-        in a store holding the same keys, for at least as long). Anything weaker, and a delivery
-        signed for one provider or tenant, or refused by this verifier's own policy, would reach a
-        handler that trusts this verifier.
-        """
-        if verified_by is self:
-            return body
-        index = body.key_index
-        if not (self._checked_as_strictly_by(verified_by) and 0 <= index < len(verified_by.keys)):
-            return None
-        key = verified_by.keys[index]
-        if key not in self.keys:
-            return None
-        mine = self.keys.index(key)
-        if mine == index:
-            return body
-        return VerifiedBody(body.file, body.scheme, mine, body.timestamp, body.message_id, body.size)
-
-    def _checked_as_strictly_by(self, other: Verifier) -> bool:
-        """Whether ``other`` makes every check of this verifier, at least as strictly (see vouched())."""
-        replay_covered = self.replay is None or (
-            same_keys(other.replay, self.replay) and other.replay_ttl >= self.replay_ttl
-        )
-        return (
-            self.scheme.same_checks(other.scheme)
-            and other.max_body <= self.max_body
-            and other.max_inflated_body <= self.max_inflated_body
-            and (self.allow_gzip or not other.allow_gzip)
-            and other.tolerance <= self.tolerance
-            and other.future_tolerance <= self.future_tolerance
-            and replay_covered
-        )
-
     def __repr__(self) -> str:
         return (
             f"Verifier({self.scheme.name!r}, secrets=<{len(self.keys)}>, max_body={self.max_body}, "
@@ -531,15 +496,29 @@ class Verifier:
         if not store.reserve(key, self.replay_ttl):
             raise ReplayDetected("this delivery was already received")
 
-    def hold(self, verification: Verification) -> Delivery | None:
+    def hold(self, verification: Verification, outer: OuterHold | None = None) -> Delivery | None:
         """Hold a verified request's replay key while the application runs; 409 if it is taken.
 
         Returns the :class:`~hmacguard.guard.replay.Delivery` to settle when the application has
         answered, or ``None`` when there is nothing to settle (no store, or a reserve-only store,
         whose key is then kept for good at once).
+
+        ``outer``: the hold a guard around this one took for the same request (nested guards that
+        verify separately). When this key is taken *by that very hold* -- the same key, in a store
+        holding the same keys, still under its token -- and that guard keeps it at least as long as
+        this one would (:meth:`OuterHold.covers`), the request is not a replay: nothing more is held,
+        and the outer guard settles it. Otherwise the 409 stands (and the outer guard, seeing an
+        answer below 500, commits the delivery: give a nested guard a replay store of its own).
         """
         key = verification.replay_key
-        return None if key is None else self.hold_key(key)
+        if key is None:
+            return None
+        try:
+            return self.hold_key(key)
+        except ReplayDetected:
+            if outer is not None and outer.covers(self, key):
+                return None
+            raise
 
     def hold_key(self, key: str) -> Delivery | None:
         """Hold replay ``key`` (see :meth:`hold`); the one place a hold is taken."""
@@ -612,3 +591,30 @@ class Verifier:
             verification.abort()
             raise
         return result
+
+
+class OuterHold(NamedTuple):
+    """The hold a guard around this one took for the same request, and that guard's verifier."""
+
+    delivery: Delivery
+    verifier: Verifier
+
+    def covers(self, inner: Verifier, key: str) -> bool:
+        """Whether this hold of ``key`` stands for ``inner``'s own: the same key in a store holding
+        the same keys, still held under its token, held while the application runs at least as long,
+        and kept afterwards at least as long -- or, for a timestamped scheme, as long as the outer
+        guard's timestamp window, after which it refuses a replay by its timestamp anyway."""
+        delivery, verifier = self.delivery, self.verifier
+        window = verifier.tolerance + verifier.future_tolerance
+        kept_long_enough = verifier.replay_ttl >= inner.replay_ttl or (
+            verifier.scheme.timestamped
+            and verifier.scheme.name == inner.scheme.name
+            and verifier.replay_ttl >= window
+        )
+        return (
+            delivery.key == key
+            and same_keys(delivery.store, inner.replay)
+            and verifier.replay_pending_ttl >= inner.replay_pending_ttl
+            and kept_long_enough
+            and delivery.still_held()
+        )

@@ -49,14 +49,16 @@ from hmacguard.guard.policy import (
     ReadBody,
     Rejected,
     StoreCall,
+    outer_hold,
     processed,
 )
+from hmacguard.guard.verifier import OuterHold, VerifiedBody
 from hmacguard.http import LowerCaseHeaders, RequestHead
 
 if TYPE_CHECKING:
     from hmacguard.guard.decision import DecisionSink
     from hmacguard.guard.ratelimit import RateLimiter
-    from hmacguard.guard.verifier import VerifiedBody, Verifier
+    from hmacguard.guard.verifier import Verifier
 
 __all__ = ["ASGIGuard", "guard_receive", "head_from_scope", "request_paths"]
 
@@ -70,6 +72,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 VERIFIED_KEY = "hmacguard.verified"
 #: scope key naming the Guard that verified it (a guard nested inside may vouch for it).
 GUARD_KEY = "hmacguard.guard"
+#: scope key holding the OuterHold of the guard that holds this delivery (see integrations/wsgi.py).
+HOLD_KEY = "hmacguard.hold"
 _DROPPED = (b"content-length", b"content-encoding", b"transfer-encoding")
 
 
@@ -196,7 +200,9 @@ async def _in_thread(func: Callable[[], Any]) -> Any:
         raise
 
 
-async def guard_receive(guard: Guard, head: RequestHead, receive: Receive) -> Outcome:
+async def guard_receive(
+    guard: Guard, head: RequestHead, receive: Receive, held_outside: OuterHold | None = None
+) -> Outcome:
     """Run the guard on an ASGI request, reading ``receive``; never raises RequestRejected.
 
     Framework integrations call this (Starlette/FastAPI dependencies, Django under ASGI);
@@ -207,7 +213,8 @@ async def guard_receive(guard: Guard, head: RequestHead, receive: Receive) -> Ou
     reader = _BodyReader(receive)
     started: float | None = None
     checked_at: float | None = None
-    if guard.lane.open:
+    # Not the lane when a guard around holds this delivery (``held_outside``): see Verifier.hold.
+    if guard.lane.open and held_outside is None:
         taken = await _through_lane(guard, head, reader)
         if isinstance(taken, Handoff):
             # The same reader: it knows whether the body already ended.
@@ -215,7 +222,7 @@ async def guard_receive(guard: Guard, head: RequestHead, receive: Receive) -> Ou
             started, checked_at = taken.started, taken.checked_at
         elif taken is not None:
             return taken
-    process = guard.process(head, body_started=started, checked_at=checked_at)
+    process = guard.process(head, body_started=started, checked_at=checked_at, held_outside=held_outside)
     try:
         effect = next(process)
         while True:
@@ -327,7 +334,7 @@ def replaying_receive(body: VerifiedBody, receive: Receive, chunk_size: int) -> 
 def vouched_in(guard: Guard, scope: Scope) -> Accepted | None:
     """The body a guard around this one verified (stacked guards over overlapping paths), accepted as
     it is when ``guard`` vouches for it (:meth:`Guard.vouched`): that guard settles its delivery.
-    ``None`` otherwise: verify the request (again)."""
+    ``None`` otherwise: verify the request (again: :func:`again_from_outer`)."""
     outer = scope.get(VERIFIED_KEY)
     if outer is None:
         return None
@@ -335,8 +342,21 @@ def vouched_in(guard: Guard, scope: Scope) -> Accepted | None:
     return None if vouched is None else Accepted(vouched, [], None)
 
 
-def verified_scope(scope: Scope, body: VerifiedBody, guard: Guard) -> Scope:
-    """A copy of ``scope`` whose headers describe the verified body, which ``guard`` verified."""
+def again_from_outer(scope: Scope, receive: Receive, chunk_size: int) -> tuple[Receive, OuterHold | None]:
+    """What a guard verifying again reads -- the body a guard around it verified, from its start,
+    whatever read it in between -- and the delivery that guard holds (Verifier.hold); ``receive``
+    and ``None`` when no guard around verified this request."""
+    outer = scope.get(VERIFIED_KEY)
+    if not isinstance(outer, VerifiedBody) or outer.closed:
+        return receive, None
+    held = outer_hold(scope.get(HOLD_KEY))
+    return replaying_receive(outer, receive, chunk_size), held
+
+
+def verified_scope(scope: Scope, accepted: Accepted, guard: Guard) -> Scope:
+    """A copy of ``scope`` whose headers describe the body ``guard`` accepted, with the keys a guard
+    nested inside reads."""
+    body = accepted.body
     headers = []
     for name, value in scope.get("headers", ()):  # a loop, not a comprehension: no function frame
         if name.lower() not in _DROPPED:
@@ -346,6 +366,8 @@ def verified_scope(scope: Scope, body: VerifiedBody, guard: Guard) -> Scope:
     new["headers"] = headers
     new[VERIFIED_KEY] = body
     new[GUARD_KEY] = guard
+    if accepted.delivery is not None:  # else a guard around holds it (if any): its entry stays
+        new[HOLD_KEY] = OuterHold(accepted.delivery, guard.verifier)
     return new
 
 
@@ -421,7 +443,7 @@ async def call_verified(
     failed = True
     try:
         replay = replaying_receive(body, receive, guard.verifier.chunk_size)
-        await app(verified_scope(scope, body, guard), replay, watch.send)
+        await app(verified_scope(scope, accepted, guard), replay, watch.send)
         failed = False
     finally:
         try:
@@ -496,9 +518,10 @@ class ASGIGuard:
         if not protected:
             await self.app(scope, receive, send)
             return
-        outcome = vouched_in(self.guard, scope) or await guard_receive(
-            self.guard, head_from_scope(scope), receive
-        )
+        outcome: Outcome | None = vouched_in(self.guard, scope)
+        if outcome is None:
+            reading, held = again_from_outer(scope, receive, self.guard.verifier.chunk_size)
+            outcome = await guard_receive(self.guard, head_from_scope(scope), reading, held)
         if isinstance(outcome, Rejected):
             await send_rejection(outcome, send)
             return

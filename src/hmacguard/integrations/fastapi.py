@@ -48,14 +48,16 @@ from hmacguard.guard.decision import DecisionSink
 from hmacguard.guard.policy import Accepted, Guard, Rejected
 from hmacguard.guard.problem import PROBLEM_CONTENT_TYPE, Problem
 from hmacguard.guard.ratelimit import RateLimiter
-from hmacguard.guard.verifier import VerifiedBody, Verifier
+from hmacguard.guard.verifier import OuterHold, VerifiedBody, Verifier
 from hmacguard.integrations.asgi import (
     GUARD_KEY,
+    HOLD_KEY,
     VERIFIED_KEY,
     AnswerWatch,
     Receive,
     Scope,
     Send,
+    again_from_outer,
     guard_receive,
     head_from_scope,
     replaying_receive,
@@ -167,7 +169,8 @@ class VerifiedBodyDependency:
             return
         # Otherwise verified here -- also a body a middleware verified for another provider or
         # tenant (read again from the middleware's replay of it, under this verifier's secrets).
-        outcome = await guard_receive(self.guard, head_from_scope(request.scope), request.receive)
+        reading, held = again_from_outer(request.scope, request.receive, self.guard.verifier.chunk_size)
+        outcome = await guard_receive(self.guard, head_from_scope(request.scope), reading, held)
         if isinstance(outcome, Rejected):
             raise GuardRejection(outcome.problem)
         body = outcome.body
@@ -184,6 +187,8 @@ class VerifiedBodyDependency:
         try:
             request.scope[VERIFIED_KEY] = body
             request.scope[GUARD_KEY] = self.guard
+            if outcome.delivery is not None:
+                request.scope[HOLD_KEY] = OuterHold(outcome.delivery, self.guard.verifier)
             _read_verified_body(request, body, self.guard.verifier.chunk_size)
             for name, value in outcome.headers:
                 response.headers[name] = value

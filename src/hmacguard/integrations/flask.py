@@ -304,7 +304,7 @@ class HmacGuard:
         outcome = guard_environ(state.guard, environ)
         if isinstance(outcome, Rejected):
             return _problem_response(outcome.problem)
-        install_body(environ, outcome.body, state.guard)
+        install_body(environ, outcome, state.guard)
         _forget_cached_body(request)
 
         @after_this_request

@@ -50,8 +50,10 @@ from hmacguard.guard.policy import (
     Outcome,
     ReadBody,
     Rejected,
+    outer_hold,
     processed,
 )
+from hmacguard.guard.verifier import OuterHold, VerifiedBody
 from hmacguard.http import EnvironHeaders, RequestHead
 
 if TYPE_CHECKING:
@@ -68,6 +70,9 @@ WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 VERIFIED_KEY = "hmacguard.verified"
 #: environ key naming the Guard that verified it (a guard nested inside may vouch for it).
 GUARD_KEY = "hmacguard.guard"
+#: environ key holding the OuterHold of the outermost guard that holds this delivery (a guard nested
+#: inside that verifies again must not take the same hold a second time: Verifier.hold).
+HOLD_KEY = "hmacguard.hold"
 
 _monotonic = time.monotonic
 
@@ -155,15 +160,25 @@ def guard_environ(guard: Guard, environ: dict[str, Any]) -> Outcome:
     delivery is first offered to the guard's single-read lane (:mod:`hmacguard.guard.lane`), which
     only accepts; anything it does not accept is decided by the general path.
     """
+    stream = environ.get("wsgi.input")
+    held_outside: OuterHold | None = None
     outer = environ.get(VERIFIED_KEY)
     if outer is not None:  # verified by a guard around this one (stacked guards, overlapping paths)
-        vouched = guard.vouched(outer, environ.get(GUARD_KEY))
-        if vouched is not None:
-            vouched.file.seek(0)  # whole, whatever read it in between
-            return Accepted(vouched, [], None)  # the outer guard settles its delivery
-    stream = environ.get("wsgi.input")
+        if isinstance(outer, VerifiedBody) and not outer.closed:
+            vouched = guard.vouched(outer, environ.get(GUARD_KEY))
+            if vouched is not None:
+                vouched.file.seek(0)  # whole, whatever read it in between
+                return Accepted(vouched, [], None)  # the outer guard settles its delivery
+            # Verified again from the body the outer guard verified, from its start, whatever a
+            # middleware in between read or put in its place (as under ASGI: again_from_outer).
+            stream = environ["wsgi.input"] = outer.file
+            stream.seek(0)
+            environ["CONTENT_LENGTH"] = str(outer.size)
+        held_outside = outer_hold(environ.get(HOLD_KEY))
     first: Handoff | None = None
-    if stream is not None and guard.lane.open:
+    # Not the lane when a guard around holds this delivery: the lane's hold could not tell that
+    # hold from a replay's (Verifier.hold can).
+    if stream is not None and guard.lane.open and held_outside is None:
         taken = _through_lane(guard, environ, stream)
         if isinstance(taken, Handoff):
             first = taken
@@ -171,7 +186,7 @@ def guard_environ(guard: Guard, environ: dict[str, Any]) -> Outcome:
             return taken
     deadline = _socket_deadline(environ)
     try:
-        return _decide(guard, environ, stream, deadline, first)
+        return _decide(guard, environ, stream, deadline, first, held_outside)
     finally:
         if deadline is not None:
             deadline.restore()
@@ -232,6 +247,7 @@ def _decide(
     stream: Any,
     deadline: _SocketDeadline | None,
     first: Handoff | None,
+    held_outside: OuterHold | None = None,
 ) -> Outcome:
     """The general path: drive :meth:`Guard.process` with blocking calls."""
     process = guard.process(
@@ -239,6 +255,7 @@ def _decide(
         connection_header=not _wsgiref(environ),
         body_started=None if first is None else first.started,
         checked_at=None if first is None else first.checked_at,
+        held_outside=held_outside,
     )
     try:
         effect = next(process)
@@ -383,9 +400,10 @@ class _Settling:
 _PRODUCED_WHOLE = (list, tuple)
 
 
-def install_body(environ: dict[str, Any], body: VerifiedBody, guard: Guard) -> None:
-    """Make ``environ`` describe the body ``guard`` verified: ``wsgi.input``, ``CONTENT_LENGTH``,
-    no coding, and the two keys a guard nested inside reads (:func:`guard_environ`)."""
+def install_body(environ: dict[str, Any], accepted: Accepted, guard: Guard) -> None:
+    """Make ``environ`` describe the body ``guard`` accepted: ``wsgi.input``, ``CONTENT_LENGTH``,
+    no coding, and the keys a guard nested inside reads (:func:`guard_environ`)."""
+    body = accepted.body
     environ["wsgi.input"] = body.file
     environ["CONTENT_LENGTH"] = str(body.size)
     environ["wsgi.input_terminated"] = True
@@ -394,6 +412,8 @@ def install_body(environ: dict[str, Any], body: VerifiedBody, guard: Guard) -> N
         environ.pop("HTTP_TRANSFER_ENCODING", None)
     environ[VERIFIED_KEY] = body
     environ[GUARD_KEY] = guard
+    if accepted.delivery is not None:  # else a guard around holds it (if any): its entry stays
+        environ[HOLD_KEY] = OuterHold(accepted.delivery, guard.verifier)
 
 
 def send_rejection(rejected: Rejected, start_response: StartResponse) -> list[bytes]:
@@ -411,7 +431,7 @@ def call_verified(
 ) -> Iterable[bytes]:
     """Call ``app`` with the body ``guard`` verified; settle the delivery and release the body at
     the end."""
-    install_body(environ, accepted.body, guard)
+    install_body(environ, accepted, guard)
     settling = _Settling(accepted, start_response)
     try:
         return settling.respond(app(environ, settling.start_response))

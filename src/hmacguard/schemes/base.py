@@ -152,11 +152,6 @@ class Scheme(ABC):
             raise ConfigurationError(f"{self.name}: the secret is empty")
         return key
 
-    def same_checks(self, other: Scheme) -> bool:
-        """Whether ``other`` reads and checks a signature exactly as this scheme does (the same
-        class with the same options): a body it verified is one this scheme would have verified."""
-        return type(other) is type(self) and vars(other) == vars(self)
-
     @abstractmethod
     def signed_prefix(self, *, timestamp: int | None, message_id: str | None) -> bytes:
         """Bytes fed to the HMAC before the body."""

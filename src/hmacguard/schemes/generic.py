@@ -38,16 +38,6 @@ class GenericScheme(Scheme):
         self.encoding = encoding
         self.algorithm = algorithm
 
-    def same_checks(self, other: Scheme) -> bool:
-        # Header names are matched case-insensitively: "X-Signature" and "x-signature" read the same.
-        return (
-            isinstance(other, GenericScheme)
-            and type(other) is type(self)
-            and other.header.lower() == self.header.lower()
-            and (other.prefix, other.encoding, other.algorithm)
-            == (self.prefix, self.encoding, self.algorithm)
-        )
-
     def signed_prefix(self, *, timestamp: int | None, message_id: str | None) -> bytes:
         return b""
 

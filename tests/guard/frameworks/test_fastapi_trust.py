@@ -1,6 +1,6 @@
 """The FastAPI dependency behind the middleware takes the middleware's verification only when it
-vouches for it (``Verifier.vouched``): a delivery that a middleware verified for one provider or
-tenant must not reach a route whose dependency names another's verifier.
+vouches for it (``Guard.vouched``: the same Verifier object): a delivery that a middleware verified
+for one provider or tenant must not reach a route whose dependency names another's verifier.
 
 The attack: one ``ASGIGuard`` over ``/hooks/*`` with tenant A's secret, and a route ``/hooks/b``
 whose dependency verifies tenant B's. Before, the dependency handed over whatever the middleware had
@@ -14,6 +14,7 @@ from typing import Annotated
 from fastapi import Depends, FastAPI
 
 from hmacguard import ASGIGuard, MemoryReplayStore, VerifiedBody, Verifier
+from hmacguard.guard.policy import Guard
 from hmacguard.integrations.fastapi import VerifiedBodyDependency, install
 from hmacguard.schemes import sign_body
 
@@ -75,13 +76,17 @@ def test_a_secret_the_dependency_no_longer_accepts_is_refused() -> None:
     assert handled == [b'{"n": 5}']
 
 
-def test_another_scheme_with_the_same_secret_is_not_vouched_for() -> None:
-    github = Verifier("github", secrets=A, replay=None)  # no replay check on either side: only
-    generic = Verifier("generic", secrets=A, replay=None)  # the scheme and the secrets decide
+def test_only_the_very_verifier_that_verified_is_vouched_for() -> None:
+    """Identity, not equality: an equal verifier built twice, another scheme with the same secret or
+    a rotation list holding it all verify again (Guard.vouched)."""
+    github = Verifier("github", secrets=A, replay=None)
     body = VerifiedBody(io.BytesIO(b"{}"), "github", 0, None, None)
-    assert github.vouched(body, github) is body
-    assert generic.vouched(body, github) is None
-    assert Verifier("github", secrets=B, replay=None).vouched(body, github) is None
-    # The secret that matched is the second of this verifier's: the body says so.
-    rotated = Verifier("github", secrets=[B, A], replay=None).vouched(body, github)
-    assert rotated is not None and rotated.key_index == 1 and rotated.file is body.file
+    assert Guard(github).vouched(body, Guard(github)) is body
+    for other in (
+        Verifier("github", secrets=A, replay=None),
+        Verifier("generic", secrets=A, replay=None),
+        Verifier("github", secrets=[B, A], replay=None),
+    ):
+        assert Guard(other).vouched(body, Guard(github)) is None
+    assert Guard(github).vouched(b"not a body", Guard(github)) is None
+    assert Guard(github).vouched(body, github) is None  # a Verifier where a Guard belongs

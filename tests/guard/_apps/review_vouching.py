@@ -1,0 +1,81 @@
+"""Nested guards on one Redis, for tests/guard/test_review_vouching.py (gunicorn and uvicorn).
+
+An outer guard over ``/hooks/*`` holding tenants A's and B's secrets; inside it a guard over
+``/hooks/b/*`` holding B's. Each has its own ``RedisReplayStore`` built from the same URL
+(HMACGUARD_TEST_REDIS), so the inner guard vouches. ``/hooks/b/ok`` answers 200, ``/hooks/b/fail``
+500, ``/hooks/b/slow`` 200 after a second; on ``/hooks/b/slow`` the outer guard's pending hold lasts
+0.2 s and the inner one's 60 s. ``GET /handled`` lists the paths and bodies the handler ran on
+(one worker: run gunicorn with ``--workers 1``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from hmacguard import ASGIGuard, RedisReplayStore, Verifier, WSGIGuard
+
+SECRET_A, SECRET_B = "vouch-real-a", "vouch-real-b"
+URL = os.environ.get("HMACGUARD_TEST_REDIS", "redis://127.0.0.1:6379/0")  # importable by the tests
+handled: list[list[str]] = []
+
+
+def _verifiers(pending: float = 60.0) -> tuple[Verifier, Verifier]:
+    outer = Verifier(
+        "github", secrets=[SECRET_A, SECRET_B], replay=RedisReplayStore(URL), replay_pending_ttl=pending
+    )
+    inner = Verifier("github", secrets=SECRET_B, replay=RedisReplayStore(URL))
+    return outer, inner
+
+
+def _status(path: str) -> int:
+    return 500 if path.endswith("/fail") else 200
+
+
+def _wsgi(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+    path = environ["PATH_INFO"]
+    if path == "/handled":
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [json.dumps(handled).encode()]
+    handled.append([path, environ["wsgi.input"].read().decode()])
+    if path.endswith("/slow"):
+        time.sleep(1.0)
+    start_response(f"{_status(path)} X", [("Content-Type", "text/plain")])
+    return [b"ok"]
+
+
+async def _asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        return
+    path = scope["path"]
+    if path == "/handled":
+        payload = json.dumps(handled).encode()
+    else:
+        body, more = b"", True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        handled.append([path, body.decode()])
+        if path.endswith("/slow"):
+            await asyncio.sleep(1.0)
+        payload = b"ok"
+    await send({"type": "http.response.start", "status": _status(path), "headers": []})
+    await send({"type": "http.response.body", "body": payload})
+
+
+def _stack(guard: Any, app: Any) -> Any:
+    outer, inner = _verifiers()
+    slow_outer, slow_inner = _verifiers(pending=0.2)
+    app = guard(app, verifier=inner, paths=["/hooks/b/*"])
+    app = guard(app, verifier=slow_inner, paths=["/slow/b/*"])
+    app = guard(app, verifier=outer, paths=["/hooks/*"])
+    return guard(app, verifier=slow_outer, paths=["/slow/*"])
+
+
+application = _stack(WSGIGuard, _wsgi)
+asgi = _stack(ASGIGuard, _asgi)
