@@ -52,7 +52,7 @@ from hmacguard.guard.policy import (
     outer_hold,
     processed,
 )
-from hmacguard.guard.verifier import OuterHold, VerifiedBody
+from hmacguard.guard.verifier import OuterHold, VerifiedBody, outer_hold_of
 from hmacguard.http import LowerCaseHeaders, RequestHead
 
 if TYPE_CHECKING:
@@ -367,7 +367,7 @@ def verified_scope(scope: Scope, accepted: Accepted, guard: Guard) -> Scope:
     new[VERIFIED_KEY] = body
     new[GUARD_KEY] = guard
     if accepted.delivery is not None:  # else a guard around holds it (if any): its entry stays
-        new[HOLD_KEY] = OuterHold(accepted.delivery, guard.verifier)
+        new[HOLD_KEY] = outer_hold_of((accepted.delivery, guard.verifier))
     return new
 
 

@@ -53,7 +53,7 @@ from hmacguard.guard.policy import (
     outer_hold,
     processed,
 )
-from hmacguard.guard.verifier import OuterHold, VerifiedBody
+from hmacguard.guard.verifier import OuterHold, VerifiedBody, outer_hold_of
 from hmacguard.http import EnvironHeaders, RequestHead
 
 if TYPE_CHECKING:
@@ -413,7 +413,7 @@ def install_body(environ: dict[str, Any], accepted: Accepted, guard: Guard) -> N
     environ[VERIFIED_KEY] = body
     environ[GUARD_KEY] = guard
     if accepted.delivery is not None:  # else a guard around holds it (if any): its entry stays
-        environ[HOLD_KEY] = OuterHold(accepted.delivery, guard.verifier)
+        environ[HOLD_KEY] = outer_hold_of((accepted.delivery, guard.verifier))
 
 
 def send_rejection(rejected: Rejected, start_response: StartResponse) -> list[bytes]:
