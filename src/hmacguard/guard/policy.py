@@ -332,8 +332,14 @@ class Guard:
 
 
 def outer_hold(found: object) -> OuterHold | None:
-    """The hold a guard around this one took, as an integration left it in the environ or scope."""
-    return found if isinstance(found, OuterHold) else None
+    """The hold a guard around this one took, as an integration left it in the environ or scope: a
+    plain ``(delivery, verifier)`` pair there -- recorded for every held delivery, nested guards or
+    not, so the cheapest thing to build -- made an :class:`OuterHold` here, when it is one."""
+    if type(found) is tuple and len(found) == 2:
+        delivery, verifier = found
+        if isinstance(delivery, Delivery) and isinstance(verifier, Verifier):
+            return OuterHold(delivery, verifier)
+    return None
 
 
 def _call(func: Callable[[], Any], blocking: bool) -> Generator[Effect, Any, Any]:

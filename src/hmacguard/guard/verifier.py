@@ -22,7 +22,6 @@ timeout and the replay check) for callers that hold the body as bytes, a file or
 
 from __future__ import annotations
 
-import functools
 import hmac
 import io
 import time
@@ -59,7 +58,7 @@ from hmacguard.guard.replay import (
 from hmacguard.http import lowered as lower_case
 from hmacguard.schemes import Scheme, SignatureClaim, get_scheme, secret_list
 
-__all__ = ["OuterHold", "Secret", "Verification", "VerifiedBody", "Verifier", "outer_hold_of"]
+__all__ = ["OuterHold", "Secret", "Verification", "VerifiedBody", "Verifier"]
 
 Secret = str | bytes
 #: Untimestamped schemes (github, generic) keep delivery ids this long by default.
@@ -619,9 +618,3 @@ class OuterHold(NamedTuple):
             and kept_long_enough
             and delivery.still_held()
         )
-
-
-#: ``outer_hold_of((delivery, verifier))``: an :class:`OuterHold` built in C -- one is recorded for every
-#: accepted delivery a store holds, nested guards or not, and the named tuple's own ``__new__`` is a
-#: Python function (see ``make_claim`` in hmacguard.schemes.base).
-outer_hold_of = functools.partial(tuple.__new__, OuterHold)

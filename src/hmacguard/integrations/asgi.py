@@ -52,7 +52,7 @@ from hmacguard.guard.policy import (
     outer_hold,
     processed,
 )
-from hmacguard.guard.verifier import OuterHold, VerifiedBody, outer_hold_of
+from hmacguard.guard.verifier import OuterHold, VerifiedBody
 from hmacguard.http import LowerCaseHeaders, RequestHead
 
 if TYPE_CHECKING:
@@ -72,7 +72,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 VERIFIED_KEY = "hmacguard.verified"
 #: scope key naming the Guard that verified it (a guard nested inside may vouch for it).
 GUARD_KEY = "hmacguard.guard"
-#: scope key holding the OuterHold of the guard that holds this delivery (see integrations/wsgi.py).
+#: scope key holding the (Delivery, Verifier) of the guard that holds this delivery (integrations/wsgi.py).
 HOLD_KEY = "hmacguard.hold"
 _DROPPED = (b"content-length", b"content-encoding", b"transfer-encoding")
 
@@ -367,7 +367,7 @@ def verified_scope(scope: Scope, accepted: Accepted, guard: Guard) -> Scope:
     new[VERIFIED_KEY] = body
     new[GUARD_KEY] = guard
     if accepted.delivery is not None:  # else a guard around holds it (if any): its entry stays
-        new[HOLD_KEY] = outer_hold_of((accepted.delivery, guard.verifier))
+        new[HOLD_KEY] = (accepted.delivery, guard.verifier)
     return new
 
 

@@ -48,7 +48,7 @@ from hmacguard.guard.decision import DecisionSink
 from hmacguard.guard.policy import Accepted, Guard, Rejected
 from hmacguard.guard.problem import PROBLEM_CONTENT_TYPE, Problem
 from hmacguard.guard.ratelimit import RateLimiter
-from hmacguard.guard.verifier import VerifiedBody, Verifier, outer_hold_of
+from hmacguard.guard.verifier import VerifiedBody, Verifier
 from hmacguard.integrations.asgi import (
     GUARD_KEY,
     HOLD_KEY,
@@ -188,7 +188,7 @@ class VerifiedBodyDependency:
             request.scope[VERIFIED_KEY] = body
             request.scope[GUARD_KEY] = self.guard
             if outcome.delivery is not None:
-                request.scope[HOLD_KEY] = outer_hold_of((outcome.delivery, self.guard.verifier))
+                request.scope[HOLD_KEY] = (outcome.delivery, self.guard.verifier)
             _read_verified_body(request, body, self.guard.verifier.chunk_size)
             for name, value in outcome.headers:
                 response.headers[name] = value

@@ -53,7 +53,7 @@ from hmacguard.guard.policy import (
     outer_hold,
     processed,
 )
-from hmacguard.guard.verifier import OuterHold, VerifiedBody, outer_hold_of
+from hmacguard.guard.verifier import OuterHold, VerifiedBody
 from hmacguard.http import EnvironHeaders, RequestHead
 
 if TYPE_CHECKING:
@@ -70,8 +70,8 @@ WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 VERIFIED_KEY = "hmacguard.verified"
 #: environ key naming the Guard that verified it (a guard nested inside may vouch for it).
 GUARD_KEY = "hmacguard.guard"
-#: environ key holding the OuterHold of the outermost guard that holds this delivery (a guard nested
-#: inside that verifies again must not take the same hold a second time: Verifier.hold).
+#: environ key holding the (Delivery, Verifier) of the outermost guard that holds this delivery (a
+#: guard nested inside that verifies again must not take the same hold twice: Verifier.hold).
 HOLD_KEY = "hmacguard.hold"
 
 _monotonic = time.monotonic
@@ -413,7 +413,7 @@ def install_body(environ: dict[str, Any], accepted: Accepted, guard: Guard) -> N
     environ[VERIFIED_KEY] = body
     environ[GUARD_KEY] = guard
     if accepted.delivery is not None:  # else a guard around holds it (if any): its entry stays
-        environ[HOLD_KEY] = outer_hold_of((accepted.delivery, guard.verifier))
+        environ[HOLD_KEY] = (accepted.delivery, guard.verifier)
 
 
 def send_rejection(rejected: Rejected, start_response: StartResponse) -> list[bytes]:
