@@ -8,6 +8,7 @@ guard would commit a delivery nobody processed.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -183,3 +184,21 @@ def test_the_same_rate_limiter_inside_and_outside_vouches_and_charges_once() -> 
     statuses = [wsgi_request(app, *_delivery(B), path="/hooks/b").status for _ in range(4)]
     assert statuses == [200, 200, 200, 429]  # charged once each: three of three
     assert len(seen) == 3
+
+
+def test_a_shorter_outer_key_counts_only_on_the_same_clock() -> None:
+    """The outer guard keeps keys for its timestamp window only (shorter than the inner guard's
+    TTL): its hold stands for the inner one's on the same clock -- a replay after the key expired is
+    too old for it -- but not when its clock lags, which would let that replay through."""
+    from hmacguard.guard.verifier import OuterHold
+
+    store = MemoryReplayStore()
+    inner = Verifier("stripe", secrets="whsec_nested", replay=store, tolerance=600)
+    same_clock = Verifier("stripe", secrets="whsec_nested", replay=store, tolerance=300)
+    lagging = Verifier(
+        "stripe", secrets="whsec_nested", replay=store, tolerance=300, clock=lambda: time.time() - 200
+    )
+    for outer, covered in ((same_clock, True), (lagging, False)):
+        delivery = outer.hold_key(f"stripe:sig:{outer is lagging}")
+        assert delivery is not None
+        assert OuterHold(delivery, outer).covers(inner, delivery.key) is covered

@@ -603,12 +603,14 @@ class OuterHold(NamedTuple):
         """Whether this hold of ``key`` stands for ``inner``'s own: the same key in a store holding
         the same keys, still held under its token, held while the application runs at least as long,
         and kept afterwards at least as long -- or, for a timestamped scheme, as long as the outer
-        guard's timestamp window, after which it refuses a replay by its timestamp anyway."""
+        guard's timestamp window, after which it refuses a replay by its timestamp anyway (judged by
+        the same clock: one that lags would let a replay through after the key expired)."""
         delivery, verifier = self.delivery, self.verifier
         window = verifier.tolerance + verifier.future_tolerance
         kept_long_enough = verifier.replay_ttl >= inner.replay_ttl or (
             verifier.scheme.timestamped
             and verifier.scheme.name == inner.scheme.name
+            and verifier.clock is inner.clock
             and verifier.replay_ttl >= window
         )
         return (
