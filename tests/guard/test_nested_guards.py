@@ -13,11 +13,12 @@ from typing import Any
 
 import pytest
 
-from hmacguard import ASGIGuard, MemoryReplayStore, RedisReplayStore, Verifier, WSGIGuard
+from hmacguard import MemoryReplayStore, RedisReplayStore, Verifier, WSGIGuard
 from hmacguard.guard.replay import same_keys
 from hmacguard.schemes import sign_body
 
-from ._inprocess import asgi_request, wsgi_request
+from ._inprocess import wsgi_request
+from ._nesting import Seen, nested, post, wsgi_app
 
 A, B = "nested-tenant-a", "nested-tenant-b"
 counter = iter(range(10**6))
@@ -28,57 +29,21 @@ def _delivery(secret: str) -> tuple[bytes, dict[str, str]]:
     return body, sign_body("github", secret, body)
 
 
-def _wsgi_receiver(seen: list[tuple[bytes, int]]) -> Any:
-    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-        verified = environ["hmacguard.verified"]
-        seen.append((environ["wsgi.input"].read(), verified.key_index))
-        start_response("200 OK", [])
-        return [b"ok"]
-
-    return app
-
-
-def _asgi_receiver(seen: list[tuple[bytes, int]]) -> Any:
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        body, more = b"", True
-        while more:
-            message = await receive()
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
-        seen.append((body, scope["hmacguard.verified"].key_index))
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b"ok"})
-
-    return app
-
-
-def _nested(kind: str, outer: Verifier, inner: Verifier, seen: list[tuple[bytes, int]]) -> Any:
-    """``/hooks/*`` guarded by ``outer``, ``/hooks/b`` inside it by ``inner``."""
-    guard: Any = WSGIGuard if kind == "wsgi" else ASGIGuard
-    receiver = _wsgi_receiver(seen) if kind == "wsgi" else _asgi_receiver(seen)
-    return guard(guard(receiver, verifier=inner, paths=["/hooks/b"]), verifier=outer, paths=["/hooks/*"])
-
-
-def _on_one_store(kind: str, seen: list[tuple[bytes, int]]) -> tuple[Any, MemoryReplayStore]:
+def _on_one_store(kind: str, seen: Seen) -> tuple[Any, MemoryReplayStore]:
     """Outer: A's and B's secrets; inner: B's; one replay store for both (vouched for)."""
     store = MemoryReplayStore()
     outer = Verifier("github", secrets=[A, B], replay=store)
-    return _nested(kind, outer, Verifier("github", secrets=B, replay=store), seen), store
-
-
-def _post(kind: str, app: Any, body: bytes, headers: dict[str, str]) -> int:
-    send = wsgi_request if kind == "wsgi" else asgi_request
-    return send(app, body, headers, path="/hooks/b").status
+    return nested(kind, outer, Verifier("github", secrets=B, replay=store), seen), store
 
 
 @pytest.mark.parametrize("kind", ["wsgi", "asgi"])
 def test_two_verifiers_on_one_store_take_one_hold(kind: str) -> None:
-    seen: list[tuple[bytes, int]] = []
+    seen = Seen()
     app, store = _on_one_store(kind, seen)
     body, headers = _delivery(B)
     # Verified again (two verifiers), without a second hold of the same key (its 409).
-    assert _post(kind, app, body, headers) == 200
-    assert _post(kind, app, body, headers) == 409
+    assert post(kind, app, body, headers) == 200
+    assert post(kind, app, body, headers) == 409
     # The application sees the inner verifier's index of the secret (0), not the outer one's (1).
     assert seen == [(body, 0)]
     assert len(store) == 1
@@ -97,22 +62,22 @@ def test_two_redis_stores_on_one_url_are_the_same_keys() -> None:
 def test_an_inner_guard_with_its_own_store_verifies_again(kind: str) -> None:
     """Distinct replay stores: the outer one's check is not the inner one's, so the inner guard
     verifies again and holds in its own store (no collision)."""
-    seen: list[tuple[bytes, int]] = []
+    seen = Seen()
     inner_store = MemoryReplayStore()
-    app = _nested(
+    app = nested(
         kind, Verifier("github", secrets=[A, B]), Verifier("github", secrets=B, replay=inner_store), seen
     )
     body, headers = _delivery(B)
-    assert _post(kind, app, body, headers) == 200
-    assert _post(kind, app, body, headers) == 409
+    assert post(kind, app, body, headers) == 200
+    assert post(kind, app, body, headers) == 409
     assert seen == [(body, 0)] and len(inner_store) == 1
 
 
 @pytest.mark.parametrize("kind", ["wsgi", "asgi"])
 def test_another_tenants_delivery_is_refused_by_the_inner_guard(kind: str) -> None:
-    seen: list[tuple[bytes, int]] = []
+    seen = Seen()
     app, _ = _on_one_store(kind, seen)
-    assert _post(kind, app, *_delivery(A)) == 401  # passed the outer guard (A's secret), not B's
+    assert post(kind, app, *_delivery(A)) == 401  # passed the outer guard (A's secret), not B's
     assert seen == []
 
 
@@ -120,9 +85,9 @@ def test_a_body_read_in_between_reaches_the_application_whole() -> None:
     """A middleware between the guards reads part of the verified body; the inner guard vouches and
     the application still reads it from the start."""
     store = MemoryReplayStore()
-    seen: list[tuple[bytes, int]] = []
+    seen = Seen()
     inner = WSGIGuard(
-        _wsgi_receiver(seen), verifier=Verifier("github", secrets=B, replay=store), paths=["/hooks/b"]
+        wsgi_app(seen), verifier=Verifier("github", secrets=B, replay=store), paths=["/hooks/b"]
     )
 
     def peek(environ: dict[str, Any], start_response: Any) -> Any:
@@ -138,16 +103,16 @@ def test_a_body_read_in_between_reaches_the_application_whole() -> None:
 def test_a_laxer_outer_guard_is_not_vouched_for() -> None:
     """The outer guard has a larger cap than the inner one: the inner one verifies again, under its
     own cap."""
-    seen: list[tuple[bytes, int]] = []
+    seen = Seen()
     store = MemoryReplayStore()
-    app = _nested(
+    app = nested(
         "wsgi",
         Verifier("github", secrets=B, replay=store, max_body=1 << 20),
         Verifier("github", secrets=B, replay=MemoryReplayStore(), max_body=16),
         seen,
     )
     body = b'{"padding": "%s"}' % (b"x" * 64)
-    assert _post("wsgi", app, body, sign_body("github", B, body)) == 413
+    assert post("wsgi", app, body, sign_body("github", B, body)) == 413
     assert seen == []
 
 
@@ -156,9 +121,9 @@ def test_an_inner_guard_with_a_rate_limiter_verifies_again_under_its_limits() ->
     again (its own replay store, so no collision), and its budget holds."""
     from hmacguard import RateLimiter
 
-    seen: list[tuple[bytes, int]] = []
+    seen = Seen()
     inner = WSGIGuard(
-        _wsgi_receiver(seen),
+        wsgi_app(seen),
         verifier=Verifier("github", secrets=B, replay=MemoryReplayStore()),
         rate_limiter=RateLimiter(limit="2/hour"),
         paths=["/hooks/b"],
@@ -177,9 +142,9 @@ def test_the_same_rate_limiter_inside_and_outside_vouches_and_charges_once() -> 
 
     limiter = RateLimiter(limit="3/hour")
     store = MemoryReplayStore()
-    seen: list[tuple[bytes, int]] = []
+    seen = Seen()
     verifier = Verifier("github", secrets=B, replay=store)
-    inner = WSGIGuard(_wsgi_receiver(seen), verifier=verifier, rate_limiter=limiter, paths=["/hooks/b"])
+    inner = WSGIGuard(wsgi_app(seen), verifier=verifier, rate_limiter=limiter, paths=["/hooks/b"])
     app = WSGIGuard(inner, verifier=verifier, rate_limiter=limiter, paths=["/hooks/*"])
     statuses = [wsgi_request(app, *_delivery(B), path="/hooks/b").status for _ in range(4)]
     assert statuses == [200, 200, 200, 429]  # charged once each: three of three

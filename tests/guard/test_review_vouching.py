@@ -33,6 +33,7 @@ from hmacguard.schemes import GenericScheme, Scheme, SignatureClaim, sign_body
 from hmacguard.schemes.base import header_value, lowered, unhex
 
 from ._inprocess import asgi_request, call_wsgi, wsgi_environ, wsgi_request
+from ._nesting import Seen, asgi_app, nested, post, wsgi_app
 
 A, B, C = "vouch-tenant-a", "vouch-tenant-b", "vouch-tenant-c"
 counter = iter(range(10**6))
@@ -52,69 +53,10 @@ def _delivery(secret: str, scheme: str | Scheme = "github", **kw: Any) -> tuple[
     return body, sign_body(scheme, secret, body, **kw)
 
 
-class Seen(list):  # type: ignore[type-arg]
-    """What the innermost application was handed: (body, key_index) per call."""
-
-
-def _wsgi_app(seen: Seen, status: str = "200 OK", *, fail: bool = False) -> Any:
-    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-        seen.append((environ["wsgi.input"].read(), environ["hmacguard.verified"].key_index))
-        if fail:
-            raise RuntimeError("the handler failed")
-        start_response(status, [])
-        return [b"ok"]
-
-    return app
-
-
-def _asgi_app(seen: Seen, status: int = 200, *, fail: bool = False) -> Any:
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        body, more = b"", True
-        while more:
-            message = await receive()
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
-        seen.append((body, scope["hmacguard.verified"].key_index))
-        if fail:
-            raise RuntimeError("the handler failed")
-        await send({"type": "http.response.start", "status": status, "headers": []})
-        await send({"type": "http.response.body", "body": b"ok"})
-
-    return app
-
-
-def _nested(
-    kind: str,
-    outer: Verifier,
-    inner: Verifier,
-    seen: Seen,
-    *,
-    between: Any = None,
-    outer_kw: Mapping[str, Any] | None = None,
-    inner_kw: Mapping[str, Any] | None = None,
-    app: Any = None,
-) -> Any:
-    """``/hooks/*`` guarded by ``outer``; inside it (through ``between``, a middleware factory, if
-    given) ``/hooks/b`` guarded by ``inner``."""
-    guard: Any = WSGIGuard if kind == "wsgi" else ASGIGuard
-    receiver = app if app is not None else (_wsgi_app(seen) if kind == "wsgi" else _asgi_app(seen))
-    inner_app = guard(receiver, verifier=inner, paths=["/hooks/b"], **(inner_kw or {}))
-    if between is not None:
-        inner_app = between(inner_app)
-    return guard(inner_app, verifier=outer, paths=["/hooks/*"], **(outer_kw or {}))
-
-
-def _post(
-    kind: str, app: Any, body: bytes, headers: Mapping[str, str], path: str = "/hooks/b", **kw: Any
-) -> int:
-    send = wsgi_request if kind == "wsgi" else asgi_request
-    return send(app, body, headers, path=path, **kw).status
-
-
 def _alone(kind: str, inner: Verifier, seen: Seen) -> Any:
     """The inner guard by itself: the answer vouching must not change."""
     guard: Any = WSGIGuard if kind == "wsgi" else ASGIGuard
-    receiver = _wsgi_app(seen) if kind == "wsgi" else _asgi_app(seen)
+    receiver = wsgi_app(seen) if kind == "wsgi" else asgi_app(seen)
     return guard(receiver, verifier=inner, paths=["/hooks/b"])
 
 
@@ -134,12 +76,12 @@ def test_a_skewed_outer_clock_is_not_vouched_for(kind: str) -> None:
     stale = int(time.time()) - 1000
     body, headers = _delivery(B, "stripe", timestamp=stale)
     inner = Verifier("stripe", secrets=B, replay=store)
-    assert _post(kind, _alone(kind, inner, Seen()), body, headers) == 400  # what the inner guard says
+    assert post(kind, _alone(kind, inner, Seen()), body, headers) == 400  # what the inner guard says
 
     seen = Seen()
     skewed = Verifier("stripe", secrets=[A, B], replay=store, clock=lambda: time.time() - 1000)
     body, headers = _delivery(B, "stripe", timestamp=stale)
-    assert _post(kind, _nested(kind, skewed, inner, seen), body, headers) == 400
+    assert post(kind, nested(kind, skewed, inner, seen), body, headers) == 400
     assert seen == []
 
 
@@ -148,15 +90,15 @@ def test_the_same_clock_is_still_vouched_for(kind: str) -> None:
     """Regression: equal verifiers on the default clock vouch (no second hold, so no 409)."""
     store = MemoryReplayStore()
     seen = Seen()
-    app = _nested(
+    app = nested(
         kind,
         Verifier("stripe", secrets=[A, B], replay=store),
         Verifier("stripe", secrets=B, replay=store),
         seen,
     )
     body, headers = _delivery(B, "stripe")
-    assert _post(kind, app, body, headers) == 200
-    assert _post(kind, app, body, headers) == 409
+    assert post(kind, app, body, headers) == 200
+    assert post(kind, app, body, headers) == 409
     assert seen == [(body, 0)]
 
 
@@ -187,7 +129,7 @@ def test_a_laxer_outer_body_timeout_is_not_vouched_for() -> None:
     chunks = [body[:100], body[100:200], body[200:]]
     headers = sign_body("github", B, body)
     outer = Verifier("github", secrets=[A, B], replay=store, body_timeout=None)
-    app = _nested("asgi", outer, inner, seen)
+    app = nested("asgi", outer, inner, seen)
     asgi_request(app, chunks, headers, path="/hooks/b", delay=0.2)
     assert seen == []  # now: 200, and the handler runs on the slow body
     assert _vouched(inner, VerifiedBody(io.BytesIO(body), "github", 1, None, None), outer) is None
@@ -212,17 +154,17 @@ def test_a_shorter_outer_pending_hold_is_not_vouched_for() -> None:
 
     inner = Verifier("github", secrets=B, replay=store, replay_pending_ttl=60)
     outer = Verifier("github", secrets=[A, B], replay=store, replay_pending_ttl=0.05)
-    app = _nested("wsgi", outer, inner, Seen(), app=slow)
+    app = nested("wsgi", outer, inner, Seen(), app=slow)
     body, headers = _delivery(B)
     statuses: list[int] = []
-    first = threading.Thread(target=lambda: statuses.append(_post("wsgi", app, body, headers)))
+    first = threading.Thread(target=lambda: statuses.append(post("wsgi", app, body, headers)))
     first.start()
     try:
         deadline = time.monotonic() + 5
         while not calls and time.monotonic() < deadline:
             time.sleep(0.01)
         time.sleep(0.1)  # the outer hold (50 ms) has lapsed; the inner one (60 s) would not have
-        duplicate = _post("wsgi", app, body, headers) if len(calls) == 1 else -1
+        duplicate = post("wsgi", app, body, headers) if len(calls) == 1 else -1
     finally:
         release.set()
         first.join(5)
@@ -239,12 +181,12 @@ def test_a_fail_open_outer_store_is_not_vouched_for() -> None:
     -- vouches: a delivery whose replay check was never made reaches the handler."""
     url = "redis://127.0.0.1:1/0"  # nothing listens on port 1: every store call fails at once
     inner = Verifier("github", secrets=B, replay=RedisReplayStore(url, timeout=0.2, breaker_reset=0.01))
-    assert _post("wsgi", _alone("wsgi", inner, Seen()), *_delivery(B)) == 503
+    assert post("wsgi", _alone("wsgi", inner, Seen()), *_delivery(B)) == 503
 
     seen = Seen()
     outer_store = RedisReplayStore(url, timeout=0.2, fail_open=True, breaker_reset=0.01)
-    app = _nested("wsgi", Verifier("github", secrets=[A, B], replay=outer_store), inner, seen)
-    assert _post("wsgi", app, *_delivery(B)) == 503
+    app = nested("wsgi", Verifier("github", secrets=[A, B], replay=outer_store), inner, seen)
+    assert post("wsgi", app, *_delivery(B)) == 503
     assert seen == []
 
 
@@ -280,12 +222,12 @@ def test_a_custom_slotted_scheme_with_other_options_is_not_vouched_for(kind: str
     mine = SlottedScheme(header="X-Tenant-B-Signature")
     inner = Verifier(mine, secrets=B, replay=store)
     body, headers = _delivery(B, SlottedScheme(header="X-Signature"))
-    assert _post(kind, _alone(kind, inner, Seen()), body, headers) == 400
+    assert post(kind, _alone(kind, inner, Seen()), body, headers) == 400
 
     seen = Seen()
     outer = Verifier(SlottedScheme(header="X-Signature"), secrets=[A, B], replay=store)
     body, headers = _delivery(B, SlottedScheme(header="X-Signature"))
-    assert _post(kind, _nested(kind, outer, inner, seen), body, headers) == 400
+    assert post(kind, nested(kind, outer, inner, seen), body, headers) == 400
     assert seen == []
 
 
@@ -311,13 +253,13 @@ def test_a_generic_subclass_with_other_options_is_not_vouched_for(kind: str) -> 
     inner = Verifier(EventScheme(events=frozenset({"push"})), secrets=B, replay=store)
     body, headers = _delivery(B, "generic")
     headers["X-Event"] = "delete"
-    assert _post(kind, _alone(kind, inner, Seen()), body, headers) == 400
+    assert post(kind, _alone(kind, inner, Seen()), body, headers) == 400
 
     seen = Seen()
     outer = Verifier(EventScheme(events=frozenset({"push", "delete"})), secrets=[A, B], replay=store)
     body, headers = _delivery(B, "generic")
     headers["X-Event"] = "delete"
-    assert _post(kind, _nested(kind, outer, inner, seen), body, headers) == 400
+    assert post(kind, nested(kind, outer, inner, seen), body, headers) == 400
     assert seen == []
 
 
@@ -395,7 +337,7 @@ def test_a_stricter_outer_tolerance_with_its_default_ttl_is_vouched_for(kind: st
     outer = Verifier("stripe", secrets=[A, B], replay=store)  # tolerance 300 -> replay_ttl 361
     inner = Verifier("stripe", secrets=B, replay=store, tolerance=600)  # -> replay_ttl 661
     body, headers = _delivery(B, "stripe")
-    assert _post(kind, _nested(kind, outer, inner, seen), body, headers) == 200
+    assert post(kind, nested(kind, outer, inner, seen), body, headers) == 200
     assert seen == [(body, 0)]
 
 
@@ -425,9 +367,9 @@ def test_declining_to_vouch_on_one_store_loses_the_delivery() -> None:
     seen = Seen()
     outer = Verifier("github", secrets=[A, B], replay=outer_store)
     inner = Verifier("github", secrets=B, replay=inner_store, replay_ttl=48 * 3600)
-    app = _nested("wsgi", outer, inner, seen)
+    app = nested("wsgi", outer, inner, seen)
     body, headers = _delivery(B)
-    assert _post("wsgi", app, body, headers) == 200
+    assert post("wsgi", app, body, headers) == 200
     assert seen == [(body, 0)]
 
 
@@ -483,7 +425,7 @@ def test_a_body_read_in_between_is_whole_for_a_vouching_guard(kind: str) -> None
     store = MemoryReplayStore()
     seen = Seen()
     between = _partial_reader_wsgi if kind == "wsgi" else _partial_reader_asgi
-    app = _nested(
+    app = nested(
         kind,
         Verifier("github", secrets=[A, B], replay=store, chunk_size=8),
         Verifier("github", secrets=B, replay=store, chunk_size=8),
@@ -491,7 +433,7 @@ def test_a_body_read_in_between_is_whole_for_a_vouching_guard(kind: str) -> None
         between=between,
     )
     body, headers = _delivery(B)
-    assert _post(kind, app, body, headers) == 200
+    assert post(kind, app, body, headers) == 200
     assert seen == [(body, 0)]
 
 
@@ -507,7 +449,7 @@ def test_a_body_read_in_between_is_whole_for_a_guard_verifying_again(kind: str) 
     seen = Seen()
     between = _partial_reader_wsgi if kind == "wsgi" else _partial_reader_asgi
     outer_store = MemoryReplayStore()
-    app = _nested(
+    app = nested(
         kind,
         Verifier("github", secrets=[A, B], replay=outer_store, chunk_size=8),
         Verifier("github", secrets=B, replay=MemoryReplayStore(), chunk_size=8, body_timeout=2),
@@ -516,9 +458,9 @@ def test_a_body_read_in_between_is_whole_for_a_guard_verifying_again(kind: str) 
     )
     body = b'{"event": "push", "n": %d}' % next(counter)  # several 8-byte chunks
     headers = sign_body("github", B, body)
-    assert _post(kind, app, body, headers) == 200
+    assert post(kind, app, body, headers) == 200
     assert seen == [(body, 0)]
-    assert _post(kind, app, body, headers) == 409  # the retry after a loss would also be refused
+    assert post(kind, app, body, headers) == 409  # the retry after a loss would also be refused
 
 
 def test_a_body_closed_in_between_is_no_500() -> None:
@@ -536,7 +478,7 @@ def test_a_body_closed_in_between_is_no_500() -> None:
 
         return middleware
 
-    app = _nested(
+    app = nested(
         "wsgi",
         Verifier("github", secrets=[A, B], replay=store),
         Verifier("github", secrets=B, replay=store),
@@ -546,7 +488,7 @@ def test_a_body_closed_in_between_is_no_500() -> None:
     body, headers = _delivery(B)
     raised = ""
     try:
-        status = _post("wsgi", app, body, headers)
+        status = post("wsgi", app, body, headers)
     except ValueError as error:  # what the server would turn into its own 500
         status, raised = 500, str(error)
     assert (status, raised) != (500, "I/O operation on closed file.")
@@ -578,7 +520,7 @@ def test_a_body_replaced_in_between_does_not_reach_the_application(kind: str) ->
 
         return middleware
 
-    app = _nested(
+    app = nested(
         kind,
         Verifier("github", secrets=[A, B], replay=store),
         Verifier("github", secrets=B, replay=store),
@@ -586,7 +528,7 @@ def test_a_body_replaced_in_between_does_not_reach_the_application(kind: str) ->
         between=swap_wsgi if kind == "wsgi" else swap_asgi,
     )
     body, headers = _delivery(B)
-    assert _post(kind, app, body, headers) == 200
+    assert post(kind, app, body, headers) == 200
     assert seen == [(body, 0)]
 
 
@@ -613,18 +555,18 @@ def test_a_path_rewritten_in_between(kind: str) -> None:
 
         return middleware
 
-    app = _nested(
+    app = nested(
         kind,
         Verifier("github", secrets=[A, B], replay=store),
         Verifier("github", secrets=B, replay=store),
         seen,
         between=rewrite_wsgi if kind == "wsgi" else rewrite_asgi,
     )
-    assert _post(kind, app, *_delivery(A), path="/hooks/a") == 401
+    assert post(kind, app, *_delivery(A), path="/hooks/a") == 401
     body, headers = _delivery(B)
-    assert _post(kind, app, body, headers, path="/hooks/a") == 200
-    assert _post(kind, app, body, headers, path="/hooks/a") == 409
-    assert _post(kind, app, body, headers, path="/hooks/b") == 409
+    assert post(kind, app, body, headers, path="/hooks/a") == 200
+    assert post(kind, app, body, headers, path="/hooks/a") == 409
+    assert post(kind, app, body, headers, path="/hooks/b") == 409
     assert seen == [(body, 0)]
 
 
@@ -653,15 +595,15 @@ def test_signature_headers_stripped_in_between(kind: str) -> None:
     # Vouching is by identity: one Verifier for both guards.
     verifier = Verifier("github", secrets=B, replay=store)
     between = strip_wsgi if kind == "wsgi" else strip_asgi
-    app = _nested(kind, verifier, verifier, seen, between=between)
+    app = nested(kind, verifier, verifier, seen, between=between)
     body, headers = _delivery(B)
-    assert _post(kind, app, body, headers) == 200
+    assert post(kind, app, body, headers) == 200
     assert seen == [(body, 0)]
     # Two verifiers: the inner guard verifies again and finds no signature: refused, not passed.
-    app = _nested(
+    app = nested(
         kind, Verifier("github", secrets=[A, B]), Verifier("github", secrets=B), seen, between=between
     )
-    assert _post(kind, app, *_delivery(B)) == 400
+    assert post(kind, app, *_delivery(B)) == 400
     assert len(seen) == 1
 
 
@@ -674,17 +616,17 @@ def test_methods_the_outer_guard_does_not_protect_are_verified_inside(kind: str)
     outer guard untouched and is refused inside (400); a signed PUT is verified inside (200)."""
     store = MemoryReplayStore()
     seen = Seen()
-    app = _nested(
+    app = nested(
         kind,
         Verifier("github", secrets=[A, B], replay=store),
         Verifier("github", secrets=B, replay=store),
         seen,
         outer_kw={"methods": ["POST"]},
     )
-    assert _post(kind, app, b"{}", {}, method="PUT") == 400
+    assert post(kind, app, b"{}", {}, method="PUT") == 400
     body, headers = _delivery(B)
-    assert _post(kind, app, body, headers, method="PUT") == 200
-    assert _post(kind, app, body, headers, method="POST") == 409  # held by the inner guard's check
+    assert post(kind, app, body, headers, method="PUT") == 200
+    assert post(kind, app, body, headers, method="POST") == 409  # held by the inner guard's check
     assert seen == [(body, 0)]
 
 
@@ -693,16 +635,16 @@ def test_an_inner_route_check_guard_vouches() -> None:
     store = MemoryReplayStore()
     seen = Seen()
     inner = ASGIGuard(
-        _asgi_app(seen),
+        asgi_app(seen),
         verifier=Verifier("github", secrets=B, replay=store),
         paths=["/elsewhere"],
         route_check=lambda scope: scope["path"] == "/hooks/b",
     )
     app = ASGIGuard(inner, verifier=Verifier("github", secrets=[A, B], replay=store), paths=["/hooks/*"])
     body, headers = _delivery(B)
-    assert _post("asgi", app, body, headers) == 200
-    assert _post("asgi", app, body, headers) == 409
-    assert _post("asgi", app, *_delivery(A)) == 401
+    assert post("asgi", app, body, headers) == 200
+    assert post("asgi", app, body, headers) == 409
+    assert post("asgi", app, *_delivery(A)) == 401
     assert seen == [(body, 0)]
 
 
@@ -714,13 +656,13 @@ def test_three_guards_key_index_and_transitivity(kind: str) -> None:
     guard: Any = WSGIGuard if kind == "wsgi" else ASGIGuard
     store = MemoryReplayStore()
     seen = Seen()
-    receiver = _wsgi_app(seen) if kind == "wsgi" else _asgi_app(seen)
+    receiver = wsgi_app(seen) if kind == "wsgi" else asgi_app(seen)
     inner = guard(receiver, verifier=Verifier("github", secrets=B, replay=store), paths=["/hooks/b"])
     middle = guard(inner, verifier=Verifier("github", secrets=[C, B], replay=store), paths=["/hooks/*"])
     app = guard(middle, verifier=Verifier("github", secrets=[A, B], replay=store), paths=["/hooks/*"])
     body, headers = _delivery(B)
-    assert _post(kind, app, body, headers) == 200
-    assert _post(kind, app, body, headers) == 409
+    assert post(kind, app, body, headers) == 200
+    assert post(kind, app, body, headers) == 409
     assert seen == [(body, 0)]
 
     seen.clear()
@@ -728,9 +670,9 @@ def test_three_guards_key_index_and_transitivity(kind: str) -> None:
     inner = guard(receiver, verifier=Verifier("github", secrets=B, replay=inner_store), paths=["/hooks/b"])
     middle = guard(inner, verifier=Verifier("github", secrets=[C, B], replay=None), paths=["/hooks/*"])
     app = guard(middle, verifier=Verifier("github", secrets=[A, B], replay=None), paths=["/hooks/*"])
-    assert _post(kind, app, body, headers) == 200
+    assert post(kind, app, body, headers) == 200
     assert len(inner_store) == 1  # the inner guard verified (and held) by itself
-    assert _post(kind, app, body, headers) == 409
+    assert post(kind, app, body, headers) == 409
     assert seen == [(body, 0)]
 
 
@@ -748,7 +690,7 @@ def test_a_vouched_delivery_is_reported_once(kind: str) -> None:
     inner_seen: list[Decision] = []
     seen = Seen()
     verifier = Verifier("github", secrets=[A, B], replay=store)  # vouching is by identity
-    app = _nested(
+    app = nested(
         kind,
         verifier,
         verifier,
@@ -757,8 +699,8 @@ def test_a_vouched_delivery_is_reported_once(kind: str) -> None:
         inner_kw={"on_decision": inner_seen.append},
     )
     body, headers = _delivery(B)
-    assert _post(kind, app, body, headers) == 200
-    assert _post(kind, app, body, headers) == 409
+    assert post(kind, app, body, headers) == 200
+    assert post(kind, app, body, headers) == 409
     assert [(d.outcome, d.status, d.key_index) for d in outer_seen] == [
         ("accepted", None, 1),
         ("replay", 409, None),
@@ -766,14 +708,14 @@ def test_a_vouched_delivery_is_reported_once(kind: str) -> None:
     assert inner_seen == []
 
     inner_seen.clear()
-    app = _nested(
+    app = nested(
         kind,
         Verifier("github", secrets=[A, B], replay=MemoryReplayStore()),
         Verifier("github", secrets=B, replay=store),
         seen,
         inner_kw={"on_decision": inner_seen.append},
     )
-    assert _post(kind, app, *_delivery(B)) == 200
+    assert post(kind, app, *_delivery(B)) == 200
     assert [(d.outcome, d.key_index) for d in inner_seen] == [("accepted", 0)]  # verified again
 
 
@@ -787,22 +729,22 @@ def test_a_vouched_delivery_the_handler_failed_stays_deliverable(kind: str, fail
     fail = failure == "raises"
     broken: Any
     if kind == "wsgi":
-        broken = _wsgi_app(seen, "500 Internal Server Error", fail=fail)
+        broken = wsgi_app(seen, "500 Internal Server Error", fail=fail)
     else:
-        broken = _asgi_app(seen, 500, fail=fail)
+        broken = asgi_app(seen, 500, fail=fail)
     outer = Verifier("github", secrets=[A, B], replay=store)
     inner = Verifier("github", secrets=B, replay=store)
-    app = _nested(kind, outer, inner, seen, app=broken)
+    app = nested(kind, outer, inner, seen, app=broken)
     body, headers = _delivery(B)
     try:
-        status = _post(kind, app, body, headers)
+        status = post(kind, app, body, headers)
     except RuntimeError:
         status = 500
     assert status == 500
     assert len(store) == 0  # released, not held until it lapses
-    app = _nested(kind, outer, inner, seen)
-    assert _post(kind, app, body, headers) == 200
-    assert _post(kind, app, body, headers) == 409
+    app = nested(kind, outer, inner, seen)
+    assert post(kind, app, body, headers) == 200
+    assert post(kind, app, body, headers) == 409
     assert [s[0] for s in seen] == [body, body]
 
 
@@ -816,7 +758,7 @@ def test_a_vouched_gzip_delivery_reaches_the_application_inflated() -> None:
     wire = gzip.compress(raw)
     headers = {**sign_body("github", B, wire), "Content-Encoding": "gzip"}
     verifier = Verifier("github", secrets=B, replay=store, max_inflated_body=4096)
-    app = _nested("wsgi", verifier, verifier, seen)  # vouching is by identity
+    app = nested("wsgi", verifier, verifier, seen)  # vouching is by identity
     environ = wsgi_environ("POST", "/hooks/b", wire, headers)
     assert call_wsgi(app, environ).status == 200
     assert seen == [(raw, 0)]
