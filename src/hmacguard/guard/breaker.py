@@ -159,13 +159,24 @@ class StoreCalls:
     store_errors: tuple[type[BaseException], ...]
     fail_open: bool
 
+    def _unavailable(self) -> tuple[type[BaseException], ...]:
+        """What a store call raises when the store cannot answer: its errors, or the breaker open."""
+        return (*self.store_errors, CircuitOpen)
+
+    def _ask(self, func: Callable[[], T], default: T) -> T:
+        """``func()`` through the breaker, ``default`` when the store cannot answer: for a question
+        whose answer lets nothing through (neither fail-open nor fail-closed, nothing noted)."""
+        try:
+            return self.breaker.call(func, self.store_errors)
+        except self._unavailable():
+            return default
+
     def _call(self, func: Callable[[], T], fallback: T) -> T:
         from hmacguard.errors import StoreUnavailable
 
-        unavailable: tuple[type[BaseException], ...] = (*self.store_errors, CircuitOpen)
         try:
             return self.breaker.call(func, self.store_errors)
-        except unavailable as exc:
+        except self._unavailable() as exc:
             level = logging.DEBUG if isinstance(exc, CircuitOpen) else logging.WARNING
             name = self.store_name
             if self.fail_open:

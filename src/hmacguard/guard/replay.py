@@ -36,7 +36,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from hmacguard.errors import ConfigurationError
-from hmacguard.guard.breaker import CircuitOpen, StoreCalls, shared_breaker
+from hmacguard.guard.breaker import StoreCalls, shared_breaker
 from hmacguard.guard.redis_urls import check_url, endpoint_key, keyspace_key, redis_client
 
 if TYPE_CHECKING:
@@ -376,11 +376,7 @@ class RedisReplayStore(StoreCalls):
     def holds(self, key: str, token: str) -> bool:
         """Whether ``key`` is held under ``token`` (a pending hold not yet settled); ``False`` when
         Redis cannot answer (fail-open or not: this answers a question, it lets nothing through)."""
-        unavailable: tuple[type[BaseException], ...] = (*self.store_errors, CircuitOpen)
-        try:
-            value = self.breaker.call(lambda: self.client.get(self.prefix + key), self.store_errors)
-        except unavailable:
-            return False
+        value = self._ask(lambda: self.client.get(self.prefix + key), None)
         if isinstance(value, bytes):
             value = value.decode("ascii", "replace")
         return bool(value == token)
