@@ -26,8 +26,8 @@ from flask import Flask
 from starlette.routing import Mount
 
 from hmacguard import ASGIGuard, MemoryReplayStore, VerifiedBody, Verifier, WSGIGuard
-from hmacguard.guard.policy import Guard
-from hmacguard.integrations.asgi import GUARD_KEY, VERIFIED_KEY
+from hmacguard.guard.policy import GUARD_KEY, Guard
+from hmacguard.integrations.asgi import VERIFIED_KEY
 from hmacguard.integrations.fastapi import VerifiedBodyDependency, install
 from hmacguard.integrations.flask import HmacGuard, verified_body
 from hmacguard.schemes import GenericScheme, sign_body

@@ -54,6 +54,8 @@ from hmacguard.guard.verifier import OuterHold, Verification, VerifiedBody, Veri
 from hmacguard.http import RequestHead
 
 __all__ = [
+    "GUARD_KEY",
+    "HOLD_KEY",
     "Accepted",
     "ClientDisconnected",
     "Guard",
@@ -329,6 +331,13 @@ class Guard:
                 if limiter is not None and state is not None:
                     limiter.settle(state, verification.received if verification else 0, failed=True)
             raise
+
+
+#: Where an integration leaves, beside the verified body, what a guard nested inside reads (the same
+#: names in a WSGI environ and an ASGI scope): the Guard that verified (:meth:`Guard.vouched`), and
+#: the ``(Delivery, Verifier)`` of the outermost guard holding the delivery (:func:`outer_hold`).
+GUARD_KEY = "hmacguard.guard"
+HOLD_KEY = "hmacguard.hold"
 
 
 def outer_hold(found: object) -> OuterHold | None:

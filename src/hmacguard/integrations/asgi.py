@@ -42,6 +42,8 @@ from typing import TYPE_CHECKING, Any
 from hmacguard.errors import BodyTimeout, PathInvalid, RequestRejected
 from hmacguard.guard.lane import Handoff
 from hmacguard.guard.policy import (
+    GUARD_KEY,
+    HOLD_KEY,
     Accepted,
     ClientDisconnected,
     Guard,
@@ -70,10 +72,6 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 #: scope key under which the application finds the VerifiedBody.
 VERIFIED_KEY = "hmacguard.verified"
-#: scope key naming the Guard that verified it (a guard nested inside may vouch for it).
-GUARD_KEY = "hmacguard.guard"
-#: scope key holding the (Delivery, Verifier) of the guard that holds this delivery (integrations/wsgi.py).
-HOLD_KEY = "hmacguard.hold"
 _DROPPED = (b"content-length", b"content-encoding", b"transfer-encoding")
 
 

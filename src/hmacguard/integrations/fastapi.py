@@ -45,13 +45,11 @@ from fastapi import BackgroundTasks, FastAPI, HTTPException, Request, Response
 from starlette.responses import Response as StarletteResponse
 
 from hmacguard.guard.decision import DecisionSink
-from hmacguard.guard.policy import Accepted, Guard, Rejected
+from hmacguard.guard.policy import GUARD_KEY, HOLD_KEY, Accepted, Guard, Rejected
 from hmacguard.guard.problem import PROBLEM_CONTENT_TYPE, Problem
 from hmacguard.guard.ratelimit import RateLimiter
 from hmacguard.guard.verifier import VerifiedBody, Verifier
 from hmacguard.integrations.asgi import (
-    GUARD_KEY,
-    HOLD_KEY,
     VERIFIED_KEY,
     AnswerWatch,
     Receive,

@@ -44,6 +44,8 @@ from hmacguard.errors import BodyMalformed, BodyTimeout, PathInvalid, RequestRej
 from hmacguard.guard.lane import Handoff
 from hmacguard.guard.paths import wsgi_path
 from hmacguard.guard.policy import (
+    GUARD_KEY,
+    HOLD_KEY,
     Accepted,
     ClientDisconnected,
     Guard,
@@ -68,11 +70,6 @@ WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 #: environ key under which the application finds the VerifiedBody.
 VERIFIED_KEY = "hmacguard.verified"
-#: environ key naming the Guard that verified it (a guard nested inside may vouch for it).
-GUARD_KEY = "hmacguard.guard"
-#: environ key holding the (Delivery, Verifier) of the outermost guard that holds this delivery (a
-#: guard nested inside that verifies again must not take the same hold twice: Verifier.hold).
-HOLD_KEY = "hmacguard.hold"
 
 _monotonic = time.monotonic
 
