@@ -26,9 +26,10 @@ asking the store again could turn a fail-closed 503 into a 200, so the driver an
 :meth:`Guard.refuse_from_lane` -- what the general path answers at that step when, as in the lane,
 there is no rate limiter. The lane calls the
 same helpers the general path does (:meth:`Verifier.fresh_macs`, :func:`signature_match`,
-:meth:`Verifier.check_timestamp`, :meth:`Verifier.replay_key`, :meth:`Verifier.hold_key`), and
-``tests/guard/test_lane.py`` holds its outcome to the general path's over every scheme, rotation,
-timestamp, framing and replay case.
+:meth:`Verifier.check_timestamp`, :meth:`Verifier.replay_key`, :meth:`Verifier.hold_key`) -- with
+one secret, the MAC is copied and compared in place (``signature_match``'s own one-secret shortcut,
+without building its list) -- and ``tests/guard/test_lane.py`` holds its outcome to the general
+path's over every scheme, rotation, timestamp, framing and replay case.
 
 It is open only when nothing it skips is needed: no rate limiter (admission comes before the body)
 and a replay store that never blocks (or none). Watching decisions does not close it: when a sink
@@ -39,10 +40,11 @@ listens, the driver reports what the lane decided -- its acceptance
 
 from __future__ import annotations
 
+import hmac
 import io
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from hmacguard.errors import RequestRejected
 from hmacguard.guard.outcomes import Accepted
@@ -56,6 +58,7 @@ __all__ = ["Handoff", "SingleReadLane"]
 
 _monotonic = time.monotonic
 _BytesIO = io.BytesIO
+_compare = hmac.compare_digest
 
 
 class Handoff:
@@ -77,7 +80,7 @@ class SingleReadLane:
     Built by the guard from its own configuration: its verifier and rate limiter.
     """
 
-    __slots__ = ("_verifier", "limit", "open")
+    __slots__ = ("_single", "_verifier", "limit", "open")
 
     def __init__(self, verifier: Verifier, rate_limiter: RateLimiter | None) -> None:
         store = verifier.replay
@@ -86,6 +89,9 @@ class SingleReadLane:
         self.limit = min(verifier._whole_limit, verifier.max_body)
         #: Whether the lane may be used (see the module docstring).
         self.open = rate_limiter is None and (store is None or not store.blocking)
+        # With one secret: the scheme's algorithm and its keyed, empty HMAC, to copy per request.
+        algorithm = verifier.scheme.algorithm
+        self._single = (algorithm, verifier.keyed_macs(algorithm)[0]) if len(verifier.keys) == 1 else None
 
     def length_taken(self, raw_length: str | None, coded: bool) -> int:
         """The declared body length if the lane takes this framing, else 0.
@@ -109,13 +115,27 @@ class SingleReadLane:
         judges it at the same time when it decides this request after all
         (``Guard.process(checked_at=now)``).
         """
-        verifier = self._verifier
         try:
-            claim = verifier.scheme.parse(headers)
-            if claim.timestamp is not None or verifier._timestamped:
-                verifier.check_timestamp(claim, now=now)
+            return self._checked(self._verifier.scheme.parse(headers), now)
         except RequestRejected:
             return None  # the general path refuses it, with the right answer and bookkeeping
+
+    def claim_environ(self, environ: Mapping[str, Any], now: float) -> SignatureClaim | None:
+        """:meth:`claim` of a WSGI request, its headers read from ``environ``
+        (:meth:`~hmacguard.schemes.Scheme.parse_environ`)."""
+        verifier = self._verifier
+        try:
+            claim = verifier.scheme.parse_environ(environ)
+            if claim.timestamp is not None or verifier._timestamped:  # as in _checked, one call less
+                verifier.check_timestamp(claim, now=now)
+        except RequestRejected:
+            return None
+        return claim
+
+    def _checked(self, claim: SignatureClaim, now: float) -> SignatureClaim:
+        verifier = self._verifier
+        if claim.timestamp is not None or verifier._timestamped:
+            verifier.check_timestamp(claim, now=now)
         return claim
 
     def take(
@@ -137,12 +157,25 @@ class SingleReadLane:
         # float boundary falls the same way on both paths.
         if timeout is not None and (started + timeout) - _monotonic() <= 0:
             return Handoff(body, started, checked_at)
-        macs = verifier.fresh_macs(claim)
-        for mac in macs:
+        single = self._single
+        if single is not None and claim.algorithm == single[0] and len(claim.signatures) == 1:
+            # One secret, one claimed signature (the usual delivery): signature_match's own
+            # shortcut, without building the list of MACs.
+            mac = single[1].copy()
+            if claim.prefix:
+                mac.update(claim.prefix)
             mac.update(body)
-        match, digest = signature_match(macs, claim.signatures)
-        if match < 0:
-            return Handoff(body, started, checked_at)
+            digest = mac.digest()
+            if not _compare(digest, claim.signatures[0]):
+                return Handoff(body, started, checked_at)
+            match = 0
+        else:
+            macs = verifier.fresh_macs(claim)
+            for mac in macs:
+                mac.update(body)
+            match, digest = signature_match(macs, claim.signatures)
+            if match < 0:
+                return Handoff(body, started, checked_at)
         if claim.timestamp is not None:
             try:
                 verifier.check_timestamp(claim)

@@ -198,10 +198,16 @@ class MemoryReplayStore:
             if now >= self._next_sweep:
                 self._expire(now)
                 self._next_sweep = now + _SWEEP_EVERY
-            entry = self._entries.get(key)
-            if entry is not None and entry[0] > now:
-                return None
-            self._set(key, now + ttl, token)
+            # _set(), inlined: the entry is already looked up (an expired one moves to the end).
+            entries = self._entries
+            entry = entries.get(key)
+            if entry is not None:
+                if entry[0] > now:
+                    return None
+                del entries[key]
+            entries[key] = (now + ttl, token)
+            if len(entries) > self.max_entries:
+                self._evict_oldest()
             return token
         finally:
             lock.release()

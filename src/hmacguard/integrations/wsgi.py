@@ -206,13 +206,13 @@ def _through_lane(guard: Guard, environ: dict[str, Any], stream: Any) -> Outcome
     if not length:
         return None
     now = guard.verifier.clock()
-    claim = lane.claim(EnvironHeaders(environ), now)
+    claim = lane.claim_environ(environ, now)
     if claim is None:
         return None
     started = _monotonic()
     # The socket's timeout bounds this one read and is restored right after it: the general path,
     # if it decides after all, sets its own for any read it makes.
-    deadline = _socket_deadline(environ, (stream, length))
+    deadline = None if "gunicorn.socket" not in environ else _socket_deadline(environ, (stream, length))
     try:
         if deadline is not None:
             deadline.set(guard.verifier.body_timeout)
@@ -339,17 +339,6 @@ class _Settling:
         extra = self._accepted.headers
         return self._start_response(status, [*headers, *extra] if extra else headers, exc_info)
 
-    def respond(self, iterable: Iterable[bytes]) -> _Settling:
-        self._iterable = iterable
-        status = self.status
-        if status is not None and type(iterable) in _PRODUCED_WHOLE:
-            # Already produced whole: settled now, with nothing to watch while the server sends it.
-            self._whole = True
-            delivery = self._accepted.delivery
-            if delivery is not None:
-                delivery.settle(processed(status))
-        return self
-
     def __iter__(self) -> Iterator[bytes]:
         return iter(self._iterable) if self._whole else self._watch()
 
@@ -431,10 +420,19 @@ def call_verified(
     install_body(environ, accepted, guard)
     settling = _Settling(accepted, start_response)
     try:
-        return settling.respond(app(environ, settling.start_response))
+        iterable = app(environ, settling.start_response)
     except BaseException:
         settling.close(failed=True)
         raise
+    settling._iterable = iterable
+    status = settling.status
+    if status is not None and type(iterable) in _PRODUCED_WHOLE:
+        # Already produced whole: settled now, with nothing to watch while the server sends it.
+        settling._whole = True
+        delivery = accepted.delivery
+        if delivery is not None:
+            delivery.settle(status < 500)  # processed(status), the status being known
+    return settling
 
 
 class WSGIGuard:

@@ -14,10 +14,10 @@ import hashlib
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from hmacguard.errors import ConfigurationError, SignatureMalformed, SignatureMissing, TimestampInvalid
-from hmacguard.http import lowered
+from hmacguard.http import EnvironHeaders, lowered
 
 __all__ = [
     "MAX_HEADER",
@@ -159,6 +159,16 @@ class Scheme(ABC):
     @abstractmethod
     def parse(self, headers: Mapping[str, str]) -> SignatureClaim:
         """Read the claim from request headers (any case); raise a RequestRejected subclass."""
+
+    def parse_environ(self, environ: Mapping[str, Any]) -> SignatureClaim:
+        """:meth:`parse` of a WSGI request's headers, read from its ``environ``.
+
+        A scheme may read its headers' ``HTTP_*`` keys directly for the form senders use, saving
+        the header view and its name translations on every request; it must answer exactly as
+        :meth:`parse` of :class:`~hmacguard.http.EnvironHeaders` does
+        (tests/guard/test_parse_environ.py holds each override to it).
+        """
+        return self.parse(EnvironHeaders(environ))
 
     @abstractmethod
     def render(

@@ -8,8 +8,10 @@ Source: GitHub's "Validating webhook deliveries". GitHub signs no timestamp, and
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from hmacguard.errors import SignatureMalformed
+from hmacguard.http import EnvironHeaders
 from hmacguard.schemes.base import Scheme, SignatureClaim, header_value, lowered, make_claim, unhex
 
 __all__ = ["GitHubScheme"]
@@ -43,6 +45,23 @@ class GitHubScheme(Scheme):
             raise SignatureMalformed(f"{self.header} must look like sha256=<hex>")
         sig = unhex(digest.strip(), self.digest_size, self.header)
         return SignatureClaim(self.algorithm, (sig,), b"", None, delivery.strip() if delivery else None)
+
+    def parse_environ(self, environ: Mapping[str, Any]) -> SignatureClaim:
+        # The form GitHub sends, straight from the environ (see Scheme.parse_environ); anything
+        # else -- another length, a missing or blank header, stray whitespace -- through parse().
+        value = environ.get("HTTP_X_HUB_SIGNATURE_256")
+        if type(value) is str and len(value) == 71 and value.startswith("sha256="):
+            try:
+                sig = bytes.fromhex(value[7:])
+            except ValueError:
+                pass
+            else:
+                if len(sig) == 32:
+                    delivery = environ.get("HTTP_X_GITHUB_DELIVERY")
+                    if delivery is None or type(delivery) is str:
+                        delivery = delivery.strip() if delivery else None
+                        return make_claim(("sha256", (sig,), b"", None, delivery))
+        return self.parse(EnvironHeaders(environ))
 
     def signing_algorithms(self) -> tuple[str, ...]:
         return ("sha256", "sha1")
