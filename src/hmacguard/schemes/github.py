@@ -27,18 +27,10 @@ class GitHubScheme(Scheme):
 
     def parse(self, headers: Mapping[str, str]) -> SignatureClaim:
         h = lowered(headers)
-        value = h.get("x-hub-signature-256")
         delivery = h.get("x-github-delivery")
-        if value is not None and len(value) == 71 and value.startswith("sha256="):
-            # The form GitHub sends, parsed in one step; anything else takes the careful path.
-            try:
-                sig = bytes.fromhex(value[7:])
-            except ValueError:
-                pass
-            else:
-                # fromhex skips whitespace between pairs: only 32 bytes mean 64 hex digits.
-                if len(sig) == 32:
-                    return make_claim(("sha256", (sig,), b"", None, delivery.strip() if delivery else None))
+        claim = _sent_form(h.get("x-hub-signature-256"), delivery)
+        if claim is not None:
+            return claim
         value = header_value(h, self.header)
         kind, sep, digest = value.partition("=")
         if not sep or kind.strip().lower() != "sha256":
@@ -48,20 +40,9 @@ class GitHubScheme(Scheme):
 
     def parse_environ(self, environ: Mapping[str, Any]) -> SignatureClaim:
         # The form GitHub sends, straight from the environ (see Scheme.parse_environ); anything
-        # else -- another length, a missing or blank header, stray whitespace -- through parse().
-        value = environ.get("HTTP_X_HUB_SIGNATURE_256")
-        if type(value) is str and len(value) == 71 and value.startswith("sha256="):
-            try:
-                sig = bytes.fromhex(value[7:])
-            except ValueError:
-                pass
-            else:
-                if len(sig) == 32:
-                    delivery = environ.get("HTTP_X_GITHUB_DELIVERY")
-                    if delivery is None or type(delivery) is str:
-                        delivery = delivery.strip() if delivery else None
-                        return make_claim(("sha256", (sig,), b"", None, delivery))
-        return self.parse(EnvironHeaders(environ))
+        # else through parse(), as the general path reads it.
+        claim = _sent_form(environ.get("HTTP_X_HUB_SIGNATURE_256"), environ.get("HTTP_X_GITHUB_DELIVERY"))
+        return self.parse(EnvironHeaders(environ)) if claim is None else claim
 
     def signing_algorithms(self) -> tuple[str, ...]:
         return ("sha256", "sha1")
@@ -82,3 +63,19 @@ class GitHubScheme(Scheme):
             "X-GitHub-Delivery": message_id or self.new_message_id(),
             "X-GitHub-Hook-ID": "1",
         }
+
+
+def _sent_form(value: object, delivery: object) -> SignatureClaim | None:
+    """The claim of a request in the form GitHub sends (``sha256=`` and 64 hex digits, the delivery
+    id text or absent), parsed in one step; ``None`` for anything else, which takes the careful path."""
+    if type(value) is str and len(value) == 71 and value.startswith("sha256="):
+        if delivery is not None and type(delivery) is not str:
+            return None
+        try:
+            sig = bytes.fromhex(value[7:])
+        except ValueError:
+            return None
+        # fromhex skips whitespace between pairs: only 32 bytes mean 64 hex digits.
+        if len(sig) == 32:
+            return make_claim(("sha256", (sig,), b"", None, delivery.strip() if delivery else None))
+    return None
