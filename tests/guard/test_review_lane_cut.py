@@ -178,7 +178,11 @@ def test_the_31_byte_near_miss_is_refused_by_both() -> None:
 
 
 class StrictGitHub(GitHubScheme):
-    """A user's GitHub scheme that also requires the delivery id (its own ``parse``)."""
+    """A user's GitHub scheme that also requires the delivery id (its own ``parse``).
+
+    The review found bd20713's ``GitHubScheme.parse_environ`` skipping such a ``parse`` (the lane
+    accepted what the general path refused); ``Scheme.__init_subclass__`` now gives a class that
+    overrides ``parse`` alone the default ``parse_environ`` again."""
 
     def parse(self, headers: Mapping[str, str]) -> SignatureClaim:
         from hmacguard.errors import SignatureMissing
@@ -189,11 +193,6 @@ class StrictGitHub(GitHubScheme):
         return claim
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bd20713: GitHubScheme.parse_environ answers for a subclass without calling its own parse(); "
-    "a subclass tightening parse() is bypassed on the WSGI lane",
-)
 def test_a_github_subclass_overriding_parse_is_obeyed_by_parse_environ() -> None:
     scheme = StrictGitHub()
     environ = {"HTTP_X_HUB_SIGNATURE_256": "sha256=" + HEX64}
@@ -202,11 +201,6 @@ def test_a_github_subclass_overriding_parse_is_obeyed_by_parse_environ() -> None
     assert fast == general
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bd20713: the WSGI lane accepts what a GitHubScheme subclass's parse() refuses "
-    "(ASGI and the general path refuse it)",
-)
 def test_a_github_subclass_refusal_holds_under_the_wsgi_lane() -> None:
     body = b'{"x": 1}'
     headers = Signer("github", secrets=SECRET).sign(body)

@@ -137,6 +137,14 @@ class Scheme(ABC):
     #: Content type the provider sends.
     content_type: str = "application/json"
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # A subclass that overrides parse() but not parse_environ() must not inherit a parent's
+        # environ shortcut: that shortcut reads the headers without the subclass's parse(), so a
+        # check it adds would be skipped on the WSGI lane (tests/guard/test_review_lane_cut.py).
+        if "parse" in cls.__dict__ and "parse_environ" not in cls.__dict__:
+            cls.parse_environ = Scheme.parse_environ  # type: ignore[method-assign]
+
     @property
     def digest_size(self) -> int:
         # Looked up on every parse: build a hash object once per algorithm, not once per request.
