@@ -726,3 +726,22 @@ def test_real_gunicorn_lane_accepts_refuses_forgery_and_replay() -> None:
         h2 = Signer("github", secrets=PLAIN).sign(other)
         h2["X-Hub-Signature-256"] = "sha256=" + h2["X-Hub-Signature-256"][7:].upper()
         assert raw_response(server.port, request(other, h2))[0] == 200
+
+
+class UnknownHashGitHub(GitHubScheme):
+    """A custom scheme whose ``algorithm`` names a hash ``hmac`` lacks (its claims still say sha256)."""
+
+    algorithm = "no-such-hash"
+
+
+def test_a_scheme_naming_an_unknown_hash_still_builds_a_guard_and_decides_as_before() -> None:
+    # The lane's one-secret MAC is built when the guard is; a hash hmac lacks must not stop the
+    # guard from starting (it did not before bd20713): no shortcut, each claim judged as before.
+    body = b'{"x": 1}'
+    headers = Signer("github", secrets=SECRET).sign(body)
+    statuses = []
+    for lane_open in (True, False):
+        wrapped = WSGIGuard(ok_app, verifier=Verifier(UnknownHashGitHub(), secrets=SECRET), paths=["/hook"])
+        wrapped.guard.lane.open = lane_open
+        statuses.append(call_wsgi(wrapped, wsgi_environ("POST", "/hook", body, headers)).status)
+    assert statuses[0] == statuses[1] == 200

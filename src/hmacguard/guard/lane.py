@@ -40,6 +40,7 @@ listens, the driver reports what the lane decided -- its acceptance
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import io
 import time
@@ -47,6 +48,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from hmacguard.errors import RequestRejected
+from hmacguard.guard.macs import Mac
 from hmacguard.guard.outcomes import Accepted
 from hmacguard.guard.verifier import VerifiedBody, Verifier, signature_match
 from hmacguard.schemes import SignatureClaim
@@ -90,8 +92,12 @@ class SingleReadLane:
         #: Whether the lane may be used (see the module docstring).
         self.open = rate_limiter is None and (store is None or not store.blocking)
         # With one secret: the scheme's algorithm and its keyed, empty HMAC, to copy per request.
+        self._single: tuple[str, Mac] | None = None
         algorithm = verifier.scheme.algorithm
-        self._single = (algorithm, verifier.keyed_macs(algorithm)[0]) if len(verifier.keys) == 1 else None
+        if len(verifier.keys) == 1:
+            # A custom scheme naming a hash hmac lacks: none here, and each claim judged as before.
+            with contextlib.suppress(ValueError):
+                self._single = (algorithm, verifier.keyed_macs(algorithm)[0])
 
     def length_taken(self, raw_length: str | None, coded: bool) -> int:
         """The declared body length if the lane takes this framing, else 0.
