@@ -17,9 +17,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hmacguard.lab.serve import free_port, stop_process_group
+from hmacguard.lab.serve import stop_process_group
 
-from ._servers import need_redis_server
+from ._servers import ephemeral_start, need_redis_server, service_port
 
 SLOTS = 16384
 
@@ -62,18 +62,11 @@ class Cluster:
         return "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in self.ports)
 
 
-def _ephemeral_start() -> int:
-    try:
-        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768
-
-
 def _free_cluster_port() -> int:
     """A free port whose cluster-bus twin (port + 10000) is free too, both below the kernel's
     ephemeral range: kernel-chosen ports are often above 55535, which Redis Cluster refuses, and a
     twin inside the range could be taken by any outgoing connection before the node binds it."""
-    top = _ephemeral_start() - 10000 - 1
+    top = ephemeral_start() - 10000 - 1
     for _ in range(200):
         port = random.randint(10000, max(10001, top))
         with contextlib.ExitStack() as stack:
@@ -154,7 +147,7 @@ class SentinelSetup:
 def redis_sentinel(*, down_after_ms: int = 1000) -> Iterator[SentinelSetup]:
     """A primary, a replica of it, and one Sentinel (quorum 1) that fails over after ``down_after_ms``."""
     binary = need_redis_server()
-    primary_port, replica_port, sentinel_port = free_port(), free_port(), free_port()
+    primary_port, replica_port, sentinel_port = service_port(), service_port(), service_port()
     common = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--loglevel", "warning"]
     with tempfile.TemporaryDirectory(prefix="hmacguard-sentinel-") as tmp:
         workdir = Path(tmp)

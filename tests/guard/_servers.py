@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from hmacguard.lab.serve import free_port, stop_process_group, wait_for_port
+from hmacguard.lab.serve import connected_to_itself, stop_process_group, wait_for_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -30,6 +31,8 @@ def need_redis_server() -> str:
 
 def _redis_ping(port: int) -> bool:
     with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+        if connected_to_itself(s):  # not redis: see service_port()
+            return False
         s.sendall(b"PING\r\n")
         return s.recv(16).startswith(b"+PONG")
     return False
@@ -45,11 +48,41 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
 
+def ephemeral_start() -> int:
+    """The first port of the kernel's range for outgoing connections (Linux; its default elsewhere)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def service_port() -> int:
+    """A free loopback port below the kernel's ephemeral range, for a server that is pinged while
+    it starts, or stopped and started again on the same port.
+
+    A port from the ephemeral range (what binding to port 0 gives) can be taken, while nothing
+    listens on it, by an outgoing connection *to* it: Linux may pick that very port as the source
+    of a connection to 127.0.0.1:port and connect the socket to itself. The start-up ping, or a
+    worker's Redis client reconnecting while the server is down, then holds the port and the
+    server cannot bind it ("redis-server did not start").
+    """
+    top = ephemeral_start() - 1
+    for _ in range(200):
+        port = random.randint(10000, max(10001, top))
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
+
+
 @contextlib.contextmanager
 def redis_server(port: int | None = None) -> Iterator[RedisServer]:
     """A throw-away redis-server: loopback only, no persistence, stopped (by pid) on exit."""
     binary = need_redis_server()
-    port = port or free_port()
+    port = port or service_port()
     process = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
          "--protected-mode", "yes", "--loglevel", "warning"],
@@ -145,7 +178,7 @@ def hypercorn(
 
 @contextlib.contextmanager
 def _server(command: list[str], env: Mapping[str, str], *, workers: int, bind: list[str]) -> Iterator[Server]:
-    port = free_port()
+    port = service_port()
     address = [*bind, f"127.0.0.1:{port}"] if bind == ["--bind"] else [*bind, str(port)]
     with tempfile.NamedTemporaryFile("w+b", suffix=".log", delete=False) as log:
         log_path = Path(log.name)

@@ -41,10 +41,25 @@ def wait_for_port(
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             raise TargetError(f"the server exited with code {process.returncode} before listening")
-        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
-            return
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5) as probe:
+            if not connected_to_itself(probe):
+                return
         time.sleep(0.05)
     raise TargetError(f"nothing listened on {host}:{port} within {timeout:.0f}s")
+
+
+def connected_to_itself(sock: socket.socket) -> bool:
+    """Whether a TCP connection's two ends are the same socket.
+
+    Connecting to a loopback port nothing listens on can succeed on Linux: when the kernel picks
+    that very port as the connection's source (the port is in its ephemeral range), the socket
+    connects to itself. To a caller waiting for a server, that is not a server -- and it holds the
+    port the server is about to bind.
+    """
+    try:
+        return bool(sock.getsockname() == sock.getpeername())
+    except OSError:
+        return False
 
 
 @dataclass(frozen=True)
