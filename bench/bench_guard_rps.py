@@ -29,8 +29,14 @@ one core and the driver to the other keeps them from trading places; fresh round
 left. The median of the per-batch wall-clock ratios is printed too, and an in-process WSGI figure
 (no server, no sockets: the guard's own cost against the inline check's) is the second claim.
 
+``--instructions`` adds the in-process comparison counted in instructions by valgrind's callgrind:
+the same code gives the same count whatever else the machine is doing, so it tells a change in the
+guard from a change in the machine between two days' figures (not the claim: an instruction of the
+guard's costs more time than one of the inline check's -- it touches more memory).
+
 Bounded: loopback, ``rounds x pairs x requests`` small requests per side, each under a socket
-timeout. Run: ``python bench/bench_guard_rps.py [--requests 250] [--pairs 10] [--rounds 8]``.
+timeout. Run: ``python bench/bench_guard_rps.py [--requests 250] [--pairs 10] [--rounds 8]
+[--instructions]``.
 """
 
 from __future__ import annotations
@@ -41,6 +47,8 @@ import hmac
 import io
 import json
 import os
+import re
+import shutil
 import socket
 import statistics
 import subprocess
@@ -212,33 +220,88 @@ def wait(port: int, process: subprocess.Popen[bytes]) -> int:
     raise SystemExit("a gunicorn server did not start its worker within 30 s")
 
 
+def prepared_environs(count: int, serial: int) -> list[dict[str, Any]]:
+    """``count`` distinct signed deliveries as WSGI environs, numbered from ``serial``."""
+    signer = Signer("github", secrets=SECRET)
+    prepared = []
+    for number in range(serial, serial + count):
+        body = b'{"action": "push", "delivery": %d}' % number
+        prepared.append({
+            "REQUEST_METHOD": "POST", "PATH_INFO": "/webhook", "REMOTE_ADDR": "127.0.0.1",
+            "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body),
+            "HTTP_X_HUB_SIGNATURE_256": signer.sign(body)["X-Hub-Signature-256"],
+        })  # fmt: skip
+    return prepared
+
+
+def call_each(app: Any, prepared: list[dict[str, Any]]) -> None:
+    """Call ``app`` on each environ as a server would: start_response, then close()."""
+    for environ in prepared:
+        result = app(environ, lambda status, headers, exc_info=None: None)
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()
+
+
 def in_process(count: int, apps: dict[str, Any] | None = None) -> dict[str, float]:
     """Requests/s calling each WSGI app directly (default: the inline check and the guarded app):
     the guard's own cost, with no server around it. Best of five rounds, the apps taking turns."""
     apps = apps or {"inline": inline_app, "guarded": guarded_app}
-    signer = Signer("github", secrets=SECRET)
     best = dict.fromkeys(apps, 0.0)
     serial = 10_000_000
     for _ in range(5):
         for name, app in apps.items():
-            prepared = []
-            for _ in range(count):
-                serial += 1
-                body = b'{"action": "push", "delivery": %d}' % serial
-                environ = {
-                    "REQUEST_METHOD": "POST", "PATH_INFO": "/webhook", "REMOTE_ADDR": "127.0.0.1",
-                    "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body),
-                    "HTTP_X_HUB_SIGNATURE_256": signer.sign(body)["X-Hub-Signature-256"],
-                }  # fmt: skip
-                prepared.append(environ)
+            prepared = prepared_environs(count, serial)
+            serial += count
             t0 = time.perf_counter()
-            for environ in prepared:
-                result = app(environ, lambda status, headers, exc_info=None: None)
-                close = getattr(result, "close", None)
-                if close is not None:
-                    close()
+            call_each(app, prepared)
             best[name] = max(best[name], count / (time.perf_counter() - t0))
     return best
+
+
+# -- instructions: the in-process claim counted, not timed ----------------------------------------
+def count_side(side: str, count: int) -> None:
+    """Internal (``--count-side``): build 2000 deliveries, send the first ``count`` through one side.
+
+    What callgrind counts in :func:`instruction_ratio`: run with 0 and with 2000, the difference is
+    the requests' own instructions (the set-up is the same in both runs).
+    """
+    prepared = prepared_environs(2000, 10_000_000)
+    call_each({"inline": inline_app, "guarded": guarded_app}[side], prepared[:count])
+
+
+def instruction_ratio(count: int = 2000) -> float | None:
+    """The in-process comparison in instructions a request, counted by valgrind's callgrind.
+
+    Deterministic: the same code gives the same count on a busy machine or a quiet one, so figures
+    from different days compare, where the timed ratio moves with the machine's load. Not the
+    claim itself (time per instruction differs: the guard's code touches more memory), a
+    resolution for it. ``None`` when valgrind is not installed.
+    """
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        print("instructions: skipped (valgrind is not installed; apt-get install valgrind)")
+        return None
+    per_request = {}
+    for side in ("inline", "guarded"):
+        collected = []
+        for n in (0, count):
+            run = subprocess.run(
+                [valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
+                 str(HERE / "bench_guard_rps.py"), "--count-side", side, str(n)],
+                capture_output=True, text=True, timeout=900, check=True,
+            )  # fmt: skip
+            found = re.search(r"Collected : (\d+)", run.stderr)
+            if found is None:
+                raise SystemExit(f"callgrind printed no count: {run.stderr[-500:]}")
+            collected.append(int(found.group(1)))
+        per_request[side] = (collected[1] - collected[0]) / count
+    ratio = per_request["inline"] / per_request["guarded"]
+    print(f"instructions a request (callgrind, {count} requests, deterministic):")
+    print(f"  inline check  {per_request['inline']:8.0f}")
+    print(f"  WSGIGuard     {per_request['guarded']:8.0f}")
+    print(f"ratio guard/inline in instructions: {ratio:.3f}  (a resolution for the timed ratio)")
+    return ratio
 
 
 #: The sides measured: name -> the path the driver sends to (see ROUTES).
@@ -343,9 +406,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     round_arguments(parser)
     parser.add_argument("--drive", help=argparse.SUPPRESS)  # internal: run as the driver process
+    parser.add_argument("--count-side", nargs=2, help=argparse.SUPPRESS)  # internal: for callgrind
+    parser.add_argument(
+        "--instructions", action="store_true",
+        help="also count the in-process comparison's instructions with valgrind (about 2 minutes)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.drive:
         print(json.dumps(drive(json.loads(args.drive), args.requests, args.pairs)))
+        return 0
+    if args.count_side:
+        count_side(args.count_side[0], int(args.count_side[1]))
         return 0
 
     rounds, placement = measure(start_gunicorn, args.rounds, args.requests, args.pairs)
@@ -356,6 +427,8 @@ def main(argv: list[str] | None = None) -> int:
     cpu_ratio = report_cpu(rounds, "WSGIGuard", TARGET)
     local = in_process(2000)
     local_ratio = report_in_process("WSGI", 1e6 / local["inline"], 1e6 / local["guarded"], "WSGIGuard")
+    if args.instructions:
+        instruction_ratio()
     return 0 if cpu_ratio >= TARGET and local_ratio >= IN_PROCESS_TARGET else 1
 
 
