@@ -92,7 +92,7 @@ def decision_log(decision: Decision) -> None:
 class DecisionSinks:
     """The sinks a guard reports to; :attr:`active` says whether anything would receive a decision."""
 
-    __slots__ = ("_failed", "_sinks")
+    __slots__ = ("_failed", "_sinks", "settle_listeners")
 
     def __init__(self, sinks: DecisionSink | Iterable[DecisionSink] | None) -> None:
         if sinks is None:
@@ -108,11 +108,34 @@ class DecisionSinks:
                 raise ConfigurationError(f"on_decision takes callables, not {sink!r}")
         self._sinks = listed
         self._failed: set[type[BaseException]] = set()
+        #: The sinks' ``settle_failed(scheme, action)`` methods, for those that have one: told when a
+        #: delivery's replay hold could not be committed or released after the answer (see
+        #: :meth:`settle_failed`). Empty: the guard does not ask to be told.
+        listeners = (getattr(sink, "settle_failed", None) for sink in listed)
+        self.settle_listeners: tuple[Callable[[str, str], None], ...] = tuple(
+            listener for listener in listeners if callable(listener)
+        )
 
     @property
     def active(self) -> bool:
         """Whether a decision would reach anyone (checked per request: the level may change)."""
         return bool(self._sinks) or log.isEnabledFor(logging.DEBUG)
+
+    def settle_failed(self, scheme: str, action: str) -> None:
+        """Tell the sinks that listen that a delivery of ``scheme`` accepted earlier could not have its
+        replay hold settled -- ``action`` ``"commit"`` (its id lapses after the pending TTL: a replay
+        after that is accepted) or ``"release"`` (its retries get 409 until then).
+
+        A decision was already reported for the delivery; this is not another one. Called after the
+        answer, from wherever the delivery is settled (a worker thread under ASGI); never raises.
+        """
+        for listener in self.settle_listeners:
+            try:
+                listener(scheme, action)
+            except Exception as exc:  # as in emit(): never changes anything, logged once per type
+                if type(exc) not in self._failed:
+                    self._failed.add(type(exc))
+                    log.warning("settle_failed listener %r failed: %s", listener, type(exc).__name__)
 
     def emit(self, decision: Decision) -> None:
         if log.isEnabledFor(logging.DEBUG):

@@ -10,6 +10,8 @@ any other instrument. The instruments carry the names and attributes of
 - histogram ``hmacguard.verification.duration`` (unit ``s``, attribute ``outcome``);
 - counter ``hmacguard.verified_with_key`` (attribute ``key_index``);
 - counter ``hmacguard.store.failed_open`` (attribute ``store``: ``replay``, ``rate-limit``);
+- counter ``hmacguard.replay.settle_failed`` (attributes ``action``: ``commit``, ``release``, and
+  ``scheme``): accepted deliveries whose replay hold could not be settled after the answer;
 - observable gauge ``hmacguard.noncurrent_secret.last_seen`` (unit ``s``: Unix time, 0 if never).
 """
 
@@ -54,6 +56,10 @@ class OpenTelemetryMetrics:
             f"{name}.store.failed_open",
             description="Protected requests let through while a store could not answer (fail-open).",
         )
+        self.settle_failures = meter.create_counter(
+            f"{name}.replay.settle_failed",
+            description="Accepted deliveries whose replay hold could not be settled after the answer.",
+        )
         meter.create_observable_gauge(
             f"{name}.noncurrent_secret.last_seen",
             callbacks=[self._observe_last_seen],
@@ -88,3 +94,7 @@ class OpenTelemetryMetrics:
                 self._last_seen = time.time()
         for store in decision.failed_open:
             self.failed_open.add(1, {"store": store})
+
+    def settle_failed(self, scheme: str, action: str) -> None:
+        """A delivery's replay hold not settled (``action``: ``commit`` or ``release``)."""
+        self.settle_failures.add(1, {"action": action, "scheme": scheme})

@@ -97,6 +97,13 @@ class Guard:
         self.verifier = verifier
         self.rate_limiter = rate_limiter
         self.sinks = DecisionSinks(on_decision)
+        # Given to each delivery accepted while a sink listens for settle failures (none: nothing
+        # set, nothing built per request).
+        scheme = verifier.scheme.name
+        settle_failed = self.sinks.settle_failed
+        self._settle_report: Callable[[str], None] | None = (
+            (lambda action: settle_failed(scheme, action)) if self.sinks.settle_listeners else None
+        )
         #: The accept-only lane blocking drivers try first for a small delivery (guard/lane.py).
         self.lane = SingleReadLane(verifier, rate_limiter)
         self._paths = None if paths is None else ProtectedPaths(paths)
@@ -174,6 +181,8 @@ class Guard:
         """
         body = accepted.body
         self._report(ACCEPTED, None, head, None, body.size, body.key_index, started, ())
+        if accepted.delivery is not None and self._settle_report is not None:
+            accepted.delivery.on_failure = self._settle_report
 
     def refuse_from_lane(
         self,
@@ -304,6 +313,8 @@ class Guard:
             if started is not None:
                 read = verification.received
                 self._report(ACCEPTED, None, head, client, read, body.key_index, started, failed_open or ())
+            if delivery is not None and self._settle_report is not None:
+                delivery.on_failure = self._settle_report
             return Accepted(body, headers, delivery)
         except RequestRejected as error:
             if verification is not None:

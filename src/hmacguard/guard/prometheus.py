@@ -18,6 +18,11 @@ never by ``import hmacguard``. Metrics (``prefix`` defaults to ``hmacguard``):
 - ``hmacguard_store_failed_open_total{store}``: protected requests decided while a store could not
   answer and, being configured ``fail_open=True``, let them through (``store``: ``replay`` -- no
   replay check; ``rate-limit`` -- no rate limit). Any increase means protection was off.
+- ``hmacguard_replay_settle_failed_total{action, scheme}``: accepted deliveries whose replay hold
+  the store could not settle after the application answered -- ``commit`` (the delivery's id is
+  kept only for the pending TTL, not the replay TTL: a replay after that is accepted) or
+  ``release`` (the sender's retries get 409 until the pending TTL lapses). Not a decision: the
+  delivery's decision was counted when it was accepted.
 
 An alert on signature failures (docs/guide.md has the scrape and more)::
 
@@ -77,6 +82,7 @@ class PrometheusMetrics:
         self.by_key = metrics.by_key
         self.noncurrent_last_seen = metrics.noncurrent_last_seen
         self.failed_open = metrics.failed_open
+        self.settle_failures = metrics.settle_failures
 
     def __call__(self, decision: Decision) -> None:
         children = self._metrics.by_outcome(decision.outcome, decision.scheme)
@@ -89,6 +95,10 @@ class PrometheusMetrics:
                 self.noncurrent_last_seen.set(time.time())
         for store in decision.failed_open:
             self.failed_open.labels(store).inc()
+
+    def settle_failed(self, scheme: str, action: str) -> None:
+        """A delivery's replay hold not settled (``action``: ``commit`` or ``release``); see above."""
+        self.settle_failures.labels(action, scheme).inc()
 
 
 class _OutcomeChildren:
@@ -140,6 +150,12 @@ class _Metrics:
             f"{prefix}_store_failed_open",
             "Protected requests let through while a store could not answer (fail-open).",
             ["store"],
+            registry=registry,
+        )
+        self.settle_failures = prom.Counter(
+            f"{prefix}_replay_settle_failed",
+            "Accepted deliveries whose replay hold could not be committed or released after the answer.",
+            ["action", "scheme"],
             registry=registry,
         )
         # (outcome, scheme) -> its children. Bounded: outcomes are the guard's own slugs and schemes

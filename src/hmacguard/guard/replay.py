@@ -36,7 +36,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from hmacguard.errors import ConfigurationError
-from hmacguard.guard.breaker import StoreCalls, shared_breaker
+from hmacguard.guard.breaker import StoreCalls, noting_failures_open, shared_breaker
 from hmacguard.guard.redis_urls import check_url, endpoint_key, keyspace_key, redis_client
 
 if TYPE_CHECKING:
@@ -100,10 +100,14 @@ class Delivery:
     replay TTL, ``False`` releases it so the sender's retry is processed. ``blocking`` says whether
     that may wait on the network (the ASGI middleware then settles in a worker thread). A store that
     fails while settling is logged, never raised into the response: a failed commit leaves the hold
-    to lapse after its pending time, a failed release leaves it to lapse the same way.
+    to lapse after its pending time (a replay after that is accepted), a failed release leaves it
+    to lapse the same way (the sender's retries get 409 until then). ``on_failure``, when set (the
+    guard sets it when a decision sink listens, see
+    :meth:`~hmacguard.guard.decision.DecisionSinks.settle_failed`), is told ``"commit"`` or
+    ``"release"`` when that happens -- a store raising, or one configured to fail open passing it by.
     """
 
-    __slots__ = ("key", "settled", "store", "token", "ttl")
+    __slots__ = ("key", "on_failure", "settled", "store", "token", "ttl")
 
     def __init__(self, store: HoldingReplayStore, key: str, token: str, ttl: float) -> None:
         self.store = store
@@ -111,6 +115,7 @@ class Delivery:
         self.token = token
         self.ttl = ttl
         self.settled = False
+        self.on_failure: Callable[[str], None] | None = None
 
     @property
     def blocking(self) -> bool:
@@ -131,17 +136,47 @@ class Delivery:
         if self.settled:
             return
         self.settled = True
-        try:
+        if self.on_failure is not None:
+            self._settle_watched(processed, self.on_failure)
+            return
+        try:  # _apply(), inlined: this is every accepted delivery's path
             if processed:
                 self.store.commit(self.key, self.token, self.ttl)
             else:
                 self.store.release(self.key, self.token)
         except Exception as exc:  # the answer is already decided; a store error must not change it
-            log.warning(
-                "replay store: could not %s a delivery (%s); its hold lapses after the pending time",
-                "commit" if processed else "release",
-                type(exc).__name__,
-            )
+            _log_settle_failure(processed, exc)
+
+    def _apply(self, processed: bool) -> None:
+        if processed:
+            self.store.commit(self.key, self.token, self.ttl)
+        else:
+            self.store.release(self.key, self.token)
+
+    def _settle_watched(self, processed: bool, report: Callable[[str], None]) -> None:
+        # A store configured to fail open raises nothing when it cannot answer: it notes itself
+        # (breaker.noting_failures_open), which is how its failure is seen here. Any other store
+        # raises (the in-memory one never fails): no noting to pay for on every delivery.
+        noted: list[str] = []
+        try:
+            if getattr(self.store, "fail_open", False):
+                noting_failures_open(noted, lambda: self._apply(processed))()
+            else:
+                self._apply(processed)
+        except Exception as exc:
+            _log_settle_failure(processed, exc)
+        else:
+            if not noted:
+                return
+        report("commit" if processed else "release")
+
+
+def _log_settle_failure(processed: bool, exc: Exception) -> None:
+    log.warning(
+        "replay store: could not %s a delivery (%s); its hold lapses after the pending time",
+        "commit" if processed else "release",
+        type(exc).__name__,
+    )
 
 
 class MemoryReplayStore:

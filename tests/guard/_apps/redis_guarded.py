@@ -10,6 +10,7 @@ PROMETHEUS_MULTIPROC_DIR is set). Every response names the worker that answered 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -94,6 +95,8 @@ async def _asgi_webhook(scope: dict[str, Any], receive: Any, send: Any) -> None:
     more = True
     while more:
         more = (await receive()).get("more_body", False)
+    hold = dict(scope["headers"]).get(b"x-test-hold", b"0")
+    await asyncio.sleep(float(hold or 0))  # as webhook() does
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": b"ok"})
 
