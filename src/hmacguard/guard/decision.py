@@ -92,7 +92,7 @@ def decision_log(decision: Decision) -> None:
 class DecisionSinks:
     """The sinks a guard reports to; :attr:`active` says whether anything would receive a decision."""
 
-    __slots__ = ("_failed", "_sinks", "settle_listeners")
+    __slots__ = ("_failed", "_settle_failed", "_sinks", "settle_listeners")
 
     def __init__(self, sinks: DecisionSink | Iterable[DecisionSink] | None) -> None:
         if sinks is None:
@@ -108,6 +108,7 @@ class DecisionSinks:
                 raise ConfigurationError(f"on_decision takes callables, not {sink!r}")
         self._sinks = listed
         self._failed: set[type[BaseException]] = set()
+        self._settle_failed: set[type[BaseException]] = set()  # apart: another method's failures
         #: The sinks' ``settle_failed(scheme, action)`` methods, for those that have one: told when a
         #: delivery's replay hold could not be committed or released after the answer (see
         #: :meth:`settle_failed`). Empty: the guard does not ask to be told.
@@ -133,8 +134,8 @@ class DecisionSinks:
             try:
                 listener(scheme, action)
             except Exception as exc:  # as in emit(): never changes anything, logged once per type
-                if type(exc) not in self._failed:
-                    self._failed.add(type(exc))
+                if type(exc) not in self._settle_failed:
+                    self._settle_failed.add(type(exc))
                     log.warning("settle_failed listener %r failed: %s", listener, type(exc).__name__)
 
     def emit(self, decision: Decision) -> None:

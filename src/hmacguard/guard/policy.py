@@ -172,6 +172,17 @@ class Guard:
             return None
         return found
 
+    def watch_outer_settling(self, found: object) -> None:
+        """This guard accepted a delivery that a guard around it holds (it vouched for that guard's
+        verification, or that hold stands for its own): that guard settles it. If that guard has no
+        sink listening for settle failures and this one has, a lost settle is reported here
+        (``found``: the hold as the integration recorded it, ``HOLD_KEY``). One report either way."""
+        report = self._settle_report
+        if report is not None:
+            hold = outer_hold(found)
+            if hold is not None and hold.delivery.on_failure is None:
+                hold.delivery.on_failure = report
+
     def report_lane_acceptance(self, head: RequestHead, accepted: Accepted, started: float) -> None:
         """Report a delivery the single-read lane accepted, as the general path reports its own.
 
@@ -313,8 +324,11 @@ class Guard:
             if started is not None:
                 read = verification.received
                 self._report(ACCEPTED, None, head, client, read, body.key_index, started, failed_open or ())
-            if delivery is not None and self._settle_report is not None:
-                delivery.on_failure = self._settle_report
+            if self._settle_report is not None:
+                if delivery is not None:
+                    delivery.on_failure = self._settle_report
+                elif held_outside is not None and held_outside.delivery.on_failure is None:
+                    held_outside.delivery.on_failure = self._settle_report  # watch_outer_settling()
             return Accepted(body, headers, delivery)
         except RequestRejected as error:
             if verification is not None:

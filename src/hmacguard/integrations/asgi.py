@@ -337,7 +337,10 @@ def vouched_in(guard: Guard, scope: Scope) -> Accepted | None:
     if outer is None:
         return None
     vouched = guard.vouched(outer, scope.get(GUARD_KEY))
-    return None if vouched is None else Accepted(vouched, [], None)
+    if vouched is None:
+        return None
+    guard.watch_outer_settling(scope.get(HOLD_KEY))
+    return Accepted(vouched, [], None)
 
 
 def again_from_outer(scope: Scope, receive: Receive, chunk_size: int) -> tuple[Receive, OuterHold | None]:

@@ -163,6 +163,7 @@ class VerifiedBodyDependency:
         already = request.scope.get(VERIFIED_KEY)
         vouched = None if already is None else self.guard.vouched(already, request.scope.get(GUARD_KEY))
         if vouched is not None:
+            self.guard.watch_outer_settling(request.scope.get(HOLD_KEY))
             yield vouched  # the middleware verified it, and settles and releases it
             return
         # Otherwise verified here -- also a body a middleware verified for another provider or

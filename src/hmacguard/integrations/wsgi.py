@@ -165,6 +165,7 @@ def guard_environ(guard: Guard, environ: dict[str, Any]) -> Outcome:
             vouched = guard.vouched(outer, environ.get(GUARD_KEY))
             if vouched is not None:
                 vouched.file.seek(0)  # whole, whatever read it in between
+                guard.watch_outer_settling(environ.get(HOLD_KEY))
                 return Accepted(vouched, [], None)  # the outer guard settles its delivery
             # Verified again from the body the outer guard verified, from its start, whatever a
             # middleware in between read or put in its place (as under ASGI: again_from_outer).
