@@ -15,7 +15,6 @@ import itertools
 import logging
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -209,13 +208,6 @@ def _values(samples: list[Any], suffix: str, label: str) -> dict[str, float]:
 def _failing_open_with_metrics(redis_url: str) -> dict[str, str]:
     """The environment of _apps/redis_guarded.py: on ``redis_url``, fail-open, /metrics served."""
     return {"HMACGUARD_TEST_REDIS": redis_url, "HMACGUARD_TEST_FAIL_OPEN": "1", "HMACGUARD_TEST_METRICS": "1"}
-
-
-@pytest.fixture
-def multiprocess_dir(tmp_path: Path) -> str:
-    directory = tmp_path / "prometheus"
-    directory.mkdir()
-    return str(directory)
 
 
 @pytest.mark.slow

@@ -13,17 +13,13 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
-import signal
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -41,10 +37,11 @@ from hmacguard.guard import breaker
 from hmacguard.guard.replay import Delivery
 from hmacguard.lab.serve import free_port
 
+from . import _redis_app as redis_app
 from ._inprocess import asgi_request, wsgi_environ, wsgi_request
 from ._nesting import Seen, nested
 from ._nesting import post as nested_post
-from ._servers import Server, gunicorn, need_redis_server, redis_server, uvicorn
+from ._servers import gunicorn, need_redis_server, redis_server, uvicorn
 
 SECRET = "review-settle-secret"
 github = Signer("github", secrets=SECRET)
@@ -567,65 +564,6 @@ def test_settles_in_worker_threads_do_not_see_each_others_failures() -> None:
 
 
 # -- 6. real servers: redis-server stopped or SIGSTOPped while the application holds -----------------
-APP = "tests.guard._apps.redis_guarded"
-REDIS_SECRET = "whsec_cmVkaXMtdGVzdC1zZWNyZXQ="
-webhooks = Signer("standard-webhooks", secrets=REDIS_SECRET)
-
-
-def redis_delivery() -> tuple[bytes, dict[str, str]]:
-    body = b'{"review": %d}' % next(serial)
-    return body, webhooks.sign(body, message_id=f"msg_{uuid.uuid4().hex}")
-
-
-def post(server: Server, body: bytes, headers: dict[str, str], hold: float = 0.0) -> httpx.Response:
-    extra = {"X-Test-Hold": str(hold), "X-Test-Client": "review"}
-    return httpx.post(server.base_url + "/webhook", content=body, headers={**headers, **extra}, timeout=20)
-
-
-def scraped(server: Server) -> dict[str, float]:
-    from prometheus_client.parser import text_string_to_metric_families
-
-    text = httpx.get(server.base_url + "/metrics", timeout=10).text
-    return {
-        sample.labels["action"]: sample.value
-        for family in text_string_to_metric_families(text)
-        if family.name == "hmacguard_replay_settle_failed"
-        for sample in family.samples
-        if sample.name == METRIC
-    }
-
-
-def during_the_hold(server: Server, redis: Any, how: str, count: int = 1, hold: float = 1.5) -> list[int]:
-    """``count`` deliveries the application holds ``hold`` seconds; Redis stopped (``terminate``)
-    or frozen (``sigstop``) meanwhile; their statuses. A frozen Redis is continued only once
-    ``count`` settle failures are scraped (or after 10 s): under ASGI the answer is out before its
-    commit is tried, and a commit tried after SIGCONT would succeed."""
-    with ThreadPoolExecutor(count) as pool:
-        answers = [pool.submit(post, server, *redis_delivery(), hold) for _ in range(count)]
-        time.sleep(hold / 3)
-        if how == "sigstop":
-            os.kill(redis.process.pid, signal.SIGSTOP)
-        else:
-            redis.process.terminate()
-            redis.process.wait(timeout=10)
-        try:
-            statuses = [answer.result().status_code for answer in answers]
-            deadline = time.monotonic() + 10
-            while scraped(server).get("commit", 0) < count and time.monotonic() < deadline:
-                time.sleep(0.1)
-            return statuses
-        finally:
-            if how == "sigstop":
-                os.kill(redis.process.pid, signal.SIGCONT)
-
-
-@pytest.fixture
-def multiprocess_dir(tmp_path: Path) -> str:
-    directory = tmp_path / "prometheus"
-    directory.mkdir()
-    return str(directory)
-
-
 @pytest.mark.slow
 @pytest.mark.redis
 @pytest.mark.parametrize("worker_class", ["sync", "gthread"])
@@ -641,13 +579,13 @@ def test_gunicorn_counts_each_lost_commit_once(worker_class: str, how: str, mult
         }
         threads = 4 if worker_class == "gthread" else 1
         with gunicorn(
-            f"{APP}:application", env, workers=2, worker_class=worker_class, threads=threads
+            f"{redis_app.APP}:application", env, workers=2, worker_class=worker_class, threads=threads
         ) as server:
-            assert post(server, *redis_delivery()).status_code == 200
-            assert scraped(server) == {}
+            assert redis_app.post(server, *redis_app.delivery()).status_code == 200
+            assert redis_app.scraped_settle_failures(server) == {}
             count = 4 if worker_class == "gthread" else 2
-            assert during_the_hold(server, redis, how, count) == [200] * count
-            assert scraped(server) == {"commit": float(count)}
+            assert redis_app.during_the_hold(server, redis, how, count) == [200] * count
+            assert redis_app.scraped_settle_failures(server) == {"commit": float(count)}
             log = server.log()
     assert "Traceback" not in log
 
@@ -663,12 +601,12 @@ def test_uvicorn_counts_each_commit_lost_to_a_frozen_redis(fail_open: bool) -> N
             "HMACGUARD_TEST_METRICS": "1",
             "HMACGUARD_TEST_FAIL_OPEN": "1" if fail_open else "0",
         }
-        with uvicorn(f"{APP}:asgi", env) as server:
-            assert post(server, *redis_delivery()).status_code == 200
-            assert during_the_hold(server, redis, "sigstop", 3) == [200] * 3
-            assert scraped(server) == {"commit": 3.0}
+        with uvicorn(f"{redis_app.APP}:asgi", env) as server:
+            assert redis_app.post(server, *redis_app.delivery()).status_code == 200
+            assert redis_app.during_the_hold(server, redis, "sigstop", 3) == [200] * 3
+            assert redis_app.scraped_settle_failures(server) == {"commit": 3.0}
             time.sleep(0.6)  # Redis continued: nothing settles (or counts) a second time
-            assert scraped(server) == {"commit": 3.0}
+            assert redis_app.scraped_settle_failures(server) == {"commit": 3.0}
             assert "Traceback" not in server.log()
 
 

@@ -15,13 +15,8 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
-import time
-import uuid
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -38,8 +33,9 @@ from hmacguard import (
 )
 from hmacguard.lab.serve import free_port
 
+from . import _redis_app as redis_app
 from ._inprocess import asgi_request, wsgi_request
-from ._servers import Server, gunicorn, need_redis_server, redis_server, uvicorn
+from ._servers import gunicorn, need_redis_server, redis_server, uvicorn
 
 SECRET = "settle-failure-secret"
 github = Signer("github", secrets=SECRET)
@@ -255,52 +251,6 @@ def test_settled_from_another_thread_it_is_still_counted() -> None:
 
 
 # -- under real servers: a real redis-server stopped while the application holds the delivery ------
-APP = "tests.guard._apps.redis_guarded"
-REDIS_SECRET = "whsec_cmVkaXMtdGVzdC1zZWNyZXQ="  # _apps/redis_guarded.py's
-webhooks = Signer("standard-webhooks", secrets=REDIS_SECRET)
-
-
-def redis_delivery() -> tuple[bytes, dict[str, str]]:
-    body = b'{"n": %d}' % next(serial)
-    return body, webhooks.sign(body, message_id=f"msg_{uuid.uuid4().hex}")
-
-
-def post(server: Server, body: bytes, headers: dict[str, str], hold: float = 0.0) -> httpx.Response:
-    extra = {"X-Test-Hold": str(hold), "X-Test-Client": "one"}
-    return httpx.post(server.base_url + "/webhook", content=body, headers={**headers, **extra}, timeout=20)
-
-
-def scraped_settle_failures(server: Server) -> dict[str, float]:
-    from prometheus_client.parser import text_string_to_metric_families
-
-    text = httpx.get(server.base_url + "/metrics", timeout=10).text
-    return {
-        sample.labels["action"]: sample.value
-        for family in text_string_to_metric_families(text)
-        if family.name == "hmacguard_replay_settle_failed"
-        for sample in family.samples
-        if sample.name == METRIC
-    }
-
-
-def stop_redis_during_the_hold(server: Server, redis: Any, hold: float = 1.5) -> httpx.Response:
-    """Send a delivery the application holds ``hold`` seconds; stop Redis meanwhile (after the
-    guard has held its id); return the application's answer."""
-    with ThreadPoolExecutor(1) as pool:
-        answer = pool.submit(post, server, *redis_delivery(), hold)
-        time.sleep(hold / 3)  # the request is in the application by now: verified and held
-        redis.process.terminate()
-        redis.process.wait(timeout=10)
-        return answer.result()
-
-
-@pytest.fixture
-def multiprocess_dir(tmp_path: Path) -> str:
-    directory = tmp_path / "prometheus"
-    directory.mkdir()
-    return str(directory)
-
-
 @pytest.mark.slow
 @pytest.mark.redis
 @pytest.mark.parametrize("fail_open", [False, True], ids=["fail-closed", "fail-open"])
@@ -313,11 +263,10 @@ def test_gunicorn_counts_a_commit_lost_to_a_redis_outage(fail_open: bool, multip
             "HMACGUARD_TEST_METRICS": "1",
             "PROMETHEUS_MULTIPROC_DIR": multiprocess_dir,
         }
-        with gunicorn(f"{APP}:application", env, workers=2) as server:
-            assert post(server, *redis_delivery()).status_code == 200  # healthy: nothing counted
-            answer = stop_redis_during_the_hold(server, redis)
-            assert answer.status_code == 200  # processed; only its commit was lost
-            assert scraped_settle_failures(server) == {"commit": 1.0}
+        with gunicorn(f"{redis_app.APP}:application", env, workers=2) as server:
+            assert redis_app.post(server, *redis_app.delivery()).status_code == 200  # healthy
+            assert redis_app.during_the_hold(server, redis) == [200]  # processed; only its commit was lost
+            assert redis_app.scraped_settle_failures(server) == {"commit": 1.0}
             log = server.log()
     assert "Traceback" not in log
     if not fail_open:
@@ -330,9 +279,8 @@ def test_uvicorn_counts_a_commit_lost_to_a_redis_outage() -> None:
     need_redis_server()
     with redis_server() as redis:
         env = {"HMACGUARD_TEST_REDIS": redis.url, "HMACGUARD_TEST_METRICS": "1"}
-        with uvicorn(f"{APP}:asgi", env) as server:
-            assert post(server, *redis_delivery()).status_code == 200
-            answer = stop_redis_during_the_hold(server, redis)
-            assert answer.status_code == 200
-            assert scraped_settle_failures(server) == {"commit": 1.0}
+        with uvicorn(f"{redis_app.APP}:asgi", env) as server:
+            assert redis_app.post(server, *redis_app.delivery()).status_code == 200
+            assert redis_app.during_the_hold(server, redis) == [200]
+            assert redis_app.scraped_settle_failures(server) == {"commit": 1.0}
             assert "Traceback" not in server.log()
