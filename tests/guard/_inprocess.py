@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import socket
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -186,3 +187,15 @@ async def asgi_status(app: Any, body: bytes, headers: list[tuple[bytes, bytes]])
 
     await app(webhook_scope(headers), body_then_wait(body), send)
     return int(sent[0]["status"])
+
+
+class CountingSocket(socket.socket):
+    """A real socket that records the timeouts set on it (what the guard's read deadline does)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.timeouts: list[float | None] = []
+
+    def settimeout(self, value: float | None) -> None:
+        self.timeouts.append(value)
+        super().settimeout(value)

@@ -20,20 +20,10 @@ from hmacguard import Signer, Verifier
 from hmacguard.guard.policy import Accepted, Guard
 from hmacguard.integrations.wsgi import _held_in_memory, guard_environ
 
+from ._inprocess import CountingSocket
+
 SECRET = "read-ahead-secret"
 BODY = b'{"delivery": "read-ahead"}'
-
-
-class CountingSocket(socket.socket):
-    """A real socket that records the timeouts set on it."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.timeouts: list[float | None] = []
-
-    def settimeout(self, value: float | None) -> None:
-        self.timeouts.append(value)
-        super().settimeout(value)
 
 
 @pytest.fixture

@@ -34,7 +34,7 @@ from hmacguard.http import EnvironHeaders
 from hmacguard.schemes import SCHEME_NAMES, GitHubScheme, SignatureClaim, get_scheme
 from hmacguard.schemes.generic import GenericScheme
 
-from ._inprocess import call_wsgi, wsgi_environ
+from ._inprocess import CountingSocket, call_wsgi, wsgi_environ
 
 SECRET = "whsec_" + base64.b64encode(b"review-lane-cut-secret").decode()
 OTHER = "whsec_" + base64.b64encode(b"review-lane-cut-other").decode()
@@ -645,18 +645,6 @@ def test_a_whole_response_closes_the_body_at_close() -> None:
     assert seen["file"].closed
 
 
-class Recording(socket.socket):
-    """A real socket recording the timeouts set on it."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.timeouts: list[float | None] = []
-
-    def settimeout(self, value: float | None) -> None:
-        self.timeouts.append(value)
-        super().settimeout(value)
-
-
 class Unbuffered:
     """A wsgi.input gunicorn could not serve from memory (no buffer to look at)."""
 
@@ -675,7 +663,7 @@ def test_the_lane_sets_and_restores_the_socket_timeout_only_with_gunicorn_socket
     environ = wsgi_environ("POST", "/hook", Unbuffered(body), signed(body), content_length=False)
     environ["CONTENT_LENGTH"] = str(len(body))
     environ["wsgi.input_terminated"] = False
-    sock = Recording(socket.AF_INET, socket.SOCK_STREAM)
+    sock = CountingSocket(socket.AF_INET, socket.SOCK_STREAM)
     try:
         sock.settimeout(7.0)
         sock.timeouts.clear()
