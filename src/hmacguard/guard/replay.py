@@ -188,6 +188,9 @@ class MemoryReplayStore:
     """
 
     blocking = False
+    #: Never unavailable, so never failing open (asked when a settle is watched: a missing
+    #: attribute would cost an exception inside getattr on every watched delivery).
+    fail_open = False
 
     def __init__(
         self,
