@@ -177,11 +177,17 @@ class Guard:
         verification, or that hold stands for its own): that guard settles it. If that guard has no
         sink listening for settle failures and this one has, a lost settle is reported here
         (``found``: the hold as the integration recorded it, ``HOLD_KEY``). One report either way."""
-        report = self._settle_report
-        if report is not None:
-            hold = outer_hold(found)
-            if hold is not None and hold.delivery.on_failure is None:
-                hold.delivery.on_failure = report
+        if self._settle_report is not None:
+            self._listen_for_settling(None, outer_hold(found))
+
+    def _listen_for_settling(self, delivery: Delivery | None, outer: OuterHold | None) -> None:
+        """Have a lost settle reported to this guard's listeners (there are some): ``delivery``'s,
+        this guard's own hold; else, when it holds nothing because ``outer`` stands for it, that
+        hold's -- unless the guard that took it has listeners of its own (one report either way)."""
+        if delivery is not None:
+            delivery.on_failure = self._settle_report
+        elif outer is not None and outer.delivery.on_failure is None:
+            outer.delivery.on_failure = self._settle_report
 
     def report_lane_acceptance(self, head: RequestHead, accepted: Accepted, started: float) -> None:
         """Report a delivery the single-read lane accepted, as the general path reports its own.
@@ -193,7 +199,7 @@ class Guard:
         body = accepted.body
         self._report(ACCEPTED, None, head, None, body.size, body.key_index, started, ())
         if accepted.delivery is not None and self._settle_report is not None:
-            accepted.delivery.on_failure = self._settle_report
+            self._listen_for_settling(accepted.delivery, None)
 
     def refuse_from_lane(
         self,
@@ -325,10 +331,7 @@ class Guard:
                 read = verification.received
                 self._report(ACCEPTED, None, head, client, read, body.key_index, started, failed_open or ())
             if self._settle_report is not None:
-                if delivery is not None:
-                    delivery.on_failure = self._settle_report
-                elif held_outside is not None and held_outside.delivery.on_failure is None:
-                    held_outside.delivery.on_failure = self._settle_report  # watch_outer_settling()
+                self._listen_for_settling(delivery, held_outside)
             return Accepted(body, headers, delivery)
         except RequestRejected as error:
             if verification is not None:

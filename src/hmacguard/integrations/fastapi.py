@@ -60,6 +60,7 @@ from hmacguard.integrations.asgi import (
     head_from_scope,
     replaying_receive,
     settle,
+    vouched_in,
 )
 
 __all__ = ["DeliverySettler", "GuardRejection", "VerifiedBodyDependency", "add_problem_handler", "install"]
@@ -160,11 +161,9 @@ class VerifiedBodyDependency:
     async def __call__(
         self, request: Request, response: Response, background: BackgroundTasks
     ) -> AsyncIterator[VerifiedBody]:
-        already = request.scope.get(VERIFIED_KEY)
-        vouched = None if already is None else self.guard.vouched(already, request.scope.get(GUARD_KEY))
+        vouched = vouched_in(self.guard, request.scope)
         if vouched is not None:
-            self.guard.watch_outer_settling(request.scope.get(HOLD_KEY))
-            yield vouched  # the middleware verified it, and settles and releases it
+            yield vouched.body  # the middleware verified it, and settles and releases it
             return
         # Otherwise verified here -- also a body a middleware verified for another provider or
         # tenant (read again from the middleware's replay of it, under this verifier's secrets).
