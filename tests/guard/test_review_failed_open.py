@@ -342,7 +342,9 @@ def test_a_raising_sink_changes_nothing_for_the_others_or_the_next_decision(
 def test_a_store_failing_only_on_commit_after_the_response_is_noted_nowhere() -> None:
     """The hold answered; the commit, after the decision was reported, fails open. The decision was
     right when it was taken (nothing failed before it); the failed commit is noted on no decision --
-    neither this one (already reported) nor the next one taken on the same thread or task."""
+    neither this one (already reported) nor the next one taken on the same thread or task. (A sink
+    with ``settle_failed`` counts it instead: tests/guard/test_settle_failures.py; these lambdas
+    have none, so the commits run with nothing noting.)"""
     seen: list[tuple[str, Decision]] = []
     stub = StubRedis(fail_scripts=True)
     committing = WSGIGuard(
