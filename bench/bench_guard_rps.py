@@ -29,6 +29,13 @@ one core and the driver to the other keeps them from trading places; fresh round
 left. The median of the per-batch wall-clock ratios is printed too, and an in-process WSGI figure
 (no server, no sockets: the guard's own cost against the inline check's) is the second claim.
 
+In-process, a third side is measured beside them: the floor (``floor_app``), the guarantees the guard
+gives and the inline check does not -- replay ids bounded in number and time, a delivery held while
+the application runs and released when it fails, the verified body handed over as a file -- written
+by hand as one function, at their cheapest. floor/inline is how close any guard giving those
+guarantees in Python could come to the inline check; guard/floor is the part of the gap that is the
+guard's own (its structure: the lane's steps, the settling wrapper, the objects it hands over).
+
 ``--instructions`` adds the in-process comparison counted in instructions by valgrind's callgrind:
 the same code gives the same count whatever else the machine is doing, so it tells a change in the
 guard from a change in the machine between two days' figures (not the claim: an instruction of the
@@ -42,6 +49,7 @@ timeout. Run: ``python bench/bench_guard_rps.py [--requests 250] [--pairs 10] [-
 from __future__ import annotations
 
 import argparse
+import collections
 import hashlib
 import hmac
 import io
@@ -53,6 +61,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -109,6 +118,80 @@ SEEN: set[str] = set()
 
 
 guarded_app = WSGIGuard(bare_app, verifier=Verifier("github", secrets=SECRET))
+
+
+# -- the floor: the guard's guarantees, written by hand as one function ---------------------------
+# Not a side gunicorn serves: an in-process reference for how far below the inline check any guard
+# giving what the inline check does not give must sit. Those guarantees, at their cheapest:
+# - replay ids bounded in number and in time (the inline check's set grows for ever: the memory
+#   exhaustion this project exists to stop), under a lock so that threads share one store;
+# - a delivery held while the application runs, committed when it answered below 500, released
+#   otherwise (a delivery the application did not process stays deliverable);
+# - the verified body handed to the application as a file to read (the inline check is the
+#   application: nothing to hand over).
+# Left out, and still in the guard: signed timestamps, several secrets, every refusal's problem+json
+# answer, path matching, decision reports, the socket's read deadline, nested guards.
+FLOOR_TTL = 60.0 * 60 * 24 * 3  # what Verifier("github") keeps a delivery id for
+FLOOR_PENDING_TTL = 60.0
+FLOOR_MAX_ENTRIES = 100_000
+FLOOR_KEY = hmac.new(SECRET.encode(), digestmod=hashlib.sha256)
+floor_entries: collections.OrderedDict[str, tuple[float, bool]] = collections.OrderedDict()
+floor_lock = threading.Lock()
+
+
+def floor_app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+    signature = environ.get("HTTP_X_HUB_SIGNATURE_256", "")
+    if not signature.startswith("sha256="):
+        return _answer(start_response, "400 Bad Request", b"bad signature header")
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return _answer(start_response, "400 Bad Request", b"bad length")
+    if length > CAP:
+        return _answer(start_response, "413 Content Too Large", b"too large")
+    body = environ["wsgi.input"].read(length)  # one read: the bench's bodies are tiny
+    if len(body) != length:
+        return _answer(start_response, "400 Bad Request", b"short body")
+    mac = FLOOR_KEY.copy()
+    mac.update(body)
+    digest = mac.digest()
+    if not hmac.compare_digest("sha256=" + digest.hex(), signature):
+        return _answer(start_response, "401 Unauthorized", b"signature mismatch")
+    key = digest[:16].hex()
+    now = time.monotonic()
+    with floor_lock:
+        while floor_entries:  # expired ids leave from the front (insertion order ~ expiry order)
+            first, (expiry, _) = next(iter(floor_entries.items()))
+            if expiry > now:
+                break
+            del floor_entries[first]
+        held = floor_entries.get(key)
+        if held is not None and held[0] > now:
+            return _answer(start_response, "409 Conflict", b"already processed")
+        floor_entries[key] = (now + FLOOR_PENDING_TTL, False)
+        if len(floor_entries) > FLOOR_MAX_ENTRIES:
+            floor_entries.popitem(last=False)
+    environ["wsgi.input"] = io.BytesIO(body)
+    environ["CONTENT_LENGTH"] = str(length)
+    statuses: list[int] = []
+
+    def seen(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        statuses.append(int(status[:3]))
+        return start_response(status, headers, exc_info)
+
+    try:
+        answer = bare_app(environ, seen)
+    except BaseException:
+        statuses.append(500)
+        raise
+    finally:  # the bench's application answers with a list: settled as it returns
+        with floor_lock:
+            if statuses and statuses[-1] < 500:
+                floor_entries[key] = (time.monotonic() + FLOOR_TTL, True)
+            else:
+                floor_entries.pop(key, None)
+    return answer
+
 
 #: Path -> the application that serves it. One gunicorn worker serves all three (see the docstring).
 ROUTES = {"/inline": inline_app, "/guarded": guarded_app, "/control": inline_app}
@@ -267,7 +350,7 @@ def count_side(side: str, count: int) -> None:
     the requests' own instructions (the set-up is the same in both runs).
     """
     prepared = prepared_environs(2000, 10_000_000)
-    call_each({"inline": inline_app, "guarded": guarded_app}[side], prepared[:count])
+    call_each({"inline": inline_app, "guarded": guarded_app, "floor": floor_app}[side], prepared[:count])
 
 
 def instruction_ratio(count: int = 2000) -> float | None:
@@ -283,7 +366,7 @@ def instruction_ratio(count: int = 2000) -> float | None:
         print("instructions: skipped (valgrind is not installed; apt-get install valgrind)")
         return None
     per_request = {}
-    for side in ("inline", "guarded"):
+    for side in ("inline", "guarded", "floor"):
         collected = []
         for n in (0, count):
             run = subprocess.run(
@@ -300,7 +383,9 @@ def instruction_ratio(count: int = 2000) -> float | None:
     print(f"instructions a request (callgrind, {count} requests, deterministic):")
     print(f"  inline check  {per_request['inline']:8.0f}")
     print(f"  WSGIGuard     {per_request['guarded']:8.0f}")
+    print(f"  floor         {per_request['floor']:8.0f}  (the guarantees by hand, see floor_app)")
     print(f"ratio guard/inline in instructions: {ratio:.3f}  (a resolution for the timed ratio)")
+    print(f"ratio floor/inline in instructions: {per_request['inline'] / per_request['floor']:.3f}")
     return ratio
 
 
@@ -425,11 +510,22 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.rounds} rounds of a fresh server x {args.pairs} batches of {args.requests} requests per side:"
     )
     cpu_ratio = report_cpu(rounds, "WSGIGuard", TARGET)
-    local = in_process(2000)
+    local = in_process(2000, {"inline": inline_app, "guarded": guarded_app, "floor": floor_app})
     local_ratio = report_in_process("WSGI", 1e6 / local["inline"], 1e6 / local["guarded"], "WSGIGuard")
+    report_floor(1e6 / local["inline"], 1e6 / local["guarded"], 1e6 / local["floor"])
     if args.instructions:
         instruction_ratio()
     return 0 if cpu_ratio >= TARGET and local_ratio >= IN_PROCESS_TARGET else 1
+
+
+def report_floor(inline_us: float, guarded_us: float, floor_us: float) -> None:
+    """Print the hand-written floor's figures (see ``floor_app``): what the guard's guarantees cost
+    at their cheapest, so how much of the in-process gap is the guard's and how much the guarantees'."""
+    print(f"  floor         {floor_us:6.1f} us a request  (the guarantees by hand, see floor_app)")
+    print(
+        f"ratio floor/inline in-process:     {inline_us / floor_us:.3f}  "
+        f"(guard/floor {floor_us / guarded_us:.3f}: the guard's own share of the gap)"
+    )
 
 
 def report_in_process(kind: str, inline_us: float, guarded_us: float, guard_label: str) -> float:
