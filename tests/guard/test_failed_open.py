@@ -173,7 +173,10 @@ def test_prometheus_and_opentelemetry_count_them() -> None:
     for _ in range(4):
         assert wsgi_request(app, *delivery()).status == 200
     for store in ("replay", "rate-limit"):
-        assert registry.get_sample_value("hmacguard_store_failed_open_total", {"store": store}) == 4
+        assert (
+            registry.get_sample_value("hmacguard_store_failed_open_total", {"store": store, "receiver": ""})
+            == 4
+        )
     points = [
         point
         for resource in reader.get_metrics_data().resource_metrics

@@ -90,7 +90,9 @@ def test_a_commit_that_fails_is_counted_and_the_answer_stands(lane: bool) -> Non
     assert settle_counts(registry) == {("commit", "github"): 1.0}
     # One decision for the delivery: the settle failure is not another one.
     assert (
-        registry.get_sample_value("hmacguard_decisions_total", {"outcome": "accepted", "scheme": "github"})
+        registry.get_sample_value(
+            "hmacguard_decisions_total", {"outcome": "accepted", "scheme": "github", "receiver": ""}
+        )
         == 1
     )
 

@@ -21,7 +21,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple
 
-__all__ = ["ACCEPTED", "Decision", "DecisionSink", "DecisionSinks", "decision_log"]
+__all__ = ["ACCEPTED", "Decision", "DecisionSink", "DecisionSinks", "decision_log", "receiver_name"]
 
 log = logging.getLogger("hmacguard")
 #: ``Decision.outcome`` of a delivery handed to the application (refusals carry their problem slug).
@@ -82,6 +82,23 @@ def _one_line(text: str | None) -> str | None:
     if text is None or text.isprintable():
         return text
     return text.encode("unicode_escape").decode("ascii")
+
+
+#: The longest ``receiver`` name a metrics sink takes (a label value: short, and the operator's).
+MAX_RECEIVER = 64
+
+
+def receiver_name(name: object) -> str:
+    """``name`` checked as a metrics sink's ``receiver`` (the label or attribute that tells guards of
+    one scheme apart): text of up to :data:`MAX_RECEIVER` printable ASCII characters, empty for none.
+    Raises ConfigurationError otherwise, at start-up."""
+    if type(name) is not str or len(name) > MAX_RECEIVER or not (name.isascii() and name.isprintable()):
+        from hmacguard.errors import ConfigurationError  # as in DecisionSinks: only when refusing
+
+        raise ConfigurationError(
+            f"receiver must be text of up to {MAX_RECEIVER} printable ASCII characters, not {name!r}"
+        )
+    return name
 
 
 def decision_log(decision: Decision) -> None:

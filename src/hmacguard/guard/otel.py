@@ -12,33 +12,93 @@ any other instrument. The instruments carry the names and attributes of
 - counter ``hmacguard.store.failed_open`` (attribute ``store``: ``replay``, ``rate-limit``);
 - counter ``hmacguard.replay.settle_failed`` (attributes ``action``: ``commit``, ``release``, and
   ``scheme``): accepted deliveries whose replay hold could not be settled after the answer;
-- observable gauge ``hmacguard.noncurrent_secret.last_seen`` (unit ``s``: Unix time, 0 if never).
+- observable gauge ``hmacguard.noncurrent_secret.last_seen`` (unit ``s``: Unix time, 0 if never),
+  one point per ``receiver``.
+
+``receiver`` (see :class:`OpenTelemetryMetrics`) adds a ``receiver`` attribute to every point when
+it is not empty; without it the points are as they always were.
 """
 
 from __future__ import annotations
 
+import threading
 import time
+import weakref
 from collections.abc import Iterable
 from typing import Any
 
 from hmacguard.errors import ConfigurationError
-from hmacguard.guard.decision import Decision
+from hmacguard.guard.decision import Decision, receiver_name
 
 __all__ = ["OpenTelemetryMetrics"]
 
 
 class OpenTelemetryMetrics:
-    """A decision sink recording the instruments above with ``meter_provider`` (default: global)."""
+    """A decision sink recording the instruments above with ``meter_provider`` (default: global).
 
-    def __init__(self, *, meter_provider: Any = None, name: str = "hmacguard") -> None:
+    Build as many as you like: those on the same meter provider and ``name`` share one set of
+    instruments (the SDK keeps the first of two instruments of one name and drops the second's
+    callbacks: before this sharing, a second guard's non-current-secret gauge was never observed).
+    ``receiver``: a name for what this sink watches, as for
+    :class:`~hmacguard.guard.prometheus.PrometheusMetrics` -- it tells guards of one scheme apart.
+    """
+
+    def __init__(self, *, meter_provider: Any = None, name: str = "hmacguard", receiver: str = "") -> None:
+        receiver = receiver_name(receiver)
         try:
             from opentelemetry import metrics
         except ImportError:
             raise ConfigurationError(
                 "OpenTelemetryMetrics needs opentelemetry-api: pip install 'hmacguard[opentelemetry]'"
             ) from None
+        provider = metrics.get_meter_provider() if meter_provider is None else meter_provider
+        instruments = _shared(metrics, provider, name)
+        instruments.last_seen.setdefault(receiver, 0.0)
+        self._instruments = instruments
+        self.receiver = receiver
+        self.decisions = instruments.decisions
+        self.body_bytes = instruments.body_bytes
+        self.duration = instruments.duration
+        self.by_key = instruments.by_key
+        self.failed_open = instruments.failed_open
+        self.settle_failures = instruments.settle_failures
+        # Attributes of every point: the receiver's, when named (an empty name adds nothing).
+        self._own: dict[str, str] = {"receiver": receiver} if receiver else {}
+        self._attribute_maps: dict[tuple[str, str], tuple[dict[str, str], dict[str, str]]] = {}
+
+    def _attributes(self, outcome: str, scheme: str) -> tuple[dict[str, str], dict[str, str]]:
+        """The attribute maps for one outcome and scheme, built once (bounded: the guard's own slugs
+        and the configured schemes). The SDK does not keep or change them."""
+        found = self._attribute_maps.get((outcome, scheme))
+        if found is None:
+            found = self._attribute_maps[outcome, scheme] = (
+                {"outcome": outcome, **self._own},
+                {"outcome": outcome, "scheme": scheme, **self._own},
+            )
+        return found
+
+    def __call__(self, decision: Decision) -> None:
+        outcome, both = self._attributes(decision.outcome, decision.scheme)
+        self.decisions.add(1, both)
+        self.body_bytes.record(decision.bytes_read, outcome)
+        self.duration.record(decision.duration, outcome)
+        if decision.key_index is not None:
+            self.by_key.add(1, {"key_index": str(decision.key_index), **self._own})
+            if decision.key_index > 0:
+                self._instruments.last_seen[self.receiver] = time.time()
+        for store in decision.failed_open:
+            self.failed_open.add(1, {"store": store, **self._own})
+
+    def settle_failed(self, scheme: str, action: str) -> None:
+        """A delivery's replay hold not settled (``action``: ``commit`` or ``release``)."""
+        self.settle_failures.add(1, {"action": action, "scheme": scheme, **self._own})
+
+
+class _Instruments:
+    """The instruments of one meter provider and name, and the gauge's readings by receiver."""
+
+    def __init__(self, metrics: Any, meter_provider: Any, name: str) -> None:
         meter = metrics.get_meter(name, meter_provider=meter_provider)
-        self._last_seen = 0.0
         self.decisions = meter.create_counter(
             f"{name}.decisions", description="Protected requests, by outcome."
         )
@@ -60,41 +120,35 @@ class OpenTelemetryMetrics:
             f"{name}.replay.settle_failed",
             description="Accepted deliveries whose replay hold could not be settled after the answer.",
         )
+        #: Receiver -> Unix time of its last delivery verified with a non-current secret (0: never).
+        #: Written by the sinks (a float per key: safe under the GIL), read by the gauge's callback.
+        self.last_seen: dict[str, float] = {}
+        self._observation = metrics.Observation
         meter.create_observable_gauge(
             f"{name}.noncurrent_secret.last_seen",
             callbacks=[self._observe_last_seen],
             unit="s",
             description="Unix time of the last delivery verified with a secret other than the current one.",
         )
-        self._observation = metrics.Observation
-        self._attribute_maps: dict[tuple[str, str], tuple[dict[str, str], dict[str, str]]] = {}
-
-    def _attributes(self, outcome: str, scheme: str) -> tuple[dict[str, str], dict[str, str]]:
-        """The attribute maps for one outcome and scheme, built once (bounded: the guard's own slugs
-        and the configured schemes). The SDK does not keep or change them."""
-        found = self._attribute_maps.get((outcome, scheme))
-        if found is None:
-            found = self._attribute_maps[outcome, scheme] = (
-                {"outcome": outcome},
-                {"outcome": outcome, "scheme": scheme},
-            )
-        return found
 
     def _observe_last_seen(self, options: Any) -> Iterable[Any]:
-        yield self._observation(self._last_seen)
+        for receiver, seen in list(self.last_seen.items()):
+            yield self._observation(seen, {"receiver": receiver} if receiver else None)
 
-    def __call__(self, decision: Decision) -> None:
-        outcome, both = self._attributes(decision.outcome, decision.scheme)
-        self.decisions.add(1, both)
-        self.body_bytes.record(decision.bytes_read, outcome)
-        self.duration.record(decision.duration, outcome)
-        if decision.key_index is not None:
-            self.by_key.add(1, {"key_index": str(decision.key_index)})
-            if decision.key_index > 0:
-                self._last_seen = time.time()
-        for store in decision.failed_open:
-            self.failed_open.add(1, {"store": store})
 
-    def settle_failed(self, scheme: str, action: str) -> None:
-        """A delivery's replay hold not settled (``action``: ``commit`` or ``release``)."""
-        self.settle_failures.add(1, {"action": action, "scheme": scheme})
+def _shared(metrics: Any, provider: Any, name: str) -> _Instruments:
+    """The instruments of ``provider`` and ``name``, created by the first sink that asks."""
+    with _SHARED_LOCK:
+        try:
+            by_name = _SHARED.setdefault(provider, {})
+        except TypeError:  # a provider that cannot be weakly referenced: not shared
+            return _Instruments(metrics, provider, name)
+        instruments = by_name.get(name)
+        if instruments is None:
+            instruments = by_name[name] = _Instruments(metrics, provider, name)
+        return instruments
+
+
+#: Meter provider -> name -> its instruments. Weak keys: a provider dropped takes them with it.
+_SHARED: weakref.WeakKeyDictionary[Any, dict[str, _Instruments]] = weakref.WeakKeyDictionary()
+_SHARED_LOCK = threading.Lock()

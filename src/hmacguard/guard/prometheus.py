@@ -1,7 +1,8 @@
 """Prometheus metrics for the guard: ``on_decision=PrometheusMetrics()``.
 
 Needs ``prometheus-client`` (``pip install 'hmacguard[prometheus]'``), imported when this is built,
-never by ``import hmacguard``. Metrics (``prefix`` defaults to ``hmacguard``):
+never by ``import hmacguard``. Metrics (``prefix`` defaults to ``hmacguard``), each also labelled
+``receiver`` -- the name given to this sink, empty by default (see :class:`PrometheusMetrics`):
 
 - ``hmacguard_decisions_total{outcome, scheme}``: every protected request, by outcome --
   ``accepted`` or the refusal's slug (``signature-mismatch``, ``replay``, ``body-too-large``,
@@ -14,7 +15,7 @@ never by ``import hmacguard``. Metrics (``prefix`` defaults to ``hmacguard``):
   them (0 is the current one);
 - ``hmacguard_noncurrent_secret_last_seen_timestamp_seconds``: gauge, the Unix time of the last
   delivery verified with a secret other than the current one (0: never) -- a sender that has not
-  rotated yet;
+  rotated yet (one per ``receiver``: a rotation is per secret, so per receiver);
 - ``hmacguard_store_failed_open_total{store}``: protected requests decided while a store could not
   answer and, being configured ``fail_open=True``, let them through (``store``: ``replay`` -- no
   replay check; ``rate-limit`` -- no rate limit). Any increase means protection was off.
@@ -43,7 +44,7 @@ import weakref
 from typing import Any
 
 from hmacguard.errors import ConfigurationError
-from hmacguard.guard.decision import Decision
+from hmacguard.guard.decision import Decision, receiver_name
 
 __all__ = ["BYTES_BUCKETS", "SECONDS_BUCKETS", "PrometheusMetrics"]
 
@@ -51,6 +52,8 @@ __all__ = ["BYTES_BUCKETS", "SECONDS_BUCKETS", "PrometheusMetrics"]
 BYTES_BUCKETS = (0, 1024, 16 * 1024, 64 * 1024, 256 * 1024, 1024**2, 4 * 1024**2, 16 * 1024**2)
 #: From an in-memory tiny request (tens of microseconds) to a slow body (the 30 s timeout).
 SECONDS_BUCKETS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0)
+#: The label every metric carries: the sink's ``receiver`` name.
+_RECEIVER = "receiver"
 
 
 class PrometheusMetrics:
@@ -60,9 +63,16 @@ class PrometheusMetrics:
     and those on the same registry and ``prefix`` share one set of metrics -- the ``scheme`` label
     tells the providers apart. (prometheus-client refuses a second metric of the same name in one
     registry; before this sharing, the second guard's ``PrometheusMetrics()`` raised at start-up.)
+
+    ``receiver``: a name for what this sink watches, put in every metric's ``receiver`` label --
+    for guards of the same scheme that the ``scheme`` label cannot tell apart (two GitHub
+    organisations with their own secrets, each rotating on its own schedule). Your words, not a
+    client's: up to 64 printable ASCII characters; empty (the default) in PromQL is the same as no
+    label at all.
     """
 
-    def __init__(self, *, registry: Any = None, prefix: str = "hmacguard") -> None:
+    def __init__(self, *, registry: Any = None, prefix: str = "hmacguard", receiver: str = "") -> None:
+        receiver = receiver_name(receiver)
         try:
             import prometheus_client as prom
         except ImportError:
@@ -76,6 +86,8 @@ class PrometheusMetrics:
             if metrics is None:
                 metrics = by_prefix[prefix] = _Metrics(prom, target, prefix)
         self._metrics = metrics
+        self.receiver = receiver
+        self._noncurrent_last_seen = metrics.noncurrent_last_seen.labels(receiver)
         self.decisions = metrics.decisions
         self.body_bytes = metrics.body_bytes
         self.seconds = metrics.seconds
@@ -85,32 +97,33 @@ class PrometheusMetrics:
         self.settle_failures = metrics.settle_failures
 
     def __call__(self, decision: Decision) -> None:
-        children = self._metrics.by_outcome(decision.outcome, decision.scheme)
+        children = self._metrics.by_outcome(decision.outcome, decision.scheme, self.receiver)
         children.decisions.inc()
         children.body_bytes.observe(decision.bytes_read)
         children.seconds.observe(decision.duration)
         if decision.key_index is not None:
-            self._metrics.by_key_index(decision.key_index).inc()
+            self._metrics.by_key_index(decision.key_index, self.receiver).inc()
             if decision.key_index > 0:
-                self.noncurrent_last_seen.set(time.time())
+                self._noncurrent_last_seen.set(time.time())
         for store in decision.failed_open:
-            self.failed_open.labels(store).inc()
+            self.failed_open.labels(store, self.receiver).inc()
 
     def settle_failed(self, scheme: str, action: str) -> None:
         """A delivery's replay hold not settled (``action``: ``commit`` or ``release``); see above."""
-        self.settle_failures.labels(action, scheme).inc()
+        self.settle_failures.labels(action, scheme, self.receiver).inc()
 
 
 class _OutcomeChildren:
-    """One outcome's (and scheme's) labelled children of the metrics: ``labels()`` takes a lock and
-    validates its values on every call, which cost more than recording the decision itself."""
+    """One outcome's (and scheme's, and receiver's) labelled children of the metrics: ``labels()``
+    takes a lock and validates its values on every call, which cost more than recording the decision
+    itself."""
 
     __slots__ = ("body_bytes", "decisions", "seconds")
 
-    def __init__(self, metrics: _Metrics, outcome: str, scheme: str) -> None:
-        self.decisions = metrics.decisions.labels(outcome, scheme)
-        self.body_bytes = metrics.body_bytes.labels(outcome)
-        self.seconds = metrics.seconds.labels(outcome)
+    def __init__(self, metrics: _Metrics, outcome: str, scheme: str, receiver: str) -> None:
+        self.decisions = metrics.decisions.labels(outcome, scheme, receiver)
+        self.body_bytes = metrics.body_bytes.labels(outcome, receiver)
+        self.seconds = metrics.seconds.labels(outcome, receiver)
 
 
 class _Metrics:
@@ -118,61 +131,67 @@ class _Metrics:
 
     def __init__(self, prom: Any, registry: Any, prefix: str) -> None:
         self.decisions = prom.Counter(
-            f"{prefix}_decisions", "Protected requests, by outcome.", ["outcome", "scheme"], registry=registry
+            f"{prefix}_decisions",
+            "Protected requests, by outcome.",
+            ["outcome", "scheme", _RECEIVER],
+            registry=registry,
         )
         self.body_bytes = prom.Histogram(
             f"{prefix}_body_bytes",
             "Body bytes read before deciding.",
-            ["outcome"],
+            ["outcome", _RECEIVER],
             buckets=BYTES_BUCKETS,
             registry=registry,
         )
         self.seconds = prom.Histogram(
             f"{prefix}_verification_seconds",
             "Time to decide, body read included.",
-            ["outcome"],
+            ["outcome", _RECEIVER],
             buckets=SECONDS_BUCKETS,
             registry=registry,
         )
         self.by_key = prom.Counter(
             f"{prefix}_verified_with_key",
             "Accepted deliveries by the index of the secret that verified them (0: current).",
-            ["key_index"],
+            ["key_index", _RECEIVER],
             registry=registry,
         )
         self.noncurrent_last_seen = prom.Gauge(
             f"{prefix}_noncurrent_secret_last_seen_timestamp_seconds",
             "Unix time of the last delivery verified with a secret other than the current one.",
+            [_RECEIVER],
             multiprocess_mode="max",
             registry=registry,
         )
         self.failed_open = prom.Counter(
             f"{prefix}_store_failed_open",
             "Protected requests let through while a store could not answer (fail-open).",
-            ["store"],
+            ["store", _RECEIVER],
             registry=registry,
         )
         self.settle_failures = prom.Counter(
             f"{prefix}_replay_settle_failed",
             "Accepted deliveries whose replay hold could not be committed or released after the answer.",
-            ["action", "scheme"],
+            ["action", "scheme", _RECEIVER],
             registry=registry,
         )
-        # (outcome, scheme) -> its children. Bounded: outcomes are the guard's own slugs and schemes
-        # the configured ones, never a client's words.
-        self._children: dict[tuple[str, str], _OutcomeChildren] = {}
-        self._by_key: dict[int, Any] = {}  # key index -> its child (as many as there are secrets)
+        # (outcome, scheme, receiver) -> its children. Bounded: outcomes are the guard's own slugs,
+        # schemes and receivers the configured ones, never a client's words.
+        self._children: dict[tuple[str, str, str], _OutcomeChildren] = {}
+        # (key index, receiver) -> its child (as many as there are secrets).
+        self._by_key: dict[tuple[int, str], Any] = {}
 
-    def by_outcome(self, outcome: str, scheme: str) -> _OutcomeChildren:
-        children = self._children.get((outcome, scheme))
+    def by_outcome(self, outcome: str, scheme: str, receiver: str) -> _OutcomeChildren:
+        children = self._children.get((outcome, scheme, receiver))
         if children is None:
-            children = self._children[outcome, scheme] = _OutcomeChildren(self, outcome, scheme)
+            children = _OutcomeChildren(self, outcome, scheme, receiver)
+            self._children[outcome, scheme, receiver] = children
         return children
 
-    def by_key_index(self, index: int) -> Any:
-        child = self._by_key.get(index)
+    def by_key_index(self, index: int, receiver: str) -> Any:
+        child = self._by_key.get((index, receiver))
         if child is None:
-            child = self._by_key[index] = self.by_key.labels(str(index))
+            child = self._by_key[index, receiver] = self.by_key.labels(str(index), receiver)
         return child
 
 
