@@ -14,6 +14,7 @@ integrations, settle failures and stores failing open, and gunicorn's multiproce
 from __future__ import annotations
 
 import itertools
+import json
 import subprocess
 import sys
 import threading
@@ -482,6 +483,67 @@ def test_a_dropped_provider_takes_its_instruments_with_it() -> None:
     del provider
     gc.collect()
     assert len(otel._SHARED) == before - 1
+
+
+GLOBAL_PROGRAM = r"""
+import json, sys, time
+from opentelemetry import metrics
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from hmacguard import Decision, OpenTelemetryMetrics
+
+reader = InMemoryMetricReader()
+provider = MeterProvider(metric_readers=[reader])
+sinks = []
+for step in sys.argv[1].split(","):
+    kind, _, name = step.partition(":")
+    if kind == "set":
+        metrics.set_meter_provider(provider)
+    elif kind == "global":  # meter_provider=None: the API's proxy until the SDK's is set
+        sinks.append(OpenTelemetryMetrics(receiver=name))
+    else:
+        sinks.append(OpenTelemetryMetrics(meter_provider=provider, receiver=name))
+started = time.time()
+for sink in sinks:
+    sink(Decision("accepted", None, "github", "/h", None, 1, 1, 0.0, ()))
+found = {}
+for resource in reader.get_metrics_data().resource_metrics:
+    for scope in resource.scope_metrics:
+        for metric in scope.metrics:
+            found.setdefault(metric.name, []).extend(
+                [dict(p.attributes or {}), p.value] for p in metric.data.data_points if hasattr(p, "value")
+            )
+print(json.dumps({"started": started, "points": found}))
+"""
+
+
+@pytest.mark.parametrize(
+    "steps",
+    [
+        "global:b1,global:b2,set",
+        "set,global:a1,global:a2,explicit:e1",
+        "global:b1,set,global:a1,explicit:e1",
+        "global:b1,global:b2,set,explicit:e1",
+        "explicit:e0,global:b1,set,global:a1",
+    ],
+    ids=["before-set", "after-set", "before-and-after", "before-and-explicit", "explicit-before-set"],
+)
+def test_the_global_provider_before_and_after_the_sdk_is_set(steps: str) -> None:
+    """Sinks on the global provider (``meter_provider=None``) built before the SDK's provider is set
+    get the API's proxy; those built after, the SDK's provider itself. Every receiver's decisions are
+    counted once and every receiver's old-secret reading observed, in whatever order they are built.
+    A fresh interpreter per case: the global provider can be set once per process."""
+    done = subprocess.run(
+        [sys.executable, "-c", GLOBAL_PROGRAM, steps], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    names = [step.partition(":")[2] for step in steps.split(",") if step != "set"]
+    found = {name: [(a, v) for a, v in value] for name, value in result["points"].items()}
+    assert by(found["hmacguard.decisions"], "receiver") == {(n,): 1 for n in names}
+    gauge = by(found["hmacguard.noncurrent_secret.last_seen"], "receiver")
+    assert set(gauge) == {(n,) for n in names}
+    assert all(recent(v, result["started"]) for v in gauge.values()), gauge
 
 
 # -- names: what is taken, what is refused --------------------------------------------------------

@@ -24,7 +24,7 @@ from __future__ import annotations
 import threading
 import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from hmacguard.errors import ConfigurationError
@@ -39,6 +39,8 @@ class OpenTelemetryMetrics:
     Build as many as you like: those on the same meter provider and ``name`` share one set of
     instruments (the SDK keeps the first of two instruments of one name and drops the second's
     callbacks: before this sharing, a second guard's non-current-secret gauge was never observed).
+    The global provider (``meter_provider=None``) is one provider whether its sinks were built before
+    or after the SDK's provider was set.
     ``receiver``: a name for what this sink watches, as for
     :class:`~hmacguard.guard.prometheus.PrometheusMetrics` -- it tells guards of one scheme apart.
     """
@@ -99,6 +101,8 @@ class _Instruments:
 
     def __init__(self, metrics: Any, meter_provider: Any, name: str) -> None:
         meter = metrics.get_meter(name, meter_provider=meter_provider)
+        self.name = name
+        self._provider = _weak(meter_provider)
         self.decisions = meter.create_counter(
             f"{name}.decisions", description="Protected requests, by outcome."
         )
@@ -132,8 +136,29 @@ class _Instruments:
         )
 
     def _observe_last_seen(self, options: Any) -> Iterable[Any]:
-        for receiver, seen in list(self.last_seen.items()):
+        readings = dict(self.last_seen)
+        # The SDK kept this gauge, not the one made on the global proxy before the SDK's provider was
+        # set to this one: that one's readings are observed here (none but the proxy's: no lock).
+        provider = self._provider()
+        for proxied in tuple(_PROXIED) if provider is not None else ():
+            if proxied is not self and proxied.name == self.name and _delegate(proxied) is provider:
+                for receiver, seen in list(proxied.last_seen.items()):
+                    readings[receiver] = max(seen, readings.get(receiver, 0.0))
+        for receiver, seen in readings.items():
             yield self._observation(seen, {"receiver": receiver} if receiver else None)
+
+
+def _weak(provider: Any) -> Callable[[], Any]:
+    try:
+        return weakref.ref(provider)
+    except TypeError:
+        return lambda: None
+
+
+def _delegate(instruments: _Instruments) -> Any:
+    """The provider that the API's proxy ``instruments`` were made on delegates to, once the global
+    provider is set (None before, or for any other provider)."""
+    return getattr(instruments._provider(), "_real_meter_provider", None)
 
 
 def _shared(metrics: Any, provider: Any, name: str) -> _Instruments:
@@ -145,10 +170,19 @@ def _shared(metrics: Any, provider: Any, name: str) -> _Instruments:
             return _Instruments(metrics, provider, name)
         instruments = by_name.get(name)
         if instruments is None:
-            instruments = by_name[name] = _Instruments(metrics, provider, name)
+            # Sinks built with the global provider before the SDK's was set hold the API's proxy:
+            # once set to this provider, its instruments (and the gauge the SDK kept) are these.
+            found = [p for p in _PROXIED if p.name == name and _delegate(p) is provider]
+            instruments = found[0] if found else _Instruments(metrics, provider, name)
+            by_name[name] = instruments
+            if hasattr(provider, "_real_meter_provider"):  # the proxy itself
+                _PROXIED.append(instruments)
         return instruments
 
 
 #: Meter provider -> name -> its instruments. Weak keys: a provider dropped takes them with it.
 _SHARED: weakref.WeakKeyDictionary[Any, dict[str, _Instruments]] = weakref.WeakKeyDictionary()
 _SHARED_LOCK = threading.Lock()
+#: The instruments made on the API's proxy meter provider -- what ``meter_provider=None`` gives
+#: before the SDK's provider is set globally, and delegates to that provider after.
+_PROXIED: list[_Instruments] = []
