@@ -589,6 +589,9 @@ def test_a_bad_name_is_one_line_configuration_error_for_both_sinks(name: Any) ->
         message = str(raised.value)
         assert message.startswith("receiver must be text of up to 64 printable ASCII characters")
         assert "\n" not in message and "\r" not in message and "\x1b" not in message
+        # what is wrong shows: a lookalike letter as its escape ('org-\u0430', not 'org-а')
+        assert message.isascii() and message.isprintable(), message
+        assert not isinstance(name, str) or message.endswith(ascii(name))
     assert list(registry.collect()) == []  # refused before anything was registered
 
 

@@ -96,7 +96,7 @@ def receiver_name(name: object) -> str:
         from hmacguard.errors import ConfigurationError  # as in DecisionSinks: only when refusing
 
         raise ConfigurationError(
-            f"receiver must be text of up to {MAX_RECEIVER} printable ASCII characters, not {name!r}"
+            f"receiver must be text of up to {MAX_RECEIVER} printable ASCII characters, not {name!a}"
         )
     return name
 
