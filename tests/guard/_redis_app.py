@@ -23,6 +23,8 @@ SECRET = "whsec_cmVkaXMtdGVzdC1zZWNyZXQ="  # the app's
 signer = Signer("standard-webhooks", secrets=SECRET)
 _serial = itertools.count()
 SETTLE_FAILED = "hmacguard_replay_settle_failed"
+#: RedisReplayStore's default key prefix (the app keeps it).
+REPLAY_PREFIX = "hmacguard:replay:"
 
 
 def delivery() -> tuple[bytes, dict[str, str]]:
@@ -50,16 +52,36 @@ def scraped_settle_failures(server: Server) -> dict[str, float]:
     }
 
 
+def held_in(redis: Any, message_ids: list[str], within: float = 20.0) -> None:
+    """Wait until the guard holds (or has kept) the replay id of every delivery in ``message_ids``."""
+    import redis as redis_py
+
+    keys = [f"{REPLAY_PREFIX}standard-webhooks:id:{message_id}" for message_id in message_ids]
+    client = redis_py.Redis.from_url(redis.url, socket_timeout=5)
+    try:
+        deadline = time.monotonic() + within
+        while client.exists(*keys) < len(keys):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the guard did not hold {len(keys)} deliveries within {within} s")
+            time.sleep(0.02)
+    finally:
+        client.close()
+
+
 def during_the_hold(
     server: Server, redis: Any, how: str = "terminate", count: int = 1, hold: float = 1.5
 ) -> list[int]:
     """``count`` deliveries the application holds ``hold`` seconds; Redis stopped (``terminate``)
-    or frozen (``sigstop``) meanwhile, once the guard has held their ids; their statuses. A frozen
-    Redis is continued only once ``count`` settle failures are scraped (or after 10 s): under ASGI
-    the answer is out before its commit is tried, and a commit tried after SIGCONT would succeed."""
+    or frozen (``sigstop``) meanwhile, once the guard holds their ids (:func:`held_in`); their
+    statuses. A frozen Redis is continued only once ``count`` settle failures are scraped (or after
+    10 s): under ASGI the answer is out before its commit is tried, and a commit tried after SIGCONT
+    would succeed."""
+    sent = [delivery() for _ in range(count)]
     with ThreadPoolExecutor(count) as pool:
-        answers = [pool.submit(post, server, *delivery(), hold) for _ in range(count)]
-        time.sleep(hold / 3)  # in the application by now: verified and held
+        answers = [pool.submit(post, server, body, headers, hold) for body, headers in sent]
+        # Stopped only once the guard holds every id (a fixed sleep was too short on a loaded
+        # machine: Redis went before a hold, and the delivery got the store's 503).
+        held_in(redis, [headers["webhook-id"] for _, headers in sent])
         if how == "sigstop":
             os.kill(redis.process.pid, signal.SIGSTOP)
         else:
