@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -89,6 +89,18 @@ def sdk() -> tuple[Any, Any]:
     return MeterProvider(metric_readers=[reader], shutdown_on_exit=False), reader
 
 
+def named_sinks(registry: CollectorRegistry, provider: Any) -> Callable[[str], list[Any]]:
+    """A guard's ``on_decision`` by receiver name: both metrics sinks, on ``registry`` and ``provider``."""
+
+    def sinks(name: str) -> list[Any]:
+        return [
+            PrometheusMetrics(registry=registry, receiver=name),
+            OpenTelemetryMetrics(meter_provider=provider, receiver=name),
+        ]
+
+    return sinks
+
+
 def samples(registry: CollectorRegistry, name: str, *labels: str) -> dict[tuple[str, ...], float]:
     """``name``'s samples (the sample's own name: ``..._total``, ``..._count``), by ``labels``."""
     out: dict[tuple[str, ...], float] = {}
@@ -152,12 +164,7 @@ def test_one_name_on_several_guards_and_sinks_shares_series_exactly() -> None:
     registry = CollectorRegistry()
     provider, reader = sdk()
 
-    def sinks(name: str) -> list[Any]:
-        return [
-            PrometheusMetrics(registry=registry, receiver=name),
-            OpenTelemetryMetrics(meter_provider=provider, receiver=name),
-        ]
-
+    sinks = named_sinks(registry, provider)
     shared_b = sinks("org-b")
     app: Any = ok_wsgi
     app = WSGIGuard(app, verifier=b_verifier(), paths=["/b2"], on_decision=shared_b)
@@ -646,12 +653,7 @@ def test_asgi_guards_tell_two_organisations_apart() -> None:
     registry = CollectorRegistry()
     provider, reader = sdk()
 
-    def sinks(name: str) -> list[Any]:
-        return [
-            PrometheusMetrics(registry=registry, receiver=name),
-            OpenTelemetryMetrics(meter_provider=provider, receiver=name),
-        ]
-
+    sinks = named_sinks(registry, provider)
     app = ASGIGuard(ok_asgi, verifier=b_verifier(), paths=["/hooks/org-b"], on_decision=sinks("org-b"))
     app = ASGIGuard(app, verifier=a_verifier(), paths=["/hooks/org-a"], on_decision=sinks("org-a"))
     since = time.time()
@@ -753,12 +755,7 @@ def test_a_settle_failure_is_counted_under_the_receiver_that_accepted(asgi: bool
     registry = CollectorRegistry()
     provider, reader = sdk()
 
-    def sinks(name: str) -> list[Any]:
-        return [
-            PrometheusMetrics(registry=registry, receiver=name),
-            OpenTelemetryMetrics(meter_provider=provider, receiver=name),
-        ]
-
+    sinks = named_sinks(registry, provider)
     guard: Any = ASGIGuard if asgi else WSGIGuard
     app = guard(
         ok_asgi if asgi else ok_wsgi,
@@ -803,12 +800,7 @@ def test_a_store_failing_open_is_counted_under_its_receiver() -> None:
     provider, reader = sdk()
     dead = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens: refused at once
 
-    def sinks(name: str) -> list[Any]:
-        return [
-            PrometheusMetrics(registry=registry, receiver=name),
-            OpenTelemetryMetrics(meter_provider=provider, receiver=name),
-        ]
-
+    sinks = named_sinks(registry, provider)
     app = WSGIGuard(
         ok_wsgi, verifier=b_verifier(MemoryReplayStore()), paths=["/b"], on_decision=sinks("org-b")
     )
