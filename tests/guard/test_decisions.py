@@ -26,6 +26,7 @@ from hmacguard import (
 
 from ._apps.metrics_guarded import SECRET
 from ._inprocess import wsgi_request
+from ._metrics import otel_points
 from ._servers import gunicorn
 
 # The mix: (what to send, how many) -> the outcome each must have.
@@ -113,12 +114,7 @@ def test_opentelemetry_sees_the_same_mix() -> None:
     app = _inprocess_guard(OpenTelemetryMetrics(meter_provider=provider))
     for outcome, body, headers in _requests():
         assert wsgi_request(app, body, headers).status == STATUS[outcome]
-    data = reader.get_metrics_data()
-    points: dict[str, list[Any]] = {}
-    for resource in data.resource_metrics:
-        for scope in resource.scope_metrics:
-            for metric in scope.metrics:
-                points[metric.name] = list(metric.data.data_points)
+    points = otel_points(reader)
     decisions = Counter({p.attributes["outcome"]: p.value for p in points["hmacguard.decisions"]})
     assert decisions == Counter(MIX)
     counts = {p.attributes["outcome"]: p.count for p in points["hmacguard.body.bytes"]}

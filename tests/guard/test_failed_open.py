@@ -35,6 +35,7 @@ from hmacguard.guard import breaker
 from hmacguard.lab.serve import free_port
 
 from ._inprocess import asgi_request, asgi_status, wsgi_request
+from ._metrics import otel_points
 from ._servers import Server, gunicorn, need_redis_server, redis_server, uvicorn
 
 # The secrets of _apps/redis_guarded.py (which needs its Redis URL to be imported at all).
@@ -177,14 +178,7 @@ def test_prometheus_and_opentelemetry_count_them() -> None:
             registry.get_sample_value("hmacguard_store_failed_open_total", {"store": store, "receiver": ""})
             == 4
         )
-    points = [
-        point
-        for resource in reader.get_metrics_data().resource_metrics
-        for scope in resource.scope_metrics
-        for metric in scope.metrics
-        if metric.name == "hmacguard.store.failed_open"
-        for point in metric.data.data_points
-    ]
+    points = otel_points(reader)["hmacguard.store.failed_open"]
     assert {p.attributes["store"]: p.value for p in points} == {"replay": 4, "rate-limit": 4}
 
 

@@ -26,6 +26,7 @@ from hmacguard import ConfigurationError, OpenTelemetryMetrics, PrometheusMetric
 
 from ._apps.receivers_guarded import A_OLD_SECRET, A_SECRET, B_SECRET, receiver, stack
 from ._inprocess import wsgi_request
+from ._metrics import otel_points
 from ._servers import Server, gunicorn
 
 serial = itertools.count()
@@ -101,15 +102,6 @@ def _last_seen(samples: list[Any]) -> dict[str, float]:
     return {s.labels["receiver"]: s.value for s in samples}
 
 
-def _otel_points(reader: Any) -> dict[str, list[Any]]:
-    points: dict[str, list[Any]] = {}
-    for resource in reader.get_metrics_data().resource_metrics:
-        for scope in resource.scope_metrics:
-            for metric in scope.metrics:
-                points[metric.name] = list(metric.data.data_points)
-    return points
-
-
 def test_two_organisations_on_one_scheme_are_told_apart_in_process() -> None:
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -134,7 +126,7 @@ def test_two_organisations_on_one_scheme_are_told_apart_in_process() -> None:
     # The other series carry the name too.
     assert {s.labels["receiver"] for s in families["hmacguard_body_bytes"]} == {"org-a", "org-b"}
 
-    points = _otel_points(reader)
+    points = otel_points(reader)
     decisions = Counter(
         {(p.attributes["receiver"], p.attributes["outcome"]): p.value for p in points["hmacguard.decisions"]}
     )
@@ -174,7 +166,7 @@ def test_without_a_name_the_series_stay_as_they_were() -> None:
     )
     assert value == 1
     # OpenTelemetry: no receiver attribute at all, on any point.
-    points = _otel_points(reader)
+    points = otel_points(reader)
     assert [dict(p.attributes) for p in points["hmacguard.decisions"]] == [
         {"outcome": "accepted", "scheme": "github"}
     ]
@@ -196,7 +188,7 @@ def test_a_second_opentelemetry_sink_on_one_provider_is_observed() -> None:
     assert wsgi_request(app, body, SIGNERS["b"].sign(body), path="/hooks/org-b").status == 200
     body = b'{"n": %d}' % next(serial)
     assert wsgi_request(app, body, SIGNERS["a-old"].sign(body), path="/hooks/org-a").status == 200
-    points = _otel_points(reader)
+    points = otel_points(reader)
     (gauge,) = points["hmacguard.noncurrent_secret.last_seen"]
     assert gauge.value > 1_700_000_000
     assert sum(p.value for p in points["hmacguard.decisions"]) == 2

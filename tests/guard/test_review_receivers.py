@@ -44,6 +44,7 @@ from hmacguard.guard.decision import ACCEPTED
 from hmacguard.lab.serve import free_port
 
 from ._inprocess import asgi_request, wsgi_request
+from ._metrics import otel_points
 from ._servers import gunicorn
 
 A_NEW, A_OLD, B = "review-org-a-new", "review-org-a-old", "review-org-b"
@@ -115,16 +116,10 @@ def samples(registry: CollectorRegistry, name: str, *labels: str) -> dict[tuple[
 
 def points(reader: Any) -> dict[str, list[tuple[dict[str, Any], float]]]:
     """Every instrument's points: (attributes, value -- a histogram's count)."""
-    out: dict[str, list[tuple[dict[str, Any], float]]] = {}
-    data = reader.get_metrics_data()
-    for resource in data.resource_metrics if data else ():
-        for scope in resource.scope_metrics:
-            for metric in scope.metrics:
-                out.setdefault(metric.name, []).extend(
-                    (dict(p.attributes or {}), p.count if hasattr(p, "count") else p.value)
-                    for p in metric.data.data_points
-                )
-    return out
+    return {
+        name: [(dict(p.attributes or {}), p.count if hasattr(p, "count") else p.value) for p in found]
+        for name, found in otel_points(reader).items()
+    }
 
 
 def by(found: list[tuple[dict[str, Any], float]], *keys: str) -> dict[tuple[Any, ...], float]:
@@ -407,14 +402,7 @@ def test_the_attribute_maps_are_never_changed() -> None:
         (sink, {k: (dict(v[0]), dict(v[1])) for k, v in sink._attribute_maps.items()}) for sink in sinks
     ]
     own = [dict(sink._own) for sink in sinks]
-    data = reader.get_metrics_data()
-    exported = [
-        p.attributes
-        for resource in data.resource_metrics
-        for scope in resource.scope_metrics
-        for metric in scope.metrics
-        for p in metric.data.data_points
-    ]
+    exported = [p.attributes for found in otel_points(reader).values() for p in found]
     for sink, snapshot in cached:
         assert {k: (dict(v[0]), dict(v[1])) for k, v in sink._attribute_maps.items()} == snapshot
         for maps in sink._attribute_maps.values():

@@ -35,6 +35,7 @@ from hmacguard.lab.serve import free_port
 
 from . import _redis_app as redis_app
 from ._inprocess import asgi_request, wsgi_request
+from ._metrics import otel_points
 from ._servers import gunicorn, need_redis_server, redis_server, uvicorn
 
 SECRET = "settle-failure-secret"
@@ -151,14 +152,7 @@ def test_opentelemetry_counts_the_same() -> None:
     )
     for _ in range(3):
         assert wsgi_request(guard, *delivery()).status == 200
-    points = [
-        point
-        for resource in reader.get_metrics_data().resource_metrics
-        for scope in resource.scope_metrics
-        for metric in scope.metrics
-        if metric.name == "hmacguard.replay.settle_failed"
-        for point in metric.data.data_points
-    ]
+    points = otel_points(reader)["hmacguard.replay.settle_failed"]
     assert [(dict(p.attributes), p.value) for p in points] == [({"action": "commit", "scheme": "github"}, 3)]
 
 
