@@ -39,6 +39,7 @@ from hmacguard.lab.serve import free_port
 
 from . import _redis_app as redis_app
 from ._inprocess import asgi_request, wsgi_environ, wsgi_request
+from ._metrics import FailingStore, answering, settle_counts
 from ._nesting import Seen, nested
 from ._nesting import post as nested_post
 from ._servers import gunicorn, need_redis_server, redis_server, uvicorn
@@ -46,7 +47,6 @@ from ._servers import gunicorn, need_redis_server, redis_server, uvicorn
 SECRET = "review-settle-secret"
 github = Signer("github", secrets=SECRET)
 serial = itertools.count()
-METRIC = "hmacguard_replay_settle_failed_total"
 COMMIT = {("commit", "github"): 1.0}
 RELEASE = {("release", "github"): 1.0}
 
@@ -54,23 +54,6 @@ RELEASE = {("release", "github"): 1.0}
 def delivery() -> tuple[bytes, dict[str, str]]:
     body = b'{"review": %d}' % next(serial)
     return body, github.sign(body)
-
-
-class FailingStore(MemoryReplayStore):
-    """Holds in memory; its commit and release raise, as a store gone away would."""
-
-    def __init__(self, *, blocking: bool = False) -> None:
-        super().__init__()
-        self.blocking = blocking  # type: ignore[misc]
-        self.settle_threads: list[str] = []
-
-    def commit(self, key: str, token: str, ttl: float) -> None:
-        self.settle_threads.append(threading.current_thread().name)
-        raise ConnectionError("gone")
-
-    def release(self, key: str, token: str) -> None:
-        self.settle_threads.append(threading.current_thread().name)
-        raise ConnectionError("gone")
 
 
 class HoldFailsOpen(MemoryReplayStore):
@@ -102,31 +85,12 @@ class HoldFailsOpen(MemoryReplayStore):
             self.committed += 1
 
 
-def answering(status: str = "200 OK") -> Any:
-    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-        environ["wsgi.input"].read()
-        start_response(status, [("Content-Type", "text/plain")])
-        return [b"answered"]
-
-    return app
-
-
 async def asgi_answering(scope: dict[str, Any], receive: Any, send: Any) -> None:
     more = True
     while more:
         more = (await receive()).get("more_body", False)
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": b"ok"})
-
-
-def settle_counts(registry: CollectorRegistry) -> dict[tuple[str, str], float]:
-    return {
-        (sample.labels["action"], sample.labels["scheme"]): sample.value
-        for family in registry.collect()
-        if family.name == "hmacguard_replay_settle_failed"
-        for sample in family.samples
-        if sample.name == METRIC
-    }
 
 
 def metrics() -> tuple[CollectorRegistry, PrometheusMetrics]:

@@ -23,7 +23,6 @@ from prometheus_client import CollectorRegistry
 from hmacguard import (
     ASGIGuard,
     Decision,
-    MemoryReplayStore,
     OpenTelemetryMetrics,
     PrometheusMetrics,
     RedisReplayStore,
@@ -35,47 +34,17 @@ from hmacguard.lab.serve import free_port
 
 from . import _redis_app as redis_app
 from ._inprocess import asgi_request, wsgi_request
-from ._metrics import otel_points
+from ._metrics import FailingStore, answering, otel_points, settle_counts
 from ._servers import gunicorn, need_redis_server, redis_server, uvicorn
 
 SECRET = "settle-failure-secret"
 github = Signer("github", secrets=SECRET)
 serial = itertools.count()
-METRIC = "hmacguard_replay_settle_failed_total"
 
 
 def delivery() -> tuple[bytes, dict[str, str]]:
     body = b'{"n": %d}' % next(serial)
     return body, github.sign(body)
-
-
-class FailingStore(MemoryReplayStore):
-    """The in-memory store, whose commit and release raise, as a store gone away would."""
-
-    def commit(self, key: str, token: str, ttl: float) -> None:
-        raise ConnectionError("gone")
-
-    def release(self, key: str, token: str) -> None:
-        raise ConnectionError("gone")
-
-
-def answering(status: str) -> Any:
-    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-        environ["wsgi.input"].read()
-        start_response(status, [("Content-Type", "text/plain")])
-        return [b"answered"]
-
-    return app
-
-
-def settle_counts(registry: CollectorRegistry) -> dict[tuple[str, str], float]:
-    return {
-        (sample.labels["action"], sample.labels["scheme"]): sample.value
-        for family in registry.collect()
-        if family.name == "hmacguard_replay_settle_failed"
-        for sample in family.samples
-        if sample.name == METRIC
-    }
 
 
 @pytest.mark.parametrize("lane", [True, False], ids=["lane", "general-path"])
