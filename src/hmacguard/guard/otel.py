@@ -67,6 +67,7 @@ class OpenTelemetryMetrics:
         # Attributes of every point: the receiver's, when named (an empty name adds nothing).
         self._own: dict[str, str] = {"receiver": receiver} if receiver else {}
         self._attribute_maps: dict[tuple[str, str], tuple[dict[str, str], dict[str, str]]] = {}
+        self._key_attributes: dict[int, dict[str, str]] = {}  # key index -> its map (one per secret)
 
     def _attributes(self, outcome: str, scheme: str) -> tuple[dict[str, str], dict[str, str]]:
         """The attribute maps for one outcome and scheme, built once (bounded: the guard's own slugs
@@ -85,7 +86,13 @@ class OpenTelemetryMetrics:
         self.body_bytes.record(decision.bytes_read, outcome)
         self.duration.record(decision.duration, outcome)
         if decision.key_index is not None:
-            self.by_key.add(1, {"key_index": str(decision.key_index), **self._own})
+            key = self._key_attributes.get(decision.key_index)
+            if key is None:
+                key = self._key_attributes[decision.key_index] = {
+                    "key_index": str(decision.key_index),
+                    **self._own,
+                }
+            self.by_key.add(1, key)
             if decision.key_index > 0:
                 self._instruments.last_seen[self.receiver] = time.time()
         for store in decision.failed_open:
