@@ -43,7 +43,7 @@ from hmacguard.errors import (
     TimestampInvalid,
     UnsupportedEncoding,
 )
-from hmacguard.guard.body import DEFAULT_MAX_BODY, BoundedBody
+from hmacguard.guard.body import DEFAULT_MAX_BODY, BoundedBody, MemoryBudget
 from hmacguard.guard.clients import client_address
 from hmacguard.guard.decision import Decision
 from hmacguard.guard.otel import OpenTelemetryMetrics
@@ -76,6 +76,7 @@ __all__ = [
     "Delivery",
     "Guard",
     "HmacGuardError",
+    "MemoryBudget",
     "MemoryReplayStore",
     "OpenTelemetryMetrics",
     "PathInvalid",

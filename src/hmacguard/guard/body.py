@@ -10,7 +10,10 @@ is a read-only binary file the application can read, iterate or seek, and it is 
 from __future__ import annotations
 
 import io
+import logging
 import tempfile
+import threading
+import time
 import zlib
 from collections.abc import Iterator
 from types import TracebackType
@@ -20,9 +23,11 @@ from hmacguard.errors import BadRequest, BodyTooLarge, ConfigurationError, Unsup
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "DEFAULT_MAX_BODY",
+    "DEFAULT_MEMORY_BUDGET",
     "DEFAULT_SPOOL_THRESHOLD",
     "BoundedBody",
     "GzipInflater",
+    "MemoryBudget",
     "content_coding",
     "parse_content_length",
 ]
@@ -33,6 +38,8 @@ DEFAULT_MAX_BODY = 1024 * 1024
 DEFAULT_SPOOL_THRESHOLD = 256 * 1024
 #: How much the integrations ask the server for at a time.
 DEFAULT_CHUNK_SIZE = 64 * 1024
+#: The default for the bytes of bodies all requests of a process may hold in memory at once.
+DEFAULT_MEMORY_BUDGET = 64 * 1024 * 1024
 #: Longest Content-Length we parse; 19 digits already exceed any sane cap, longer is malformed.
 _MAX_LENGTH_DIGITS = 19
 
@@ -76,6 +83,71 @@ def content_coding(value: str | None, *, allow_gzip: bool) -> str | None:
     raise UnsupportedEncoding("Content-Encoding is not accepted here")
 
 
+log = logging.getLogger(__name__)
+
+#: Seconds between two warnings that the memory budget is spent (one per burst, not per body).
+_BUDGET_WARN_EVERY = 60.0
+
+
+class MemoryBudget:
+    """The bytes of request bodies every request of a process may hold in memory at once.
+
+    The per-request cap bounds one request; it does not bound how many requests hold a body at
+    the same time. Under an ASGI server (or gunicorn's threads) one process takes as many
+    connections as clients open, and each can trickle a body just below ``spool_threshold``: 400
+    such connections held about 100 MiB in one uvicorn worker (bench/bench_memory_budget.py). A
+    :class:`BoundedBody` counts what it keeps in memory here; when a chunk would pass the budget,
+    that body goes to its temporary file instead -- memory stays bounded, the request is still
+    served, nothing is refused. Only bodies read in several pieces are counted: one that arrives
+    whole in a single read (the usual small delivery) is the server's own buffer, handed over.
+
+    One budget may serve several verifiers (give each the same instance); thread-safe. ``limit``
+    0 sends every multi-read body to disk.
+    """
+
+    __slots__ = ("_lock", "_next_warning", "_used", "limit", "spilled")
+
+    def __init__(self, limit: int = DEFAULT_MEMORY_BUDGET) -> None:
+        self.limit = validate_size("memory_budget", limit, minimum=0)
+        self._used = 0
+        self._lock = threading.Lock()
+        self._next_warning = 0.0
+        #: Bodies sent to disk early because the budget was spent (a count since start-up).
+        self.spilled = 0
+
+    @property
+    def in_use(self) -> int:
+        """Bytes counted right now."""
+        return self._used
+
+    def take(self, n: int) -> bool:
+        """Count ``n`` more bytes if they fit; ``False`` (and nothing counted) if they do not."""
+        with self._lock:
+            if self._used + n > self.limit:
+                self.spilled += 1
+                warn = time.monotonic() >= self._next_warning
+                if warn:
+                    self._next_warning = time.monotonic() + _BUDGET_WARN_EVERY
+            else:
+                self._used += n
+                return True
+        if warn:
+            log.warning(
+                "memory budget of %d bytes spent by bodies in flight: bodies go to temporary "
+                "files until it frees up (many slow uploads at once, or the budget is too small)",
+                self.limit,
+            )
+        return False
+
+    def give(self, n: int) -> None:
+        """Stop counting ``n`` bytes (a body spooled to disk or released)."""
+        with self._lock:
+            self._used -= n
+
+    def __repr__(self) -> str:
+        return f"MemoryBudget(limit={self.limit}, in_use={self._used}, spilled={self.spilled})"
+
+
 class BoundedBody:
     """A body of at most ``limit`` bytes, in memory up to ``spool_threshold``, then in a temp file.
 
@@ -88,17 +160,29 @@ class BoundedBody:
     them would copy the body once more, which costs as much as the HMAC itself. A plain class with
     slots rather than an ``io.RawIOBase``: one is built per request, and the io base class's
     construction and finaliser cost more than verifying a small body.
+
+    ``budget``: the process's :class:`MemoryBudget`, which counts the bytes held in memory from
+    their append until the body is spooled or closed; a chunk it has no room for spools the body.
     """
 
     __slots__ = (
-        "_chunks", "_closed", "_file", "_index", "_offset", "_pos", "_sealed", "_size", "limit",
-        "spool_threshold",
+        "_budget", "_chunks", "_closed", "_counted", "_file", "_index", "_offset", "_pos", "_sealed",
+        "_size", "limit", "spool_threshold",
     )  # fmt: skip
 
-    def __init__(self, *, limit: int, spool_threshold: int = DEFAULT_SPOOL_THRESHOLD) -> None:
+    def __init__(
+        self,
+        *,
+        limit: int,
+        spool_threshold: int = DEFAULT_SPOOL_THRESHOLD,
+        budget: MemoryBudget | None = None,
+    ) -> None:
         self._closed = False
         self.limit = limit
         self.spool_threshold = spool_threshold
+        self._budget = budget
+        #: Bytes counted in the budget for this body (its in-memory chunks).
+        self._counted = 0
         self._size = 0
         self._sealed = False
         self._chunks: list[bytes] = []
@@ -127,19 +211,33 @@ class BoundedBody:
             return
         if self._size + n > self.limit:
             raise BodyTooLarge(f"body exceeds the {self.limit}-byte limit", limit=self.limit)
-        if self._file is None and self._size + n > self.spool_threshold:
-            # The file lives as long as the body (closed by close()), so no context manager; the
-            # memory part is already past the threshold, so it rolls over to disk on first write.
-            self._file = tempfile.SpooledTemporaryFile(max_size=1)  # noqa: SIM115
-            for held in self._chunks:
-                self._file.write(held)
-            self._chunks = []
+        if self._file is None and (
+            self._size + n > self.spool_threshold or (self._budget is not None and not self._budget.take(n))
+        ):
+            self._spool()
         if self._file is not None:
             self._file.write(chunk)
         else:
             # Callers may reuse a bytearray buffer; only immutable bytes are safe to keep.
             self._chunks.append(chunk if type(chunk) is bytes else bytes(chunk))
+            self._counted += n if self._budget is not None else 0
         self._size += n
+
+    def _spool(self) -> None:
+        """Move the body to its temporary file (past the threshold, or no room in the budget)."""
+        # The file lives as long as the body (closed by close()), so no context manager; max_size=1
+        # rolls it over to disk on the first write.
+        self._file = tempfile.SpooledTemporaryFile(max_size=1)  # noqa: SIM115
+        for held in self._chunks:
+            self._file.write(held)
+        self._chunks = []
+        self._uncount()
+
+    def _uncount(self) -> None:
+        if self._counted:
+            assert self._budget is not None  # only a budgeted body counts
+            self._budget.give(self._counted)
+            self._counted = 0
 
     def seal(self) -> None:
         """End of body: rewind for reading; no more appends."""
@@ -284,6 +382,13 @@ class BoundedBody:
             self._file = None
         self._chunks = []
         self._closed = True
+        self._uncount()
+
+    def __del__(self) -> None:
+        # A body nobody closed (a code path that forgot, an application keeping a reference) must
+        # not keep its bytes counted for the life of the process.
+        if self._counted:
+            self._uncount()
 
     def __enter__(self) -> BoundedBody:
         return self

@@ -40,9 +40,11 @@ from hmacguard.errors import (
 from hmacguard.guard.body import (
     DEFAULT_CHUNK_SIZE,
     DEFAULT_MAX_BODY,
+    DEFAULT_MEMORY_BUDGET,
     DEFAULT_SPOOL_THRESHOLD,
     BoundedBody,
     GzipInflater,
+    MemoryBudget,
     content_coding,
     parse_content_length,
     validate_size,
@@ -239,7 +241,7 @@ class Verification:
     def _new_body(self) -> BoundedBody:
         v = self._verifier
         limit = v.max_body if self._inflater is None else v.max_inflated_body
-        return BoundedBody(limit=limit, spool_threshold=v.spool_threshold)
+        return BoundedBody(limit=limit, spool_threshold=v.spool_threshold, budget=v.memory_budget)
 
     def finish(self, *, now: float | None = None) -> VerifiedBody:
         """Check the signature (constant time, every secret) and the timestamp again."""
@@ -332,6 +334,9 @@ class Verifier:
     - ``max_body``: hard cap on the body as received (default 1 MiB). ``max_inflated_body``: cap on a
       gzip body once inflated (default ``max_body``); ``allow_gzip=False`` answers gzip with 415.
     - ``spool_threshold``: bodies above it (and below the cap) go to a temporary file.
+    - ``memory_budget``: the bytes of bodies every request of the process may hold in memory at
+      once (default 64 MiB; a :class:`~hmacguard.guard.body.MemoryBudget` to share one between
+      verifiers; ``None``: no budget). A body that would pass it goes to its temporary file.
     - ``chunk_size``: how much the drivers read at a time.
     - ``tolerance`` / ``future_tolerance``: how old, and how far ahead of our clock, a signed
       timestamp may be, in seconds. Checked before the body and again after it.
@@ -353,6 +358,7 @@ class Verifier:
         max_inflated_body: int | None = None,
         allow_gzip: bool = True,
         spool_threshold: int = DEFAULT_SPOOL_THRESHOLD,
+        memory_budget: int | MemoryBudget | None = DEFAULT_MEMORY_BUDGET,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         tolerance: float = 300.0,
         future_tolerance: float = 60.0,
@@ -371,6 +377,12 @@ class Verifier:
         )
         self.allow_gzip = bool(allow_gzip)
         self.spool_threshold = validate_size("spool_threshold", spool_threshold, minimum=0)
+        #: Counts the bodies this verifier holds in memory (see MemoryBudget); ``None``: unbounded.
+        self.memory_budget: MemoryBudget | None = (
+            memory_budget
+            if memory_budget is None or isinstance(memory_budget, MemoryBudget)
+            else MemoryBudget(memory_budget)
+        )
         self.chunk_size = validate_size("chunk_size", chunk_size)
         #: The largest body kept as the one chunk it arrived in (never more than a chunk: iterating
         #: a BytesIO yields lines as long as the body, a BoundedBody at most a chunk).

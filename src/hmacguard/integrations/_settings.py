@@ -44,6 +44,7 @@ _VERIFIER_KEYS = {
     "MAX_INFLATED_BODY": "max_inflated_body",
     "ALLOW_GZIP": "allow_gzip",
     "SPOOL_THRESHOLD": "spool_threshold",
+    "MEMORY_BUDGET": "memory_budget",
     "CHUNK_SIZE": "chunk_size",
     "TOLERANCE": "tolerance",
     "FUTURE_TOLERANCE": "future_tolerance",

@@ -1,0 +1,363 @@
+"""The process's memory budget for bodies in flight (MemoryBudget): counted exactly, never passed,
+always given back -- whatever the request's outcome -- and a body it has no room for is spooled and
+still served whole. The attack it answers: many connections each trickling a body just below the
+spool threshold, which the per-request cap alone lets hold (connections x threshold) bytes.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import random
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from hmacguard import ASGIGuard, MemoryBudget, Signer, Verifier, WSGIGuard
+from hmacguard.errors import ConfigurationError
+from hmacguard.guard.body import DEFAULT_MEMORY_BUDGET, BoundedBody
+from hmacguard.integrations._settings import guard_options
+from tests.guard._apps import budget_guarded
+from tests.guard._inprocess import asgi_request, call_wsgi, wsgi_environ
+from tests.guard._servers import gunicorn, raw_response, uvicorn
+
+SECRET = "budget-secret"
+SIGNER = Signer("github", secrets=SECRET)
+
+
+# -- the budget and the body -----------------------------------------------------------------------
+def test_take_counts_up_to_the_limit_and_a_refusal_counts_nothing() -> None:
+    budget = MemoryBudget(100)
+    assert budget.take(60) and budget.in_use == 60
+    assert not budget.take(41)  # would pass the limit: nothing counted
+    assert budget.in_use == 60 and budget.spilled == 1
+    assert budget.take(40) and budget.in_use == 100
+    budget.give(100)
+    assert budget.in_use == 0
+
+
+@pytest.mark.parametrize("limit", [-1, True, 1.5, "64"])
+def test_a_bad_limit_is_refused_at_start_up(limit: Any) -> None:
+    with pytest.raises(ConfigurationError, match="memory_budget"):
+        MemoryBudget(limit)
+    with pytest.raises(ConfigurationError, match="memory_budget"):
+        Verifier("github", secrets=SECRET, memory_budget=limit)
+
+
+def test_verifier_default_none_int_and_a_shared_budget() -> None:
+    assert Verifier("github", secrets=SECRET).memory_budget.limit == DEFAULT_MEMORY_BUDGET  # type: ignore[union-attr]
+    assert Verifier("github", secrets=SECRET, memory_budget=None).memory_budget is None
+    assert Verifier("github", secrets=SECRET, memory_budget=5).memory_budget.limit == 5  # type: ignore[union-attr]
+    shared = MemoryBudget(10)
+    one = Verifier("github", secrets=SECRET, memory_budget=shared)
+    two = Verifier("stripe", secrets="whsec_x", memory_budget=shared)
+    assert one.memory_budget is two.memory_budget is shared
+
+
+def test_settings_key_reaches_the_verifier() -> None:
+    options = guard_options({"SECRETS": [SECRET], "MEMORY_BUDGET": 1234}, where="HMACGUARD")
+    assert options["verifier"].memory_budget.limit == 1234
+
+
+def test_a_body_counts_its_chunks_and_gives_them_back_on_close() -> None:
+    budget = MemoryBudget(1000)
+    body = BoundedBody(limit=10_000, spool_threshold=5000, budget=budget)
+    body.append(b"a" * 300)
+    body.append(bytearray(b"b" * 200))
+    assert budget.in_use == 500 and not body.spooled
+    body.close()
+    assert budget.in_use == 0
+
+
+def test_a_chunk_with_no_room_spools_the_body_and_its_bytes_are_given_back() -> None:
+    budget = MemoryBudget(1000)
+    other = BoundedBody(limit=10_000, spool_threshold=5000, budget=budget)
+    other.append(b"x" * 700)
+    body = BoundedBody(limit=10_000, spool_threshold=5000, budget=budget)
+    body.append(b"a" * 200)
+    assert budget.in_use == 900
+    body.append(b"b" * 200)  # 1100 > 1000: this body goes to disk, with what it held
+    assert body.spooled and budget.in_use == 700 and budget.spilled == 1
+    body.append(b"c" * 3000)  # on disk now: never counted again
+    assert budget.in_use == 700
+    body.seal()
+    assert body.read() == b"a" * 200 + b"b" * 200 + b"c" * 3000
+    body.close()
+    other.close()
+    assert budget.in_use == 0
+
+
+def test_passing_the_spool_threshold_gives_the_bytes_back() -> None:
+    budget = MemoryBudget(10_000)
+    body = BoundedBody(limit=10_000, spool_threshold=500, budget=budget)
+    body.append(b"a" * 400)
+    assert budget.in_use == 400
+    body.append(b"b" * 400)
+    assert body.spooled and budget.in_use == 0 and budget.spilled == 0  # the threshold, not the budget
+    body.close()
+    assert budget.in_use == 0
+
+
+def test_a_body_nobody_closed_gives_its_bytes_back_when_it_goes() -> None:
+    budget = MemoryBudget(1000)
+    body = BoundedBody(limit=10_000, spool_threshold=5000, budget=budget)
+    body.append(b"a" * 300)
+    del body
+    assert budget.in_use == 0
+
+
+def test_a_zero_budget_sends_every_counted_body_to_disk() -> None:
+    budget = MemoryBudget(0)
+    body = BoundedBody(limit=10_000, spool_threshold=5000, budget=budget)
+    body.append(b"a")
+    assert body.spooled and budget.in_use == 0
+
+
+def test_threads_never_pass_the_budget_and_end_at_zero() -> None:
+    budget = MemoryBudget(50_000)
+    over: list[int] = []
+
+    def worker(seed: int) -> None:
+        rng = random.Random(seed)
+        for _ in range(300):
+            body = BoundedBody(limit=100_000, spool_threshold=40_000, budget=budget)
+            for _ in range(rng.randint(1, 6)):
+                body.append(b"z" * rng.randint(1, 12_000))
+                used = budget.in_use
+                if used > budget.limit or used < 0:
+                    over.append(used)
+            body.close()
+
+    threads = [threading.Thread(target=worker, args=(seed,)) for seed in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert over == []
+    assert budget.in_use == 0
+    assert budget.spilled > 0  # the budget was reached, so the test exercised the spill
+
+
+# -- every outcome gives the bytes back, under both drivers ----------------------------------------
+BIG = bytes(random.Random(7).randrange(256) for _ in range(200_000))  # four reads of 64 KiB
+
+
+def _wsgi_app(seen: list[bytes], *, fail: bool = False) -> Callable[..., Any]:
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        seen.append(environ["wsgi.input"].read())
+        if fail:
+            raise RuntimeError("the application failed")
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    return app
+
+
+def _guarded_wsgi(budget: MemoryBudget, seen: list[bytes], **options: Any) -> WSGIGuard:
+    fail = options.pop("fail", False)
+    verifier = Verifier("github", secrets=SECRET, memory_budget=budget, replay=None, **options)
+    return WSGIGuard(_wsgi_app(seen, fail=fail), verifier=verifier)
+
+
+def _wsgi_call(app: WSGIGuard, body: bytes, headers: dict[str, str], **environ_options: Any) -> int:
+    environ = wsgi_environ("POST", "/webhook", body, headers, **environ_options)
+    return call_wsgi(app, environ).status
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("accepted", 200),
+        ("accepted-spilled", 200),
+        ("mismatch", 401),
+        ("too-large-unframed", 413),
+        ("short", 400),
+        ("gzip", 200),
+        ("application-raises", None),
+    ],
+)
+def test_wsgi_outcomes_leave_nothing_counted(case: str, expected: int | None) -> None:
+    budget = MemoryBudget(100_000 if case == "accepted-spilled" else DEFAULT_MEMORY_BUDGET)
+    seen: list[bytes] = []
+    body, headers = BIG, SIGNER.sign(BIG)
+    options: dict[str, Any] = {}
+    environ_options: dict[str, Any] = {}
+    if case == "mismatch":
+        headers = SIGNER.sign(BIG[:-1])
+    elif case == "too-large-unframed":
+        options["max_body"] = 150_000
+        environ_options["content_length"] = False
+    elif case == "short":
+        headers = {**headers, "Content-Length": str(len(BIG) + 10)}
+    elif case == "gzip":
+        body = gzip.compress(BIG, mtime=0)
+        headers = {**SIGNER.sign(body), "Content-Encoding": "gzip"}
+    elif case == "application-raises":
+        options["fail"] = True
+    app = _guarded_wsgi(budget, seen, **options)
+    if expected is None:
+        with pytest.raises(RuntimeError):
+            _wsgi_call(app, body, headers, **environ_options)
+    else:
+        assert _wsgi_call(app, body, headers, **environ_options) == expected
+    if expected == 200:
+        assert seen == [BIG]  # whole and exact, spilled or not
+    assert budget.in_use == 0
+    assert budget.spilled == (1 if case == "accepted-spilled" else 0)
+
+
+def _asgi_app(seen: list[bytes], *, fail: bool = False) -> Callable[..., Any]:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        data, more = b"", True
+        while more:
+            message = await receive()
+            data += message.get("body", b"")
+            more = message.get("more_body", False)
+        seen.append(data)
+        if fail:
+            raise RuntimeError("the application failed")
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    return app
+
+
+def _pieces(data: bytes, size: int = 16_384) -> list[bytes]:
+    return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("accepted", 200),
+        ("accepted-spilled", 200),
+        ("mismatch", 401),
+        ("disconnect", None),
+        ("application-raises", None),
+    ],
+)
+def test_asgi_outcomes_leave_nothing_counted(case: str, expected: int | None) -> None:
+    budget = MemoryBudget(50_000 if case == "accepted-spilled" else DEFAULT_MEMORY_BUDGET)
+    seen: list[bytes] = []
+    headers = SIGNER.sign(BIG[:-1] if case == "mismatch" else BIG)
+    verifier = Verifier("github", secrets=SECRET, memory_budget=budget, replay=None)
+    app = ASGIGuard(_asgi_app(seen, fail=case == "application-raises"), verifier=verifier)
+    if case == "disconnect":  # the client leaves after 5 of 13 pieces: refused, never processed
+        assert asgi_request(app, _pieces(BIG), headers, disconnect_after=5).status == 400
+        assert seen == []
+    elif case == "application-raises":
+        with pytest.raises(RuntimeError):
+            asgi_request(app, _pieces(BIG), headers)
+    else:
+        assert asgi_request(app, _pieces(BIG), headers).status == expected
+    if expected == 200:
+        assert seen == [BIG]
+    assert budget.in_use == 0
+    assert budget.spilled == (1 if case == "accepted-spilled" else 0)
+
+
+# -- under real servers: held uploads pass the budget, deliveries are still served ----------------
+HELD = 30
+DECLARED = 200_000
+SENT = 150_000  # per held upload: 30 x 150 KB = 4.5 MB against a 2 MiB budget
+
+
+def _budget_state(port: int) -> tuple[int, int]:
+    status, _, body = raw_response(
+        port, b"GET /budget HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", timeout=10
+    )
+    assert status == 200, body
+    in_use, spilled = body.split()
+    return int(in_use), int(spilled)
+
+
+def _wait_for(port: int, check: Callable[[int, int], bool], seconds: float = 15.0) -> tuple[int, int]:
+    deadline = time.monotonic() + seconds
+    state = _budget_state(port)
+    while not check(*state) and time.monotonic() < deadline:
+        time.sleep(0.1)
+        state = _budget_state(port)
+    return state
+
+
+def _held_uploads(port: int) -> Iterator[list[socket.socket]]:
+    forged = b"sha256=" + b"0" * 64
+    head = (
+        b"POST /webhook HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+        b"X-Hub-Signature-256: " + forged + b"\r\nContent-Length: %d\r\n\r\n" % DECLARED
+    )
+    sockets: list[socket.socket] = []
+    try:
+        for _ in range(HELD):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+            sockets.append(sock)
+            sock.sendall(head)
+            for piece in _pieces(b"a" * SENT):
+                sock.sendall(piece)
+        yield sockets
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _signed_in_pieces(port: int, body: bytes) -> bytes:
+    headers = SIGNER_LAB.sign(body)
+    head = (
+        b"POST /webhook HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+        + b"".join(f"{k}: {v}\r\n".encode() for k, v in headers.items())
+        + b"Content-Length: %d\r\n\r\n" % len(body)
+    )
+    data = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=15) as sock:
+        sock.sendall(head)
+        for piece in _pieces(body):
+            try:
+                sock.sendall(piece)
+            except OSError:  # answered early: read why
+                break
+            time.sleep(0.005)  # several reads on the server's side
+        while chunk := sock.recv(65536):
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 200"), data[:200]
+    return data.partition(b"\r\n\r\n")[2]
+
+
+SIGNER_LAB = Signer("github", secrets=budget_guarded.SECRET)
+
+
+def _servers() -> list[Any]:
+    return [
+        pytest.param(lambda: uvicorn("tests.guard._apps.budget_guarded:asgi"), id="uvicorn"),
+        pytest.param(
+            lambda: gunicorn(
+                "tests.guard._apps.budget_guarded:wsgi", {}, workers=1, worker_class="gthread", threads=40
+            ),
+            id="gunicorn-gthread",
+        ),
+    ]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("start", _servers())
+def test_held_uploads_stay_within_the_budget_and_deliveries_are_served(start: Callable[[], Any]) -> None:
+    with start() as server:
+        port = server.port
+        held = _held_uploads(port)
+        next(held)  # every upload's head and 150 KB sent, the connections kept open
+        in_use, spilled = _wait_for(port, lambda used, spilled: spilled >= 10)
+        assert in_use <= budget_guarded.BUDGET
+        assert spilled >= 10, (in_use, spilled)  # the uploads did pass the budget: bodies spilled
+        # A genuine delivery while the budget is spent: spooled, and handed over whole and exact.
+        body = bytes(random.Random(3).randrange(256) for _ in range(180_000))
+        digest, spooled = _signed_in_pieces(port, body).split()
+        assert digest == hashlib.sha256(body).hexdigest().encode()
+        assert spooled == b"1"
+        assert _budget_state(port)[0] <= budget_guarded.BUDGET
+        held.close()  # the uploaders go away: every counted byte comes back
+        in_use, _ = _wait_for(port, lambda used, spilled: used == 0)
+        assert in_use == 0
+        assert "Traceback" not in server.log()
