@@ -15,6 +15,7 @@ import tempfile
 import threading
 import time
 import zlib
+from collections import deque
 from collections.abc import Iterator
 from types import TracebackType
 
@@ -103,26 +104,45 @@ class MemoryBudget:
 
     One budget may serve several verifiers (give each the same instance); thread-safe. ``limit``
     0 sends every multi-read body to disk.
+
+    :meth:`give` never blocks and takes no lock: it runs from ``BoundedBody.__del__`` and from
+    ``close()`` in a generator's or coroutine's finaliser, which the garbage collector may run in
+    any thread at any point -- on Python 3.12+ even inside :meth:`take`, while that thread holds
+    the lock (a non-reentrant lock taken there again would hang the thread, and then every request
+    of the process). What is given back is queued and subtracted under the lock by the next
+    :meth:`take` or :attr:`in_use`; until then the count is, if anything, too high, never too low.
     """
 
-    __slots__ = ("_lock", "_next_warning", "_used", "limit", "spilled")
+    __slots__ = ("_lock", "_next_warning", "_returned", "_used", "limit", "spilled")
 
     def __init__(self, limit: int = DEFAULT_MEMORY_BUDGET) -> None:
         self.limit = validate_size("memory_budget", limit, minimum=0)
         self._used = 0
         self._lock = threading.Lock()
+        #: Bytes given back and not yet subtracted from ``_used`` (appended without the lock).
+        self._returned: deque[int] = deque()
         self._next_warning = 0.0
         #: Bodies sent to disk early because the budget was spent (a count since start-up).
         self.spilled = 0
 
+    def _collect_returned(self) -> None:
+        """Subtract what was given back (the caller holds the lock)."""
+        returned = self._returned
+        while returned:
+            self._used -= returned.popleft()
+
     @property
     def in_use(self) -> int:
         """Bytes counted right now."""
-        return self._used
+        with self._lock:
+            self._collect_returned()
+            return self._used
 
     def take(self, n: int) -> bool:
         """Count ``n`` more bytes if they fit; ``False`` (and nothing counted) if they do not."""
         with self._lock:
+            if self._returned:
+                self._collect_returned()
             if self._used + n > self.limit:
                 self.spilled += 1
                 warn = time.monotonic() >= self._next_warning
@@ -140,12 +160,11 @@ class MemoryBudget:
         return False
 
     def give(self, n: int) -> None:
-        """Stop counting ``n`` bytes (a body spooled to disk or released)."""
-        with self._lock:
-            self._used -= n
+        """Stop counting ``n`` bytes (a body spooled to disk or released); never blocks (see above)."""
+        self._returned.append(n)  # deque.append is atomic: no lock, safe in a finaliser
 
     def __repr__(self) -> str:
-        return f"MemoryBudget(limit={self.limit}, in_use={self._used}, spilled={self.spilled})"
+        return f"MemoryBudget(limit={self.limit}, in_use={self.in_use}, spilled={self.spilled})"
 
 
 class BoundedBody:
@@ -211,16 +230,19 @@ class BoundedBody:
             return
         if self._size + n > self.limit:
             raise BodyTooLarge(f"body exceeds the {self.limit}-byte limit", limit=self.limit)
-        if self._file is None and (
-            self._size + n > self.spool_threshold or (self._budget is not None and not self._budget.take(n))
-        ):
-            self._spool()
+        if self._file is None:
+            if self._size + n > self.spool_threshold:
+                self._spool()
+            elif self._budget is not None:
+                if self._budget.take(n):
+                    self._counted += n  # at once: whatever fails below, close() gives it back
+                else:
+                    self._spool()
         if self._file is not None:
             self._file.write(chunk)
         else:
             # Callers may reuse a bytearray buffer; only immutable bytes are safe to keep.
             self._chunks.append(chunk if type(chunk) is bytes else bytes(chunk))
-            self._counted += n if self._budget is not None else 0
         self._size += n
 
     def _spool(self) -> None:
@@ -234,10 +256,12 @@ class BoundedBody:
         self._uncount()
 
     def _uncount(self) -> None:
-        if self._counted:
+        # Zeroed before giving: two threads closing the same body (the server, and an application
+        # thread it was handed to) must not both give its bytes back.
+        counted, self._counted = self._counted, 0
+        if counted:
             assert self._budget is not None  # only a budgeted body counts
-            self._budget.give(self._counted)
-            self._counted = 0
+            self._budget.give(counted)
 
     def seal(self) -> None:
         """End of body: rewind for reading; no more appends."""
@@ -386,8 +410,9 @@ class BoundedBody:
 
     def __del__(self) -> None:
         # A body nobody closed (a code path that forgot, an application keeping a reference) must
-        # not keep its bytes counted for the life of the process.
-        if self._counted:
+        # not keep its bytes counted for the life of the process. getattr: a body whose __init__
+        # never ran (a wrong call) has no _counted, and a finaliser's AttributeError is only noise.
+        if getattr(self, "_counted", 0):
             self._uncount()
 
     def __enter__(self) -> BoundedBody:
