@@ -11,7 +11,6 @@ import hashlib
 import random
 import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -22,8 +21,17 @@ from hmacguard.errors import ConfigurationError
 from hmacguard.guard.body import DEFAULT_MEMORY_BUDGET, BoundedBody
 from hmacguard.integrations._settings import guard_options
 from tests.guard._apps import budget_guarded
+from tests.guard._budget import (
+    budget_servers,
+    budget_state,
+    exchange_in_pieces,
+    pieces,
+    post_head,
+    reading_asgi,
+    reading_wsgi,
+    wait_for_budget,
+)
 from tests.guard._inprocess import asgi_request, call_wsgi, wsgi_environ
-from tests.guard._servers import gunicorn, raw_response, uvicorn
 
 SECRET = "budget-secret"
 SIGNER = Signer("github", secrets=SECRET)
@@ -146,21 +154,10 @@ def test_threads_never_pass_the_budget_and_end_at_zero() -> None:
 BIG = bytes(random.Random(7).randrange(256) for _ in range(200_000))  # four reads of 64 KiB
 
 
-def _wsgi_app(seen: list[bytes], *, fail: bool = False) -> Callable[..., Any]:
-    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-        seen.append(environ["wsgi.input"].read())
-        if fail:
-            raise RuntimeError("the application failed")
-        start_response("200 OK", [("Content-Type", "text/plain")])
-        return [b"ok"]
-
-    return app
-
-
 def _guarded_wsgi(budget: MemoryBudget, seen: list[bytes], **options: Any) -> WSGIGuard:
     fail = options.pop("fail", False)
     verifier = Verifier("github", secrets=SECRET, memory_budget=budget, replay=None, **options)
-    return WSGIGuard(_wsgi_app(seen, fail=fail), verifier=verifier)
+    return WSGIGuard(reading_wsgi(seen, fail=fail), verifier=verifier)
 
 
 def _wsgi_call(app: WSGIGuard, body: bytes, headers: dict[str, str], **environ_options: Any) -> int:
@@ -210,26 +207,6 @@ def test_wsgi_outcomes_leave_nothing_counted(case: str, expected: int | None) ->
     assert budget.spilled == (1 if case == "accepted-spilled" else 0)
 
 
-def _asgi_app(seen: list[bytes], *, fail: bool = False) -> Callable[..., Any]:
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        data, more = b"", True
-        while more:
-            message = await receive()
-            data += message.get("body", b"")
-            more = message.get("more_body", False)
-        seen.append(data)
-        if fail:
-            raise RuntimeError("the application failed")
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b"ok"})
-
-    return app
-
-
-def _pieces(data: bytes, size: int = 16_384) -> list[bytes]:
-    return [data[i : i + size] for i in range(0, len(data), size)]
-
-
 @pytest.mark.parametrize(
     ("case", "expected"),
     [
@@ -245,15 +222,15 @@ def test_asgi_outcomes_leave_nothing_counted(case: str, expected: int | None) ->
     seen: list[bytes] = []
     headers = SIGNER.sign(BIG[:-1] if case == "mismatch" else BIG)
     verifier = Verifier("github", secrets=SECRET, memory_budget=budget, replay=None)
-    app = ASGIGuard(_asgi_app(seen, fail=case == "application-raises"), verifier=verifier)
+    app = ASGIGuard(reading_asgi(seen, fail=case == "application-raises"), verifier=verifier)
     if case == "disconnect":  # the client leaves after 5 of 13 pieces: refused, never processed
-        assert asgi_request(app, _pieces(BIG), headers, disconnect_after=5).status == 400
+        assert asgi_request(app, pieces(BIG), headers, disconnect_after=5).status == 400
         assert seen == []
     elif case == "application-raises":
         with pytest.raises(RuntimeError):
-            asgi_request(app, _pieces(BIG), headers)
+            asgi_request(app, pieces(BIG), headers)
     else:
-        assert asgi_request(app, _pieces(BIG), headers).status == expected
+        assert asgi_request(app, pieces(BIG), headers).status == expected
     if expected == 200:
         assert seen == [BIG]
     assert budget.in_use == 0
@@ -264,24 +241,6 @@ def test_asgi_outcomes_leave_nothing_counted(case: str, expected: int | None) ->
 HELD = 30
 DECLARED = 200_000
 SENT = 150_000  # per held upload: 30 x 150 KB = 4.5 MB against a 2 MiB budget
-
-
-def _budget_state(port: int) -> tuple[int, int]:
-    status, _, body = raw_response(
-        port, b"GET /budget HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", timeout=10
-    )
-    assert status == 200, body
-    in_use, spilled = body.split()
-    return int(in_use), int(spilled)
-
-
-def _wait_for(port: int, check: Callable[[int, int], bool], seconds: float = 15.0) -> tuple[int, int]:
-    deadline = time.monotonic() + seconds
-    state = _budget_state(port)
-    while not check(*state) and time.monotonic() < deadline:
-        time.sleep(0.1)
-        state = _budget_state(port)
-    return state
 
 
 def _held_uploads(port: int) -> Iterator[list[socket.socket]]:
@@ -296,7 +255,7 @@ def _held_uploads(port: int) -> Iterator[list[socket.socket]]:
             sock = socket.create_connection(("127.0.0.1", port), timeout=10)
             sockets.append(sock)
             sock.sendall(head)
-            for piece in _pieces(b"a" * SENT):
+            for piece in pieces(b"a" * SENT):
                 sock.sendall(piece)
         yield sockets
     finally:
@@ -305,50 +264,22 @@ def _held_uploads(port: int) -> Iterator[list[socket.socket]]:
 
 
 def _signed_in_pieces(port: int, body: bytes) -> bytes:
-    headers = SIGNER_LAB.sign(body)
-    head = (
-        b"POST /webhook HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
-        + b"".join(f"{k}: {v}\r\n".encode() for k, v in headers.items())
-        + b"Content-Length: %d\r\n\r\n" % len(body)
-    )
-    data = b""
-    with socket.create_connection(("127.0.0.1", port), timeout=15) as sock:
-        sock.sendall(head)
-        for piece in _pieces(body):
-            try:
-                sock.sendall(piece)
-            except OSError:  # answered early: read why
-                break
-            time.sleep(0.005)  # several reads on the server's side
-        while chunk := sock.recv(65536):
-            data += chunk
-    assert data.startswith(b"HTTP/1.1 200"), data[:200]
-    return data.partition(b"\r\n\r\n")[2]
+    answer = exchange_in_pieces(port, post_head(b"/webhook", SIGNER_LAB.sign(body), len(body)), body)
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+    return answer.partition(b"\r\n\r\n")[2]
 
 
 SIGNER_LAB = Signer("github", secrets=budget_guarded.SECRET)
 
 
-def _servers() -> list[Any]:
-    return [
-        pytest.param(lambda: uvicorn("tests.guard._apps.budget_guarded:asgi"), id="uvicorn"),
-        pytest.param(
-            lambda: gunicorn(
-                "tests.guard._apps.budget_guarded:wsgi", {}, workers=1, worker_class="gthread", threads=40
-            ),
-            id="gunicorn-gthread",
-        ),
-    ]
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("start", _servers())
+@pytest.mark.parametrize("start", budget_servers("tests.guard._apps.budget_guarded", threads=40))
 def test_held_uploads_stay_within_the_budget_and_deliveries_are_served(start: Callable[[], Any]) -> None:
     with start() as server:
         port = server.port
         held = _held_uploads(port)
         next(held)  # every upload's head and 150 KB sent, the connections kept open
-        in_use, spilled = _wait_for(port, lambda used, spilled: spilled >= 10)
+        in_use, spilled = wait_for_budget(port, lambda used, spilled: spilled >= 10)
         assert in_use <= budget_guarded.BUDGET
         assert spilled >= 10, (in_use, spilled)  # the uploads did pass the budget: bodies spilled
         # A genuine delivery while the budget is spent: spooled, and handed over whole and exact.
@@ -356,9 +287,9 @@ def test_held_uploads_stay_within_the_budget_and_deliveries_are_served(start: Ca
         digest, spooled = _signed_in_pieces(port, body).split()
         assert digest == hashlib.sha256(body).hexdigest().encode()
         assert spooled == b"1"
-        assert _budget_state(port)[0] <= budget_guarded.BUDGET
+        assert budget_state(port)[0] <= budget_guarded.BUDGET
         held.close()  # the uploaders go away: every counted byte comes back
-        in_use, _ = _wait_for(port, lambda used, spilled: used == 0)
+        in_use, _ = wait_for_budget(port, lambda used, spilled: used == 0)
         assert in_use == 0
         assert "Traceback" not in server.log()
 

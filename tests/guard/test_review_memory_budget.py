@@ -26,7 +26,6 @@ import random
 import socket
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -35,8 +34,17 @@ import pytest
 from hmacguard import ASGIGuard, MemoryBudget, Signer, Verifier, WSGIGuard
 from hmacguard.guard.body import BoundedBody
 from tests.guard._apps import review_budget_apps
+from tests.guard._budget import (
+    budget_servers,
+    budget_state,
+    exchange_in_pieces,
+    pieces,
+    post_head,
+    reading_asgi,
+    reading_wsgi,
+    wait_for_budget,
+)
 from tests.guard._inprocess import asgi_request, call_wsgi, wsgi_environ
-from tests.guard._servers import gunicorn, raw_response, uvicorn
 
 SECRET = "review-secret"
 OTHER = "review-other-secret"
@@ -275,24 +283,13 @@ def test_threads_closing_dropping_and_spilling_never_pass_the_budget() -> None:
 
 
 # -- nested guards, gzip, frameworks -------------------------------------------------------------
-def _reading_wsgi(seen: list[bytes], *, fail: bool = False) -> Callable[..., Any]:
-    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-        seen.append(environ["wsgi.input"].read())
-        if fail:
-            raise RuntimeError("the application failed")
-        start_response("200 OK", [("Content-Type", "text/plain")])
-        return [b"ok"]
-
-    return app
-
-
 @pytest.mark.parametrize("inner_secret", [SECRET, OTHER])
 @pytest.mark.parametrize("limit", [10_000_000, 250_000, 0])
 def test_nested_wsgi_guards_that_verify_again_give_everything_back(inner_secret: str, limit: int) -> None:
     budget = MemoryBudget(limit)
     seen: list[bytes] = []
     inner = WSGIGuard(
-        _reading_wsgi(seen),
+        reading_wsgi(seen),
         verifier=Verifier("github", secrets=inner_secret, memory_budget=budget, replay=None),
     )
     outer = WSGIGuard(inner, verifier=Verifier("github", secrets=SECRET, memory_budget=budget, replay=None))
@@ -302,35 +299,17 @@ def test_nested_wsgi_guards_that_verify_again_give_everything_back(inner_secret:
     assert budget.in_use == 0
 
 
-def _reading_asgi(seen: list[bytes]) -> Callable[..., Any]:
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        data, more = b"", True
-        while more:
-            message = await receive()
-            data += message.get("body", b"")
-            more = message.get("more_body", False)
-        seen.append(data)
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b"ok"})
-
-    return app
-
-
-def _pieces(data: bytes, size: int = 16_384) -> list[bytes]:
-    return [data[i : i + size] for i in range(0, len(data), size)]
-
-
 @pytest.mark.parametrize("inner_secret", [SECRET, OTHER])
 @pytest.mark.parametrize("limit", [10_000_000, 100_000])
 def test_nested_asgi_guards_that_verify_again_give_everything_back(inner_secret: str, limit: int) -> None:
     budget = MemoryBudget(limit)
     seen: list[bytes] = []
     inner = ASGIGuard(
-        _reading_asgi(seen),
+        reading_asgi(seen),
         verifier=Verifier("github", secrets=inner_secret, memory_budget=budget, replay=None),
     )
     outer = ASGIGuard(inner, verifier=Verifier("github", secrets=SECRET, memory_budget=budget, replay=None))
-    status = asgi_request(outer, _pieces(BIG), SIGNER.sign(BIG)).status
+    status = asgi_request(outer, pieces(BIG), SIGNER.sign(BIG)).status
     assert status == (200 if inner_secret == SECRET else 401)
     assert seen == ([BIG] if inner_secret == SECRET else [])
     assert budget.in_use == 0
@@ -354,13 +333,13 @@ def test_asgi_gzip_and_timeout_outcomes_leave_nothing_counted(case: str) -> None
     if case == "timeout":
         options["body_timeout"] = 0.3
     verifier = Verifier("github", secrets=SECRET, memory_budget=budget, replay=None, **options)
-    app = ASGIGuard(_reading_asgi(seen), verifier=verifier)
-    pieces = _pieces(body, 4096)
+    app = ASGIGuard(reading_asgi(seen), verifier=verifier)
+    parts = pieces(body, 4096)
     if case == "timeout":
-        response = asgi_request(app, pieces[:5], headers, stall=True, content_length=False)
+        response = asgi_request(app, parts[:5], headers, stall=True, content_length=False)
         assert response.status == 408
     else:
-        response = asgi_request(app, pieces, headers)
+        response = asgi_request(app, parts, headers)
         assert response.status == {"gzip-bomb": 413, "gzip-corrupt": 400, "gzip-spilled": 200}[case]
     if case == "gzip-spilled":
         assert seen == [BIG] and budget.spilled == 1
@@ -414,17 +393,17 @@ def test_fastapi_dependency_with_an_endpoint_that_raises_gives_back() -> None:
         raise RuntimeError("the endpoint failed")
 
     with pytest.raises(RuntimeError):
-        asgi_request(app, _pieces(BIG), SIGNER.sign(BIG))
+        asgi_request(app, pieces(BIG), SIGNER.sign(BIG))
     assert hits == [BIG]
     assert budget.in_use == 0
-    assert asgi_request(app, _pieces(BIG), SIGNER.sign(BIG[:-1])).status == 401
+    assert asgi_request(app, pieces(BIG), SIGNER.sign(BIG[:-1])).status == 401
     assert budget.in_use == 0
 
 
 def test_a_cancelled_asgi_request_gives_back() -> None:
     budget = MemoryBudget(10_000_000)
     verifier = Verifier("github", secrets=SECRET, memory_budget=budget, replay=None)
-    app = ASGIGuard(_reading_asgi([]), verifier=verifier)
+    app = ASGIGuard(reading_asgi([]), verifier=verifier)
     headers = [(k.lower().encode(), v.encode()) for k, v in SIGNER.sign(BIG).items()]
     scope = {
         "type": "http",
@@ -433,7 +412,7 @@ def test_a_cancelled_asgi_request_gives_back() -> None:
         "headers": [*headers, (b"content-length", str(len(BIG)).encode())],
         "client": ("127.0.0.1", 1),
     }
-    pieces = _pieces(BIG)
+    parts = pieces(BIG)
 
     async def main() -> int:
         sent = 0
@@ -443,7 +422,7 @@ def test_a_cancelled_asgi_request_gives_back() -> None:
             if sent >= 4:
                 await asyncio.sleep(3600)
             sent += 1
-            return {"type": "http.request", "body": pieces[sent - 1], "more_body": True}
+            return {"type": "http.request", "body": parts[sent - 1], "more_body": True}
 
         async def send(message: dict[str, Any]) -> None:
             pass
@@ -465,63 +444,8 @@ def test_a_cancelled_asgi_request_gives_back() -> None:
 SIGNER_LAB = Signer("github", secrets=review_budget_apps.SECRET)
 
 
-def _state(port: int) -> tuple[int, int]:
-    status, _, body = raw_response(
-        port, b"GET /budget HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", timeout=10
-    )
-    assert status == 200, body
-    in_use, spilled = body.split()
-    return int(in_use), int(spilled)
-
-
-def _wait(port: int, check: Callable[[int, int], bool], seconds: float = 15.0) -> tuple[int, int]:
-    deadline = time.monotonic() + seconds
-    state = _state(port)
-    while not check(*state) and time.monotonic() < deadline:
-        time.sleep(0.1)
-        state = _state(port)
-    return state
-
-
-def _head(path: bytes, headers: dict[str, str], length: int) -> bytes:
-    return (
-        b"POST "
-        + path
-        + b" HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
-        + b"".join(f"{k}: {v}\r\n".encode() for k, v in headers.items())
-        + b"Content-Length: %d\r\n\r\n" % length
-    )
-
-
-def _exchange(port: int, request: bytes, body: bytes) -> bytes:
-    data = b""
-    with socket.create_connection(("127.0.0.1", port), timeout=15) as sock:
-        sock.sendall(request)
-        for piece in _pieces(body):
-            try:
-                sock.sendall(piece)
-            except OSError:
-                break
-            time.sleep(0.003)
-        while chunk := sock.recv(65536):
-            data += chunk
-    return data
-
-
-def _servers() -> list[Any]:
-    return [
-        pytest.param(lambda: uvicorn("tests.guard._apps.review_budget_apps:asgi"), id="uvicorn"),
-        pytest.param(
-            lambda: gunicorn(
-                "tests.guard._apps.review_budget_apps:wsgi", {}, workers=1, worker_class="gthread", threads=32
-            ),
-            id="gunicorn-gthread",
-        ),
-    ]
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("start", _servers())
+@pytest.mark.parametrize("start", budget_servers("tests.guard._apps.review_budget_apps", threads=32))
 def test_real_servers_timeouts_disconnects_and_raising_apps_give_everything_back(
     start: Callable[[], Any],
 ) -> None:
@@ -536,8 +460,8 @@ def test_real_servers_timeouts_disconnects_and_raising_apps_give_everything_back
             for _ in range(12):
                 sock = socket.create_connection(("127.0.0.1", port), timeout=15)
                 stalled.append(sock)
-                sock.sendall(_head(b"/webhook", signed, len(body)))
-                for piece in _pieces(body[:150_000]):
+                sock.sendall(post_head(b"/webhook", signed, len(body)))
+                for piece in pieces(body[:150_000]):
                     sock.sendall(piece)
             for sock in stalled:
                 answer = b""
@@ -548,23 +472,23 @@ def test_real_servers_timeouts_disconnects_and_raising_apps_give_everything_back
         finally:
             for sock in stalled:
                 sock.close()
-        assert _wait(port, lambda used, spilled: used == 0)[0] == 0
+        assert wait_for_budget(port, lambda used, spilled: used == 0)[0] == 0
         # 2. Uploads that go away mid-body.
         for _ in range(12):
             with socket.create_connection(("127.0.0.1", port), timeout=15) as sock:
-                sock.sendall(_head(b"/webhook", signed, len(body)))
+                sock.sendall(post_head(b"/webhook", signed, len(body)))
                 sock.sendall(body[:90_000])
-        assert _wait(port, lambda used, spilled: used == 0)[0] == 0
+        assert wait_for_budget(port, lambda used, spilled: used == 0)[0] == 0
         # 3. An application that raises after reading a counted (and a spilled) body.
-        answer = _exchange(port, _head(b"/raise", signed, len(body)), body)
+        answer = exchange_in_pieces(port, post_head(b"/raise", signed, len(body)), body)
         assert answer.startswith(b"HTTP/1.1 500"), answer[:200]
-        assert _wait(port, lambda used, spilled: used == 0)[0] == 0
+        assert wait_for_budget(port, lambda used, spilled: used == 0)[0] == 0
         # 4. A genuine delivery afterwards: served whole and exact.
-        answer = _exchange(port, _head(b"/webhook", signed, len(body)), body)
+        answer = exchange_in_pieces(port, post_head(b"/webhook", signed, len(body)), body)
         assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
         digest = answer.partition(b"\r\n\r\n")[2].split()[0]
         assert digest == hashlib.sha256(body).hexdigest().encode()
-        assert _state(port)[0] == 0
-        in_use, spilled = _state(port)
+        assert budget_state(port)[0] == 0
+        in_use, spilled = budget_state(port)
         assert in_use == 0 and spilled > 0  # the stalled uploads did pass the budget
         assert "Exception ignored" not in server.log()
