@@ -27,6 +27,7 @@ from __future__ import annotations
 from hmacguard.errors import (
     BadRequest,
     BodyMalformed,
+    BodyStorageUnavailable,
     BodyTimeout,
     BodyTooLarge,
     ConfigurationError,
@@ -68,6 +69,7 @@ __all__ = [
     "Accepted",
     "BadRequest",
     "BodyMalformed",
+    "BodyStorageUnavailable",
     "BodyTimeout",
     "BodyTooLarge",
     "BoundedBody",

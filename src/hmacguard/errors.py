@@ -18,7 +18,8 @@ The tree::
         ├── BodyTooLarge               413 above the cap (answered with ``Connection: close``)
         ├── UnsupportedEncoding        415 a Content-Encoding the guard will not inflate
         ├── RateLimited                429 over a rate limit (carries ``retry_after``)
-        └── StoreUnavailable           503 the replay or rate-limit store cannot be reached
+        ├── StoreUnavailable           503 the replay or rate-limit store cannot be reached
+        └── BodyStorageUnavailable     503 a body to spool, and no temporary file to spool it to
 
 Each class knows its HTTP status (for the guard's problem+json answer) and the CLI's exit code, so no
 layer above needs a mapping table of its own. Messages never include secrets, signatures or body bytes.
@@ -29,6 +30,7 @@ from __future__ import annotations
 __all__ = [
     "BadRequest",
     "BodyMalformed",
+    "BodyStorageUnavailable",
     "BodyTimeout",
     "BodyTooLarge",
     "ConfigurationError",
@@ -170,3 +172,14 @@ class StoreUnavailable(RequestRejected):
     status = 503
     slug = "store-unavailable"
     title = "Verification store unavailable"
+
+
+class BodyStorageUnavailable(RequestRejected):
+    """A body that must go to a temporary file (past ``spool_threshold``, or past the memory budget)
+    and no file could be made or written (a full or unwritable ``TMPDIR``): the server's fault, not
+    the request's, so 503 -- the sender may deliver again -- rather than the server's own 500."""
+
+    status = 503
+    slug = "body-storage-unavailable"
+    title = "No room to keep the request body"
+    close_connection = True  # the rest of the body was not read

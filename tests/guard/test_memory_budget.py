@@ -10,6 +10,7 @@ import gzip
 import hashlib
 import random
 import socket
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 import pytest
 
 from hmacguard import ASGIGuard, MemoryBudget, Signer, Verifier, WSGIGuard
-from hmacguard.errors import ConfigurationError
+from hmacguard.errors import BodyStorageUnavailable, ConfigurationError
 from hmacguard.guard.body import DEFAULT_MEMORY_BUDGET, BoundedBody
 from hmacguard.integrations._settings import guard_options
 from tests.guard._apps import budget_guarded
@@ -32,6 +33,7 @@ from tests.guard._budget import (
     wait_for_budget,
 )
 from tests.guard._inprocess import asgi_request, call_wsgi, wsgi_environ
+from tests.guard._servers import uvicorn
 
 SECRET = "budget-secret"
 SIGNER = Signer("github", secrets=SECRET)
@@ -311,3 +313,55 @@ def test_the_guides_prometheus_recipe_exports_the_budget() -> None:
     assert registry.get_sample_value("hmacguard_bodies_spilled") == 0
     body.close()
     assert registry.get_sample_value("hmacguard_body_memory_bytes") == 0
+
+
+# -- a spill with nowhere to go: 503 problem+json, never the server's 500 --------------------------
+def test_a_body_with_no_temporary_file_to_go_to_is_a_503(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", "/nonexistent/hmacguard-test")
+    budget = MemoryBudget(1000)
+    body = BoundedBody(limit=10_000, spool_threshold=5000, budget=budget)
+    body.append(b"a" * 800)
+    with pytest.raises(BodyStorageUnavailable) as raised:
+        body.append(b"b" * 800)  # no room in the budget: to a file that cannot be made
+    assert raised.value.status == 503 and raised.value.close_connection
+    body.close()
+    assert budget.in_use == 0
+
+
+@pytest.mark.parametrize("driver", ["wsgi", "asgi"])
+def test_the_guard_answers_a_failed_spill_503_and_the_application_never_runs(
+    driver: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", "/nonexistent/hmacguard-test")
+    budget = MemoryBudget(0)  # every multi-read body spills
+    seen: list[bytes] = []
+    verifier = Verifier("github", secrets=SECRET, memory_budget=budget, replay=None)
+    headers = SIGNER.sign(BIG)
+    if driver == "wsgi":
+        response = call_wsgi(
+            WSGIGuard(reading_wsgi(seen), verifier=verifier), wsgi_environ("POST", "/webhook", BIG, headers)
+        )
+    else:
+        response = asgi_request(ASGIGuard(reading_asgi(seen), verifier=verifier), pieces(BIG), headers)
+    assert response.status == 503
+    assert response.json()["type"].endswith(":body-storage-unavailable")
+    assert seen == [] and budget.in_use == 0
+
+
+@pytest.mark.slow
+def test_under_uvicorn_a_failed_spill_is_a_503_problem_and_the_server_goes_on() -> None:
+    env = {"HMACGUARD_TEST_TEMPDIR": "/nonexistent/hmacguard-test"}
+    with uvicorn("tests.guard._apps.budget_guarded:asgi", env) as server:
+        body = random.Random(5).randbytes(300_000)  # past spool_threshold: must go to a file
+        answer = exchange_in_pieces(
+            server.port, post_head(b"/webhook", SIGNER_LAB.sign(body), len(body)), body
+        )
+        assert answer.startswith(b"HTTP/1.1 503"), answer[:200]
+        assert b"body-storage-unavailable" in answer
+        small = b'{"ok": true}'  # one read, in memory: served as ever
+        answer = exchange_in_pieces(
+            server.port, post_head(b"/webhook", SIGNER_LAB.sign(small), len(small)), small
+        )
+        assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+        assert wait_for_budget(server.port, lambda used, spilled: used == 0)[0] == 0
+        assert "Traceback" not in server.log()

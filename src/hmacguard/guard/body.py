@@ -19,7 +19,13 @@ from collections import deque
 from collections.abc import Iterator
 from types import TracebackType
 
-from hmacguard.errors import BadRequest, BodyTooLarge, ConfigurationError, UnsupportedEncoding
+from hmacguard.errors import (
+    BadRequest,
+    BodyStorageUnavailable,
+    BodyTooLarge,
+    ConfigurationError,
+    UnsupportedEncoding,
+)
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
@@ -239,7 +245,7 @@ class BoundedBody:
                 else:
                     self._spool()
         if self._file is not None:
-            self._file.write(chunk)
+            self._write(chunk)
         else:
             # Callers may reuse a bytearray buffer; only immutable bytes are safe to keep.
             self._chunks.append(chunk if type(chunk) is bytes else bytes(chunk))
@@ -251,9 +257,20 @@ class BoundedBody:
         # rolls it over to disk on the first write.
         self._file = tempfile.SpooledTemporaryFile(max_size=1)  # noqa: SIM115
         for held in self._chunks:
-            self._file.write(held)
+            self._write(held)
         self._chunks = []
         self._uncount()
+
+    def _write(self, data: bytes | bytearray | memoryview) -> None:
+        """Write to the temporary file; a file that cannot be made or written (a full or
+        unwritable ``TMPDIR``) is the guard's 503, not the server's 500."""
+        assert self._file is not None
+        try:
+            self._file.write(data)
+        except OSError as error:
+            raise BodyStorageUnavailable(
+                f"the body could not be written to a temporary file ({type(error).__name__})"
+            ) from None
 
     def _uncount(self) -> None:
         # Zeroed before giving: two threads closing the same body (the server, and an application

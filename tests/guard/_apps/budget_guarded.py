@@ -10,9 +10,16 @@ answers the budget's ``in_use spilled`` -- what the tests watch from outside.
 from __future__ import annotations
 
 import hashlib
+import os
+import tempfile
 from typing import Any
 
 from hmacguard import ASGIGuard, MemoryBudget, Verifier, WSGIGuard
+
+# A test may point the temporary files somewhere they cannot be written (tempfile checks nothing
+# once tempdir is set): the spill's failure under a real server.
+if os.environ.get("HMACGUARD_TEST_TEMPDIR"):
+    tempfile.tempdir = os.environ["HMACGUARD_TEST_TEMPDIR"]
 
 SECRET = "budget-guarded-secret"
 #: Small enough that a few dozen held uploads of 150 KB pass it.
