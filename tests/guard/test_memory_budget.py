@@ -365,3 +365,34 @@ def test_under_uvicorn_a_failed_spill_is_a_503_problem_and_the_server_goes_on() 
         assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
         assert wait_for_budget(server.port, lambda used, spilled: used == 0)[0] == 0
         assert "Traceback" not in server.log()
+
+
+def test_on_spill_is_told_each_spill_and_a_failing_hook_changes_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    prometheus_client = pytest.importorskip("prometheus_client")
+    registry = prometheus_client.CollectorRegistry()
+    spilled = prometheus_client.Counter(
+        "hmacguard_bodies_spilled", "Bodies sent to disk early for want of budget", registry=registry
+    )
+    budget = MemoryBudget(100, on_spill=spilled.inc)  # the guide's multiprocess-safe recipe
+    bodies = [BoundedBody(limit=10_000, spool_threshold=5000, budget=budget) for _ in range(3)]
+    for body in bodies:
+        body.append(b"a" * 60)  # the first fits; the next two spill
+    assert registry.get_sample_value("hmacguard_bodies_spilled_total") == 2 == budget.spilled
+    for body in bodies:
+        body.close()
+
+    def broken() -> None:
+        raise RuntimeError("metrics backend down")
+
+    failing = MemoryBudget(0, on_spill=broken)
+    body = BoundedBody(limit=10_000, spool_threshold=5000, budget=failing)
+    body.append(b"a" * 60)  # spilled all the same
+    assert body.spooled and failing.spilled == 1
+    body.seal()
+    assert body.read() == b"a" * 60
+    body.close()
+    assert "on_spill raised RuntimeError" in caplog.text
+    with pytest.raises(ConfigurationError, match="on_spill"):
+        MemoryBudget(10, on_spill="counter.inc")  # type: ignore[arg-type]

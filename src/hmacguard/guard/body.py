@@ -16,7 +16,7 @@ import threading
 import time
 import zlib
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import TracebackType
 
 from hmacguard.errors import (
@@ -109,7 +109,10 @@ class MemoryBudget:
     whole in a single read (the usual small delivery) is the server's own buffer, handed over.
 
     One budget may serve several verifiers (give each the same instance); thread-safe. ``limit``
-    0 sends every multi-read body to disk.
+    0 sends every multi-read body to disk. ``on_spill``: called (no arguments, outside the lock)
+    each time a body is sent to disk for want of room -- e.g. a prometheus-client ``Counter``'s
+    ``inc``, which, unlike a callback gauge, works in multiprocess mode; an exception it raises is
+    never raised into the request (logged with the budget's own warning, at most once a minute).
 
     :meth:`give` never blocks and takes no lock: it runs from ``BoundedBody.__del__`` and from
     ``close()`` in a generator's or coroutine's finaliser, which the garbage collector may run in
@@ -119,10 +122,15 @@ class MemoryBudget:
     :meth:`take` or :attr:`in_use`; until then the count is, if anything, too high, never too low.
     """
 
-    __slots__ = ("_lock", "_next_warning", "_returned", "_used", "limit", "spilled")
+    __slots__ = ("_lock", "_next_warning", "_returned", "_used", "limit", "on_spill", "spilled")
 
-    def __init__(self, limit: int = DEFAULT_MEMORY_BUDGET) -> None:
+    def __init__(
+        self, limit: int = DEFAULT_MEMORY_BUDGET, *, on_spill: Callable[[], object] | None = None
+    ) -> None:
         self.limit = validate_size("memory_budget", limit, minimum=0)
+        if on_spill is not None and not callable(on_spill):
+            raise ConfigurationError(f"on_spill must be callable, not {on_spill!r}")
+        self.on_spill = on_spill
         self._used = 0
         self._lock = threading.Lock()
         #: Bytes given back and not yet subtracted from ``_used`` (appended without the lock).
@@ -163,6 +171,12 @@ class MemoryBudget:
                 "files until it frees up (many slow uploads at once, or the budget is too small)",
                 self.limit,
             )
+        if self.on_spill is not None:
+            try:
+                self.on_spill()
+            except Exception as error:  # a metrics hook must not fail the request
+                if warn:  # as often as the budget's own warning, not once per spill
+                    log.warning("memory budget: on_spill raised %s", type(error).__name__)
         return False
 
     def give(self, n: int) -> None:
