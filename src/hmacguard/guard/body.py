@@ -159,9 +159,10 @@ class MemoryBudget:
                 self._collect_returned()
             if self._used + n > self.limit:
                 self.spilled += 1
-                warn = time.monotonic() >= self._next_warning
+                now = time.monotonic()
+                warn = now >= self._next_warning
                 if warn:
-                    self._next_warning = time.monotonic() + _BUDGET_WARN_EVERY
+                    self._next_warning = now + _BUDGET_WARN_EVERY
             else:
                 self._used += n
                 return True
