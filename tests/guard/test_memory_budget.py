@@ -296,25 +296,6 @@ def test_held_uploads_stay_within_the_budget_and_deliveries_are_served(start: Ca
         assert "Traceback" not in server.log()
 
 
-def test_the_guides_prometheus_recipe_exports_the_budget() -> None:
-    prometheus_client = pytest.importorskip("prometheus_client")
-    registry = prometheus_client.CollectorRegistry()
-    # The guide's recipe, on a registry of the test's own.
-    budget = MemoryBudget(64 * 2**20)
-    prometheus_client.Gauge(
-        "hmacguard_body_memory_bytes", "Bytes of request bodies held in memory", registry=registry
-    ).set_function(lambda: budget.in_use)
-    prometheus_client.Gauge(
-        "hmacguard_bodies_spilled", "Bodies sent to disk early for want of budget", registry=registry
-    ).set_function(lambda: budget.spilled)
-    body = BoundedBody(limit=10_000, spool_threshold=5000, budget=budget)
-    body.append(b"a" * 1234)
-    assert registry.get_sample_value("hmacguard_body_memory_bytes") == 1234
-    assert registry.get_sample_value("hmacguard_bodies_spilled") == 0
-    body.close()
-    assert registry.get_sample_value("hmacguard_body_memory_bytes") == 0
-
-
 # -- a spill with nowhere to go: 503 problem+json, never the server's 500 --------------------------
 def test_a_body_with_no_temporary_file_to_go_to_is_a_503(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tempfile, "tempdir", "/nonexistent/hmacguard-test")

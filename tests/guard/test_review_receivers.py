@@ -31,6 +31,7 @@ from hmacguard import (
     ASGIGuard,
     ConfigurationError,
     Decision,
+    MemoryBudget,
     MemoryReplayStore,
     OpenTelemetryMetrics,
     PrometheusMetrics,
@@ -314,8 +315,14 @@ def test_sinks_built_and_fed_from_many_threads_at_once() -> None:
 # -- the default: the old series ----------------------------------------------------------------
 
 
+#: The budgets the sinks of _every_kind_of_decision watch (kept: the sinks hold them weakly).
+_BUDGETS: list[MemoryBudget] = []
+
+
 def _every_kind_of_decision(sinks: list[Any]) -> None:
     for sink in sinks:
+        _BUDGETS.append(MemoryBudget(1000))
+        sink.watch_budget(_BUDGETS[-1])
         sink(Decision(ACCEPTED, None, "github", "/h", None, 10, 0, 0.001, ()))
         sink(Decision(ACCEPTED, None, "github", "/h", None, 10, 1, 0.001, ("replay", "rate-limit")))
         sink(Decision("signature-mismatch", 401, "stripe", "/h", None, 10, None, 0.001, ()))
@@ -336,6 +343,9 @@ def test_the_default_keeps_every_old_series_beside_a_named_sink() -> None:
         "hmacguard_noncurrent_secret_last_seen_timestamp_seconds": set(),
         "hmacguard_store_failed_open": {"store"},
         "hmacguard_replay_settle_failed": {"action", "scheme"},
+        "hmacguard_memory_budget_in_use_bytes": set(),
+        "hmacguard_memory_budget_limit_bytes": set(),
+        "hmacguard_memory_budget_spills": set(),
     }
     default = [PrometheusMetrics(registry=registry), OpenTelemetryMetrics(meter_provider=provider)]
     named = [
@@ -368,6 +378,9 @@ def test_the_default_keeps_every_old_series_beside_a_named_sink() -> None:
         "hmacguard.noncurrent_secret.last_seen": set(),
         "hmacguard.store.failed_open": {"store"},
         "hmacguard.replay.settle_failed": {"action", "scheme"},
+        "hmacguard.memory_budget.in_use": set(),
+        "hmacguard.memory_budget.limit": set(),
+        "hmacguard.memory_budget.spills": set(),
     }
     found = points(reader)
     assert set(found) == set(old_attributes)

@@ -122,7 +122,10 @@ class MemoryBudget:
     :meth:`take` or :attr:`in_use`; until then the count is, if anything, too high, never too low.
     """
 
-    __slots__ = ("_lock", "_next_warning", "_returned", "_used", "limit", "on_spill", "spilled")
+    __slots__ = (
+        "__weakref__", "_listeners", "_lock", "_next_warning", "_returned", "_used", "limit", "on_spill",
+        "spilled",
+    )  # fmt: skip
 
     def __init__(
         self, limit: int = DEFAULT_MEMORY_BUDGET, *, on_spill: Callable[[], object] | None = None
@@ -138,6 +141,18 @@ class MemoryBudget:
         self._next_warning = 0.0
         #: Bodies sent to disk early because the budget was spent (a count since start-up).
         self.spilled = 0
+        #: Called at each spill after ``on_spill``: the metrics sinks of the guards using this budget
+        #: (:meth:`add_spill_listener`). A tuple, replaced whole: read without the lock.
+        self._listeners: tuple[Callable[[], object], ...] = ()
+
+    def add_spill_listener(self, listener: Callable[[], object]) -> None:
+        """Call ``listener`` (no arguments) at each spill too, after ``on_spill``; as for ``on_spill``,
+        an exception it raises is logged, never raised into the request. The metrics sinks use it
+        (:class:`~hmacguard.guard.prometheus.PrometheusMetrics`): ``on_spill`` stays yours."""
+        if not callable(listener):
+            raise ConfigurationError(f"a spill listener must be callable, not {listener!r}")
+        with self._lock:
+            self._listeners = (*self._listeners, listener)
 
     def _collect_returned(self) -> None:
         """Subtract what was given back (the caller holds the lock)."""
@@ -172,12 +187,14 @@ class MemoryBudget:
                 "files until it frees up (many slow uploads at once, or the budget is too small)",
                 self.limit,
             )
-        if self.on_spill is not None:
+        hooks = self._listeners if self.on_spill is None else (self.on_spill, *self._listeners)
+        for hook in hooks:
             try:
-                self.on_spill()
+                hook()
             except Exception as error:  # a metrics hook must not fail the request
                 if warn:  # as often as the budget's own warning, not once per spill
-                    log.warning("memory budget: on_spill raised %s", type(error).__name__)
+                    which = "on_spill" if hook is self.on_spill else f"spill listener {hook!r}"
+                    log.warning("memory budget: %s raised %s", which, type(error).__name__)
         return False
 
     def give(self, n: int) -> None:

@@ -19,7 +19,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from hmacguard.guard.body import MemoryBudget
 
 __all__ = ["ACCEPTED", "Decision", "DecisionSink", "DecisionSinks", "decision_log", "receiver_name"]
 
@@ -154,6 +157,15 @@ class DecisionSinks:
                 if type(exc) not in self._settle_failed:
                     self._settle_failed.add(type(exc))
                     log.warning("settle_failed listener %r failed: %s", listener, type(exc).__name__)
+
+    def watch_budget(self, budget: MemoryBudget) -> None:
+        """Show the guard's memory budget to the sinks that report one -- those with a
+        ``watch_budget(budget)`` method (the metrics sinks: bytes held, limit, spills). Called once,
+        when the guard is built; a sink that refuses raises there, at start-up."""
+        for sink in self._sinks:
+            watch = getattr(sink, "watch_budget", None)
+            if callable(watch):
+                watch(budget)
 
     def emit(self, decision: Decision) -> None:
         if log.isEnabledFor(logging.DEBUG):

@@ -13,7 +13,12 @@ any other instrument. The instruments carry the names and attributes of
 - counter ``hmacguard.replay.settle_failed`` (attributes ``action``: ``commit``, ``release``, and
   ``scheme``): accepted deliveries whose replay hold could not be settled after the answer;
 - observable gauge ``hmacguard.noncurrent_secret.last_seen`` (unit ``s``: Unix time, 0 if never),
-  one point per ``receiver``.
+  one point per ``receiver``;
+- observable gauges ``hmacguard.memory_budget.in_use`` and ``hmacguard.memory_budget.limit`` (unit
+  ``By``) and observable counter ``hmacguard.memory_budget.spills``: the bytes of request bodies held
+  in memory against the :class:`~hmacguard.guard.body.MemoryBudget` of the guards reporting under
+  one ``receiver``, and the bodies sent to a temporary file early because it was spent (as in
+  :mod:`hmacguard.guard.prometheus`), read at each collection.
 
 ``receiver`` (see :class:`OpenTelemetryMetrics`) adds a ``receiver`` attribute to every point when
 it is not empty; without it the points are as they always were.
@@ -25,10 +30,13 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hmacguard.errors import ConfigurationError
 from hmacguard.guard.decision import Decision, receiver_name
+
+if TYPE_CHECKING:
+    from hmacguard.guard.body import MemoryBudget
 
 __all__ = ["OpenTelemetryMetrics"]
 
@@ -79,6 +87,14 @@ class OpenTelemetryMetrics:
                 {"outcome": outcome, "scheme": scheme, **self._own},
             )
         return found
+
+    def watch_budget(self, budget: MemoryBudget) -> None:
+        """Report ``budget`` under this sink's receiver (the guard calls this when it is built)."""
+        budgets = self._instruments.budgets
+        with _SHARED_LOCK:  # copied, not changed in place: the callbacks read without this lock
+            grown = weakref.WeakSet(budgets.get(self.receiver, ()))
+            grown.add(budget)
+            budgets[self.receiver] = grown
 
     def __call__(self, decision: Decision) -> None:
         outcome, both = self._attributes(decision.outcome, decision.scheme)
@@ -142,17 +158,56 @@ class _Instruments:
             description="Unix time of the last delivery verified with a secret other than the current one.",
         )
 
-    def _observe_last_seen(self, options: Any) -> Iterable[Any]:
-        readings = dict(self.last_seen)
-        # The SDK kept this gauge, not the one made on the global proxy before the SDK's provider was
-        # set to this one: that one's readings are observed here (none but the proxy's: no lock).
+        #: Receiver -> the memory budgets reported under it (weak: a guard dropped takes its own).
+        self.budgets: dict[str, weakref.WeakSet[MemoryBudget]] = {}
+        for suffix, reading, make, unit, description in (
+            ("in_use", "in_use", meter.create_observable_gauge, "By",
+             "Bytes of request bodies held in memory, counted against the memory budget."),
+            ("limit", "limit", meter.create_observable_gauge, "By",
+             "The memory budget: bytes of request bodies that may be held in memory at once."),
+            ("spills", "spilled", meter.create_observable_counter, "1",
+             "Bodies sent to a temporary file early because the memory budget was spent."),
+        ):  # fmt: skip
+            make(
+                f"{name}.memory_budget.{suffix}",
+                callbacks=[self._budget_observer(reading)],
+                unit=unit,
+                description=description,
+            )
+
+    def _sharing(self) -> list[_Instruments]:
+        """These instruments and those made on the global proxy before the SDK's provider was set
+        to this one: the SDK kept this set's callbacks, so those readings are observed here."""
         provider = self._provider()
-        for proxied in tuple(_PROXIED) if provider is not None else ():
-            if proxied is not self and proxied.name == self.name and _delegate(proxied) is provider:
-                for receiver, seen in list(proxied.last_seen.items()):
-                    readings[receiver] = max(seen, readings.get(receiver, 0.0))
+        return [self] + [
+            proxied
+            for proxied in (tuple(_PROXIED) if provider is not None else ())
+            if proxied is not self and proxied.name == self.name and _delegate(proxied) is provider
+        ]
+
+    def _observe_last_seen(self, options: Any) -> Iterable[Any]:
+        readings: dict[str, float] = {}
+        for instruments in self._sharing():  # none but the proxy's write meanwhile: no lock
+            for receiver, seen in list(instruments.last_seen.items()):
+                readings[receiver] = max(seen, readings.get(receiver, 0.0))
         for receiver, seen in readings.items():
             yield self._observation(seen, {"receiver": receiver} if receiver else None)
+
+    def _budget_observer(self, reading: str) -> Callable[[Any], Iterable[Any]]:
+        """A callback observing one reading of the budgets (summed per receiver)."""
+
+        def observe(options: Any) -> Iterable[Any]:
+            # No lock: the SDK may hold its own while calling this, and a sink being built holds
+            # _SHARED_LOCK while creating instruments. The sets are replaced, never changed.
+            by_receiver: dict[str, set[MemoryBudget]] = {}
+            for instruments in self._sharing():
+                for receiver, watched in list(instruments.budgets.items()):
+                    by_receiver.setdefault(receiver, set()).update(watched)
+            for receiver, budgets in by_receiver.items():
+                total = sum(getattr(budget, reading) for budget in budgets)
+                yield self._observation(total, {"receiver": receiver} if receiver else None)
+
+        return observe
 
 
 def _weak(provider: Any) -> Callable[[], Any]:

@@ -97,6 +97,8 @@ class Guard:
         self.verifier = verifier
         self.rate_limiter = rate_limiter
         self.sinks = DecisionSinks(on_decision)
+        if verifier.memory_budget is not None:
+            self.sinks.watch_budget(verifier.memory_budget)
         # Given to each delivery accepted while a sink listens for settle failures (none: nothing
         # set, nothing built per request).
         scheme = verifier.scheme.name

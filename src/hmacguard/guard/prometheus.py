@@ -24,6 +24,13 @@ never by ``import hmacguard``. Metrics (``prefix`` defaults to ``hmacguard``), e
   kept only for the pending TTL, not the replay TTL: a replay after that is accepted) or
   ``release`` (the sender's retries get 409 until the pending TTL lapses). Not a decision: the
   delivery's decision was counted when it was accepted.
+- ``hmacguard_memory_budget_in_use_bytes``, ``hmacguard_memory_budget_limit_bytes``: gauges, the
+  bytes of request bodies held in memory right now against the
+  :class:`~hmacguard.guard.body.MemoryBudget` that bounds them (summed over the budgets of the
+  guards reporting under one ``receiver``: each verifier has its own unless you share one);
+- ``hmacguard_memory_budget_spills_total``: bodies sent to a temporary file early because the
+  budget was spent -- many uploads held at once (or a budget too small for the traffic). Nothing
+  is refused for it, but a sustained rate is worth an alert (docs/guide.md).
 
 An alert on signature failures (docs/guide.md has the scrape and more)::
 
@@ -33,18 +40,27 @@ Under a pre-forking server (gunicorn with several workers) use prometheus-client
 mode (``PROMETHEUS_MULTIPROC_DIR``), as for any other metric of the application: the counters and
 histograms are summed over the workers, and the gauge is exported once, as the latest time any
 worker saw an old secret (``multiprocess_mode="max"``; the default would give one series per worker
-pid, dead ones included).
+pid, dead ones included), and the budget's two gauges are summed over the live workers
+(``"livesum"``: the bytes held by the host's workers against their budgets together). A scrape reads
+the budget's gauges live in a single process; in multiprocess mode (no callbacks at scrape: each
+worker writes its own file) a worker writes them once a second, from its first decision on.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
 import time
 import weakref
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from hmacguard.errors import ConfigurationError
 from hmacguard.guard.decision import Decision, receiver_name
+
+if TYPE_CHECKING:
+    from hmacguard.guard.body import MemoryBudget
 
 __all__ = ["BYTES_BUCKETS", "SECONDS_BUCKETS", "PrometheusMetrics"]
 
@@ -95,6 +111,14 @@ class PrometheusMetrics:
         self.noncurrent_last_seen = metrics.noncurrent_last_seen
         self.failed_open = metrics.failed_open
         self.settle_failures = metrics.settle_failures
+        # Multiprocess mode: starts this process's writer of the budget's gauges (see above).
+        self._refresh_budget: Callable[[], None] | None = None
+
+    def watch_budget(self, budget: MemoryBudget) -> None:
+        """Report ``budget`` under this sink's receiver (the guard calls this when it is built)."""
+        refresh = self._metrics.watch_budget(budget, self.receiver)
+        if refresh is not None:
+            self._refresh_budget = refresh
 
     def __call__(self, decision: Decision) -> None:
         children = self._metrics.by_outcome(decision.outcome, decision.scheme, self.receiver)
@@ -107,6 +131,8 @@ class PrometheusMetrics:
                 self._noncurrent_last_seen.set(time.time())
         for store in decision.failed_open:
             self.failed_open.labels(store, self.receiver).inc()
+        if self._refresh_budget is not None:
+            self._refresh_budget()
 
     def settle_failed(self, scheme: str, action: str) -> None:
         """A delivery's replay hold not settled (``action``: ``commit`` or ``release``); see above."""
@@ -175,11 +201,86 @@ class _Metrics:
             ["action", "scheme", _RECEIVER],
             registry=registry,
         )
+        self.budget_in_use = prom.Gauge(
+            f"{prefix}_memory_budget_in_use_bytes",
+            "Bytes of request bodies held in memory, counted against the memory budget.",
+            [_RECEIVER],
+            multiprocess_mode="livesum",
+            registry=registry,
+        )
+        self.budget_limit = prom.Gauge(
+            f"{prefix}_memory_budget_limit_bytes",
+            "The memory budget: bytes of request bodies that may be held in memory at once.",
+            [_RECEIVER],
+            multiprocess_mode="livesum",
+            registry=registry,
+        )
+        self.budget_spills = prom.Counter(
+            f"{prefix}_memory_budget_spills",
+            "Bodies sent to a temporary file early because the memory budget was spent.",
+            [_RECEIVER],
+            registry=registry,
+        )
+        # Multiprocess mode: a scrape reads every worker's files, so no callback runs at scrape.
+        self._sampled = prom.values.ValueClass is not prom.values.MutexValue
+        #: The process whose refresher thread runs (multiprocess mode; 0: none yet).
+        self._refresher_pid = 0
+        # Receiver -> the budgets reported under it (weak: a guard dropped takes its budget along).
+        self._budgets: dict[str, weakref.WeakSet[MemoryBudget]] = {}
+        self._lock = threading.Lock()
         # (outcome, scheme, receiver) -> its children. Bounded: outcomes are the guard's own slugs,
         # schemes and receivers the configured ones, never a client's words.
         self._children: dict[tuple[str, str, str], _OutcomeChildren] = {}
         # (key index, receiver) -> its child (as many as there are secrets).
         self._by_key: dict[tuple[int, str], Any] = {}
+
+    def watch_budget(self, budget: MemoryBudget, receiver: str) -> Callable[[], None] | None:
+        """Report ``budget`` under ``receiver`` (once, however many sinks or guards ask); returns
+        what to call at each decision in multiprocess mode (``None``: read live at each scrape)."""
+        watched = self._budgets
+        with self._lock:  # copied, not changed in place: a scrape reads the sets without a lock
+            known = watched.get(receiver, ())
+            new = budget not in known
+            if new:
+                grown = weakref.WeakSet(known)
+                grown.add(budget)
+                watched[receiver] = grown
+        if new:
+            budget.add_spill_listener(self.budget_spills.labels(receiver).inc)
+        if not self._sampled:
+            self.budget_in_use.labels(receiver).set_function(lambda: _total(watched[receiver], "in_use"))
+            self.budget_limit.labels(receiver).set_function(lambda: _total(watched[receiver], "limit"))
+            return None
+        return self._ensure_refresher
+
+    def _ensure_refresher(self) -> None:
+        """Multiprocess mode: make sure this process has its refresher (see :meth:`_refresh`)."""
+        if self._refresher_pid != os.getpid():
+            with self._lock:
+                if self._refresher_pid != os.getpid():
+                    self._refresher_pid = os.getpid()
+                    self._refresh()
+                    threading.Thread(
+                        target=self._refreshing, name="hmacguard-budget-metrics", daemon=True
+                    ).start()
+
+    def _refresh(self) -> None:
+        for receiver, budgets in list(self._budgets.items()):
+            self.budget_in_use.labels(receiver).set(_total(budgets, "in_use"))
+            self.budget_limit.labels(receiver).set(_total(budgets, "limit"))
+
+    def _refreshing(self) -> None:
+        # A worker writes its own file and a scrape runs no callback, so the gauges are written
+        # here, once a second, from the worker's first decision on: started then, not at import, so
+        # that a master that loaded the app before forking (gunicorn --preload) writes no file of its
+        # own to be summed with its workers'. A forked child starts its own at its first decision.
+        pid = os.getpid()
+        while self._refresher_pid == pid:
+            time.sleep(_REFRESH_EVERY)
+            try:
+                self._refresh()
+            except Exception as exc:  # never let a metrics write kill the refresher quietly
+                log.warning("memory budget metrics: refresh failed: %s", type(exc).__name__)
 
     def by_outcome(self, outcome: str, scheme: str, receiver: str) -> _OutcomeChildren:
         children = self._children.get((outcome, scheme, receiver))
@@ -194,6 +295,15 @@ class _Metrics:
             child = self._by_key[index, receiver] = self.by_key.labels(str(index), receiver)
         return child
 
+
+def _total(budgets: Iterable[MemoryBudget], reading: str) -> int:
+    """The sum of one reading (``in_use``, ``limit``) over ``budgets``."""
+    return sum(getattr(budget, reading) for budget in budgets)
+
+
+#: Seconds between two writes of the budget's gauges in multiprocess mode.
+_REFRESH_EVERY = 1.0
+log = logging.getLogger(__name__)
 
 #: Registry -> prefix -> its metrics. Weak keys: a registry a test (or an app) drops takes its
 #: metrics with it.
