@@ -141,7 +141,11 @@ def _otel_budget(reader: Any) -> dict[str, float]:
     points = otel_points(reader)
     out = {}
     for reading in ("in_use", "limit", "spills"):
-        (point,) = points[f"hmacguard.memory_budget.{reading}"]
+        found = points.get(f"hmacguard.memory_budget.{reading}", [])
+        if reading == "spills" and not found:
+            out[reading] = 0  # a counter has no point before its first spill
+            continue
+        (point,) = found
         assert dict(point.attributes) == {"receiver": "org-a"}
         out[reading] = point.value
     return out

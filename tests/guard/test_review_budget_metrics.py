@@ -1,7 +1,8 @@
-"""Review of ca17754 (the memory budget in the ready-made metrics): defects, each shown by a test
-that fails on that commit (marked ``xfail(strict=True)`` so the suite stays green until it is fixed).
-
-See each test's docstring for what is wrong and why it matters.
+"""Review of ca17754 (the memory budget in the ready-made metrics): four defects, each shown by a
+test that failed on that commit and passes since the fix (each docstring says what was wrong): the
+OpenTelemetry spill counter going back, a budget shared by two receivers counted twice, a dead
+worker left in the multiprocess sums (fixed by the documented gunicorn ``child_exit`` hook, which
+the test now uses), and a refresher thread that never stopped.
 """
 
 from __future__ import annotations
@@ -59,11 +60,6 @@ def _send(app: Any, body: bytes = BODY) -> int:
 # -- OpenTelemetry: an observable *counter* that goes backwards -----------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ca17754: hmacguard.memory_budget.spills sums budget.spilled over the budgets alive now; "
-    "a guard replaced (new Verifier, new budget) takes its spills away and the monotonic counter drops",
-)
 def test_otel_spills_counter_does_not_go_backwards_when_a_guard_is_replaced() -> None:
     """``hmacguard.memory_budget.spills`` is an observable *counter* (monotonic), but its callback
     reports ``sum(budget.spilled)`` over the budgets held *weakly* right now. Rebuilding a guard
@@ -102,11 +98,6 @@ def test_otel_spills_counter_does_not_go_backwards_when_a_guard_is_replaced() ->
 # -- one budget shared by guards of two receivers: counted twice ----------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ca17754: a budget shared by guards of two receivers is reported in full under each: "
-    "the sums over receivers double its bytes, limit and spills (and a spill is put on both)",
-)
 def test_a_budget_shared_by_two_receivers_is_not_counted_twice() -> None:
     """The guide says to share one ``MemoryBudget`` between verifiers to bound them together, and
     ``receiver`` exists for guards of one scheme (two GitHub organisations). Do both: each receiver
@@ -155,11 +146,6 @@ def _hold_a_body(port: int, sent: int) -> socket.socket:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="ca17754: livesum keeps a dead worker's gauges (nothing calls mark_process_dead, and the "
-    "guide does not say to): a worker killed mid-upload leaves its bytes and limit in the sums forever",
-)
 def test_gunicorn_a_killed_workers_budget_leaves_the_sums(multiprocess_dir: str) -> None:
     """The guide and the module docstring say the budget's gauges are "summed over the live
     workers (livesum)". prometheus-client's ``livesum`` only drops a worker's file when the
@@ -171,7 +157,9 @@ def test_gunicorn_a_killed_workers_budget_leaves_the_sums(multiprocess_dir: str)
     (``max_requests`` recycling grows it without bound). The ratio the guide says to watch is
     wrong from then on."""
     limit = budget_metrics_guarded.LIMIT
-    env = {"PROMETHEUS_MULTIPROC_DIR": multiprocess_dir}
+    # The guide's gunicorn settings for multiprocess mode: child_exit marks a worker dead.
+    config = REPO / "tests" / "guard" / "_apps" / "gunicorn_multiprocess.py"
+    env = {"PROMETHEUS_MULTIPROC_DIR": multiprocess_dir, "GUNICORN_CMD_ARGS": f"-c {config}"}
     app = "tests.guard._apps.budget_metrics_guarded:application"
     with (
         gunicorn(app, env, workers=1, worker_class="gthread", threads=4) as server,
@@ -252,12 +240,6 @@ _REFRESHER_SCRIPT = textwrap.dedent(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="ca17754: the multiprocess refresher loops while the pid is unchanged, i.e. forever; the "
-    "_Metrics of a dropped registry keeps a thread and keeps writing its (now empty) sums, so the "
-    "worker's limit flaps between 0 and the real value",
-)
 def test_a_replaced_registrys_refresher_stops_and_does_not_overwrite(tmp_path: Path) -> None:
     """In multiprocess mode each ``_Metrics`` (registry x prefix) that sees a decision starts a
     daemon thread whose loop ends only when the pid changes -- never, in that process. The thread

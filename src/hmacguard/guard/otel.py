@@ -15,10 +15,11 @@ any other instrument. The instruments carry the names and attributes of
 - observable gauge ``hmacguard.noncurrent_secret.last_seen`` (unit ``s``: Unix time, 0 if never),
   one point per ``receiver``;
 - observable gauges ``hmacguard.memory_budget.in_use`` and ``hmacguard.memory_budget.limit`` (unit
-  ``By``) and observable counter ``hmacguard.memory_budget.spills``: the bytes of request bodies held
-  in memory against the :class:`~hmacguard.guard.body.MemoryBudget` of the guards reporting under
-  one ``receiver``, and the bodies sent to a temporary file early because it was spent (as in
-  :mod:`hmacguard.guard.prometheus`), read at each collection.
+  ``By``, read at each collection) and counter ``hmacguard.memory_budget.spills``: the bytes of
+  request bodies held in memory against the :class:`~hmacguard.guard.body.MemoryBudget` of the
+  guards reporting under one ``receiver``, and the bodies sent to a temporary file early because it
+  was spent (as in :mod:`hmacguard.guard.prometheus`: a budget shared by guards of several
+  receivers is reported once, under the first one's name).
 
 ``receiver`` (see :class:`OpenTelemetryMetrics`) adds a ``receiver`` attribute to every point when
 it is not empty; without it the points are as they always were.
@@ -90,11 +91,19 @@ class OpenTelemetryMetrics:
 
     def watch_budget(self, budget: MemoryBudget) -> None:
         """Report ``budget`` under this sink's receiver (the guard calls this when it is built)."""
-        budgets = self._instruments.budgets
+        instruments = self._instruments
         with _SHARED_LOCK:  # copied, not changed in place: the callbacks read without this lock
-            grown = weakref.WeakSet(budgets.get(self.receiver, ()))
+            # Counted once (the first receiver's), as in PrometheusMetrics: sums over receivers hold.
+            if budget in instruments.budget_owners:
+                return
+            instruments.budget_owners[budget] = self.receiver
+            grown = weakref.WeakSet(instruments.budgets.get(self.receiver, ()))
             grown.add(budget)
-            budgets[self.receiver] = grown
+            instruments.budgets[self.receiver] = grown
+        # A counter fed at each spill, not a sum read at collection: a dropped guard's budget takes
+        # its readings along, and a counter must never go back.
+        spills, attributes = instruments.budget_spills, dict(self._own)
+        budget.add_spill_listener(lambda: spills.add(1, attributes))
 
     def __call__(self, decision: Decision) -> None:
         outcome, both = self._attributes(decision.outcome, decision.scheme)
@@ -160,20 +169,22 @@ class _Instruments:
 
         #: Receiver -> the memory budgets reported under it (weak: a guard dropped takes its own).
         self.budgets: dict[str, weakref.WeakSet[MemoryBudget]] = {}
-        for suffix, reading, make, unit, description in (
-            ("in_use", "in_use", meter.create_observable_gauge, "By",
-             "Bytes of request bodies held in memory, counted against the memory budget."),
-            ("limit", "limit", meter.create_observable_gauge, "By",
-             "The memory budget: bytes of request bodies that may be held in memory at once."),
-            ("spills", "spilled", meter.create_observable_counter, "1",
-             "Bodies sent to a temporary file early because the memory budget was spent."),
-        ):  # fmt: skip
-            make(
-                f"{name}.memory_budget.{suffix}",
+        #: Budget -> the receiver it is reported under (the first sink's that watched it).
+        self.budget_owners: weakref.WeakKeyDictionary[MemoryBudget, str] = weakref.WeakKeyDictionary()
+        for reading, description in (
+            ("in_use", "Bytes of request bodies held in memory, counted against the memory budget."),
+            ("limit", "The memory budget: bytes of request bodies that may be held in memory at once."),
+        ):
+            meter.create_observable_gauge(
+                f"{name}.memory_budget.{reading}",
                 callbacks=[self._budget_observer(reading)],
-                unit=unit,
+                unit="By",
                 description=description,
             )
+        self.budget_spills = meter.create_counter(
+            f"{name}.memory_budget.spills",
+            description="Bodies sent to a temporary file early because the memory budget was spent.",
+        )
 
     def _sharing(self) -> list[_Instruments]:
         """These instruments and those made on the global proxy before the SDK's provider was set

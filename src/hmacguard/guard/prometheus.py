@@ -30,7 +30,9 @@ never by ``import hmacguard``. Metrics (``prefix`` defaults to ``hmacguard``), e
   guards reporting under one ``receiver``: each verifier has its own unless you share one);
 - ``hmacguard_memory_budget_spills_total``: bodies sent to a temporary file early because the
   budget was spent -- many uploads held at once (or a budget too small for the traffic). Nothing
-  is refused for it, but a sustained rate is worth an alert (docs/guide.md).
+  is refused for it, but a sustained rate is worth an alert (docs/guide.md). Each budget is counted
+  once per registry and prefix (a budget shared by guards of several receivers: under the first
+  one's name), so sums over receivers hold.
 
 An alert on signature failures (docs/guide.md has the scrape and more)::
 
@@ -41,7 +43,9 @@ mode (``PROMETHEUS_MULTIPROC_DIR``), as for any other metric of the application:
 histograms are summed over the workers, and the gauge is exported once, as the latest time any
 worker saw an old secret (``multiprocess_mode="max"``; the default would give one series per worker
 pid, dead ones included), and the budget's two gauges are summed over the live workers
-(``"livesum"``: the bytes held by the host's workers against their budgets together). A scrape reads
+(``"livesum"``: the bytes held by the host's workers against their budgets together; "live" needs
+gunicorn's ``child_exit`` hook to call ``multiprocess.mark_process_dead(worker.pid)``, as
+prometheus-client documents, or an exited worker's file stays in the sum). A scrape reads
 the budget's gauges live in a single process; in multiprocess mode (no callbacks at scrape: each
 worker writes its own file) a worker writes them once a second, from its first decision on.
 """
@@ -227,6 +231,8 @@ class _Metrics:
         self._refresher_pid = 0
         # Receiver -> the budgets reported under it (weak: a guard dropped takes its budget along).
         self._budgets: dict[str, weakref.WeakSet[MemoryBudget]] = {}
+        # Budget -> the receiver it is reported under (the first sink's that watched it).
+        self._owners: weakref.WeakKeyDictionary[MemoryBudget, str] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
         # (outcome, scheme, receiver) -> its children. Bounded: outcomes are the guard's own slugs,
         # schemes and receivers the configured ones, never a client's words.
@@ -235,52 +241,48 @@ class _Metrics:
         self._by_key: dict[tuple[int, str], Any] = {}
 
     def watch_budget(self, budget: MemoryBudget, receiver: str) -> Callable[[], None] | None:
-        """Report ``budget`` under ``receiver`` (once, however many sinks or guards ask); returns
-        what to call at each decision in multiprocess mode (``None``: read live at each scrape)."""
+        """Report ``budget`` under ``receiver`` -- or, if a sink of these metrics reports it already,
+        leave it where it is: a budget is counted once, so that sums over receivers hold (a budget
+        shared by guards of several receivers is reported under the first one's name). Returns what
+        to call at each decision in multiprocess mode (``None``: read live at each scrape)."""
         watched = self._budgets
         with self._lock:  # copied, not changed in place: a scrape reads the sets without a lock
-            known = watched.get(receiver, ())
-            new = budget not in known
-            if new:
-                grown = weakref.WeakSet(known)
+            owner = self._owners.get(budget)
+            if owner is None:
+                self._owners[budget] = owner = receiver
+                grown = weakref.WeakSet(watched.get(receiver, ()))
                 grown.add(budget)
                 watched[receiver] = grown
-        if new:
-            budget.add_spill_listener(self.budget_spills.labels(receiver).inc)
+                budget.add_spill_listener(self.budget_spills.labels(receiver).inc)
         if not self._sampled:
-            self.budget_in_use.labels(receiver).set_function(lambda: _total(watched[receiver], "in_use"))
-            self.budget_limit.labels(receiver).set_function(lambda: _total(watched[receiver], "limit"))
+            self.budget_in_use.labels(owner).set_function(lambda: _total(watched[owner], "in_use"))
+            self.budget_limit.labels(owner).set_function(lambda: _total(watched[owner], "limit"))
             return None
         return self._ensure_refresher
 
     def _ensure_refresher(self) -> None:
-        """Multiprocess mode: make sure this process has its refresher (see :meth:`_refresh`)."""
+        """Multiprocess mode: make sure this process has its refresher (see :func:`_refreshing`)."""
         if self._refresher_pid != os.getpid():
             with self._lock:
                 if self._refresher_pid != os.getpid():
                     self._refresher_pid = os.getpid()
-                    self._refresh()
+                    self.refresh()
                     threading.Thread(
-                        target=self._refreshing, name="hmacguard-budget-metrics", daemon=True
+                        target=_refreshing,
+                        args=(weakref.ref(self), os.getpid()),
+                        name="hmacguard-budget-metrics",
+                        daemon=True,
                     ).start()
 
-    def _refresh(self) -> None:
+    def refresh(self) -> bool:
+        """Write the budget's gauges; ``False`` when no budget is left to report (none written)."""
+        live = False
         for receiver, budgets in list(self._budgets.items()):
-            self.budget_in_use.labels(receiver).set(_total(budgets, "in_use"))
-            self.budget_limit.labels(receiver).set(_total(budgets, "limit"))
-
-    def _refreshing(self) -> None:
-        # A worker writes its own file and a scrape runs no callback, so the gauges are written
-        # here, once a second, from the worker's first decision on: started then, not at import, so
-        # that a master that loaded the app before forking (gunicorn --preload) writes no file of its
-        # own to be summed with its workers'. A forked child starts its own at its first decision.
-        pid = os.getpid()
-        while self._refresher_pid == pid:
-            time.sleep(_REFRESH_EVERY)
-            try:
-                self._refresh()
-            except Exception as exc:  # never let a metrics write kill the refresher quietly
-                log.warning("memory budget metrics: refresh failed: %s", type(exc).__name__)
+            if len(budgets):  # a receiver whose guards are gone: another registry may write its key
+                live = True
+                self.budget_in_use.labels(receiver).set(_total(budgets, "in_use"))
+                self.budget_limit.labels(receiver).set(_total(budgets, "limit"))
+        return live
 
     def by_outcome(self, outcome: str, scheme: str, receiver: str) -> _OutcomeChildren:
         children = self._children.get((outcome, scheme, receiver))
@@ -294,6 +296,30 @@ class _Metrics:
         if child is None:
             child = self._by_key[index, receiver] = self.by_key.labels(str(index), receiver)
         return child
+
+
+def _refreshing(metrics: weakref.ref[_Metrics], pid: int) -> None:
+    """Multiprocess mode: write ``metrics``' budget gauges once a second while it reports a budget.
+
+    A worker writes its own file and a scrape runs no callback, so the gauges are written here, from
+    the worker's first decision on: started then, not at import, so that a master that loaded the
+    app before forking (gunicorn --preload) writes no file of its own to be summed with its workers'
+    (a forked child starts its own at its first decision). It holds the metrics weakly and stops
+    when they are gone or report no budget any more (their guards dropped): it never writes over
+    the gauges of a registry that replaced them; a later decision starts it again.
+    """
+    while True:
+        time.sleep(_REFRESH_EVERY)
+        current = metrics()
+        if current is None or current._refresher_pid != pid:
+            return
+        try:
+            if not current.refresh():
+                current._refresher_pid = 0
+                return
+        except Exception as exc:  # never let a metrics write kill the refresher quietly
+            log.warning("memory budget metrics: refresh failed: %s", type(exc).__name__)
+        del current
 
 
 def _total(budgets: Iterable[MemoryBudget], reading: str) -> int:
