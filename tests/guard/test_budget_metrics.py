@@ -10,7 +10,6 @@ with two workers in Prometheus multiprocess mode, where the gauges are summed ov
 
 from __future__ import annotations
 
-import random
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -18,25 +17,13 @@ from typing import Any
 import httpx
 import pytest
 from prometheus_client import CollectorRegistry
-from prometheus_client.parser import text_string_to_metric_families
 
-from hmacguard import MemoryBudget, OpenTelemetryMetrics, PrometheusMetrics, Signer, Verifier, WSGIGuard
+from hmacguard import MemoryBudget, OpenTelemetryMetrics, PrometheusMetrics, Verifier, WSGIGuard
 
 from ._apps import budget_metrics_guarded
-from ._inprocess import call_wsgi, wsgi_environ
+from ._budget_metrics import BODY, IN_USE, LIMIT, SECRET, SIGNER, SPILLS, budget_guard, budget_samples, send
 from ._metrics import otel_points
 from ._servers import gunicorn
-
-SECRET = "budget-metrics-secret"
-SIGNER = Signer("github", secrets=SECRET)
-#: Read in four pieces of 64 KiB (the guard's chunk size): counted against the budget, below the
-#: 256 KiB spool threshold.
-BODY = random.Random(11).randbytes(200_000)
-IN_USE, LIMIT, SPILLS = (
-    "hmacguard_memory_budget_in_use_bytes",
-    "hmacguard_memory_budget_limit_bytes",
-    "hmacguard_memory_budget_spills_total",
-)
 
 
 def _watching(registry: CollectorRegistry, name: str, seen: list[float | None], receiver: str = "") -> Any:
@@ -51,23 +38,14 @@ def _watching(registry: CollectorRegistry, name: str, seen: list[float | None], 
     return app
 
 
-def _send(app: Any, body: bytes = BODY) -> int:
-    return call_wsgi(app, wsgi_environ("POST", "/webhook", body, SIGNER.sign(body))).status
-
-
-def _guard(app: Any, budget: MemoryBudget, sinks: Any) -> WSGIGuard:
-    verifier = Verifier("github", secrets=SECRET, replay=None, memory_budget=budget)
-    return WSGIGuard(app, verifier=verifier, on_decision=sinks)
-
-
 def test_a_scrape_sees_the_body_held_the_limit_and_nothing_after_the_answer() -> None:
     registry = CollectorRegistry()
     seen: list[float | None] = []
-    app = _guard(
-        _watching(registry, IN_USE, seen), MemoryBudget(300_000), PrometheusMetrics(registry=registry)
+    app = budget_guard(
+        MemoryBudget(300_000), PrometheusMetrics(registry=registry), _watching(registry, IN_USE, seen)
     )
     assert registry.get_sample_value(LIMIT, {"receiver": ""}) == 300_000
-    assert _send(app) == 200
+    assert send(app) == 200
     assert seen == [len(BODY)]  # held in memory while the application runs
     assert registry.get_sample_value(IN_USE, {"receiver": ""}) == 0
     assert registry.get_sample_value(SPILLS, {"receiver": ""}) == 0
@@ -76,10 +54,10 @@ def test_a_scrape_sees_the_body_held_the_limit_and_nothing_after_the_answer() ->
 def test_a_body_with_no_room_is_a_spill_and_holds_nothing() -> None:
     registry = CollectorRegistry()
     seen: list[float | None] = []
-    app = _guard(
-        _watching(registry, IN_USE, seen), MemoryBudget(100_000), PrometheusMetrics(registry=registry)
+    app = budget_guard(
+        MemoryBudget(100_000), PrometheusMetrics(registry=registry), _watching(registry, IN_USE, seen)
     )
-    assert [_send(app), _send(app)] == [200, 200]
+    assert [send(app), send(app)] == [200, 200]
     assert seen == [0, 0]  # on disk: its first piece was given back when it went there
     assert registry.get_sample_value(SPILLS, {"receiver": ""}) == 2
 
@@ -87,16 +65,16 @@ def test_a_body_with_no_room_is_a_spill_and_holds_nothing() -> None:
 def test_budgets_under_one_receiver_are_summed_and_one_watched_twice_counts_once() -> None:
     registry = CollectorRegistry()
     shared, own = MemoryBudget(0), MemoryBudget(50_000)
-    first = _guard(_watching(registry, IN_USE, []), shared, PrometheusMetrics(registry=registry))
+    first = budget_guard(shared, PrometheusMetrics(registry=registry), _watching(registry, IN_USE, []))
     # The same budget again, through a second sink of the same receiver and registry.
-    second = _guard(_watching(registry, IN_USE, []), shared, PrometheusMetrics(registry=registry))
-    _guard(_watching(registry, IN_USE, []), own, PrometheusMetrics(registry=registry))
-    named = _guard(
-        _watching(registry, IN_USE, []), MemoryBudget(7), PrometheusMetrics(registry=registry, receiver="b")
+    second = budget_guard(shared, PrometheusMetrics(registry=registry), _watching(registry, IN_USE, []))
+    budget_guard(own, PrometheusMetrics(registry=registry), _watching(registry, IN_USE, []))
+    named = budget_guard(
+        MemoryBudget(7), PrometheusMetrics(registry=registry, receiver="b"), _watching(registry, IN_USE, [])
     )
     assert registry.get_sample_value(LIMIT, {"receiver": ""}) == 50_000
     assert registry.get_sample_value(LIMIT, {"receiver": "b"}) == 7
-    assert [_send(first), _send(second), _send(named)] == [200, 200, 200]
+    assert [send(first), send(second), send(named)] == [200, 200, 200]
     assert registry.get_sample_value(SPILLS, {"receiver": ""}) == 2  # not 4: one listener per budget
     assert registry.get_sample_value(SPILLS, {"receiver": "b"}) == 1
 
@@ -107,7 +85,7 @@ def test_a_guard_without_a_budget_reports_none() -> None:
     app = WSGIGuard(
         _watching(registry, IN_USE, []), verifier=verifier, on_decision=PrometheusMetrics(registry=registry)
     )
-    assert _send(app) == 200
+    assert send(app) == 200
     assert registry.get_sample_value(LIMIT, {"receiver": ""}) is None
     assert registry.get_sample_value(IN_USE, {"receiver": ""}) is None
 
@@ -127,9 +105,9 @@ def test_opentelemetry_sees_the_same() -> None:
         return [b"ok"]
 
     sink = OpenTelemetryMetrics(meter_provider=provider, receiver="org-a")
-    held = _guard(app, MemoryBudget(300_000), sink)
-    spilling = _guard(app, MemoryBudget(100_000), sink)
-    assert [_send(held), _send(spilling)] == [200, 200]
+    held = budget_guard(MemoryBudget(300_000), sink, app)
+    spilling = budget_guard(MemoryBudget(100_000), sink, app)
+    assert [send(held), send(spilling)] == [200, 200]
     # While the first body was held: its bytes; the second one went to disk (one spill).
     assert seen[0]["in_use"] == len(BODY) and seen[1]["in_use"] == 0
     after = _otel_budget(reader)
@@ -168,20 +146,10 @@ def test_gunicorn_multiprocess_sums_the_workers_budgets(multiprocess_dir: str) -
             with ThreadPoolExecutor(4) as pool:  # at once: both workers answer some
                 pids = set(pool.map(post, range(12)))
             deadline = time.monotonic() + 10
-            samples = _budget_samples(client.get("/metrics").text)
+            samples = budget_samples(client.get("/metrics").text)
             while samples.get(LIMIT) != len(pids) * limit and time.monotonic() < deadline:
                 time.sleep(0.2)  # each worker writes its gauges within a second of its first decision
-                samples = _budget_samples(client.get("/metrics").text)
+                samples = budget_samples(client.get("/metrics").text)
         assert "Traceback" not in server.log()
     assert len(pids) == 2, "both workers answered"
     assert samples == {IN_USE: 0, LIMIT: 2 * limit, SPILLS: 12}
-
-
-def _budget_samples(text: str) -> dict[str, float]:
-    out = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name in (IN_USE, LIMIT, SPILLS):
-                assert sample.labels == {"receiver": ""}, sample  # one series, not one per worker
-                out[sample.name] = sample.value
-    return out

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gc
 import os
-import random
 import signal
 import socket
 import subprocess
@@ -17,45 +16,17 @@ import sys
 import textwrap
 import time
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from prometheus_client import CollectorRegistry
-from prometheus_client.parser import text_string_to_metric_families
 
-from hmacguard import MemoryBudget, OpenTelemetryMetrics, PrometheusMetrics, Signer, Verifier, WSGIGuard
+from hmacguard import MemoryBudget, OpenTelemetryMetrics, PrometheusMetrics
 
 from ._apps import budget_metrics_guarded
-from ._inprocess import call_wsgi, wsgi_environ
+from ._budget_metrics import BODY, IN_USE, LIMIT, SIGNER, SPILLS, budget_guard, budget_samples, send
 from ._metrics import otel_points
 from ._servers import REPO, gunicorn
-
-SECRET = "budget-metrics-secret"
-SIGNER = Signer("github", secrets=SECRET)
-#: Read in four pieces of 64 KiB: counted against a budget with room, a spill against a small one.
-BODY = random.Random(12).randbytes(200_000)
-IN_USE, LIMIT, SPILLS = (
-    "hmacguard_memory_budget_in_use_bytes",
-    "hmacguard_memory_budget_limit_bytes",
-    "hmacguard_memory_budget_spills_total",
-)
-
-
-def _reading(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-    environ["wsgi.input"].read()
-    start_response("200 OK", [("Content-Type", "text/plain")])
-    return [b"ok"]
-
-
-def _guard(budget: MemoryBudget | int, sinks: Any, app: Any = _reading) -> WSGIGuard:
-    verifier = Verifier("github", secrets=SECRET, replay=None, memory_budget=budget)
-    return WSGIGuard(app, verifier=verifier, on_decision=sinks)
-
-
-def _send(app: Any, body: bytes = BODY) -> int:
-    return call_wsgi(app, wsgi_environ("POST", "/webhook", body, SIGNER.sign(body))).status
-
 
 # -- OpenTelemetry: an observable *counter* that goes backwards -----------------------------------
 
@@ -82,11 +53,13 @@ def test_otel_spills_counter_does_not_go_backwards_when_a_guard_is_replaced() ->
         (point,) = otel_points(reader)["hmacguard.memory_budget.spills"]
         return float(point.value)
 
-    kept = _guard(1000, sinks)  # budgets of their own (memory_budget=int): 1000 bytes, every body spills
-    old = _guard(1000, sinks)
-    assert [_send(kept), _send(old), _send(old)] == [200, 200, 200]
+    kept = budget_guard(
+        1000, sinks
+    )  # budgets of their own (memory_budget=int): 1000 bytes, every body spills
+    old = budget_guard(1000, sinks)
+    assert [send(kept), send(old), send(old)] == [200, 200, 200]
     assert spills() == 3
-    old = _guard(1000, sinks)  # rebuilt (new secrets, say): the old verifier and its budget are dropped
+    old = budget_guard(1000, sinks)  # rebuilt (new secrets, say): the old verifier and its budget are dropped
     gc.collect()
     assert registry.get_sample_value(SPILLS, {"receiver": ""}) == 3  # Prometheus: still 3
     try:
@@ -109,9 +82,9 @@ def test_a_budget_shared_by_two_receivers_is_not_counted_twice() -> None:
     a budget watched twice under *one* receiver, not across receivers."""
     registry = CollectorRegistry()
     shared = MemoryBudget(100_000)  # room for one 64 KiB read: a 200 KB body spills
-    _guard(shared, PrometheusMetrics(registry=registry, receiver="org-a"))
-    org_b = _guard(shared, PrometheusMetrics(registry=registry, receiver="org-b"))
-    assert _send(org_b) == 200
+    budget_guard(shared, PrometheusMetrics(registry=registry, receiver="org-a"))
+    org_b = budget_guard(shared, PrometheusMetrics(registry=registry, receiver="org-b"))
+    assert send(org_b) == 200
     assert shared.spilled == 1  # one body went to disk, org-b's
 
     def total(name: str) -> float:
@@ -121,15 +94,6 @@ def test_a_budget_shared_by_two_receivers_is_not_counted_twice() -> None:
 
 
 # -- multiprocess: "summed over the live workers" is not what livesum does ------------------------
-
-
-def _budget_samples(text: str) -> dict[str, float]:
-    return {
-        sample.name: sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name in (IN_USE, LIMIT, SPILLS)
-    }
 
 
 def _hold_a_body(port: int, sent: int) -> socket.socket:
@@ -173,7 +137,7 @@ def test_gunicorn_a_killed_workers_budget_leaves_the_sums(multiprocess_dir: str)
         def wait_for(expected: dict[str, float]) -> dict[str, float | None]:
             deadline = time.monotonic() + 6
             while True:
-                samples = _budget_samples(client.get("/metrics").text)
+                samples = budget_samples(client.get("/metrics").text)
                 got = {name: samples.get(name) for name in expected}
                 if got == expected or time.monotonic() > deadline:
                     return got

@@ -1,0 +1,54 @@
+"""What the memory-budget metrics tests share (tests/guard/test_budget_metrics.py and its review):
+the delivery, the metric names, a guard over a budget, and reading the budget's samples off a
+scrape."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from hmacguard import MemoryBudget, Signer, Verifier, WSGIGuard
+
+from ._inprocess import call_wsgi, wsgi_environ
+
+SECRET = "budget-metrics-secret"
+SIGNER = Signer("github", secrets=SECRET)
+#: Read in four pieces of 64 KiB (the guard's chunk size): counted against a budget with room,
+#: below the 256 KiB spool threshold; a spill against a budget of less than two pieces.
+BODY = random.Random(11).randbytes(200_000)
+IN_USE, LIMIT, SPILLS = (
+    "hmacguard_memory_budget_in_use_bytes",
+    "hmacguard_memory_budget_limit_bytes",
+    "hmacguard_memory_budget_spills_total",
+)
+
+
+def reading(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    """An application that reads the body and answers 200."""
+    environ["wsgi.input"].read()
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok"]
+
+
+def budget_guard(budget: MemoryBudget | int, sinks: Any, app: Any = reading) -> WSGIGuard:
+    """``app`` behind a guard over ``budget`` (no replay store: the same body may be sent again)."""
+    verifier = Verifier("github", secrets=SECRET, replay=None, memory_budget=budget)
+    return WSGIGuard(app, verifier=verifier, on_decision=sinks)
+
+
+def send(app: Any, body: bytes = BODY) -> int:
+    """One signed delivery of ``body`` through ``app`` in-process; its status."""
+    return call_wsgi(app, wsgi_environ("POST", "/webhook", body, SIGNER.sign(body))).status
+
+
+def budget_samples(text: str) -> dict[str, float]:
+    """The budget's samples in a scrape's text (one receiver: the default, empty one)."""
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name in (IN_USE, LIMIT, SPILLS):
+                assert sample.labels == {"receiver": ""}, sample  # one series, not one per worker
+                out[sample.name] = sample.value
+    return out
