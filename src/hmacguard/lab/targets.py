@@ -70,6 +70,10 @@ class Target:
     #: Whether the flaw is in how the signature is enforced (unsigned or replayed requests get in),
     #: which the scan's enforcement probes find, rather than in how the body is read.
     enforcement: bool = False
+    #: Whether the flaw shows only across requests: each request is bounded, but many held open at
+    #: once exhaust memory. The scan's held-uploads phase finds it; no per-request measurement or
+    #: audit rule can.
+    across_requests: bool = False
     #: What ``hmacguard scan`` reports, the server's memory observed (``--pid``): with forged
     #: signatures (no secret), and with ``--secret`` (probes signed correctly, so a replay and stale
     #: timestamps are tried too). tests/scan/test_lab_acceptance.py holds the scanner to both.
@@ -218,6 +222,18 @@ TARGETS: Mapping[str, Target] = {
             scan_findings_signed=(
                 "replay-accepted", "unbounded-body", "memory-amplification", "no-rate-limit",
             ),
+        ),
+        Target(
+            "fastapi-capped-buffer", "fastapi", Server.UVICORN,
+            "streams under a 1 MiB cap (early 413, constant-time compare, a delivery processed "
+            "once) but keeps the chunks until the body is whole: bounded per request, not across "
+            "the many uploads uvicorn holds open at once",
+            "413 for any body over 1 MiB without reading it; each open upload holds what it has "
+            "sent, so slow forged uploads add up in the one worker",
+            "hmacguard.lab.apps.fastapi_capped_buffer:app", _F, _F, workers=1,
+            refuses_content_length=True, refuses_chunked=True, across_requests=True,
+            scan_findings=("memory-held-uploads", "no-rate-limit"),
+            scan_findings_signed=("memory-held-uploads", "no-rate-limit"),
         ),
         Target(
             "flask-streaming-capped", "flask", Server.GUNICORN,

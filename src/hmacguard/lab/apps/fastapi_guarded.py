@@ -25,7 +25,12 @@ from hmacguard.lab.apps._common import SECRET
 
 REPLAY: Literal["memory"] | None = None if os.environ.get("HMACGUARD_LAB_REPLAY") == "off" else "memory"
 
-verifier = Verifier("github", secrets=[SECRET], replay=REPLAY)
+#: Small on purpose, where the guard's default is 64 MiB: the scan's held uploads (100 x 250,000
+#: bytes) stay below that, and a budget they do not reach cannot be told from none.
+_BUDGET = os.environ.get("HMACGUARD_LAB_MEMORY_BUDGET", str(4 * 1024 * 1024))
+MEMORY_BUDGET = None if _BUDGET == "off" else int(_BUDGET)
+
+verifier = Verifier("github", secrets=[SECRET], replay=REPLAY, memory_budget=MEMORY_BUDGET)
 rate_limiter = RateLimiter(
     limit=os.environ.get("HMACGUARD_LAB_RATE", "600/minute"),
     failure_limit=os.environ.get("HMACGUARD_LAB_FAILURES", "20/minute"),

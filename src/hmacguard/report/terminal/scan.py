@@ -168,6 +168,13 @@ def _memory(report: ScanReport, console: Console) -> None:
                 f"{size_text(r.size)} ({r.bytes_per_request / r.size:.0%} of the body; later rounds "
                 f"{size_text(r.late_bytes_per_request)}/request)"
             )
+        h = report.held
+        if h is not None:
+            others = ", ".join(f"{k}×{v}" for k, v in h.answered.items())
+            console.print(
+                f"  held uploads: {h.held} of {h.opened} open at once, {size_text(h.held_bytes)} sent "
+                f"and unfinished: RSS {_size(h.growth)}" + (f" (the others: {others})" if others else "")
+            )
     b = report.burst
     if b is not None:
         outcomes = ", ".join(f"{k}×{v}" for k, v in b.statuses.items())

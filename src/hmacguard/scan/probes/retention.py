@@ -26,7 +26,7 @@ from hmacguard.scan.probes.base import Prober, size_text
 from hmacguard.scan.probes.ratelimit import advertised_allowance
 from hmacguard.scan.summary import summarize
 
-__all__ = ["answering_variant", "run_retention"]
+__all__ = ["accepted_size", "answering_variant", "room_for", "run_retention"]
 
 #: Requests the size probes (ladders, framings, bisection) need, kept for them under a rate limit.
 _SIZE_PROBES = 40
@@ -57,18 +57,9 @@ def run_retention(prober: Prober) -> RetentionResult | None:
         return None
     variant, _ = chosen
     count = budget.retention_warmup + budget.retention_rounds * budget.retention_per_round
-    answered = [*prober.side_exchanges, *(m.exchange for m in prober.measurements)]
-    if prober.enforcement is not None:  # the latest answers: what remains of a quota after them
-        answered += [p.exchange for p in prober.enforcement.probes]
-    allowance = advertised_allowance(answered)
-    if allowance is not None and allowance < count + _SIZE_PROBES:
-        prober.skip(
-            "retention",
-            f"the target advertises a rate limit of {allowance} requests; the {count} retention needs "
-            "would use it up before the size probes",
-        )
+    if not room_for(prober, count, "retention"):
         return None
-    size = _accepted_size(prober, variant)
+    size = accepted_size(prober, variant, budget.retention_size, "retention")
     if size is None:
         return None
     if count * size > prober.spendable_bytes:
@@ -125,14 +116,31 @@ def run_retention(prober: Prober) -> RetentionResult | None:
     )
 
 
-def _accepted_size(prober: Prober, variant: Variant) -> int | None:
-    """The retention size, or a smaller one if the server refuses it; None (and untested) if none."""
-    full = prober.budget.retention_size
+def room_for(prober: Prober, count: int, phase: str) -> bool:
+    """Whether ``count`` more requests leave the size probes their share of any rate limit the
+    target advertised; if not, ``phase`` is listed as untested (saying why) and False returned."""
+    answered = [*prober.side_exchanges, *(m.exchange for m in prober.measurements)]
+    if prober.enforcement is not None:  # the latest answers: what remains of a quota after them
+        answered += [p.exchange for p in prober.enforcement.probes]
+    allowance = advertised_allowance(answered)
+    if allowance is None or allowance >= count + _SIZE_PROBES:
+        return True
+    prober.skip(
+        phase,
+        f"the target advertises a rate limit of {allowance} requests; the {count} requests of "
+        f"{phase} would use it up before the size probes",
+    )
+    return False
+
+
+def accepted_size(prober: Prober, variant: Variant, full: int, phase: str) -> int | None:
+    """``full``, or a quarter or a sixteenth of it if the server refuses that, each tried with one
+    request; None (and ``phase`` listed as untested) when it refuses them all."""
     for size in dict.fromkeys(max(min(full, 4096), full // d) for d in (1, 4, 16)):
         m = prober.send(variant, size)
         if m is None:
             return None
         if m.verdict is Verdict.ACCEPTED:
             return size
-    prober.skip("retention", f"the server refused {variant.label} bodies down to {size_text(full // 16)}")
+    prober.skip(phase, f"the server refused {variant.label} bodies down to {size_text(full // 16)}")
     return None

@@ -1,0 +1,251 @@
+"""Held uploads: many slow uploads open at once, the server's memory read while it waits for them.
+
+A per-request cap bounds one request, not how many hold a body at the same time. An ASGI server,
+Node, or gunicorn's threads take as many connections as clients open, and starting an upload needs
+no secret. This phase opens ``held_uploads`` connections, each a request head with a forged
+signature (the attacker's view, with or without ``--secret``: these bodies are never finished, so
+no signature could be checked) declaring ``size`` bytes, and sends all of each body but its last
+few bytes. It sends in rounds -- a piece on every connection, then a pause -- as slow uploads
+arrive: sent at once, a server's own read buffers would take whole bodies before the application
+saw any, and a process-wide bound in the application could not be told apart from none. Once sent,
+the server's RSS is read (median of a few reads) and compared with a reading before the first
+connection; then every connection is closed, no body ever completed.
+
+``size`` is the budget's ``held_size`` (250,000 bytes), at most the largest size the server
+accepted: a body just below 256 KiB is the most a careful server keeps in memory before it spools
+to disk (hmacguard's guard, Werkzeug's form parser, Django's upload handlers all switch there or
+lower), so it is the most one upload can hold in a server that is bounded per request. When no
+earlier probe was accepted at that size, one request tries it (then a quarter and a sixteenth).
+
+Like retention, it runs before any large probe: a server that has handled a 100 MiB body keeps
+tens of MiB of freed heap resident, which held uploads would fill without growing RSS. It is
+skipped when the target advertises a rate limit too small for it plus the size probes (a limit
+that counts uploads in flight answers most of them 429 anyway, which the result shows).
+
+Bounded: ``held_uploads`` connections (counted as requests), their body bytes against the byte
+budget, connecting stops at the first failure, and sending stops when nothing moves for a second
+(a server that reads one request at a time leaves the rest in its kernel buffers) or the scan's
+time is up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import selectors
+import socket
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from hmacguard.scan.config import KiB
+from hmacguard.scan.model import HeldResult, Variant
+from hmacguard.scan.probes.base import Prober, ScanStopped, size_text
+from hmacguard.scan.probes.retention import accepted_size, answering_variant, room_for
+from hmacguard.scan.wire import WireRequest
+from hmacguard.schemes import forged_headers
+
+__all__ = ["run_held"]
+
+#: Body bytes never sent: the server keeps waiting for them.
+HELD_BACK = 64
+#: Sent on every connection per round (below uvicorn's 64 KiB read pause and Node's 64 KiB
+#: highWaterMark, so the server hands each piece on before the next).
+PIECE = 16 * KiB
+#: Seconds between rounds, for the server to read them.
+GAP = 0.05
+#: Seconds after the last byte before the memory is read, for the server to take in what is queued.
+SETTLE = 0.3
+#: Stop sending when nothing moved this long: the server is not reading those connections.
+STALL = 1.0
+_STATUS = re.compile(rb"HTTP/1\.[01] (\d{3})")
+
+
+@dataclass
+class _Upload:
+    sock: socket.socket
+    head: memoryview
+    sent: int = 0
+    #: None while held; otherwise its status ("413") or how it ended ("closed", "reset").
+    ended: str | None = None
+    got: bytes = b""
+
+    def write(self, body: memoryview, upto: int) -> bool:
+        """Send the head, then the body up to ``upto`` bytes, as far as the socket takes them."""
+        moved = False
+        try:
+            while len(self.head):
+                n = self.sock.send(self.head)
+                self.head = self.head[n:]
+                moved = True
+            while self.sent < upto:
+                n = self.sock.send(body[self.sent : upto])
+                self.sent += n
+                moved = True
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError:
+            self.ended = "reset"
+        return moved
+
+    def read(self) -> None:
+        """Take what the server sent: an answer or the end of the connection ends the upload."""
+        try:
+            data = self.sock.recv(4096)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.ended = "reset"
+            return
+        if not data:
+            self.ended = "closed"
+            return
+        self.got = (self.got + data)[:64]
+        match = _STATUS.match(self.got)
+        if match:
+            self.ended = match.group(1).decode()
+
+
+@dataclass
+class _Hold:
+    """The open connections and the selector that reads them."""
+
+    uploads: list[_Upload] = field(default_factory=list)
+    #: Connections that could not be opened (at most one: opening stops there).
+    failed: int = 0
+    selector: selectors.BaseSelector = field(default_factory=selectors.DefaultSelector)
+
+    def live(self) -> list[_Upload]:
+        return [u for u in self.uploads if u.ended is None]
+
+    def wait(self, seconds: float) -> None:
+        """Read answers for ``seconds``; an upload that ends is unregistered."""
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0 and self.live():
+            for key, _ in self.selector.select(timeout=left):
+                upload: _Upload = key.data
+                if upload.ended is None:
+                    upload.read()
+                if upload.ended is not None:  # (a write may have ended it: a reset)
+                    self.selector.unregister(upload.sock)
+
+    def close(self) -> None:
+        for upload in self.uploads:
+            with contextlib.suppress(OSError):
+                upload.sock.close()
+        self.selector.close()
+
+
+def _size(prober: Prober, variant: Variant, accepted: int) -> int | None:
+    want = min(prober.budget.held_size, prober.budget.max_size)
+    if accepted >= want:
+        return want
+    return accepted_size(prober, variant, want, "held-uploads")
+
+
+def run_held(prober: Prober) -> HeldResult | None:
+    budget, observer = prober.budget, prober.observer
+    if observer is None:
+        prober.skip("held-uploads", "no memory observation (give --pid, --metrics or --launch)")
+        return None
+    chosen = answering_variant(prober)
+    if chosen is None:
+        prober.skip("held-uploads", "the server accepted no body")
+        return None
+    variant, accepted = chosen
+    count = budget.held_uploads
+    if not room_for(prober, count, "held-uploads"):
+        return None
+    size = _size(prober, variant, accepted)
+    if size is None:
+        return None
+    each = size - HELD_BACK
+    if count * each > prober.spendable_bytes:
+        left = size_text(max(0, prober.spendable_bytes))
+        prober.skip("held-uploads", f"needs {count} x {size_text(each)}, {left} left")
+        return None
+    body = memoryview(b"".join(bytes(c) for c in prober.body(variant, size).chunks()))[:each]
+    before = observer.settled_rss()
+    if before is None:
+        prober.skip("held-uploads", "server memory could not be read")
+        return None
+    prober.emit(f"held uploads: {count} x {size_text(size)} declared, {size_text(each)} sent each")
+    hold = _Hold()
+    started = time.monotonic()
+    try:
+        with observer.watch() as watch:
+            _open(prober, hold, variant, size, count)
+            _trickle(prober, hold, body)
+            hold.wait(SETTLE)
+            held = hold.live()
+            during = observer.settled_rss()
+    finally:
+        hold.close()
+        prober.requests += len(hold.uploads) + hold.failed
+        prober.bytes_sent += sum(u.sent for u in hold.uploads)
+    if during is None:
+        prober.skip("held-uploads", "server memory could not be read while the uploads were held")
+        return None
+    answered = Counter(u.ended for u in hold.uploads if u.ended is not None)
+    if hold.failed:
+        answered["connect-failed"] += hold.failed
+    result = HeldResult(
+        variant=variant, size=size, opened=len(hold.uploads), held=len(held),
+        held_bytes=sum(u.sent for u in held), answered=dict(sorted(answered.items())),
+        rss_before=before, rss_held=during, rss_peak=watch.peak, seconds=time.monotonic() - started,
+    )  # fmt: skip
+    _stop_if_gone(prober, result)
+    return result
+
+
+def _open(prober: Prober, hold: _Hold, variant: Variant, size: int, count: int) -> None:
+    """Open up to ``count`` connections, each with its head queued; stop at the first that fails
+    (a full accept queue would make every further connect wait out its timeout)."""
+    request = WireRequest(
+        method=prober.target.method, path=prober.path,
+        headers=prober.headers(forged_headers(prober.scheme), variant.content_type),
+        body=lambda: (), body_length=size,
+    )  # fmt: skip
+    head = request.head(prober.endpoint.authority)
+    timeout = min(prober.budget.request_timeout, 2.0)
+    for _ in range(count):
+        prober.check_time()
+        try:
+            sock = prober.endpoint.open(timeout=timeout, send_buffer=prober.budget.send_buffer)
+        except OSError:
+            hold.failed = 1
+            return
+        upload = _Upload(sock, memoryview(head))
+        hold.uploads.append(upload)
+        hold.selector.register(sock, selectors.EVENT_READ, upload)
+
+
+def _trickle(prober: Prober, hold: _Hold, body: memoryview) -> None:
+    """Send every body a piece at a time, pausing between rounds, until all is sent or nothing
+    moves for :data:`STALL` seconds or the scan's time is up."""
+    allowed = 0
+    last_move = time.monotonic()
+    while hold.live() and time.monotonic() - last_move < STALL:
+        if time.monotonic() >= prober.deadline:
+            raise ScanStopped(f"the time budget ({prober.budget.seconds:g}s) ran out")
+        allowed = min(len(body), allowed + PIECE)
+        moved = False
+        for upload in hold.live():
+            moved = upload.write(body, allowed) or moved
+        if moved:
+            last_move = time.monotonic()
+        if all(u.sent >= len(body) for u in hold.live()):
+            return
+        hold.wait(GAP)
+
+
+def _stop_if_gone(prober: Prober, result: HeldResult) -> None:
+    """Nothing held and connections dropped without an answer: does the target still answer?"""
+    dropped = result.answered.get("reset", 0) + result.answered.get("closed", 0)
+    if result.held or not dropped or prober.alive():
+        return
+    prober.unavailable_reason = (
+        f"after {result.opened} held uploads of {size_text(result.size)} ({dropped} dropped without "
+        "an answer) the target answered no request"
+    )
+    raise ScanStopped(prober.unavailable_reason, unavailable=True)
