@@ -156,9 +156,10 @@ TARGETS: Mapping[str, Target] = {
             "body += chunk string concatenation with no limit",
             "accepts and buffers any body (as a string: twice its size or more)",
             "express_concat.js", _B, _B, seed="000 (Express)", runtime_float=_V8_FLOAT,
-            scan_findings=("unbounded-body", "memory-amplification", "no-rate-limit"),
+            scan_findings=("unbounded-body", "memory-amplification", "memory-held-uploads", "no-rate-limit"),
             scan_findings_signed=(
-                "replay-accepted", "unbounded-body", "memory-amplification", "no-rate-limit",
+                "replay-accepted", "unbounded-body", "memory-amplification", "memory-held-uploads",
+                "no-rate-limit",
             ),
         ),
         Target(
@@ -169,9 +170,13 @@ TARGETS: Mapping[str, Target] = {
             "flat memory); a small JSON request gets no answer",
             "express_json_limit.js", _F, _F, content_type="application/octet-stream",
             seed="000 (Express fix)", runtime_float=_V8_FLOAT,
-            scan_findings=("content-type-bypass", "late-rejection", "no-rate-limit", "degradation"),
+            scan_findings=(
+                "content-type-bypass", "late-rejection", "memory-held-uploads", "no-rate-limit",
+                "degradation",
+            ),
             scan_findings_signed=(
-                "replay-accepted", "content-type-bypass", "late-rejection", "no-rate-limit", "degradation",
+                "replay-accepted", "content-type-bypass", "late-rejection", "memory-held-uploads",
+                "no-rate-limit", "degradation",
             ),
         ),
         Target(
@@ -218,9 +223,10 @@ TARGETS: Mapping[str, Target] = {
             "await request.body() with no limit under uvicorn",
             "accepts and buffers any body, Content-Length or chunked",
             "hmacguard.lab.apps.fastapi_body:app", _B, _B, workers=1,
-            scan_findings=("unbounded-body", "memory-amplification", "no-rate-limit"),
+            scan_findings=("unbounded-body", "memory-amplification", "memory-held-uploads", "no-rate-limit"),
             scan_findings_signed=(
-                "replay-accepted", "unbounded-body", "memory-amplification", "no-rate-limit",
+                "replay-accepted", "unbounded-body", "memory-amplification", "memory-held-uploads",
+                "no-rate-limit",
             ),
         ),
         Target(
@@ -293,14 +299,17 @@ TARGETS: Mapping[str, Target] = {
         ),
         Target(
             "express-json-only", "express", Server.NODE,
-            "none: JSON read raw under a 1 MiB cap (413 with Connection: close, never drained) and "
-            "verified on its bytes; every other content type answered 403 before a byte is read (a "
-            "negative for content-type-bypass); a delivery processed once",
+            "JSON read raw under a 1 MiB cap (413 with Connection: close, never drained), verified on "
+            "its bytes, a delivery processed once, every other content type answered 403 before a "
+            "byte is read (a negative for content-type-bypass) -- but the chunks are kept until the "
+            "body is whole: bounded per request, not across the uploads Node holds open at once",
             "JSON over 1 MiB: 413 without reading it (chunked: at the cap); other content types: "
-            "403 at once; the same signed delivery twice: 409",
+            "403 at once; the same signed delivery twice: 409; slow uploads add up",
             "express_json_only.js", _F, _F,
             refuses_content_length=True, refuses_chunked=True, runtime_float=_V8_FLOAT,
-            scan_findings=("no-rate-limit",), scan_findings_signed=("no-rate-limit",),
+            across_requests=True,
+            scan_findings=("memory-held-uploads", "no-rate-limit"),
+            scan_findings_signed=("memory-held-uploads", "no-rate-limit"),
         ),
         Target(
             "flask-guarded", "flask", Server.GUNICORN,
@@ -326,7 +335,8 @@ TARGETS: Mapping[str, Target] = {
         ),
         Target(
             "fastapi-guarded", "fastapi", Server.UVICORN,
-            "none: hmacguard's ASGIGuard middleware and the VerifiedBodyDependency",
+            "none: hmacguard's ASGIGuard middleware and the VerifiedBodyDependency, with a memory "
+            "budget (1 MiB in the lab) bounding what all uploads hold at once",
             "413 problem+json for any body over 1 MiB (Content-Length: before reading; chunked: at "
             "the cap), 401/400 for bad signatures, 409 for a replay, 429 past the limits; keeps "
             "nothing",

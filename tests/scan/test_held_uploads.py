@@ -1,0 +1,75 @@
+"""The held-uploads phase against real servers: the lab's uvicorn targets tell a receiver that keeps
+every open upload (fastapi-capped-buffer) from the guard with its memory budget (fastapi-guarded), and
+the same guard without the budget is found again -- the difference the scan sees is the budget. A
+small in-process server that answers 429 to uploads beyond ten in flight shows what a rate limit
+counting uploads in flight leaves to judge."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import h11
+import pytest
+
+from hmacguard.lab import run_target
+from hmacguard.scan import Budget, PhaseSelection, PidObserver, ScanReport, ScanTarget, run_scan
+from hmacguard.scan.config import MiB
+from tests.scan._servers import h11_handler, serve
+
+RULE = "memory-held-uploads"
+ONLY = PhaseSelection.of(["held-uploads"])
+BUDGET = Budget(bytes=64 * MiB, seconds=30, request_timeout=2.0)
+#: The guarded target's failure limit counts uploads in flight (20 a minute): raised, so that what
+#: the scan meets is the memory budget, not the rate limit.
+NO_LIMITS = {"HMACGUARD_LAB_FAILURES": "100000/minute", "HMACGUARD_LAB_RATE": "100000/minute"}
+
+
+def _held(name: str, env: dict[str, str] | None = None) -> ScanReport:
+    with run_target(name, env=env) as t:
+        target = ScanTarget(t.url, scheme=t.scheme)
+        return run_scan(target, BUDGET, observer=PidObserver(t.pid), selection=ONLY)
+
+
+def _judged(report: ScanReport) -> tuple[bool, str]:
+    h = report.held
+    assert h is not None, report.untested
+    # Every upload stayed open: a budget refuses nothing (bodies past it go to disk).
+    assert h.held == h.opened == BUDGET.held_uploads and not h.answered, h
+    assert h.held_bytes == h.held * (BUDGET.held_size - 64)
+    ratio = f"{h.growth / h.held_bytes:.2f} bytes of RSS per held byte ({h.growth / MiB:.1f} MiB)"
+    return RULE in {f.rule for f in report.findings}, ratio
+
+
+@pytest.mark.slow
+def test_a_capped_receiver_that_keeps_the_chunks_is_found() -> None:
+    found, ratio = _judged(_held("fastapi-capped-buffer"))
+    assert found, ratio
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("budget", "found"), [("1048576", False), ("off", True)], ids=["1MiB", "no-budget"])
+def test_the_guard_is_judged_by_its_memory_budget(budget: str, found: bool) -> None:
+    report = _held("fastapi-guarded", {**NO_LIMITS, "HMACGUARD_LAB_MEMORY_BUDGET": budget})
+    assert _judged(report)[0] == found, _judged(report)[1]
+
+
+def test_uploads_answered_429_in_flight_leave_too_few_to_judge() -> None:
+    in_flight = threading.Semaphore(10)
+
+    def admit(request: h11.Request) -> tuple[int, list[tuple[str, str]]] | None:
+        # Like a limiter counting uploads in flight: room for ten, the rest 429 before their body.
+        return None if in_flight.acquire(blocking=False) else (429, [("Retry-After", "60")])
+
+    def respond(request: h11.Request, length: int) -> tuple[int, list[tuple[str, str]]]:
+        in_flight.release()
+        return 401, []
+
+    with serve(h11_handler(respond, refuse_head=admit)) as server:
+        # The server runs in this process: its memory says nothing, the counts do.
+        report = run_scan(ScanTarget(server.url), BUDGET, observer=PidObserver(os.getpid()), selection=ONLY)
+    h = report.held
+    assert h is not None and (h.opened, h.held, dict(h.answered)) == (100, 10, {"429": 90}), h
+    assert RULE not in {f.rule for f in report.findings}
+    untested = {u.what: u.reason for u in report.untested}
+    assert "10 of 100 uploads stayed open" in untested[RULE] and "429 x90" in untested[RULE]
