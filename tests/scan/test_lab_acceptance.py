@@ -34,16 +34,18 @@ ENFORCEMENT = {
 #: else. Why each row is what it is:
 #: - flask-get-data, express-concat, fastapi-body: any body, whole, in memory; no target has a rate
 #:   limit but the guarded ones.
-#: - memory-held-uploads (100 slow forged uploads of 250,000 bytes held open at once): every target
+#: - memory-held-uploads (400 slow forged uploads of 250,000 bytes held open at once): every target
 #:   whose server takes many connections at once and keeps what each has sent -- uvicorn
-#:   (fastapi-body, fastapi-capped-buffer: 1.1-1.2 bytes of RSS per held byte) and Node
-#:   (express-concat 1.9-2.8, express-json-limit's JSON parser ~1.0, express-json-only 1.1-1.2),
-#:   the last two capped at 1 MiB per request, so that this is their one size or memory flaw
-#:   (across_requests in lab/targets.py). The gunicorn targets run sync workers: two requests read
-#:   at a time, the other uploads wait in kernel buffers RSS does not count (0.02-0.17). The guarded
-#:   targets advertise 20 failed verifications a minute, a limit that counts uploads in flight, so
-#:   the phase is skipped (tests/scan/test_held_uploads.py raises it and finds fastapi-guarded's
-#:   1 MiB memory budget at 0.25, the same guard without it at 1.1).
+#:   (fastapi-body, fastapi-capped-buffer: 1.02 bytes of RSS per byte sent after the first piece)
+#:   and Node (express-concat 1.27, express-json-only 1.06); fastapi-capped-buffer and
+#:   express-json-only cap each body at 1 MiB, so that this is their one size or memory flaw
+#:   (across_requests in lab/targets.py). express-json-limit streams into the HMAC and drops the
+#:   chunks: 0.37, V8's uncollected garbage (with 100 uploads, before V8 collects, it read 1.0). The
+#:   gunicorn targets run sync workers: two requests read at a time, the other uploads wait in
+#:   kernel buffers RSS does not count (0.00-0.01). The guarded targets advertise 20 failed
+#:   verifications a minute, a limit that counts uploads in flight, so the phase is skipped
+#:   (tests/scan/test_held_uploads.py raises it: fastapi-guarded with its 1 MiB lab memory budget
+#:   0.09, the same guard without a budget 1.02).
 #: - flask-content-length-check: 413 on a large Content-Length, but chunked bodies skip the check and
 #:   are buffered (by line).
 #: - express-json-limit: express.json limits JSON only (octet-stream etc. stream through, flat

@@ -170,13 +170,9 @@ TARGETS: Mapping[str, Target] = {
             "flat memory); a small JSON request gets no answer",
             "express_json_limit.js", _F, _F, content_type="application/octet-stream",
             seed="000 (Express fix)", runtime_float=_V8_FLOAT,
-            scan_findings=(
-                "content-type-bypass", "late-rejection", "memory-held-uploads", "no-rate-limit",
-                "degradation",
-            ),
+            scan_findings=("content-type-bypass", "late-rejection", "no-rate-limit", "degradation"),
             scan_findings_signed=(
-                "replay-accepted", "content-type-bypass", "late-rejection", "memory-held-uploads",
-                "no-rate-limit", "degradation",
+                "replay-accepted", "content-type-bypass", "late-rejection", "no-rate-limit", "degradation",
             ),
         ),
         Target(

@@ -222,7 +222,7 @@ class Budget:
     #: (at most the largest size the server accepted) and sending all of it but a few bytes. The
     #: default size is just below 256 KiB, where careful servers start spooling bodies to disk
     #: (hmacguard's guard among them): the most a body can make such a server hold in memory.
-    held_uploads: int = 100
+    held_uploads: int = 400
     held_size: int = 250_000
     #: Bisect each limit until the largest accepted and smallest refused size are within this ratio.
     bisect_precision: float = 0.10

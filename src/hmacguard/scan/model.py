@@ -211,19 +211,23 @@ class RetentionResult:
 
 @dataclass(frozen=True)
 class HeldResult:
-    """Many uploads held open at once (scan/probes/held.py): how many, how much each had sent, what
-    the server answered instead of waiting, and its RSS before and while they were held."""
+    """Many uploads held open at once (scan/probes/held.py): how many, what they sent, what the
+    server answered instead of waiting, and its RSS before, once the first piece was on every
+    connection, and with every body all but finished."""
 
     variant: Variant
     #: The declared Content-Length of each upload.
     size: int
     opened: int
-    #: Uploads still open and unanswered when the memory was read, and the body bytes they had sent.
+    #: Uploads still open and unanswered when the memory was read, the body bytes they had sent,
+    #: and how many of those they had sent at the middle reading.
     held: int
     held_bytes: int
+    first_bytes: int
     #: The others: a status ("413"), or how the connection ended ("closed", "connect-failed").
     answered: Mapping[str, int]
     rss_before: int
+    rss_first: int
     rss_held: int
     rss_peak: int | None
     seconds: float
@@ -232,12 +236,22 @@ class HeldResult:
     def growth(self) -> int:
         return self.rss_held - self.rss_before
 
+    # After the middle reading: the bytes the held uploads sent, and the RSS growth meanwhile.
+    @property
+    def added_bytes(self) -> int:
+        return self.held_bytes - self.first_bytes
+
+    @property
+    def added_growth(self) -> int:
+        return self.rss_held - self.rss_first
+
     def to_dict(self) -> JSON:
         return {
             "variant": self.variant.label, "declared_size": self.size, "opened": self.opened,
-            "held": self.held, "held_bytes": self.held_bytes, "answered": dict(self.answered),
-            "rss_before": self.rss_before, "rss_held": self.rss_held, "rss_peak": self.rss_peak,
-            "rss_growth": self.growth, "seconds": round(self.seconds, 3),
+            "held": self.held, "held_bytes": self.held_bytes, "first_bytes": self.first_bytes,
+            "answered": dict(self.answered), "rss_before": self.rss_before, "rss_first": self.rss_first,
+            "rss_held": self.rss_held, "rss_peak": self.rss_peak, "rss_growth": self.growth,
+            "seconds": round(self.seconds, 3),
         }  # fmt: skip
 
 

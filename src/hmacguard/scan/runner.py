@@ -174,12 +174,12 @@ def _report(
                 f"needs an accepted body of at least {size_text(thresholds.amplification_min_size)} ({seen})",
             )
     held = prober.held
-    if held is not None and held.held_bytes < thresholds.held_min_bytes:
+    if held is not None and held.added_bytes < thresholds.held_min_bytes:
         others = ", ".join(f"{k} x{v}" for k, v in held.answered.items()) or "none"
         prober.skip(
             "memory-held-uploads",
-            f"{held.held} of {held.opened} uploads stayed open ({size_text(held.held_bytes)}; judged from "
-            f"{size_text(thresholds.held_min_bytes)}); the others: {others}",
+            f"{held.held} of {held.opened} uploads stayed open ({size_text(held.added_bytes)} sent after "
+            f"the first piece; judged from {size_text(thresholds.held_min_bytes)}); the others: {others}",
         )
     untested = _dedupe(prober.untested)
     return ScanReport(

@@ -173,7 +173,8 @@ def _memory(report: ScanReport, console: Console) -> None:
             others = ", ".join(f"{k}×{v}" for k, v in h.answered.items())
             console.print(
                 f"  held uploads: {h.held} of {h.opened} open at once, {size_text(h.held_bytes)} sent "
-                f"and unfinished: RSS {_size(h.growth)}" + (f" (the others: {others})" if others else "")
+                f"and unfinished: RSS {_size(h.growth)}, {h.added_growth / max(1, h.added_bytes):.2f} "
+                "per byte after the first piece" + (f" (the others: {others})" if others else "")
             )
     b = report.burst
     if b is not None:

@@ -5,11 +5,16 @@ Node, or gunicorn's threads take as many connections as clients open, and starti
 no secret. This phase opens ``held_uploads`` connections, each a request head with a forged
 signature (the attacker's view, with or without ``--secret``: these bodies are never finished, so
 no signature could be checked) declaring ``size`` bytes, and sends all of each body but its last
-few bytes. It sends in rounds -- a piece on every connection, then a pause -- as slow uploads
-arrive: sent at once, a server's own read buffers would take whole bodies before the application
-saw any, and a process-wide bound in the application could not be told apart from none. Once sent,
-the server's RSS is read (median of a few reads) and compared with a reading before the first
-connection; then every connection is closed, no body ever completed.
+few bytes; then it closes every connection, no body ever completed.
+
+It sends in rounds -- a piece on every connection, then a pause -- as slow uploads arrive, at most
+about 64 MiB/s in all. Sent at once, a server's own read buffers would take whole bodies before the
+application saw any (uvicorn's h11 keeps each connection's buffer at the largest read it made), and
+an application's process-wide bound could not be told from none. The server's RSS is read three
+times: before the first connection, once the first piece is on every connection, and with every
+body all but finished. The second reading is the baseline the rule judges against: what the server
+spends per connection (its objects, buffers, a temporary file) is spent by then, so the growth from
+there to the end is what each further byte of a held upload costs.
 
 ``size`` is the budget's ``held_size`` (250,000 bytes), at most the largest size the server
 accepted: a body just below 256 KiB is the most a careful server keeps in memory before it spools
@@ -17,10 +22,10 @@ to disk (hmacguard's guard, Werkzeug's form parser, Django's upload handlers all
 lower), so it is the most one upload can hold in a server that is bounded per request. When no
 earlier probe was accepted at that size, one request tries it (then a quarter and a sixteenth).
 
-Like retention, it runs before any large probe: a server that has handled a 100 MiB body keeps
-tens of MiB of freed heap resident, which held uploads would fill without growing RSS. It is
-skipped when the target advertises a rate limit too small for it plus the size probes (a limit
-that counts uploads in flight answers most of them 429 anyway, which the result shows).
+Like retention, it runs before any large probe: a server that has handled large bodies keeps freed
+heap resident, which held uploads would fill without growing RSS. It is skipped when the target
+advertises a rate limit too small for it plus the size probes (a limit that counts uploads in
+flight answers most of them 429 anyway, which the result shows).
 
 Bounded: ``held_uploads`` connections (counted as requests), their body bytes against the byte
 budget, connecting stops at the first failure, and sending stops when nothing moves for a second
@@ -38,27 +43,36 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from hmacguard.scan.config import KiB
+from hmacguard.scan.config import KiB, MiB
 from hmacguard.scan.model import HeldResult, Variant
+from hmacguard.scan.observe import MemoryObserver
 from hmacguard.scan.probes.base import Prober, ScanStopped, size_text
 from hmacguard.scan.probes.retention import accepted_size, answering_variant, room_for
 from hmacguard.scan.wire import WireRequest
 from hmacguard.schemes import forged_headers
 
-__all__ = ["run_held"]
+__all__ = ["HELD_BACK", "piece_size", "run_held"]
 
 #: Body bytes never sent: the server keeps waiting for them.
 HELD_BACK = 64
-#: Sent on every connection per round (below uvicorn's 64 KiB read pause and Node's 64 KiB
-#: highWaterMark, so the server hands each piece on before the next).
-PIECE = 16 * KiB
 #: Seconds between rounds, for the server to read them.
 GAP = 0.05
-#: Seconds after the last byte before the memory is read, for the server to take in what is queued.
+#: Bytes sent per round on all connections together (64 MiB/s): 400 uploads at 16 KiB a piece
+#: outran a loaded uvicorn worker, whose read buffers then grew as if it kept the bodies.
+ROUND_BYTES = 64 * MiB // 20
+#: A piece per connection per round: at most 16 KiB (below uvicorn's 64 KiB read pause and Node's
+#: 64 KiB highWaterMark, so the server hands each piece on before the next), at least 4 KiB.
+_LARGEST_PIECE, _SMALLEST_PIECE = 16 * KiB, 4 * KiB
+#: Seconds after a stage's last byte before the memory is read, for the server to take it in.
 SETTLE = 0.3
 #: Stop sending when nothing moved this long: the server is not reading those connections.
 STALL = 1.0
 _STATUS = re.compile(rb"HTTP/1\.[01] (\d{3})")
+
+
+def piece_size(uploads: int) -> int:
+    """Bytes sent on each connection per round."""
+    return max(_SMALLEST_PIECE, min(_LARGEST_PIECE, ROUND_BYTES // uploads))
 
 
 @dataclass
@@ -66,6 +80,8 @@ class _Upload:
     sock: socket.socket
     head: memoryview
     sent: int = 0
+    #: What it had sent when the first piece was on every connection.
+    first: int = 0
     #: None while held; otherwise its status ("413") or how it ended ("closed", "reset").
     ended: str | None = None
     got: bytes = b""
@@ -110,6 +126,8 @@ class _Upload:
 class _Hold:
     """The open connections and the selector that reads them."""
 
+    body: memoryview
+    piece: int
     uploads: list[_Upload] = field(default_factory=list)
     #: Connections that could not be opened (at most one: opening stops there).
     failed: int = 0
@@ -128,6 +146,26 @@ class _Hold:
                     upload.read()
                 if upload.ended is not None:  # (a write may have ended it: a reset)
                     self.selector.unregister(upload.sock)
+
+    def trickle(self, prober: Prober, upto: int) -> None:
+        """Send every body up to ``upto`` bytes a piece per round, then let the server read it; stop
+        early when nothing moves for :data:`STALL` seconds. ScanStopped when the scan's time is up."""
+        upto = min(upto, len(self.body))
+        allowed = min((u.sent for u in self.live()), default=0)
+        last_move = time.monotonic()
+        while self.live() and time.monotonic() - last_move < STALL:
+            if time.monotonic() >= prober.deadline:
+                raise ScanStopped(f"the time budget ({prober.budget.seconds:g}s) ran out")
+            allowed = min(upto, allowed + self.piece)
+            moved = False
+            for upload in self.live():
+                moved = upload.write(self.body, allowed) or moved
+            if moved:
+                last_move = time.monotonic()
+            self.wait(GAP)
+            if all(u.sent >= upto for u in self.live()):
+                break
+        self.wait(SETTLE)
 
     def close(self) -> None:
         for upload in self.uploads:
@@ -165,25 +203,31 @@ def run_held(prober: Prober) -> HeldResult | None:
         prober.skip("held-uploads", f"needs {count} x {size_text(each)}, {left} left")
         return None
     body = memoryview(b"".join(bytes(c) for c in prober.body(variant, size).chunks()))[:each]
-    before = observer.settled_rss()
-    if before is None:
-        prober.skip("held-uploads", "server memory could not be read")
-        return None
     prober.emit(f"held uploads: {count} x {size_text(size)} declared, {size_text(each)} sent each")
-    hold = _Hold()
-    started = time.monotonic()
+    hold = _Hold(body, piece_size(count))
     try:
-        with observer.watch() as watch:
-            _open(prober, hold, variant, size, count)
-            _trickle(prober, hold, body)
-            hold.wait(SETTLE)
-            held = hold.live()
-            during = observer.settled_rss()
+        return _hold(prober, observer, hold, variant, size)
     finally:
         hold.close()
         prober.requests += len(hold.uploads) + hold.failed
         prober.bytes_sent += sum(u.sent for u in hold.uploads)
-    if during is None:
+
+
+def _hold(
+    prober: Prober, observer: MemoryObserver, hold: _Hold, variant: Variant, size: int
+) -> HeldResult | None:
+    started = time.monotonic()
+    before = observer.settled_rss()
+    with observer.watch() as watch:
+        _open(prober, hold, variant, size)
+        hold.trickle(prober, hold.piece)
+        first = observer.settled_rss()
+        for upload in hold.uploads:
+            upload.first = upload.sent
+        hold.trickle(prober, len(hold.body))
+        held = hold.live()
+        last = observer.settled_rss()
+    if before is None or first is None or last is None:
         prober.skip("held-uploads", "server memory could not be read while the uploads were held")
         return None
     answered = Counter(u.ended for u in hold.uploads if u.ended is not None)
@@ -191,16 +235,17 @@ def run_held(prober: Prober) -> HeldResult | None:
         answered["connect-failed"] += hold.failed
     result = HeldResult(
         variant=variant, size=size, opened=len(hold.uploads), held=len(held),
-        held_bytes=sum(u.sent for u in held), answered=dict(sorted(answered.items())),
-        rss_before=before, rss_held=during, rss_peak=watch.peak, seconds=time.monotonic() - started,
+        held_bytes=sum(u.sent for u in held), first_bytes=sum(u.first for u in held),
+        answered=dict(sorted(answered.items())), rss_before=before, rss_first=first, rss_held=last,
+        rss_peak=watch.peak, seconds=time.monotonic() - started,
     )  # fmt: skip
     _stop_if_gone(prober, result)
     return result
 
 
-def _open(prober: Prober, hold: _Hold, variant: Variant, size: int, count: int) -> None:
-    """Open up to ``count`` connections, each with its head queued; stop at the first that fails
-    (a full accept queue would make every further connect wait out its timeout)."""
+def _open(prober: Prober, hold: _Hold, variant: Variant, size: int) -> None:
+    """Open up to ``held_uploads`` connections, each with its head queued; stop at the first that
+    fails (a full accept queue would make every further connect wait out its timeout)."""
     request = WireRequest(
         method=prober.target.method, path=prober.path,
         headers=prober.headers(forged_headers(prober.scheme), variant.content_type),
@@ -208,7 +253,7 @@ def _open(prober: Prober, hold: _Hold, variant: Variant, size: int, count: int) 
     )  # fmt: skip
     head = request.head(prober.endpoint.authority)
     timeout = min(prober.budget.request_timeout, 2.0)
-    for _ in range(count):
+    for _ in range(prober.budget.held_uploads):
         prober.check_time()
         try:
             sock = prober.endpoint.open(timeout=timeout, send_buffer=prober.budget.send_buffer)
@@ -218,25 +263,6 @@ def _open(prober: Prober, hold: _Hold, variant: Variant, size: int, count: int) 
         upload = _Upload(sock, memoryview(head))
         hold.uploads.append(upload)
         hold.selector.register(sock, selectors.EVENT_READ, upload)
-
-
-def _trickle(prober: Prober, hold: _Hold, body: memoryview) -> None:
-    """Send every body a piece at a time, pausing between rounds, until all is sent or nothing
-    moves for :data:`STALL` seconds or the scan's time is up."""
-    allowed = 0
-    last_move = time.monotonic()
-    while hold.live() and time.monotonic() - last_move < STALL:
-        if time.monotonic() >= prober.deadline:
-            raise ScanStopped(f"the time budget ({prober.budget.seconds:g}s) ran out")
-        allowed = min(len(body), allowed + PIECE)
-        moved = False
-        for upload in hold.live():
-            moved = upload.write(body, allowed) or moved
-        if moved:
-            last_move = time.monotonic()
-        if all(u.sent >= len(body) for u in hold.live()):
-            return
-        hold.wait(GAP)
 
 
 def _stop_if_gone(prober: Prober, result: HeldResult) -> None:

@@ -42,8 +42,8 @@ class Thresholds:
     #: memory-retention: growth per request against the body size, and a floor in bytes.
     retention_ratio: float = 0.5
     retention_min_bytes: int = 16 * KiB
-    #: memory-held-uploads: RSS growth per body byte held open, judged when at least the minimum
-    #: of body bytes was held.
+    #: memory-held-uploads: RSS growth per byte the held uploads sent after their first piece,
+    #: judged when they sent at least the minimum.
     held_ratio: float = 0.5
     held_min_bytes: int = 8 * MiB
     #: degradation: burst latency (90th percentile) against the quiet median.
