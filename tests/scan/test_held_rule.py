@@ -7,8 +7,10 @@ import pytest
 from hmacguard.findings import Severity
 from hmacguard.scan.analysis import ScanFacts, Thresholds, analyse
 from hmacguard.scan.model import HeldResult, Stack, Variant
+from hmacguard.scan.stack import stack_hint
 
 MiB = 1024 * 1024
+RULE = "memory-held-uploads"
 TH = Thresholds()
 BEFORE = 40 * MiB
 
@@ -89,3 +91,8 @@ def test_evidence_says_what_was_held_and_what_it_cost() -> None:
     assert "80 uploads were held open" in finding.message
     assert "memory_budget" in (finding.remediation or "") and "proxy" in (finding.remediation or "")
     assert finding.severity is Severity.HIGH
+
+
+def test_the_stack_hint_names_the_fix_in_its_terms() -> None:
+    assert "memory_budget" in (stack_hint(RULE, Stack("FastAPI/Starlette", "uvicorn")) or "")
+    assert "proxy_request_buffering" in (stack_hint(RULE, Stack(None, "nginx")) or "")

@@ -6,10 +6,14 @@ the report gives the growth per request fitted over all rounds and over the seco
 analysis calls it a leak only when the second half keeps growing too, and when the median round
 grew as well (a garbage-collected runtime's RSS rises and falls in steps and sawtooths).
 
-Retention runs right after the baseline, before any large probe, on purpose: a server that has just
-handled a 100 MiB body keeps tens of MiB of freed heap resident (glibc raises its trim threshold after
-freeing a large block), and retained bodies would fill that silently instead of growing RSS. On a
-server that has only seen small requests, RSS growth per request is close to what it keeps.
+Retention runs early, before any large probe, on purpose: a server that has just handled a 100 MiB
+body keeps tens of MiB of freed heap resident (glibc raises its trim threshold after freeing a large
+block), and retained bodies would fill that silently instead of growing RSS. On a server that has
+only seen small requests, RSS growth per request is close to what it keeps. Only the baseline, the
+enforcement probes and the held uploads come first; a server that kept the held uploads in memory
+(reported as memory-held-uploads) may have freed heap left that hides the first rounds of a leak.
+The other order was worse: retention's 1 MiB bodies raised the Node targets' heap enough to absorb
+the held uploads whole.
 
 Its size is the budget's ``retention_size`` (1 MiB), a quarter or a sixteenth of it if the server
 refuses that, in the content type the baseline found answered.
