@@ -45,7 +45,7 @@ ENFORCEMENT = {
 #:   kernel buffers RSS does not count (0.00-0.01). The guarded targets advertise 20 failed
 #:   verifications a minute, a limit that counts uploads in flight, so the phase is skipped
 #:   (tests/scan/test_held_uploads.py raises it: fastapi-guarded with its 1 MiB lab memory budget
-#:   0.09, the same guard without a budget 1.02).
+#:   0.07-0.13, the same guard without a budget 1.02).
 #: - flask-content-length-check: 413 on a large Content-Length, but chunked bodies skip the check and
 #:   are buffered (by line).
 #: - express-json-limit: express.json limits JSON only (octet-stream etc. stream through, flat

@@ -16,9 +16,11 @@ many connections it accepts, a limit of another kind.
 least ``held_min_bytes`` 8 MiB after their first piece (less is within a worker's own noise; the
 rule is then listed as untested). Measured on the lab with 400 uploads: receivers that keep what
 arrives 1.02-1.27 (``fastapi-body``, ``fastapi-capped-buffer``, ``express-json-only``;
-``express-concat``'s strings the most); the guard with a 1 MiB memory budget 0.09 (up to 0.33 with
-both cores busy), the same guard without a budget 1.02; Express streaming each chunk into the HMAC
-0.33-0.37; gunicorn's sync workers 0.00-0.01. Half a byte per byte lies between. The default of 400
+``express-concat``'s strings the most); the guard with a 1 MiB memory budget 0.07-0.09 (up to 0.39
+with both cores busy: a worker that falls behind reads more at a time, and uvicorn's h11 keeps each
+connection's read buffer at its largest), the same guard without a budget 1.02; Express streaming
+each chunk into the HMAC 0.26-0.38; gunicorn's sync workers 0.00-0.01. Half a byte per byte lies
+between. The default of 400
 uploads is for Node: V8 collects dead Buffers only once external memory has grown by about 64 MiB,
 and until then a receiver that streams and drops each chunk looks like one that keeps it (100
 uploads, 22 MiB after the first piece: 1.08). The rounds carry at most 3.2 MiB in all (64 MiB/s),
