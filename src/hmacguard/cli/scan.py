@@ -82,7 +82,7 @@ def scan(
     concurrency: Annotated[int, typer.Option("--concurrency", help="Burst requests at a time.")] = 4,
     held_uploads: Annotated[
         int, typer.Option("--held-uploads", help="Uploads held open at once (needs server memory).")
-    ] = 100,
+    ] = 400,
     held_size: Annotated[
         str, typer.Option("--held-size", help="Body each held upload declares (at most the accepted size).")
     ] = "250000",

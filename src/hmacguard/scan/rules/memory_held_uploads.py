@@ -74,8 +74,8 @@ def check(facts: ScanFacts, th: Thresholds) -> Finding | None:
         "memory-held-uploads", facts,
         f"server memory grew by {size_text(h.growth)} while {h.held} uploads were held open "
         f"({per_byte:.2f} bytes of RSS per byte they sent after their first piece)",
-        f"{h.held} of {h.opened} uploads declaring {size_text(h.size)} each held open with "
-        f"{size_text(each)} sent ({size_text(h.held_bytes)} in all): RSS {size_text(h.rss_before)} -> "
+        f"{h.held} of {h.opened} uploads declaring {h.size:,} bytes each held open, all but "
+        f"{h.size - each:,} sent ({size_text(h.held_bytes)} in all): RSS {size_text(h.rss_before)} -> "
         f"{size_text(h.rss_first)} with the first piece on every connection -> {size_text(h.rss_held)}",
         {"connections_held": h.held, "connections_opened": h.opened, "declared_size": h.size,
          "bytes_per_connection": each, "held_bytes": h.held_bytes, "rss_growth": h.growth,
