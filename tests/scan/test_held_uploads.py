@@ -16,7 +16,8 @@ import pytest
 
 from hmacguard.lab import run_target
 from hmacguard.scan import Budget, PhaseSelection, PidObserver, ScanReport, ScanTarget, run_scan
-from hmacguard.scan.config import MiB
+from hmacguard.scan.config import KiB, MiB
+from hmacguard.scan.probes.held import MAX_ROUNDS, ROUND_BYTES, piece_size
 from tests.scan._servers import h11_handler, serve
 
 RULE = "memory-held-uploads"
@@ -90,3 +91,10 @@ def test_uploads_answered_429_in_flight_leave_too_few_to_judge() -> None:
     assert RULE not in {f.rule for f in report.findings}
     untested = {u.what: u.reason for u in report.untested}
     assert "10 of 100 uploads stayed open" in untested[RULE] and "429 x90" in untested[RULE]
+
+
+def test_rounds_carry_at_most_3_mib_and_a_body_goes_out_in_160_of_them() -> None:
+    each = 250_000 - 64
+    assert [piece_size(n, each) for n in (2, 100, 200, 1000)] == [16 * KiB] * 3 + [4 * KiB]
+    assert 8 * KiB < piece_size(400, each) == ROUND_BYTES // 400 < 8.5 * KiB
+    assert piece_size(400, 16 * MiB) * MAX_ROUNDS >= 16 * MiB

@@ -28,9 +28,9 @@ advertises a rate limit too small for it plus the size probes (a limit that coun
 flight answers most of them 429 anyway, which the result shows).
 
 Bounded: ``held_uploads`` connections (counted as requests), their body bytes against the byte
-budget, connecting stops at the first failure, and sending stops when nothing moves for a second
-(a server that reads one request at a time leaves the rest in its kernel buffers) or the scan's
-time is up.
+budget; connecting stops at the first failure or after 5 s (what was opened is held), a body goes
+out in at most 160 rounds (8 s), and sending stops when nothing moves for a second (a server that
+reads one request at a time leaves the rest in its kernel buffers) or the scan's time is up.
 """
 
 from __future__ import annotations
@@ -47,11 +47,11 @@ from hmacguard.scan.config import KiB, MiB
 from hmacguard.scan.model import HeldResult, Variant
 from hmacguard.scan.observe import MemoryObserver
 from hmacguard.scan.probes.base import Prober, ScanStopped, size_text
-from hmacguard.scan.probes.retention import accepted_size, answering_variant, room_for
+from hmacguard.scan.probes.retention import accepted_size, memory_phase
 from hmacguard.scan.wire import WireRequest
 from hmacguard.schemes import forged_headers
 
-__all__ = ["HELD_BACK", "piece_size", "run_held"]
+__all__ = ["HELD_BACK", "MAX_ROUNDS", "ROUND_BYTES", "piece_size", "run_held"]
 
 #: Body bytes never sent: the server keeps waiting for them.
 HELD_BACK = 64
@@ -61,8 +61,13 @@ GAP = 0.05
 #: outran a loaded uvicorn worker, whose read buffers then grew as if it kept the bodies.
 ROUND_BYTES = 64 * MiB // 20
 #: A piece per connection per round: at most 16 KiB (below uvicorn's 64 KiB read pause and Node's
-#: 64 KiB highWaterMark, so the server hands each piece on before the next), at least 4 KiB.
+#: 64 KiB highWaterMark, so the server hands each piece on before the next), at least 4 KiB -- and
+#: large enough that a body goes out in at most :data:`MAX_ROUNDS` rounds (8 s).
 _LARGEST_PIECE, _SMALLEST_PIECE = 16 * KiB, 4 * KiB
+MAX_ROUNDS = 160
+#: Seconds connecting may take in all: a server with a short accept queue (Python's socketserver
+#: listens with 5) makes connects wait a second now and then, 400 of them a minute.
+OPEN_SECONDS = 5.0
 #: Seconds after a stage's last byte before the memory is read, for the server to take it in.
 SETTLE = 0.3
 #: Stop sending when nothing moved this long: the server is not reading those connections.
@@ -70,9 +75,10 @@ STALL = 1.0
 _STATUS = re.compile(rb"HTTP/1\.[01] (\d{3})")
 
 
-def piece_size(uploads: int) -> int:
-    """Bytes sent on each connection per round."""
-    return max(_SMALLEST_PIECE, min(_LARGEST_PIECE, ROUND_BYTES // uploads))
+def piece_size(uploads: int, each: int) -> int:
+    """Bytes sent on each connection per round, when each sends ``each`` bytes in all."""
+    paced = max(_SMALLEST_PIECE, min(_LARGEST_PIECE, ROUND_BYTES // uploads))
+    return max(paced, -(-each // MAX_ROUNDS))
 
 
 @dataclass
@@ -129,8 +135,10 @@ class _Hold:
     body: memoryview
     piece: int
     uploads: list[_Upload] = field(default_factory=list)
-    #: Connections that could not be opened (at most one: opening stops there).
+    #: Connections that could not be opened (at most one: opening stops there), and those not
+    #: tried because connecting took :data:`OPEN_SECONDS` already.
     failed: int = 0
+    not_opened: int = 0
     selector: selectors.BaseSelector = field(default_factory=selectors.DefaultSelector)
 
     def live(self) -> list[_Upload]:
@@ -182,18 +190,11 @@ def _size(prober: Prober, variant: Variant, accepted: int) -> int | None:
 
 
 def run_held(prober: Prober) -> HeldResult | None:
-    budget, observer = prober.budget, prober.observer
-    if observer is None:
-        prober.skip("held-uploads", "no memory observation (give --pid, --metrics or --launch)")
+    count = prober.budget.held_uploads
+    start = memory_phase(prober, "held-uploads", count)
+    if start is None:
         return None
-    chosen = answering_variant(prober)
-    if chosen is None:
-        prober.skip("held-uploads", "the server accepted no body")
-        return None
-    variant, accepted = chosen
-    count = budget.held_uploads
-    if not room_for(prober, count, "held-uploads"):
-        return None
+    observer, variant, accepted = start
     size = _size(prober, variant, accepted)
     if size is None:
         return None
@@ -204,7 +205,7 @@ def run_held(prober: Prober) -> HeldResult | None:
         return None
     body = memoryview(b"".join(bytes(c) for c in prober.body(variant, size).chunks()))[:each]
     prober.emit(f"held uploads: {count} x {size_text(size)} declared, {size_text(each)} sent each")
-    hold = _Hold(body, piece_size(count))
+    hold = _Hold(body, piece_size(count, each))
     try:
         return _hold(prober, observer, hold, variant, size)
     finally:
@@ -233,6 +234,8 @@ def _hold(
     answered = Counter(u.ended for u in hold.uploads if u.ended is not None)
     if hold.failed:
         answered["connect-failed"] += hold.failed
+    if hold.not_opened:
+        answered["not-opened"] += hold.not_opened
     result = HeldResult(
         variant=variant, size=size, opened=len(hold.uploads), held=len(held),
         held_bytes=sum(u.sent for u in held), first_bytes=sum(u.first for u in held),
@@ -245,7 +248,8 @@ def _hold(
 
 def _open(prober: Prober, hold: _Hold, variant: Variant, size: int) -> None:
     """Open up to ``held_uploads`` connections, each with its head queued; stop at the first that
-    fails (a full accept queue would make every further connect wait out its timeout)."""
+    fails (a full accept queue would make every further connect wait out its timeout), or when
+    connecting has taken :data:`OPEN_SECONDS`."""
     request = WireRequest(
         method=prober.target.method, path=prober.path,
         headers=prober.headers(forged_headers(prober.scheme), variant.content_type),
@@ -253,8 +257,12 @@ def _open(prober: Prober, hold: _Hold, variant: Variant, size: int) -> None:
     )  # fmt: skip
     head = request.head(prober.endpoint.authority)
     timeout = min(prober.budget.request_timeout, 2.0)
-    for _ in range(prober.budget.held_uploads):
+    stop = time.monotonic() + OPEN_SECONDS
+    for i in range(prober.budget.held_uploads):
         prober.check_time()
+        if time.monotonic() >= stop:
+            hold.not_opened = prober.budget.held_uploads - i
+            return
         try:
             sock = prober.endpoint.open(timeout=timeout, send_buffer=prober.budget.send_buffer)
         except OSError:

@@ -26,11 +26,12 @@ import statistics
 
 from hmacguard._stats import slope
 from hmacguard.scan.model import RetentionResult, Variant, Verdict
+from hmacguard.scan.observe import MemoryObserver
 from hmacguard.scan.probes.base import Prober, size_text
 from hmacguard.scan.probes.ratelimit import advertised_allowance
 from hmacguard.scan.summary import summarize
 
-__all__ = ["accepted_size", "answering_variant", "room_for", "run_retention"]
+__all__ = ["accepted_size", "answering_variant", "memory_phase", "room_for", "run_retention"]
 
 #: Requests the size probes (ladders, framings, bisection) need, kept for them under a rate limit.
 _SIZE_PROBES = 40
@@ -49,20 +50,29 @@ def answering_variant(prober: Prober) -> tuple[Variant, int] | None:
     return None
 
 
-def run_retention(prober: Prober) -> RetentionResult | None:
-    budget = prober.budget
-    observer = prober.observer
-    if observer is None:
-        prober.skip("retention", "no memory observation (give --pid, --metrics or --launch)")
+def memory_phase(prober: Prober, phase: str, count: int) -> tuple[MemoryObserver, Variant, int] | None:
+    """What a phase that watches memory over ``count`` requests starts from: the observer, a variant
+    the server answered and the largest size it accepted. None, and ``phase`` listed as untested,
+    without memory observation, without an accepted body, or when :func:`room_for` says no."""
+    if prober.observer is None:
+        prober.skip(phase, "no memory observation (give --pid, --metrics or --launch)")
         return None
     chosen = answering_variant(prober)
     if chosen is None:
-        prober.skip("retention", "the server accepted no body to repeat")
+        prober.skip(phase, f"the server accepted no body to send in {phase}")
         return None
-    variant, _ = chosen
+    if not room_for(prober, count, phase):
+        return None
+    return prober.observer, *chosen
+
+
+def run_retention(prober: Prober) -> RetentionResult | None:
+    budget = prober.budget
     count = budget.retention_warmup + budget.retention_rounds * budget.retention_per_round
-    if not room_for(prober, count, "retention"):
+    start = memory_phase(prober, "retention", count)
+    if start is None:
         return None
+    observer, variant, _ = start
     size = accepted_size(prober, variant, budget.retention_size, "retention")
     if size is None:
         return None
