@@ -39,6 +39,7 @@ import contextlib
 import re
 import selectors
 import socket
+import ssl
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -73,6 +74,9 @@ SETTLE = 0.3
 #: Stop sending when nothing moved this long: the server is not reading those connections.
 STALL = 1.0
 _STATUS = re.compile(rb"HTTP/1\.[01] (\d{3})")
+#: A non-blocking socket that cannot move now; TLS says so for a record that is not application
+#: data too (TLS 1.3's session tickets after the handshake). None of these ends an upload.
+_NOT_NOW = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 
 def piece_size(uploads: int, each: int) -> int:
@@ -104,7 +108,7 @@ class _Upload:
                 n = self.sock.send(body[self.sent : upto])
                 self.sent += n
                 moved = True
-        except (BlockingIOError, InterruptedError):
+        except _NOT_NOW:
             pass
         except OSError:
             self.ended = "reset"
@@ -114,7 +118,7 @@ class _Upload:
         """Take what the server sent: an answer or the end of the connection ends the upload."""
         try:
             data = self.sock.recv(4096)
-        except (BlockingIOError, InterruptedError):
+        except _NOT_NOW:
             return
         except OSError:
             self.ended = "reset"
