@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 SIZE_MEMORY_RATE = {
     "unbounded-body", "high-limit", "chunked-bypass", "content-type-bypass", "late-rejection",
-    "memory-amplification", "memory-retention", "no-rate-limit",
+    "memory-amplification", "memory-retention", "memory-held-uploads", "no-rate-limit",
 }  # fmt: skip
 
 

@@ -85,6 +85,10 @@ def test_scan_page_is_self_contained_with_every_plot(scan_page: Path) -> None:
         # Jinja escapes; the remediation text is there once escaped the same way.
         assert finding.remediation.replace("'", "&#39;").replace('"', "&#34;")[:60] in html
     assert "Body limits by variant" in html
+    # The held uploads ran (memory observed): how many stayed open and what the server kept of them.
+    held = report.held
+    assert held is not None
+    assert f"Held uploads:</strong> {held.held} of {held.opened} uploads" in html
 
 
 @pytest.mark.slow

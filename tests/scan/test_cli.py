@@ -103,6 +103,16 @@ def test_dry_run_lists_the_enforcement_phase_and_what_is_skipped() -> None:
     assert "not selected (--phase enforcement)" in only.output
 
 
+def test_held_upload_options_reach_the_plan_and_bad_ones_are_one_line() -> None:
+    url = "http://127.0.0.1:1/webhook"
+    result = runner.invoke(app, ["scan", url, "--dry-run", "--held-uploads", "50", "--held-size", "128k",
+                                 "--pid", str(os.getpid())])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "50 uploads of 131,072" in result.output and "6.5 MiB" in result.output
+    assert "between 2 and 1000" in one_line_error([url, "--dry-run", "--held-uploads", "1001"])
+    assert "between 4 KiB and 16 MiB" in one_line_error([url, "--dry-run", "--held-size", "1k"])
+
+
 def test_phase_selection_and_probe_body_reach_the_scan(tmp_path: Path) -> None:
     out, body = tmp_path / "report.json", tmp_path / "event.json"
     body.write_bytes(b'{"zen": "Keep it logically awesome."}')

@@ -64,6 +64,10 @@ def test_bad_options_are_configuration_errors(kwargs: dict[str, object]) -> None
         {"burst_requests": 2, "burst_concurrency": 4},
         {"retention_rounds": 2},
         {"bisect_precision": 0},
+        {"held_uploads": 1},
+        {"held_uploads": 1001},
+        {"held_size": 4095},
+        {"held_size": 16 * MiB + 1},
     ],
 )
 def test_bad_budgets_are_configuration_errors(kwargs: dict[str, object]) -> None:
@@ -80,11 +84,13 @@ def test_default_plan_fits_one_gib_and_names_what_needs_memory() -> None:
     target = ScanTarget("http://127.0.0.1:8000/webhook")
     plan = plan_scan(target, Budget(), memory=False)
     assert [p.name for p in plan.phases] == [
-        "baseline", "enforcement", "retention", "ladder", "chunked", "content-type", "expect", "gzip",
-        "bisect", "burst",
+        "baseline", "enforcement", "held-uploads", "retention", "ladder", "chunked", "content-type",
+        "expect", "gzip", "bisect", "burst",
     ]  # fmt: skip
     assert plan.worst_bytes <= GiB
-    assert [(u.what, "--pid" in u.reason) for u in plan.untested_worst_case] == [("retention", True)]
+    assert [(u.what, "--pid" in u.reason) for u in plan.untested_worst_case] == [
+        ("held-uploads", True), ("retention", True),
+    ]  # fmt: skip
     with_memory = plan_scan(target, Budget(), memory=True)
     assert with_memory.untested_worst_case == ()
     # Later phases hold their bytes back while the ladders run.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import os
 import socket
 import ssl
 import threading
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from hmacguard.errors import TargetError
-from hmacguard.scan import Budget, ScanTarget, run_scan
+from hmacguard.scan import Budget, PhaseSelection, PidObserver, ScanTarget, run_scan
 from hmacguard.scan.config import KiB, MiB
 from tests.scan import _servers
 
@@ -67,3 +68,26 @@ def test_tls_target_with_insecure(tmp_path: Path) -> None:
     assert statuses >= {401, 413} and not report.unavailable
     rules = {f.rule for f in report.findings}
     assert "no-rate-limit" in rules and rules <= {"no-rate-limit", "late-rejection"}
+
+
+def test_held_uploads_over_tls_stay_held(tmp_path: Path) -> None:
+    # A non-blocking TLS socket says "want read" for a record that is not application data (TLS 1.3
+    # sends session tickets after the handshake): an upload that hears that is still held.
+    context = self_signed(tmp_path)
+    inner = _servers.h11_handler(lambda r, n: (401, []))
+
+    def tls(conn: socket.socket, stop: threading.Event) -> None:
+        conn.settimeout(5)
+        with context.wrap_socket(conn, server_side=True) as wrapped:
+            wrapped.settimeout(0.2)
+            inner(wrapped, stop)
+
+    budget = Budget(bytes=32 * MiB, request_timeout=3, held_uploads=20)
+    with _servers.serve(tls) as server:
+        target = ScanTarget(f"https://127.0.0.1:{server.port}/webhook", insecure=True)
+        # The server runs in this process: its memory says nothing here, the connections do.
+        report = run_scan(target, budget, observer=PidObserver(os.getpid()),
+                          selection=PhaseSelection.of(["held-uploads"]))  # fmt: skip
+    held = report.held
+    assert held is not None and (held.opened, held.held, dict(held.answered)) == (20, 20, {}), held
+    assert held.held_bytes == 20 * (budget.held_size - 64)

@@ -80,6 +80,12 @@ def scan(
     ] = None,
     burst: Annotated[int, typer.Option("--burst", help="Requests in the burst.")] = 20,
     concurrency: Annotated[int, typer.Option("--concurrency", help="Burst requests at a time.")] = 4,
+    held_uploads: Annotated[
+        int, typer.Option("--held-uploads", help="Uploads held open at once (needs server memory).")
+    ] = 400,
+    held_size: Annotated[
+        str, typer.Option("--held-size", help="Body each held upload declares (at most the accepted size).")
+    ] = "250000",
     pid: Annotated[
         int | None, typer.Option("--pid", help="Observe this process tree's memory (e.g. gunicorn master).")
     ] = None,
@@ -155,7 +161,7 @@ def scan(
     budget = Budget(
         bytes=parse_size(budget_bytes), seconds=budget_seconds, request_timeout=timeout,
         max_size=parse_size(max_size), ladder=_sizes(ladder), burst_requests=burst,
-        burst_concurrency=concurrency,
+        burst_concurrency=concurrency, held_uploads=held_uploads, held_size=parse_size(held_size),
     )  # fmt: skip
     if dry_run:
         from rich.console import Console

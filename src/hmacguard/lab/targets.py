@@ -70,6 +70,10 @@ class Target:
     #: Whether the flaw is in how the signature is enforced (unsigned or replayed requests get in),
     #: which the scan's enforcement probes find, rather than in how the body is read.
     enforcement: bool = False
+    #: Whether the flaw shows only across requests: each request is bounded, but many held open at
+    #: once exhaust memory. The scan's held-uploads phase finds it; no per-request measurement or
+    #: audit rule can.
+    across_requests: bool = False
     #: What ``hmacguard scan`` reports, the server's memory observed (``--pid``): with forged
     #: signatures (no secret), and with ``--secret`` (probes signed correctly, so a replay and stale
     #: timestamps are tried too). tests/scan/test_lab_acceptance.py holds the scanner to both.
@@ -152,9 +156,10 @@ TARGETS: Mapping[str, Target] = {
             "body += chunk string concatenation with no limit",
             "accepts and buffers any body (as a string: twice its size or more)",
             "express_concat.js", _B, _B, seed="000 (Express)", runtime_float=_V8_FLOAT,
-            scan_findings=("unbounded-body", "memory-amplification", "no-rate-limit"),
+            scan_findings=("unbounded-body", "memory-amplification", "memory-held-uploads", "no-rate-limit"),
             scan_findings_signed=(
-                "replay-accepted", "unbounded-body", "memory-amplification", "no-rate-limit",
+                "replay-accepted", "unbounded-body", "memory-amplification", "memory-held-uploads",
+                "no-rate-limit",
             ),
         ),
         Target(
@@ -214,10 +219,23 @@ TARGETS: Mapping[str, Target] = {
             "await request.body() with no limit under uvicorn",
             "accepts and buffers any body, Content-Length or chunked",
             "hmacguard.lab.apps.fastapi_body:app", _B, _B, workers=1,
-            scan_findings=("unbounded-body", "memory-amplification", "no-rate-limit"),
+            scan_findings=("unbounded-body", "memory-amplification", "memory-held-uploads", "no-rate-limit"),
             scan_findings_signed=(
-                "replay-accepted", "unbounded-body", "memory-amplification", "no-rate-limit",
+                "replay-accepted", "unbounded-body", "memory-amplification", "memory-held-uploads",
+                "no-rate-limit",
             ),
+        ),
+        Target(
+            "fastapi-capped-buffer", "fastapi", Server.UVICORN,
+            "streams under a 1 MiB cap (early 413, constant-time compare, a delivery processed "
+            "once) but keeps the chunks until the body is whole: bounded per request, not across "
+            "the many uploads uvicorn holds open at once",
+            "413 for any body over 1 MiB without reading it; each open upload holds what it has "
+            "sent, so slow forged uploads add up in the one worker",
+            "hmacguard.lab.apps.fastapi_capped_buffer:app", _F, _F, workers=1,
+            refuses_content_length=True, refuses_chunked=True, across_requests=True,
+            scan_findings=("memory-held-uploads", "no-rate-limit"),
+            scan_findings_signed=("memory-held-uploads", "no-rate-limit"),
         ),
         Target(
             "flask-streaming-capped", "flask", Server.GUNICORN,
@@ -277,14 +295,17 @@ TARGETS: Mapping[str, Target] = {
         ),
         Target(
             "express-json-only", "express", Server.NODE,
-            "none: JSON read raw under a 1 MiB cap (413 with Connection: close, never drained) and "
-            "verified on its bytes; every other content type answered 403 before a byte is read (a "
-            "negative for content-type-bypass); a delivery processed once",
+            "JSON read raw under a 1 MiB cap (413 with Connection: close, never drained), verified on "
+            "its bytes, a delivery processed once, every other content type answered 403 before a "
+            "byte is read (a negative for content-type-bypass) -- but the chunks are kept until the "
+            "body is whole: bounded per request, not across the uploads Node holds open at once",
             "JSON over 1 MiB: 413 without reading it (chunked: at the cap); other content types: "
-            "403 at once; the same signed delivery twice: 409",
+            "403 at once; the same signed delivery twice: 409; slow uploads add up",
             "express_json_only.js", _F, _F,
             refuses_content_length=True, refuses_chunked=True, runtime_float=_V8_FLOAT,
-            scan_findings=("no-rate-limit",), scan_findings_signed=("no-rate-limit",),
+            across_requests=True,
+            scan_findings=("memory-held-uploads", "no-rate-limit"),
+            scan_findings_signed=("memory-held-uploads", "no-rate-limit"),
         ),
         Target(
             "flask-guarded", "flask", Server.GUNICORN,
@@ -310,7 +331,8 @@ TARGETS: Mapping[str, Target] = {
         ),
         Target(
             "fastapi-guarded", "fastapi", Server.UVICORN,
-            "none: hmacguard's ASGIGuard middleware and the VerifiedBodyDependency",
+            "none: hmacguard's ASGIGuard middleware and the VerifiedBodyDependency, with a memory "
+            "budget (1 MiB in the lab) bounding what all uploads hold at once",
             "413 problem+json for any body over 1 MiB (Content-Length: before reading; chunked: at "
             "the cap), 401/400 for bad signatures, 409 for a replay, 429 past the limits; keeps "
             "nothing",

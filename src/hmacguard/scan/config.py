@@ -218,6 +218,12 @@ class Budget:
     retention_warmup: int = 16
     retention_rounds: int = 8
     retention_per_round: int = 8
+    #: Held uploads: this many connections at once, each declaring a body of ``held_size`` bytes
+    #: (at most the largest size the server accepted) and sending all of it but a few bytes. The
+    #: default size is just below 256 KiB, where careful servers start spooling bodies to disk
+    #: (hmacguard's guard among them): the most a body can make such a server hold in memory.
+    held_uploads: int = 400
+    held_size: int = 250_000
     #: Bisect each limit until the largest accepted and smallest refused size are within this ratio.
     bisect_precision: float = 0.10
     #: How long to wait for ``100 Continue`` before sending the body anyway (as curl does).
@@ -248,6 +254,11 @@ class Budget:
             raise ConfigurationError("burst and retention sizes must be positive")
         if self.retention_rounds < 3 or self.retention_per_round < 1 or self.retention_warmup < 0:
             raise ConfigurationError("retention needs at least 3 rounds of at least 1 request")
+        if not 2 <= self.held_uploads <= 1000:
+            # At most 1000: each is a file descriptor on both sides, within the usual limit of 1024.
+            raise ConfigurationError("--held-uploads must be between 2 and 1000")
+        if not 4 * KiB <= self.held_size <= 16 * MiB:
+            raise ConfigurationError("--held-size must be between 4 KiB and 16 MiB")
         if not 0.01 <= self.bisect_precision <= 1.0:
             raise ConfigurationError("bisection precision must be between 0.01 and 1")
         if not 0 <= self.expect_wait <= 30:

@@ -20,6 +20,7 @@ __all__ = [
     "BurstResult",
     "EnforcementProbe",
     "EnforcementResult",
+    "HeldResult",
     "LimitEstimate",
     "Measurement",
     "ProbeKind",
@@ -33,8 +34,8 @@ __all__ = [
 ]
 
 #: Version of the JSON report's shape: the major number changes on any incompatible change, the
-#: minor one when something is added (1.1: ``enforcement``). See docs/scan.md.
-SCHEMA_VERSION = "1.1"
+#: minor one when something is added (1.1: ``enforcement``; 1.2: ``held_uploads``). See docs/scan.md.
+SCHEMA_VERSION = "1.2"
 
 JSON = dict[str, Any]
 
@@ -206,6 +207,52 @@ class RetentionResult:
             "answered": self.answered,
             "statuses": sorted(set(self.statuses)),
         }
+
+
+@dataclass(frozen=True)
+class HeldResult:
+    """Many uploads held open at once (scan/probes/held.py): how many, what they sent, what the
+    server answered instead of waiting, and its RSS before, once the first piece was on every
+    connection, and with every body all but finished."""
+
+    variant: Variant
+    #: The declared Content-Length of each upload.
+    size: int
+    opened: int
+    #: Uploads still open and unanswered when the memory was read, the body bytes they had sent,
+    #: and how many of those they had sent at the middle reading.
+    held: int
+    held_bytes: int
+    first_bytes: int
+    #: The others: a status ("413"), or how the connection ended ("closed", "connect-failed").
+    answered: Mapping[str, int]
+    rss_before: int
+    rss_first: int
+    rss_held: int
+    rss_peak: int | None
+    seconds: float
+
+    @property
+    def growth(self) -> int:
+        return self.rss_held - self.rss_before
+
+    # After the middle reading: the bytes the held uploads sent, and the RSS growth meanwhile.
+    @property
+    def added_bytes(self) -> int:
+        return self.held_bytes - self.first_bytes
+
+    @property
+    def added_growth(self) -> int:
+        return self.rss_held - self.rss_first
+
+    def to_dict(self) -> JSON:
+        return {
+            "variant": self.variant.label, "declared_size": self.size, "opened": self.opened,
+            "held": self.held, "held_bytes": self.held_bytes, "first_bytes": self.first_bytes,
+            "answered": dict(self.answered), "rss_before": self.rss_before, "rss_first": self.rss_first,
+            "rss_held": self.rss_held, "rss_peak": self.rss_peak, "rss_growth": self.growth,
+            "seconds": round(self.seconds, 3),
+        }  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -405,6 +452,8 @@ class ScanReport:
     rules: tuple[str, ...] = ()
     #: The enforcement phase's probes (None when the phase did not run).
     enforcement: EnforcementResult | None = None
+    #: The held-uploads phase (None when it did not run).
+    held: HeldResult | None = None
 
     def summary(self) -> dict[str, EvidenceValue]:
         return {**severity_summary(self.findings), "score": self.score, "grade": self.grade}
@@ -446,6 +495,7 @@ class ScanReport:
             "retention": self.retention.to_dict() if self.retention else None,
             "burst": self.burst.to_dict() if self.burst else None,
             "enforcement": self.enforcement.to_dict() if self.enforcement else None,
+            "held_uploads": self.held.to_dict() if self.held else None,
             "measurements": [m.to_dict() for m in self.measurements],
             "untested": [u.to_dict() for u in self.untested],
             "notes": list(self.notes),

@@ -32,8 +32,8 @@ __all__ = ["PHASES", "PhaseSelection", "PlannedPhase", "ScanPlan", "enforcement_
 
 #: Phase names, in the order they run.
 PHASES: tuple[str, ...] = (
-    "baseline", "enforcement", "retention", "ladder", "chunked", "content-type", "expect", "gzip",
-    "bisect", "burst",
+    "baseline", "enforcement", "held-uploads", "retention", "ladder", "chunked", "content-type",
+    "expect", "gzip", "bisect", "burst",
 )  # fmt: skip
 _QUIET_REQUESTS = 3
 #: Phases that need none of the baseline's answers.
@@ -142,6 +142,8 @@ def plan_scan(
     gzip_wire = BodySpec(shape, budget.top, gzip=True).wire_length
     retention_count = budget.retention_warmup + budget.retention_rounds * budget.retention_per_round
     burst_count = budget.burst_requests + _QUIET_REQUESTS
+    held_size = min(budget.held_size, budget.max_size)
+    held_bytes = budget.held_uploads * held_size
     bisect_reserve = min(budget.bytes // 8, 64 * MiB)
     event = len(target.probe_body or probe_event(target.effective_content_type, "0" * 12))
     enforcing = enforcement_requests(target)
@@ -158,6 +160,11 @@ def plan_scan(
                      f"the path{signed_part}", (event,), enforcing * event, 0,
                      "in a content type the baseline got an answer in; spellings are judged against a "
                      "random sibling path"),
+        PlannedPhase("held-uploads", f"{budget.held_uploads} uploads of {held_size:,} bytes held open "
+                     "at once, all but their last bytes sent slowly", (held_size,),
+                     held_bytes + 2 * held_size, 0,
+                     "at most the largest accepted size (one request tries it first when none was)",
+                     enabled=memory, disabled_reason="needs --pid, --metrics or --launch"),
         PlannedPhase("retention", f"{budget.retention_warmup} warm-up + {budget.retention_rounds} "
                      f"rounds x {budget.retention_per_round} identical requests, before any large "
                      "probe", (budget.retention_size,), (retention_count + 1) * budget.retention_size, 0,

@@ -24,6 +24,7 @@ from hmacguard.scan.probes.base import Prober, ScanStopped, size_text
 from hmacguard.scan.probes.burst import run_burst
 from hmacguard.scan.probes.enforcement import run_enforcement
 from hmacguard.scan.probes.framing import run_chunked, run_content_types, run_expect, run_gzip
+from hmacguard.scan.probes.held import run_held
 from hmacguard.scan.probes.ladder import run_baseline, run_ladder
 from hmacguard.scan.probes.limits import run_bisect
 from hmacguard.scan.probes.retention import run_retention
@@ -60,6 +61,7 @@ def _phase_runner(name: str, thresholds: Thresholds) -> Callable[[Prober], objec
         "gzip": run_gzip,
         "bisect": run_bisect,
         "retention": lambda p: setattr(p, "retention", run_retention(p)),
+        "held-uploads": lambda p: setattr(p, "held", run_held(p)),
         "burst": run_burst,
     }
     return runners[name]
@@ -141,6 +143,7 @@ def _report(
         unavailable_reason=prober.unavailable_reason,
         stack=stack,
         enforcement=enforcement,
+        held=prober.held,
     )
     findings, diagnostics = analyse(facts, thresholds)
     value = score(findings)
@@ -170,6 +173,14 @@ def _report(
                 "memory-amplification",
                 f"needs an accepted body of at least {size_text(thresholds.amplification_min_size)} ({seen})",
             )
+    held = prober.held
+    if held is not None and held.added_bytes < thresholds.held_min_bytes:
+        others = ", ".join(f"{k} x{v}" for k, v in held.answered.items()) or "none"
+        prober.skip(
+            "memory-held-uploads",
+            f"{held.held} of {held.opened} uploads stayed open ({size_text(held.added_bytes)} sent after "
+            f"the first piece; judged from {size_text(thresholds.held_min_bytes)}); the others: {others}",
+        )
     untested = _dedupe(prober.untested)
     return ScanReport(
         url=target.url,
@@ -195,6 +206,7 @@ def _report(
         unavailable=prober.unavailable_reason is not None,
         rules=SCAN_RULE_IDS,
         enforcement=enforcement,
+        held=prober.held,
     )
 
 

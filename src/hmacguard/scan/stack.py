@@ -185,6 +185,14 @@ _HINTS: dict[tuple[str, str], str] = {
     "caches by a digest.",
     ("memory-retention", "express"): "Do not push bodies into module-level arrays or Maps; key caches by "
     "a digest and bound their size.",
+    ("memory-held-uploads", "fastapi"): "ASGIGuard with Verifier(memory_budget=...) sends bodies to "
+    "disk once all open requests hold the budget; never collect request.stream() chunks in a list.",
+    ("memory-held-uploads", "django"): "HMACGUARD = {'MEMORY_BUDGET': ...} bounds what all requests "
+    "hold at once under ASGI or gunicorn threads; or serve behind a proxy that buffers bodies.",
+    ("memory-held-uploads", "express"): "Count what all open requests hold (add on 'data', subtract "
+    "on 'close') and refuse or spill past a total; never keep chunks of an unfinished upload.",
+    ("memory-held-uploads", "nginx"): "proxy_request_buffering on (the default): nginx keeps a slow "
+    "upload (on disk past client_body_buffer_size) and passes only whole bodies on.",
     ("no-rate-limit", "django"): "Rate-limit the webhook view per client (e.g. django-ratelimit on "
     "Redis) before request.body is read; answer 429 with Retry-After.",
     ("no-rate-limit", "flask"): "Flask-Limiter (on the limits package, Redis storage for several "

@@ -1,4 +1,4 @@
-"""The guard in FastAPI, as docs/guide.md shows: the fix for ``fastapi-body``.
+"""The guard in FastAPI, as docs/guide.md shows: the fix for ``fastapi-body`` and ``fastapi-capped-buffer``.
 
 ``ASGIGuard`` verifies ``/webhook`` before routing (413 before reading an oversized Content-Length,
 413 the moment a chunked body passes the 1 MiB cap, rate limits applied), and the
@@ -8,7 +8,10 @@ body: FastAPI would read that before any dependency ran.
 Lab knobs (environment): ``HMACGUARD_LAB_RATE`` (requests, default ``600/minute``),
 ``HMACGUARD_LAB_FAILURES`` (failed verifications, default ``20/minute``), ``HMACGUARD_LAB_REPLAY``
 (``off`` turns replay protection off, e.g. to resend one identical signed body on purpose; the
-default is on, in memory, as a real service would run it).
+default is on, in memory, as a real service would run it), ``HMACGUARD_LAB_MEMORY_BUDGET`` (the
+bytes of bodies all requests may hold in memory at once, default 1 MiB; ``off`` for no budget).
+The failure limit counts uploads in flight, so it alone answers all but 20 of many held uploads
+from one client with 429; raise it to see the memory budget at work.
 """
 
 from __future__ import annotations
@@ -25,7 +28,14 @@ from hmacguard.lab.apps._common import SECRET
 
 REPLAY: Literal["memory"] | None = None if os.environ.get("HMACGUARD_LAB_REPLAY") == "off" else "memory"
 
-verifier = Verifier("github", secrets=[SECRET], replay=REPLAY)
+#: 1 MiB, where the guard's default is 64 MiB: a scan's held uploads (100 x 250,000 bytes, 24 MiB)
+#: never reach 64 MiB, and a budget they do not reach cannot be told from none. With 1 MiB the scan
+#: sees the budget plus the server's own share per connection, well apart from a server that keeps
+#: every upload (scan/rules/memory_held_uploads.py has the figures).
+_BUDGET = os.environ.get("HMACGUARD_LAB_MEMORY_BUDGET", str(1024 * 1024))
+MEMORY_BUDGET = None if _BUDGET == "off" else int(_BUDGET)
+
+verifier = Verifier("github", secrets=[SECRET], replay=REPLAY, memory_budget=MEMORY_BUDGET)
 rate_limiter = RateLimiter(
     limit=os.environ.get("HMACGUARD_LAB_RATE", "600/minute"),
     failure_limit=os.environ.get("HMACGUARD_LAB_FAILURES", "20/minute"),

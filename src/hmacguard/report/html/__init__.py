@@ -201,6 +201,15 @@ def _scan_view(report: ScanReport, anchor: str) -> dict[str, Any]:
             f"({r.bytes_per_request / r.size:.1%} of the body); later rounds "
             f"{size_text(r.late_bytes_per_request)}/request"
         )
+    h, held = report.held, None
+    if h is not None:
+        others = ", ".join(f"{k} × {v}" for k, v in h.answered.items())
+        held = (
+            f"{h.held} of {h.opened} uploads of {size_text(h.size)} open at once, "
+            f"{size_text(h.held_bytes)} sent and unfinished: RSS grew by {size_text(h.growth)}, "
+            f"{h.added_growth / max(1, h.added_bytes):.2f} bytes per byte sent after the first piece"
+            + (f"; the others {others}" if others else "")
+        )
     burst = None
     if b is not None:
         outcomes = ", ".join(f"{k} × {v}" for k, v in b.statuses.items())
@@ -231,6 +240,7 @@ def _scan_view(report: ScanReport, anchor: str) -> dict[str, Any]:
         "limits": _limits(report),
         "enforcement": _enforcement(report),
         "retention": retention,
+        "held": held,
         "burst": burst,
         "measurements": _measurements(report),
         "untested": [(u.what, u.reason) for u in report.untested],

@@ -100,7 +100,7 @@ def _series(measurements: Sequence[Measurement]) -> dict[str, list[Measurement]]
     """Measurements grouped by variant label, each sorted by size (only the size-probing phases)."""
     groups: dict[str, list[Measurement]] = {}
     for m in measurements:
-        if m.phase in ("retention", "burst"):
+        if m.phase in ("retention", "held-uploads", "burst"):
             continue
         groups.setdefault(m.variant.label, []).append(m)
     return {label: sorted(ms, key=lambda m: m.size) for label, ms in groups.items()}

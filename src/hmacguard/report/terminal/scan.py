@@ -5,7 +5,7 @@ plan ``--dry-run`` prints."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 
 from rich.console import Console
@@ -32,6 +32,11 @@ _GRADE_STYLE = {"A": "bold green", "B": "green", "C": "yellow", "D": "red", "F":
 
 def _size(n: int | None) -> str:
     return "—" if n is None else size_text(n)
+
+
+def _tally(counts: Mapping[str, int]) -> str:
+    """Outcomes and how often each came: ``200×3, 429×17``."""
+    return ", ".join(f"{k}×{v}" for k, v in counts.items())
 
 
 def render_scan(report: ScanReport, console: Console | None = None, *, verbose: bool = False) -> None:
@@ -168,12 +173,19 @@ def _memory(report: ScanReport, console: Console) -> None:
                 f"{size_text(r.size)} ({r.bytes_per_request / r.size:.0%} of the body; later rounds "
                 f"{size_text(r.late_bytes_per_request)}/request)"
             )
+        h = report.held
+        if h is not None:
+            others = f" (the others: {_tally(h.answered)})" if h.answered else ""
+            console.print(
+                f"  held uploads: {h.held} of {h.opened} open at once, {size_text(h.held_bytes)} sent "
+                f"and unfinished: RSS {_size(h.growth)}, {h.added_growth / max(1, h.added_bytes):.2f} "
+                f"per byte after the first piece{others}"
+            )
     b = report.burst
     if b is not None:
-        outcomes = ", ".join(f"{k}×{v}" for k, v in b.statuses.items())
         console.print(
             f"[bold]Burst[/bold] {b.requests} × {size_text(b.size)}, {b.concurrency} at a time, "
-            f"{b.duration_s:.2f}s: {outcomes}"
+            f"{b.duration_s:.2f}s: {_tally(b.statuses)}"
             + (f"; throttled {b.throttled}" if b.throttled else "")
             + (f"; headers {', '.join(b.rate_limit_headers)}" if b.rate_limit_headers else "")
         )

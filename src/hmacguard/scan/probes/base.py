@@ -29,6 +29,7 @@ from hmacguard.scan.config import Budget, ScanTarget
 from hmacguard.scan.model import (
     BurstResult,
     EnforcementResult,
+    HeldResult,
     Measurement,
     Refusal,
     RetentionResult,
@@ -97,6 +98,7 @@ class Prober:
     retention: RetentionResult | None = None
     enforcement: EnforcementResult | None = None
     burst: BurstResult | None = None
+    held: HeldResult | None = None
     _baselines: dict[tuple[str, str], int] = field(default_factory=dict)
     _hangs: dict[str, list[int]] = field(default_factory=dict)
     _answered: Variant | None = None

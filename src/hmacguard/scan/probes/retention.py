@@ -6,10 +6,14 @@ the report gives the growth per request fitted over all rounds and over the seco
 analysis calls it a leak only when the second half keeps growing too, and when the median round
 grew as well (a garbage-collected runtime's RSS rises and falls in steps and sawtooths).
 
-Retention runs right after the baseline, before any large probe, on purpose: a server that has just
-handled a 100 MiB body keeps tens of MiB of freed heap resident (glibc raises its trim threshold after
-freeing a large block), and retained bodies would fill that silently instead of growing RSS. On a
-server that has only seen small requests, RSS growth per request is close to what it keeps.
+Retention runs early, before any large probe, on purpose: a server that has just handled a 100 MiB
+body keeps tens of MiB of freed heap resident (glibc raises its trim threshold after freeing a large
+block), and retained bodies would fill that silently instead of growing RSS. On a server that has
+only seen small requests, RSS growth per request is close to what it keeps. Only the baseline, the
+enforcement probes and the held uploads come first; a server that kept the held uploads in memory
+(reported as memory-held-uploads) may have freed heap left that hides the first rounds of a leak.
+The other order was worse: retention's 1 MiB bodies raised the Node targets' heap enough to absorb
+the held uploads whole.
 
 Its size is the budget's ``retention_size`` (1 MiB), a quarter or a sixteenth of it if the server
 refuses that, in the content type the baseline found answered.
@@ -22,11 +26,12 @@ import statistics
 
 from hmacguard._stats import slope
 from hmacguard.scan.model import RetentionResult, Variant, Verdict
+from hmacguard.scan.observe import MemoryObserver
 from hmacguard.scan.probes.base import Prober, size_text
 from hmacguard.scan.probes.ratelimit import advertised_allowance
 from hmacguard.scan.summary import summarize
 
-__all__ = ["answering_variant", "run_retention"]
+__all__ = ["accepted_size", "answering_variant", "memory_phase", "room_for", "run_retention"]
 
 #: Requests the size probes (ladders, framings, bisection) need, kept for them under a rate limit.
 _SIZE_PROBES = 40
@@ -45,30 +50,30 @@ def answering_variant(prober: Prober) -> tuple[Variant, int] | None:
     return None
 
 
-def run_retention(prober: Prober) -> RetentionResult | None:
-    budget = prober.budget
-    observer = prober.observer
-    if observer is None:
-        prober.skip("retention", "no memory observation (give --pid, --metrics or --launch)")
+def memory_phase(prober: Prober, phase: str, count: int) -> tuple[MemoryObserver, Variant, int] | None:
+    """What a phase that watches memory over ``count`` requests starts from: the observer, a variant
+    the server answered and the largest size it accepted. None, and ``phase`` listed as untested,
+    without memory observation, without an accepted body, or when :func:`room_for` says no."""
+    if prober.observer is None:
+        prober.skip(phase, "no memory observation (give --pid, --metrics or --launch)")
         return None
     chosen = answering_variant(prober)
     if chosen is None:
-        prober.skip("retention", "the server accepted no body to repeat")
+        prober.skip(phase, f"the server accepted no body to send in {phase}")
         return None
-    variant, _ = chosen
+    if not room_for(prober, count, phase):
+        return None
+    return prober.observer, *chosen
+
+
+def run_retention(prober: Prober) -> RetentionResult | None:
+    budget = prober.budget
     count = budget.retention_warmup + budget.retention_rounds * budget.retention_per_round
-    answered = [*prober.side_exchanges, *(m.exchange for m in prober.measurements)]
-    if prober.enforcement is not None:  # the latest answers: what remains of a quota after them
-        answered += [p.exchange for p in prober.enforcement.probes]
-    allowance = advertised_allowance(answered)
-    if allowance is not None and allowance < count + _SIZE_PROBES:
-        prober.skip(
-            "retention",
-            f"the target advertises a rate limit of {allowance} requests; the {count} retention needs "
-            "would use it up before the size probes",
-        )
+    start = memory_phase(prober, "retention", count)
+    if start is None:
         return None
-    size = _accepted_size(prober, variant)
+    observer, variant, _ = start
+    size = accepted_size(prober, variant, budget.retention_size, "retention")
     if size is None:
         return None
     if count * size > prober.spendable_bytes:
@@ -125,14 +130,31 @@ def run_retention(prober: Prober) -> RetentionResult | None:
     )
 
 
-def _accepted_size(prober: Prober, variant: Variant) -> int | None:
-    """The retention size, or a smaller one if the server refuses it; None (and untested) if none."""
-    full = prober.budget.retention_size
+def room_for(prober: Prober, count: int, phase: str) -> bool:
+    """Whether ``count`` more requests leave the size probes their share of any rate limit the
+    target advertised; if not, ``phase`` is listed as untested (saying why) and False returned."""
+    answered = [*prober.side_exchanges, *(m.exchange for m in prober.measurements)]
+    if prober.enforcement is not None:  # the latest answers: what remains of a quota after them
+        answered += [p.exchange for p in prober.enforcement.probes]
+    allowance = advertised_allowance(answered)
+    if allowance is None or allowance >= count + _SIZE_PROBES:
+        return True
+    prober.skip(
+        phase,
+        f"the target advertises a rate limit of {allowance} requests; the {count} requests of "
+        f"{phase} would use it up before the size probes",
+    )
+    return False
+
+
+def accepted_size(prober: Prober, variant: Variant, full: int, phase: str) -> int | None:
+    """``full``, or a quarter or a sixteenth of it if the server refuses that, each tried with one
+    request; None (and ``phase`` listed as untested) when it refuses them all."""
     for size in dict.fromkeys(max(min(full, 4096), full // d) for d in (1, 4, 16)):
         m = prober.send(variant, size)
         if m is None:
             return None
         if m.verdict is Verdict.ACCEPTED:
             return size
-    prober.skip("retention", f"the server refused {variant.label} bodies down to {size_text(full // 16)}")
+    prober.skip(phase, f"the server refused {variant.label} bodies down to {size_text(full // 16)}")
     return None

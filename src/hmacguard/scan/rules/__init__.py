@@ -31,6 +31,7 @@ from hmacguard.scan.rules import content_type_bypass  # noqa: F401
 from hmacguard.scan.rules import late_rejection  # noqa: F401
 from hmacguard.scan.rules import memory_amplification  # noqa: F401
 from hmacguard.scan.rules import memory_retention  # noqa: F401
+from hmacguard.scan.rules import memory_held_uploads  # noqa: F401
 from hmacguard.scan.rules import no_rate_limit  # noqa: F401
 from hmacguard.scan.rules import degradation  # noqa: F401
 from hmacguard.scan.rules import target_unavailable  # noqa: F401

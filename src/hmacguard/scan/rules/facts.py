@@ -16,6 +16,7 @@ from hmacguard.scan.model import (
     BurstResult,
     EnforcementProbe,
     EnforcementResult,
+    HeldResult,
     Measurement,
     RetentionResult,
     Stack,
@@ -41,6 +42,10 @@ class Thresholds:
     #: memory-retention: growth per request against the body size, and a floor in bytes.
     retention_ratio: float = 0.5
     retention_min_bytes: int = 16 * KiB
+    #: memory-held-uploads: RSS growth per byte the held uploads sent after their first piece,
+    #: judged when they sent at least the minimum.
+    held_ratio: float = 0.5
+    held_min_bytes: int = 8 * MiB
     #: degradation: burst latency (90th percentile) against the quiet median.
     latency_factor: float = 10.0
     latency_floor_s: float = 1.0
@@ -61,6 +66,8 @@ class ScanFacts:
     stack: Stack
     #: The enforcement phase's probes (None: the phase did not run).
     enforcement: EnforcementResult | None = None
+    #: The held-uploads phase (None: it did not run).
+    held: HeldResult | None = None
 
     def summaries(self) -> list[VariantSummary]:
         return summarize_all(self.measurements)

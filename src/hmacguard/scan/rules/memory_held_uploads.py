@@ -1,0 +1,86 @@
+"""Server memory grows with the uploads held open at once: nothing bounds what all requests hold.
+
+**How it is judged.** The held-uploads phase opens many connections at once (``--held-uploads``,
+400), each declaring a body of at most the largest accepted size and just under 256 KiB
+(``--held-size``, 250,000 bytes: the most a careful server keeps in memory before it spools to
+disk), and sends all of each body but its last 64 bytes, a piece per connection per round, as slow
+uploads arrive. The server's RSS is read once the first piece is on every connection, and again
+with every body all but finished. Reported when the growth between the two readings is at least
+``held_ratio`` of the bytes the still-open uploads sent between them: the server keeps what each
+upload has sent until the body is whole, so a client that opens more connections makes it hold
+more, whatever the per-request cap. What a server spends per connection (its objects, read
+buffers, a temporary file) is spent by the first reading and not counted: that is bounded by how
+many connections it accepts, a limit of another kind.
+
+**Thresholds and why.** ``held_ratio`` 0.5 bytes of RSS per byte, judged when the uploads sent at
+least ``held_min_bytes`` 8 MiB after their first piece (less is within a worker's own noise; the
+rule is then listed as untested). Measured on the lab with 400 uploads: receivers that keep what
+arrives 1.02-1.27 (``fastapi-body``, ``fastapi-capped-buffer``, ``express-json-only``;
+``express-concat``'s strings the most); the guard with a 1 MiB memory budget 0.07-0.09 (up to 0.39
+with both cores busy: a worker that falls behind reads more at a time, and uvicorn's h11 keeps each
+connection's read buffer at its largest), the same guard without a budget 1.02; Express streaming
+each chunk into the HMAC 0.26-0.38; gunicorn's sync workers 0.00-0.01. Half a byte per byte lies
+between. The default of 400
+uploads is for Node: V8 collects dead Buffers only once external memory has grown by about 64 MiB,
+and until then a receiver that streams and drops each chunk looks like one that keeps it (100
+uploads, 22 MiB after the first piece: 1.08). The rounds carry at most 3.2 MiB in all (64 MiB/s),
+so at 400 uploads a piece is 8 KiB: at 16 KiB a loaded uvicorn worker fell behind, its h11 read
+buffers grew, and the budgeted guard once read 0.88.
+
+**What can make it wrong.** It needs server memory (``--pid``, ``--metrics`` or ``--launch``). A
+process-wide bound is seen only when the uploads pass it by far: a budget that takes most of what
+the scan sends is reported as none (hmacguard's default 64 MiB ``memory_budget`` against 89 MiB
+sent; raise ``--held-uploads`` to 1000, or test with a smaller budget). A server that reads one
+request at a time (gunicorn's sync workers) holds only what its workers read, the rest waiting in
+kernel buffers that RSS does not count: no finding, correctly, though a few hundred slow uploads
+starve such a server of workers instead. The server's own read buffers are counted: trickled this
+slowly they stay small, but an attacker who sends faster can make them hold more than the scan
+shows, which only a buffering proxy prevents. A rate limit that counts uploads in flight answers
+most of them 429 (``answered`` in the evidence); one advertised too small for the phase skips it.
+A garbage-collected runtime whose collector waits past what the scan sends looks as if it kept
+everything. ``--metrics`` readings lag by up to a poll interval.
+"""
+
+from __future__ import annotations
+
+from hmacguard.findings import Category, Finding, Severity
+from hmacguard.scan.probes.base import size_text
+from hmacguard.scan.rules.facts import ScanFacts, Thresholds, scan_finding
+from hmacguard.scan.rules.registry import scan_rule
+
+
+@scan_rule(
+    id="memory-held-uploads",
+    title="Server memory grows with uploads held at once",
+    category=Category.DOS_POTENTIAL,
+    severity=Severity.HIGH,
+    cwe=(400, 770),
+    remediation="Bound what all requests of a process hold in memory at once, not only each request: "
+    "hmacguard's memory_budget (MEMORY_BUDGET) sends bodies to disk once the budget is spent; or put a "
+    "buffering proxy in front (nginx's proxy_request_buffering on) so that only whole bodies reach "
+    "the application.",
+    phases=("held-uploads",),
+    needs_memory=True,
+)
+def check(facts: ScanFacts, th: Thresholds) -> Finding | None:
+    h = facts.held
+    if h is None or h.added_bytes < th.held_min_bytes:
+        return None
+    per_byte = h.added_growth / h.added_bytes
+    if per_byte < th.held_ratio:
+        return None
+    each = h.held_bytes // h.held
+    return scan_finding(
+        "memory-held-uploads", facts,
+        f"server memory grew by {size_text(h.growth)} while {h.held} uploads were held open "
+        f"({per_byte:.2f} bytes of RSS per byte they sent after their first piece)",
+        f"{h.held} of {h.opened} uploads declaring {h.size:,} bytes each held open, all but "
+        f"{h.size - each:,} sent ({size_text(h.held_bytes)} in all): RSS {size_text(h.rss_before)} -> "
+        f"{size_text(h.rss_first)} with the first piece on every connection -> {size_text(h.rss_held)}",
+        {"connections_held": h.held, "connections_opened": h.opened, "declared_size": h.size,
+         "bytes_per_connection": each, "held_bytes": h.held_bytes, "rss_growth": h.growth,
+         "rss_growth_per_held_byte": round(h.growth / h.held_bytes, 3),
+         "bytes_after_first_piece": h.added_bytes, "rss_growth_after_first_piece": h.added_growth,
+         "rss_growth_per_byte_after_first_piece": round(per_byte, 3), "rss_peak": h.rss_peak,
+         "answered": dict(h.answered), "variant": h.variant.label},
+    )  # fmt: skip

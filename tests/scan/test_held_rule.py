@@ -1,0 +1,98 @@
+"""memory-held-uploads on hand-built results: where its thresholds put the edge, what it says."""
+
+from __future__ import annotations
+
+import pytest
+
+from hmacguard.findings import Severity
+from hmacguard.scan.analysis import ScanFacts, Thresholds, analyse
+from hmacguard.scan.model import HeldResult, Stack, Variant
+from hmacguard.scan.stack import stack_hint
+
+MiB = 1024 * 1024
+RULE = "memory-held-uploads"
+TH = Thresholds()
+BEFORE = 40 * MiB
+
+
+def held(
+    added: int, growth: int, *, connections: int = 400, opened: int = 400, per_connection: int = 40_000
+) -> HeldResult:
+    """``added`` bytes sent after the first piece (8 KiB on each connection), RSS growing by
+    ``growth`` meanwhile; before that, ``per_connection`` bytes of RSS per connection."""
+    first = BEFORE + connections * per_connection
+    return HeldResult(
+        variant=Variant(), size=250_000, opened=opened, held=connections,
+        held_bytes=connections * 8192 + added, first_bytes=connections * 8192,
+        answered={"429": opened - connections} if opened > connections else {},
+        rss_before=BEFORE, rss_first=first, rss_held=first + growth, rss_peak=first + growth + MiB,
+        seconds=2.5,
+    )  # fmt: skip
+
+
+def judged(result: HeldResult | None, thresholds: Thresholds = TH) -> list[str]:
+    facts = ScanFacts("http://127.0.0.1:1/webhook", "POST", Variant(), (), (), None, None, None, Stack(),
+                      held=result)  # fmt: skip
+    findings, diagnostics = analyse(facts, thresholds)
+    assert not diagnostics
+    return [f.rule for f in findings if f.rule == "memory-held-uploads"]
+
+
+def test_thresholds_are_the_documented_ones() -> None:
+    assert (TH.held_ratio, TH.held_min_bytes) == (0.5, 8 * MiB)
+
+
+@pytest.mark.parametrize(
+    ("added", "growth", "fires"),
+    [
+        (89 * MiB, 91 * MiB, True),  # a server keeping every upload (the lab measures 1.02-1.27)
+        (88 * MiB, 44 * MiB, True),  # exactly at the ratio
+        (88 * MiB, 44 * MiB - 1, False),  # just below it
+        (89 * MiB, 8 * MiB, False),  # a bounded server (the lab's guard: 0.09)
+        (8 * MiB, 4 * MiB, True),  # exactly the least sent that is judged
+        (8 * MiB - 1, 8 * MiB, False),  # less is not judged, whatever the growth
+        (89 * MiB, -2 * MiB, False),  # RSS fell (a collector ran): nothing held
+    ],
+)
+def test_fires_at_half_a_byte_of_rss_per_byte_after_the_first_piece(
+    added: int, growth: int, fires: bool
+) -> None:
+    assert judged(held(added, growth)) == (["memory-held-uploads"] if fires else [])
+
+
+def test_what_each_connection_costs_is_not_counted_as_held_body() -> None:
+    # 400 connections at 100 KB each before the first reading (a server's objects and buffers):
+    # 38 MiB, 0.43 of everything sent, but only 0.09 per byte after it.
+    costly = held(89 * MiB, 8 * MiB, per_connection=100_000)
+    assert costly.growth / costly.held_bytes > 0.4
+    assert judged(costly) == []
+
+
+def test_not_run_is_not_judged() -> None:
+    assert judged(None) == []
+
+
+def test_thresholds_move_the_edge() -> None:
+    assert judged(held(89 * MiB, 23 * MiB), Thresholds(held_ratio=0.25)) == ["memory-held-uploads"]
+    assert judged(held(4 * MiB, 4 * MiB), Thresholds(held_min_bytes=MiB)) == ["memory-held-uploads"]
+
+
+def test_evidence_says_what_was_held_and_what_it_cost() -> None:
+    facts = ScanFacts("http://127.0.0.1:1/webhook", "POST", Variant(), (), (), None, None, None, Stack(),
+                      held=held(80 * (249_936 - 8192), 22 * MiB, connections=80, opened=100))  # fmt: skip
+    finding = next(f for f in analyse(facts)[0] if f.rule == "memory-held-uploads")
+    values = finding.evidence.values
+    assert values["connections_held"] == 80 and values["connections_opened"] == 100
+    assert values["bytes_per_connection"] == 249_936 and values["held_bytes"] == 80 * 249_936
+    assert values["rss_growth"] == 22 * MiB + 80 * 40_000
+    assert values["rss_growth_after_first_piece"] == 22 * MiB
+    assert values["rss_growth_per_byte_after_first_piece"] == round(22 * MiB / (80 * (249_936 - 8192)), 3)
+    assert values["answered"] == {"429": 20}
+    assert "80 uploads were held open" in finding.message
+    assert "memory_budget" in (finding.remediation or "") and "proxy" in (finding.remediation or "")
+    assert finding.severity is Severity.HIGH
+
+
+def test_the_stack_hint_names_the_fix_in_its_terms() -> None:
+    assert "memory_budget" in (stack_hint(RULE, Stack("FastAPI/Starlette", "uvicorn")) or "")
+    assert "proxy_request_buffering" in (stack_hint(RULE, Stack(None, "nginx")) or "")
