@@ -1,0 +1,123 @@
+"""Review of cf596c0 (the held-uploads phase and memory-held-uploads): defects as strict xfails.
+Every server here is in-process on 127.0.0.1 and a free port, stopped when its block ends."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import threading
+import time
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from hmacguard.report.junit import render_junit
+from hmacguard.scan import Budget, PhaseSelection, PidObserver, ScanTarget, run_scan
+from hmacguard.scan.config import MiB
+from tests.scan._servers import _read_head, serve
+
+ONLY = PhaseSelection.of(["held-uploads"])
+BUDGET = Budget(bytes=256 * MiB, seconds=30, request_timeout=2.0, held_uploads=2, held_size=16 * MiB)
+
+
+def _content_length(head: bytes) -> int:
+    for line in head.split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return int(value)
+    return 0
+
+
+def _slow_when_busy(active: list[int], lock: threading.Lock):  # type: ignore[no-untyped-def]
+    """Reads a request whole and answers 200; alone on the server it reads at full speed, with
+    another connection open it reads 32 KiB every 0.4 s (a throttled reader, e.g. a server that
+    paces its reads per connection) -- it always moves, never stalls for a second."""
+
+    def handle(conn: socket.socket, stop: threading.Event) -> None:
+        with lock:
+            active[0] += 1
+        try:
+            head = _read_head(conn, stop)
+            if not head:
+                return
+            _, _, rest = head.partition(b"\r\n\r\n")
+            left = _content_length(head) - len(rest)
+            while left > 0 and not stop.is_set():
+                with lock:
+                    busy = active[0] > 1
+                if busy:
+                    time.sleep(0.2)
+                try:
+                    data = conn.recv(128 * 1024 if busy else 1 << 20)
+                except TimeoutError:
+                    continue
+                if not data:
+                    return
+                left -= len(data)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+        finally:
+            with lock:
+                active[0] -= 1
+
+    return handle
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the held phase's sending is bounded only by the scan's deadline: "
+    "a server that keeps reading slowly is never 'stalled', and rounds go on past 160",
+)
+def test_a_slow_reader_does_not_hold_the_phase_until_the_scan_runs_out_of_time() -> None:
+    active, lock = [0], threading.Lock()
+    with serve(_slow_when_busy(active, lock)) as server:
+        started = time.monotonic()
+        report = run_scan(ScanTarget(server.url), BUDGET, observer=PidObserver(os.getpid()), selection=ONLY)
+        took = time.monotonic() - started
+    # Docstring: connecting at most 5 s, a body in at most 160 rounds (8 s), a stall of 1 s ends it.
+    # Here a 16 MiB body read at 640 KB/s a connection: the phase took ~25 s of a 30 s scan (a
+    # slower reader, or a remote target on a slow link, takes the scan's whole time and stops it).
+    held = report.held
+    assert held is not None, (took, report.untested)
+    assert held.seconds < 15, (took, held.seconds)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a held-uploads phase cut by the scan's deadline leaves neither the "
+    "phase nor memory-held-uploads untested: JUnit reports the rule as passed",
+)
+def test_a_held_phase_cut_by_the_deadline_is_listed_untested() -> None:
+    active, lock = [0], threading.Lock()
+    with serve(_slow_when_busy(active, lock)) as server:
+        report = run_scan(ScanTarget(server.url), dataclasses.replace(BUDGET, seconds=12),
+                          observer=PidObserver(os.getpid()), selection=ONLY)  # fmt: skip
+    assert report.held is None  # the phase raised ScanStopped: no result
+    untested = {u.what for u in report.untested}
+    # JUnit then shows memory-held-uploads as a passing testcase (no <skipped>).
+    case = next(c for c in ET.fromstring(render_junit(report)).iter("testcase")
+                if c.get("name", "").startswith("memory-held-uploads"))  # fmt: skip
+    assert case.find("skipped") is not None or untested & {"held-uploads", "memory-held-uploads"}, (
+        report.untested
+    )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="held_min_bytes=0 (judge whatever was sent) divides by zero when "
+    "no upload stayed open: the rule crashes into a diagnostic",
+)
+def test_the_rule_with_no_minimum_and_nothing_held_does_not_crash() -> None:
+    from hmacguard.scan.analysis import ScanFacts, Thresholds, analyse
+    from hmacguard.scan.model import HeldResult, Stack, Variant
+
+    result = HeldResult(
+        variant=Variant(), size=250_000, opened=400, held=0, held_bytes=0, first_bytes=0,
+        answered={"429": 400}, rss_before=40 * MiB, rss_first=41 * MiB, rss_held=41 * MiB,
+        rss_peak=None, seconds=1.0,
+    )  # fmt: skip
+    facts = ScanFacts("http://127.0.0.1:1/webhook", "POST", Variant(), (), (), None, None, None, Stack(),
+                      held=result)  # fmt: skip
+    findings, diagnostics = analyse(facts, Thresholds(held_min_bytes=0))
+    assert not diagnostics, diagnostics
+    assert "memory-held-uploads" not in {f.rule for f in findings}
