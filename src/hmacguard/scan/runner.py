@@ -111,6 +111,8 @@ def run_scan(
             _phase_runner(phase.name, thresholds)(prober)
         except ScanStopped as exc:
             stopped = exc
+            # Cut short: what it measured stands, but it is not a pass (nor are those after it).
+            prober.skip(phase.name, f"cut short: {exc.reason}")
     prober.phase, prober.step = "analysis", len(plan.phases)
     prober.emit("analysing")
     return _report(target, budget, plan, prober, thresholds, started_at, observer)

@@ -28,9 +28,11 @@ advertises a rate limit too small for it plus the size probes (a limit that coun
 flight answers most of them 429 anyway, which the result shows).
 
 Bounded: ``held_uploads`` connections (counted as requests), their body bytes against the byte
-budget; connecting stops at the first failure or after 5 s (what was opened is held), a body goes
-out in at most 160 rounds (8 s), and sending stops when nothing moves for a second (a server that
-reads one request at a time leaves the rest in its kernel buffers) or the scan's time is up.
+budget; connecting stops at the first failure or after 5 s (what was opened is held), the pieces
+are sized for a body to go out in at most 160 rounds (8 s at full pace), and sending stops when
+nothing moves for a second (a server that reads one request at a time leaves the rest in its kernel
+buffers), after :data:`SEND_SECONDS` in all (a server that reads slowly: what was sent is judged,
+with a note), or when the scan's time is up (the phase is then listed as cut short).
 """
 
 from __future__ import annotations
@@ -73,6 +75,11 @@ OPEN_SECONDS = 5.0
 SETTLE = 0.3
 #: Stop sending when nothing moved this long: the server is not reading those connections.
 STALL = 1.0
+#: Seconds the sending may take in all, from the first piece to the last (twice the
+#: :data:`MAX_ROUNDS` rounds at full pace): a server that reads steadily but slowly -- a remote one
+#: on a slow link -- never stalls, and without this the phase would spend the scan's whole time
+#: budget and leave the later phases untested. Past it, what was sent by then is judged.
+SEND_SECONDS = 2 * MAX_ROUNDS * GAP + 4 * SETTLE
 _STATUS = re.compile(rb"HTTP/1\.[01] (\d{3})")
 #: A non-blocking socket that cannot move now; TLS says so for a record that is not application
 #: data too (TLS 1.3's session tickets after the handshake). None of these ends an upload.
@@ -159,15 +166,19 @@ class _Hold:
                 if upload.ended is not None:  # (a write may have ended it: a reset)
                     self.selector.unregister(upload.sock)
 
-    def trickle(self, prober: Prober, upto: int) -> None:
+    def trickle(self, prober: Prober, upto: int, until: float) -> bool:
         """Send every body up to ``upto`` bytes a piece per round, then let the server read it; stop
-        early when nothing moves for :data:`STALL` seconds. ScanStopped when the scan's time is up."""
+        early when nothing moves for :data:`STALL` seconds, or at ``until`` (then ``False``: cut
+        short). ScanStopped when the scan's time is up."""
         upto = min(upto, len(self.body))
         allowed = min((u.sent for u in self.live()), default=0)
         last_move = time.monotonic()
         while self.live() and time.monotonic() - last_move < STALL:
             if time.monotonic() >= prober.deadline:
                 raise ScanStopped(f"the time budget ({prober.budget.seconds:g}s) ran out")
+            if time.monotonic() >= until:
+                self.wait(SETTLE)
+                return False
             allowed = min(upto, allowed + self.piece)
             moved = False
             for upload in self.live():
@@ -178,6 +189,7 @@ class _Hold:
             if all(u.sent >= upto for u in self.live()):
                 break
         self.wait(SETTLE)
+        return True
 
     def close(self) -> None:
         for upload in self.uploads:
@@ -225,11 +237,18 @@ def _hold(
     before = observer.settled_rss()
     with observer.watch() as watch:
         _open(prober, hold, variant, size)
-        hold.trickle(prober, hold.piece)
+        until = time.monotonic() + SEND_SECONDS
+        whole = hold.trickle(prober, hold.piece, until)
         first = observer.settled_rss()
         for upload in hold.uploads:
             upload.first = upload.sent
-        hold.trickle(prober, len(hold.body))
+        if whole:
+            whole = hold.trickle(prober, len(hold.body), until)
+        if not whole:
+            prober.notes.append(
+                f"held uploads: sending stopped after {SEND_SECONDS:g}s (the server read them slowly); "
+                "judged on what had been sent by then"
+            )
         held = hold.live()
         last = observer.settled_rss()
     if before is None or first is None or last is None:

@@ -64,7 +64,8 @@ from hmacguard.scan.rules.registry import scan_rule
 )
 def check(facts: ScanFacts, th: Thresholds) -> Finding | None:
     h = facts.held
-    if h is None or h.added_bytes < th.held_min_bytes:
+    # (added_bytes 0 with a minimum of 0: every upload answered or closed -- nothing to judge.)
+    if h is None or h.added_bytes <= 0 or h.added_bytes < th.held_min_bytes:
         return None
     per_byte = h.added_growth / h.added_bytes
     if per_byte < th.held_ratio:
