@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from hmacguard.findings import Severity
@@ -96,3 +98,34 @@ def test_evidence_says_what_was_held_and_what_it_cost() -> None:
 def test_the_stack_hint_names_the_fix_in_its_terms() -> None:
     assert "memory_budget" in (stack_hint(RULE, Stack("FastAPI/Starlette", "uvicorn")) or "")
     assert "proxy_request_buffering" in (stack_hint(RULE, Stack(None, "nginx")) or "")
+
+
+def _with_tail(result: HeldResult, tail: int, tail_growth: int) -> HeldResult:
+    """``result`` with a late reading: the last ``tail`` bytes sent grew RSS by ``tail_growth``."""
+    return dataclasses.replace(
+        result, late_bytes=result.held_bytes - tail, rss_late=result.rss_held - tail_growth
+    )
+
+
+@pytest.mark.parametrize(
+    ("tail", "tail_growth", "fires"),
+    [
+        (30 * MiB, 30 * MiB, True),  # a keeper: its last quarter grows like the rest
+        (30 * MiB, 15 * MiB, True),  # exactly at the ratio
+        (30 * MiB, 15 * MiB - 1, False),  # a bound passed: the last quarter flattened
+        (30 * MiB, 2 * MiB, False),  # the guard's default 64 MiB budget against 89 MiB sent
+        (2 * MiB - 1, 0, True),  # a last quarter under a quarter of the minimum: too small to tell
+    ],
+)
+def test_a_bound_the_uploads_passed_shows_as_a_flat_last_quarter(
+    tail: int, tail_growth: int, fires: bool
+) -> None:
+    # 0.73 per byte after the first piece in all (64 MiB of 89 MiB kept, then nothing more).
+    result = _with_tail(held(89 * MiB, 65 * MiB), tail, tail_growth)
+    assert judged(result) == (["memory-held-uploads"] if fires else [])
+
+
+def test_without_a_late_reading_it_is_judged_on_the_whole_as_before() -> None:
+    result = held(89 * MiB, 65 * MiB)
+    assert (result.late_bytes, result.tail_bytes) == (None, 0)
+    assert judged(result) == ["memory-held-uploads"]

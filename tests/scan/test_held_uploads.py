@@ -1,9 +1,11 @@
 """The held-uploads phase against real servers: the lab's uvicorn targets tell a receiver that keeps
 every open upload (fastapi-capped-buffer) from the guard with its memory budget (fastapi-guarded),
 and the same guard without the budget is found again -- the difference the scan sees is the budget.
-An Express receiver that streams into the HMAC is not found with the default 400 uploads (what that
-default is for). A small in-process server that answers 429 to uploads beyond ten in flight shows
-what a rate limit counting uploads in flight leaves to judge."""
+The guard's default 64 MiB budget is not found either, with the scan's defaults: the uploads pass
+it, and the last quarter of the sending adds nothing. An Express receiver that streams into the HMAC
+is not found with the default 400 uploads (what that default is for). A small in-process server
+that answers 429 to uploads beyond ten in flight shows what a rate limit counting uploads in flight
+leaves to judge."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import threading
 import h11
 import pytest
 
+from hmacguard.guard.body import DEFAULT_MEMORY_BUDGET
 from hmacguard.lab import run_target
 from hmacguard.scan import Budget, PhaseSelection, PidObserver, ScanReport, ScanTarget, run_scan
 from hmacguard.scan.config import KiB, MiB
@@ -61,6 +64,20 @@ def test_a_capped_receiver_that_keeps_the_chunks_is_found() -> None:
 def test_the_guard_is_judged_by_its_memory_budget(budget: str, found: bool) -> None:
     report = _held("fastapi-guarded", {**NO_LIMITS, "HMACGUARD_LAB_MEMORY_BUDGET": budget}, budget=FEWER)
     assert _judged(report)[0] == found, _judged(report)[1]
+
+
+@pytest.mark.slow
+def test_the_guards_default_budget_is_not_found_with_the_scans_defaults() -> None:
+    """The guard as shipped (64 MiB) against the scan as shipped (400 uploads, ~92 MiB after the
+    first piece): about 0.73 bytes of RSS per byte in all -- the budget fills -- but the last quarter
+    flat (0.09 measured), so not found. Before the late reading this guard was reported."""
+    env = {**NO_LIMITS, "HMACGUARD_LAB_MEMORY_BUDGET": str(DEFAULT_MEMORY_BUDGET)}
+    report = _held("fastapi-guarded", env)
+    found, ratio = _judged(report)
+    h = report.held
+    assert h is not None and h.tail_bytes > 16 * MiB, h
+    assert h.added_growth / h.added_bytes > 0.5, ratio  # the budget filled: judged by the tail
+    assert not found, f"{ratio}; last quarter {h.tail_growth / h.tail_bytes:.2f}"
 
 
 @pytest.mark.slow

@@ -239,6 +239,8 @@ SCAN_REPORT_SCHEMA: dict[str, Any] = {
                 "rss_peak": _NULLABLE_INT,
                 "rss_growth": {"type": "integer"},
                 "seconds": {"type": "number", "minimum": 0},
+                "late_bytes": _NULLABLE_INT,
+                "rss_late": _NULLABLE_INT,
             },
         },
         "enforcement": {

@@ -231,10 +231,24 @@ class HeldResult:
     rss_held: int
     rss_peak: int | None
     seconds: float
+    #: The late reading, three quarters of the way from the first piece to the end: the bytes the held
+    #: uploads had sent by then, and the RSS. ``None`` when it was not taken (sending cut short).
+    late_bytes: int | None = None
+    rss_late: int | None = None
 
     @property
     def growth(self) -> int:
         return self.rss_held - self.rss_before
+
+    # After the late reading: what the last quarter of the sending added, and the RSS growth meanwhile
+    # -- flat once a process-wide bound is reached, however much it grew before.
+    @property
+    def tail_bytes(self) -> int:
+        return 0 if self.late_bytes is None else self.held_bytes - self.late_bytes
+
+    @property
+    def tail_growth(self) -> int:
+        return 0 if self.rss_late is None else self.rss_held - self.rss_late
 
     # After the middle reading: the bytes the held uploads sent, and the RSS growth meanwhile.
     @property
@@ -251,7 +265,7 @@ class HeldResult:
             "held": self.held, "held_bytes": self.held_bytes, "first_bytes": self.first_bytes,
             "answered": dict(self.answered), "rss_before": self.rss_before, "rss_first": self.rss_first,
             "rss_held": self.rss_held, "rss_peak": self.rss_peak, "rss_growth": self.growth,
-            "seconds": round(self.seconds, 3),
+            "seconds": round(self.seconds, 3), "late_bytes": self.late_bytes, "rss_late": self.rss_late,
         }  # fmt: skip
 
 

@@ -10,11 +10,13 @@ few bytes; then it closes every connection, no body ever completed.
 It sends in rounds -- a piece on every connection, then a pause -- as slow uploads arrive, at most
 about 64 MiB/s in all. Sent at once, a server's own read buffers would take whole bodies before the
 application saw any (uvicorn's h11 keeps each connection's buffer at the largest read it made), and
-an application's process-wide bound could not be told from none. The server's RSS is read three
-times: before the first connection, once the first piece is on every connection, and with every
-body all but finished. The second reading is the baseline the rule judges against: what the server
-spends per connection (its objects, buffers, a temporary file) is spent by then, so the growth from
-there to the end is what each further byte of a held upload costs.
+an application's process-wide bound could not be told from none. The server's RSS is read four
+times: before the first connection, once the first piece is on every connection, three quarters
+of the way on (the late reading), and with every body all but finished. The second reading is the baseline
+the rule judges against: what the server spends per connection (its objects, buffers, a temporary
+file) is spent by then, so the growth from there to the end is what each further byte of a held
+upload costs; the late reading shows whether that growth went on to the end, or stopped at a
+process-wide bound that the scan's uploads passed.
 
 ``size`` is the budget's ``held_size`` (250,000 bytes), at most the largest size the server
 accepted: a body just below 256 KiB is the most a careful server keeps in memory before it spools
@@ -97,8 +99,9 @@ class _Upload:
     sock: socket.socket
     head: memoryview
     sent: int = 0
-    #: What it had sent when the first piece was on every connection.
+    #: What it had sent when the first piece was on every connection, and at the late reading.
     first: int = 0
+    late: int = 0
     #: None while held; otherwise its status ("413") or how it ended ("closed", "reset").
     ended: str | None = None
     got: bytes = b""
@@ -242,6 +245,15 @@ def _hold(
         first = observer.settled_rss()
         for upload in hold.uploads:
             upload.first = upload.sent
+        late: int | None = None
+        if whole:
+            # Three quarters of the way on, read again: a process-wide bound shows as a flat last
+            # quarter. (At the defaults that is ~72 MiB sent: the guard's default 64 MiB budget has
+            # filled by then with a margin; at two thirds it filled just before the reading.)
+            whole = hold.trickle(prober, hold.piece + (len(hold.body) - hold.piece) * 3 // 4, until)
+            late = observer.settled_rss()
+            for upload in hold.uploads:
+                upload.late = upload.sent
         if whole:
             whole = hold.trickle(prober, len(hold.body), until)
         if not whole:
@@ -264,6 +276,7 @@ def _hold(
         held_bytes=sum(u.sent for u in held), first_bytes=sum(u.first for u in held),
         answered=dict(sorted(answered.items())), rss_before=before, rss_first=first, rss_held=last,
         rss_peak=watch.peak, seconds=time.monotonic() - started,
+        late_bytes=None if late is None else sum(u.late for u in held), rss_late=late,
     )  # fmt: skip
     _stop_if_gone(prober, result)
     return result
