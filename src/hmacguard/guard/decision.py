@@ -18,13 +18,18 @@ changes the answer.
 from __future__ import annotations
 
 import logging
+import threading
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from hmacguard.guard.body import MemoryBudget
 
-__all__ = ["ACCEPTED", "Decision", "DecisionSink", "DecisionSinks", "decision_log", "receiver_name"]
+__all__ = [
+    "ACCEPTED", "Decision", "DecisionSink", "DecisionSinks", "WatchedBudgets", "budget_total", "decision_log",
+    "receiver_name",
+]  # fmt: skip
 
 log = logging.getLogger("hmacguard")
 #: ``Decision.outcome`` of a delivery handed to the application (refusals carry their problem slug).
@@ -177,3 +182,43 @@ class DecisionSinks:
                 if type(exc) not in self._failed:
                     self._failed.add(type(exc))
                     log.warning("on_decision sink %r failed: %s", sink, type(exc).__name__)
+
+
+class WatchedBudgets:
+    """The memory budgets one set of metrics reports, by receiver (what the Prometheus and the
+    OpenTelemetry sinks share): each budget once, under the first receiver that watched it, so that
+    sums over receivers hold. Weak: a guard dropped takes its budget along. A receiver's set is
+    replaced, never changed in place, so readers (a scrape, an SDK callback) need no lock."""
+
+    __slots__ = ("_lock", "_owners", "_sets")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._owners: weakref.WeakKeyDictionary[MemoryBudget, str] = weakref.WeakKeyDictionary()
+        self._sets: dict[str, weakref.WeakSet[MemoryBudget]] = {}
+
+    def claim(self, budget: MemoryBudget, receiver: str) -> tuple[str, bool]:
+        """Report ``budget`` under ``receiver`` unless it is reported already; the receiver it is
+        reported under, and whether this call added it (then the caller listens to its spills)."""
+        with self._lock:
+            owner = self._owners.get(budget)
+            if owner is not None:
+                return owner, False
+            self._owners[budget] = receiver
+            grown = weakref.WeakSet(self._sets.get(receiver, ()))
+            grown.add(budget)
+            self._sets[receiver] = grown
+            return receiver, True
+
+    def items(self) -> list[tuple[str, weakref.WeakSet[MemoryBudget]]]:
+        """Each receiver and its budgets (a set may be empty once its guards are gone)."""
+        return list(self._sets.items())
+
+    def total(self, receiver: str, reading: str) -> int:
+        """The sum of one reading (``in_use``, ``limit``) over ``receiver``'s budgets."""
+        return budget_total(self._sets.get(receiver, ()), reading)
+
+
+def budget_total(budgets: Iterable[MemoryBudget], reading: str) -> int:
+    """The sum of one reading (``in_use``, ``limit``, ``spilled``) over ``budgets``."""
+    return sum(getattr(budget, reading) for budget in budgets)

@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from hmacguard.errors import ConfigurationError
-from hmacguard.guard.decision import Decision, receiver_name
+from hmacguard.guard.decision import Decision, WatchedBudgets, budget_total, receiver_name
 
 if TYPE_CHECKING:
     from hmacguard.guard.body import MemoryBudget
@@ -92,14 +92,8 @@ class OpenTelemetryMetrics:
     def watch_budget(self, budget: MemoryBudget) -> None:
         """Report ``budget`` under this sink's receiver (the guard calls this when it is built)."""
         instruments = self._instruments
-        with _SHARED_LOCK:  # copied, not changed in place: the callbacks read without this lock
-            # Counted once (the first receiver's), as in PrometheusMetrics: sums over receivers hold.
-            if budget in instruments.budget_owners:
-                return
-            instruments.budget_owners[budget] = self.receiver
-            grown = weakref.WeakSet(instruments.budgets.get(self.receiver, ()))
-            grown.add(budget)
-            instruments.budgets[self.receiver] = grown
+        if not instruments.budgets.claim(budget, self.receiver)[1]:
+            return  # reported already (under the first receiver's name: sums over receivers hold)
         # A counter fed at each spill, not a sum read at collection: a dropped guard's budget takes
         # its readings along, and a counter must never go back.
         spills, attributes = instruments.budget_spills, dict(self._own)
@@ -167,10 +161,8 @@ class _Instruments:
             description="Unix time of the last delivery verified with a secret other than the current one.",
         )
 
-        #: Receiver -> the memory budgets reported under it (weak: a guard dropped takes its own).
-        self.budgets: dict[str, weakref.WeakSet[MemoryBudget]] = {}
-        #: Budget -> the receiver it is reported under (the first sink's that watched it).
-        self.budget_owners: weakref.WeakKeyDictionary[MemoryBudget, str] = weakref.WeakKeyDictionary()
+        #: The memory budgets reported, by receiver.
+        self.budgets = WatchedBudgets()
         for reading, description in (
             ("in_use", "Bytes of request bodies held in memory, counted against the memory budget."),
             ("limit", "The memory budget: bytes of request bodies that may be held in memory at once."),
@@ -209,13 +201,13 @@ class _Instruments:
 
         def observe(options: Any) -> Iterable[Any]:
             # No lock: the SDK may hold its own while calling this, and a sink being built holds
-            # _SHARED_LOCK while creating instruments. The sets are replaced, never changed.
+            # _SHARED_LOCK while creating instruments (WatchedBudgets replaces its sets whole).
             by_receiver: dict[str, set[MemoryBudget]] = {}
             for instruments in self._sharing():
-                for receiver, watched in list(instruments.budgets.items()):
+                for receiver, watched in instruments.budgets.items():
                     by_receiver.setdefault(receiver, set()).update(watched)
             for receiver, budgets in by_receiver.items():
-                total = sum(getattr(budget, reading) for budget in budgets)
+                total = budget_total(budgets, reading)
                 yield self._observation(total, {"receiver": receiver} if receiver else None)
 
         return observe

@@ -57,11 +57,11 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from hmacguard.errors import ConfigurationError
-from hmacguard.guard.decision import Decision, receiver_name
+from hmacguard.guard.decision import Decision, WatchedBudgets, budget_total, receiver_name
 
 if TYPE_CHECKING:
     from hmacguard.guard.body import MemoryBudget
@@ -229,11 +229,8 @@ class _Metrics:
         self._sampled = prom.values.ValueClass is not prom.values.MutexValue
         #: The process whose refresher thread runs (multiprocess mode; 0: none yet).
         self._refresher_pid = 0
-        # Receiver -> the budgets reported under it (weak: a guard dropped takes its budget along).
-        self._budgets: dict[str, weakref.WeakSet[MemoryBudget]] = {}
-        # Budget -> the receiver it is reported under (the first sink's that watched it).
-        self._owners: weakref.WeakKeyDictionary[MemoryBudget, str] = weakref.WeakKeyDictionary()
-        self._lock = threading.Lock()
+        self._budgets = WatchedBudgets()
+        self._lock = threading.Lock()  # starts the refresher once per process
         # (outcome, scheme, receiver) -> its children. Bounded: outcomes are the guard's own slugs,
         # schemes and receivers the configured ones, never a client's words.
         self._children: dict[tuple[str, str, str], _OutcomeChildren] = {}
@@ -246,17 +243,12 @@ class _Metrics:
         shared by guards of several receivers is reported under the first one's name). Returns what
         to call at each decision in multiprocess mode (``None``: read live at each scrape)."""
         watched = self._budgets
-        with self._lock:  # copied, not changed in place: a scrape reads the sets without a lock
-            owner = self._owners.get(budget)
-            if owner is None:
-                self._owners[budget] = owner = receiver
-                grown = weakref.WeakSet(watched.get(receiver, ()))
-                grown.add(budget)
-                watched[receiver] = grown
-                budget.add_spill_listener(self.budget_spills.labels(receiver).inc)
+        owner, new = watched.claim(budget, receiver)
+        if new:
+            budget.add_spill_listener(self.budget_spills.labels(owner).inc)
         if not self._sampled:
-            self.budget_in_use.labels(owner).set_function(lambda: _total(watched[owner], "in_use"))
-            self.budget_limit.labels(owner).set_function(lambda: _total(watched[owner], "limit"))
+            self.budget_in_use.labels(owner).set_function(lambda: watched.total(owner, "in_use"))
+            self.budget_limit.labels(owner).set_function(lambda: watched.total(owner, "limit"))
             return None
         return self._ensure_refresher
 
@@ -277,11 +269,11 @@ class _Metrics:
     def refresh(self) -> bool:
         """Write the budget's gauges; ``False`` when no budget is left to report (none written)."""
         live = False
-        for receiver, budgets in list(self._budgets.items()):
+        for receiver, budgets in self._budgets.items():
             if len(budgets):  # a receiver whose guards are gone: another registry may write its key
                 live = True
-                self.budget_in_use.labels(receiver).set(_total(budgets, "in_use"))
-                self.budget_limit.labels(receiver).set(_total(budgets, "limit"))
+                self.budget_in_use.labels(receiver).set(budget_total(budgets, "in_use"))
+                self.budget_limit.labels(receiver).set(budget_total(budgets, "limit"))
         return live
 
     def by_outcome(self, outcome: str, scheme: str, receiver: str) -> _OutcomeChildren:
@@ -320,11 +312,6 @@ def _refreshing(metrics: weakref.ref[_Metrics], pid: int) -> None:
         except Exception as exc:  # never let a metrics write kill the refresher quietly
             log.warning("memory budget metrics: refresh failed: %s", type(exc).__name__)
         del current
-
-
-def _total(budgets: Iterable[MemoryBudget], reading: str) -> int:
-    """The sum of one reading (``in_use``, ``limit``) over ``budgets``."""
-    return sum(getattr(budget, reading) for budget in budgets)
 
 
 #: Seconds between two writes of the budget's gauges in multiprocess mode.
