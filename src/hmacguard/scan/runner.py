@@ -29,6 +29,7 @@ from hmacguard.scan.probes.ladder import run_baseline, run_ladder
 from hmacguard.scan.probes.limits import run_bisect
 from hmacguard.scan.probes.retention import run_retention
 from hmacguard.scan.rules import SCAN_RULE_IDS
+from hmacguard.scan.rules.memory_held_uploads import too_little_to_judge
 from hmacguard.scan.score import grade, score
 from hmacguard.scan.stack import identify_stack
 from hmacguard.scan.summary import limit_estimates
@@ -176,7 +177,7 @@ def _report(
                 f"needs an accepted body of at least {size_text(thresholds.amplification_min_size)} ({seen})",
             )
     held = prober.held
-    if held is not None and held.added_bytes < thresholds.held_min_bytes:
+    if held is not None and too_little_to_judge(held, thresholds):
         others = ", ".join(f"{k} x{v}" for k, v in held.answered.items()) or "none"
         prober.skip(
             "memory-held-uploads",

@@ -49,6 +49,7 @@ everything. ``--metrics`` readings lag by up to a poll interval.
 from __future__ import annotations
 
 from hmacguard.findings import Category, Finding, Severity
+from hmacguard.scan.model import HeldResult
 from hmacguard.scan.probes.base import size_text
 from hmacguard.scan.rules.facts import ScanFacts, Thresholds, scan_finding
 from hmacguard.scan.rules.registry import scan_rule
@@ -69,8 +70,7 @@ from hmacguard.scan.rules.registry import scan_rule
 )
 def check(facts: ScanFacts, th: Thresholds) -> Finding | None:
     h = facts.held
-    # (added_bytes 0 with a minimum of 0: every upload answered or closed -- nothing to judge.)
-    if h is None or h.added_bytes <= 0 or h.added_bytes < th.held_min_bytes:
+    if h is None or too_little_to_judge(h, th):
         return None
     per_byte = h.added_growth / h.added_bytes
     if per_byte < th.held_ratio:
@@ -96,3 +96,10 @@ def check(facts: ScanFacts, th: Thresholds) -> Finding | None:
          "rss_growth_per_byte_last_quarter": None if tail_per_byte is None else round(tail_per_byte, 3),
          "answered": dict(h.answered), "variant": h.variant.label},
     )  # fmt: skip
+
+
+def too_little_to_judge(held: HeldResult, th: Thresholds) -> bool:
+    """Whether the uploads that stayed open sent too little after their first piece to be judged
+    (the rule is then listed as untested). Nothing at all, even with a minimum of 0: every upload
+    answered or closed."""
+    return held.added_bytes <= 0 or held.added_bytes < th.held_min_bytes
