@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from tests.guard._inprocess import receive_body
 from tests.guard._servers import gunicorn, raw_response, uvicorn
 
 
@@ -93,11 +94,7 @@ def reading_asgi(seen: list[bytes], *, fail: bool = False) -> Callable[..., Any]
     """The ASGI twin of :func:`reading_wsgi`."""
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
-        data, more = b"", True
-        while more:
-            message = await receive()
-            data += message.get("body", b"")
-            more = message.get("more_body", False)
+        data = await receive_body(receive)
         seen.append(data)
         if fail:
             raise RuntimeError("the application failed")

@@ -199,3 +199,14 @@ class CountingSocket(socket.socket):
     def settimeout(self, value: float | None) -> None:
         self.timeouts.append(value)
         super().settimeout(value)
+
+
+async def receive_body(receive: Callable[[], Awaitable[dict[str, Any]]]) -> bytes:
+    """The whole request body, read as an ASGI application reads it: the ``http.request`` messages'
+    bodies until one says no more is coming."""
+    body, more = b"", True
+    while more:
+        message = await receive()
+        body += message.get("body", b"")
+        more = message.get("more_body", False)
+    return body

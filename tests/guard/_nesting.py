@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from hmacguard import ASGIGuard, Verifier, WSGIGuard
+from tests.guard._inprocess import receive_body
 
 from ._inprocess import asgi_request, wsgi_request
 
@@ -28,11 +29,7 @@ def wsgi_app(seen: Seen, status: str = "200 OK", *, fail: bool = False) -> Any:
 
 def asgi_app(seen: Seen, status: int = 200, *, fail: bool = False) -> Any:
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        body, more = b"", True
-        while more:
-            message = await receive()
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
+        body = await receive_body(receive)
         seen.append((body, scope["hmacguard.verified"].key_index))
         if fail:
             raise RuntimeError("the handler failed")

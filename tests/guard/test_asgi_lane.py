@@ -20,16 +20,13 @@ from hypothesis import strategies as st
 
 from hmacguard import ASGIGuard, MemoryReplayStore, Signer, Verifier
 from hmacguard.schemes import SCHEME_NAMES
+from tests.guard._inprocess import receive_body
 
 from .test_lane import SECRETS, delivery, reported
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    body, more = b"", True
-    while more:
-        message = await receive()
-        body += message.get("body", b"")
-        more = message.get("more_body", False)
+    body = await receive_body(receive)
     verified = scope["hmacguard.verified"]
     seen = b"key=%d ts=%r id=%r seen:" % (verified.key_index, verified.timestamp, verified.message_id)
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"x/y")]})

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hmacguard import ASGIGuard, RateLimiter, Signer, Verifier, WSGIGuard
+from tests.guard._inprocess import receive_body
 
 from ._inprocess import asgi_request, call_wsgi, wsgi_environ
 
@@ -34,11 +35,7 @@ def wsgi_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
 
 
 async def asgi_app(scope: Any, receive: Any, send: Any) -> None:
-    body, more = b"", True
-    while more:
-        message = await receive()
-        body += message.get("body", b"")
-        more = message.get("more_body", False)
+    body = await receive_body(receive)
     calls.append(body)
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": b"ok"})

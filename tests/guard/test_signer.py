@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from hmacguard import ASGIGuard, ConfigurationError, Signer, Verifier, WSGIGuard
+from tests.guard._inprocess import receive_body
 
 SECRETS = {
     "github": "gh",
@@ -29,11 +30,7 @@ def echo_wsgi(environ: dict[str, Any], start_response: Any) -> list[bytes]:
 
 
 async def echo_asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    body, more = b"", True
-    while more:
-        message = await receive()
-        body += message.get("body", b"")
-        more = message.get("more_body", False)
+    body = await receive_body(receive)
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": body})
 

@@ -15,6 +15,7 @@ import tempfile
 from typing import Any
 
 from hmacguard import ASGIGuard, MemoryBudget, Verifier, WSGIGuard
+from tests.guard._inprocess import receive_body
 
 # A test may point the temporary files somewhere they cannot be written (tempfile checks nothing
 # once tempdir is set): the spill's failure under a real server.
@@ -53,11 +54,7 @@ def build(secret: str, limit: int, body_timeout: float) -> tuple[MemoryBudget, W
         if scope["path"] == "/budget":
             answer = b"%d %d" % (budget.in_use, budget.spilled)
         else:
-            data, more = b"", True
-            while more:
-                message = await receive()
-                data += message.get("body", b"")
-                more = message.get("more_body", False)
+            data = await receive_body(receive)
             if scope["path"] == "/raise":
                 raise RuntimeError("the application failed (on purpose)")
             answer = _answer(data, getattr(scope["hmacguard.verified"].file, "spooled", False))

@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from hmacguard import ASGIGuard, RedisReplayStore, Verifier, WSGIGuard
+from tests.guard._inprocess import receive_body
 
 SECRET_A, SECRET_B = "vouch-real-a", "vouch-real-b"
 URL = os.environ.get("HMACGUARD_TEST_REDIS", "redis://127.0.0.1:6379/0")  # importable by the tests
@@ -55,11 +56,7 @@ async def _asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if path == "/handled":
         payload = json.dumps(handled).encode()
     else:
-        body, more = b"", True
-        while more:
-            message = await receive()
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
+        body = await receive_body(receive)
         handled.append([path, body.decode()])
         if path.endswith("/slow"):
             await asyncio.sleep(1.0)
