@@ -259,6 +259,12 @@ class HeldResult:
     def added_growth(self) -> int:
         return self.rss_held - self.rss_first
 
+    @property
+    def growth_per_added_byte(self) -> float:
+        """Bytes of RSS per body byte after the middle reading: what the rule judges (0 when the
+        still-open uploads sent nothing more)."""
+        return self.added_growth / max(1, self.added_bytes)
+
     def to_dict(self) -> JSON:
         return {
             "variant": self.variant.label, "declared_size": self.size, "opened": self.opened,

@@ -207,7 +207,7 @@ def _scan_view(report: ScanReport, anchor: str) -> dict[str, Any]:
         held = (
             f"{h.held} of {h.opened} uploads of {size_text(h.size)} open at once, "
             f"{size_text(h.held_bytes)} sent and unfinished: RSS grew by {size_text(h.growth)}, "
-            f"{h.added_growth / max(1, h.added_bytes):.2f} bytes per byte sent after the first piece"
+            f"{h.growth_per_added_byte:.2f} bytes per byte sent after the first piece"
             + (f"; the others {others}" if others else "")
         )
     burst = None

@@ -178,7 +178,7 @@ def _memory(report: ScanReport, console: Console) -> None:
             others = f" (the others: {_tally(h.answered)})" if h.answered else ""
             console.print(
                 f"  held uploads: {h.held} of {h.opened} open at once, {size_text(h.held_bytes)} sent "
-                f"and unfinished: RSS {_size(h.growth)}, {h.added_growth / max(1, h.added_bytes):.2f} "
+                f"and unfinished: RSS {_size(h.growth)}, {h.growth_per_added_byte:.2f} "
                 f"per byte after the first piece{others}"
             )
     b = report.burst

@@ -72,7 +72,7 @@ def check(facts: ScanFacts, th: Thresholds) -> Finding | None:
     h = facts.held
     if h is None or too_little_to_judge(h, th):
         return None
-    per_byte = h.added_growth / h.added_bytes
+    per_byte = h.growth_per_added_byte
     if per_byte < th.held_ratio:
         return None
     # A bound the uploads passed: the growth stopped before the end. Judged when the last quarter
