@@ -113,6 +113,16 @@ def test_retention_over_200_requests(lab: RunningTarget) -> None:
         assert per_request >= 32 * KiB, f"{t.name} should keep each body: {per_request:.0f} B/request"
     else:
         tolerance = 1 * MiB + t.runtime_float
+        # Under load an allocator can still step to a new high-water mark in the judged round (seen
+        # once in a clean-clone CI run: django-stateless +5.3 MiB, 27 KB/request, the next rounds
+        # flat); a target that keeps what it is sent grows in every round. So up to two more rounds,
+        # each judged against the one before: bounded is a round within the previous one's peak.
+        # (Only when the first judged round failed: a guarded target's rate limit is not spent.)
+        for _ in range(2):
+            if measured.peak <= settled.peak + tolerance:
+                break
+            settled, measured = measured, _round(lab, 200)
+            per_request = (measured.last - settled.last) / 200
         assert measured.peak <= settled.peak + tolerance, (
             f"{t.name} grew past its settled high-water mark: {settled.peak} -> {measured.peak} "
             f"({per_request:.0f} B/request)"
