@@ -5,6 +5,7 @@ scrape."""
 from __future__ import annotations
 
 import random
+import socket
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -52,3 +53,17 @@ def budget_samples(text: str) -> dict[str, float]:
                 assert sample.labels == {"receiver": ""}, sample  # one series, not one per worker
                 out[sample.name] = sample.value
     return out
+
+
+def hold_a_body(port: int, sent: int) -> socket.socket:
+    """A delivery of BODY to a server on ``port`` whose first ``sent`` bytes arrive, then nothing:
+    the worker holds what it read. The caller closes the connection."""
+    connection = socket.create_connection(("127.0.0.1", port), timeout=10)
+    head = "".join(f"{name}: {value}\r\n" for name, value in SIGNER.sign(BODY).items())
+    connection.sendall(
+        b"POST /webhook HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        + head.encode("latin-1")
+        + f"Content-Length: {len(BODY)}\r\n\r\n".encode("ascii")
+        + BODY[:sent]
+    )
+    return connection

@@ -10,6 +10,7 @@ with two workers in Prometheus multiprocess mode, where the gauges are summed ov
 
 from __future__ import annotations
 
+import gc
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -21,7 +22,18 @@ from prometheus_client import CollectorRegistry
 from hmacguard import MemoryBudget, OpenTelemetryMetrics, PrometheusMetrics, Verifier, WSGIGuard
 
 from ._apps import budget_metrics_guarded
-from ._budget_metrics import BODY, IN_USE, LIMIT, SECRET, SIGNER, SPILLS, budget_guard, budget_samples, send
+from ._budget_metrics import (
+    BODY,
+    IN_USE,
+    LIMIT,
+    SECRET,
+    SIGNER,
+    SPILLS,
+    budget_guard,
+    budget_samples,
+    hold_a_body,
+    send,
+)
 from ._metrics import otel_points
 from ._servers import gunicorn
 
@@ -147,9 +159,95 @@ def test_gunicorn_multiprocess_sums_the_workers_budgets(multiprocess_dir: str) -
                 pids = set(pool.map(post, range(12)))
             deadline = time.monotonic() + 10
             samples = budget_samples(client.get("/metrics").text)
-            while samples.get(LIMIT) != len(pids) * limit and time.monotonic() < deadline:
-                time.sleep(0.2)  # each worker writes its gauges within a second of its first decision
+            expected = {IN_USE: 0, LIMIT: len(pids) * limit, SPILLS: 12}
+            while samples != expected and time.monotonic() < deadline:
+                # Each worker writes its gauges within a second of its first decision or spill --
+                # a spill's write sees the bodies then in flight, the next one what is left.
+                time.sleep(0.2)
                 samples = budget_samples(client.get("/metrics").text)
         assert "Traceback" not in server.log()
     assert len(pids) == 2, "both workers answered"
     assert samples == {IN_USE: 0, LIMIT: 2 * limit, SPILLS: 12}
+
+
+@pytest.mark.slow
+def test_gunicorn_multiprocess_a_worker_that_decided_nothing_shows_its_budget_spent(
+    multiprocess_dir: str,
+) -> None:
+    """A worker whose every connection is a trickling upload finishes no request, so it makes no
+    decision; its gauges must not wait for one. Two uploads held at once in a worker that has
+    decided nothing: the first holds a 64 KiB read, the second finds no room (a spill) -- and from
+    that spill on the worker writes its gauges: the bytes held and its limit, while both uploads
+    are still open."""
+    limit = budget_metrics_guarded.LIMIT
+    env = {"PROMETHEUS_MULTIPROC_DIR": multiprocess_dir}
+    app = "tests.guard._apps.budget_metrics_guarded:application"
+    with (
+        gunicorn(app, env, workers=1, worker_class="gthread", threads=4) as server,
+        httpx.Client(base_url=server.base_url, timeout=15) as client,
+    ):
+        held = [hold_a_body(server.port, 70_000)]
+        try:
+            time.sleep(0.5)  # the first upload's piece is read and counted before the second arrives
+            held.append(hold_a_body(server.port, 70_000))
+            expected = {IN_USE: 65536, LIMIT: limit, SPILLS: 1}
+            deadline = time.monotonic() + 6
+            samples = budget_samples(client.get("/metrics").text)
+            while samples != expected and time.monotonic() < deadline:
+                time.sleep(0.2)
+                samples = budget_samples(client.get("/metrics").text)
+        finally:
+            for connection in held:
+                connection.close()
+        assert "Traceback" not in server.log()
+    assert samples == expected
+
+
+def test_metrics_dropped_take_their_spill_listeners_off_a_budget_that_outlives_them() -> None:
+    """One budget shared by every app a process builds and drops (a reloaded configuration, an app
+    factory called per test): each set of metrics gives it a spill listener, and must take it back
+    when it is collected -- else the budget keeps every dropped registry's listener (and what it
+    holds) for good, and calls them all at each spill."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    budget = MemoryBudget(100_000)
+    for number in range(20):
+        registry = CollectorRegistry()
+        # Shut down when dropped, and not at exit: the SDK keeps a provider's readers (and so its
+        # instruments) in a class-wide set until then, and its atexit hook keeps the provider.
+        provider = MeterProvider(metric_readers=[InMemoryMetricReader()], shutdown_on_exit=False)
+        sinks = [PrometheusMetrics(registry=registry), OpenTelemetryMetrics(meter_provider=provider)]
+        assert send(budget_guard(budget, sinks)) == 200  # a spill, heard by this round's metrics
+        provider.shutdown()
+        del registry, provider, sinks
+        gc.collect()
+        assert len(budget._listeners) <= 2, f"round {number}: the dropped metrics' listeners are kept"
+    registry = CollectorRegistry()
+    guard = budget_guard(budget, PrometheusMetrics(registry=registry))
+    gc.collect()
+    assert len(budget._listeners) == 1  # the live metrics' own, taken back from the others at its add
+    assert send(guard) == 200
+    assert registry.get_sample_value(SPILLS, {"receiver": ""}) == 1
+    assert budget.spilled == 21
+
+
+def test_taking_a_listener_back_takes_no_lock_and_applies_at_the_next_spill() -> None:
+    """The metrics take their listener back from a finaliser, which the collector may run in a
+    thread that holds the budget's lock (inside ``take``): a remove that waited for the lock would
+    hang that thread. Queued instead, and applied at the next spill."""
+    budget = MemoryBudget(10)
+    heard: list[str] = []
+
+    def kept() -> None:
+        heard.append("kept")
+
+    def dropped() -> None:
+        heard.append("dropped")
+
+    budget.add_spill_listener(kept)
+    budget.add_spill_listener(dropped)
+    with budget._lock:  # as inside take(): a lock-taking remove would never return
+        budget.remove_spill_listener(dropped)
+    assert budget.take(100) is False
+    assert heard == ["kept"]

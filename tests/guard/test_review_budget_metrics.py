@@ -10,7 +10,6 @@ from __future__ import annotations
 import gc
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -24,7 +23,17 @@ from prometheus_client import CollectorRegistry
 from hmacguard import MemoryBudget, OpenTelemetryMetrics, PrometheusMetrics
 
 from ._apps import budget_metrics_guarded
-from ._budget_metrics import BODY, IN_USE, LIMIT, SIGNER, SPILLS, budget_guard, budget_samples, send
+from ._budget_metrics import (
+    BODY,
+    IN_USE,
+    LIMIT,
+    SIGNER,
+    SPILLS,
+    budget_guard,
+    budget_samples,
+    hold_a_body,
+    send,
+)
 from ._metrics import otel_points
 from ._servers import REPO, gunicorn
 
@@ -96,19 +105,6 @@ def test_a_budget_shared_by_two_receivers_is_not_counted_twice() -> None:
 # -- multiprocess: "summed over the live workers" is not what livesum does ------------------------
 
 
-def _hold_a_body(port: int, sent: int) -> socket.socket:
-    """A delivery of BODY whose first ``sent`` bytes arrive, then nothing: the worker holds them."""
-    connection = socket.create_connection(("127.0.0.1", port), timeout=10)
-    head = "".join(f"{name}: {value}\r\n" for name, value in SIGNER.sign(BODY).items())
-    connection.sendall(
-        b"POST /webhook HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-        + head.encode("latin-1")
-        + f"Content-Length: {len(BODY)}\r\n\r\n".encode("ascii")
-        + BODY[:sent]
-    )
-    return connection
-
-
 @pytest.mark.slow
 def test_gunicorn_a_killed_workers_budget_leaves_the_sums(multiprocess_dir: str) -> None:
     """The guide and the module docstring say the budget's gauges are "summed over the live
@@ -145,7 +141,7 @@ def test_gunicorn_a_killed_workers_budget_leaves_the_sums(multiprocess_dir: str)
 
         deliver()  # the worker's first decision: its refresher writes the gauges from now on
         (first,) = server.worker_pids()
-        held = _hold_a_body(server.port, 70_000)  # the worker reads (and holds) 64 KiB, then waits
+        held = hold_a_body(server.port, 70_000)  # the worker reads (and holds) 64 KiB, then waits
         try:
             assert wait_for({IN_USE: 65536, LIMIT: limit}) == {IN_USE: 65536, LIMIT: limit}
             os.kill(first, signal.SIGKILL)  # gunicorn's --timeout would do the same

@@ -123,8 +123,8 @@ class MemoryBudget:
     """
 
     __slots__ = (
-        "__weakref__", "_listeners", "_lock", "_next_warning", "_returned", "_used", "limit", "on_spill",
-        "spilled",
+        "__weakref__", "_dropped", "_listeners", "_lock", "_next_warning", "_returned", "_used", "limit",
+        "on_spill", "spilled",
     )  # fmt: skip
 
     def __init__(
@@ -144,6 +144,8 @@ class MemoryBudget:
         #: Called at each spill after ``on_spill``: the metrics sinks of the guards using this budget
         #: (:meth:`add_spill_listener`). A tuple, replaced whole: read without the lock.
         self._listeners: tuple[Callable[[], object], ...] = ()
+        #: Listeners to stop calling, queued without the lock (:meth:`remove_spill_listener`).
+        self._dropped: deque[Callable[[], object]] = deque()
 
     def add_spill_listener(self, listener: Callable[[], object]) -> None:
         """Call ``listener`` (no arguments) at each spill too, after ``on_spill``; as for ``on_spill``,
@@ -152,7 +154,26 @@ class MemoryBudget:
         if not callable(listener):
             raise ConfigurationError(f"a spill listener must be callable, not {listener!r}")
         with self._lock:
+            if self._dropped:
+                self._drop_listeners()
             self._listeners = (*self._listeners, listener)
+
+    def remove_spill_listener(self, listener: Callable[[], object]) -> None:
+        """Stop calling ``listener`` (the very object given to :meth:`add_spill_listener`).
+
+        Takes no lock and never blocks, as :meth:`give`: the metrics sinks call it when they are
+        collected, which may happen in any thread at any point. It is queued, and done at the next
+        :meth:`add_spill_listener` or spill (until then, the listener may still be called).
+        """
+        self._dropped.append(listener)  # deque.append is atomic: no lock
+
+    def _drop_listeners(self) -> None:
+        """Stop calling the queued listeners (the caller holds the lock)."""
+        dropped = self._dropped
+        gone: list[Callable[[], object]] = []
+        while dropped:
+            gone.append(dropped.popleft())
+        self._listeners = tuple(kept for kept in self._listeners if not any(kept is g for g in gone))
 
     def _collect_returned(self) -> None:
         """Subtract what was given back (the caller holds the lock)."""
@@ -174,6 +195,8 @@ class MemoryBudget:
                 self._collect_returned()
             if self._used + n > self.limit:
                 self.spilled += 1
+                if self._dropped:
+                    self._drop_listeners()
                 now = time.monotonic()
                 warn = now >= self._next_warning
                 if warn:

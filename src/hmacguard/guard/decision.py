@@ -190,12 +190,19 @@ class WatchedBudgets:
     sums over receivers hold. Weak: a guard dropped takes its budget along. A receiver's set is
     replaced, never changed in place, so readers (a scrape, an SDK callback) need no lock."""
 
-    __slots__ = ("_lock", "_owners", "_sets")
+    __slots__ = ("__weakref__", "_listeners", "_lock", "_owners", "_sets")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._owners: weakref.WeakKeyDictionary[MemoryBudget, str] = weakref.WeakKeyDictionary()
         self._sets: dict[str, weakref.WeakSet[MemoryBudget]] = {}
+        # Budget -> the spill listener these metrics gave it, taken back when they are collected: a
+        # budget that outlives them (one shared by every app a process builds and drops) must not
+        # keep every dropped registry's listener for good.
+        self._listeners: weakref.WeakKeyDictionary[MemoryBudget, Callable[[], object]] = (
+            weakref.WeakKeyDictionary()
+        )
+        weakref.finalize(self, _take_back_listeners, self._listeners).atexit = False
 
     def claim(self, budget: MemoryBudget, receiver: str) -> tuple[str, bool]:
         """Report ``budget`` under ``receiver`` unless it is reported already; the receiver it is
@@ -210,6 +217,14 @@ class WatchedBudgets:
             self._sets[receiver] = grown
             return receiver, True
 
+    def listen(self, budget: MemoryBudget, listener: Callable[[], object]) -> None:
+        """Give ``budget`` these metrics' spill ``listener`` (once, after :meth:`claim` added it);
+        taken back when these metrics are collected. ``listener`` must not reach these metrics but
+        by weak references: it is kept until then, and a strong path back would keep them for good."""
+        with self._lock:
+            self._listeners[budget] = listener
+        budget.add_spill_listener(listener)
+
     def items(self) -> list[tuple[str, weakref.WeakSet[MemoryBudget]]]:
         """Each receiver and its budgets (a set may be empty once its guards are gone)."""
         return list(self._sets.items())
@@ -217,6 +232,13 @@ class WatchedBudgets:
     def total(self, receiver: str, reading: str) -> int:
         """The sum of one reading (``in_use``, ``limit``) over ``receiver``'s budgets."""
         return budget_total(self._sets.get(receiver, ()), reading)
+
+
+def _take_back_listeners(listeners: weakref.WeakKeyDictionary[MemoryBudget, Callable[[], object]]) -> None:
+    """A collected :class:`WatchedBudgets`' listeners, taken back from the budgets still alive
+    (lock-free: a finaliser may run anywhere, see :meth:`MemoryBudget.remove_spill_listener`)."""
+    for budget, listener in list(listeners.items()):
+        budget.remove_spill_listener(listener)
 
 
 def budget_total(budgets: Iterable[MemoryBudget], reading: str) -> int:

@@ -96,8 +96,17 @@ class OpenTelemetryMetrics:
             return  # reported already (under the first receiver's name: sums over receivers hold)
         # A counter fed at each spill, not a sum read at collection: a dropped guard's budget takes
         # its readings along, and a counter must never go back.
-        spills, attributes = instruments.budget_spills, dict(self._own)
-        budget.add_spill_listener(lambda: spills.add(1, attributes))
+        # The instruments held weakly: the SDK's counter reaches them (through its provider's
+        # measurement consumer and the gauges' callbacks), and a budget that outlives them must not
+        # keep them -- nor their own finaliser, which takes this listener back, from running.
+        owner, attributes = weakref.ref(instruments), dict(self._own)
+
+        def spilled() -> None:
+            current = owner()
+            if current is not None:
+                current.budget_spills.add(1, attributes)
+
+        instruments.budgets.listen(budget, spilled)
 
     def __call__(self, decision: Decision) -> None:
         outcome, both = self._attributes(decision.outcome, decision.scheme)
