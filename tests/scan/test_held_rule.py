@@ -9,6 +9,7 @@ import pytest
 from hmacguard.findings import Severity
 from hmacguard.scan.analysis import ScanFacts, Thresholds, analyse
 from hmacguard.scan.model import HeldResult, Stack, Variant
+from hmacguard.scan.probes.base import size_text
 from hmacguard.scan.stack import stack_hint
 
 MiB = 1024 * 1024
@@ -129,3 +130,20 @@ def test_without_a_late_reading_it_is_judged_on_the_whole_as_before() -> None:
     result = held(89 * MiB, 65 * MiB)
     assert (result.late_bytes, result.tail_bytes) == (None, 0)
     assert judged(result) == ["memory-held-uploads"]
+
+
+@pytest.mark.parametrize("late", [True, False])
+def test_a_finding_says_which_bounds_it_cannot_rule_out(late: bool) -> None:
+    """A black box sees a process-wide bound only once the uploads pass it: the finding says up to
+    where it looked (the growth it caused), and how to look further."""
+    result = held(89 * MiB, 89 * MiB)
+    if late:
+        result = _with_tail(result, 30 * MiB, 30 * MiB)
+    facts = ScanFacts("http://127.0.0.1:1/webhook", "POST", Variant(), (), (), None, None, None, Stack(),
+                      held=result)  # fmt: skip
+    finding = next(f for f in analyse(facts)[0] if f.rule == RULE)
+    detail = finding.evidence.summary
+    assert f"no process-wide bound was passed below {size_text(result.growth)}" in detail
+    assert finding.evidence.values["no_bound_passed_below_bytes"] == result.growth
+    assert "--held-uploads" in detail
+    assert ("through the last quarter" in detail) is late

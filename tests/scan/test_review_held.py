@@ -16,7 +16,7 @@ import xml.etree.ElementTree as ET
 from hmacguard.report.junit import render_junit
 from hmacguard.scan import Budget, PhaseSelection, PidObserver, ScanTarget, run_scan
 from hmacguard.scan.config import MiB
-from hmacguard.scan.probes.held import OPEN_SECONDS, SEND_SECONDS
+from hmacguard.scan.probes.held import OPEN_SECONDS, SEND_SECONDS, _Upload
 from tests.scan._servers import _read_head, serve
 
 ONLY = PhaseSelection.of(["held-uploads"])
@@ -110,3 +110,40 @@ def test_the_rule_with_no_minimum_and_nothing_held_does_not_crash() -> None:
     findings, diagnostics = analyse(facts, Thresholds(held_min_bytes=0))
     assert not diagnostics, diagnostics
     assert "memory-held-uploads" not in {f.rule for f in findings}
+
+
+def test_an_early_answer_before_a_reset_is_recorded_as_the_answer() -> None:
+    """A server that answers 413 at once and closes with the body unread resets the connection; the
+    upload's next send fails. The answer arrived first and is still readable: the upload ended
+    with 413 (what the evidence's ``answered`` reports), not with a reset -- which would count it
+    as dropped without an answer, the sign of a server that died."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    answered = threading.Event()
+
+    def answer_and_close() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(64)  # part of the head: the rest stays unread, so close() sends a reset
+            conn.sendall(b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 0\r\n\r\n")
+        answered.set()
+
+    server = threading.Thread(target=answer_and_close, daemon=True)
+    server.start()
+    try:
+        sock = socket.create_connection(listener.getsockname(), timeout=2)
+        with sock:
+            sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n" + b"x" * 1000)
+            assert answered.wait(5)
+            time.sleep(0.2)  # the reset has arrived
+            sock.setblocking(False)
+            upload = _Upload(sock, memoryview(b""))
+            body = memoryview(b"y" * 100_000)
+            for _ in range(50):  # the first sends may still be taken by the kernel
+                upload.write(body, len(body))
+                if upload.ended is not None:
+                    break
+                time.sleep(0.01)
+            assert upload.ended == "413"
+    finally:
+        server.join(5)
+        listener.close()

@@ -121,7 +121,12 @@ class _Upload:
         except _NOT_NOW:
             pass
         except OSError:
-            self.ended = "reset"
+            # A server that answers early (413) and closes with the body unread makes its kernel
+            # reset the connection, and this send fails -- but the answer came first and is still
+            # there to read: the upload ended with that status, not with a reset.
+            self.read()
+            if self.ended is None or not self.ended.isdigit():
+                self.ended = "reset"
         return moved
 
     def read(self) -> None:

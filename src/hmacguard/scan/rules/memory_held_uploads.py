@@ -87,15 +87,26 @@ def check(facts: ScanFacts, th: Thresholds) -> Finding | None:
         f"({per_byte:.2f} bytes of RSS per byte they sent after their first piece)",
         f"{h.held} of {h.opened} uploads declaring {h.size:,} bytes each held open, all but "
         f"{h.size - each:,} sent ({size_text(h.held_bytes)} in all): RSS {size_text(h.rss_before)} -> "
-        f"{size_text(h.rss_first)} with the first piece on every connection -> {size_text(h.rss_held)}",
+        f"{size_text(h.rss_first)} with the first piece on every connection -> {size_text(h.rss_held)}; "
+        f"{_unseen_bound(h, tail_per_byte)}",
         {"connections_held": h.held, "connections_opened": h.opened, "declared_size": h.size,
          "bytes_per_connection": each, "held_bytes": h.held_bytes, "rss_growth": h.growth,
          "rss_growth_per_held_byte": round(h.growth / h.held_bytes, 3),
          "bytes_after_first_piece": h.added_bytes, "rss_growth_after_first_piece": h.added_growth,
          "rss_growth_per_byte_after_first_piece": round(per_byte, 3), "rss_peak": h.rss_peak,
          "rss_growth_per_byte_last_quarter": None if tail_per_byte is None else round(tail_per_byte, 3),
-         "answered": dict(h.answered), "variant": h.variant.label},
+         "answered": dict(h.answered), "no_bound_passed_below_bytes": h.growth, "variant": h.variant.label},
     )  # fmt: skip
+
+
+def _unseen_bound(held: HeldResult, tail_per_byte: float | None) -> str:
+    """What the finding cannot rule out: a process-wide bound above what the uploads made the
+    server hold (a black box sees a bound only once it is passed: the growth then stops)."""
+    how = "kept growing through the last quarter" if tail_per_byte is not None else "grew"
+    return (
+        f"it {how}, so no process-wide bound was passed below {size_text(held.growth)}; a higher one "
+        "cannot be seen with this many uploads (raise --held-uploads to look further)"
+    )
 
 
 def too_little_to_judge(held: HeldResult, th: Thresholds) -> bool:
