@@ -20,23 +20,26 @@ Handler = Callable[[socket.socket, threading.Event], None]
 class Server:
     port: int
     requests: list[str] = field(default_factory=list)
+    host: str = "127.0.0.1"
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/webhook"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/webhook"
 
 
 @contextlib.contextmanager
-def serve(handler: Handler) -> Iterator[Server]:
-    """Accept connections on a thread; each connection is handled on a thread of its own."""
-    listener = socket.socket()
+def serve(handler: Handler, host: str = "127.0.0.1") -> Iterator[Server]:
+    """Accept connections on a thread; each connection is handled on a thread of its own.
+    ``host``: a loopback address to listen on (``::1`` for IPv6)."""
+    listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", 0))
+    listener.bind((host, 0))
     listener.listen(64)
     listener.settimeout(0.1)
     stop = threading.Event()
     workers: list[threading.Thread] = []
-    server = Server(listener.getsockname()[1])
+    server = Server(listener.getsockname()[1], host=host)
 
     def accept_loop() -> None:
         while not stop.is_set():

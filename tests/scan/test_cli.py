@@ -111,6 +111,10 @@ def test_held_upload_options_reach_the_plan_and_bad_ones_are_one_line() -> None:
     assert "50 uploads of 131,072" in result.output and "6.5 MiB" in result.output
     assert "between 2 and 1000" in one_line_error([url, "--dry-run", "--held-uploads", "1001"])
     assert "between 4 KiB and 16 MiB" in one_line_error([url, "--dry-run", "--held-size", "1k"])
+    spread = runner.invoke(app, ["scan", url, "--dry-run", "--held-sources", "20", "--pid", str(os.getpid())])
+    assert spread.exit_code == 0, spread.output
+    assert "from 20" in spread.output and "loopback addresses" in spread.output
+    assert "between 1 and 250" in one_line_error([url, "--dry-run", "--held-sources", "0"])
 
 
 def test_phase_selection_and_probe_body_reach_the_scan(tmp_path: Path) -> None:

@@ -68,6 +68,8 @@ def test_bad_options_are_configuration_errors(kwargs: dict[str, object]) -> None
         {"held_uploads": 1001},
         {"held_size": 4095},
         {"held_size": 16 * MiB + 1},
+        {"held_sources": 0},
+        {"held_sources": 251},
     ],
 )
 def test_bad_budgets_are_configuration_errors(kwargs: dict[str, object]) -> None:

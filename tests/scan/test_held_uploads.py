@@ -5,7 +5,8 @@ The guard's default 64 MiB budget is not found either, with the scan's defaults:
 it, and the last quarter of the sending adds nothing. An Express receiver that streams into the HMAC
 is not found with the default 400 uploads (what that default is for). A small in-process server
 that answers 429 to uploads beyond ten in flight shows what a rate limit counting uploads in flight
-leaves to judge."""
+leaves to judge. The guard as shipped, its per-client rate limits on, is measured when the uploads
+come from many loopback addresses (--held-sources), and skipped from one."""
 
 from __future__ import annotations
 
@@ -115,3 +116,19 @@ def test_rounds_carry_at_most_3_mib_and_a_body_goes_out_in_160_of_them() -> None
     assert [piece_size(n, each) for n in (2, 100, 200, 1000)] == [16 * KiB] * 3 + [4 * KiB]
     assert 8 * KiB < piece_size(400, each) == ROUND_BYTES // 400 < 8.5 * KiB
     assert piece_size(400, 16 * MiB) * MAX_ROUNDS >= 16 * MiB
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("budget", "found"), [("1048576", False), ("off", True)], ids=["1MiB", "no-budget"])
+def test_the_guard_with_its_rate_limits_is_judged_from_many_addresses(budget: str, found: bool) -> None:
+    """The lab's guard as shipped -- 20 failed verifications a minute per client -- with and
+    without its memory budget: from one address the phase is skipped (the limit would be spent),
+    from 50 (8 uploads each) every upload stays open and the budget is what the scan sees."""
+    env = {"HMACGUARD_LAB_MEMORY_BUDGET": budget}
+    alone = _held("fastapi-guarded", env, budget=FEWER)
+    assert alone.held is None
+    assert any(u.what == "held-uploads" and "rate limit" in u.reason for u in alone.untested)
+    spread = dataclasses.replace(FEWER, held_sources=50)
+    report = _held("fastapi-guarded", env, budget=spread)
+    assert report.held is not None and report.held.sources == 50, report.untested
+    assert _judged(report)[0] == found, _judged(report)[1]

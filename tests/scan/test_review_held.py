@@ -147,3 +147,48 @@ def test_an_early_answer_before_a_reset_is_recorded_as_the_answer() -> None:
     finally:
         server.join(5)
         listener.close()
+
+
+def _answering(peers: list[str]):  # type: ignore[no-untyped-def]
+    """Reads each request whole, answers 200, and notes the address each connection came from."""
+
+    def handle(conn: socket.socket, stop: threading.Event) -> None:
+        peers.append(conn.getpeername()[0])
+        head = _read_head(conn, stop)
+        if not head:
+            return
+        _, _, rest = head.partition(b"\r\n\r\n")
+        left = _content_length(head) - len(rest)
+        while left > 0 and not stop.is_set():
+            try:
+                data = conn.recv(65536)
+            except TimeoutError:
+                continue
+            if not data:
+                return
+            left -= len(data)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+
+    return handle
+
+
+SPREAD = dataclasses.replace(BUDGET, held_uploads=10, held_size=64 * 1024, held_sources=5)
+
+
+def test_held_sources_spread_the_uploads_over_loopback_addresses_in_turn() -> None:
+    peers: list[str] = []
+    with serve(_answering(peers)) as server:
+        report = run_scan(ScanTarget(server.url), SPREAD, observer=PidObserver(os.getpid()), selection=ONLY)
+    assert report.held is not None and report.held.sources == 5, report.untested
+    held_from = sorted(p for p in peers if p != "127.0.0.1")  # 127.0.0.1: the size probe
+    assert held_from == sorted([f"127.0.0.{n}" for n in range(2, 7)] * 2)
+
+
+def test_held_sources_need_a_target_on_127_0_0_0_8() -> None:
+    peers: list[str] = []
+    with serve(_answering(peers), host="::1") as server:
+        report = run_scan(ScanTarget(server.url), SPREAD, observer=PidObserver(os.getpid()), selection=ONLY)
+    assert report.held is None
+    reasons = {u.what: u.reason for u in report.untested}
+    assert "127.0.0.0/8" in reasons["held-uploads"], reasons
+    assert all(p == "::1" for p in peers)

@@ -86,6 +86,14 @@ def scan(
     held_size: Annotated[
         str, typer.Option("--held-size", help="Body each held upload declares (at most the accepted size).")
     ] = "250000",
+    held_sources: Annotated[
+        int,
+        typer.Option(
+            "--held-sources",
+            help="Spread the held uploads over this many loopback addresses, as from that many "
+            "clients (a target on 127.0.0.0/8 only).",
+        ),
+    ] = 1,
     pid: Annotated[
         int | None, typer.Option("--pid", help="Observe this process tree's memory (e.g. gunicorn master).")
     ] = None,
@@ -162,6 +170,7 @@ def scan(
         bytes=parse_size(budget_bytes), seconds=budget_seconds, request_timeout=timeout,
         max_size=parse_size(max_size), ladder=_sizes(ladder), burst_requests=burst,
         burst_concurrency=concurrency, held_uploads=held_uploads, held_size=parse_size(held_size),
+        held_sources=held_sources,
     )  # fmt: skip
     if dry_run:
         from rich.console import Console

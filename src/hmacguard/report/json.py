@@ -241,6 +241,7 @@ SCAN_REPORT_SCHEMA: dict[str, Any] = {
                 "seconds": {"type": "number", "minimum": 0},
                 "late_bytes": _NULLABLE_INT,
                 "rss_late": _NULLABLE_INT,
+                "sources": {"type": "integer", "minimum": 1},
             },
         },
         "enforcement": {

@@ -224,6 +224,11 @@ class Budget:
     #: (hmacguard's guard among them): the most a body can make such a server hold in memory.
     held_uploads: int = 400
     held_size: int = 250_000
+    #: Loopback source addresses the held uploads are spread over (127.0.0.2 on), as from that many
+    #: clients: a rate limit per client then bounds each one's share, not the whole phase -- how a
+    #: guard behind a per-client limit is proved against many clients at once. 1: this host's own
+    #: address, as every other phase. More than 1 needs a target on 127.0.0.0/8.
+    held_sources: int = 1
     #: Bisect each limit until the largest accepted and smallest refused size are within this ratio.
     bisect_precision: float = 0.10
     #: How long to wait for ``100 Continue`` before sending the body anyway (as curl does).
@@ -257,6 +262,8 @@ class Budget:
         if not 2 <= self.held_uploads <= 1000:
             # At most 1000: each is a file descriptor on both sides, within the usual limit of 1024.
             raise ConfigurationError("--held-uploads must be between 2 and 1000")
+        if not 1 <= self.held_sources <= 250:
+            raise ConfigurationError("--held-sources must be between 1 and 250 (127.0.0.2-127.0.0.251)")
         if not 4 * KiB <= self.held_size <= 16 * MiB:
             raise ConfigurationError("--held-size must be between 4 KiB and 16 MiB")
         if not 0.01 <= self.bisect_precision <= 1.0:

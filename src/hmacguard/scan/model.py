@@ -34,8 +34,9 @@ __all__ = [
 ]
 
 #: Version of the JSON report's shape: the major number changes on any incompatible change, the
-#: minor one when something is added (1.1: ``enforcement``; 1.2: ``held_uploads``). See docs/scan.md.
-SCHEMA_VERSION = "1.2"
+#: minor one when something is added (1.1: ``enforcement``; 1.2: ``held_uploads``; 1.3: its
+#: ``sources``). See docs/scan.md.
+SCHEMA_VERSION = "1.3"
 
 JSON = dict[str, Any]
 
@@ -235,6 +236,8 @@ class HeldResult:
     #: uploads had sent by then, and the RSS. ``None`` when it was not taken (sending cut short).
     late_bytes: int | None = None
     rss_late: int | None = None
+    #: Source addresses the uploads came from (``--held-sources``; 1: this host's own).
+    sources: int = 1
 
     @property
     def growth(self) -> int:
@@ -272,6 +275,7 @@ class HeldResult:
             "answered": dict(self.answered), "rss_before": self.rss_before, "rss_first": self.rss_first,
             "rss_held": self.rss_held, "rss_peak": self.rss_peak, "rss_growth": self.growth,
             "seconds": round(self.seconds, 3), "late_bytes": self.late_bytes, "rss_late": self.rss_late,
+            "sources": self.sources,
         }  # fmt: skip
 
 

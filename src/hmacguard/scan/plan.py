@@ -144,6 +144,7 @@ def plan_scan(
     burst_count = budget.burst_requests + _QUIET_REQUESTS
     held_size = min(budget.held_size, budget.max_size)
     held_bytes = budget.held_uploads * held_size
+    held_spread = f", from {budget.held_sources} loopback addresses" if budget.held_sources > 1 else ""
     bisect_reserve = min(budget.bytes // 8, 64 * MiB)
     event = len(target.probe_body or probe_event(target.effective_content_type, "0" * 12))
     enforcing = enforcement_requests(target)
@@ -161,7 +162,7 @@ def plan_scan(
                      "in a content type the baseline got an answer in; spellings are judged against a "
                      "random sibling path"),
         PlannedPhase("held-uploads", f"{budget.held_uploads} uploads of {held_size:,} bytes held open "
-                     "at once, all but their last bytes sent slowly", (held_size,),
+                     f"at once, all but their last bytes sent slowly{held_spread}", (held_size,),
                      held_bytes + 2 * held_size, 0,
                      "at most the largest accepted size (one request tries it first when none was)",
                      enabled=memory, disabled_reason="needs --pid, --metrics or --launch"),

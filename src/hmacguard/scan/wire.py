@@ -85,13 +85,18 @@ class Endpoint:
     server_hostname: str = ""
     insecure: bool = False
 
-    def open(self, *, timeout: float, send_buffer: int) -> socket.socket:
-        """A connected, non-blocking socket (TLS handshake done); raises OSError / ssl.SSLError."""
+    def open(self, *, timeout: float, send_buffer: int, source: str | None = None) -> socket.socket:
+        """A connected, non-blocking socket (TLS handshake done); raises OSError / ssl.SSLError.
+        ``source``: the local address to connect from (an IPv4 one: only IPv4 addresses are tried)."""
         error: OSError | None = None
         for address in self.addresses:
             family = socket.AF_INET6 if ":" in address else socket.AF_INET
+            if source is not None and family != socket.AF_INET:
+                continue
             sock = socket.socket(family, socket.SOCK_STREAM)
             try:
+                if source is not None:
+                    sock.bind((source, 0))
                 # Before connect: the buffer size is negotiated into the window at handshake time.
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
                 sock.settimeout(timeout)

@@ -40,6 +40,7 @@ with a note), or when the scan's time is up (the phase is then listed as cut sho
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import re
 import selectors
 import socket
@@ -56,7 +57,7 @@ from hmacguard.scan.probes.retention import accepted_size, memory_phase
 from hmacguard.scan.wire import WireRequest
 from hmacguard.schemes import forged_headers
 
-__all__ = ["HELD_BACK", "MAX_ROUNDS", "ROUND_BYTES", "piece_size", "run_held"]
+__all__ = ["HELD_BACK", "MAX_ROUNDS", "ROUND_BYTES", "held_sources", "piece_size", "run_held"]
 
 #: Body bytes never sent: the server keeps waiting for them.
 HELD_BACK = 64
@@ -83,6 +84,7 @@ STALL = 1.0
 #: budget and leave the later phases untested. Past it, what was sent by then is judged.
 SEND_SECONDS = 2 * MAX_ROUNDS * GAP + 4 * SETTLE
 _STATUS = re.compile(rb"HTTP/1\.[01] (\d{3})")
+_LOOPBACK_V4 = ipaddress.ip_network("127.0.0.0/8")
 #: A non-blocking socket that cannot move now; TLS says so for a record that is not application
 #: data too (TLS 1.3's session tickets after the handshake). None of these ends an upload.
 _NOT_NOW = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
@@ -153,6 +155,8 @@ class _Hold:
 
     body: memoryview
     piece: int
+    #: Source addresses to connect from, in turn (none: this host's own).
+    sources: tuple[str, ...] = ()
     uploads: list[_Upload] = field(default_factory=list)
     #: Connections that could not be opened (at most one: opening stops there), and those not
     #: tried because connecting took :data:`OPEN_SECONDS` already.
@@ -213,9 +217,26 @@ def _size(prober: Prober, variant: Variant, accepted: int) -> int | None:
     return accepted_size(prober, variant, want, "held-uploads")
 
 
+def held_sources(prober: Prober) -> tuple[str, ...] | None:
+    """The loopback addresses the uploads are spread over (``--held-sources``): none to choose for
+    one (this host's own address, as every other phase); ``None``, and the phase listed as
+    untested, when the target is not on 127.0.0.0/8 -- no other address of this host could reach it
+    as another client would."""
+    count = prober.budget.held_sources
+    if count == 1:
+        return ()
+    if not any(ipaddress.ip_address(a) in _LOOPBACK_V4 for a in prober.endpoint.addresses):
+        prober.skip("held-uploads", "--held-sources needs a target on 127.0.0.0/8")
+        return None
+    return tuple(str(_LOOPBACK_V4[2 + i]) for i in range(count))
+
+
 def run_held(prober: Prober) -> HeldResult | None:
     count = prober.budget.held_uploads
-    start = memory_phase(prober, "held-uploads", count)
+    sources = held_sources(prober)
+    if sources is None:
+        return None
+    start = memory_phase(prober, "held-uploads", count, clients=max(1, len(sources)))
     if start is None:
         return None
     observer, variant, accepted = start
@@ -228,8 +249,9 @@ def run_held(prober: Prober) -> HeldResult | None:
         prober.skip("held-uploads", f"needs {count} x {size_text(each)}, {left} left")
         return None
     body = memoryview(b"".join(bytes(c) for c in prober.body(variant, size).chunks()))[:each]
-    prober.emit(f"held uploads: {count} x {size_text(size)} declared, {size_text(each)} sent each")
-    hold = _Hold(body, piece_size(count, each))
+    spread = f", from {len(sources)} loopback addresses" if sources else ""
+    prober.emit(f"held uploads: {count} x {size_text(size)} declared, {size_text(each)} sent each{spread}")
+    hold = _Hold(body, piece_size(count, each), sources)
     try:
         return _hold(prober, observer, hold, variant, size)
     finally:
@@ -282,6 +304,7 @@ def _hold(
         answered=dict(sorted(answered.items())), rss_before=before, rss_first=first, rss_held=last,
         rss_peak=watch.peak, seconds=time.monotonic() - started,
         late_bytes=None if late is None else sum(u.late for u in held), rss_late=late,
+        sources=max(1, len(hold.sources)),
     )  # fmt: skip
     _stop_if_gone(prober, result)
     return result
@@ -304,8 +327,9 @@ def _open(prober: Prober, hold: _Hold, variant: Variant, size: int) -> None:
         if time.monotonic() >= stop:
             hold.not_opened = prober.budget.held_uploads - i
             return
+        source = hold.sources[i % len(hold.sources)] if hold.sources else None
         try:
-            sock = prober.endpoint.open(timeout=timeout, send_buffer=prober.budget.send_buffer)
+            sock = prober.endpoint.open(timeout=timeout, send_buffer=prober.budget.send_buffer, source=source)
         except OSError:
             hold.failed = 1
             return

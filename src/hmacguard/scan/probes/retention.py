@@ -50,10 +50,15 @@ def answering_variant(prober: Prober) -> tuple[Variant, int] | None:
     return None
 
 
-def memory_phase(prober: Prober, phase: str, count: int) -> tuple[MemoryObserver, Variant, int] | None:
+def memory_phase(
+    prober: Prober, phase: str, count: int, *, clients: int = 1
+) -> tuple[MemoryObserver, Variant, int] | None:
     """What a phase that watches memory over ``count`` requests starts from: the observer, a variant
     the server answered and the largest size it accepted. None, and ``phase`` listed as untested,
-    without memory observation, without an accepted body, or when :func:`room_for` says no."""
+    without memory observation, without an accepted body, or when :func:`room_for` says no.
+    ``clients``: the requests are spread over that many source addresses of their own (held
+    uploads' ``--held-sources``), so each needs room for its share only, and none is taken from
+    what the size probes need."""
     if prober.observer is None:
         prober.skip(phase, "no memory observation (give --pid, --metrics or --launch)")
         return None
@@ -61,7 +66,7 @@ def memory_phase(prober: Prober, phase: str, count: int) -> tuple[MemoryObserver
     if chosen is None:
         prober.skip(phase, f"the server accepted no body to send in {phase}")
         return None
-    if not room_for(prober, count, phase):
+    if not room_for(prober, -(-count // clients), phase, spread=clients > 1):
         return None
     return prober.observer, *chosen
 
@@ -130,20 +135,23 @@ def run_retention(prober: Prober) -> RetentionResult | None:
     )
 
 
-def room_for(prober: Prober, count: int, phase: str) -> bool:
+def room_for(prober: Prober, count: int, phase: str, *, spread: bool = False) -> bool:
     """Whether ``count`` more requests leave the size probes their share of any rate limit the
-    target advertised; if not, ``phase`` is listed as untested (saying why) and False returned."""
+    target advertised; if not, ``phase`` is listed as untested (saying why) and False returned.
+    ``spread``: ``count`` is what each of several other source addresses sends -- it must fit
+    one client's allowance (what this client has left of it: no more than a fresh one has), and
+    the size probes, sent from this client, keep theirs."""
     answered = [*prober.side_exchanges, *(m.exchange for m in prober.measurements)]
     if prober.enforcement is not None:  # the latest answers: what remains of a quota after them
         answered += [p.exchange for p in prober.enforcement.probes]
     allowance = advertised_allowance(answered)
-    if allowance is None or allowance >= count + _SIZE_PROBES:
+    if allowance is None or allowance >= count + (0 if spread else _SIZE_PROBES):
         return True
-    prober.skip(
-        phase,
-        f"the target advertises a rate limit of {allowance} requests; the {count} requests of "
-        f"{phase} would use it up before the size probes",
-    )
+    if spread:
+        why = f"the {count} requests of {phase} from each source address would pass it"
+    else:
+        why = f"the {count} requests of {phase} would use it up before the size probes"
+    prober.skip(phase, f"the target advertises a rate limit of {allowance} requests; {why}")
     return False
 
 

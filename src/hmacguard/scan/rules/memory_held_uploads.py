@@ -95,7 +95,8 @@ def check(facts: ScanFacts, th: Thresholds) -> Finding | None:
          "bytes_after_first_piece": h.added_bytes, "rss_growth_after_first_piece": h.added_growth,
          "rss_growth_per_byte_after_first_piece": round(per_byte, 3), "rss_peak": h.rss_peak,
          "rss_growth_per_byte_last_quarter": None if tail_per_byte is None else round(tail_per_byte, 3),
-         "answered": dict(h.answered), "no_bound_passed_below_bytes": h.growth, "variant": h.variant.label},
+         "answered": dict(h.answered), "no_bound_passed_below_bytes": h.growth, "sources": h.sources,
+         "variant": h.variant.label},
     )  # fmt: skip
 
 
