@@ -41,7 +41,9 @@ kernel buffers that RSS does not count: no finding, correctly, though a few hund
 starve such a server of workers instead. The server's own read buffers are counted: trickled this
 slowly they stay small, but an attacker who sends faster can make them hold more than the scan
 shows, which only a buffering proxy prevents. A rate limit that counts uploads in flight answers
-most of them 429 (``answered`` in the evidence); one advertised too small for the phase skips it.
+most of them 429 (``answered`` in the evidence); one advertised too small for the phase skips it --
+on loopback, ``--held-sources`` spreads the uploads over as many addresses, so that a limit per
+client bounds each one's share (the lab's guarded targets are measured so).
 A garbage-collected runtime whose collector waits past what the scan sends looks as if it kept
 everything. ``--metrics`` readings lag by up to a poll interval.
 """
