@@ -228,7 +228,17 @@ def held_sources(prober: Prober) -> tuple[str, ...] | None:
     if not any(ipaddress.ip_address(a) in _LOOPBACK_V4 for a in prober.endpoint.addresses):
         prober.skip("held-uploads", "--held-sources needs a target on 127.0.0.0/8")
         return None
-    return tuple(str(_LOOPBACK_V4[2 + i]) for i in range(count))
+    sources = tuple(str(_LOOPBACK_V4[2 + i]) for i in range(count))
+    for source in sources:  # Linux answers on all of 127.0.0.0/8; macOS on 127.0.0.1 alone
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+                probe.bind((source, 0))
+        except OSError as exc:
+            prober.skip(
+                "held-uploads", f"--held-sources: this host cannot send from {source} ({exc.strerror})"
+            )
+            return None
+    return sources
 
 
 def run_held(prober: Prober) -> HeldResult | None:
