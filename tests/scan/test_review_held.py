@@ -12,6 +12,7 @@ import socket
 import threading
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 
 from hmacguard.report.junit import render_junit
 from hmacguard.scan import Budget, PhaseSelection, PidObserver, ScanTarget, run_scan
@@ -31,6 +32,26 @@ def _content_length(head: bytes) -> int:
     return 0
 
 
+def _read_and_answer(conn: socket.socket, stop: threading.Event, pace: Callable[[], int]) -> None:
+    """Read a request whole, each read as large as ``pace()`` says (which may wait first), then
+    answer 200."""
+    head = _read_head(conn, stop)
+    if not head:
+        return
+    _, _, rest = head.partition(b"\r\n\r\n")
+    left = _content_length(head) - len(rest)
+    while left > 0 and not stop.is_set():
+        size = pace()
+        try:
+            data = conn.recv(size)
+        except TimeoutError:
+            continue
+        if not data:
+            return
+        left -= len(data)
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+
+
 def _slow_when_busy(active: list[int], lock: threading.Lock):  # type: ignore[no-untyped-def]
     """Reads a request whole and answers 200; alone on the server it reads at full speed, with
     another connection open it reads 32 KiB every 0.4 s (a throttled reader, e.g. a server that
@@ -39,25 +60,16 @@ def _slow_when_busy(active: list[int], lock: threading.Lock):  # type: ignore[no
     def handle(conn: socket.socket, stop: threading.Event) -> None:
         with lock:
             active[0] += 1
+
+        def pace() -> int:
+            with lock:
+                busy = active[0] > 1
+            if busy:
+                time.sleep(0.2)
+            return 128 * 1024 if busy else 1 << 20
+
         try:
-            head = _read_head(conn, stop)
-            if not head:
-                return
-            _, _, rest = head.partition(b"\r\n\r\n")
-            left = _content_length(head) - len(rest)
-            while left > 0 and not stop.is_set():
-                with lock:
-                    busy = active[0] > 1
-                if busy:
-                    time.sleep(0.2)
-                try:
-                    data = conn.recv(128 * 1024 if busy else 1 << 20)
-                except TimeoutError:
-                    continue
-                if not data:
-                    return
-                left -= len(data)
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+            _read_and_answer(conn, stop, pace)
         finally:
             with lock:
                 active[0] -= 1
@@ -154,20 +166,7 @@ def _answering(peers: list[str]):  # type: ignore[no-untyped-def]
 
     def handle(conn: socket.socket, stop: threading.Event) -> None:
         peers.append(conn.getpeername()[0])
-        head = _read_head(conn, stop)
-        if not head:
-            return
-        _, _, rest = head.partition(b"\r\n\r\n")
-        left = _content_length(head) - len(rest)
-        while left > 0 and not stop.is_set():
-            try:
-                data = conn.recv(65536)
-            except TimeoutError:
-                continue
-            if not data:
-                return
-            left -= len(data)
-        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+        _read_and_answer(conn, stop, lambda: 65536)
 
     return handle
 
