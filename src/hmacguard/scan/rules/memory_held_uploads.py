@@ -83,6 +83,7 @@ def check(facts: ScanFacts, th: Thresholds) -> Finding | None:
     if tail_per_byte is not None and tail_per_byte < th.held_ratio:
         return None
     each = h.held_bytes // h.held
+    below = _ruled_out_below(h, tail_per_byte)
     return scan_finding(
         "memory-held-uploads", facts,
         f"server memory grew by {size_text(h.growth)} while {h.held} uploads were held open "
@@ -90,25 +91,36 @@ def check(facts: ScanFacts, th: Thresholds) -> Finding | None:
         f"{h.held} of {h.opened} uploads declaring {h.size:,} bytes each held open, all but "
         f"{h.size - each:,} sent ({size_text(h.held_bytes)} in all): RSS {size_text(h.rss_before)} -> "
         f"{size_text(h.rss_first)} with the first piece on every connection -> {size_text(h.rss_held)}; "
-        f"{_unseen_bound(h, tail_per_byte)}",
+        f"{_unseen_bound(below, tail_per_byte)}",
         {"connections_held": h.held, "connections_opened": h.opened, "declared_size": h.size,
          "bytes_per_connection": each, "held_bytes": h.held_bytes, "rss_growth": h.growth,
          "rss_growth_per_held_byte": round(h.growth / h.held_bytes, 3),
          "bytes_after_first_piece": h.added_bytes, "rss_growth_after_first_piece": h.added_growth,
          "rss_growth_per_byte_after_first_piece": round(per_byte, 3), "rss_peak": h.rss_peak,
          "rss_growth_per_byte_last_quarter": None if tail_per_byte is None else round(tail_per_byte, 3),
-         "answered": dict(h.answered), "no_bound_passed_below_bytes": h.growth, "sources": h.sources,
+         "answered": dict(h.answered), "no_bound_passed_below_bytes": below, "sources": h.sources,
          "variant": h.variant.label},
     )  # fmt: skip
 
 
-def _unseen_bound(held: HeldResult, tail_per_byte: float | None) -> str:
-    """What the finding cannot rule out: a process-wide bound above what the uploads made the
-    server hold (a black box sees a bound only once it is passed: the growth then stops)."""
+def _ruled_out_below(held: HeldResult, tail_per_byte: float | None) -> int:
+    """The body bytes below which a process-wide bound would have shown: one the uploads passed by
+    the reading the growth is judged from (the late one when the last quarter was judged, else the
+    first) leaves the growth after it flat. Body bytes, not RSS: a bound counts what the bodies
+    hold, and RSS grows by more than was sent (copies, per-connection costs) -- a bound above what
+    the uploads had sent was never reached, whatever the RSS did."""
+    if tail_per_byte is not None and held.late_bytes is not None:
+        return held.late_bytes
+    return held.first_bytes
+
+
+def _unseen_bound(below: int, tail_per_byte: float | None) -> str:
+    """What the finding cannot rule out: a process-wide bound above ``below`` body bytes (a black
+    box sees a bound only once it is passed: the growth then stops)."""
     how = "kept growing through the last quarter" if tail_per_byte is not None else "grew"
     return (
-        f"it {how}, so no process-wide bound was passed below {size_text(held.growth)}; a higher one "
-        "cannot be seen with this many uploads (raise --held-uploads to look further)"
+        f"it {how}, so no process-wide bound was passed below {size_text(below)} of bodies sent; a "
+        "higher one cannot be seen with this many uploads (raise --held-uploads to look further)"
     )
 
 
