@@ -151,3 +151,11 @@ def test_a_finding_says_which_bounds_it_cannot_rule_out(late: bool) -> None:
     assert finding.evidence.values["no_bound_passed_below_bytes"] == below
     assert "--held-uploads" in detail
     assert ("through the last quarter" in detail) is late
+
+
+def test_a_tiny_minimum_and_no_late_reading_is_judged_on_the_whole() -> None:
+    """With ``held_min_bytes`` under 4 (the API allows it) a quarter of it is 0, and a result with no
+    late reading has 0 bytes in its last quarter: judged on the whole, not divided by zero (which
+    the analysis reported as a check that could not be evaluated)."""
+    tiny = dataclasses.replace(TH, held_min_bytes=3)
+    assert judged(held(89 * MiB, 65 * MiB), tiny) == ["memory-held-uploads"]

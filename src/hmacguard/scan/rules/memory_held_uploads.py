@@ -79,7 +79,8 @@ def check(facts: ScanFacts, th: Thresholds) -> Finding | None:
         return None
     # A bound the uploads passed: the growth stopped before the end. Judged when the last quarter
     # carried enough to tell (a sending cut short may leave no late reading, or too little after it).
-    tail_per_byte = h.tail_growth / h.tail_bytes if h.tail_bytes >= th.held_min_bytes // 4 else None
+    judged_tail = h.tail_bytes > 0 and h.tail_bytes >= th.held_min_bytes // 4  # (a minimum under 4: 0)
+    tail_per_byte = h.tail_growth / h.tail_bytes if judged_tail else None
     if tail_per_byte is not None and tail_per_byte < th.held_ratio:
         return None
     each = h.held_bytes // h.held
