@@ -125,8 +125,12 @@ class _Upload:
         except OSError:
             # A server that answers early (413) and closes with the body unread makes its kernel
             # reset the connection, and this send fails -- but the answer came first and is still
-            # there to read: the upload ended with that status, not with a reset.
-            self.read()
+            # there to read: the upload ended with that status, not with a reset. A few reads: over
+            # TLS each gives one record, and a status line may come in more than one.
+            for _ in range(4):
+                self.read()
+                if self.ended is not None:
+                    break
             if self.ended is None or not self.ended.isdigit():
                 self.ended = "reset"
         return moved
