@@ -127,7 +127,8 @@ def test_the_guard_with_its_rate_limits_is_judged_from_many_addresses(budget: st
     env = {"HMACGUARD_LAB_MEMORY_BUDGET": budget}
     alone = _held("fastapi-guarded", env, budget=FEWER)
     assert alone.held is None
-    assert any(u.what == "held-uploads" and "rate limit" in u.reason for u in alone.untested)
+    reason = next(u.reason for u in alone.untested if u.what == "held-uploads")
+    assert "rate limit" in reason and "--held-sources" in reason, reason  # and says how to measure it
     spread = dataclasses.replace(FEWER, held_sources=50)
     report = _held("fastapi-guarded", env, budget=spread)
     assert report.held is not None and report.held.sources == 50, report.untested

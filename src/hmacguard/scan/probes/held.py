@@ -47,6 +47,7 @@ import socket
 import ssl
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from hmacguard.scan.config import KiB, MiB
@@ -245,12 +246,31 @@ def held_sources(prober: Prober) -> tuple[str, ...] | None:
     return sources
 
 
+def _spread_hint(prober: Prober, count: int) -> Callable[[int], str] | None:
+    """What to tell a user whose target's rate limit leaves no room for the uploads from one address:
+    on loopback, how many source addresses would give each share room (``--held-sources``)."""
+    if prober.budget.held_sources > 1 or not any(
+        ipaddress.ip_address(a) in _LOOPBACK_V4 for a in prober.endpoint.addresses
+    ):
+        return None
+
+    def hint(allowance: int) -> str:
+        if allowance < 1:
+            return ""
+        needed = -(-count // allowance)
+        return f" (if its limit is per client, --held-sources {needed} spreads them over as many addresses)"
+
+    return hint
+
+
 def run_held(prober: Prober) -> HeldResult | None:
     count = prober.budget.held_uploads
     sources = held_sources(prober)
     if sources is None:
         return None
-    start = memory_phase(prober, "held-uploads", count, clients=max(1, len(sources)))
+    start = memory_phase(
+        prober, "held-uploads", count, clients=max(1, len(sources)), hint=_spread_hint(prober, count)
+    )
     if start is None:
         return None
     observer, variant, accepted = start

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import itertools
 import statistics
+from collections.abc import Callable
 
 from hmacguard._stats import slope
 from hmacguard.scan.model import RetentionResult, Variant, Verdict
@@ -51,14 +52,15 @@ def answering_variant(prober: Prober) -> tuple[Variant, int] | None:
 
 
 def memory_phase(
-    prober: Prober, phase: str, count: int, *, clients: int = 1
+    prober: Prober, phase: str, count: int, *, clients: int = 1, hint: Callable[[int], str] | None = None
 ) -> tuple[MemoryObserver, Variant, int] | None:
     """What a phase that watches memory over ``count`` requests starts from: the observer, a variant
     the server answered and the largest size it accepted. None, and ``phase`` listed as untested,
     without memory observation, without an accepted body, or when :func:`room_for` says no.
     ``clients``: the requests are spread over that many source addresses of their own (held
     uploads' ``--held-sources``), so each needs room for its share only, and none is taken from
-    what the size probes need."""
+    what the size probes need. ``hint``: what to add to a skip for want of room (see
+    :func:`room_for`)."""
     if prober.observer is None:
         prober.skip(phase, "no memory observation (give --pid, --metrics or --launch)")
         return None
@@ -66,7 +68,7 @@ def memory_phase(
     if chosen is None:
         prober.skip(phase, f"the server accepted no body to send in {phase}")
         return None
-    if not room_for(prober, -(-count // clients), phase, spread=clients > 1):
+    if not room_for(prober, -(-count // clients), phase, spread=clients > 1, hint=hint):
         return None
     return prober.observer, *chosen
 
@@ -135,12 +137,15 @@ def run_retention(prober: Prober) -> RetentionResult | None:
     )
 
 
-def room_for(prober: Prober, count: int, phase: str, *, spread: bool = False) -> bool:
+def room_for(
+    prober: Prober, count: int, phase: str, *, spread: bool = False, hint: Callable[[int], str] | None = None
+) -> bool:
     """Whether ``count`` more requests leave the size probes their share of any rate limit the
     target advertised; if not, ``phase`` is listed as untested (saying why) and False returned.
     ``spread``: ``count`` is what each of several other source addresses sends -- it must fit
     one client's allowance (what this client has left of it: no more than a fresh one has), and
-    the size probes, sent from this client, keep theirs."""
+    the size probes, sent from this client, keep theirs. ``hint``: given the allowance, what to add
+    to the reason when there is no room (how the user could make some)."""
     answered = [*prober.side_exchanges, *(m.exchange for m in prober.measurements)]
     if prober.enforcement is not None:  # the latest answers: what remains of a quota after them
         answered += [p.exchange for p in prober.enforcement.probes]
@@ -151,7 +156,8 @@ def room_for(prober: Prober, count: int, phase: str, *, spread: bool = False) ->
         why = f"the {count} requests of {phase} from each source address would pass it"
     else:
         why = f"the {count} requests of {phase} would use it up before the size probes"
-    prober.skip(phase, f"the target advertises a rate limit of {allowance} requests; {why}")
+    more = "" if hint is None else hint(allowance)
+    prober.skip(phase, f"the target advertises a rate limit of {allowance} requests; {why}{more}")
     return False
 
 
