@@ -91,7 +91,7 @@ def scan(
         typer.Option(
             "--held-sources",
             help="Spread the held uploads over this many loopback addresses, as from that many "
-            "clients (a target on 127.0.0.0/8 only).",
+            "clients (a target that answers on 127.0.0.0/8 only).",
         ),
     ] = 1,
     pid: Annotated[

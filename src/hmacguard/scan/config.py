@@ -227,7 +227,7 @@ class Budget:
     #: Loopback source addresses the held uploads are spread over (127.0.0.2 on), as from that many
     #: clients: a rate limit per client then bounds each one's share, not the whole phase -- how a
     #: guard behind a per-client limit is proved against many clients at once. 1: this host's own
-    #: address, as every other phase. More than 1 needs a target on 127.0.0.0/8.
+    #: address, as every other phase. More than 1 needs a target that answers on 127.0.0.0/8.
     held_sources: int = 1
     #: Bisect each limit until the largest accepted and smallest refused size are within this ratio.
     bisect_precision: float = 0.10

@@ -40,6 +40,7 @@ with a note), or when the scan's time is up (the phase is then listed as cut sho
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import ipaddress
 import re
 import selectors
@@ -55,7 +56,7 @@ from hmacguard.scan.model import HeldResult, Variant
 from hmacguard.scan.observe import MemoryObserver
 from hmacguard.scan.probes.base import Prober, ScanStopped, size_text
 from hmacguard.scan.probes.retention import accepted_size, memory_phase
-from hmacguard.scan.wire import WireRequest
+from hmacguard.scan.wire import Endpoint, WireRequest
 from hmacguard.schemes import forged_headers
 
 __all__ = ["HELD_BACK", "MAX_ROUNDS", "ROUND_BYTES", "held_sources", "piece_size", "run_held"]
@@ -160,6 +161,8 @@ class _Hold:
 
     body: memoryview
     piece: int
+    #: Where the uploads connect to (with sources: the one address the scan reaches the target on).
+    endpoint: Endpoint
     #: Source addresses to connect from, in turn (none: this host's own).
     sources: tuple[str, ...] = ()
     uploads: list[_Upload] = field(default_factory=list)
@@ -222,16 +225,36 @@ def _size(prober: Prober, variant: Variant, accepted: int) -> int | None:
     return accepted_size(prober, variant, want, "held-uploads")
 
 
-def held_sources(prober: Prober) -> tuple[str, ...] | None:
-    """The loopback addresses the uploads are spread over (``--held-sources``): none to choose for
-    one (this host's own address, as every other phase); ``None``, and the phase listed as
-    untested, when the target is not on 127.0.0.0/8 -- no other address of this host could reach it
-    as another client would."""
+def _reached(prober: Prober) -> str | None:
+    """The address the scan reaches the target on: the first of its addresses that takes a
+    connection, as every other request connects (a name may resolve to ::1 and 127.0.0.1 with the
+    server on one of them only). None when none takes one now."""
+    timeout = min(prober.budget.request_timeout, 2.0)
+    try:
+        sock = prober.endpoint.open(timeout=timeout, send_buffer=prober.budget.send_buffer)
+    except OSError:
+        return None
+    with sock:
+        return str(sock.getpeername()[0])
+
+
+def _on_loopback_v4(address: str | None) -> bool:
+    return address is not None and ipaddress.ip_address(address) in _LOOPBACK_V4
+
+
+def held_sources(prober: Prober) -> tuple[tuple[str, ...], Endpoint] | None:
+    """The loopback addresses the uploads are spread over (``--held-sources``), and the endpoint
+    they connect to: none to choose for one (this host's own address and the scan's endpoint, as
+    every other phase); else the address the scan reaches the target on, alone. ``None``, and the
+    phase listed as untested, when that is not on 127.0.0.0/8 -- no other address of this host
+    could reach it as another client would."""
     count = prober.budget.held_sources
     if count == 1:
-        return ()
-    if not any(ipaddress.ip_address(a) in _LOOPBACK_V4 for a in prober.endpoint.addresses):
-        prober.skip("held-uploads", "--held-sources needs a target on 127.0.0.0/8")
+        return (), prober.endpoint
+    reached = _reached(prober)
+    if reached is None or not _on_loopback_v4(reached):
+        on = f" (it answers on {reached})" if reached else " (it took no connection)"
+        prober.skip("held-uploads", f"--held-sources needs a target that answers on 127.0.0.0/8{on}")
         return None
     sources = tuple(str(_LOOPBACK_V4[2 + i]) for i in range(count))
     for source in sources:  # Linux answers on all of 127.0.0.0/8; macOS on 127.0.0.1 alone
@@ -243,19 +266,17 @@ def held_sources(prober: Prober) -> tuple[str, ...] | None:
                 "held-uploads", f"--held-sources: this host cannot send from {source} ({exc.strerror})"
             )
             return None
-    return sources
+    return sources, dataclasses.replace(prober.endpoint, addresses=(reached,))
 
 
 def _spread_hint(prober: Prober, count: int) -> Callable[[int], str] | None:
     """What to tell a user whose target's rate limit leaves no room for the uploads from one address:
     on loopback, how many source addresses would give each share room (``--held-sources``)."""
-    if prober.budget.held_sources > 1 or not any(
-        ipaddress.ip_address(a) in _LOOPBACK_V4 for a in prober.endpoint.addresses
-    ):
+    if prober.budget.held_sources > 1:
         return None
 
     def hint(allowance: int) -> str:
-        if allowance < 1:
+        if allowance < 1 or not _on_loopback_v4(_reached(prober)):
             return ""
         needed = -(-count // allowance)
         return f" (if its limit is per client, --held-sources {needed} spreads them over as many addresses)"
@@ -265,9 +286,10 @@ def _spread_hint(prober: Prober, count: int) -> Callable[[int], str] | None:
 
 def run_held(prober: Prober) -> HeldResult | None:
     count = prober.budget.held_uploads
-    sources = held_sources(prober)
-    if sources is None:
+    spread = held_sources(prober)
+    if spread is None:
         return None
+    sources, endpoint = spread
     start = memory_phase(
         prober, "held-uploads", count, clients=max(1, len(sources)), hint=_spread_hint(prober, count)
     )
@@ -283,9 +305,9 @@ def run_held(prober: Prober) -> HeldResult | None:
         prober.skip("held-uploads", f"needs {count} x {size_text(each)}, {left} left")
         return None
     body = memoryview(b"".join(bytes(c) for c in prober.body(variant, size).chunks()))[:each]
-    spread = f", from {len(sources)} loopback addresses" if sources else ""
-    prober.emit(f"held uploads: {count} x {size_text(size)} declared, {size_text(each)} sent each{spread}")
-    hold = _Hold(body, piece_size(count, each), sources)
+    spreading = f", from {len(sources)} loopback addresses" if sources else ""
+    prober.emit(f"held uploads: {count} x {size_text(size)} declared, {size_text(each)} sent each{spreading}")
+    hold = _Hold(body, piece_size(count, each), endpoint, sources)
     try:
         return _hold(prober, observer, hold, variant, size)
     finally:
@@ -363,7 +385,7 @@ def _open(prober: Prober, hold: _Hold, variant: Variant, size: int) -> None:
             return
         source = hold.sources[i % len(hold.sources)] if hold.sources else None
         try:
-            sock = prober.endpoint.open(timeout=timeout, send_buffer=prober.budget.send_buffer, source=source)
+            sock = hold.endpoint.open(timeout=timeout, send_buffer=prober.budget.send_buffer, source=source)
         except OSError:
             hold.failed = 1
             return
