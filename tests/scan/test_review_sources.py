@@ -6,6 +6,9 @@ passes since its fix.
   127.0.0.0/8 check: every held upload was sent to 127.0.0.1, refused, and the phase reported a
   result of 0 uploads "from 5 addresses" instead of being listed as untested for that reason. The
   hint for a rate limit suggested --held-sources there too.
+- The hint for a rate limit named a value that would not help: --held-sources 1 (what was given)
+  when the limit covered the uploads but not the size probes after them, and more than 250 (which
+  the option refuses) when it allowed fewer than uploads / 250.
 
 Every server is in-process on loopback (127.0.0.1 or ::1) and a free port, stopped when its block
 ends; the scan watches this process's own memory (the connections are what is judged here)."""
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import socket
 from typing import Any
 
@@ -71,3 +75,33 @@ def test_the_rate_limit_hint_offers_no_sources_to_a_target_answering_on_ipv6() -
         report = run_scan(ScanTarget(url), budget, observer=PidObserver(os.getpid()), selection=ONLY)
     reason = _held_reason(report)
     assert "rate limit of 50" in reason and "--held-sources" not in reason, reason
+
+
+def _hinted(reason: str, budget: Budget) -> Budget:
+    """The budget with the options the skip's hint names (a ConfigurationError if it names a value
+    the command line would refuse)."""
+    options = {
+        name.replace("-", "_"): int(value) for name, value in re.findall(r"--(held-\w+) (\d+)", reason)
+    }
+    assert "held_sources" in options, reason
+    return dataclasses.replace(budget, **options)
+
+
+@pytest.mark.parametrize(
+    ("quota", "uploads"),
+    [
+        (50, 20),  # room for the uploads, not for the size probes after them: it said --held-sources 1
+        (1, 400),  # one request a minute: it said --held-sources 400 (at most 250 is accepted)
+    ],
+)
+def test_the_rate_limit_hint_names_options_that_give_each_address_room(quota: int, uploads: int) -> None:
+    budget = dataclasses.replace(SPREAD, held_sources=1, held_uploads=uploads, held_size=16 * KiB)
+    with serve(_limited(quota)) as server:
+        target = ScanTarget(server.url)
+        skipped = run_scan(target, budget, observer=PidObserver(os.getpid()), selection=ONLY)
+        assert skipped.held is None
+        hinted = _hinted(_held_reason(skipped), budget)
+        assert hinted.held_sources > 1
+        again = run_scan(target, hinted, observer=PidObserver(os.getpid()), selection=ONLY)
+    assert again.held is not None, again.untested
+    assert again.held.opened == hinted.held_uploads and again.held.sources == hinted.held_sources

@@ -21,8 +21,8 @@ from hmacguard.errors import ConfigurationError, TargetError
 from hmacguard.schemes import Scheme, get_scheme
 
 __all__ = [
-    "DEFAULT_LADDER", "MAX_PROBE_BODY", "Budget", "GiB", "KiB", "MiB", "ParsedURL", "ScanTarget",
-    "resolve_host",
+    "DEFAULT_LADDER", "MAX_HELD_SOURCES", "MAX_PROBE_BODY", "Budget", "GiB", "KiB", "MiB", "ParsedURL",
+    "ScanTarget", "resolve_host",
 ]  # fmt: skip
 
 KiB = 1024
@@ -39,6 +39,8 @@ DEFAULT_CONTENT_TYPES: tuple[str, ...] = (
     "application/x-www-form-urlencoded",
 )
 _METHODS = ("POST", "PUT", "PATCH")
+#: Most ``--held-sources``: 127.0.0.2 to 127.0.0.251.
+MAX_HELD_SOURCES = 250
 #: Largest ``--probe-body``: the enforcement probes send small bodies, a real event's size.
 MAX_PROBE_BODY = 64 * KiB
 _FORBIDDEN_HEADERS = {
@@ -262,8 +264,10 @@ class Budget:
         if not 2 <= self.held_uploads <= 1000:
             # At most 1000: each is a file descriptor on both sides, within the usual limit of 1024.
             raise ConfigurationError("--held-uploads must be between 2 and 1000")
-        if not 1 <= self.held_sources <= 250:
-            raise ConfigurationError("--held-sources must be between 1 and 250 (127.0.0.2-127.0.0.251)")
+        if not 1 <= self.held_sources <= MAX_HELD_SOURCES:
+            raise ConfigurationError(
+                f"--held-sources must be between 1 and {MAX_HELD_SOURCES} (127.0.0.2-127.0.0.251)"
+            )
         if not 4 * KiB <= self.held_size <= 16 * MiB:
             raise ConfigurationError("--held-size must be between 4 KiB and 16 MiB")
         if not 0.01 <= self.bisect_precision <= 1.0:

@@ -51,7 +51,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from hmacguard.scan.config import KiB, MiB
+from hmacguard.scan.config import MAX_HELD_SOURCES, KiB, MiB
 from hmacguard.scan.model import HeldResult, Variant
 from hmacguard.scan.observe import MemoryObserver
 from hmacguard.scan.probes.base import Prober, ScanStopped, size_text
@@ -271,15 +271,23 @@ def held_sources(prober: Prober) -> tuple[tuple[str, ...], Endpoint] | None:
 
 def _spread_hint(prober: Prober, count: int) -> Callable[[int], str] | None:
     """What to tell a user whose target's rate limit leaves no room for the uploads from one address:
-    on loopback, how many source addresses would give each share room (``--held-sources``)."""
+    on loopback, how many source addresses would give each share room (``--held-sources``; at least
+    2, and at most :data:`MAX_HELD_SOURCES` -- with fewer uploads when that many are not enough)."""
     if prober.budget.held_sources > 1:
         return None
 
     def hint(allowance: int) -> str:
         if allowance < 1 or not _on_loopback_v4(_reached(prober)):
             return ""
-        needed = -(-count // allowance)
-        return f" (if its limit is per client, --held-sources {needed} spreads them over as many addresses)"
+        needed = max(2, -(-count // allowance))
+        if needed <= MAX_HELD_SOURCES:
+            return (
+                f" (if its limit is per client, --held-sources {needed} spreads them over as many addresses)"
+            )
+        return (
+            f" (if its limit is per client, --held-sources {MAX_HELD_SOURCES} with --held-uploads "
+            f"{MAX_HELD_SOURCES * allowance} gives each address room)"
+        )
 
     return hint
 
