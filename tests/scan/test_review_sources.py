@@ -9,6 +9,7 @@ passes since its fix.
 - The hint for a rate limit named a value that would not help: --held-sources 1 (what was given)
   when the limit covered the uploads but not the size probes after them, and more than 250 (which
   the option refuses) when it allowed fewer than uploads / 250.
+- More sources than uploads: the report said the uploads came from every one of them.
 
 Every server is in-process on loopback (127.0.0.1 or ::1) and a free port, stopped when its block
 ends; the scan watches this process's own memory (the connections are what is judged here)."""
@@ -25,6 +26,7 @@ import pytest
 
 from hmacguard.scan import Budget, PidObserver, ScanReport, ScanTarget, run_scan
 from hmacguard.scan.config import KiB, MiB
+from hmacguard.scan.plan import plan_scan
 from tests.scan._servers import h11_handler, serve
 from tests.scan.test_review_held import ONLY, _answering
 
@@ -105,3 +107,18 @@ def test_the_rate_limit_hint_names_options_that_give_each_address_room(quota: in
         again = run_scan(target, hinted, observer=PidObserver(os.getpid()), selection=ONLY)
     assert again.held is not None, again.untested
     assert again.held.opened == hinted.held_uploads and again.held.sources == hinted.held_sources
+
+
+def test_sources_beyond_the_uploads_are_not_reported_as_used() -> None:
+    peers: list[str] = []
+    budget = dataclasses.replace(SPREAD, held_uploads=4, held_sources=10)
+    with serve(_answering(peers)) as server:
+        report = run_scan(ScanTarget(server.url), budget, observer=PidObserver(os.getpid()), selection=ONLY)
+    assert report.held is not None and report.held.opened == 4, report.untested
+    used = {p for p in peers if p != "127.0.0.1"}  # 127.0.0.1: the size probe
+    assert used == {f"127.0.0.{n}" for n in range(2, 6)}
+    assert report.held.sources == len(used) == 4
+    planned = next(
+        p for p in plan_scan(ScanTarget(server.url), budget, memory=True).phases if p.name == "held-uploads"
+    )
+    assert "from 4 loopback addresses" in planned.title, planned.title

@@ -144,7 +144,8 @@ def plan_scan(
     burst_count = budget.burst_requests + _QUIET_REQUESTS
     held_size = min(budget.held_size, budget.max_size)
     held_bytes = budget.held_uploads * held_size
-    held_spread = f", from {budget.held_sources} loopback addresses" if budget.held_sources > 1 else ""
+    held_from = min(budget.held_sources, budget.held_uploads)  # (at most one address an upload)
+    held_spread = f", from {held_from} loopback addresses" if held_from > 1 else ""
     bisect_reserve = min(budget.bytes // 8, 64 * MiB)
     event = len(target.probe_body or probe_event(target.effective_content_type, "0" * 12))
     enforcing = enforcement_requests(target)

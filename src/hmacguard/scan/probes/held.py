@@ -243,12 +243,12 @@ def _on_loopback_v4(address: str | None) -> bool:
 
 
 def held_sources(prober: Prober) -> tuple[tuple[str, ...], Endpoint] | None:
-    """The loopback addresses the uploads are spread over (``--held-sources``), and the endpoint
-    they connect to: none to choose for one (this host's own address and the scan's endpoint, as
-    every other phase); else the address the scan reaches the target on, alone. ``None``, and the
-    phase listed as untested, when that is not on 127.0.0.0/8 -- no other address of this host
-    could reach it as another client would."""
-    count = prober.budget.held_sources
+    """The loopback addresses the uploads are spread over (``--held-sources``, at most one an
+    upload), and the endpoint they connect to: none to choose for one (this host's own address and
+    the scan's endpoint, as every other phase); else the address the scan reaches the target on,
+    alone. ``None``, and the phase listed as untested, when that is not on 127.0.0.0/8 -- no other
+    address of this host could reach it as another client would."""
+    count = min(prober.budget.held_sources, prober.budget.held_uploads)
     if count == 1:
         return (), prober.endpoint
     reached = _reached(prober)
