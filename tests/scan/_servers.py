@@ -154,3 +154,12 @@ def _answer(conn: socket.socket, c: h11.Connection, status: int, headers: list[t
     conn.sendall(c.send(h11.Response(status_code=status, headers=head + headers)) or b"")
     conn.sendall(c.send(h11.Data(data=body)) or b"")
     conn.sendall(c.send(h11.EndOfMessage()) or b"")
+
+
+def content_length(head: bytes) -> int:
+    """The ``Content-Length`` of a request head (0 when it has none)."""
+    for line in head.split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return int(value)
+    return 0

@@ -18,18 +18,10 @@ from hmacguard.report.junit import render_junit
 from hmacguard.scan import Budget, PhaseSelection, PidObserver, ScanTarget, run_scan
 from hmacguard.scan.config import MiB
 from hmacguard.scan.probes.held import OPEN_SECONDS, SEND_SECONDS, _Upload
-from tests.scan._servers import _read_head, serve
+from tests.scan._servers import _read_head, content_length, serve
 
 ONLY = PhaseSelection.of(["held-uploads"])
 BUDGET = Budget(bytes=256 * MiB, seconds=30, request_timeout=2.0, held_uploads=2, held_size=16 * MiB)
-
-
-def _content_length(head: bytes) -> int:
-    for line in head.split(b"\r\n"):
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            return int(value)
-    return 0
 
 
 def _read_and_answer(conn: socket.socket, stop: threading.Event, pace: Callable[[], int]) -> None:
@@ -39,7 +31,7 @@ def _read_and_answer(conn: socket.socket, stop: threading.Event, pace: Callable[
     if not head:
         return
     _, _, rest = head.partition(b"\r\n\r\n")
-    left = _content_length(head) - len(rest)
+    left = content_length(head) - len(rest)
     while left > 0 and not stop.is_set():
         size = pace()
         try:

@@ -13,20 +13,12 @@ import threading
 from hmacguard.scan import Budget, PhaseSelection, PidObserver, ScanTarget, run_scan
 from hmacguard.scan.config import MiB
 from hmacguard.scan.probes.base import size_text
-from tests.scan._servers import _read_head, serve
+from tests.scan._servers import _read_head, content_length, serve
 
 ONLY = PhaseSelection.of(["held-uploads"])
 UPLOADS, SIZE = 40, 1_000_000  # about 38 MiB sent in all
 #: The server's process-wide bound on body bytes kept in memory: above all the scan sends.
 BOUND = 60_000_000
-
-
-def _content_length(head: bytes) -> int:
-    for line in head.split(b"\r\n"):
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            return int(value)
-    return 0
 
 
 def _bounded_keeper():  # type: ignore[no-untyped-def]
@@ -41,7 +33,7 @@ def _bounded_keeper():  # type: ignore[no-untyped-def]
         if not head:
             return
         _, _, rest = head.partition(b"\r\n\r\n")
-        left = _content_length(head)
+        left = content_length(head)
         chunks: list[bytes] = []
         joined = bytearray()
         counted = 0
