@@ -278,6 +278,11 @@ class Budget:
             raise ConfigurationError("send buffer must be between 4 KiB and 16 MiB")
 
     @property
+    def held_addresses(self) -> int:
+        """Source addresses the held uploads come from: ``held_sources``, at most one an upload."""
+        return min(self.held_sources, self.held_uploads)
+
+    @property
     def top(self) -> int:
         """The largest ladder size."""
         return self.ladder[-1]

@@ -144,7 +144,7 @@ def plan_scan(
     burst_count = budget.burst_requests + _QUIET_REQUESTS
     held_size = min(budget.held_size, budget.max_size)
     held_bytes = budget.held_uploads * held_size
-    held_from = min(budget.held_sources, budget.held_uploads)  # (at most one address an upload)
+    held_from = budget.held_addresses
     held_spread = f", from {held_from} loopback addresses" if held_from > 1 else ""
     bisect_reserve = min(budget.bytes // 8, 64 * MiB)
     event = len(target.probe_body or probe_event(target.effective_content_type, "0" * 12))

@@ -248,7 +248,7 @@ def held_sources(prober: Prober) -> tuple[tuple[str, ...], Endpoint] | None:
     the scan's endpoint, as every other phase); else the address the scan reaches the target on,
     alone. ``None``, and the phase listed as untested, when that is not on 127.0.0.0/8 -- no other
     address of this host could reach it as another client would."""
-    count = min(prober.budget.held_sources, prober.budget.held_uploads)
+    count = prober.budget.held_addresses
     if count == 1:
         return (), prober.endpoint
     reached = _reached(prober)
@@ -299,7 +299,7 @@ def run_held(prober: Prober) -> HeldResult | None:
         return None
     sources, endpoint = spread
     start = memory_phase(
-        prober, "held-uploads", count, clients=max(1, len(sources)), hint=_spread_hint(prober, count)
+        prober, "held-uploads", count, clients=prober.budget.held_addresses, hint=_spread_hint(prober, count)
     )
     if start is None:
         return None
@@ -368,7 +368,7 @@ def _hold(
         answered=dict(sorted(answered.items())), rss_before=before, rss_first=first, rss_held=last,
         rss_peak=watch.peak, seconds=time.monotonic() - started,
         late_bytes=None if late is None else sum(u.late for u in held), rss_late=late,
-        sources=max(1, len(hold.sources)),
+        sources=prober.budget.held_addresses,
     )  # fmt: skip
     _stop_if_gone(prober, result)
     return result
