@@ -11,6 +11,8 @@ with two workers in Prometheus multiprocess mode, where the gauges are summed ov
 from __future__ import annotations
 
 import gc
+import logging
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -203,6 +205,80 @@ def test_gunicorn_multiprocess_a_worker_that_decided_nothing_shows_its_budget_sp
     assert samples == expected
 
 
+@pytest.mark.slow
+def test_gunicorn_multiprocess_a_worker_holding_a_body_without_a_spill_shows_it(
+    multiprocess_dir: str,
+) -> None:
+    """The same worker with one trickling upload only: it decides nothing and never spills, yet it
+    holds a 64 KiB piece of the body -- its gauges are written from that first piece on."""
+    limit = budget_metrics_guarded.LIMIT
+    env = {"PROMETHEUS_MULTIPROC_DIR": multiprocess_dir}
+    app = "tests.guard._apps.budget_metrics_guarded:application"
+    with (
+        gunicorn(app, env, workers=1, worker_class="gthread", threads=4) as server,
+        httpx.Client(base_url=server.base_url, timeout=15) as client,
+    ):
+        held = hold_a_body(server.port, 70_000)
+        try:
+            expected = {IN_USE: 65536, LIMIT: limit, SPILLS: 0}
+            deadline = time.monotonic() + 6
+            samples = budget_samples(client.get("/metrics").text)
+            while samples != expected and time.monotonic() < deadline:
+                time.sleep(0.2)
+                samples = budget_samples(client.get("/metrics").text)
+        finally:
+            held.close()
+        assert "Traceback" not in server.log()
+    assert samples == expected
+
+
+def test_count_listeners_run_once_in_each_process_at_its_first_piece_counted() -> None:
+    """Once at the first bytes counted, not at the next ones, not at a spill; again in a forked
+    child (which inherits the parent's record of having called them); a removed one no more."""
+    budget = MemoryBudget(100)
+    heard: list[int] = []
+
+    def counting() -> None:
+        heard.append(os.getpid())
+
+    budget.add_count_listener(counting)
+    assert budget.take(1000) is False and heard == []  # a spill counts nothing
+    assert budget.take(10) is True and heard == [os.getpid()]
+    assert budget.take(10) is True and heard == [os.getpid()]
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child reports through the pipe and leaves at once
+        try:
+            budget.take(10)
+            os.write(writer, b"%d %d" % (len(heard), heard[-1] == os.getpid()))
+        finally:
+            os._exit(0)
+    os.close(writer)
+    report = os.read(reader, 100)
+    os.close(reader)
+    os.waitpid(child, 0)
+    assert report == b"2 1", "the child called it at its own first piece"
+    fresh = MemoryBudget(100)
+    fresh.add_count_listener(counting)
+    with fresh._lock:  # lock-free, as when a finaliser runs inside take()
+        fresh.remove_listener(counting)
+    fresh.add_spill_listener(lambda: None)  # applies the queued removal
+    assert fresh.take(10) is True and len(heard) == 1
+
+
+def test_a_count_listener_that_raises_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
+    budget = MemoryBudget(100)
+
+    def broken() -> None:
+        raise RuntimeError("metrics back-end down")
+
+    budget.add_count_listener(broken)
+    with caplog.at_level(logging.WARNING, logger="hmacguard"):
+        assert budget.take(10) is True
+    assert budget.in_use == 10
+    assert any("RuntimeError" in record.getMessage() for record in caplog.records)
+
+
 def test_metrics_dropped_take_their_spill_listeners_off_a_budget_that_outlives_them() -> None:
     """One budget shared by every app a process builds and drops (a reloaded configuration, an app
     factory called per test): each set of metrics gives it a spill listener, and must take it back
@@ -248,6 +324,6 @@ def test_taking_a_listener_back_takes_no_lock_and_applies_at_the_next_spill() ->
     budget.add_spill_listener(kept)
     budget.add_spill_listener(dropped)
     with budget._lock:  # as inside take(): a lock-taking remove would never return
-        budget.remove_spill_listener(dropped)
+        budget.remove_listener(dropped)
     assert budget.take(100) is False
     assert heard == ["kept"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import tempfile
 import threading
 import time
@@ -123,8 +124,8 @@ class MemoryBudget:
     """
 
     __slots__ = (
-        "__weakref__", "_dropped", "_listeners", "_lock", "_next_warning", "_returned", "_used", "limit",
-        "on_spill", "spilled",
+        "__weakref__", "_counted_in", "_counting", "_dropped", "_listeners", "_lock", "_next_warning",
+        "_returned", "_used", "limit", "on_spill", "spilled",
     )  # fmt: skip
 
     def __init__(
@@ -144,7 +145,11 @@ class MemoryBudget:
         #: Called at each spill after ``on_spill``: the metrics sinks of the guards using this budget
         #: (:meth:`add_spill_listener`). A tuple, replaced whole: read without the lock.
         self._listeners: tuple[Callable[[], object], ...] = ()
-        #: Listeners to stop calling, queued without the lock (:meth:`remove_spill_listener`).
+        #: Called once in each process, at the first bytes counted there (:meth:`add_count_listener`).
+        self._counting: tuple[Callable[[], object], ...] = ()
+        #: The process that has called them (0: none; a forked child reads its parent's, not its own).
+        self._counted_in = 0
+        #: Listeners to stop calling, queued without the lock (:meth:`remove_listener`).
         self._dropped: deque[Callable[[], object]] = deque()
 
     def add_spill_listener(self, listener: Callable[[], object]) -> None:
@@ -158,12 +163,28 @@ class MemoryBudget:
                 self._drop_listeners()
             self._listeners = (*self._listeners, listener)
 
-    def remove_spill_listener(self, listener: Callable[[], object]) -> None:
-        """Stop calling ``listener`` (the very object given to :meth:`add_spill_listener`).
+    def add_count_listener(self, listener: Callable[[], object]) -> None:
+        """Call ``listener`` (no arguments) once in each process: at the first bytes this budget
+        counts there -- a worker forked from a process that called it calls it again, at its own
+        first. Outside the lock; an exception it raises is logged, never raised into the request.
+
+        The metrics sinks use it in prometheus-client's multiprocess mode, where each worker writes
+        its own gauges: a worker whose every connection trickles an upload decides nothing, and may
+        hold bodies without ever spilling one, yet its gauges must show what it holds."""
+        if not callable(listener):
+            raise ConfigurationError(f"a count listener must be callable, not {listener!r}")
+        with self._lock:
+            if self._dropped:
+                self._drop_listeners()
+            self._counting = (*self._counting, listener)
+
+    def remove_listener(self, listener: Callable[[], object]) -> None:
+        """Stop calling ``listener`` (the very object given to :meth:`add_spill_listener` or
+        :meth:`add_count_listener`).
 
         Takes no lock and never blocks, as :meth:`give`: the metrics sinks call it when they are
         collected, which may happen in any thread at any point. It is queued, and done at the next
-        :meth:`add_spill_listener` or spill (until then, the listener may still be called).
+        listener added or spill (until then, the listener may still be called).
         """
         self._dropped.append(listener)  # deque.append is atomic: no lock
 
@@ -173,7 +194,11 @@ class MemoryBudget:
         gone: list[Callable[[], object]] = []
         while dropped:
             gone.append(dropped.popleft())
-        self._listeners = tuple(kept for kept in self._listeners if not any(kept is g for g in gone))
+
+        def kept(listeners: tuple[Callable[[], object], ...]) -> tuple[Callable[[], object], ...]:
+            return tuple(each for each in listeners if not any(each is g for g in gone))
+
+        self._listeners, self._counting = kept(self._listeners), kept(self._counting)
 
     def _collect_returned(self) -> None:
         """Subtract what was given back (the caller holds the lock)."""
@@ -193,7 +218,16 @@ class MemoryBudget:
         with self._lock:
             if self._returned:
                 self._collect_returned()
-            if self._used + n > self.limit:
+            if self._used + n <= self.limit:
+                self._used += n
+                # The count listeners run once a process: a tuple test, then a pid compared.
+                if not self._counting or self._counted_in == os.getpid():
+                    return True
+                self._counted_in = os.getpid()
+                first = self._counting
+                warn = False
+            else:
+                first = ()
                 self.spilled += 1
                 if self._dropped:
                     self._drop_listeners()
@@ -201,24 +235,27 @@ class MemoryBudget:
                 warn = now >= self._next_warning
                 if warn:
                     self._next_warning = now + _BUDGET_WARN_EVERY
-            else:
-                self._used += n
-                return True
+        if first:
+            self._call(first, warn=True)  # once a process: always worth a line if one fails
+            return True
         if warn:
             log.warning(
                 "memory budget of %d bytes spent by bodies in flight: bodies go to temporary "
                 "files until it frees up (many slow uploads at once, or the budget is too small)",
                 self.limit,
             )
-        hooks = self._listeners if self.on_spill is None else (self.on_spill, *self._listeners)
+        self._call(self._listeners if self.on_spill is None else (self.on_spill, *self._listeners), warn=warn)
+        return False
+
+    def _call(self, hooks: tuple[Callable[[], object], ...], *, warn: bool) -> None:
+        """Call each hook; one that raises is logged (when ``warn``), never raised into the request."""
         for hook in hooks:
             try:
                 hook()
             except Exception as error:  # a metrics hook must not fail the request
-                if warn:  # as often as the budget's own warning, not once per spill
-                    which = "on_spill" if hook is self.on_spill else f"spill listener {hook!r}"
+                if warn:  # at a spill, as often as the budget's own warning, not once per spill
+                    which = "on_spill" if hook is self.on_spill else f"listener {hook!r}"
                     log.warning("memory budget: %s raised %s", which, type(error).__name__)
-        return False
 
     def give(self, n: int) -> None:
         """Stop counting ``n`` bytes (a body spooled to disk or released); never blocks (see above)."""

@@ -196,10 +196,10 @@ class WatchedBudgets:
         self._lock = threading.Lock()
         self._owners: weakref.WeakKeyDictionary[MemoryBudget, str] = weakref.WeakKeyDictionary()
         self._sets: dict[str, weakref.WeakSet[MemoryBudget]] = {}
-        # Budget -> the spill listener these metrics gave it, taken back when they are collected: a
+        # Budget -> the listeners these metrics gave it, taken back when they are collected: a
         # budget that outlives them (one shared by every app a process builds and drops) must not
-        # keep every dropped registry's listener for good.
-        self._listeners: weakref.WeakKeyDictionary[MemoryBudget, Callable[[], object]] = (
+        # keep every dropped registry's listeners for good.
+        self._listeners: weakref.WeakKeyDictionary[MemoryBudget, tuple[Callable[[], object], ...]] = (
             weakref.WeakKeyDictionary()
         )
         weakref.finalize(self, _take_back_listeners, self._listeners).atexit = False
@@ -217,13 +217,21 @@ class WatchedBudgets:
             self._sets[receiver] = grown
             return receiver, True
 
-    def listen(self, budget: MemoryBudget, listener: Callable[[], object]) -> None:
-        """Give ``budget`` these metrics' spill ``listener`` (once, after :meth:`claim` added it);
-        taken back when these metrics are collected. ``listener`` must not reach these metrics but
-        by weak references: it is kept until then, and a strong path back would keep them for good."""
+    def listen(
+        self,
+        budget: MemoryBudget,
+        listener: Callable[[], object],
+        first_count: Callable[[], object] | None = None,
+    ) -> None:
+        """Give ``budget`` these metrics' spill ``listener`` and, if given, their ``first_count``
+        listener (once, after :meth:`claim` added it); taken back when these metrics are collected.
+        Neither may reach these metrics but by weak references: they are kept until then, and a
+        strong path back would keep them for good."""
         with self._lock:
-            self._listeners[budget] = listener
+            self._listeners[budget] = (listener,) if first_count is None else (listener, first_count)
         budget.add_spill_listener(listener)
+        if first_count is not None:
+            budget.add_count_listener(first_count)
 
     def items(self) -> list[tuple[str, weakref.WeakSet[MemoryBudget]]]:
         """Each receiver and its budgets (a set may be empty once its guards are gone)."""
@@ -234,11 +242,14 @@ class WatchedBudgets:
         return budget_total(self._sets.get(receiver, ()), reading)
 
 
-def _take_back_listeners(listeners: weakref.WeakKeyDictionary[MemoryBudget, Callable[[], object]]) -> None:
+def _take_back_listeners(
+    listeners: weakref.WeakKeyDictionary[MemoryBudget, tuple[Callable[[], object], ...]],
+) -> None:
     """A collected :class:`WatchedBudgets`' listeners, taken back from the budgets still alive
-    (lock-free: a finaliser may run anywhere, see :meth:`MemoryBudget.remove_spill_listener`)."""
-    for budget, listener in list(listeners.items()):
-        budget.remove_spill_listener(listener)
+    (lock-free: a finaliser may run anywhere, see :meth:`MemoryBudget.remove_listener`)."""
+    for budget, given in list(listeners.items()):
+        for listener in given:
+            budget.remove_listener(listener)
 
 
 def budget_total(budgets: Iterable[MemoryBudget], reading: str) -> int:

@@ -47,9 +47,9 @@ pid, dead ones included), and the budget's two gauges are summed over the live w
 gunicorn's ``child_exit`` hook to call ``multiprocess.mark_process_dead(worker.pid)``, as
 prometheus-client documents, or an exited worker's file stays in the sum). A scrape reads
 the budget's gauges live in a single process; in multiprocess mode (no callbacks at scrape: each
-worker writes its own file) a worker writes them once a second, from its first decision or its
-first spill on (whichever comes first: a worker whose every connection trickles has no decision to
-wait for).
+worker writes its own file) a worker writes them once a second, from its first decision, the
+first body piece its budget counts, or its first spill on (whichever comes first: a worker whose
+every connection trickles has no decision to wait for, and may hold bodies without spilling one).
 """
 
 from __future__ import annotations
@@ -247,31 +247,35 @@ class _Metrics:
         watched = self._budgets
         owner, new = watched.claim(budget, receiver)
         if new:
-            watched.listen(budget, self._spill_listener(owner))
+            watched.listen(budget, *self._budget_listeners(owner))
         if not self._sampled:
             self.budget_in_use.labels(owner).set_function(lambda: watched.total(owner, "in_use"))
             self.budget_limit.labels(owner).set_function(lambda: watched.total(owner, "limit"))
             return None
         return self._ensure_refresher
 
-    def _spill_listener(self, receiver: str) -> Callable[[], None]:
-        """What a budget calls at each spill: count it and, in multiprocess mode, make sure this
-        process writes the gauges. A worker under a trickle attack may hold bodies for as long as the
-        attack lasts without finishing a single request, so waiting for its first decision would leave
-        its gauges unwritten exactly while its budget is spent; its first spill starts them. Holds
-        these metrics weakly: a budget outliving them must not keep them (or their refresher) going."""
+    def _budget_listeners(self, receiver: str) -> tuple[Callable[[], None], Callable[[], None] | None]:
+        """What a budget calls at each spill (count it) and, in multiprocess mode, at its first bytes
+        counted in a process: make sure this process writes the gauges. A worker under a trickle
+        attack may hold bodies for as long as the attack lasts without finishing a single request,
+        so waiting for its first decision would leave its gauges unwritten exactly while its budget
+        fills -- and it may never spill. Both hold these metrics weakly: a budget outliving them
+        must not keep them (or their refresher) going."""
         count: Callable[[], None] = self.budget_spills.labels(receiver).inc
         if not self._sampled:
-            return count
+            return count, None
         metrics = weakref.ref(self)
 
-        def spilled() -> None:
-            count()
+        def counting() -> None:
             current = metrics()
             if current is not None:
                 current._ensure_refresher()
 
-        return spilled
+        def spilled() -> None:
+            count()
+            counting()
+
+        return spilled, counting
 
     def _ensure_refresher(self) -> None:
         """Multiprocess mode: make sure this process has its refresher (see :func:`_refreshing`)."""
@@ -315,12 +319,12 @@ def _refreshing(metrics: weakref.ref[_Metrics], pid: int) -> None:
     """Multiprocess mode: write ``metrics``' budget gauges once a second while it reports a budget.
 
     A worker writes its own file and a scrape runs no callback, so the gauges are written here, from
-    the worker's first decision or first spill on: started then, not at import, so that a master that
-    loaded the app before forking (gunicorn --preload) -- which decides nothing and spills nothing --
-    writes no file of its own to be summed with its workers' (a forked child starts its own). It
-    holds the metrics weakly and stops when they are gone or report no budget any more (their guards
-    dropped): it never writes over the gauges of a registry that replaced them; a later decision or
-    spill starts it again.
+    the worker's first decision, first body piece counted or first spill on: started then, not at
+    import, so that a master that loaded the app before forking (gunicorn --preload) -- which reads
+    no body -- writes no file of its own to be summed with its workers' (a forked child starts its
+    own). It holds the metrics weakly and stops when they are gone or report no budget any more
+    (their guards dropped): it never writes over the gauges of a registry that replaced them; a
+    later decision or spill starts it again.
     """
     while True:
         time.sleep(_REFRESH_EVERY)
