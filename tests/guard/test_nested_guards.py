@@ -29,24 +29,40 @@ def _delivery(secret: str) -> tuple[bytes, dict[str, str]]:
     return body, sign_body("github", secret, body)
 
 
-def _on_one_store(kind: str, seen: Seen) -> tuple[Any, MemoryReplayStore]:
+def _on_one_store(
+    kind: str, seen: Seen, outer_secrets: list[str] | None = None
+) -> tuple[Any, MemoryReplayStore]:
     """Outer: A's and B's secrets; inner: B's; one replay store for both (vouched for)."""
     store = MemoryReplayStore()
-    outer = Verifier("github", secrets=[A, B], replay=store)
+    outer = Verifier("github", secrets=outer_secrets or [A, B], replay=store)
     return nested(kind, outer, Verifier("github", secrets=B, replay=store), seen), store
 
 
 @pytest.mark.parametrize("kind", ["wsgi", "asgi"])
 def test_two_verifiers_on_one_store_take_one_hold(kind: str) -> None:
+    """The two verifiers' current secrets agree (B), so their replay keys do: the inner one sees
+    the outer one's hold and takes no second hold of the same key (which would answer 409)."""
+    seen = Seen()
+    app, store = _on_one_store(kind, seen, outer_secrets=[B, A])
+    body, headers = _delivery(B)
+    assert post(kind, app, body, headers) == 200
+    assert post(kind, app, body, headers) == 409
+    assert seen == [(body, 0)]
+    assert len(store) == 1
+
+
+@pytest.mark.parametrize("kind", ["wsgi", "asgi"])
+def test_two_verifiers_with_other_current_secrets_hold_a_key_each(kind: str) -> None:
+    """A replay key is the content's digest under the verifier's current secret (A outside, B
+    inside), so the two hold a key each: verified again, processed once, the replay refused."""
     seen = Seen()
     app, store = _on_one_store(kind, seen)
     body, headers = _delivery(B)
-    # Verified again (two verifiers), without a second hold of the same key (its 409).
     assert post(kind, app, body, headers) == 200
     assert post(kind, app, body, headers) == 409
     # The application sees the inner verifier's index of the secret (0), not the outer one's (1).
     assert seen == [(body, 0)]
-    assert len(store) == 1
+    assert len(store) == 2
 
 
 def test_two_redis_stores_on_one_url_are_the_same_keys() -> None:

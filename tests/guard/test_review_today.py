@@ -292,14 +292,15 @@ def held_keys(store: MemoryReplayStore) -> list[str]:
 
 
 def loop_match(macs: list[Any], signatures: list[bytes]) -> tuple[int, bytes]:
-    """The general loop, as the fast path must answer."""
-    match, found = -1, b""
-    for index, mac in enumerate(macs):
-        digest = mac.digest()
+    """The general loop, as the fast path must answer: the first matching secret, and the current
+    (first) secret's digest whichever matched (the replay key must not depend on the signature)."""
+    match = -1
+    digests = [mac.digest() for mac in macs]
+    for index, digest in enumerate(digests):
         for claimed in signatures:
             if hmac.compare_digest(digest, claimed) and match < 0:
-                match, found = index, digest
-    return match, found
+                match = index
+    return match, (digests[0] if match >= 0 else b"")
 
 
 @settings(max_examples=200, deadline=None)

@@ -361,11 +361,13 @@ def _same_server_stores(variant: str) -> tuple[Any, Any]:
 )
 def test_declining_to_vouch_on_one_store_loses_the_delivery() -> None:
     """One store object, the inner guard keeping keys longer (48 h against 24 h): not vouched, so
-    verified again, and its hold collides with the outer guard's: 409, handler never runs, key
-    committed -- the provider's retries are refused too."""
+    verified again, and -- both guards' current secret being B, so their replay keys agreeing --
+    its hold collides with the outer guard's: 409, handler never runs, key committed -- the
+    provider's retries are refused too. (With other current secrets the keys differ, and each guard
+    holds its own: tests/guard/test_nested_guards.py.)"""
     outer_store, inner_store = _same_server_stores("ttl")
     seen = Seen()
-    outer = Verifier("github", secrets=[A, B], replay=outer_store)
+    outer = Verifier("github", secrets=[B, A], replay=outer_store)
     inner = Verifier("github", secrets=B, replay=inner_store, replay_ttl=48 * 3600)
     app = nested("wsgi", outer, inner, seen)
     body, headers = _delivery(B)

@@ -280,9 +280,10 @@ class Verification:
         """The key to reserve in the replay store, once :meth:`finish` has succeeded.
 
         The message id when the scheme signs it (standard-webhooks); otherwise the digest we
-        computed ourselves, which covers the timestamp when there is one. Neither the header's own
-        list of signatures (an attacker can reorder it or add a junk entry) nor GitHub's unsigned
-        ``X-GitHub-Delivery`` would do: either could make a replay look new.
+        computed ourselves under the current (first) secret, which covers the timestamp when there
+        is one -- the same key whichever configured secret the request's signature matched.
+        Neither the header's own list of signatures (an attacker can reorder it or add a junk entry)
+        nor GitHub's unsigned ``X-GitHub-Delivery`` would do: either could make a replay look new.
         """
         if self._result is None:
             return None
@@ -301,25 +302,30 @@ _compare = hmac.compare_digest
 
 
 def signature_match(macs: Sequence[Mac], signatures: Sequence[bytes]) -> tuple[int, bytes]:
-    """Which secret's HMAC (index, -1 for none) produces one of the claimed signatures, and its digest.
+    """Which secret's HMAC (index, -1 for none) produces one of the claimed signatures, and the
+    content's digest under the current (first) secret, whichever secret matched (``b""`` for none).
 
     Every candidate is compared against every secret without stopping at the first match, in
     constant time, so the time taken says nothing about which secret (or which listed signature)
-    matched.
+    matched. The digest returned is the replay key's: it must depend on the signed content alone.
+    The matched secret's digest would not -- a sender signing with the new and the old secret
+    during a roll (Stripe sends a ``v1`` for each) lets whoever holds the delivery strip the new
+    signature and replay it under the old one, a second key for the same content.
     """
     if len(macs) == 1 and len(signatures) == 1:
         # One secret, one claimed signature (the usual delivery): the loop below, unrolled.
         digest = macs[0].digest()
         return (0, digest) if _compare(digest, signatures[0]) else (-1, b"")
     match = -1
-    found = b""
+    current = b""
     for index, mac in enumerate(macs):
         digest = mac.digest()
+        if index == 0:
+            current = digest
         for claimed in signatures:
             if _compare(digest, claimed) and match < 0:
                 match = index
-                found = digest
-    return match, found
+    return match, (current if match >= 0 else b"")
 
 
 class Verifier:

@@ -1,6 +1,7 @@
 """Nested guards on one Redis, for tests/guard/test_review_vouching.py (gunicorn and uvicorn).
 
-An outer guard over ``/hooks/*`` holding tenants A's and B's secrets; inside it a guard over
+An outer guard over ``/hooks/*`` holding tenants B's and A's secrets (B's first, so both guards'
+replay keys -- the digest under the current secret -- agree); inside it a guard over
 ``/hooks/b/*`` holding B's. Each has its own ``RedisReplayStore`` built from the same URL
 (HMACGUARD_TEST_REDIS), so the inner guard vouches. ``/hooks/b/ok`` answers 200, ``/hooks/b/fail``
 500, ``/hooks/b/slow`` 200 after a second; on ``/hooks/b/slow`` the outer guard's pending hold lasts
@@ -27,7 +28,7 @@ handled: list[list[str]] = []
 
 def _verifiers(pending: float = 60.0) -> tuple[Verifier, Verifier]:
     outer = Verifier(
-        "github", secrets=[SECRET_A, SECRET_B], replay=RedisReplayStore(URL), replay_pending_ttl=pending
+        "github", secrets=[SECRET_B, SECRET_A], replay=RedisReplayStore(URL), replay_pending_ttl=pending
     )
     inner = Verifier("github", secrets=SECRET_B, replay=RedisReplayStore(URL))
     return outer, inner
