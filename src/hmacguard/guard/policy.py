@@ -290,13 +290,16 @@ class Guard:
         try:
             if limiter is not None:
                 key = client = limiter.key_for(head)
-                declared = _declared_length(head.headers.get("content-length"), verifier.max_body)
+                length = head.headers.get("content-length")
+                declared = _declared_length(length, verifier.max_body)
+                # A body of unknown length (chunked) may bring up to the cap.
+                most = verifier.max_body if length is None else None
 
                 def admit() -> RateState:
                     # Recorded here, not only sent back: a driver cancelled while this runs in a
                     # worker thread closes the generator, which must still see the admission to settle.
                     nonlocal state
-                    state = limiter.admit(key, declared_bytes=declared)
+                    state = limiter.admit(key, declared_bytes=declared, most_bytes=most)
                     return state
 
                 if limiter.blocking:

@@ -3,8 +3,12 @@
 Three budgets per key, each optional, each in ``limits``' notation (``"60/minute"``, ``"5 per second"``):
 
 - ``limit``: requests. Spent on admission, before a byte of the body is read.
-- ``bytes_limit``: body bytes received. Admission needs the declared ``Content-Length`` (or, for a
-  chunked body, one byte) still in the budget; the bytes actually received are spent afterwards.
+- ``bytes_limit``: body bytes received. A request is counted in flight from its admission with the
+  bytes it may bring -- its declared ``Content-Length``, or for a chunked body the verifier's
+  ``max_body`` (no more than the whole budget) -- and admission needs the bytes already spent
+  *plus* every reservation in flight to fit: eight concurrent 60 KiB uploads against
+  ``"100000/minute"`` get one body read, the rest a 429. The bytes actually received are spent when
+  the request is settled, and its reservation is then released.
 - ``failure_limit``: failed verifications (any refusal after admission). A request whose body is still
   being read counts against this budget from its admission until its outcome is known (an in-flight
   counter beside the budget), so admission needs the failures already spent *plus* the requests in
@@ -90,6 +94,8 @@ class RateState:
     remaining: tuple[tuple[str, int, int], ...]
     #: Whether this request is counted in flight against the failure budget (undone by :meth:`settle`).
     in_flight: bool = False
+    #: The bytes this request holds in flight against the bytes budget (released by :meth:`settle`).
+    bytes_in_flight: int = 0
 
 
 class RateLimiter(StoreCalls):
@@ -198,7 +204,16 @@ class RateLimiter(StoreCalls):
         failures = self._budgets.get("failures")
         # The in-flight counter outlives any one request (bodies time out well within a minute);
         # if a worker dies mid-request, its count lapses with the key.
-        self._in_flight_expiry = max(60, int(failures.item.get_expiry())) if failures is not None else 60
+        self._in_flight_expiry = max(
+            [
+                60,
+                *(
+                    int(budget.item.get_expiry())
+                    for budget in (failures, self._budgets.get("bytes"))
+                    if budget
+                ),
+            ]
+        )
         # In-process storage: the count lives beside it, exact and without expiry (a storage key's
         # expiry is set when it is created and never moved, so it would lapse under steady load
         # with requests in flight, which then stop counting). The process is its only writer.
@@ -253,11 +268,14 @@ class RateLimiter(StoreCalls):
             return 1
         return max(1, math.ceil(float(stats.reset_time) - time.time()))
 
-    def admit(self, key: str, *, declared_bytes: int | None) -> RateState:
+    def admit(self, key: str, *, declared_bytes: int | None, most_bytes: int | None = None) -> RateState:
         """Spend one request and check the other budgets; 429 when any is exhausted.
 
-        With a failure budget the request is counted in flight until :meth:`settle` (see the module
-        docstring); call that exactly once for every state this returns.
+        ``declared_bytes``: the body's declared length; ``None`` when unknown, and then
+        ``most_bytes`` is what it may bring (the verifier's cap for a chunked body; ``None`` for a
+        malformed length, refused once the headers are checked). With a bytes or a failure budget the
+        request is counted in flight until :meth:`settle` (see the module docstring); call that
+        exactly once for every state this returns.
         """
         ids = (self.prefix,)
         requests = self._budgets.get("requests")
@@ -266,42 +284,55 @@ class RateLimiter(StoreCalls):
         ):
             raise _exhausted("too many requests", requests.name, self._retry_after(requests, key))
         volume = self._budgets.get("bytes")
-        if volume is not None:
-            cost = max(1, declared_bytes or 0)
-            if not self._call(lambda: self._limiter.test(volume.item, *ids, "bytes", key, cost=cost), True):
-                raise _exhausted("too many bytes", volume.name, self._retry_after(volume, key))
         failures = self._budgets.get("failures")
-        if failures is None:
-            return RateState(key, tuple(self._remaining(key)), False)
-        # Count ourselves in flight first, then ask for room for every request in flight: two
-        # concurrent admissions can never both take the last unit of the budget.
-        counted = self._count_in_flight(key, +1)
-        in_flight = counted is not None
+        reserved = 0  # bytes counted in flight, to release if this admission fails
+        in_flight = False
         try:
-            room = max(1, counted or 0)
-            if not self._call(
-                lambda: self._limiter.test(failures.item, *ids, "failures", key, cost=room), True
-            ):
-                raise _exhausted(
-                    "too many failed verifications", failures.name, self._retry_after(failures, key)
-                )
-            return RateState(key, tuple(self._remaining(key)), in_flight)
+            if volume is not None:
+                if declared_bytes is not None:
+                    size = max(1, declared_bytes)
+                else:  # as much as the cap allows, but never more than the whole budget
+                    size = max(1, min(most_bytes or 0, int(volume.item.amount)))
+                # As for failures below: count our bytes in flight first, then ask for room for
+                # every reservation in flight, so concurrent uploads cannot all take the same room.
+                counted = self._count_in_flight(key, size, "in-flight-bytes")
+                reserved = size if counted is not None else 0
+                room = max(size, counted or 0)
+                if not self._call(
+                    lambda: self._limiter.test(volume.item, *ids, "bytes", key, cost=room), True
+                ):
+                    raise _exhausted("too many bytes", volume.name, self._retry_after(volume, key))
+            if failures is not None:
+                # Count ourselves in flight first, then ask for room for every request in flight:
+                # two concurrent admissions can never both take the last unit of the budget.
+                counted = self._count_in_flight(key, +1)
+                in_flight = counted is not None
+                room = max(1, counted or 0)
+                if not self._call(
+                    lambda: self._limiter.test(failures.item, *ids, "failures", key, cost=room), True
+                ):
+                    raise _exhausted(
+                        "too many failed verifications", failures.name, self._retry_after(failures, key)
+                    )
+            return RateState(key, tuple(self._remaining(key)), in_flight, reserved)
         except BaseException:
             # Refused, or the store failed after counting us: nobody will settle this admission.
-            if in_flight:
-                with contextlib.suppress(RequestRejected):
+            with contextlib.suppress(RequestRejected):
+                if in_flight:
                     self._count_in_flight(key, -1)
+                if reserved:
+                    self._count_in_flight(key, -reserved, "in-flight-bytes")
             raise
 
-    def _count_in_flight(self, key: str, delta: int) -> int | None:
-        """Move the key's in-flight count (``None`` when a fail-open store could not)."""
+    def _count_in_flight(self, key: str, delta: int, counter: str = "in-flight") -> int | None:
+        """Move one of the key's in-flight counts (``None`` when a fail-open store could not)."""
         if self._local_in_flight is not None:  # in-process: no store to fail, no breaker to ask
-            return self._local_in_flight.add(f"{self.prefix}/in-flight/{key}", delta)
-        count: int | None = self._call(lambda: self._in_flight(key, delta), None)
+            return self._local_in_flight.add(f"{self.prefix}/{counter}/{key}", delta)
+        count: int | None = self._call(lambda: self._in_flight(key, delta, counter), None)
         return count
 
-    def _in_flight(self, key: str, delta: int) -> int:
-        in_flight_key = f"{self.prefix}/in-flight/{key}"
+    def _in_flight(self, key: str, delta: int, counter: str) -> int:
+        in_flight_key = f"{self.prefix}/{counter}/{key}"
         local = self._local_in_flight
         if local is not None:
             return local.add(in_flight_key, delta)
@@ -324,8 +355,9 @@ class RateLimiter(StoreCalls):
     def settle(self, state: RateState, received: int, *, failed: bool) -> None:
         """The outcome of an admitted request: bytes received, and whether verification failed.
 
-        The failure is recorded *before* the request leaves the in-flight count, so at no moment do
-        the two together undercount (a concurrent admission in between would overrun the budget).
+        The failure and the bytes are recorded *before* the request leaves the in-flight counts, so
+        at no moment do the two together undercount (a concurrent admission in between would
+        overrun the budget).
         """
         key = state.key
         try:
@@ -333,8 +365,12 @@ class RateLimiter(StoreCalls):
             if failed:
                 self.record_failure(key)
         finally:
-            if state.in_flight:
-                self._count_in_flight(key, -1)
+            try:
+                if state.in_flight:
+                    self._count_in_flight(key, -1)
+            finally:
+                if state.bytes_in_flight:
+                    self._count_in_flight(key, -state.bytes_in_flight, "in-flight-bytes")
 
     def _remaining(self, key: str) -> list[tuple[str, int, int]]:
         out = []
