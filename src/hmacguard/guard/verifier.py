@@ -65,6 +65,11 @@ __all__ = ["OuterHold", "Secret", "Verification", "VerifiedBody", "Verifier"]
 Secret = str | bytes
 #: Untimestamped schemes (github, generic) keep delivery ids this long by default.
 DEFAULT_UNTIMESTAMPED_REPLAY_TTL = 24 * 3600.0
+#: Schemes that sign a message id constant across attempts (standard-webhooks) keep it this long by
+#: default: past the last retry of Svix's schedule (at once, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h,
+#: 10 h -- about 27 h 35 min after the first attempt), so a retry of a processed delivery is refused
+#: for as long as the sender retries, not only for the timestamp window.
+DEFAULT_MESSAGE_ID_REPLAY_TTL = 28 * 3600.0
 #: How long a delivery's key is held while the application processes it (see guard/replay.py).
 DEFAULT_PENDING_TTL = 60.0
 
@@ -349,10 +354,11 @@ class Verifier:
     - ``body_timeout``: seconds allowed for the whole body to arrive (``None``: no limit) -> 408.
     - ``replay``: ``"memory"`` (default, a per-process :class:`MemoryReplayStore`), any
       :class:`ReplayStore` (e.g. :class:`RedisReplayStore`), or ``None`` to turn replay protection off.
-      ``replay_ttl``: how long keys are kept (default: the timestamp window, or 24 h for schemes that
-      sign no timestamp). ``replay_pending_ttl``: how long the integrations hold a key while the
-      application processes the delivery (default 60 s; see :mod:`hmacguard.guard.replay`): a worker
-      that dies mid-request blocks the delivery's retries no longer than that.
+      ``replay_ttl``: how long keys are kept (default: the timestamp window; 24 h for schemes that
+      sign no timestamp; 28 h for those that sign a message id, standard-webhooks).
+      ``replay_pending_ttl``: how long the integrations hold a key while the application processes
+      the delivery (default 60 s; see :mod:`hmacguard.guard.replay`): a worker that dies
+      mid-request blocks the delivery's retries no longer than that.
     """
 
     def __init__(
@@ -408,7 +414,11 @@ class Verifier:
         else:
             raise ConfigurationError(f"replay must be 'memory', a ReplayStore or None, not {replay!r}")
         if replay_ttl is None:
-            if self.scheme.timestamped:
+            if self.scheme.signs_message_id:
+                # Each retry is signed anew with a fresh timestamp but the same id: the timestamp
+                # window would let a retry of a processed delivery through once it lapsed.
+                replay_ttl = max(DEFAULT_MESSAGE_ID_REPLAY_TTL, self.tolerance + self.future_tolerance + 1.0)
+            elif self.scheme.timestamped:
                 # A replayed request older than the tolerance is refused by its timestamp anyway.
                 replay_ttl = self.tolerance + self.future_tolerance + 1.0
             else:
@@ -452,7 +462,7 @@ class Verifier:
     def __repr__(self) -> str:
         return (
             f"Verifier({self.scheme.name!r}, secrets=<{len(self.keys)}>, max_body={self.max_body}, "
-            f"replay={type(self.replay).__name__ if self.replay else None})"
+            f"replay={type(self.replay).__name__ if self.replay is not None else None})"
         )
 
     # -- the sans-I/O steps ------------------------------------------------------------------------
