@@ -279,3 +279,37 @@ def test_core_verifier_refuses_tampered_provider_signatures() -> None:
     stale = stripe.WebhookSignature.generate_signature_header(body.decode(), STRIPE_SECRET, old)
     with pytest.raises(TimestampInvalid):  # the stripe package would take it with tolerance=None
         _verify_with_core("stripe", [STRIPE_SECRET], {"Stripe-Signature": stale}, body)
+
+
+# --- A second spelling of one delivery (the scanner's respelled replay) ----------------------------
+
+
+def test_a_respelled_stripe_header_still_verifies_with_stripes_library_and_ours() -> None:
+    body = b'{"id": "evt_respelled"}'
+    headers = sign_body("stripe", STRIPE_SECRET, body)
+    respelled = get_scheme("stripe").respelled(headers)
+    assert respelled is not None and respelled["Stripe-Signature"] != headers["Stripe-Signature"]
+    assert respelled["Stripe-Signature"].startswith(headers["Stripe-Signature"] + ",v0=")
+    assert stripe.WebhookSignature.verify_header(
+        body, respelled["Stripe-Signature"], STRIPE_SECRET, tolerance=300
+    )
+    assert our_verify("stripe", STRIPE_SECRET, respelled, body)
+    with pytest.raises(stripe.SignatureVerificationError):
+        stripe.WebhookSignature.verify_header(body + b" ", respelled["Stripe-Signature"], STRIPE_SECRET)
+
+
+def test_a_respelled_standard_webhooks_header_still_verifies_with_the_library_and_ours() -> None:
+    body = b'{"type": "user.respelled"}'
+    headers = sign_body("standard-webhooks", SW_SECRET, body)
+    respelled = get_scheme("standard-webhooks").respelled(headers)
+    assert respelled is not None and respelled["webhook-signature"] != headers["webhook-signature"]
+    assert respelled["webhook-id"] == headers["webhook-id"]
+    assert standardwebhooks.Webhook(SW_SECRET).verify(body, respelled, json_parse=False) is None
+    assert our_verify("standard-webhooks", SW_SECRET, respelled, body)
+    with pytest.raises(standardwebhooks.WebhookVerificationError):
+        standardwebhooks.Webhook(SW_SECRET).verify(body + b" ", respelled, json_parse=False)
+
+
+@pytest.mark.parametrize("scheme", ["github", "slack", "generic"])
+def test_schemes_with_one_spelling_offer_none(scheme: str) -> None:
+    assert get_scheme(scheme).respelled({"X": "y"}) is None

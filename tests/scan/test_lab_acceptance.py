@@ -58,7 +58,8 @@ ENFORCEMENT = {
 #:   limit is missing. So for express-json-only but for its held uploads; its 403 for every other
 #:   type, answered before a byte is read, is no size limit (the content-type-bypass negative).
 #: - the enforcement targets: bounded and correct but for their one flaw, which needs --secret for
-#:   flask-no-dedupe (a replay) and flask-stripe-no-age (stale timestamps).
+#:   flask-no-dedupe (a replay), flask-stripe-no-age (stale timestamps) and
+#:   flask-stripe-header-dedupe (a replay with a v0= entry added to its header; the identical one 409).
 #: - the guarded targets: hmacguard's guard, 1 MiB cap for every framing, rate limits (20 failed
 #:   verifications a minute, advertised in RateLimit-Policy: the forged probes are all failures, so
 #:   the burst is throttled), replay protection.

@@ -294,6 +294,18 @@ TARGETS: Mapping[str, Target] = {
             scan_findings_signed=("stale-timestamp-accepted", "no-rate-limit"),
         ),
         Target(
+            "flask-stripe-header-dedupe", "flask", Server.GUNICORN,
+            "Stripe-style: verifies every v1 entry and the age of t, but remembers processed "
+            "deliveries by the Stripe-Signature header's text, so the same delivery with an entry "
+            "added (v0=...) is processed again",
+            "the same signed delivery twice: 200 then 409; again with a v0= entry added: 200; a "
+            "delivery signed an hour ago: 400; bodies over 1 MiB: 413",
+            "hmacguard.lab.apps.flask_stripe_header_dedupe:app", _F, _F,
+            refuses_content_length=True, refuses_chunked=True, scheme="stripe", enforcement=True,
+            scan_findings=("no-rate-limit",),
+            scan_findings_signed=("replay-accepted", "no-rate-limit"),
+        ),
+        Target(
             "express-json-only", "express", Server.NODE,
             "JSON read raw under a 1 MiB cap (413 with Connection: close, never drained), verified on "
             "its bytes, a delivery processed once, every other content type answered 403 before a "

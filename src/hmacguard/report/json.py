@@ -260,7 +260,8 @@ SCAN_REPORT_SCHEMA: dict[str, Any] = {
                         "required": ["kind", "target", "accepted", "outcome", "status"],
                         "properties": {
                             "kind": {"enum": ["unsigned", "forged", "sibling", "spelling", "signed",
-                                              "replay", "stale-past", "stale-future"]},
+                                              "replay", "replay-respelled", "stale-past",
+                                              "stale-future"]},
                             "target": {"type": "string"},
                             "spelling": _NULLABLE_STR,
                             "timestamp": _NULLABLE_INT,

@@ -36,7 +36,7 @@ __all__ = [
 #: Version of the JSON report's shape: the major number changes on any incompatible change, the
 #: minor one when something is added (1.1: ``enforcement``; 1.2: ``held_uploads``; 1.3: its
 #: ``sources``). See docs/scan.md.
-SCHEMA_VERSION = "1.3"
+SCHEMA_VERSION = "1.4"
 
 JSON = dict[str, Any]
 
@@ -326,6 +326,9 @@ class ProbeKind(str, enum.Enum):
     SPELLING = "spelling"  # unsigned, at another spelling of the scanned path
     SIGNED = "signed"  # correctly signed and fresh (needs the secret)
     REPLAY = "replay"  # the very same signed delivery, sent again
+    #: the same delivery again, its signature header respelled (an entry receivers skip added):
+    #: sent when the identical replay was refused and the scheme's header has another spelling
+    REPLAY_RESPELLED = "replay-respelled"
     STALE_PAST = "stale-past"  # correctly signed with a timestamp an hour old
     STALE_FUTURE = "stale-future"  # correctly signed with a timestamp an hour ahead
 

@@ -184,6 +184,16 @@ class Scheme(ABC):
     ) -> dict[str, str]:
         """Signature headers for the given digests (``{algorithm: digest}``)."""
 
+    def respelled(self, headers: Mapping[str, str]) -> dict[str, str] | None:
+        """The same signed ``headers`` (as :meth:`render` wrote them), the signature header spelled
+        another way every receiver of the scheme must accept -- an entry its verifiers skip added --
+        or ``None`` where the header has one spelling.
+
+        The scanner sends it as a second spelling of one delivery: a receiver that remembers the
+        header's text instead of the delivery takes it for a new one.
+        """
+        return None
+
     def signing_algorithms(self) -> tuple[str, ...]:
         """Every hash the sending side computes (GitHub also sends a legacy SHA-1 header)."""
         return (self.algorithm,)

@@ -88,5 +88,11 @@ class StandardWebhooksScheme(Scheme):
             "webhook-signature": f"v1,{sig}",
         }
 
+    def respelled(self, headers: Mapping[str, str]) -> dict[str, str] | None:
+        # An asymmetric (v1a) entry after the v1: HMAC verifiers skip every version but v1.
+        out = dict(headers)
+        out["webhook-signature"] = f"{out['webhook-signature']} v1a,{base64.b64encode(bytes(64)).decode()}"
+        return out
+
     def new_message_id(self) -> str:
         return "msg_" + uuid.uuid4().hex

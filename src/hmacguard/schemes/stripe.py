@@ -60,5 +60,11 @@ class StripeScheme(Scheme):
     ) -> dict[str, str]:
         return {self.header: f"t={timestamp},v1={digests['sha256'].hex()}"}
 
+    def respelled(self, headers: Mapping[str, str]) -> dict[str, str] | None:
+        # A v0 entry (Stripe's test-mode scheme) after the v1: Stripe's libraries read only v1.
+        out = dict(headers)
+        out[self.header] = f"{out[self.header]},v0={'0' * 64}"
+        return out
+
     def provider_headers(self, *, message_id: str | None) -> dict[str, str]:
         return {"Content-Type": "application/json; charset=utf-8", "User-Agent": "Stripe/1.0"}

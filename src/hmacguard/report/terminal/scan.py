@@ -113,7 +113,10 @@ def _enforcement(report: ScanReport, console: Console) -> None:
     siblings = e.of(ProbeKind.SIBLING)
     if siblings:
         parts.append(f"a random path {_answer(siblings[0])}")
-    parts += [f"{p.kind.value} {_answer(p)}" for p in e.of(ProbeKind.SIGNED, ProbeKind.REPLAY)]
+    parts += [
+        f"{p.kind.value} {_answer(p)}"
+        for p in e.of(ProbeKind.SIGNED, ProbeKind.REPLAY, ProbeKind.REPLAY_RESPELLED)
+    ]
     parts += [f"{p.kind.value} {_answer(p)}" for p in e.of(ProbeKind.STALE_PAST, ProbeKind.STALE_FUTURE)]
     body = "test event" if e.body == "test-event" else "--probe-body"
     console.print()

@@ -12,7 +12,10 @@ In this order, each request small (the probe event of :func:`hmacguard.scan.bodi
 4. each **spelling** of the path (:mod:`hmacguard.scan.spellings`), unsigned; not sent when the scanned
    path itself let an unsigned request in (the bypass is moot then);
 5. with the secret: a correctly **signed** fresh delivery, then the very same request again
-   (**replay**: same body, id, timestamp and signature);
+   (**replay**: same body, id, timestamp and signature); when that is refused and the scheme's
+   signature header can be spelled another way (Stripe, Standard Webhooks: an entry of another
+   version, which verifiers skip), the same delivery once more so spelled (**replay-respelled**):
+   a receiver that remembers the header's text takes it for a new delivery;
 6. with the secret, for a scheme that signs a timestamp: one delivery signed an hour in the past and
    one an hour ahead (**stale**), each with its own body and id, so that only their age can refuse them.
 
@@ -49,7 +52,7 @@ _REPLAY, _STALE = "replay-accepted", "stale-timestamp-accepted"
 RULE_OF = {
     ProbeKind.UNSIGNED: _NOT_ENFORCED, ProbeKind.FORGED: _NOT_ENFORCED,
     ProbeKind.SIBLING: _BYPASS, ProbeKind.SPELLING: _BYPASS,
-    ProbeKind.SIGNED: _REPLAY, ProbeKind.REPLAY: _REPLAY,
+    ProbeKind.SIGNED: _REPLAY, ProbeKind.REPLAY: _REPLAY, ProbeKind.REPLAY_RESPELLED: _REPLAY,
     ProbeKind.STALE_PAST: _STALE, ProbeKind.STALE_FUTURE: _STALE,
 }  # fmt: skip
 
@@ -192,7 +195,10 @@ def _replay(phase: _Phase, secret: str) -> None:
         phase.untested(_REPLAY, f"the correctly signed delivery was not accepted ({answer}): check "
                        "--secret, or give --probe-body an event the endpoint accepts")  # fmt: skip
         return
-    phase.send(ProbeKind.REPLAY, path, headers, body)
+    again = phase.send(ProbeKind.REPLAY, path, headers, body)
+    respelled = phase.prober.scheme.respelled(headers)
+    if again is not None and again.exchange.responded and not again.accepted and respelled is not None:
+        phase.send(ProbeKind.REPLAY_RESPELLED, path, respelled, body)
 
 
 def _stale(phase: _Phase, secret: str) -> None:
