@@ -21,7 +21,7 @@ when it lands on the same worker: one replay can pass or fail by chance.
 
 from __future__ import annotations
 
-from hmacguard.findings import Finding, Severity
+from hmacguard.findings import EvidenceValue, Finding, Severity
 from hmacguard.scan.model import EnforcementResult, ProbeKind
 from hmacguard.scan.rules.enforcement_rule import enforcement_rule
 from hmacguard.scan.rules.facts import ScanFacts, enforcement_brief, scan_finding
@@ -42,7 +42,7 @@ def check(facts: ScanFacts, result: EnforcementResult) -> Finding | None:
     first, again = result.first(ProbeKind.SIGNED), result.first(ProbeKind.REPLAY)
     if first is None or again is None or not first.accepted:
         return None
-    evidence = {
+    evidence: dict[str, EvidenceValue] = {
         "first": enforcement_brief(first),
         "replay": enforcement_brief(again),
         "probe_body": result.body,
