@@ -355,9 +355,9 @@ def test_asgi_cancelled_during_admission_does_not_leak_an_in_flight_count() -> N
     limiter = RateLimiter(limit=None, failure_limit="2/minute", storage="memory://")
     admit = limiter.admit
 
-    def slow_admit(key: str, *, declared_bytes: int | None) -> Any:
+    def slow_admit(key: str, **sizes: int | None) -> Any:
         time.sleep(0.2)
-        return admit(key, declared_bytes=declared_bytes)
+        return admit(key, **sizes)
 
     limiter.admit = slow_admit  # type: ignore[method-assign]
     limiter.blocking = True  # as with a Redis storage: called in a worker thread

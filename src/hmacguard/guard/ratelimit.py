@@ -331,7 +331,7 @@ class RateLimiter(StoreCalls):
         count: int | None = self._call(lambda: self._in_flight(key, delta, counter), None)
         return count
 
-    def _in_flight(self, key: str, delta: int, counter: str) -> int:
+    def _in_flight(self, key: str, delta: int, counter: str = "in-flight") -> int:
         in_flight_key = f"{self.prefix}/{counter}/{key}"
         local = self._local_in_flight
         if local is not None:
