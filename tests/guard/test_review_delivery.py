@@ -394,15 +394,99 @@ def test_asgi_guard_around_the_app_sees_a_catch_all_handler_answer_200() -> None
 
 @pytest.mark.xfail(
     strict=True,
-    reason="Starlette runs a catch-all (Exception / 500) handler in ServerErrorMiddleware, outside every "
-    "middleware added with add_middleware: the guard sees the endpoint raise and releases, while the "
-    "sender gets the handler's 200, and a replay is processed again. Proposed: docs (FastAPI section "
-    "and ASGIGuard docstring) -- with such a handler, wrap the whole app (app = ASGIGuard(app, ...)).",
+    reason="documented limit (guide, FastAPI): without install(), Starlette runs a catch-all (Exception "
+    "/ 500) handler in ServerErrorMiddleware, outside every middleware added with add_middleware: the "
+    "guard sees the endpoint raise and releases, while the sender gets the handler's 200, and a "
+    "replay is processed again. install(app) puts a settler around the whole stack (next test).",
 )
-def test_asgi_guard_added_as_middleware_sees_a_catch_all_handler_answer_200() -> None:
+def test_asgi_guard_added_as_middleware_without_install_sees_a_catch_all_handler_answer_200() -> None:
     calls: list[int] = []
     app = _fastapi_swallowing_errors(calls)
     app.add_middleware(ASGIGuard, verifier=Verifier("github", secrets=SECRET))
     assert _status(app) == "RuntimeError"
     assert _status(app) == 409
     assert calls == [1]
+
+
+@pytest.mark.parametrize("order", ["install-last", "install-first"])
+def test_asgi_guard_added_as_middleware_with_install_commits_what_a_catch_all_handler_answers(
+    order: str,
+) -> None:
+    """install() wraps Starlette's whole stack: the guard hands its delivery out when the endpoint
+    raises before answering, and the settler outside ServerErrorMiddleware commits it by the 200 the
+    sender got -- the replay is 409, processed once, whichever order the two calls come in."""
+    calls: list[int] = []
+    app = _fastapi_swallowing_errors(calls)
+    if order == "install-first":
+        install(app)
+    app.add_middleware(ASGIGuard, verifier=Verifier("github", secrets=SECRET))
+    if order == "install-last":
+        install(app)
+    assert _status(app) == "RuntimeError"  # the handler's 200 went out, then Starlette re-raised
+    assert _status(app) == 409
+    assert calls == [1]
+
+
+def test_with_install_an_endpoint_error_without_a_handler_still_releases() -> None:
+    """No catch-all handler: ServerErrorMiddleware answers 500, which the settler sees -- released,
+    so the sender's retry is processed (the hand-out changes nothing here)."""
+    calls: list[int] = []
+    app = FastAPI()
+
+    @app.post("/webhook")
+    async def webhook() -> PlainTextResponse:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("first attempt fails")
+        return PlainTextResponse("ok")
+
+    app.add_middleware(ASGIGuard, verifier=Verifier("github", secrets=SECRET))
+    install(app)
+    assert _status(app) == "RuntimeError"
+    assert _status(app) == 200  # the retry, processed
+    assert _status(app) == 409
+    assert calls == [1, 1]
+
+
+def test_fastapi_dependency_with_install_commits_what_a_catch_all_handler_answers() -> None:
+    """The same through the dependency: its delivery is settled by install()'s settler, which now
+    sees the catch-all handler's 200 (it was inside ServerErrorMiddleware and saw the raise)."""
+    calls: list[int] = []
+    app = FastAPI()
+    install(app)
+    dependency = VerifiedBodyDependency(verifier=Verifier("github", secrets=SECRET))
+
+    @app.exception_handler(Exception)
+    async def swallow(request: Any, exc: Exception) -> PlainTextResponse:
+        return PlainTextResponse("ignored", status_code=200)
+
+    @app.post("/webhook")
+    async def webhook(body: Annotated[VerifiedBody, Depends(dependency)]) -> PlainTextResponse:
+        calls.append(1)
+        raise RuntimeError("boom")
+
+    assert _status(app) == "RuntimeError"
+    assert _status(app) == 409
+    assert calls == [1]
+
+
+def test_a_settler_inside_the_guard_is_never_handed_a_delivery() -> None:
+    """Only a settler around the guard may settle for it: the guard reads the hand-out list before
+    its application runs. With the guard around an installed app, an inner settler's list would be
+    finished before the guard's hand-out -- the delivery would stay held (409 for the sender's retry
+    until the pending time lapsed). Here the endpoint raises and nothing answers 2xx: released."""
+    calls: list[int] = []
+    app = FastAPI()
+
+    @app.post("/webhook")
+    async def webhook() -> PlainTextResponse:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("first attempt fails")
+        return PlainTextResponse("ok")
+
+    install(app)
+    guard = ASGIGuard(app, verifier=Verifier("github", secrets=SECRET))
+    assert _status(guard) == "RuntimeError"
+    assert _status(guard) == 200
+    assert calls == [1, 1]

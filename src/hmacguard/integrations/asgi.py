@@ -72,6 +72,11 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 #: scope key under which the application finds the VerifiedBody.
 VERIFIED_KEY = "hmacguard.verified"
+#: scope key of the deliveries an outermost watch settles by the answer the client gets
+#: (:class:`~hmacguard.integrations.fastapi.DeliverySettler` around Starlette's whole stack): a
+#: guard whose application raises before answering hands its delivery there, because an exception
+#: handler outside every middleware (Starlette's ServerErrorMiddleware) may still answer 2xx.
+OUTERMOST_KEY = "hmacguard.outermost"
 _DROPPED = (b"content-length", b"content-encoding", b"transfer-encoding")
 
 
@@ -410,7 +415,7 @@ class AnswerWatch:
         self._pending = pending
         self._extra = extra_headers
         self._completion = ResponseCompletion()
-        self.status: int | None = None
+        self.status: int | None = None  # of the response start, once sent
 
     async def send(self, message: Message) -> None:
         if message.get("type") == "http.response.start":
@@ -441,6 +446,8 @@ async def call_verified(
         else None
     )
     watch = AnswerWatch(send, [accepted], extra)
+    # Read before the application runs: only a watch *around* this guard may settle for it.
+    outermost: list[Accepted] | None = scope.get(OUTERMOST_KEY)
     failed = True
     try:
         replay = replaying_receive(body, receive, guard.verifier.chunk_size)
@@ -448,7 +455,11 @@ async def call_verified(
         failed = False
     finally:
         try:
-            await watch.finish(failed=failed)
+            if failed and watch.status is None and outermost is not None:
+                # Raised before answering: what the client gets is decided further out.
+                outermost.append(accepted)
+            else:
+                await watch.finish(failed=failed)
         finally:
             body.close()
 
@@ -472,7 +483,10 @@ class ASGIGuard:
     and ``on_decision`` as for :class:`~hmacguard.guard.policy.Guard`; ``route_check``, an optional
     ``callable(scope) -> bool`` saying whether the framework would route a request to a protected
     view (asked when no spelling of the path matches; the Django integration passes one). Works
-    with ``app.add_middleware(ASGIGuard, ...)``.
+    with ``app.add_middleware(ASGIGuard, ...)``; on FastAPI / Starlette call
+    :func:`hmacguard.integrations.fastapi.install` too, or a catch-all exception handler's 2xx
+    (answered outside every added middleware) is seen as the endpoint's error, and the delivery
+    released.
 
     Trust model: which requests are protected is decided on every spelling of the routed path, the
     full path and ``root_path + path`` a router could route (:mod:`hmacguard.guard.paths`): wrap the

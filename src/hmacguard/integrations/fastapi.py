@@ -27,7 +27,8 @@ middleware's matching is described in :mod:`hmacguard.integrations.asgi`.
 
 Refusals raise :class:`GuardRejection`, an ``HTTPException`` carrying the status and headers
 (``Retry-After``, ``Connection: close``); :func:`install` renders it as RFC 9457 problem+json, as
-the middleware answers, and settles each delivery by the response status: its replay key is
+the middleware answers, and settles each delivery by the status the sender gets, from around
+Starlette's whole stack (a catch-all exception handler's answer included): its replay key is
 committed when the response is below 500 and released on a 5xx or an exception, so the sender's
 retry is processed. Without :func:`install` FastAPI's default handler still sends the right status
 and headers (the problem under ``detail``), and the dependency settles by itself: released when
@@ -50,6 +51,7 @@ from hmacguard.guard.problem import PROBLEM_CONTENT_TYPE, Problem
 from hmacguard.guard.ratelimit import RateLimiter
 from hmacguard.guard.verifier import VerifiedBody, Verifier
 from hmacguard.integrations.asgi import (
+    OUTERMOST_KEY,
     VERIFIED_KEY,
     AnswerWatch,
     Receive,
@@ -99,17 +101,42 @@ def add_problem_handler(app: FastAPI) -> None:
 
 
 def install(app: FastAPI) -> None:
-    """The documented set-up: :func:`add_problem_handler` and the :class:`DeliverySettler`."""
+    """The documented set-up: :func:`add_problem_handler`, and the :class:`DeliverySettler` around
+    the whole middleware stack.
+
+    Around it, not added with ``add_middleware``: Starlette runs a catch-all exception handler
+    (``Exception`` or 500) in ServerErrorMiddleware, outside every added middleware, so only from
+    there is the answer the sender gets seen -- a 200 from such a handler commits the delivery
+    (an ``ASGIGuard`` added with ``add_middleware`` hands its delivery out when the application
+    raises before answering, :data:`~hmacguard.integrations.asgi.OUTERMOST_KEY`). Starlette builds
+    that stack once, at the first request, with ``build_middleware_stack``: the one Starlette
+    method we wrap (tests/guard/frameworks/test_fastapi_private_api.py pins it).
+    """
+    if getattr(app, _INSTALLED, False):
+        return
+    if app.middleware_stack is not None:
+        raise RuntimeError("install(app) must run before the application starts")
     add_problem_handler(app)
-    app.add_middleware(DeliverySettler)
+    build = app.build_middleware_stack
+
+    def build_settled() -> Any:
+        return DeliverySettler(build())
+
+    app.build_middleware_stack = build_settled  # type: ignore[method-assign]
+    setattr(app, _INSTALLED, True)
+
+
+_INSTALLED = "_hmacguard_installed"
 
 
 class DeliverySettler:
     """Pure ASGI middleware: settles the deliveries a dependency verified by the response status.
 
-    Outermost, so it sees the status FastAPI's exception handlers produce (an unhandled error
-    becomes a 500 there): commit below 500, release otherwise or when no response started. Settled
-    as soon as the response is complete, so background tasks cannot change it.
+    :func:`install` puts it around Starlette's whole stack, so it sees the status the client gets,
+    whatever exception handler produced it (an unhandled error becomes a 500 there): commit below
+    500, release otherwise or when no response started. Settled as soon as the response is
+    complete, so background tasks cannot change it. It also settles the deliveries an
+    :class:`~hmacguard.ASGIGuard` inside hands out when its application raises before answering.
     """
 
     def __init__(self, app: Any) -> None:
@@ -121,6 +148,7 @@ class DeliverySettler:
             return
         pending: list[Accepted] = []
         scope[PENDING_KEY] = pending
+        scope[OUTERMOST_KEY] = pending
         watch = AnswerWatch(send, pending)
         failed = True
         try:

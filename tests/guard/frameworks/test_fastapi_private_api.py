@@ -1,6 +1,8 @@
-"""Pin for integrations/fastapi.py's one private Starlette name: ``Request._receive``, the channel
-``stream()`` / ``body()`` / ``json()`` read. The dependency points it at the verified body, chunk by
-chunk, so a spooled body is streamed from its file and never loaded whole by the guard."""
+"""Pins for what integrations/fastapi.py relies on in Starlette beyond its documented API:
+``Request._receive``, the channel ``stream()`` / ``body()`` / ``json()`` read (the dependency points
+it at the verified body, chunk by chunk, so a spooled body is streamed from its file and never
+loaded whole by the guard); and ``build_middleware_stack``, which Starlette calls once, at the first
+request, to build the stack ``install()`` wraps."""
 
 # No ``from __future__ import annotations``: FastAPI resolves the endpoint's annotations at run time.
 from typing import Annotated, Any
@@ -52,3 +54,31 @@ def test_a_spooled_body_streams_to_the_endpoint_in_chunks() -> None:
     response = asgi_request(app, payload, sign_body("github", SECRET, payload))
     assert response.status == 200 and response.json() == {"spooled": True, "size": 20_000}
     assert sum(chunk_sizes) == 20_000 and max(chunk_sizes) <= 4096
+
+
+def test_install_wraps_the_stack_starlette_builds_at_the_first_request() -> None:
+    from hmacguard.integrations.fastapi import DeliverySettler
+
+    app = FastAPI()
+    install(app)
+    install(app)  # twice: one settler
+    assert app.middleware_stack is None
+
+    @app.get("/")
+    async def root() -> dict[str, str]:
+        return {}
+
+    asgi_request(app, b"", {}, method="GET", path="/")
+    stack = app.middleware_stack
+    assert isinstance(stack, DeliverySettler)
+    assert not isinstance(stack.app, DeliverySettler)
+    assert type(stack.app).__name__ == "ServerErrorMiddleware"
+
+
+def test_install_after_the_first_request_is_refused() -> None:
+    import pytest
+
+    app = FastAPI()
+    asgi_request(app, b"", {}, method="GET", path="/")
+    with pytest.raises(RuntimeError, match="before the application starts"):
+        install(app)
