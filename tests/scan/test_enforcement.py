@@ -112,7 +112,12 @@ def test_enforcement_plan_counts_its_requests() -> None:
     assert phase.title.startswith("15 tiny requests")  # unsigned, forged, 2 siblings, 11 spellings
     signed = ScanTarget("http://127.0.0.1:1/webhook", scheme="stripe", secret="s")
     phase = next(p for p in plan_scan(signed, Budget(), memory=False).phases if p.name == "enforcement")
-    assert phase.title.startswith("19 tiny requests") and "stale timestamps" in phase.title
+    # + signed, replay, the replay respelled (Stripe's header has another spelling), stale x2
+    assert phase.title.startswith("20 tiny requests") and "stale timestamps" in phase.title
+    assert "a replay (and respelled)" in phase.title
+    github = ScanTarget("http://127.0.0.1:1/webhook", scheme="github", secret="s")
+    phase = next(p for p in plan_scan(github, Budget(), memory=False).phases if p.name == "enforcement")
+    assert phase.title.startswith("17 tiny requests") and "respelled" not in phase.title
 
 
 # -- the rules, on constructed probes ------------------------------------------------------------------
@@ -169,6 +174,14 @@ def test_replay_and_stale_timestamps() -> None:
     signed, replay = _probe(ProbeKind.SIGNED, 200), _probe(ProbeKind.REPLAY, 200)
     assert _found(signed, replay) == {"replay-accepted"}
     assert _found(signed, _probe(ProbeKind.REPLAY, 409)) == set()
+    # The identical replay refused, the same delivery respelled accepted: the header's text is kept.
+    respelled_ok, respelled_no = (
+        _probe(ProbeKind.REPLAY_RESPELLED, 200),
+        _probe(ProbeKind.REPLAY_RESPELLED, 409),
+    )
+    assert _found(signed, _probe(ProbeKind.REPLAY, 409), respelled_ok) == {"replay-accepted"}
+    assert _found(signed, _probe(ProbeKind.REPLAY, 409), respelled_no) == set()
+    assert _found(_probe(ProbeKind.SIGNED, 401), _probe(ProbeKind.REPLAY, 409), respelled_ok) == set()
     assert _found(_probe(ProbeKind.SIGNED, 401), _probe(ProbeKind.REPLAY, 200)) == set()
     past, ahead = _probe(ProbeKind.STALE_PAST, 200), _probe(ProbeKind.STALE_FUTURE, 400)
     assert _found(past, ahead) == {"stale-timestamp-accepted"}
@@ -268,3 +281,69 @@ def test_stale_timestamps_for_a_timestamped_scheme() -> None:
     stale = report.enforcement.of(ProbeKind.STALE_PAST, ProbeKind.STALE_FUTURE)
     assert [round((p.timestamp or 0) - started, -2) for p in stale] == [-3600, 3600]
     assert all(p.accepted for p in stale)
+
+
+def _stripe_remembering(key_of: str) -> Any:
+    """A Stripe receiver that verifies like Stripe's libraries and refuses a delivery it saw before,
+    remembering it by ``key_of``: the header's ``text``, or the ``signature`` value that verified."""
+    from hmacguard.schemes import get_scheme
+
+    scheme = get_scheme("stripe")
+    seen: set[str] = set()
+    inner = _wsgi.stripe_without_age_check()
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        header = environ.get("HTTP_STRIPE_SIGNATURE", "")
+        captured: list[str] = []
+
+        def capture(status: str, headers: Any) -> Any:
+            captured.append(status)
+            return start_response(status, headers)
+
+        if key_of == "text":
+            key = header
+        else:
+            try:
+                key = min(s.hex() for s in scheme.parse({"Stripe-Signature": header}).signatures)
+            except Exception:
+                key = header
+        if key in seen:
+            return _wsgi._answer(start_response, "409 Conflict", b"already processed")
+        out = list(inner(environ, capture))
+        if captured and captured[0].startswith("200"):
+            seen.add(key)
+        return out
+
+    return app
+
+
+@pytest.mark.parametrize(("key_of", "found"), [("text", True), ("signature", False)])
+def test_a_receiver_remembering_the_header_text_is_caught_by_the_respelled_replay(
+    key_of: str, found: bool
+) -> None:
+    with _wsgi.serve(_stripe_remembering(key_of)) as url:
+        report = run_scan(ScanTarget(url, scheme="stripe", secret=_wsgi.SECRET), QUICK, selection=ONLY)
+    assert report.enforcement is not None
+    answers = [(p.kind.value, p.exchange.status) for p in report.enforcement.of(
+        ProbeKind.SIGNED, ProbeKind.REPLAY, ProbeKind.REPLAY_RESPELLED
+    )]  # fmt: skip
+    assert answers == [("signed", 200), ("replay", 409), ("replay-respelled", 200 if found else 409)]
+    assert ("replay-accepted" in _rules(report)) is found
+
+
+def test_the_guard_on_stripe_refuses_the_respelled_replay() -> None:
+    """The same scan proves the fix: hmacguard's guard keys a Stripe delivery by its digest."""
+    from hmacguard import Verifier, WSGIGuard
+
+    def ok(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        _wsgi._body(environ)  # by its Content-Length: wsgiref's input never ends by itself
+        return _wsgi._answer(start_response, "200 OK", b"{}")
+
+    guard = WSGIGuard(ok, verifier=Verifier("stripe", secrets=_wsgi.SECRET), paths=["/webhook"])
+    with _wsgi.serve(guard) as url:
+        report = run_scan(ScanTarget(url, scheme="stripe", secret=_wsgi.SECRET), QUICK, selection=ONLY)
+    assert report.enforcement is not None
+    assert [
+        p.exchange.status for p in report.enforcement.of(ProbeKind.REPLAY, ProbeKind.REPLAY_RESPELLED)
+    ] == [409, 409]
+    assert not _rules(report) & ENFORCEMENT_RULES

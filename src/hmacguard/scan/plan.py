@@ -80,7 +80,13 @@ def enforcement_requests(target: ScanTarget) -> int:
     base = 2 + 2 + len(path_spellings(target.parsed().path))  # unsigned, forged, 2 siblings, spellings
     if target.secret is None:
         return base
-    return base + 2 + (2 if target.signature_scheme().timestamped else 0)  # signed + replay, stale x2
+    respelled = 1 if _respellable(target) else 0
+    # signed + replay (+ the replay respelled, when refused), stale x2
+    return base + 2 + respelled + (2 if target.signature_scheme().timestamped else 0)
+
+
+def _respellable(target: ScanTarget) -> bool:
+    return target.signature_scheme().respellable
 
 
 @dataclass(frozen=True)
@@ -150,7 +156,9 @@ def plan_scan(
     event = len(target.probe_body or probe_event(target.effective_content_type, "0" * 12))
     enforcing = enforcement_requests(target)
     signed_part = (
-        "; signed: a replay" + (" and stale timestamps" if target.signature_scheme().timestamped else "")
+        "; signed: a replay"
+        + (" (and respelled)" if _respellable(target) else "")
+        + (" and stale timestamps" if target.signature_scheme().timestamped else "")
         if target.signed
         else ""
     )

@@ -184,6 +184,9 @@ class Scheme(ABC):
     ) -> dict[str, str]:
         """Signature headers for the given digests (``{algorithm: digest}``)."""
 
+    #: Whether :meth:`respelled` gives another spelling of the signature header.
+    respellable: bool = False
+
     def respelled(self, headers: Mapping[str, str]) -> dict[str, str] | None:
         """The same signed ``headers`` (as :meth:`render` wrote them), the signature header spelled
         another way every receiver of the scheme must accept -- an entry its verifiers skip added --

@@ -88,6 +88,8 @@ class StandardWebhooksScheme(Scheme):
             "webhook-signature": f"v1,{sig}",
         }
 
+    respellable = True
+
     def respelled(self, headers: Mapping[str, str]) -> dict[str, str] | None:
         # An asymmetric (v1a) entry after the v1: HMAC verifiers skip every version but v1.
         out = dict(headers)

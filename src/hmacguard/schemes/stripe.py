@@ -60,6 +60,8 @@ class StripeScheme(Scheme):
     ) -> dict[str, str]:
         return {self.header: f"t={timestamp},v1={digests['sha256'].hex()}"}
 
+    respellable = True
+
     def respelled(self, headers: Mapping[str, str]) -> dict[str, str] | None:
         # A v0 entry (Stripe's test-mode scheme) after the v1: Stripe's libraries read only v1.
         out = dict(headers)
