@@ -144,3 +144,23 @@ def test_two_workers_on_one_redis_read_one_of_eight_concurrent_uploads() -> None
     ) as server:  # fmt: skip
         statuses = _held_uploads(server.port, CONCURRENT)
     assert sorted(statuses, key=str) == [200] + [429] * (CONCURRENT - 1), statuses
+
+
+def test_a_refused_admission_releases_its_bytes_even_when_undoing_the_other_count_fails() -> None:
+    """The failure budget refuses after both counts were taken; undoing the request count then fails
+    (a store gone): the bytes reservation is still released -- each count is undone on its own."""
+    from hmacguard import StoreUnavailable
+
+    limiter = RateLimiter(limit=None, bytes_limit=f"{BYTES_PER_MINUTE}/minute", failure_limit="1/minute")
+    limiter.record_failure("k")  # the failure budget is spent: the next admission is refused
+    count = limiter._count_in_flight
+
+    def failing_undo(key: str, delta: int, counter: str = "in-flight") -> int | None:
+        if counter == "in-flight" and delta < 0:
+            raise StoreUnavailable("rate-limit store unavailable")
+        return count(key, delta, counter)
+
+    limiter._count_in_flight = failing_undo  # type: ignore[method-assign]
+    with pytest.raises(RateLimited):
+        limiter.admit("k", declared_bytes=UPLOAD)
+    assert limiter._in_flight("k", 0, "in-flight-bytes") == 0

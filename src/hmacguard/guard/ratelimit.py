@@ -317,10 +317,12 @@ class RateLimiter(StoreCalls):
             return RateState(key, tuple(self._remaining(key)), in_flight, reserved)
         except BaseException:
             # Refused, or the store failed after counting us: nobody will settle this admission.
-            with contextlib.suppress(RequestRejected):
-                if in_flight:
+            # Each count undone on its own: a store failing on one must not skip the other.
+            if in_flight:
+                with contextlib.suppress(RequestRejected):
                     self._count_in_flight(key, -1)
-                if reserved:
+            if reserved:
+                with contextlib.suppress(RequestRejected):
                     self._count_in_flight(key, -reserved, "in-flight-bytes")
             raise
 
