@@ -355,15 +355,15 @@ def test_asgi_cancelled_during_admission_does_not_leak_an_in_flight_count() -> N
     limiter = RateLimiter(limit=None, failure_limit="2/minute", storage="memory://")
     admit = limiter.admit
 
-    def slow_admit(key: str, *, declared_bytes: int | None) -> Any:
+    def slow_admit(key: str, *, declared_bytes: int | None, most_bytes: int | None = None) -> Any:
         time.sleep(0.2)
-        return admit(key, declared_bytes=declared_bytes)
+        return admit(key, declared_bytes=declared_bytes, most_bytes=most_bytes)
 
     limiter.admit = slow_admit  # type: ignore[method-assign]
     limiter.blocking = True  # as with a Redis storage: called in a worker thread
     guard = ASGIGuard(_ok_app, verifier=Verifier("github", secrets=SECRET), rate_limiter=limiter)
     _cancel_mid_store_call(guard, BODY)
-    assert limiter._in_flight("ip:127.0.0.1", 0) == 0  # settled: no longer counted in flight
+    assert limiter._in_flight("ip:127.0.0.1", 0, "in-flight") == 0  # settled: no longer counted in flight
 
 
 def _fastapi_swallowing_errors(calls: list[int]) -> FastAPI:
