@@ -399,7 +399,8 @@ def test_a_content_length_list_reserves_its_length() -> None:
     accepts (RFC 9110 8.6). Found a defect, fixed after this review's first commit: the policy did
     not read it, and as the header is present did not take the body for chunked either -- one byte
     was reserved, so concurrent uploads spelled so were all admitted and read (the overrun cb205b5
-    closes), wherever the server passes the header as sent (wsgiref, werkzeug's, in-process)."""
+    closes), wherever the server passes the header as sent (wsgiref, werkzeug's, in-process; not
+    gunicorn, which answers 400, nor uvicorn and hypercorn, whose h11 hands the app one value)."""
     limiter = _memory_limiter()
     seen: list[Any] = []
     body, headers = _signed(60_000)
@@ -421,16 +422,17 @@ def test_a_content_length_list_reserves_its_length() -> None:
     assert seen == [60_000, 429]
 
 
-def _asgi_guard(limiter: RateLimiter, *, body_timeout: float = 5.0) -> ASGIGuard:
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        more = True
-        while more:
-            more = (await receive()).get("more_body", False)
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b"ok"})
+async def _drain_app(scope: Any, receive: Any, send: Any) -> None:
+    more = True
+    while more:
+        more = (await receive()).get("more_body", False)
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
 
+
+def _asgi_guard(limiter: RateLimiter, *, body_timeout: float = 5.0) -> ASGIGuard:
     verifier = Verifier("github", secrets=SECRET, max_body=50_000, body_timeout=body_timeout)
-    return ASGIGuard(app, verifier=verifier, rate_limiter=limiter, paths=["/webhook"])
+    return ASGIGuard(_drain_app, verifier=verifier, rate_limiter=limiter, paths=["/webhook"])
 
 
 @pytest.mark.parametrize("path", ["disconnect", "408", "413-chunked", "cancelled", "anyio-cancelled"])
@@ -567,6 +569,48 @@ def test_a_store_blip_while_settling_does_not_leak_the_reservation(fail_open: bo
         assert not limiter.breaker.is_open
         assert int(client.get("hmacguard/in-flight-bytes/k") or 0) == 0
         limiter.admit("k", declared_bytes=50_000)  # nothing running; at most 60,000 spent
+
+
+@pytest.mark.parametrize("cancel", ["twice", "anyio"])
+def test_a_request_cancelled_during_its_replay_hold_leaves_no_pending_hold(cancel: str) -> None:
+    """The same attack on the replay hold (a Redis SET NX run in a worker thread): had the decision
+    been closed while the hold still ran, the delivery would stay held, unsettled, for the pending
+    TTL (60 s) -- the sender's retries 409. Found the same defect as above (fixed with it)."""
+    with redis_server() as redis:
+        import redis as redis_py
+
+        client = redis_py.Redis.from_url(redis.url, socket_timeout=5)
+        store = RedisReplayStore(redis.url, timeout=3.0)
+        guard = ASGIGuard(_drain_app, verifier=Verifier("github", secrets=SECRET, replay=store))
+        body, headers = _signed(4_000)
+        raw = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+        raw.append((b"content-length", b"4000"))
+
+        async def send(message: dict[str, Any]) -> None:
+            pass
+
+        async def main() -> None:
+            client.execute_command("CLIENT", "PAUSE", "400", "WRITE")
+            request = guard(webhook_scope(raw), body_then_wait(body), send)
+            if cancel == "twice":
+                task = asyncio.ensure_future(request)
+                await asyncio.sleep(0.05)
+                task.cancel()
+                await asyncio.sleep(0.02)
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            else:
+                with anyio.move_on_after(0.05):
+                    await request
+            await asyncio.sleep(0.8)
+
+        try:
+            asyncio.run(main())
+            assert client.keys("hmacguard:replay:*") == []  # released: the retry is processed
+        finally:
+            store.close()
+            client.close()
 
 
 def test_fail_open_admission_without_a_count_releases_nothing_it_did_not_count() -> None:
