@@ -1,32 +1,31 @@
 """Adversarial review of c58f913, cb205b5 and 4a0635b: one test per promise, the attack that would
 break it. A test that finds a real defect is an ``xfail(strict=True)`` whose reason starts "BUG:";
-the others pass and record an attack that found nothing.
+the others pass and record an attack that found nothing (or a defect fixed since, said so).
 
 c58f913 -- "the replay key is the content's digest under the current secret, whichever secret
-matched": a delivery signed once per secret during a roll is processed once however its
-signatures are cut, reordered or padded (passes, three secrets, both of the guard's paths, WSGI and
-ASGI), and nested guards holding a key each still let a failed delivery's retry through. But the
-key now depends on which secret the *receiver* calls current, so a receiver's own rotation (a new
-secret put first, or the roll completed by flipping the order) gives every delivery processed
-before it a second key: the same captured delivery is processed again (xfail; before c58f913 the
-matched secret's digest did not change when the receiver added a secret).
+matched": a delivery signed under three live secrets is processed once however its signatures are
+cut, reordered, padded or repeated (passes: both of the guard's paths, WSGI and ASGI), and nested
+guards holding a key each still let a failed delivery's retry through. But the key now depends on
+which secret the *receiver* calls current: the receiver's own rotation gives every delivery
+processed before it a second key, and the same captured delivery is processed again (xfail; for
+GitHub a regression of c58f913).
 
-cb205b5 -- "uploads in flight reserve their bytes; settle releases the reservation": every exit
-of the request generator releases it in process (413, 408, client gone, framing, 401, 409,
-refusals by the failure and request budgets, an application that raises, a cancelled ASGI task)
-and under real gunicorn and uvicorn (passes). It leaks when the ASGI task is cancelled more than
-once while the admission runs in a worker thread (anyio's level cancellation, or two cancels), and
-when a store blip opens the circuit breaker while a request is being settled: the release is then
-refused by the breaker it went through (xfail, real redis-server). A leaked count is kept alive by
-every later admission of the client (the in-flight script's PEXPIRE), so it does not lapse under
-steady traffic (xfail). An empty request without Content-Length or Transfer-Encoding reserves the
-verifier's whole cap, as a chunked one (xfail, minor).
+cb205b5 -- "uploads in flight reserve their bytes; settle releases the reservation": every exit of
+the request generator releases it in process (413, 408, client gone, framing, 401, 409, refusals by
+the failure and request budgets, an application that raises, a cancelled ASGI task) and under real
+gunicorn and uvicorn (passes). Defects: a task cancelled twice (or by anyio's level cancellation)
+while a store call ran in its worker thread leaked what that call counted or held -- fixed in
+asgi._in_thread, tests pass; a Content-Length list ('60000, 60000') reserved one byte -- fixed in
+policy._declared_length, test passes; a store blip that opens the circuit breaker while a request
+is settled leaks its reservation (xfail, real redis-server), and a leaked count is kept alive by
+every later admission of the client (xfail); an empty request without Content-Length or
+Transfer-Encoding reserves the verifier's whole cap, as a chunked one (xfail, minor).
 
 4a0635b -- "Standard Webhooks ids are kept 28 h": a nested guard whose outer guard keeps keys for a
 shorter explicit TTL vouches for the outer hold through OuterHold.covers' timestamp clause -- which
 assumes a replay past the window is refused by its timestamp, untrue for a re-signed retry -- and
-retries are processed again (xfail); and the default MemoryReplayStore's 100,000-entry bound
-evicts ids well before 28 h at a delivery a second (xfail).
+the sender's retries are processed again (xfail); and the default MemoryReplayStore's 100,000-entry
+bound evicts ids well before 28 h at a delivery a second (xfail).
 """
 
 from __future__ import annotations
@@ -125,7 +124,8 @@ def test_a_delivery_signed_under_three_secrets_is_processed_once_however_it_is_s
     assert processed == [body]
 
 
-def test_asgi_takes_three_secret_spellings_once() -> None:
+@pytest.mark.parametrize("pieces", [1, 2], ids=["lane", "general"])
+def test_asgi_takes_three_secret_spellings_once(pieces: int) -> None:
     verifier = Verifier("stripe", secrets=[NEW, MID, OLD])
     processed: list[int] = []
 
@@ -140,7 +140,8 @@ def test_asgi_takes_three_secret_spellings_once() -> None:
     guard = ASGIGuard(app, verifier=verifier, paths=["/webhook"])
     body, now = _body(), int(time.time())
     spellings = _spellings(now, body)[:9]
-    statuses = [asgi_request(guard, [body[:7], body[7:]], h).status for h in spellings]
+    chunks = [body] if pieces == 1 else [body[:7], body[7:]]
+    statuses = [asgi_request(guard, chunks, h).status for h in spellings]
     assert statuses == [200] + [409] * (len(spellings) - 1)
     assert processed == [1]
 
@@ -165,10 +166,11 @@ def _stores(kind: str) -> Iterator[tuple[Any, Any]]:
 @pytest.mark.xfail(
     strict=True,
     reason="BUG: c58f913 keys a delivery by its digest under the receiver's *current* secret, so "
-    "the key changes when the receiver rotates (a new secret put first, or the order flipped to "
-    "finish a roll): a delivery processed before the change is processed again after it (200, "
-    "200), for GitHub for the whole 24 h TTL. Before c58f913 the matched secret's digest stayed "
-    "the same across the receiver's rotation (409).",
+    "the key changes when the receiver rotates: a delivery processed before the change is "
+    "processed again after it (200, 200) -- for GitHub for the whole 24 h TTL, a new secret put "
+    "first (a regression: before c58f913 the matched secret's digest did not change, 409); for "
+    "Stripe within the window, the order flipped to finish a roll (broken before c58f913 too). "
+    "A key that depends on the content alone (an unkeyed hash of the signed content) would hold.",
 )
 @pytest.mark.parametrize(
     ("scheme", "before", "after", "kind"),
@@ -549,8 +551,9 @@ def test_a_request_cancelled_during_its_admission_releases_what_it_counted(cance
     "spend (or any store call of the process) has just opened, so a Redis blip while a request "
     "is settled leaks its whole reservation (fail_open True or False alike): here 60,000 bytes "
     "stay in flight with nothing spent or running, and the client's next 50,000-byte upload is "
-    "refused 429. The release should not be dropped by the breaker (nor by the suppress() that "
-    "covers the failure count's release in admit()).",
+    "refused 429 (and, by the test below, for as long as it keeps sending). The failure count "
+    "leaked one unit the same way before cb205b5; a reservation is up to the whole budget. The "
+    "same holds for admit()'s undo after a refusal by a store that failed after counting.",
 )
 @pytest.mark.parametrize("fail_open", [False, True], ids=["fail-closed", "fail-open"])
 def test_a_store_blip_while_settling_does_not_leak_the_reservation(fail_open: bool) -> None:
@@ -632,12 +635,15 @@ def test_fail_open_admission_without_a_count_releases_nothing_it_did_not_count()
 
 @pytest.mark.xfail(
     strict=True,
-    reason="BUG: the comment in RateLimiter.__init__ promises that when a worker dies mid-request "
-    "'its count lapses with the key', but IN_FLIGHT_LUA re-arms the key's expiry on every "
-    "admission of the same client (refused ones included), so a dead worker's reservation -- up "
-    "to the whole bytes budget for a chunked upload -- never lapses while the client sends more "
-    "often than once per window (here: after 1.2 s the TTL is back to the full minute), and the "
-    "client is refused 429 for as long as it retries.",
+    reason="BUG (design, made costly by cb205b5): RateLimiter.__init__ says that when a worker "
+    "dies mid-request 'its count lapses with the key', but IN_FLIGHT_LUA re-arms the key's expiry "
+    "on every admission of the same client, refused ones included (deliberately: "
+    "test_review_budget.py::test_redis_in_flight_count_lives_while_traffic_touches_it), so a dead "
+    "worker's -- or any leaked -- reservation never lapses while the client sends more often than "
+    "once per window. For the failure count that was one unit; a bytes reservation is up to the "
+    "whole budget (a chunked upload), and the client is then refused 429 for as long as it "
+    "retries. Per-reservation deadlines (e.g. a sorted set scored by admission + body timeout) "
+    "would let live requests count and dead ones lapse.",
 )
 def test_a_dead_workers_reservation_lapses_under_steady_traffic() -> None:
     with _redis_limiter() as (limiter, client):
