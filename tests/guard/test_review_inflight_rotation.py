@@ -616,6 +616,47 @@ def test_a_request_cancelled_during_its_replay_hold_leaves_no_pending_hold(cance
             client.close()
 
 
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: the store-blip leak above, end to end under gunicorn (gthread) on a real "
+    "redis-server: Redis stalls for 1.2 s while a 60 KiB upload is settled (it is answered 503), "
+    "and once Redis and the breaker are back the client's next 50 KiB upload is refused 429 -- "
+    "nothing of its budget spent, nothing else in flight.",
+)
+def test_gunicorn_on_redis_serves_a_client_after_a_blip_while_its_upload_was_settled() -> None:
+    import redis as redis_py
+
+    body, later = b"a" * (60 * 1024), b"b" * (50 * 1024)
+    headers = Signer("github", secrets=SECRET).sign(body)
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    request = (
+        f"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\nConnection: close\r\n{head}\r\n"
+    )
+    with redis_server() as redis:
+        env = {"HMACGUARD_TEST_RL_STORAGE": redis.url, "HMACGUARD_TEST_BREAKER_RESET": "0.5"}
+        client = redis_py.Redis.from_url(redis.url, socket_timeout=5)
+        try:
+            with gunicorn(
+                "tests.guard._apps.review_inflight_apps:wsgi",
+                env,
+                workers=1,
+                worker_class="gthread",
+                threads=4,
+            ) as server:
+                with socket.create_connection(("127.0.0.1", server.port), timeout=10) as upload:
+                    upload.sendall(request.encode() + body[:1024])
+                    time.sleep(0.3)  # admitted: 60 KiB reserved
+                    client.execute_command("CLIENT", "PAUSE", "1200", "WRITE")
+                    upload.sendall(body[1024:])
+                    answer = upload.recv(65536)
+                assert answer.split(b" ", 2)[1] == b"503"  # the settle's spend timed out
+                time.sleep(1.5)  # Redis answers again; the breaker has closed
+                assert _upload(server.port, later) == 200
+        finally:
+            client.close()
+
+
 def test_fail_open_admission_without_a_count_releases_nothing_it_did_not_count() -> None:
     """Attack on fail-open storage returning None for the in-flight count: the request counted
     nothing, so its settle must not take another request's reservation away. Found nothing."""

@@ -1,9 +1,10 @@
 """Apps for tests/guard/test_review_inflight_rotation.py (real gunicorn and uvicorn).
 
-A bytes budget of 100,000 a minute per client (in the store named by ``HMACGUARD_TEST_RL_STORAGE``,
-default in process) and a failure budget, in front of an app that reads the verified body; the
-verifier's cap is 90,000 bytes (a chunked upload reserves 90,000) and its body
-timeout 1.5 s (so a 408 comes quickly).
+A bytes budget of 100,000 a minute per client and a failure budget, in the store named by
+``HMACGUARD_TEST_RL_STORAGE`` (default in process; its circuit breaker's reset time from
+``HMACGUARD_TEST_BREAKER_RESET``), in front of an app that reads the verified body; the verifier's
+cap is 90,000 bytes (a chunked upload reserves 90,000) and its body timeout 1.5 s (so a 408 comes
+quickly).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ def _limiter() -> RateLimiter:
         bytes_limit=f"{BYTES_PER_MINUTE}/minute",
         failure_limit="1000/minute",
         storage=os.environ.get("HMACGUARD_TEST_RL_STORAGE", "memory://"),
+        breaker_reset=float(os.environ.get("HMACGUARD_TEST_BREAKER_RESET", "5")),
     )
 
 
