@@ -22,10 +22,10 @@ every later admission of the client (xfail); an empty request without Content-Le
 Transfer-Encoding reserves the verifier's whole cap, as a chunked one (xfail, minor).
 
 4a0635b -- "Standard Webhooks ids are kept 28 h": a nested guard whose outer guard keeps keys for a
-shorter explicit TTL vouches for the outer hold through OuterHold.covers' timestamp clause -- which
+shorter explicit TTL vouched for the outer hold through OuterHold.covers' timestamp clause -- which
 assumes a replay past the window is refused by its timestamp, untrue for a re-signed retry -- and
-the sender's retries are processed again (xfail); and the default MemoryReplayStore's 100,000-entry
-bound evicts ids well before 28 h at a delivery a second (xfail).
+the sender's retries were processed again (fixed in Verifier.hold, tests pass); the default
+MemoryReplayStore's 100,000-entry bound evicts ids well before 28 h at a delivery a second (xfail).
 """
 
 from __future__ import annotations
@@ -782,30 +782,51 @@ def _sw_headers(clock: Clock, body: bytes, message_id: str) -> dict[str, str]:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: OuterHold.covers vouches for an outer hold kept only for the timestamp window "
-    "('after which it refuses a replay by its timestamp anyway') -- untrue for Standard Webhooks, "
-    "whose retries are re-signed with a fresh timestamp and the same id: an inner guard with the "
-    "new 28 h default takes no hold of its own under an outer guard keeping keys 361 s or 1 h, "
-    "and the sender's retries after that are processed again.",
-)
+@pytest.mark.parametrize("kind", ["wsgi", "asgi"])
 @pytest.mark.parametrize("outer_ttl", [361, HOUR])
-def test_a_nested_guard_keeps_a_processed_id_for_its_own_28_hours(outer_ttl: int) -> None:
+def test_a_nested_guard_keeps_a_processed_id_for_its_own_28_hours(outer_ttl: int, kind: str) -> None:
+    """Attack: nest a guard with the new 28 h default inside one keeping keys 361 s or 1 h, on one
+    store and one clock, and walk Svix's retry schedule. Found a defect, fixed after this review's
+    first commit: OuterHold.covers vouches for such an outer hold by its timestamp clause ('after
+    which it refuses a replay by its timestamp anyway') -- untrue for Standard Webhooks, whose
+    retries are re-signed with a fresh timestamp and the same id -- so the inner guard took no hold
+    of its own and the retries after the outer TTL were processed again. Verifier.hold now has the
+    outer guard commit the key for the inner guard's TTL when that is the longer."""
     clock = Clock()
     store = MemoryReplayStore(clock=clock)
     outer = Verifier("standard-webhooks", secrets=SW_SECRET, replay=store, clock=clock, replay_ttl=outer_ttl)
     inner = Verifier("standard-webhooks", secrets=SW_SECRET, replay=store, clock=clock)
     assert inner.replay_ttl == 28 * HOUR
     seen = Seen()
-    app = nested("wsgi", outer, inner, seen)
+    app = nested(kind, outer, inner, seen)
     body, start = _body(), clock.now
-    statuses = [post("wsgi", app, body, _sw_headers(clock, body, "msg_nested"))]
+    statuses = [post(kind, app, body, _sw_headers(clock, body, "msg_nested"))]
     for after in RETRIES:
         clock.now = start + after
-        statuses.append(post("wsgi", app, body, _sw_headers(clock, body, "msg_nested")))
+        statuses.append(post(kind, app, body, _sw_headers(clock, body, "msg_nested")))
     assert statuses == [200] + [409] * len(RETRIES)
     assert len(seen) == 1
+
+
+def test_nested_guards_on_one_redis_commit_the_id_for_the_inner_guards_28_hours() -> None:
+    """The same, on a real redis-server (two RedisReplayStores from one URL: the same keys)."""
+    import redis as redis_py
+
+    with redis_server() as redis:
+        outer_store, inner_store = RedisReplayStore(redis.url), RedisReplayStore(redis.url)
+        client = redis_py.Redis.from_url(redis.url, socket_timeout=5)
+        try:
+            outer = Verifier("standard-webhooks", secrets=SW_SECRET, replay=outer_store, replay_ttl=361)
+            inner = Verifier("standard-webhooks", secrets=SW_SECRET, replay=inner_store)
+            seen = Seen()
+            body = _body()
+            headers = Signer("standard-webhooks", secrets=SW_SECRET).sign(body, message_id="msg_redis")
+            assert post("wsgi", nested("wsgi", outer, inner, seen), body, headers) == 200
+            assert client.pttl("hmacguard:replay:standard-webhooks:id:msg_redis") > (28 * HOUR - 60) * 1000
+        finally:
+            outer_store.close()
+            inner_store.close()
+            client.close()
 
 
 @pytest.mark.xfail(
