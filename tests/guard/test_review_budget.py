@@ -63,7 +63,7 @@ def test_concurrent_admissions_from_many_threads_never_exceed_the_budget(strateg
     assert len(admitted) == 5
     for state in admitted:
         limiter.settle(state, 0, failed=False)
-    assert limiter._in_flight("k", 0) == 0
+    assert limiter._in_flight("k", 0, "in-flight") == 0
 
 
 class _Clock:
@@ -114,7 +114,7 @@ def test_redis_in_flight_count_never_goes_negative(redis: RedisServer) -> None:
     time.sleep(1.5)  # the key lapses; all three are still in flight
     for state in admitted:
         limiter.settle(state, 0, failed=False)  # verified fine: no failure spent
-    assert limiter._in_flight("k", 0) == 0
+    assert limiter._in_flight("k", 0, "in-flight") == 0
     # With the counter at -3, six concurrent requests fit a budget of three.
     assert len(_admit_all(limiter, "k", 10)) == 3
 
@@ -138,7 +138,7 @@ def test_an_admission_whose_store_fails_after_counting_it_in_flight_does_not_lea
     with pytest.raises(StoreUnavailable):
         limiter.admit("k", declared_bytes=None)
     time.sleep(0.1)  # the breaker closes again
-    assert limiter._in_flight("k", 0) == 0
+    assert limiter._in_flight("k", 0, "in-flight") == 0
 
 
 @pytest.mark.redis
@@ -153,5 +153,5 @@ def test_redis_in_flight_count_lives_while_traffic_touches_it(redis: RedisServer
         (state,) = _admit_all(limiter, "k", 1)
         limiter.settle(state, 0, failed=False)
         time.sleep(0.3)
-    assert limiter._in_flight("k", 0) == 2  # the two long ones are still counted
+    assert limiter._in_flight("k", 0, "in-flight") == 2  # the two long ones are still counted
     assert len(_admit_all(limiter, "k", 5)) == 1

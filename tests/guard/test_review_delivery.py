@@ -363,7 +363,7 @@ def test_asgi_cancelled_during_admission_does_not_leak_an_in_flight_count() -> N
     limiter.blocking = True  # as with a Redis storage: called in a worker thread
     guard = ASGIGuard(_ok_app, verifier=Verifier("github", secrets=SECRET), rate_limiter=limiter)
     _cancel_mid_store_call(guard, BODY)
-    assert limiter._in_flight("ip:127.0.0.1", 0) == 0  # settled: no longer counted in flight
+    assert limiter._in_flight("ip:127.0.0.1", 0, "in-flight") == 0  # settled: no longer counted in flight
 
 
 def _fastapi_swallowing_errors(calls: list[int]) -> FastAPI:

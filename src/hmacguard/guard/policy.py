@@ -33,6 +33,7 @@ from collections.abc import Callable, Generator, Iterable
 from typing import Any
 
 from hmacguard.errors import ConfigurationError, RequestRejected
+from hmacguard.guard.body import parse_content_length
 from hmacguard.guard.breaker import noting_failures_open
 from hmacguard.guard.decision import ACCEPTED, Decision, DecisionSink, DecisionSinks
 from hmacguard.guard.lane import SingleReadLane
@@ -400,8 +401,17 @@ def _declared_length(raw: str | None, max_body: int) -> int | None:
 
     More than the cap is never charged up front (an oversized body gets its 413, not a 429), and
     no text reaches ``int()`` unless it is a short run of ASCII digits ("²" passes isdigit(), and
-    thousands of digits make int() raise).
+    thousands of digits make int() raise). Any other spelling begin() accepts -- a list of one
+    value repeated, ``"60000, 60000"`` -- is read as begin() reads it (``parse_content_length``):
+    taken for no length at all, it reserved one byte and let concurrent uploads past the bytes
+    budget (tests/guard/test_review_inflight_rotation.py). One begin() refuses is ``None``.
     """
     if raw and len(raw) <= _MAX_LENGTH_DIGITS and raw.isascii() and raw.isdigit():
         return min(int(raw), max_body + 1)
-    return None
+    if raw is None:
+        return None
+    try:
+        length = parse_content_length(raw)
+    except RequestRejected:
+        return None
+    return None if length is None else min(length, max_body + 1)

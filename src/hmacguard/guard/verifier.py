@@ -535,8 +535,11 @@ class Verifier:
         verify separately). When this key is taken *by that very hold* -- the same key, in a store
         holding the same keys, still under its token -- and that guard keeps it at least as long as
         this one would (:meth:`OuterHold.covers`), the request is not a replay: nothing more is held,
-        and the outer guard settles it. Otherwise the 409 stands (and the outer guard, seeing an
-        answer below 500, commits the delivery: give a nested guard a replay store of its own).
+        and the outer guard settles it -- committing the key for this guard's ``replay_ttl`` when
+        that is the longer (a hold covered by the timestamp window alone is not enough for a scheme
+        whose retries are re-signed with the same message id, tests/guard/test_review_inflight_rotation.py).
+        Otherwise the 409 stands (and the outer guard, seeing an answer below 500, commits the
+        delivery: give a nested guard a replay store of its own).
         """
         key = verification.replay_key
         if key is None:
@@ -545,6 +548,9 @@ class Verifier:
             return self.hold_key(key)
         except ReplayDetected:
             if outer is not None and outer.covers(self, key):
+                held = outer.delivery
+                if held.ttl < self.replay_ttl:
+                    held.ttl = self.replay_ttl
                 return None
             raise
 

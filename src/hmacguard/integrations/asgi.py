@@ -194,12 +194,18 @@ async def _in_thread(func: Callable[[], Any]) -> Any:
     """``func()`` in a worker thread. If the request is cancelled meanwhile, the call still runs to
     its end (a thread cannot be stopped) and is waited for before the cancellation goes on, so that
     what it did -- an admission counted in flight, a delivery held -- is undone when the decision is
-    closed, instead of lingering until it lapses."""
+    closed, instead of lingering until it lapses. Waited for however often the cancellation comes:
+    a second ``cancel()``, or anyio's cancel scopes, which deliver it again at every await while
+    the scope is cancelled (tests/guard/test_review_inflight_rotation.py)."""
     call = asyncio.ensure_future(asyncio.to_thread(func))
     try:
         return await asyncio.shield(call)
     except asyncio.CancelledError:
-        await asyncio.wait([call])
+        while not call.done():
+            try:
+                await asyncio.wait([call])
+            except asyncio.CancelledError:
+                continue
         raise
 
 
