@@ -41,20 +41,23 @@ def _on_one_store(
 @pytest.mark.parametrize("kind", ["wsgi", "asgi"])
 def test_two_verifiers_on_one_store_take_one_hold(kind: str) -> None:
     """The two verifiers' current secrets agree (B), so their replay keys do: the inner one sees
-    the outer one's hold and takes no second hold of the same key (which would answer 409)."""
+    the outer one's hold and takes no second hold of the same key (which would answer 409). The
+    store has the outer guard's two keys (the content under B and under A), no more."""
     seen = Seen()
     app, store = _on_one_store(kind, seen, outer_secrets=[B, A])
     body, headers = _delivery(B)
     assert post(kind, app, body, headers) == 200
     assert post(kind, app, body, headers) == 409
     assert seen == [(body, 0)]
-    assert len(store) == 1
+    assert len(store) == 2
 
 
 @pytest.mark.parametrize("kind", ["wsgi", "asgi"])
 def test_two_verifiers_with_other_current_secrets_hold_a_key_each(kind: str) -> None:
     """A replay key is the content's digest under the verifier's current secret (A outside, B
-    inside), so the two hold a key each: verified again, processed once, the replay refused."""
+    inside), and the outer guard holds the content under its other secret (B) too: the inner one
+    finds its key held by that very hold and takes none. Verified again, processed once, the
+    replay refused."""
     seen = Seen()
     app, store = _on_one_store(kind, seen)
     body, headers = _delivery(B)

@@ -163,15 +163,6 @@ def _stores(kind: str) -> Iterator[tuple[Any, Any]]:
                 after.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: c58f913 keys a delivery by its digest under the receiver's *current* secret, so "
-    "the key changes when the receiver rotates: a delivery processed before the change is "
-    "processed again after it (200, 200) -- for GitHub for the whole 24 h TTL, a new secret put "
-    "first (a regression: before c58f913 the matched secret's digest did not change, 409); for "
-    "Stripe within the window, the order flipped to finish a roll (broken before c58f913 too). "
-    "A key that depends on the content alone (an unkeyed hash of the signed content) would hold.",
-)
 @pytest.mark.parametrize(
     ("scheme", "before", "after", "kind"),
     [

@@ -826,10 +826,14 @@ def test_nested_guards_on_one_redis_under_a_real_server(server: str) -> None:
             # iteration, after the last byte), so poll briefly, as for the release below.
             deadline = time.monotonic() + 5
             keys = client.keys("hmacguard:replay:*")
-            while not (len(keys) == 1 and client.get(keys[0]) == b"1") and time.monotonic() < deadline:
+            # Two keys: the outer guard holds the content under both of its secrets (B's, A's).
+            while (
+                not (len(keys) == 2 and all(client.get(k) == b"1" for k in keys))
+                and time.monotonic() < deadline
+            ):
                 time.sleep(0.02)
                 keys = client.keys("hmacguard:replay:*")
-            assert len(keys) == 1 and client.get(keys[0]) == b"1"
+            assert len(keys) == 2 and all(client.get(k) == b"1" for k in keys)
             assert client.pttl(keys[0]) > 3600 * 1000
 
             failing = _body()
@@ -837,9 +841,9 @@ def test_nested_guards_on_one_redis_under_a_real_server(server: str) -> None:
             assert _real_post(port, "/hooks/b/fail", failing, headers) == 500
             # Released (settled once the answer is out: poll briefly) -- the retry is deliverable.
             deadline = time.monotonic() + 5
-            while len(client.keys("hmacguard:replay:*")) != 1 and time.monotonic() < deadline:
+            while len(client.keys("hmacguard:replay:*")) != 2 and time.monotonic() < deadline:
                 time.sleep(0.02)
-            assert len(client.keys("hmacguard:replay:*")) == 1
+            assert len(client.keys("hmacguard:replay:*")) == 2
             assert _real_post(port, "/hooks/b/ok", failing, headers) == 200
 
             other = _body()

@@ -175,6 +175,7 @@ class SingleReadLane:
             if not _compare(digest, claim.signatures[0]):
                 return Handoff(body, started, checked_at)
             match = 0
+            earlier: tuple[str, ...] = ()
         else:
             macs = verifier.fresh_macs(claim)
             for mac in macs:
@@ -182,12 +183,17 @@ class SingleReadLane:
             match, digest = signature_match(macs, claim.signatures)
             if match < 0:
                 return Handoff(body, started, checked_at)
+            earlier = verifier.earlier_keys(claim, macs)
         if claim.timestamp is not None:
             try:
                 verifier.check_timestamp(claim)
             except RequestRejected:
                 return Handoff(body, started, checked_at)
-        delivery = None if verifier.replay is None else verifier.hold_key(verifier.replay_key(claim, digest))
+        delivery = (
+            None
+            if verifier.replay is None
+            else verifier.hold_key(verifier.replay_key(claim, digest), earlier)
+        )
         verified = VerifiedBody(
             _BytesIO(body), verifier.scheme.name, match, claim.timestamp, claim.message_id, len(body)
         )

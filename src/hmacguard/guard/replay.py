@@ -105,9 +105,14 @@ class Delivery:
     guard sets it when a decision sink listens, see
     :meth:`~hmacguard.guard.decision.DecisionSinks.settle_failed`), is told ``"commit"`` or
     ``"release"`` when that happens -- a store raising, or one configured to fail open passing it by.
+
+    ``also``: more ``(key, token)`` holds of the same delivery -- its keys under the receiver's other
+    secrets (:meth:`~hmacguard.guard.verifier.Verifier.hold_key`) -- settled the same way.
+    ``outer_keys``: keys of it a guard around this one holds for the same request, with that hold's
+    token: not this delivery's to settle, but what a guard further inside may find held.
     """
 
-    __slots__ = ("key", "on_failure", "settled", "store", "token", "ttl")
+    __slots__ = ("also", "key", "on_failure", "outer_keys", "settled", "store", "token", "ttl")
 
     def __init__(self, store: HoldingReplayStore, key: str, token: str, ttl: float) -> None:
         self.store = store
@@ -116,19 +121,36 @@ class Delivery:
         self.ttl = ttl
         self.settled = False
         self.on_failure: Callable[[str], None] | None = None
+        self.also: list[tuple[str, str]] | None = None
+        self.outer_keys: list[tuple[str, str]] | None = None
+
+    def token_for(self, key: str) -> str | None:
+        """The token under which ``key`` is held for this delivery (its own key, one of
+        :attr:`also` or of :attr:`outer_keys`), or ``None`` when it is none of them."""
+        if key == self.key:
+            return self.token
+        for pairs in (self.also, self.outer_keys):
+            for held, token in pairs or ():
+                if held == key:
+                    return token
+        return None
 
     @property
     def blocking(self) -> bool:
         return self.store.blocking
 
-    def still_held(self) -> bool:
-        """Whether the store still holds the key under this delivery's token (unsettled, not lapsed).
-        ``False`` when the store cannot tell (it has no ``holds``) or cannot answer."""
+    def still_held(self, key: str | None = None) -> bool:
+        """Whether the store still holds ``key`` (default: the delivery's key; or one of
+        :attr:`also`) under this delivery's token for it (unsettled, not lapsed). ``False`` when
+        the key is not this delivery's, or the store cannot tell (it has no ``holds``) or answer."""
         holds = getattr(self.store, "holds", None)
         if self.settled or holds is None:
             return False
+        token = self.token if key is None else self.token_for(key)
+        if token is None:
+            return False
         try:
-            return bool(holds(self.key, self.token))
+            return bool(holds(self.key if key is None else key, token))
         except Exception:  # a store that cannot answer: not known to be ours
             return False
 
@@ -144,6 +166,8 @@ class Delivery:
                 self.store.commit(self.key, self.token, self.ttl)
             else:
                 self.store.release(self.key, self.token)
+            if self.also:
+                self._apply_also(processed)
         except Exception as exc:  # the answer is already decided; a store error must not change it
             _log_settle_failure(processed, exc)
 
@@ -152,6 +176,15 @@ class Delivery:
             self.store.commit(self.key, self.token, self.ttl)
         else:
             self.store.release(self.key, self.token)
+        if self.also:
+            self._apply_also(processed)
+
+    def _apply_also(self, processed: bool) -> None:
+        for key, token in self.also or ():
+            if processed:
+                self.store.commit(key, token, self.ttl)
+            else:
+                self.store.release(key, token)
 
     def _settle_watched(self, processed: bool, report: Callable[[str], None]) -> None:
         # A store configured to fail open raises nothing when it cannot answer: it notes itself

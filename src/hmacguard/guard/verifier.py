@@ -294,6 +294,14 @@ class Verification:
             return None
         return self._verifier.replay_key(self.claim, self._digest)
 
+    @property
+    def earlier_replay_keys(self) -> tuple[str, ...]:
+        """The request's keys under the other configured secrets (see :meth:`Verifier.earlier_keys`);
+        empty until :meth:`finish` has succeeded."""
+        if self._result is None:
+            return ()
+        return self._verifier.earlier_keys(self.claim, self._macs)
+
     def abort(self) -> None:
         """Release the body, verified or not: the request is refused or abandoned (idempotent)."""
         self._whole = None
@@ -459,6 +467,20 @@ class Verifier:
             return f"{self.scheme.name}:id:{claim.message_id}"
         return self._digest_key_prefix + digest[:16].hex()
 
+    def earlier_keys(self, claim: SignatureClaim, macs: Sequence[Mac]) -> tuple[str, ...]:
+        """The keys the same content has under the other secrets (``macs``: one per secret, fed the
+        whole request, current first) -- a delivery one of them keyed while it was current.
+
+        The current secret's key alone changes when the receiver rotates (a new secret put first):
+        a delivery processed under the old order would be new under the next one. So a delivery is
+        held under the current key and refused when any earlier key is taken (:meth:`hold_key`).
+        A message id is one key whatever the secret: none then.
+        """
+        if len(macs) < 2 or (claim.message_id is not None and self.scheme.signs_message_id):
+            return ()
+        prefix = self._digest_key_prefix
+        return tuple(prefix + mac.digest()[:16].hex() for mac in macs[1:])
+
     def __repr__(self) -> str:
         return (
             f"Verifier({self.scheme.name!r}, secrets=<{len(self.keys)}>, max_body={self.max_body}, "
@@ -519,6 +541,8 @@ class Verifier:
         key = verification.replay_key
         if self.replay is not None and key is not None:
             self._reserve_key(self.replay, key)
+            for earlier in verification.earlier_replay_keys:
+                self._reserve_key(self.replay, earlier)
 
     def _reserve_key(self, store: ReplayStore, key: str) -> None:
         if not store.reserve(key, self.replay_ttl):
@@ -545,7 +569,7 @@ class Verifier:
         if key is None:
             return None
         try:
-            return self.hold_key(key)
+            return self.hold_key(key, verification.earlier_replay_keys, outer)
         except ReplayDetected:
             if outer is not None and outer.covers(self, key):
                 held = outer.delivery
@@ -554,19 +578,54 @@ class Verifier:
                 return None
             raise
 
-    def hold_key(self, key: str) -> Delivery | None:
-        """Hold replay ``key`` (see :meth:`hold`); the one place a hold is taken."""
+    def hold_key(
+        self, key: str, earlier: Sequence[str] = (), outer: OuterHold | None = None
+    ) -> Delivery | None:
+        """Hold replay ``key`` (see :meth:`hold`); the one place a hold is taken.
+
+        ``earlier``: the same content's keys under the other secrets (:meth:`earlier_keys`); any
+        of them taken is a replay too. They are held with ``key`` and settled with it (a
+        reserve-only store keeps them at once), so that a receiver still on the earlier order -- the
+        other half of a rolling deploy -- finds this delivery under its own current key. One held by
+        ``outer`` for this very request is no replay (and stays the outer guard's to settle).
+        """
         store = self.replay
         if store is None:
             return None
         if not self._holds:
             self._reserve_key(store, key)
+            for other in earlier:
+                self._reserve_key(store, other)
             return None
         holding: HoldingReplayStore = store  # type: ignore[assignment]
         token = holding.hold(key, self.replay_pending_ttl)
         if token is None:
             raise ReplayDetected("this delivery was already received")
-        return Delivery(holding, key, token, self.replay_ttl)
+        delivery = Delivery(holding, key, token, self.replay_ttl)
+        if earlier:
+            try:
+                self._hold_earlier(delivery, earlier, outer)
+            except BaseException:
+                delivery.settle(False)  # a replay, or a store that failed: release what was held
+                raise
+        return delivery
+
+    def _hold_earlier(self, delivery: Delivery, keys: Sequence[str], outer: OuterHold | None) -> None:
+        store = delivery.store
+        for other in keys:
+            token = store.hold(other, self.replay_pending_ttl)
+            if token is not None:
+                if delivery.also is None:
+                    delivery.also = []
+                delivery.also.append((other, token))
+            elif outer is not None and outer.covers(self, other):
+                held = outer.delivery.token_for(other)
+                if held is not None:  # for a guard further inside, which may find it held
+                    if delivery.outer_keys is None:
+                        delivery.outer_keys = []
+                    delivery.outer_keys.append((other, held))
+            else:
+                raise ReplayDetected("this delivery was already received (under an earlier secret)")
 
     # -- whole-request drivers ---------------------------------------------------------------------
     def verify(
@@ -648,9 +707,8 @@ class OuterHold(NamedTuple):
             and verifier.replay_ttl >= window
         )
         return (
-            delivery.key == key
-            and same_keys(delivery.store, inner.replay)
+            same_keys(delivery.store, inner.replay)
             and verifier.replay_pending_ttl >= inner.replay_pending_ttl
             and kept_long_enough
-            and delivery.still_held()
+            and delivery.still_held(key)  # one of its keys (the current secret's or an earlier one)
         )

@@ -37,3 +37,24 @@ async def _asgi_app(scope: Any, receive: Any, send: Any) -> None:
 
 wsgi = WSGIGuard(_wsgi_app, verifier=_verifier(), paths=["/webhook"])
 asgi = ASGIGuard(_asgi_app, verifier=_verifier(), paths=["/webhook"])
+
+
+def _github_rolling() -> WSGIGuard:
+    """GitHub's scheme with the secrets in ``HMACGUARD_TEST_SECRETS`` (comma-separated, current
+    first) on the Redis at ``HMACGUARD_TEST_REDIS``: one side of a rolling deploy of a rotation."""
+    import os
+
+    from hmacguard import RedisReplayStore
+
+    secrets = os.environ.get("HMACGUARD_TEST_SECRETS", OLD_SECRET).split(",")
+    replay = RedisReplayStore(os.environ.get("HMACGUARD_TEST_REDIS", "redis://127.0.0.1:6379/0"))
+    return WSGIGuard(
+        _wsgi_app, verifier=Verifier("github", secrets=secrets, replay=replay), paths=["/webhook"]
+    )
+
+
+def __getattr__(name: str) -> Any:
+    # Built on first use: importing the module for its secrets must not connect anywhere.
+    if name == "github_rolling":
+        return _github_rolling()
+    raise AttributeError(name)
