@@ -427,10 +427,8 @@ def test_asgi_guard_added_as_middleware_with_install_commits_what_a_catch_all_ha
     assert calls == [1]
 
 
-def test_with_install_an_endpoint_error_without_a_handler_still_releases() -> None:
-    """No catch-all handler: ServerErrorMiddleware answers 500, which the settler sees -- released,
-    so the sender's retry is processed (the hand-out changes nothing here)."""
-    calls: list[int] = []
+def _fastapi_failing_once(calls: list[int]) -> FastAPI:
+    """A FastAPI app whose endpoint raises the first time (no exception handler), then answers 200."""
     app = FastAPI()
 
     @app.post("/webhook")
@@ -440,6 +438,14 @@ def test_with_install_an_endpoint_error_without_a_handler_still_releases() -> No
             raise RuntimeError("first attempt fails")
         return PlainTextResponse("ok")
 
+    return app
+
+
+def test_with_install_an_endpoint_error_without_a_handler_still_releases() -> None:
+    """No catch-all handler: ServerErrorMiddleware answers 500, which the settler sees -- released,
+    so the sender's retry is processed (the hand-out changes nothing here)."""
+    calls: list[int] = []
+    app = _fastapi_failing_once(calls)
     app.add_middleware(ASGIGuard, verifier=Verifier("github", secrets=SECRET))
     install(app)
     assert _status(app) == "RuntimeError"
@@ -476,15 +482,7 @@ def test_a_settler_inside_the_guard_is_never_handed_a_delivery() -> None:
     finished before the guard's hand-out -- the delivery would stay held (409 for the sender's retry
     until the pending time lapsed). Here the endpoint raises and nothing answers 2xx: released."""
     calls: list[int] = []
-    app = FastAPI()
-
-    @app.post("/webhook")
-    async def webhook() -> PlainTextResponse:
-        calls.append(1)
-        if len(calls) == 1:
-            raise RuntimeError("first attempt fails")
-        return PlainTextResponse("ok")
-
+    app = _fastapi_failing_once(calls)
     install(app)
     guard = ASGIGuard(app, verifier=Verifier("github", secrets=SECRET))
     assert _status(guard) == "RuntimeError"
