@@ -164,3 +164,29 @@ def test_a_refused_admission_releases_its_bytes_even_when_undoing_the_other_coun
     with pytest.raises(RateLimited):
         limiter.admit("k", declared_bytes=UPLOAD)
     assert limiter._in_flight("k", 0, "in-flight-bytes") == 0
+
+
+def test_releases_the_store_could_not_take_are_owed_and_paid_at_the_next_call() -> None:
+    """A store that cannot take a request's release now (a blip, its breaker open): the decrement is
+    owed, summed per client and counter, and made at the next admission -- before it asks for room."""
+    from hmacguard import StoreUnavailable
+
+    limiter = RateLimiter(limit=None, bytes_limit=f"{BYTES_PER_MINUTE}/minute")
+    count = limiter._count_in_flight
+    down = {"now": False}
+
+    def flaky(key: str, delta: int, counter: str = "in-flight") -> int | None:
+        if down["now"] and delta < 0:
+            raise StoreUnavailable("rate-limit store unavailable")
+        return count(key, delta, counter)
+
+    limiter._count_in_flight = flaky  # type: ignore[method-assign]
+    first, second = (limiter.admit("k", declared_bytes=30_000) for _ in range(2))
+    down["now"] = True
+    limiter.settle(first, 0, failed=False)  # never raises for the release: it is owed
+    limiter.settle(second, 0, failed=False)
+    assert limiter._owed == {("k", "in-flight-bytes"): 60_000}
+    assert limiter._in_flight("k", 0, "in-flight-bytes") == 60_000
+    down["now"] = False
+    limiter.admit("k", declared_bytes=BYTES_PER_MINUTE)  # the whole budget: only once paid
+    assert limiter._owed == {}

@@ -44,14 +44,17 @@ verified, so a client can choose it: pair it with a per-client limiter when that
 Storage: ``"memory://"`` (per process), or Redis shared by workers and hosts -- one server
 (``"redis://host:port"``), a Cluster (``"redis+cluster://host:port,host:port"``) or Sentinel
 (``"redis+sentinel://host:port/service"``) -- or a ``limits`` storage object, or a redis-py client.
-A store that cannot be reached answers 503 (fail closed) unless ``fail_open=True``.
+A store that cannot be reached answers 503 (fail closed) unless ``fail_open=True``. A request that
+ends while the store cannot answer still leaves the in-flight counts: the worker owes the
+decrement and makes it at its next store call once the store answers (a worker killed before that
+leaves its count to lapse with the key).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
+import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -68,6 +71,9 @@ if TYPE_CHECKING:
     from hmacguard.http import RequestHead
 
 __all__ = ["RateLimiter", "RateState", "client_address"]
+
+#: Distinct (client, counter) decrements owed at most; past it a leaked count lapses with its key.
+_MAX_OWED = 10_000
 
 log = logging.getLogger(__name__)
 
@@ -220,6 +226,12 @@ class RateLimiter(StoreCalls):
         self._local_in_flight = None if self.blocking else local_counts(self._storage)
         self._redis_storage = lazy or isinstance(self._storage, limits_storage.RedisStorage)
         self._in_flight_lua: Any = None
+        # In-flight decrements the store could not take when a request ended (a blip, the breaker
+        # open), by (key, counter): paid at the next admission or settle once it answers again.
+        # Left unpaid, a leaked reservation would be kept alive by the client's own traffic
+        # (the counter's expiry is re-armed on every touch) and refuse it for as long as it sends.
+        self._owed: dict[tuple[str, str], int] = {}
+        self._owed_lock = threading.Lock()
 
     def _build(self) -> None:
         storage = self._build_storage()
@@ -277,6 +289,8 @@ class RateLimiter(StoreCalls):
         request is counted in flight until :meth:`settle` (see the module docstring); call that
         exactly once for every state this returns.
         """
+        if self._owed:
+            self._pay_owed()
         ids = (self.prefix,)
         requests = self._budgets.get("requests")
         if requests is not None and not self._call(
@@ -319,11 +333,9 @@ class RateLimiter(StoreCalls):
             # Refused, or the store failed after counting us: nobody will settle this admission.
             # Each count undone on its own: a store failing on one must not skip the other.
             if in_flight:
-                with contextlib.suppress(RequestRejected):
-                    self._count_in_flight(key, -1)
+                self._leave_in_flight(key, 1, "in-flight")
             if reserved:
-                with contextlib.suppress(RequestRejected):
-                    self._count_in_flight(key, -reserved, "in-flight-bytes")
+                self._leave_in_flight(key, reserved, "in-flight-bytes")
             raise
 
     def _count_in_flight(self, key: str, delta: int, counter: str = "in-flight") -> int | None:
@@ -362,17 +374,45 @@ class RateLimiter(StoreCalls):
         overrun the budget).
         """
         key = state.key
+        if self._owed:
+            self._pay_owed()
         try:
             self.spend_bytes(key, received)
             if failed:
                 self.record_failure(key)
         finally:
-            try:
-                if state.in_flight:
-                    self._count_in_flight(key, -1)
-            finally:
-                if state.bytes_in_flight:
-                    self._count_in_flight(key, -state.bytes_in_flight, "in-flight-bytes")
+            if state.in_flight:
+                self._leave_in_flight(key, 1, "in-flight")
+            if state.bytes_in_flight:
+                self._leave_in_flight(key, state.bytes_in_flight, "in-flight-bytes")
+
+    def _leave_in_flight(self, key: str, amount: int, counter: str) -> None:
+        """Take ``amount`` off one of the key's in-flight counts; when the store cannot answer now,
+        owe it (see ``_owed``). Never raises: the request's answer is decided."""
+        if self._try_decrement(key, amount, counter):
+            return
+        with self._owed_lock:
+            owed = self._owed
+            if len(owed) < _MAX_OWED or (key, counter) in owed:
+                owed[key, counter] = owed.get((key, counter), 0) + amount
+
+    def _try_decrement(self, key: str, amount: int, counter: str) -> bool:
+        try:
+            return self._count_in_flight(key, -amount, counter) is not None
+        except RequestRejected:  # the store failed (fail-closed), or its breaker is open
+            return False
+
+    def _pay_owed(self) -> None:
+        """Make the decrements owed, as far as the store answers (cheap while its breaker is open:
+        each call fails at once)."""
+        with self._owed_lock:
+            owed, self._owed = self._owed, {}
+        for position, ((key, counter), amount) in enumerate(owed.items()):
+            if not self._try_decrement(key, amount, counter):
+                with self._owed_lock:  # still down: keep the rest, with what was owed meanwhile
+                    for pair, rest in list(owed.items())[position:]:
+                        self._owed[pair] = self._owed.get(pair, 0) + rest
+                return
 
     def _remaining(self, key: str) -> list[tuple[str, int, int]]:
         out = []
