@@ -43,7 +43,7 @@ def test_json_carries_the_finding_and_every_enforcement_probe() -> None:
     report = lab_scan("flask-string-match-guard")
     data = json.loads(render_json(report))
     jsonschema.validate(data, SCAN_REPORT_SCHEMA)
-    assert data == envelope(report) and data["schema_version"] == "1.3"
+    assert data == envelope(report) and data["schema_version"] == "1.4"
     finding = next(f for f in data["findings"] if f["rule"] == RULE)
     assert (finding["severity"], finding["category"], finding["owasp"]) == (
         "critical", "Authentication", "API2:2023 Broken Authentication",
