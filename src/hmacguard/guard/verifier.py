@@ -391,6 +391,12 @@ class Verifier:
         self.scheme = get_scheme(scheme)
         #: HMAC keys, one per secret, current first.
         self.keys: tuple[bytes, ...] = tuple(self.scheme.key(s) for s in secret_list(secrets))
+        #: The indexes of :attr:`keys` after the first that are not a repeat of an earlier one: the
+        #: secrets whose digests are a delivery's earlier keys (a repeated key's would be the very
+        #: key already held for it, and refuse every delivery -- :meth:`earlier_keys`).
+        self._earlier_indexes = tuple(
+            i for i in range(1, len(self.keys)) if self.keys[i] not in self.keys[:i]
+        )
         self.max_body = validate_size("max_body", max_body)
         self.max_inflated_body = validate_size(
             "max_inflated_body", max_body if max_inflated_body is None else max_inflated_body
@@ -475,11 +481,12 @@ class Verifier:
         a delivery processed under the old order would be new under the next one. So a delivery is
         held under the current key and refused when any earlier key is taken (:meth:`hold_key`).
         A message id is one key whatever the secret: none then.
+        A secret listed twice (or as text and as bytes) is one key: counted once.
         """
         if len(macs) < 2 or (claim.message_id is not None and self.scheme.signs_message_id):
             return ()
         prefix = self._digest_key_prefix
-        return tuple(prefix + mac.digest()[:16].hex() for mac in macs[1:])
+        return tuple(prefix + macs[i].digest()[:16].hex() for i in self._earlier_indexes)
 
     def __repr__(self) -> str:
         return (
