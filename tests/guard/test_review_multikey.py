@@ -306,3 +306,61 @@ def test_two_copies_racing_on_two_rotated_receivers_sharing_redis_process_once()
         client = RedisReplayStore(server.url).client
         pending = [k for k in client.keys("hmacguard:replay:*") if client.get(k) != b"1"]
         assert pending == []
+
+
+# -- f35fb61's longer TTL and an earlier key covered by the outer hold ------------------------------
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _ttl_setup(inner_secrets: list[str]) -> tuple[Any, Any, _Clock, Seen]:
+    clock = _Clock()
+    store = MemoryReplayStore(clock=clock)
+    seen = Seen()
+    inner = WSGIGuard(
+        wsgi_app(seen),
+        verifier=Verifier("stripe", secrets=inner_secrets, tolerance=86400, replay=store, clock=clock),
+        paths=["/hooks/b"],
+    )
+    app = WSGIGuard(
+        inner, verifier=Verifier("stripe", secrets=[B], replay=store, clock=clock), paths=["/hooks/b"]
+    )
+    # A receiver on [B] alone, as long-tolerant as the inner guard, on the same store.
+    other = _guarded(Verifier("stripe", secrets=[B], tolerance=86400, replay=store, clock=clock), seen)
+    return app, other, clock, seen
+
+
+def test_a_covered_current_key_is_kept_for_the_inner_guards_ttl() -> None:
+    """f35fb61: the inner guard [B, A] (a day's tolerance) finds its current key B held by the outer
+    guard [B] (the default 361 s): that hold is committed for the inner guard's TTL, so a receiver on
+    [B] with the inner guard's tolerance refuses the delivery 400 s later."""
+    app, other, clock, seen = _ttl_setup([B, A])
+    body = b'{"id": "evt_review2_ttl_current"}'
+    headers = _stripe(int(clock.now), body, A, B)
+    assert _send(app, body, headers) == 200
+    clock.now += 400
+    assert _send(other, body, headers) == 409
+    assert len(seen) == 1
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG (minor): f35fb61 raises the outer hold's TTL to the inner guard's only when the inner "
+    "guard's *current* key is covered (Verifier.hold); when an *earlier* key is (Verifier._hold_earlier), "
+    "the outer guard commits it for its own shorter TTL: with the inner guard on [A, B] instead of "
+    "[B, A] the same delivery is processed again by the receiver on [B] 400 s later",
+)
+def test_a_covered_earlier_key_is_kept_for_the_inner_guards_ttl() -> None:
+    app, other, clock, seen = _ttl_setup([A, B])
+    body = b'{"id": "evt_review2_ttl_earlier"}'
+    headers = _stripe(int(clock.now), body, A, B)
+    assert _send(app, body, headers) == 200
+    clock.now += 400
+    assert _send(other, body, headers) == 409
+    assert len(seen) == 1
