@@ -626,6 +626,8 @@ class Verifier:
                     delivery.also = []
                 delivery.also.append((other, token))
             elif outer is not None and outer.covers(self, other):
+                if outer.delivery.ttl < self.replay_ttl:  # as for a covered current key (hold)
+                    outer.delivery.ttl = self.replay_ttl
                 held = outer.delivery.token_for(other)
                 if held is not None:  # for a guard further inside, which may find it held
                     if delivery.outer_keys is None:
