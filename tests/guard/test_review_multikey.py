@@ -8,6 +8,8 @@ nothing stays held after a refusal or a failure.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import hmac
 import threading
@@ -20,7 +22,7 @@ from hmacguard import MemoryReplayStore, RedisReplayStore, Verifier, WSGIGuard
 from hmacguard.errors import ReplayDetected, StoreUnavailable
 from hmacguard.schemes import sign_body
 
-from ._inprocess import call_wsgi, wsgi_environ
+from ._inprocess import asgi_request, body_then_wait, call_wsgi, webhook_scope, wsgi_environ
 from ._nesting import Seen, wsgi_app
 from ._servers import redis_server
 
@@ -361,3 +363,130 @@ def test_a_covered_earlier_key_is_kept_for_the_inner_guards_ttl() -> None:
     clock.now += 400
     assert _send(other, body, headers) == 409
     assert len(seen) == 1
+
+
+# -- 6145fde: install(app) settles from around Starlette's whole stack -------------------------------
+#
+# Promise: with install(app), a delivery whose endpoint raised is committed iff the client got a
+# complete answer below 500; nothing stays held after a refusal, a failure or a client that left.
+
+
+def _fastapi(
+    store: MemoryReplayStore, *, swallow: bool, install_here: bool = True
+) -> tuple[Any, dict[str, Any]]:
+    from fastapi import FastAPI
+    from fastapi.responses import PlainTextResponse
+
+    from hmacguard import ASGIGuard
+    from hmacguard.integrations.fastapi import install
+
+    state: dict[str, Any] = {"calls": 0, "fail": True, "started": None}
+    app = FastAPI()
+    if install_here:
+        install(app)
+    app.add_middleware(ASGIGuard, verifier=Verifier("github", secrets=A, replay=store), paths=["/webhook"])
+
+    if swallow:
+
+        @app.exception_handler(Exception)
+        async def swallowing(request: Any, exc: Exception) -> PlainTextResponse:
+            return PlainTextResponse("ignored", status_code=200)
+
+    @app.post("/webhook")
+    async def webhook() -> PlainTextResponse:
+        state["calls"] += 1
+        if state["started"] is not None:
+            state["started"].set()
+            await asyncio.sleep(3600)  # until the request is cancelled
+        if state["fail"]:
+            raise RuntimeError("the endpoint failed")
+        return PlainTextResponse("ok")
+
+    return app, state
+
+
+def _asgi_status(app: Any, body: bytes, headers: dict[str, str], path: str = "/webhook") -> int | str:
+    try:
+        return asgi_request(app, body, headers, path=path).status
+    except Exception as exc:
+        return type(exc).__name__
+
+
+@pytest.mark.parametrize("swallow", [True, False], ids=["catch-all-200", "no-handler-500"])
+def test_a_mounted_installed_sub_app_settles_by_what_the_client_gets(swallow: bool) -> None:
+    """The guard and a catch-all handler in a sub-app that calls install() too, mounted in an
+    installed FastAPI app: the sub-app's settler (the one around the guard) settles -- committed on
+    the handler's 200, released on the sub-app's own 500 (the sender's retry processed)."""
+    from fastapi import FastAPI
+
+    from hmacguard.integrations.fastapi import install
+
+    store = MemoryReplayStore()
+    sub, state = _fastapi(store, swallow=swallow)
+    outer = FastAPI()
+    install(outer)
+    outer.mount("/sub", sub)
+    body, headers = _delivery(A)
+    first = _asgi_status(outer, body, headers, "/sub/webhook")
+    assert first == "RuntimeError"
+    state["fail"] = False
+    again = _asgi_status(outer, body, headers, "/sub/webhook")
+    assert again == (409 if swallow else 200)
+    assert state["calls"] == (1 if swallow else 2)
+    assert all(token is None for _, token in store._entries.values())
+
+
+def test_install_on_the_outer_app_only_still_sees_the_sub_apps_500() -> None:
+    """Installed on the outer app only, the guard in a mounted sub-app with no handler: the sub-app's
+    ServerErrorMiddleware answers 500 before any outer handler can -- released, the retry processed."""
+    from fastapi import FastAPI
+    from fastapi.responses import PlainTextResponse
+
+    from hmacguard.integrations.fastapi import install
+
+    store = MemoryReplayStore()
+    sub, state = _fastapi(store, swallow=False, install_here=False)
+    outer = FastAPI()
+    install(outer)
+
+    @outer.exception_handler(Exception)
+    async def swallowing(request: Any, exc: Exception) -> PlainTextResponse:
+        return PlainTextResponse("ignored", status_code=200)
+
+    outer.mount("/sub", sub)
+    body, headers = _delivery(A)
+    assert _asgi_status(outer, body, headers, "/sub/webhook") == "RuntimeError"
+    state["fail"] = False
+    assert _asgi_status(outer, body, headers, "/sub/webhook") == 200
+    assert state["calls"] == 2
+
+
+@pytest.mark.parametrize("swallow", [True, False], ids=["catch-all-200", "no-handler-500"])
+def test_a_request_cancelled_before_the_endpoint_answers_is_released(swallow: bool) -> None:
+    """The client left (the server cancels the request task) while the endpoint ran: the guard hands
+    its delivery to install()'s settler, which releases it -- nothing left pending, the retry
+    processed."""
+    store = MemoryReplayStore()
+    app, state = _fastapi(store, swallow=swallow)
+    body, headers = _delivery(A)
+
+    async def run() -> None:
+        state["started"] = asyncio.Event()
+        raw = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+        raw.append((b"content-length", str(len(body)).encode()))
+        task = asyncio.ensure_future(app(webhook_scope(raw), body_then_wait(body), _ignore))
+        await state["started"].wait()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(run())
+    assert len(store) == 0
+    state["started"] = None
+    state["fail"] = False
+    assert _asgi_status(app, body, headers) == 200
+    assert _asgi_status(app, body, headers) == 409
+
+
+async def _ignore(message: Any) -> None:
+    pass
