@@ -490,3 +490,61 @@ def test_a_request_cancelled_before_the_endpoint_answers_is_released(swallow: bo
 
 async def _ignore(message: Any) -> None:
     pass
+
+
+class _SlowBlockingStore(MemoryReplayStore):
+    """A memory store that says it may block (so settles run in a worker thread), slow to release."""
+
+    blocking = True
+
+    def release(self, key: str, token: str) -> None:
+        time.sleep(0.3)
+        super().release(key, token)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG (6145fde): the guard's delivery, handed to install()'s settler when the request is "
+    "cancelled, is settled in AnswerWatch.finish's loop after the dependency's; a second cancellation "
+    "while the first settle waits on its worker thread ends the loop, and the guard's hold stays "
+    "pending (the sender's retries 409) until replay_pending_ttl. Before 6145fde the guard settled "
+    "its own delivery, shielded, in call_verified",
+)
+def test_a_request_cancelled_twice_releases_every_delivery_in_the_settlers_list() -> None:
+    from fastapi import Depends, FastAPI
+
+    from hmacguard import ASGIGuard, VerifiedBody
+    from hmacguard.integrations.fastapi import VerifiedBodyDependency, install
+
+    guard_store, dependency_store = _SlowBlockingStore(), _SlowBlockingStore()
+    app = FastAPI()
+    install(app)
+    app.add_middleware(
+        ASGIGuard, verifier=Verifier("github", secrets=A, replay=guard_store), paths=["/webhook"]
+    )
+    # Another verifier (its own store): it verifies again and holds a delivery of its own.
+    dependency = VerifiedBodyDependency(verifier=Verifier("github", secrets=[A], replay=dependency_store))
+    started = asyncio.Event()
+
+    async def webhook(body: VerifiedBody = Depends(dependency)) -> None:
+        started.set()
+        await asyncio.sleep(3600)
+
+    app.post("/webhook")(webhook)
+    body, headers = _delivery(A)
+    raw = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+    raw.append((b"content-length", str(len(body)).encode()))
+
+    async def run() -> None:
+        task = asyncio.ensure_future(app(webhook_scope(raw), body_then_wait(body), _ignore))
+        await started.wait()
+        task.cancel()
+        await asyncio.sleep(0.1)  # the first settle waits on its worker thread
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await asyncio.sleep(0.8)  # every worker thread done
+
+    asyncio.run(run())
+    assert len(dependency_store) == 0
+    assert len(guard_store) == 0
