@@ -502,15 +502,12 @@ class _SlowBlockingStore(MemoryReplayStore):
         super().release(key, token)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (6145fde): the guard's delivery, handed to install()'s settler when the request is "
-    "cancelled, is settled in AnswerWatch.finish's loop after the dependency's; a second cancellation "
-    "while the first settle waits on its worker thread ends the loop, and the guard's hold stays "
-    "pending (the sender's retries 409) until replay_pending_ttl. Before 6145fde the guard settled "
-    "its own delivery, shielded, in call_verified",
-)
 def test_a_request_cancelled_twice_releases_every_delivery_in_the_settlers_list() -> None:
+    """The guard's delivery, handed to install()'s settler when the request is cancelled, is settled
+    after the dependency's. A second cancellation while the first settle waited on its worker thread
+    ended AnswerWatch.finish's loop, and the guard's hold stayed pending (the sender's retries 409)
+    until replay_pending_ttl -- before 6145fde the guard settled its own, shielded (failed on
+    f348141; finish now settles every one through a cancellation)."""
     from fastapi import Depends, FastAPI
 
     from hmacguard import ASGIGuard, VerifiedBody

@@ -435,9 +435,20 @@ class AnswerWatch:
                 await settle(accepted, processed(self.status))
 
     async def finish(self, *, failed: bool) -> None:
-        """Settle what the answer did not (settling twice is a no-op)."""
+        """Settle what the answer did not (settling twice is a no-op).
+
+        Every one of them, through a cancellation: a request cancelled again while one settle
+        waits on its worker thread (which goes on, shielded) must not leave the next one held
+        -- a delivery a guard inside handed out comes after the dependency's, say.
+        """
+        cancelled: BaseException | None = None
         for accepted in self._pending:
-            await settle(accepted, not failed and processed(self.status))
+            try:
+                await settle(accepted, not failed and processed(self.status))
+            except asyncio.CancelledError as exc:
+                cancelled = exc
+        if cancelled is not None:
+            raise cancelled
 
 
 async def call_verified(
