@@ -545,3 +545,66 @@ def test_a_request_cancelled_twice_releases_every_delivery_in_the_settlers_list(
     asyncio.run(run())
     assert len(dependency_store) == 0
     assert len(guard_store) == 0
+
+
+class _SlowCommitStore(MemoryReplayStore):
+    blocking = True
+
+    def commit(self, key: str, token: str, ttl: float) -> None:
+        time.sleep(0.3)
+        super().commit(key, token, ttl)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: AnswerWatch.send settles its list one by one once the answer is complete; a "
+    "cancellation while the first commit waits on its worker thread ends the loop, and "
+    "finish(failed=True) then *releases* the rest though the client got the complete 200 (and "
+    "will not retry): a replay of it is processed again",
+)
+def test_a_request_cancelled_after_its_complete_answer_commits_every_delivery() -> None:
+    """Two dependencies (each its own verifier and store) in one installed route; the endpoint
+    answers 200, the settler commits the first delivery on its worker thread, and the request is
+    cancelled meanwhile: the client got the complete 200 and will not retry, so the second delivery
+    must be committed too -- not released by the settler's finish(failed=True)."""
+    from fastapi import Depends, FastAPI
+    from fastapi.responses import PlainTextResponse
+
+    from hmacguard import VerifiedBody
+    from hmacguard.integrations.fastapi import VerifiedBodyDependency, install
+
+    first_store, second_store = _SlowCommitStore(), _SlowCommitStore()
+    app = FastAPI()
+    install(app)
+    first = VerifiedBodyDependency(verifier=Verifier("github", secrets=A, replay=first_store))
+    second = VerifiedBodyDependency(verifier=Verifier("github", secrets=[A], replay=second_store))
+
+    async def webhook(
+        one: VerifiedBody = Depends(first),
+        two: VerifiedBody = Depends(second),
+    ) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    app.post("/webhook")(webhook)
+    body, headers = _delivery(A)
+    raw = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+    raw.append((b"content-length", str(len(body)).encode()))
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def run() -> None:
+        task = asyncio.ensure_future(app(webhook_scope(raw), body_then_wait(body), send))
+        while not any(m.get("type") == "http.response.body" for m in sent):
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)  # the first commit waits on its worker thread
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await asyncio.sleep(0.8)
+
+    asyncio.run(run())
+    assert sent[0]["status"] == 200
+    assert [token for _, token in first_store._entries.values()] == [None]
+    assert [token for _, token in second_store._entries.values()] == [None]
