@@ -163,16 +163,12 @@ def _two_workers_of_the_guard() -> Callable[..., Iterable[bytes]]:
     return balancer
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (wording, 55d1148): when the identical replay is refused and the respelled one "
-    "accepted, replay-accepted states as fact that the receiver 'remembers the header's text, not the "
-    "delivery'. The same answers come from a receiver that keys by the delivery but remembers it per "
-    "worker (hmacguard's own default MemoryReplayStore under several workers: the respelled replay "
-    "reached the other worker) -- whose fix is a shared store, not another key. The finding is right; "
-    "its diagnosis should say 'or per worker / for too short a time'",
-)
 def test_the_respelled_finding_does_not_blame_the_key_when_the_memory_is_per_worker() -> None:
+    """When the identical replay is refused and the respelled one accepted, replay-accepted stated as
+    fact that the receiver 'remembers the header's text, not the delivery'. The same answers come
+    from a receiver that keys by the delivery but remembers it per worker (hmacguard's own default
+    MemoryReplayStore under several workers), whose fix is a shared store, not another key. The
+    finding was right, its diagnosis too sure (failed on a58729a; it now names both)."""
     with _wsgi.serve(_two_workers_of_the_guard()) as url:
         report = run_scan(ScanTarget(url, scheme="stripe", secret=_wsgi.SECRET), QUICK, selection=ONLY)
     assert _answers(report) == [("signed", 200), ("replay", 409), ("replay-respelled", 200)]
