@@ -602,3 +602,98 @@ def test_a_request_cancelled_after_its_complete_answer_commits_every_delivery() 
     assert sent[0]["status"] == 200
     assert [token for _, token in first_store._entries.values()] == [None]
     assert [token for _, token in second_store._entries.values()] == [None]
+
+
+# -- Redis Cluster: one delivery's keys in several hash slots ----------------------------------------
+
+
+def test_on_a_cluster_both_orders_find_each_others_deliveries() -> None:
+    """The keys of one delivery fall in different slots, on different primaries: nothing multi-key
+    is asked of the Cluster (each hold is its own SET NX), and both orders of [A, B] find each
+    other's deliveries."""
+    from ._redis_topologies import redis_cluster
+
+    with redis_cluster(3) as cluster:
+        seen = Seen()
+        one = _guarded(Verifier("github", secrets=[A, B], replay=RedisReplayStore(cluster.url)), seen)
+        two = _guarded(Verifier("github", secrets=[B, A], replay=RedisReplayStore(cluster.url)), seen)
+        for first, second in ((one, two), (two, one)):
+            body, headers = _delivery(A)
+            assert [_send(first, body, headers), _send(second, body, headers)] == [200, 409]
+        assert len(seen) == 2
+
+
+BLIP = (
+    "BUG (ad7dead): the first store failure opens the Redis store's circuit breaker, so when holding a "
+    "later key fails, the release of the keys already held (hold_key -> delivery.settle(False)) is "
+    "refused by that breaker at once: the current key stays pending for replay_pending_ttl, and the "
+    "sender's retry after the blip (or after the node is back) is refused 409 instead of processed. "
+    "With one key (before ad7dead) a failed hold held nothing"
+)
+
+
+class _BlippingClient:
+    """A redis-py client whose n-th SET raises ConnectionError (a blip: the server stays up)."""
+
+    def __init__(self, client: Any, fail_on: int) -> None:
+        self._client = client
+        self._sets = 0
+        self._fail_on = fail_on
+
+    def set(self, *args: Any, **kwargs: Any) -> Any:
+        import redis
+
+        self._sets += 1
+        if self._sets == self._fail_on:
+            raise redis.ConnectionError("blip (review2)")
+        return self._client.set(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+@pytest.mark.xfail(strict=True, reason=BLIP)
+@pytest.mark.parametrize("chunked", [False, True], ids=["lane", "general"])
+def test_a_blip_on_a_later_key_leaves_nothing_held_on_redis(chunked: bool) -> None:
+    import redis
+
+    with redis_server() as server:
+        raw = redis.Redis(port=server.port)
+        store = RedisReplayStore(client=_BlippingClient(raw, fail_on=2), breaker_reset=0.2)
+        seen = Seen()
+        app = _guarded(Verifier("github", secrets=[A, B], replay=store), seen)
+        body, headers = _delivery(A)
+        assert _send(app, body, headers, chunked=chunked) == 503
+        held = {k: raw.get(k) for k in raw.keys("hmacguard:replay:*")}
+        time.sleep(0.3)  # the breaker closes again; the sender retries
+        assert held == {}
+        assert _send(app, body, headers, chunked=chunked) == 200
+
+
+@pytest.mark.xfail(strict=True, reason=BLIP + " -- here one Cluster primary down, the current key's alive")
+def test_on_a_cluster_a_node_down_under_an_earlier_key_leaves_the_current_key_free() -> None:
+    """With the primary that holds the content's key under B down, a delivery whose current key
+    lives on a live primary is refused 503 -- and its current key must be released, not left
+    pending."""
+    import redis
+    from redis.crc import key_slot
+
+    from ._redis_topologies import SLOTS, redis_cluster
+
+    prefix = "hmacguard:replay:"
+    with redis_cluster(3) as cluster:
+        share = SLOTS // 3
+
+        def node_of(key: str) -> int:
+            return min(key_slot((prefix + key).encode()) // share, 2)
+
+        one = _guarded(Verifier("github", secrets=[A, B], replay=RedisReplayStore(cluster.url)), Seen())
+        while True:  # a delivery whose keys under A and under B sit on different primaries
+            body, headers = _delivery(A)
+            current, earlier = _keys(Verifier("github", secrets=[A, B]), body, headers)
+            if node_of(current) != node_of(earlier):
+                break
+        cluster.kill(node_of(earlier))
+        assert _send(one, body, headers) == 503
+        live = redis.Redis(port=cluster.ports[node_of(current)])
+        assert live.get(prefix + current) is None
