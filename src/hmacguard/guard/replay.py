@@ -171,6 +171,21 @@ class Delivery:
         except Exception as exc:  # the answer is already decided; a store error must not change it
             _log_settle_failure(processed, exc)
 
+    def undo(self) -> None:
+        """Release every key held for this delivery at once: holding one of its later keys failed
+        (a replay, or a store that could not answer). Each key on its own, through the store's
+        ``release_now`` when it has one -- past a circuit breaker the failure has just opened, which
+        would refuse the release and leave the keys already held pending (the sender's retry 409)."""
+        if self.settled:
+            return
+        self.settled = True
+        release = getattr(self.store, "release_now", None) or self.store.release
+        for key, token in ((self.key, self.token), *(self.also or ())):
+            try:
+                release(key, token)
+            except Exception as exc:  # the refusal is already decided
+                _log_settle_failure(False, exc)
+
     def _apply(self, processed: bool) -> None:
         if processed:
             self.store.commit(self.key, self.token, self.ttl)
@@ -460,6 +475,12 @@ class RedisReplayStore(StoreCalls):
 
     def commit(self, key: str, token: str, ttl: float) -> None:
         self._call(lambda: self._script(0)(keys=[self.prefix + key], args=[token, _ms(ttl)]), None)
+
+    def release_now(self, key: str, token: str) -> None:
+        """:meth:`release`, past the circuit breaker (raising the client's errors): a delivery undoing
+        the holds it took before one of its later keys failed -- which may have just opened the
+        breaker, while the server that holds these keys answers (a blip; another Cluster node)."""
+        self._script(1)(keys=[self.prefix + key], args=[token])
 
     def release(self, key: str, token: str) -> None:
         self._call(lambda: self._script(1)(keys=[self.prefix + key], args=[token]), None)

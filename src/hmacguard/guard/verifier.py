@@ -613,7 +613,7 @@ class Verifier:
             try:
                 self._hold_earlier(delivery, earlier, outer)
             except BaseException:
-                delivery.settle(False)  # a replay, or a store that failed: release what was held
+                delivery.undo()  # a replay, or a store that failed: release what was held
                 raise
         return delivery
 
