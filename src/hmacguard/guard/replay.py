@@ -161,13 +161,13 @@ class Delivery:
         if self.on_failure is not None:
             self._settle_watched(processed, self.on_failure)
             return
-        try:  # _apply(), inlined: this is every accepted delivery's path
-            if processed:
+        try:  # _apply(), inlined for one key: this is every accepted delivery's path
+            if self.also:
+                self._apply(processed)
+            elif processed:
                 self.store.commit(self.key, self.token, self.ttl)
             else:
                 self.store.release(self.key, self.token)
-            if self.also:
-                self._apply_also(processed)
         except Exception as exc:  # the answer is already decided; a store error must not change it
             _log_settle_failure(processed, exc)
 
@@ -187,19 +187,19 @@ class Delivery:
                 _log_settle_failure(False, exc)
 
     def _apply(self, processed: bool) -> None:
-        if processed:
-            self.store.commit(self.key, self.token, self.ttl)
-        else:
-            self.store.release(self.key, self.token)
-        if self.also:
-            self._apply_also(processed)
-
-    def _apply_also(self, processed: bool) -> None:
-        for key, token in self.also or ():
-            if processed:
-                self.store.commit(key, token, self.ttl)
-            else:
-                self.store.release(key, token)
+        # Every key on its own: one that fails leaves the others settled; the first error is raised.
+        store = self.store
+        failed: Exception | None = None
+        for key, token in ((self.key, self.token), *(self.also or ())):
+            try:
+                if processed:
+                    store.commit(key, token, self.ttl)
+                else:
+                    store.release(key, token)
+            except Exception as exc:
+                failed = failed or exc
+        if failed is not None:
+            raise failed
 
     def _settle_watched(self, processed: bool, report: Callable[[str], None]) -> None:
         # A store configured to fail open raises nothing when it cannot answer: it notes itself
