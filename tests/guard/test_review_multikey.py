@@ -712,24 +712,29 @@ class _InterleavingStore(MemoryReplayStore):
         self.first_done: set[int] = set()
         self.interleave = True
 
-    def reserve(self, key: str, ttl: float) -> bool:
+    def _first(self) -> None:
         me = threading.get_ident()
-        answer = super().reserve(key, ttl)
         if self.interleave and me not in self.first_done:
             self.first_done.add(me)
             self.barrier.wait()
+
+    def reserve(self, key: str, ttl: float) -> bool:
+        answer = super().reserve(key, ttl)
+        self._first()
+        return answer
+
+    def hold(self, key: str, ttl: float) -> str | None:
+        answer = super().hold(key, ttl)
+        self._first()
         return answer
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (ad7dead, reserve path): Verifier.verify reserves the current key for good, then each "
-    "earlier key; two copies of one delivery verified at once under [A, B] and [B, A] each reserve "
-    "their own current key and find the other's taken -- both refused 409, and both keys stay "
-    "reserved for the replay TTL, so the sender's retry is refused too: the delivery is never "
-    "processed (with one key, one copy was). A reservation refused for an earlier key is not undone",
-)
 def test_two_copies_verified_at_once_under_two_orders_process_one() -> None:
+    """Verifier.verify reserved the current key for good, then each earlier key: two copies of one
+    delivery verified at once under [A, B] and [B, A] each reserved their own current key and found
+    the other's taken -- both refused 409, both keys kept for the replay TTL, the sender's retry
+    refused too: the delivery was never processed (failed on the commit before this one's fix; a
+    holding store now holds the keys together, undone on a refusal, then keeps them)."""
     from hmacguard.errors import RequestRejected
 
     store = _InterleavingStore()

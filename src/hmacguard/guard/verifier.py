@@ -546,10 +546,25 @@ class Verifier:
         :meth:`hold` instead, so that a delivery the application failed to process can be retried.
         """
         key = verification.replay_key
-        if self.replay is not None and key is not None:
-            self._reserve_key(self.replay, key)
-            for earlier in verification.earlier_replay_keys:
-                self._reserve_key(self.replay, earlier)
+        if self.replay is None or key is None:
+            return
+        earlier = verification.earlier_replay_keys
+        if earlier and self._holds:
+            # Held together, then kept: a refusal for an earlier key undoes the current one. Reserved
+            # one by one, two copies verified at once under two orders each kept its current key and
+            # found the other's taken -- both refused, and the sender's retry too, for the replay TTL.
+            delivery = self.hold_key(key, earlier)
+            if delivery is not None:
+                try:
+                    delivery._apply(True)
+                except BaseException:
+                    delivery.undo()
+                    raise
+                delivery.settled = True
+            return
+        self._reserve_key(self.replay, key)
+        for other in earlier:
+            self._reserve_key(self.replay, other)
 
     def _reserve_key(self, store: ReplayStore, key: str) -> None:
         if not store.reserve(key, self.replay_ttl):
