@@ -660,7 +660,9 @@ def test_a_blip_on_a_later_key_leaves_nothing_held_on_redis(chunked: bool) -> No
         body, headers = _delivery(A)
         assert _send(app, body, headers, chunked=chunked) == 503
         held = {k: raw.get(k) for k in raw.keys("hmacguard:replay:*")}
-        time.sleep(0.3)  # the breaker closes again; the sender retries
+        deadline = time.monotonic() + 10  # the breaker closes again (its reset_after); the sender retries
+        while store.breaker.is_open and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert held == {}
         assert _send(app, body, headers, chunked=chunked) == 200
 
