@@ -161,30 +161,45 @@ class Delivery:
         if self.on_failure is not None:
             self._settle_watched(processed, self.on_failure)
             return
-        try:  # _apply(), inlined: this is every accepted delivery's path
-            if processed:
+        try:  # _apply(), inlined for one key: this is every accepted delivery's path
+            if self.also:
+                self._apply(processed)
+            elif processed:
                 self.store.commit(self.key, self.token, self.ttl)
             else:
                 self.store.release(self.key, self.token)
-            if self.also:
-                self._apply_also(processed)
         except Exception as exc:  # the answer is already decided; a store error must not change it
             _log_settle_failure(processed, exc)
 
-    def _apply(self, processed: bool) -> None:
-        if processed:
-            self.store.commit(self.key, self.token, self.ttl)
-        else:
-            self.store.release(self.key, self.token)
-        if self.also:
-            self._apply_also(processed)
+    def undo(self) -> None:
+        """Release every key held for this delivery at once: holding one of its later keys failed
+        (a replay, or a store that could not answer). Each key on its own, through the store's
+        ``release_now`` when it has one -- past a circuit breaker the failure has just opened, which
+        would refuse the release and leave the keys already held pending (the sender's retry 409)."""
+        if self.settled:
+            return
+        self.settled = True
+        release = getattr(self.store, "release_now", None) or self.store.release
+        for key, token in ((self.key, self.token), *(self.also or ())):
+            try:
+                release(key, token)
+            except Exception as exc:  # the refusal is already decided
+                _log_settle_failure(False, exc)
 
-    def _apply_also(self, processed: bool) -> None:
-        for key, token in self.also or ():
-            if processed:
-                self.store.commit(key, token, self.ttl)
-            else:
-                self.store.release(key, token)
+    def _apply(self, processed: bool) -> None:
+        # Every key on its own: one that fails leaves the others settled; the first error is raised.
+        store = self.store
+        failed: Exception | None = None
+        for key, token in ((self.key, self.token), *(self.also or ())):
+            try:
+                if processed:
+                    store.commit(key, token, self.ttl)
+                else:
+                    store.release(key, token)
+            except Exception as exc:
+                failed = failed or exc
+        if failed is not None:
+            raise failed
 
     def _settle_watched(self, processed: bool, report: Callable[[str], None]) -> None:
         # A store configured to fail open raises nothing when it cannot answer: it notes itself
@@ -460,6 +475,12 @@ class RedisReplayStore(StoreCalls):
 
     def commit(self, key: str, token: str, ttl: float) -> None:
         self._call(lambda: self._script(0)(keys=[self.prefix + key], args=[token, _ms(ttl)]), None)
+
+    def release_now(self, key: str, token: str) -> None:
+        """:meth:`release`, past the circuit breaker (raising the client's errors): a delivery undoing
+        the holds it took before one of its later keys failed -- which may have just opened the
+        breaker, while the server that holds these keys answers (a blip; another Cluster node)."""
+        self._script(1)(keys=[self.prefix + key], args=[token])
 
     def release(self, key: str, token: str) -> None:
         self._call(lambda: self._script(1)(keys=[self.prefix + key], args=[token]), None)

@@ -391,6 +391,12 @@ class Verifier:
         self.scheme = get_scheme(scheme)
         #: HMAC keys, one per secret, current first.
         self.keys: tuple[bytes, ...] = tuple(self.scheme.key(s) for s in secret_list(secrets))
+        #: The indexes of :attr:`keys` after the first that are not a repeat of an earlier one: the
+        #: secrets whose digests are a delivery's earlier keys (a repeated key's would be the very
+        #: key already held for it, and refuse every delivery -- :meth:`earlier_keys`).
+        self._earlier_indexes = tuple(
+            i for i in range(1, len(self.keys)) if self.keys[i] not in self.keys[:i]
+        )
         self.max_body = validate_size("max_body", max_body)
         self.max_inflated_body = validate_size(
             "max_inflated_body", max_body if max_inflated_body is None else max_inflated_body
@@ -475,11 +481,12 @@ class Verifier:
         a delivery processed under the old order would be new under the next one. So a delivery is
         held under the current key and refused when any earlier key is taken (:meth:`hold_key`).
         A message id is one key whatever the secret: none then.
+        A secret listed twice (or as text and as bytes) is one key: counted once.
         """
         if len(macs) < 2 or (claim.message_id is not None and self.scheme.signs_message_id):
             return ()
         prefix = self._digest_key_prefix
-        return tuple(prefix + mac.digest()[:16].hex() for mac in macs[1:])
+        return tuple(prefix + macs[i].digest()[:16].hex() for i in self._earlier_indexes)
 
     def __repr__(self) -> str:
         return (
@@ -539,10 +546,25 @@ class Verifier:
         :meth:`hold` instead, so that a delivery the application failed to process can be retried.
         """
         key = verification.replay_key
-        if self.replay is not None and key is not None:
-            self._reserve_key(self.replay, key)
-            for earlier in verification.earlier_replay_keys:
-                self._reserve_key(self.replay, earlier)
+        if self.replay is None or key is None:
+            return
+        earlier = verification.earlier_replay_keys
+        if earlier and self._holds:
+            # Held together, then kept: a refusal for an earlier key undoes the current one. Reserved
+            # one by one, two copies verified at once under two orders each kept its current key and
+            # found the other's taken -- both refused, and the sender's retry too, for the replay TTL.
+            delivery = self.hold_key(key, earlier)
+            if delivery is not None:
+                try:
+                    delivery._apply(True)
+                except BaseException:
+                    delivery.undo()
+                    raise
+                delivery.settled = True
+            return
+        self._reserve_key(self.replay, key)
+        for other in earlier:
+            self._reserve_key(self.replay, other)
 
     def _reserve_key(self, store: ReplayStore, key: str) -> None:
         if not store.reserve(key, self.replay_ttl):
@@ -606,7 +628,7 @@ class Verifier:
             try:
                 self._hold_earlier(delivery, earlier, outer)
             except BaseException:
-                delivery.settle(False)  # a replay, or a store that failed: release what was held
+                delivery.undo()  # a replay, or a store that failed: release what was held
                 raise
         return delivery
 
@@ -619,6 +641,8 @@ class Verifier:
                     delivery.also = []
                 delivery.also.append((other, token))
             elif outer is not None and outer.covers(self, other):
+                if outer.delivery.ttl < self.replay_ttl:  # as for a covered current key (hold)
+                    outer.delivery.ttl = self.replay_ttl
                 held = outer.delivery.token_for(other)
                 if held is not None:  # for a guard further inside, which may find it held
                     if delivery.outer_keys is None:

@@ -422,6 +422,7 @@ class AnswerWatch:
         self._extra = extra_headers
         self._completion = ResponseCompletion()
         self.status: int | None = None  # of the response start, once sent
+        self._complete = False  # the whole answer went out: it, not a later failure, decides
 
     async def send(self, message: Message) -> None:
         if message.get("type") == "http.response.start":
@@ -431,13 +432,28 @@ class AnswerWatch:
                 message["headers"] = [*message.get("headers", ()), *self._extra]
         await self._send(message)
         if self._completion.completes(message):
+            self._complete = True
             for accepted in self._pending:
                 await settle(accepted, processed(self.status))
 
     async def finish(self, *, failed: bool) -> None:
-        """Settle what the answer did not (settling twice is a no-op)."""
+        """Settle what the answer did not (settling twice is a no-op).
+
+        Every one of them, through a cancellation: a request cancelled again while one settle
+        waits on its worker thread (which goes on, shielded) must not leave the next one held
+        -- a delivery a guard inside handed out comes after the dependency's, say. Once the whole
+        answer went out, it decides: a cancellation while :meth:`send` settled one of them (the
+        client has its answer, and will not retry) does not release the others.
+        """
+        done = processed(self.status) if self._complete else not failed and processed(self.status)
+        cancelled: BaseException | None = None
         for accepted in self._pending:
-            await settle(accepted, not failed and processed(self.status))
+            try:
+                await settle(accepted, done)
+            except asyncio.CancelledError as exc:
+                cancelled = exc
+        if cancelled is not None:
+            raise cancelled
 
 
 async def call_verified(

@@ -59,7 +59,8 @@ def check(facts: ScanFacts, result: EnforcementResult) -> Finding | None:
         "replay-accepted", facts,
         f"refused the identical replay ({statuses[1]}) but accepted the same delivery with its "
         f"signature header spelled another way ({respelled.exchange.status}): it remembers the header's "
-        "text, not the delivery",
+        "text, not the delivery -- or remembers deliveries per worker process, or only briefly (the "
+        "respelled replay reached another worker, or came later): keep them in one shared store",
         f"{answers}; again with an entry verifiers skip added to the signature header: "
         f"{respelled.exchange.status}",
         {**evidence, "replay_respelled": enforcement_brief(respelled)},
