@@ -110,19 +110,16 @@ def test_three_nested_guards_whose_keys_chain_process_once(secrets: list[list[st
     assert all(token is None for _, token in store._entries.values())  # all committed, none pending
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a nested guard finds only the keys of the innermost hold around it (HOLD_KEY is "
-    "replaced by each guard that holds): the outermost guard [A, B] holds the content under B, the "
-    "middle guard [C, A] holds its own key and records A only, so the innermost guard [B, A] finds "
-    "its current key B taken by a hold it cannot see and refuses a fresh delivery 409 -- which the "
-    "outer guards then commit (answer below 500): the delivery is never processed",
-)
 def test_three_nested_guards_where_the_middle_one_lacks_a_secret_of_the_outer_one() -> None:
+    """Was (strict xfail): the innermost guard [B, A] found its current key B held by the outermost
+    guard [A, B], a hold it could not see (the environ records the innermost hold only) -- 409 for a
+    fresh delivery, never processed. Fixed: each hold carries the keys held around it."""
     store = MemoryReplayStore()
     app, seen = _three([[A, B], [C, A], [B, A]], store)
     body, headers = _delivery(A)
     assert _send(app, body, headers) == 200
+    assert len(seen) == 1
+    assert _send(app, body, headers) == 409
     assert len(seen) == 1
 
 
@@ -133,14 +130,10 @@ def _stripe(timestamp: int, body: bytes, *secrets: str) -> dict[str, str]:
     return {"Stripe-Signature": f"t={timestamp},{sigs}", "Content-Type": "application/json"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: when a nested guard's current key is covered by the outer guard's hold, "
-    "Verifier.hold returns at once and never looks at the earlier keys: the inner guard [A, C] "
-    "does not notice that the content's key under C is taken (here by a receiver on [C] processing "
-    "the same Stripe delivery, signed under A and C mid-roll, right now) -- processed twice",
-)
 def test_a_covered_current_key_still_checks_the_earlier_keys() -> None:
+    """Was (strict xfail): when the outer guard's hold stood for the inner guard's current key, the
+    inner guard never looked at its earlier keys. Fixed: it holds those the outer hold lacks and
+    gives them to the outer guard to settle."""
     store = MemoryReplayStore()
     seen = Seen()
     inner = WSGIGuard(

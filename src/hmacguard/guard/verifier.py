@@ -22,6 +22,7 @@ timeout and the replay check) for callers that hold the body as bytes, a file or
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import io
 import time
@@ -590,13 +591,16 @@ class Verifier:
         key = verification.replay_key
         if key is None:
             return None
+        earlier = verification.earlier_replay_keys
         try:
-            return self.hold_key(key, verification.earlier_replay_keys, outer)
+            return self.hold_key(key, earlier, outer)
         except ReplayDetected:
             if outer is not None and outer.covers(self, key):
                 held = outer.delivery
                 if held.ttl < self.replay_ttl:
                     held.ttl = self.replay_ttl
+                if earlier:  # the outer guard may not know this guard's other secrets
+                    self._hold_earlier_for(outer, earlier)
                 return None
             raise
 
@@ -630,7 +634,41 @@ class Verifier:
             except BaseException:
                 delivery.undo()  # a replay, or a store that failed: release what was held
                 raise
+        if outer is not None and same_keys(outer.delivery.store, store):
+            # Every key held around this guard for this request, for a guard further inside (the
+            # environ records only the innermost hold): it may find any of them taken.
+            outer_held = outer.delivery
+            inherited = [
+                (outer_held.key, outer_held.token),
+                *(outer_held.also or ()),
+                *(outer_held.outer_keys or ()),
+            ]
+            delivery.outer_keys = [*(delivery.outer_keys or ()), *inherited]
         return delivery
+
+    def _hold_earlier_for(self, outer: OuterHold, keys: Sequence[str]) -> None:
+        """:meth:`_hold_earlier` when the outer guard's hold stands for this guard's current key:
+        the earlier keys the outer hold lacks are held here and given to it to settle (it settles
+        the delivery); any taken by another request is a replay, and what was held here is undone."""
+        delivery = outer.delivery
+        store = delivery.store
+        held_here: list[tuple[str, str]] = []
+        try:
+            for other in keys:
+                if delivery.token_for(other) is not None:
+                    continue  # the outer guard holds it for this very request
+                token = store.hold(other, self.replay_pending_ttl)
+                if token is None:
+                    raise ReplayDetected("this delivery was already received (under an earlier secret)")
+                held_here.append((other, token))
+        except BaseException:
+            release = getattr(store, "release_now", None) or store.release
+            for other, token in held_here:
+                with contextlib.suppress(Exception):
+                    release(other, token)
+            raise
+        if held_here:
+            delivery.also = [*(delivery.also or ()), *held_here]
 
     def _hold_earlier(self, delivery: Delivery, keys: Sequence[str], outer: OuterHold | None) -> None:
         store = delivery.store
