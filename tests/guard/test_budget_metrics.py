@@ -222,10 +222,14 @@ def test_gunicorn_multiprocess_a_worker_holding_a_body_without_a_spill_shows_it(
         try:
             expected = {IN_USE: 65536, LIMIT: limit, SPILLS: 0}
             deadline = time.monotonic() + 6
-            samples = budget_samples(client.get("/metrics").text)
+            scrape = client.get("/metrics")
+            assert scrape.status_code == 200, (scrape.text[:300], server.log())
+            samples = budget_samples(scrape.text)
             while samples != expected and time.monotonic() < deadline:
                 time.sleep(0.2)
-                samples = budget_samples(client.get("/metrics").text)
+                scrape = client.get("/metrics")
+                assert scrape.status_code == 200, (scrape.text[:300], server.log())
+                samples = budget_samples(scrape.text)
         finally:
             held.close()
         assert "Traceback" not in server.log()
