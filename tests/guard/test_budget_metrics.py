@@ -32,8 +32,8 @@ from ._budget_metrics import (
     SIGNER,
     SPILLS,
     budget_guard,
-    budget_samples,
     hold_a_body,
+    scrape,
     send,
 )
 from ._metrics import otel_points
@@ -160,13 +160,13 @@ def test_gunicorn_multiprocess_sums_the_workers_budgets(multiprocess_dir: str) -
             with ThreadPoolExecutor(4) as pool:  # at once: both workers answer some
                 pids = set(pool.map(post, range(12)))
             deadline = time.monotonic() + 10
-            samples = budget_samples(client.get("/metrics").text)
+            samples = scrape(client, server.log)
             expected = {IN_USE: 0, LIMIT: len(pids) * limit, SPILLS: 12}
             while samples != expected and time.monotonic() < deadline:
                 # Each worker writes its gauges within a second of its first decision or spill --
                 # a spill's write sees the bodies then in flight, the next one what is left.
                 time.sleep(0.2)
-                samples = budget_samples(client.get("/metrics").text)
+                samples = scrape(client, server.log)
         assert "Traceback" not in server.log()
     assert len(pids) == 2, "both workers answered"
     assert samples == {IN_USE: 0, LIMIT: 2 * limit, SPILLS: 12}
@@ -194,10 +194,10 @@ def test_gunicorn_multiprocess_a_worker_that_decided_nothing_shows_its_budget_sp
             held.append(hold_a_body(server.port, 70_000))
             expected = {IN_USE: 65536, LIMIT: limit, SPILLS: 1}
             deadline = time.monotonic() + 6
-            samples = budget_samples(client.get("/metrics").text)
+            samples = scrape(client, server.log)
             while samples != expected and time.monotonic() < deadline:
                 time.sleep(0.2)
-                samples = budget_samples(client.get("/metrics").text)
+                samples = scrape(client, server.log)
         finally:
             for connection in held:
                 connection.close()
@@ -222,14 +222,10 @@ def test_gunicorn_multiprocess_a_worker_holding_a_body_without_a_spill_shows_it(
         try:
             expected = {IN_USE: 65536, LIMIT: limit, SPILLS: 0}
             deadline = time.monotonic() + 6
-            scrape = client.get("/metrics")
-            assert scrape.status_code == 200, (scrape.text[:300], server.log())
-            samples = budget_samples(scrape.text)
+            samples = scrape(client, server.log)
             while samples != expected and time.monotonic() < deadline:
                 time.sleep(0.2)
-                scrape = client.get("/metrics")
-                assert scrape.status_code == 200, (scrape.text[:300], server.log())
-                samples = budget_samples(scrape.text)
+                samples = scrape(client, server.log)
         finally:
             held.close()
         assert "Traceback" not in server.log()

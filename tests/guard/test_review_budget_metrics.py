@@ -30,8 +30,8 @@ from ._budget_metrics import (
     SIGNER,
     SPILLS,
     budget_guard,
-    budget_samples,
     hold_a_body,
+    scrape,
     send,
 )
 from ._metrics import otel_points
@@ -133,7 +133,7 @@ def test_gunicorn_a_killed_workers_budget_leaves_the_sums(multiprocess_dir: str)
         def wait_for(expected: dict[str, float]) -> dict[str, float | None]:
             deadline = time.monotonic() + 6
             while True:
-                samples = budget_samples(client.get("/metrics").text)
+                samples = scrape(client, server.log)
                 got = {name: samples.get(name) for name in expected}
                 if got == expected or time.monotonic() > deadline:
                     return got
