@@ -307,27 +307,11 @@ class RateLimiter(StoreCalls):
                     size = max(1, declared_bytes)
                 else:  # as much as the cap allows, but never more than the whole budget
                     size = max(1, min(most_bytes or 0, int(volume.item.amount)))
-                # As for failures below: count our bytes in flight first, then ask for room for
-                # every reservation in flight, so concurrent uploads cannot all take the same room.
-                counted = self._count_in_flight(key, size, "in-flight-bytes")
-                reserved = size if counted is not None else 0
-                room = max(size, counted or 0)
-                if not self._call(
-                    lambda: self._limiter.test(volume.item, *ids, "bytes", key, cost=room), True
-                ):
-                    raise _exhausted("too many bytes", volume.name, self._retry_after(volume, key))
+                reserved = self._take_room(key, volume, size, "in-flight-bytes", "too many bytes")
             if failures is not None:
-                # Count ourselves in flight first, then ask for room for every request in flight:
-                # two concurrent admissions can never both take the last unit of the budget.
-                counted = self._count_in_flight(key, +1)
-                in_flight = counted is not None
-                room = max(1, counted or 0)
-                if not self._call(
-                    lambda: self._limiter.test(failures.item, *ids, "failures", key, cost=room), True
-                ):
-                    raise _exhausted(
-                        "too many failed verifications", failures.name, self._retry_after(failures, key)
-                    )
+                in_flight = bool(
+                    self._take_room(key, failures, 1, "in-flight", "too many failed verifications")
+                )
             return RateState(key, tuple(self._remaining(key)), in_flight, reserved)
         except BaseException:
             # Refused, or the store failed after counting us: nobody will settle this admission.
@@ -337,6 +321,24 @@ class RateLimiter(StoreCalls):
             if reserved:
                 self._leave_in_flight(key, reserved, "in-flight-bytes")
             raise
+
+    def _take_room(self, key: str, budget: _Budget, size: int, counter: str, refusal: str) -> int:
+        """Count ``size`` in flight on ``counter`` first, then ask ``budget`` for room for every
+        request in flight, so that concurrent admissions cannot all take the same room; 429 (the
+        count undone) when there is none. What was counted: ``size``, or 0 when a fail-open store
+        could not count."""
+        counted = self._count_in_flight(key, size, counter)
+        room = max(size, counted or 0)
+        try:
+            if not self._call(
+                lambda: self._limiter.test(budget.item, self.prefix, budget.name, key, cost=room), True
+            ):
+                raise _exhausted(refusal, budget.name, self._retry_after(budget, key))
+        except BaseException:
+            if counted is not None:
+                self._leave_in_flight(key, size, counter)
+            raise
+        return size if counted is not None else 0
 
     def _count_in_flight(self, key: str, delta: int, counter: str = "in-flight") -> int | None:
         """Move one of the key's in-flight counts (``None`` when a fail-open store could not)."""

@@ -32,7 +32,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from hmacguard.errors import ConfigurationError
@@ -173,18 +173,21 @@ class Delivery:
 
     def undo(self) -> None:
         """Release every key held for this delivery at once: holding one of its later keys failed
-        (a replay, or a store that could not answer). Each key on its own, through the store's
-        ``release_now`` when it has one -- past a circuit breaker the failure has just opened, which
-        would refuse the release and leave the keys already held pending (the sender's retry 409)."""
+        (a replay, or a store that could not answer). See :func:`release_now`."""
         if self.settled:
             return
         self.settled = True
-        release = getattr(self.store, "release_now", None) or self.store.release
-        for key, token in ((self.key, self.token), *(self.also or ())):
-            try:
-                release(key, token)
-            except Exception as exc:  # the refusal is already decided
-                _log_settle_failure(False, exc)
+        release_now(self.store, [(self.key, self.token), *(self.also or ())])
+
+    def keep(self) -> None:
+        """Commit every key now, raising what the store raises -- undone then (``verify()``'s
+        reservation, which has no answer to wait for)."""
+        try:
+            self._apply(True)
+        except BaseException:
+            self.undo()
+            raise
+        self.settled = True
 
     def _apply(self, processed: bool) -> None:
         # Every key on its own: one that fails leaves the others settled; the first error is raised.
@@ -217,6 +220,19 @@ class Delivery:
             if not noted:
                 return
         report("commit" if processed else "release")
+
+
+def release_now(store: HoldingReplayStore, holds: Iterable[tuple[str, str]]) -> None:
+    """Release each ``(key, token)`` on its own, through the store's ``release_now`` when it has
+    one: past a circuit breaker that the failure being undone may just have opened, which would
+    refuse the release and leave the keys pending (the sender's retry 409). Failures are logged:
+    the refusal is already decided."""
+    release = getattr(store, "release_now", None) or store.release
+    for key, token in holds:
+        try:
+            release(key, token)
+        except Exception as exc:
+            _log_settle_failure(False, exc)
 
 
 def _log_settle_failure(processed: bool, exc: Exception) -> None:

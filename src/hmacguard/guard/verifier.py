@@ -22,7 +22,6 @@ timeout and the replay check) for callers that hold the body as bytes, a file or
 
 from __future__ import annotations
 
-import contextlib
 import hmac
 import io
 import time
@@ -56,6 +55,7 @@ from hmacguard.guard.replay import (
     HoldingReplayStore,
     MemoryReplayStore,
     ReplayStore,
+    release_now,
     same_keys,
 )
 from hmacguard.http import lowered as lower_case
@@ -556,12 +556,7 @@ class Verifier:
             # found the other's taken -- both refused, and the sender's retry too, for the replay TTL.
             delivery = self.hold_key(key, earlier)
             if delivery is not None:
-                try:
-                    delivery._apply(True)
-                except BaseException:
-                    delivery.undo()
-                    raise
-                delivery.settled = True
+                delivery.keep()
             return
         self._reserve_key(self.replay, key)
         for other in earlier:
@@ -596,9 +591,7 @@ class Verifier:
             return self.hold_key(key, earlier, outer)
         except ReplayDetected:
             if outer is not None and outer.covers(self, key):
-                held = outer.delivery
-                if held.ttl < self.replay_ttl:
-                    held.ttl = self.replay_ttl
+                outer.keep_for(self)
                 if earlier:  # the outer guard may not know this guard's other secrets
                     self._hold_earlier_for(outer, earlier)
                 return None
@@ -662,10 +655,7 @@ class Verifier:
                     raise ReplayDetected("this delivery was already received (under an earlier secret)")
                 held_here.append((other, token))
         except BaseException:
-            release = getattr(store, "release_now", None) or store.release
-            for other, token in held_here:
-                with contextlib.suppress(Exception):
-                    release(other, token)
+            release_now(store, held_here)
             raise
         if held_here:
             delivery.also = [*(delivery.also or ()), *held_here]
@@ -679,8 +669,7 @@ class Verifier:
                     delivery.also = []
                 delivery.also.append((other, token))
             elif outer is not None and outer.covers(self, other):
-                if outer.delivery.ttl < self.replay_ttl:  # as for a covered current key (hold)
-                    outer.delivery.ttl = self.replay_ttl
+                outer.keep_for(self)
                 held = outer.delivery.token_for(other)
                 if held is not None:  # for a guard further inside, which may find it held
                     if delivery.outer_keys is None:
@@ -753,6 +742,13 @@ class OuterHold(NamedTuple):
 
     delivery: Delivery
     verifier: Verifier
+
+    def keep_for(self, inner: Verifier) -> None:
+        """This hold stands for ``inner``'s: commit it for ``inner``'s ``replay_ttl`` when that is
+        the longer (a hold covered by the timestamp window alone is not enough for a scheme whose
+        retries are re-signed with the same message id)."""
+        if self.delivery.ttl < inner.replay_ttl:
+            self.delivery.ttl = inner.replay_ttl
 
     def covers(self, inner: Verifier, key: str) -> bool:
         """Whether this hold of ``key`` stands for ``inner``'s own: the same key in a store holding
