@@ -6,22 +6,16 @@ an app that reads the verified body.
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from hmacguard import RateLimiter, Verifier, WSGIGuard
+from tests.guard._apps.plain_guarded import reading_wsgi_app
 
 SECRET = "bytes-budget-secret"
 BYTES_PER_MINUTE = 100_000
 
 
-def _app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-    body = environ["wsgi.input"].read()
-    start_response("200 OK", [("Content-Type", "text/plain")])
-    return [b"ok %d" % len(body)]
-
-
 wsgi = WSGIGuard(
-    _app,
+    reading_wsgi_app,
     verifier=Verifier("github", secrets=SECRET, body_timeout=10.0),
     rate_limiter=RateLimiter(
         limit=None,

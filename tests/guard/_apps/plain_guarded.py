@@ -16,13 +16,15 @@ def _verifier() -> Verifier:
     return Verifier("github", secrets=SECRET, body_timeout=1.0)
 
 
-def _wsgi_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+def reading_wsgi_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    """Reads the whole body and answers ``ok <bytes read>`` (the other test apps use it too)."""
     body = environ["wsgi.input"].read()
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [b"ok %d" % len(body)]
 
 
-async def _asgi_app(scope: Any, receive: Any, send: Any) -> None:
+async def reading_asgi_app(scope: Any, receive: Any, send: Any) -> None:
+    """:func:`reading_wsgi_app`, in ASGI."""
     size, more = 0, True
     while more:
         message = await receive()
@@ -32,5 +34,5 @@ async def _asgi_app(scope: Any, receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": b"ok %d" % size})
 
 
-wsgi = WSGIGuard(_wsgi_app, verifier=_verifier(), paths=["/webhook"])
-asgi = ASGIGuard(_asgi_app, verifier=_verifier(), paths=["/webhook"])
+wsgi = WSGIGuard(reading_wsgi_app, verifier=_verifier(), paths=["/webhook"])
+asgi = ASGIGuard(reading_asgi_app, verifier=_verifier(), paths=["/webhook"])

@@ -10,9 +10,9 @@ quickly).
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from hmacguard import ASGIGuard, RateLimiter, Verifier, WSGIGuard
+from tests.guard._apps.plain_guarded import reading_asgi_app, reading_wsgi_app
 
 SECRET = "review-inflight-secret"
 BYTES_PER_MINUTE = 100_000
@@ -33,21 +33,5 @@ def _verifier() -> Verifier:
     return Verifier("github", secrets=SECRET, max_body=MAX_BODY, body_timeout=1.5, replay=None)
 
 
-def _wsgi_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-    body = environ["wsgi.input"].read()
-    start_response("200 OK", [("Content-Type", "text/plain")])
-    return [b"ok %d" % len(body)]
-
-
-async def _asgi_app(scope: Any, receive: Any, send: Any) -> None:
-    size, more = 0, True
-    while more:
-        message = await receive()
-        size += len(message.get("body", b""))
-        more = message.get("more_body", False)
-    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
-    await send({"type": "http.response.body", "body": b"ok %d" % size})
-
-
-wsgi = WSGIGuard(_wsgi_app, verifier=_verifier(), rate_limiter=_limiter(), paths=["/webhook"])
-asgi = ASGIGuard(_asgi_app, verifier=_verifier(), rate_limiter=_limiter(), paths=["/webhook"])
+wsgi = WSGIGuard(reading_wsgi_app, verifier=_verifier(), rate_limiter=_limiter(), paths=["/webhook"])
+asgi = ASGIGuard(reading_asgi_app, verifier=_verifier(), rate_limiter=_limiter(), paths=["/webhook"])
