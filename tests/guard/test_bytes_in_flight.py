@@ -155,10 +155,10 @@ def test_a_refused_admission_releases_its_bytes_even_when_undoing_the_other_coun
     limiter.record_failure("k")  # the failure budget is spent: the next admission is refused
     count = limiter._count_in_flight
 
-    def failing_undo(key: str, delta: int, counter: str = "in-flight") -> int | None:
+    def failing_undo(key: str, delta: int, counter: str = "in-flight", lease: str = "") -> int | None:
         if counter == "in-flight" and delta < 0:
             raise StoreUnavailable("rate-limit store unavailable")
-        return count(key, delta, counter)
+        return count(key, delta, counter, lease)
 
     limiter._count_in_flight = failing_undo  # type: ignore[method-assign]
     with pytest.raises(RateLimited):
@@ -175,17 +175,17 @@ def test_releases_the_store_could_not_take_are_owed_and_paid_at_the_next_call() 
     count = limiter._count_in_flight
     down = {"now": False}
 
-    def flaky(key: str, delta: int, counter: str = "in-flight") -> int | None:
+    def flaky(key: str, delta: int, counter: str = "in-flight", lease: str = "") -> int | None:
         if down["now"] and delta < 0:
             raise StoreUnavailable("rate-limit store unavailable")
-        return count(key, delta, counter)
+        return count(key, delta, counter, lease)
 
     limiter._count_in_flight = flaky  # type: ignore[method-assign]
     first, second = (limiter.admit("k", declared_bytes=30_000) for _ in range(2))
     down["now"] = True
     limiter.settle(first, 0, failed=False)  # never raises for the release: it is owed
     limiter.settle(second, 0, failed=False)
-    assert limiter._owed == {("k", "in-flight-bytes"): 60_000}
+    assert limiter._owed == {("k", "in-flight-bytes", ""): 60_000}  # in process: no lease
     assert limiter._in_flight("k", 0, "in-flight-bytes") == 60_000
     down["now"] = False
     limiter.admit("k", declared_bytes=BYTES_PER_MINUTE)  # the whole budget: only once paid

@@ -48,6 +48,31 @@ def test_a_redis_cluster_shares_replays_and_budgets_across_servers() -> None:
         assert len(holders) >= 2, holders
 
 
+def test_in_flight_leases_work_on_a_redis_cluster_whatever_the_key_holds() -> None:
+    """The in-flight count is two keys (a total and its leases) that must share a Cluster slot, or
+    the script is refused (CROSSSLOT: the store is unavailable). Keys written by the client, braces
+    included, land together; budgets hold and return to zero."""
+    from hmacguard import RateLimiter
+    from hmacguard.errors import RateLimited
+
+    with redis_cluster(3) as cluster:
+        limiter = RateLimiter(
+            limit=None, bytes_limit="100000/minute", failure_limit="2/minute", storage=cluster.url
+        )
+        for key in ["ip:127.0.0.1", "id:{a}b", "id:}{", "id:{}", "id:" + "x" * 128]:
+            first = limiter.admit(key, declared_bytes=60_000)
+            with pytest.raises(RateLimited):  # 60,000 in flight: 50,000 more do not fit
+                limiter.admit(key, declared_bytes=50_000)
+            second = limiter.admit(key, declared_bytes=30_000)
+            with pytest.raises(RateLimited):  # two in flight against two failures a minute
+                limiter.admit(key, declared_bytes=1)
+            assert limiter._in_flight(key, 0, "in-flight-bytes") == 90_000
+            limiter.settle(first, 0, failed=False)
+            limiter.settle(second, 0, failed=False)
+            assert limiter._in_flight(key, 0, "in-flight-bytes") == 0
+            assert limiter._in_flight(key, 0, "in-flight") == 0
+
+
 def test_sentinel_shares_replays_and_budgets_and_rides_a_failover() -> None:
     with redis_sentinel(down_after_ms=1000) as sentinel:
         env = {"HMACGUARD_TEST_REDIS": sentinel.url, "HMACGUARD_TEST_BREAKER": "1"}

@@ -17,8 +17,9 @@ gunicorn and uvicorn (passes). Defects: a task cancelled twice (or by anyio's le
 while a store call ran in its worker thread leaked what that call counted or held -- fixed in
 asgi._in_thread, tests pass; a Content-Length list ('60000, 60000') reserved one byte -- fixed in
 policy._declared_length, test passes; a store blip that opens the circuit breaker while a request
-is settled leaks its reservation (xfail, real redis-server), and a leaked count is kept alive by
-every later admission of the client (xfail). An empty request without Content-Length or
+is settled leaks its reservation (fixed since: the release is owed), and a leaked count was kept
+alive by every later admission of the client (fixed since: each request holds a lease that lapses
+on its own). An empty request without Content-Length or
 Transfer-Encoding reserves the verifier's whole cap, as a chunked one (recorded, not a defect).
 
 4a0635b -- "Standard Webhooks ids are kept 28 h": a nested guard whose outer guard keeps keys for a
@@ -52,6 +53,7 @@ from hmacguard import (
     WSGIGuard,
 )
 from hmacguard.errors import RateLimited, RequestRejected
+from hmacguard.guard.limit_stores import in_flight_keys
 from hmacguard.schemes import sign_body
 
 from ._apps import review_inflight_apps as inflight_apps
@@ -494,7 +496,14 @@ def _redis_limiter(**kw: Any) -> Iterator[tuple[RateLimiter, Any]]:
 
 
 def _counts(client: Any, prefix: str = "hmacguard") -> dict[str, int]:
-    return {k.decode().split("/")[1]: int(client.get(k)) for k in client.keys(f"{prefix}/in-flight*")}
+    """Every in-flight count left on Redis, by counter (a count with no lease left is deleted)."""
+    found = client.keys("{" + prefix + "/in-flight*}/total")
+    return {k.decode().split("/")[1]: int(client.get(k) or 0) for k in found}
+
+
+def _total(client: Any, name: str) -> int:
+    """One in-flight count as Redis holds it (``name``: ``<prefix>/<counter>/<key>``)."""
+    return int(client.get(in_flight_keys(name)[0]) or 0)
 
 
 @pytest.mark.parametrize("cancel", ["twice", "anyio"])
@@ -532,7 +541,7 @@ def test_a_request_cancelled_during_its_admission_releases_what_it_counted(cance
             await asyncio.sleep(0.8)  # the admission's thread has long finished
 
         asyncio.run(main())
-        assert _counts(client) == {"in-flight": 0, "in-flight-bytes": 0}
+        assert _counts(client) == {}  # no lease left behind
 
 
 @pytest.mark.parametrize("fail_open", [False, True], ids=["fail-closed", "fail-open"])
@@ -553,7 +562,7 @@ def test_a_store_blip_while_settling_does_not_leak_the_reservation(fail_open: bo
         # Fixed: the release the store could not take was owed, and is paid by the next admission
         # (before it asks for room): nothing running, at most 60,000 spent -- 50,000 fit.
         limiter.admit("k", declared_bytes=50_000)
-        assert int(client.get("hmacguard/in-flight-bytes/k") or 0) == 50_000
+        assert _total(client, "hmacguard/in-flight-bytes/k") == 50_000
 
 
 @pytest.mark.parametrize("cancel", ["twice", "anyio"])
@@ -627,9 +636,9 @@ def test_gunicorn_on_redis_serves_a_client_after_a_blip_while_its_upload_was_set
                     upload.sendall(request.encode() + body[:1024])
                     reserved = "hmacguard/in-flight-bytes/ip:127.0.0.1"
                     deadline = time.monotonic() + 10
-                    while client.get(reserved) != b"61440" and time.monotonic() < deadline:
+                    while _total(client, reserved) != 61440 and time.monotonic() < deadline:
                         time.sleep(0.02)
-                    assert client.get(reserved) == b"61440"  # admitted: 60 KiB reserved
+                    assert _total(client, reserved) == 61440  # admitted: 60 KiB reserved
                     client.execute_command("CLIENT", "PAUSE", "1200", "WRITE")
                     upload.sendall(body[1024:])
                     answer = upload.recv(65536)
@@ -650,36 +659,63 @@ def test_fail_open_admission_without_a_count_releases_nothing_it_did_not_count()
         assert blind.bytes_in_flight == 0
         time.sleep(0.8)
         limiter.settle(blind, 60_000, failed=False)
-        assert int(client.get("hmacguard/in-flight-bytes/k")) == 60_000  # first's, intact
+        assert _total(client, "hmacguard/in-flight-bytes/k") == 60_000  # first's, intact
         with pytest.raises(RateLimited):
             limiter.admit("k", declared_bytes=1)  # 60,000 spent + 60,000 in flight
         limiter.settle(first, 0, failed=False)
-        assert int(client.get("hmacguard/in-flight-bytes/k")) == 0
+        assert _total(client, "hmacguard/in-flight-bytes/k") == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (design, made costly by cb205b5): RateLimiter.__init__ says that when a worker "
-    "dies mid-request 'its count lapses with the key', but IN_FLIGHT_LUA re-arms the key's expiry "
-    "on every admission of the same client, refused ones included (deliberately: "
-    "test_review_budget.py::test_redis_in_flight_count_lives_while_traffic_touches_it), so a dead "
-    "worker's -- or any leaked -- reservation never lapses while the client sends more often than "
-    "once per window. For the failure count that was one unit; a bytes reservation is up to the "
-    "whole budget (a chunked upload), and the client is then refused 429 for as long as it "
-    "retries. Per-reservation deadlines (e.g. a sorted set scored by admission + body timeout) "
-    "would let live requests count and dead ones lapse.",
-)
 def test_a_dead_workers_reservation_lapses_under_steady_traffic() -> None:
+    """Was (strict xfail): the in-flight count's key was re-armed on every admission of the same
+    client, refused ones included, so a dead worker's reservation -- the whole budget for a chunked
+    upload -- never lapsed while the client sent more often than once per window, and the client was
+    refused 429 for as long as it retried. Now each request holds a lease that lapses on its own."""
     with _redis_limiter() as (limiter, client):
+        limiter._in_flight_expiry = 1  # the lease's life (a minute at least, in production)
         # What a worker killed mid-upload leaves behind: an admission never settled.
         limiter.admit("k", declared_bytes=None, most_bytes=1_000_000)
-        key = "hmacguard/in-flight-bytes/k"
-        assert int(client.get(key)) == 100_000  # capped at the whole budget
-        time.sleep(1.2)
-        before = client.pttl(key)
-        with pytest.raises(RateLimited):
-            limiter.admit("k", declared_bytes=100)  # the client's next delivery: 429
-        assert client.pttl(key) <= before  # the dead worker's count keeps lapsing
+        assert _total(client, "hmacguard/in-flight-bytes/k") == 100_000  # capped at the whole budget
+        statuses = []
+        for _ in range(8):  # the client's next deliveries, one every 0.25 s
+            try:
+                state = limiter.admit("k", declared_bytes=100)
+            except RateLimited:
+                statuses.append(429)
+            else:
+                statuses.append(200)
+                limiter.settle(state, 100, failed=False)
+            time.sleep(0.25)
+        assert statuses[:3] == [429, 429, 429]  # within the dead worker's lease: no room
+        assert statuses[-3:] == [200, 200, 200]  # its lease lapsed, however busy the client was
+        assert _total(client, "hmacguard/in-flight-bytes/k") == 0
+
+
+def test_a_lapsed_lease_given_back_late_takes_nothing_from_the_others() -> None:
+    """Attack: a request outlives its lease (a hung store call), then settles. Giving back a lease
+    that already lapsed must not take another request's reservation off the count."""
+    with _redis_limiter() as (limiter, client):
+        limiter._in_flight_expiry = 1
+        slow = limiter.admit("k", declared_bytes=30_000)
+        time.sleep(1.1)
+        fresh = limiter.admit("k", declared_bytes=40_000)  # the slow one's lease lapsed meanwhile
+        assert _total(client, "hmacguard/in-flight-bytes/k") == 40_000
+        limiter.settle(slow, 30_000, failed=False)
+        assert _total(client, "hmacguard/in-flight-bytes/k") == 40_000  # fresh's, intact
+        limiter.settle(fresh, 40_000, failed=False)
+        assert _total(client, "hmacguard/in-flight-bytes/k") == 0
+        assert client.keys("{hmacguard/in-flight*") == []  # nothing left on the store
+
+
+def test_a_lease_outlives_a_long_body_timeout() -> None:
+    """A verifier allowing 5 minutes for a body: its request's lease lives past them, not just the
+    limiter's minute (else a slow upload would stop counting while still being read)."""
+    with _redis_limiter() as (limiter, client):
+        state = limiter.admit("k", declared_bytes=1_000, longest=300)
+        (leases,) = client.keys("{hmacguard/in-flight-bytes/k}/leases")
+        left = client.pttl(leases)
+        assert 300_000 < left <= 310_000
+        limiter.settle(state, 1_000, failed=False)
 
 
 def _upload(port: int, body: bytes, *, send: int | None = None, chunked: bool = False) -> int | None:

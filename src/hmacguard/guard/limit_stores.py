@@ -4,7 +4,8 @@ in-flight counters beside it.
 A storage is named by URL (``memory://``, ``redis://``, ``redis+cluster://``,
 ``redis+sentinel://``...), given as a ``limits`` storage object, or made from a redis-py client's
 connection pool. In-flight counts live in the process for in-process storages, exact and without
-expiry, and in one Redis script for Redis storages (never below zero, alive while used).
+expiry, and for Redis storages as leases that lapse one by one (one script: never below zero, a
+dead worker's lease gone after its lifetime however busy the client is).
 """
 
 from __future__ import annotations
@@ -17,18 +18,65 @@ from typing import Any
 from hmacguard.errors import ConfigurationError
 from hmacguard.guard.redis_urls import endpoint_key
 
-__all__ = ["IN_FLIGHT_LUA", "LocalCounts", "local_counts", "redis_errors", "storage_builder"]
+__all__ = [
+    "IN_FLIGHT_LUA",
+    "LocalCounts",
+    "in_flight_keys",
+    "local_counts",
+    "redis_errors",
+    "storage_builder",
+]
 
-# The in-flight counter on Redis: add ARGV[1], never below zero, and live ARGV[2] ms past its last use.
+# The in-flight count on Redis, as leases: KEYS[1] the total, KEYS[2] a sorted set of the leases
+# in flight ("<token>:<amount>", scored by the server-time millisecond it lapses at). ARGV[1] the
+# lease, ARGV[2] the amount (> 0 take it, < 0 give it back, 0 read), ARGV[3] its lifetime in ms.
+# Every call first drops (a bounded number of) lapsed leases -- a worker that died mid-request --
+# so one client's steady traffic cannot keep a dead reservation alive; giving back a lease already
+# lapsed or given back changes nothing, so the total never counts a lease twice nor goes below zero.
+# The two keys share a hash tag: one Cluster slot. (replicate_commands: before Redis 5, a script
+# that reads TIME may write only when it replicates its effects; from 7 on it is the only way.)
 IN_FLIGHT_LUA = """
-local count = redis.call('INCRBY', KEYS[1], ARGV[1])
-if count < 0 then
-  redis.call('SET', KEYS[1], 0)
-  count = 0
+redis.replicate_commands()
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local lapsed = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 100)
+if #lapsed > 0 then
+  local amount = 0
+  for _, lease in ipairs(lapsed) do
+    amount = amount + (tonumber(string.match(lease, ':(%d+)$')) or 0)
+  end
+  redis.call('ZREM', KEYS[2], unpack(lapsed))
+  redis.call('DECRBY', KEYS[1], amount)
 end
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
+local delta = tonumber(ARGV[2])
+if delta > 0 then
+  redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])
+  redis.call('INCRBY', KEYS[1], delta)
+elseif delta < 0 and redis.call('ZREM', KEYS[2], ARGV[1]) == 1 then
+  redis.call('DECRBY', KEYS[1], -delta)
+end
+local last = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
+if #last == 0 then
+  redis.call('DEL', KEYS[1], KEYS[2])
+  return 0
+end
+local count = tonumber(redis.call('GET', KEYS[1]) or '0')
+if count < 0 then
+  count = 0
+  redis.call('SET', KEYS[1], 0)
+end
+redis.call('PEXPIREAT', KEYS[1], last[2])
+redis.call('PEXPIREAT', KEYS[2], last[2])
 return count
 """
+
+
+def in_flight_keys(name: str) -> list[str]:
+    """The two Redis keys of the in-flight count ``name``, in one Cluster slot: the whole name is
+    their hash tag. (Braces in it, from a client's key, are replaced: the tag would otherwise end at
+    the first ``}``, and every key with a brace at the same place would share one slot.)"""
+    tag = "{" + name.replace("{", "(").replace("}", ")") + "}"
+    return [f"{tag}/total", f"{tag}/leases"]
 
 
 def redis_errors() -> tuple[type[BaseException], ...]:

@@ -300,7 +300,9 @@ class Guard:
                     # Recorded here, not only sent back: a driver cancelled while this runs in a
                     # worker thread closes the generator, which must still see the admission to settle.
                     nonlocal state
-                    state = limiter.admit(key, declared_bytes=declared, most_bytes=most)
+                    state = limiter.admit(
+                        key, declared_bytes=declared, most_bytes=most, longest=verifier.body_timeout
+                    )
                     return state
 
                 if limiter.blocking:

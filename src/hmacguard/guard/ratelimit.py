@@ -44,16 +44,19 @@ verified, so a client can choose it: pair it with a per-client limiter when that
 Storage: ``"memory://"`` (per process), or Redis shared by workers and hosts -- one server
 (``"redis://host:port"``), a Cluster (``"redis+cluster://host:port,host:port"``) or Sentinel
 (``"redis+sentinel://host:port/service"``) -- or a ``limits`` storage object, or a redis-py client.
-A store that cannot be reached answers 503 (fail closed) unless ``fail_open=True``. A request that
-ends while the store cannot answer still leaves the in-flight counts: the worker owes the
-decrement and makes it at its next store call once the store answers (a worker killed before that
-leaves its count to lapse with the key).
+A store that cannot be reached answers 503 (fail closed) unless ``fail_open=True``. On Redis a
+request is counted in flight as a lease that lapses on its own after the request's longest life
+(its body timeout and a margin, at least a minute or the budget's window), so a worker killed
+mid-request leaves its count for that long at most, however often the same client sends meanwhile.
+A request that ends while the store cannot answer owes its release and makes it at the worker's next
+store call once the store answers (or its lease lapses first).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import secrets
 import threading
 import time
 import warnings
@@ -64,7 +67,13 @@ from typing import TYPE_CHECKING, Any, Literal
 from hmacguard.errors import ConfigurationError, RateLimited, RequestRejected
 from hmacguard.guard.breaker import CircuitBreaker, StoreCalls, shared_breaker
 from hmacguard.guard.clients import Network, client_address, networks
-from hmacguard.guard.limit_stores import IN_FLIGHT_LUA, local_counts, redis_errors, storage_builder
+from hmacguard.guard.limit_stores import (
+    IN_FLIGHT_LUA,
+    in_flight_keys,
+    local_counts,
+    redis_errors,
+    storage_builder,
+)
 from hmacguard.guard.redis_urls import check_url
 
 if TYPE_CHECKING:
@@ -72,7 +81,7 @@ if TYPE_CHECKING:
 
 __all__ = ["RateLimiter", "RateState", "client_address"]
 
-#: Distinct (client, counter) decrements owed at most; past it a leaked count lapses with its key.
+#: Distinct releases owed at most; past it a leaked count lapses with its lease (on Redis).
 _MAX_OWED = 10_000
 
 log = logging.getLogger(__name__)
@@ -102,6 +111,9 @@ class RateState:
     in_flight: bool = False
     #: The bytes this request holds in flight against the bytes budget (released by :meth:`settle`).
     bytes_in_flight: int = 0
+    #: The lease naming this request's in-flight counts on Redis, ``"<random name>/<lifetime in
+    #: ms>"`` (``""`` in process, where counts need no lease: they die with the process).
+    lease: str = ""
 
 
 class RateLimiter(StoreCalls):
@@ -208,8 +220,9 @@ class RateLimiter(StoreCalls):
         self.prefix = prefix
         self.policy_header = ", ".join(self._policy_item(b) for b in budgets)
         failures = self._budgets.get("failures")
-        # The in-flight counter outlives any one request (bodies time out well within a minute);
-        # if a worker dies mid-request, its count lapses with the key.
+        # How long, at least, a request's in-flight lease lives on Redis: longer than any request
+        # (bodies time out well within a minute; admit() stretches it to a longer body timeout),
+        # short enough that a worker killed mid-request frees what it held within a window.
         self._in_flight_expiry = max(
             [
                 60,
@@ -226,11 +239,10 @@ class RateLimiter(StoreCalls):
         self._local_in_flight = None if self.blocking else local_counts(self._storage)
         self._redis_storage = lazy or isinstance(self._storage, limits_storage.RedisStorage)
         self._in_flight_lua: Any = None
-        # In-flight decrements the store could not take when a request ended (a blip, the breaker
-        # open), by (key, counter): paid at the next admission or settle once it answers again.
-        # Left unpaid, a leaked reservation would be kept alive by the client's own traffic
-        # (the counter's expiry is re-armed on every touch) and refuse it for as long as it sends.
-        self._owed: dict[tuple[str, str], int] = {}
+        # In-flight releases the store could not take when a request ended (a blip, the breaker
+        # open), by (key, counter, lease): paid at the next admission or settle once it answers
+        # again, so a leaked reservation does not refuse the client until its lease lapses.
+        self._owed: dict[tuple[str, str, str], int] = {}
         self._owed_lock = threading.Lock()
 
     def _build(self) -> None:
@@ -280,14 +292,22 @@ class RateLimiter(StoreCalls):
             return 1
         return max(1, math.ceil(float(stats.reset_time) - time.time()))
 
-    def admit(self, key: str, *, declared_bytes: int | None, most_bytes: int | None = None) -> RateState:
+    def admit(
+        self,
+        key: str,
+        *,
+        declared_bytes: int | None,
+        most_bytes: int | None = None,
+        longest: float | None = None,
+    ) -> RateState:
         """Spend one request and check the other budgets; 429 when any is exhausted.
 
         ``declared_bytes``: the body's declared length; ``None`` when unknown, and then
         ``most_bytes`` is what it may bring (the verifier's cap for a chunked body; ``None`` for a
         malformed length, refused once the headers are checked). With a bytes or a failure budget the
         request is counted in flight until :meth:`settle` (see the module docstring); call that
-        exactly once for every state this returns.
+        exactly once for every state this returns. ``longest``: the seconds the request may take
+        to be settled (its body timeout), which its lease on Redis outlives.
         """
         if self._owed:
             self._pay_owed()
@@ -301,33 +321,43 @@ class RateLimiter(StoreCalls):
         failures = self._budgets.get("failures")
         reserved = 0  # bytes counted in flight, to release if this admission fails
         in_flight = False
+        lease = "" if self._local_in_flight is not None else self._new_lease(longest)
         try:
             if volume is not None:
                 if declared_bytes is not None:
                     size = max(1, declared_bytes)
                 else:  # as much as the cap allows, but never more than the whole budget
                     size = max(1, min(most_bytes or 0, int(volume.item.amount)))
-                reserved = self._take_room(key, volume, size, "in-flight-bytes", "too many bytes")
+                reserved = self._take_room(key, volume, size, "in-flight-bytes", "too many bytes", lease)
             if failures is not None:
                 in_flight = bool(
-                    self._take_room(key, failures, 1, "in-flight", "too many failed verifications")
+                    self._take_room(key, failures, 1, "in-flight", "too many failed verifications", lease)
                 )
-            return RateState(key, tuple(self._remaining(key)), in_flight, reserved)
+            return RateState(key, tuple(self._remaining(key)), in_flight, reserved, lease)
         except BaseException:
             # Refused, or the store failed after counting us: nobody will settle this admission.
             # Each count undone on its own: a store failing on one must not skip the other.
             if in_flight:
-                self._leave_in_flight(key, 1, "in-flight")
+                self._leave_in_flight(key, 1, "in-flight", lease)
             if reserved:
-                self._leave_in_flight(key, reserved, "in-flight-bytes")
+                self._leave_in_flight(key, reserved, "in-flight-bytes", lease)
             raise
 
-    def _take_room(self, key: str, budget: _Budget, size: int, counter: str, refusal: str) -> int:
+    def _new_lease(self, longest: float | None) -> str:
+        """A lease for one request's in-flight counts on Redis: a random name, and the milliseconds
+        it lives -- a margin past the request's longest life (the store calls around its body), at
+        least the in-flight expiry. (The name is random so that no other request can give it back.)"""
+        life = float(self._in_flight_expiry)
+        if longest is not None:
+            life = max(life, longest + 10.0)
+        return f"{secrets.token_hex(8)}/{int(life * 1000)}"
+
+    def _take_room(self, key: str, budget: _Budget, size: int, counter: str, refusal: str, lease: str) -> int:
         """Count ``size`` in flight on ``counter`` first, then ask ``budget`` for room for every
         request in flight, so that concurrent admissions cannot all take the same room; 429 (the
         count undone) when there is none. What was counted: ``size``, or 0 when a fail-open store
         could not count."""
-        counted = self._count_in_flight(key, size, counter)
+        counted = self._count_in_flight(key, size, counter, lease)
         room = max(size, counted or 0)
         try:
             if not self._call(
@@ -336,34 +366,41 @@ class RateLimiter(StoreCalls):
                 raise _exhausted(refusal, budget.name, self._retry_after(budget, key))
         except BaseException:
             if counted is not None:
-                self._leave_in_flight(key, size, counter)
+                self._leave_in_flight(key, size, counter, lease)
             raise
         return size if counted is not None else 0
 
-    def _count_in_flight(self, key: str, delta: int, counter: str = "in-flight") -> int | None:
+    def _count_in_flight(
+        self, key: str, delta: int, counter: str = "in-flight", lease: str = ""
+    ) -> int | None:
         """Move one of the key's in-flight counts (``None`` when a fail-open store could not)."""
         if self._local_in_flight is not None:  # in-process: no store to fail, no breaker to ask
             return self._local_in_flight.add(f"{self.prefix}/{counter}/{key}", delta)
-        count: int | None = self._call(lambda: self._in_flight(key, delta, counter), None)
+        count: int | None = self._call(lambda: self._in_flight(key, delta, counter, lease), None)
         return count
 
-    def _in_flight(self, key: str, delta: int, counter: str = "in-flight") -> int:
+    def _in_flight(self, key: str, delta: int, counter: str = "in-flight", lease: str = "") -> int:
+        """Add ``delta`` to one of the key's in-flight counts under ``lease`` (on Redis: take or
+        give back that lease; 0 reads the count)."""
         in_flight_key = f"{self.prefix}/{counter}/{key}"
         local = self._local_in_flight
         if local is not None:
             return local.add(in_flight_key, delta)
         script = self._in_flight_script()
         if script is not None:
-            return int(script(keys=[in_flight_key], args=[delta, int(self._in_flight_expiry * 1000)]))
+            name, _, life = lease.partition("/")
+            held = f"{name}:{abs(delta)}"
+            return int(script(keys=in_flight_keys(in_flight_key), args=[held, delta, life or 0]))
         if delta < 0 and hasattr(self._storage, "decr"):
             return int(self._storage.decr(in_flight_key, -delta))
         storage: Any = self._storage  # sync storages only (the async ones are never built here)
         return int(storage.incr(in_flight_key, self._in_flight_expiry, amount=delta))
 
     def _in_flight_script(self) -> Any:
-        """On Redis, one script that adds, never goes below zero, and keeps the key alive while it
-        is touched. (limits' own ``incr`` sets the expiry only when a counter starts, so with steady
-        traffic the key lapsed with requests in flight, and their decrements went below zero.)"""
+        """On Redis, one script that counts leases, each lapsing on its own. (limits' own ``incr``
+        sets the expiry only when a counter starts, so with steady traffic the key lapsed with
+        requests in flight, and their decrements went below zero; a key kept alive by every touch
+        instead kept a dead worker's count for as long as its client sent.)"""
         if self._in_flight_lua is None and self._redis_storage:
             self._in_flight_lua = self._storage.get_connection().register_script(IN_FLIGHT_LUA)
         return self._in_flight_lua
@@ -384,23 +421,24 @@ class RateLimiter(StoreCalls):
                 self.record_failure(key)
         finally:
             if state.in_flight:
-                self._leave_in_flight(key, 1, "in-flight")
+                self._leave_in_flight(key, 1, "in-flight", state.lease)
             if state.bytes_in_flight:
-                self._leave_in_flight(key, state.bytes_in_flight, "in-flight-bytes")
+                self._leave_in_flight(key, state.bytes_in_flight, "in-flight-bytes", state.lease)
 
-    def _leave_in_flight(self, key: str, amount: int, counter: str) -> None:
-        """Take ``amount`` off one of the key's in-flight counts; when the store cannot answer now,
-        owe it (see ``_owed``). Never raises: the request's answer is decided."""
-        if self._try_decrement(key, amount, counter):
+    def _leave_in_flight(self, key: str, amount: int, counter: str, lease: str) -> None:
+        """Give ``amount`` back to one of the key's in-flight counts; when the store cannot answer
+        now, owe it (see ``_owed``). Never raises: the request's answer is decided."""
+        if self._try_decrement(key, amount, counter, lease):
             return
+        owed_as = (key, counter, lease)
         with self._owed_lock:
             owed = self._owed
-            if len(owed) < _MAX_OWED or (key, counter) in owed:
-                owed[key, counter] = owed.get((key, counter), 0) + amount
+            if len(owed) < _MAX_OWED or owed_as in owed:
+                owed[owed_as] = owed.get(owed_as, 0) + amount
 
-    def _try_decrement(self, key: str, amount: int, counter: str) -> bool:
+    def _try_decrement(self, key: str, amount: int, counter: str, lease: str) -> bool:
         try:
-            return self._count_in_flight(key, -amount, counter) is not None
+            return self._count_in_flight(key, -amount, counter, lease) is not None
         except RequestRejected:  # the store failed (fail-closed), or its breaker is open
             return False
 
@@ -409,8 +447,8 @@ class RateLimiter(StoreCalls):
         each call fails at once)."""
         with self._owed_lock:
             owed, self._owed = self._owed, {}
-        for position, ((key, counter), amount) in enumerate(owed.items()):
-            if not self._try_decrement(key, amount, counter):
+        for position, ((key, counter, lease), amount) in enumerate(owed.items()):
+            if not self._try_decrement(key, amount, counter, lease):
                 with self._owed_lock:  # still down: keep the rest, with what was owed meanwhile
                     for pair, rest in list(owed.items())[position:]:
                         self._owed[pair] = self._owed.get(pair, 0) + rest
