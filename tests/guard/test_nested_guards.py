@@ -170,19 +170,30 @@ def test_the_same_rate_limiter_inside_and_outside_vouches_and_charges_once() -> 
     assert len(seen) == 3
 
 
-def test_a_shorter_outer_key_counts_only_on_the_same_clock() -> None:
+def test_a_shorter_outer_key_is_kept_for_the_inner_guards_ttl_whatever_the_clocks() -> None:
     """The outer guard keeps keys for its timestamp window only (shorter than the inner guard's
-    TTL): its hold stands for the inner one's on the same clock -- a replay after the key expired is
-    too old for it -- but not when its clock lags, which would let that replay through."""
+    TTL), on a clock that lags or not: its hold stands for the inner one's, and is committed for the
+    inner guard's TTL -- so a replay after the outer window finds the key still taken. (Before, a
+    lagging clock made it not stand, and the inner guard answered its own request 409.)"""
     from hmacguard.guard.verifier import OuterHold
 
-    store = MemoryReplayStore()
+    now = [1000.0]
+    store = MemoryReplayStore(clock=lambda: now[0])
     inner = Verifier("stripe", secrets="whsec_nested", replay=store, tolerance=600)
     same_clock = Verifier("stripe", secrets="whsec_nested", replay=store, tolerance=300)
     lagging = Verifier(
         "stripe", secrets="whsec_nested", replay=store, tolerance=300, clock=lambda: time.time() - 200
     )
-    for outer, covered in ((same_clock, True), (lagging, False)):
+    assert same_clock.replay_ttl < inner.replay_ttl
+    for outer in (same_clock, lagging):
+        now[0] = 1000.0
         delivery = outer.hold_key(f"stripe:sig:{outer is lagging}")
         assert delivery is not None
-        assert OuterHold(delivery, outer).covers(inner, delivery.key) is covered
+        hold = OuterHold(delivery, outer)
+        assert hold.covers(inner, delivery.key)
+        hold.keep_for(inner)
+        delivery.settle(True)
+        now[0] += inner.replay_ttl - 1  # long past the outer guard's own TTL
+        assert store.hold(delivery.key, 10) is None  # still taken: a replay is refused
+        now[0] += 2
+        assert store.hold(delivery.key, 10) is not None

@@ -10,6 +10,7 @@ to vouch on a shared store answered 409 and lost the delivery. Since then vouchi
 verifies again reads the outer guard's verified body from its start, and its hold does not collide
 with the outer guard's (Verifier.hold, OuterHold.covers). Tests whose premise was a vouch between
 two equal verifiers now use one verifier; one is an xfail (the body timeout, see its reason).
+An inner guard keeping keys longer on one store was a second xfail, fixed (OuterHold.covers).
 """
 
 from __future__ import annotations
@@ -353,26 +354,47 @@ def _same_server_stores(variant: str) -> tuple[Any, Any]:
     return RedisReplayStore(url), RedisReplayStore(client=redis.Redis.from_url(url))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="documented (guide: give a guard that does not vouch a store of its own), but silent: "
-    "the inner guard's second hold of the same key answers 409 and the outer guard commits a "
-    "delivery nobody processed",
-)
-def test_declining_to_vouch_on_one_store_loses_the_delivery() -> None:
+def test_declining_to_vouch_on_one_store_keeps_the_delivery_for_the_longer_ttl() -> None:
     """One store object, the inner guard keeping keys longer (48 h against 24 h): not vouched, so
     verified again, and -- both guards' current secret being B, so their replay keys agreeing --
-    its hold collides with the outer guard's: 409, handler never runs, key committed -- the
-    provider's retries are refused too. (With other current secrets the keys differ, and each guard
-    holds its own: tests/guard/test_nested_guards.py.)"""
-    outer_store, inner_store = _same_server_stores("ttl")
+    its hold meets the outer guard's. Was (strict xfail): OuterHold.covers asked the outer hold to
+    be kept as long already, so the inner guard answered its own request 409, the handler never
+    ran, and the outer guard committed the key -- the provider's retries were refused too. Now the
+    outer hold stands for the inner one and is committed for 48 h. (With other current secrets the
+    keys differ, and each guard holds its own: tests/guard/test_nested_guards.py.)"""
+    now = [1000.0]
+    store = MemoryReplayStore(clock=lambda: now[0])
     seen = Seen()
-    outer = Verifier("github", secrets=[B, A], replay=outer_store)
-    inner = Verifier("github", secrets=B, replay=inner_store, replay_ttl=48 * 3600)
+    outer = Verifier("github", secrets=[B, A], replay=store)
+    inner = Verifier("github", secrets=B, replay=store, replay_ttl=48 * 3600)
     app = nested("wsgi", outer, inner, seen)
     body, headers = _delivery(B)
     assert post("wsgi", app, body, headers) == 200
     assert seen == [(body, 0)]
+    now[0] += 47 * 3600  # past the outer guard's 24 h, inside the inner guard's 48 h
+    assert post("wsgi", app, body, headers) == 409
+    assert seen == [(body, 0)]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG, left: an outer hold that lapses sooner while the application runs than the inner "
+    "guard's would cannot stand for it (a concurrent replay could take the key after it lapsed), so "
+    "the inner guard answers 409 and the outer guard, seeing an answer below 500, commits a delivery "
+    "nobody processed. Documented (docstring of Verifier.hold; guide: give a guard that does not "
+    "vouch a store of its own).",
+)
+def test_declining_to_vouch_on_one_store_with_a_shorter_outer_pending_hold_keeps_it_deliverable() -> None:
+    """What stays of the collision: the outer guard's hold lapses after 30 s, the inner guard's
+    after 300 s. Whatever the answer, a delivery the application did not process must stay
+    deliverable (its key free for the provider's retry)."""
+    store = MemoryReplayStore()
+    seen = Seen()
+    outer = Verifier("github", secrets=[B, A], replay=store, replay_pending_ttl=30)
+    inner = Verifier("github", secrets=B, replay=store, replay_pending_ttl=300)
+    body, headers = _delivery(B)
+    post("wsgi", nested("wsgi", outer, inner, seen), body, headers)
+    assert seen == [(body, 0)] or len(store) == 0
 
 
 @pytest.mark.parametrize("variant", ["spelling", "client"])
