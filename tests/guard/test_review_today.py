@@ -54,10 +54,11 @@ class DictStore(MemoryReplayStore):
         super().__init__(**kwargs)
         self._entries = {}  # type: ignore[assignment]
 
-    def _evict_oldest(self) -> None:
+    def _evict_oldest(self, now: float) -> None:
         entries = self._entries
-        del entries[next(iter(entries))]
-        if not self._warned:
+        expiry, _ = entries.pop(next(iter(entries)))
+        # Warned since 2026-12 only for an unexpired entry (an expired one is no loss).
+        if expiry > now and not self._warned:
             self._warned = True
 
 
@@ -83,7 +84,8 @@ def test_the_ordered_store_answers_and_orders_exactly_as_the_dict_store(
     for kind in (MemoryReplayStore, DictStore):
         clock = Clock()
         clocks.append(clock)
-        stores.append(kind(max_entries=bound, clock=clock))
+        # No record of evicted ids: the pre-change store had none (tested on its own in test_verifier).
+        stores.append(kind(max_entries=bound, max_evicted=0, clock=clock))
     tokens: list[dict[str, str]] = [{}, {}]
     for op, k, ttl, step in ops:
         key = f"k{k}"
@@ -120,13 +122,18 @@ def test_eviction_takes_the_oldest_insertion_and_a_commit_keeps_its_place() -> N
     store.commit("a", token_a, 3600)  # in place: "a" stays the oldest
     assert store.hold("d", 60) is not None
     assert list(store._entries) == ["b", "c", "d"]
-    assert store.hold("a", 60) is not None  # evicted, so new again (the documented cost of a full store)
-    assert list(store._entries) == ["c", "d", "a"]
-    # After many more deliveries, only the last three remain, in arrival order.
+    assert store.hold("a", 60) is None  # evicted committed: its id is remembered, still a replay
+    assert store.hold("e", 60) is not None  # evicts "b", pending: a hold cannot be kept compactly
+    assert list(store._entries) == ["c", "d", "e"]
+    assert store.hold("b", 60) is not None  # so it is new again (the documented cost of a full store)
+    # After many more deliveries, only the last three remain, in arrival order; the evicted ones
+    # (committed by reserve) are still refused until they expire.
     for n in range(10_000):
         store.reserve(f"n{n}", 60)
     assert list(store._entries) == ["n9997", "n9998", "n9999"]
-    assert store.hold("n9999", 60) is None and store.hold("n9996", 60) is not None
+    assert store.hold("n9999", 60) is None and store.hold("n9996", 60) is None
+    clock.now += 61
+    assert store.hold("n9996", 60) is not None
 
 
 def test_expiry_frees_the_front_after_many_operations_and_a_lapsed_key_is_new_again() -> None:

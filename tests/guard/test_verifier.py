@@ -252,14 +252,24 @@ def test_replay_off_and_replay_by_signature_for_schemes_without_signed_ids() -> 
 
 def test_memory_replay_store_is_bounded_in_entries_and_time() -> None:
     now = [0.0]
-    store = MemoryReplayStore(max_entries=3, clock=lambda: now[0])
+    store = MemoryReplayStore(max_entries=3, max_evicted=0, clock=lambda: now[0])
     assert all(store.reserve(k, ttl=10) for k in "abcd")
     assert len(store) == 3
-    assert store.reserve("a", ttl=10)  # evicted as the oldest, so new again
+    assert store.reserve("a", ttl=10)  # evicted as the oldest, and no record kept: new again
     assert not store.reserve("d", ttl=10)
     now[0] = 11.0
     assert store.reserve("d", ttl=10)
     assert len(store) == 1
+
+
+def test_memory_replay_store_remembers_committed_ids_it_evicted_until_they_expire() -> None:
+    now = [0.0]
+    store = MemoryReplayStore(max_entries=3, clock=lambda: now[0])
+    assert all(store.reserve(k, ttl=10) for k in "abcdef")
+    assert len(store) == 3
+    assert not any(store.reserve(k, ttl=10) for k in "abcdef")  # evicted early, still refused
+    now[0] = 10.5
+    assert all(store.reserve(k, ttl=10) for k in "abc")  # expired: new again
 
 
 def test_averify_reads_an_async_stream() -> None:

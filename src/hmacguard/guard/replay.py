@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from hmacguard.errors import ConfigurationError
 from hmacguard.guard.breaker import StoreCalls, noting_failures_open, shared_breaker
+from hmacguard.guard.evicted_ids import DEFAULT_MAX_EVICTED, EvictedIds
 from hmacguard.guard.redis_urls import check_url, endpoint_key, keyspace_key, redis_client
 
 if TYPE_CHECKING:
@@ -246,9 +247,11 @@ def _log_settle_failure(processed: bool, exc: Exception) -> None:
 class MemoryReplayStore:
     """An in-process store bounded in entries (oldest evicted first) and by each entry's TTL.
 
-    Thread-safe (one lock around an ordered dict), so one instance serves every thread of a worker. Eviction
-    of an unexpired entry when full is logged once per burst: it means the bound is too small for the
-    traffic inside one tolerance window, and a replay of an evicted id would pass.
+    Thread-safe (one lock around an ordered dict), so one instance serves every thread of a worker.
+    A committed id evicted before its expiry is not forgotten: up to ``max_evicted`` of them are kept
+    in about 24 bytes each (:class:`~hmacguard.guard.evicted_ids.EvictedIds`), so that a full store
+    still refuses a sender's late retry. Forgetting an unexpired id -- past both bounds, or a pending hold
+    evicted -- is logged once per burst: a replay of it would pass.
     """
 
     blocking = False
@@ -260,11 +263,15 @@ class MemoryReplayStore:
         self,
         *,
         max_entries: int = DEFAULT_MAX_ENTRIES,
+        max_evicted: int = DEFAULT_MAX_EVICTED,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1:
             raise ConfigurationError(f"max_entries must be a positive integer, not {max_entries!r}")
+        if isinstance(max_evicted, bool) or not isinstance(max_evicted, int) or max_evicted < 0:
+            raise ConfigurationError(f"max_evicted must be a non-negative integer, not {max_evicted!r}")
         self.max_entries = max_entries
+        self._evicted = EvictedIds(max_evicted)
         self._clock = clock
         # key -> (expiry, token of the pending hold or None once committed). Insertion order is
         # update order, so expired entries mostly cluster at the front; lookups check expiry anyway.
@@ -307,9 +314,11 @@ class MemoryReplayStore:
                 if entry[0] > now:
                     return None
                 del entries[key]
+            elif self._evicted and self._evicted.holds(key, now):
+                return None  # committed, then evicted early from a full store: still a replay
             entries[key] = (now + ttl, token)
             if len(entries) > self.max_entries:
-                self._evict_oldest()
+                self._evict_oldest(now)
             return token
         finally:
             lock.release()
@@ -358,12 +367,19 @@ class MemoryReplayStore:
             del entries[key]
         entries[key] = (expiry, token)
         if len(entries) > self.max_entries:
-            self._evict_oldest()
+            self._evict_oldest(self._clock())
 
-    def _evict_oldest(self) -> None:
-        # Called with the lock held, when the store is one entry over its bound.
-        self._entries.popitem(last=False)
-        if not self._warned:
+    def _evict_oldest(self, now: float) -> None:
+        # Called with the lock held, when the store is one entry over its bound. A committed id
+        # still unexpired moves to the compact record; a pending hold cannot (it has a token to
+        # settle), and is forgotten: only a burst of max_entries deliveries within one pending
+        # time evicts one.
+        key, (expiry, token) = self._entries.popitem(last=False)
+        if expiry <= now:
+            return
+        if token is None and self._evicted.max_ids:
+            self._evicted.add(key, expiry)
+        elif not self._warned:
             self._warned = True
             log.warning("replay store full (%d entries): evicting unexpired delivery ids", self.max_entries)
 
@@ -376,6 +392,8 @@ class MemoryReplayStore:
                 break
             del entries[key]
             self._warned = False
+        if self._evicted:
+            self._evicted.expire(now)
 
 
 # Commit: keep the key for the full TTL if our hold still has it, or nobody's does (it lapsed).
