@@ -73,9 +73,11 @@ return count
 
 def in_flight_keys(name: str) -> list[str]:
     """The two Redis keys of the in-flight count ``name``, in one Cluster slot: the whole name is
-    their hash tag. (Braces in it, from a client's key, are replaced: the tag would otherwise end at
-    the first ``}``, and every key with a brace at the same place would share one slot.)"""
-    tag = "{" + name.replace("{", "(").replace("}", ")") + "}"
+    their hash tag. Braces in it, from a client's key, are percent-encoded (with ``%`` itself): the
+    tag would otherwise end at the first ``}``. The encoding is one-to-one, so no two client keys
+    share a count (replacing ``{`` by ``(`` would have merged ``a{b`` with ``a(b``)."""
+    escaped = name.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
+    tag = "{" + escaped + "}"
     return [f"{tag}/total", f"{tag}/leases"]
 
 
