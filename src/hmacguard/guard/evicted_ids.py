@@ -36,9 +36,9 @@ log = logging.getLogger("hmacguard.guard.replay")
 #: Ids per sealed bucket: large enough that a lookup bisects few buckets, small enough that sorting
 #: one (under the store's lock, once per this many early evictions) stays a few tens of milliseconds.
 BUCKET = 65_536
-#: Default bound: 1,000,000 ids, 16 MB when full plus an 8 MB filter (allocated at the first
-#: early eviction) -- with the store's 100,000 entries, Standard Webhooks' 28 hours at about 10
-#: deliveries a second.
+#: Default bound: at least the latest 1,000,000 ids; at its fullest about 30 MB (17 MB of sealed
+#: buckets, 5 MB of open dict, an 8 MB filter allocated at the first early eviction) -- with the
+#: store's 100,000 entries, Standard Webhooks' 28 hours at about 10 deliveries a second.
 DEFAULT_MAX_EVICTED = 1_000_000
 #: Filter counters per id of room: the share of lookups that still bisect when the record is full
 #: is about 1 - exp(-1 / FILTER_ROOM), 12 %.
@@ -53,8 +53,10 @@ class _Bucket(NamedTuple):
 
 
 class EvictedIds:
-    """Committed ids evicted early, remembered until their expiry: at most ``max_ids`` of them, in
-    16 bytes each plus a filter of ``FILTER_ROOM`` bytes per id of room.
+    """Committed ids evicted early, remembered until their expiry: at least the latest ``max_ids``
+    of them (at most ``max_ids + 2 * BUCKET - 1``), in 16 bytes each once sealed, about 75 while
+    in the open dict (at most ``BUCKET`` there), plus a filter of ``FILTER_ROOM`` bytes per id of
+    room.
 
     Not thread-safe by itself: the store calls it with its lock held. Past ``max_ids`` the oldest
     bucket is forgotten, with one warning per burst (those ids' retries would be processed again).
@@ -135,7 +137,10 @@ class EvictedIds:
         bucket = _Bucket(array("q", hashes), expiries, max(expiries))
         self._sealed.append(bucket)
         self._count += len(bucket.hashes)
-        while self._count + len(self._open) > self.max_ids and self._sealed:
+        # Forget the oldest bucket only while the others still keep max_ids: the record keeps at
+        # least the latest max_ids ids (dropping whenever it was over would leave as few as
+        # max_ids rounded down to a bucket), and at most max_ids + 2 x BUCKET - 1.
+        while len(self._sealed) > 1 and self._count - len(self._sealed[0].hashes) >= self.max_ids:
             self._count_out(self._sealed.pop(0))
             if not self._warned:
                 self._warned = True

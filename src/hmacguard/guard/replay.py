@@ -314,8 +314,11 @@ class MemoryReplayStore:
                 if entry[0] > now:
                     return None
                 del entries[key]
-            elif self._evicted and self._evicted.holds(key, now):
-                return None  # committed, then evicted early from a full store: still a replay
+            # Committed, then evicted early from a full store: still a replay. Asked after an
+            # expired entry too -- a late commit of a lapsed hold for a shorter TTL re-enters the
+            # key while the record still keeps it from an earlier, longer commit.
+            if self._evicted and self._evicted.holds(key, now):
+                return None
             entries[key] = (now + ttl, token)
             if len(entries) > self.max_entries:
                 self._evict_oldest(now)
