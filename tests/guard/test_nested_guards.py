@@ -191,7 +191,7 @@ def test_a_shorter_outer_key_is_kept_for_the_inner_guards_ttl_whatever_the_clock
         assert delivery is not None
         hold = OuterHold(delivery, outer)
         assert hold.covers(inner, delivery.key)
-        hold.keep_for(inner)
+        hold.keep_for(inner, delivery.key)
         delivery.settle(True)
         now[0] += inner.replay_ttl - 1  # long past the outer guard's own TTL
         assert store.hold(delivery.key, 10) is None  # still taken: a replay is refused

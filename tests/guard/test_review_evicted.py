@@ -46,7 +46,8 @@ never process a replay and never lose a delivery to the collision of their holds
     raises the middle delivery's TTL, not the one that commits the key: DEFECT -- the key is kept
     1 h, and a receiver on [A] keeping keys 48 h on the same store (the other half of a rolling
     deploy) processes the delivery again 2 h later. (Before 684c96b the same stack answered 409
-    and lost the delivery.)
+    and lost the delivery. Fixed since: Delivery.owners names the delivery that settles an
+    inherited key, and keep_for(inner, key) asks that one.)
 """
 
 from __future__ import annotations
@@ -514,14 +515,10 @@ def test_a_middle_guard_with_a_shorter_pending_hold_is_covered_by_the_outermost(
 
 
 @KINDS
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a key covered through Delivery.outer_keys (held by the outermost guard, inherited "
-    "by the middle guard's own hold) gets keep_for() on the middle delivery, not on the one that "
-    "commits it: the innermost guard's key is kept for the outermost guard's 1 h, not its 48 h",
-)
 def test_a_key_covered_through_an_inherited_hold_is_kept_for_the_inner_guards_ttl(kind: str) -> None:
-    """Outermost [A] 1 h, middle [C, A] 1 h (its own key under C, its earlier key A covered by the
+    """Was (strict xfail, BUG): keep_for() raised the middle delivery's TTL, not the one that
+    commits the inherited key; now Delivery.owners names it and keep_for(inner, key) asks it.
+    Outermost [A] 1 h, middle [C, A] 1 h (its own key under C, its earlier key A covered by the
     outermost hold), innermost [A] 48 h, whose key A is found in the middle hold's outer_keys. A
     receiver on [A] keeping keys 48 h on the same store (the other half of a rolling deploy) must
     refuse the delivery 2 h later."""

@@ -109,11 +109,13 @@ class Delivery:
 
     ``also``: more ``(key, token)`` holds of the same delivery -- its keys under the receiver's other
     secrets (:meth:`~hmacguard.guard.verifier.Verifier.hold_key`) -- settled the same way.
+    ``owners``: for each of :attr:`outer_keys`, the delivery that holds it and will settle it (the
+    guard's around this one, or one further out).
     ``outer_keys``: keys of it a guard around this one holds for the same request, with that hold's
     token: not this delivery's to settle, but what a guard further inside may find held.
     """
 
-    __slots__ = ("also", "key", "on_failure", "outer_keys", "settled", "store", "token", "ttl")
+    __slots__ = ("also", "key", "on_failure", "outer_keys", "owners", "settled", "store", "token", "ttl")
 
     def __init__(self, store: HoldingReplayStore, key: str, token: str, ttl: float) -> None:
         self.store = store
@@ -124,6 +126,27 @@ class Delivery:
         self.on_failure: Callable[[str], None] | None = None
         self.also: list[tuple[str, str]] | None = None
         self.outer_keys: list[tuple[str, str]] | None = None
+        self.owners: dict[str, Delivery] | None = None
+
+    def owner_of(self, key: str) -> Delivery:
+        """The delivery that settles ``key``: this one, unless ``key`` is one of :attr:`outer_keys`
+        -- then the one around it that holds it (so that keeping it longer is asked of that one)."""
+        owners = self.owners
+        if owners is not None:
+            owner = owners.get(key)
+            if owner is not None:
+                return owner
+        return self
+
+    def inherit(self, key: str, token: str, owner: Delivery) -> None:
+        """Record ``key``, held under ``token`` by ``owner`` around this delivery, as one of
+        :attr:`outer_keys`."""
+        if self.outer_keys is None:
+            self.outer_keys = []
+        self.outer_keys.append((key, token))
+        if self.owners is None:
+            self.owners = {}
+        self.owners[key] = owner
 
     def token_for(self, key: str) -> str | None:
         """The token under which ``key`` is held for this delivery (its own key, one of

@@ -592,7 +592,7 @@ class Verifier:
             return self.hold_key(key, earlier, outer)
         except ReplayDetected:
             if outer is not None and outer.covers(self, key):
-                outer.keep_for(self)
+                outer.keep_for(self, key)
                 if earlier:  # the outer guard may not know this guard's other secrets
                     self._hold_earlier_for(outer, earlier)
                 return None
@@ -630,14 +630,13 @@ class Verifier:
                 raise
         if outer is not None and same_keys(outer.delivery.store, store):
             # Every key held around this guard for this request, for a guard further inside (the
-            # environ records only the innermost hold): it may find any of them taken.
+            # environ records only the innermost hold): it may find any of them taken -- and with
+            # each, the delivery that settles it, which must then keep it long enough.
             outer_held = outer.delivery
-            inherited = [
-                (outer_held.key, outer_held.token),
-                *(outer_held.also or ()),
-                *(outer_held.outer_keys or ()),
-            ]
-            delivery.outer_keys = [*(delivery.outer_keys or ()), *inherited]
+            for held, token in ((outer_held.key, outer_held.token), *(outer_held.also or ())):
+                delivery.inherit(held, token, outer_held)
+            for held, token in outer_held.outer_keys or ():
+                delivery.inherit(held, token, outer_held.owner_of(held))
         return delivery
 
     def _hold_earlier_for(self, outer: OuterHold, keys: Sequence[str]) -> None:
@@ -650,7 +649,8 @@ class Verifier:
         try:
             for other in keys:
                 if delivery.token_for(other) is not None:
-                    continue  # the outer guard holds it for this very request
+                    outer.keep_for(self, other)  # held around this guard for this very request
+                    continue
                 token = store.hold(other, self.replay_pending_ttl)
                 if token is None:
                     raise ReplayDetected("this delivery was already received (under an earlier secret)")
@@ -660,6 +660,7 @@ class Verifier:
             raise
         if held_here:
             delivery.also = [*(delivery.also or ()), *held_here]
+            delivery.ttl = max(delivery.ttl, self.replay_ttl)  # it commits them
 
     def _hold_earlier(self, delivery: Delivery, keys: Sequence[str], outer: OuterHold | None) -> None:
         store = delivery.store
@@ -670,12 +671,10 @@ class Verifier:
                     delivery.also = []
                 delivery.also.append((other, token))
             elif outer is not None and outer.covers(self, other):
-                outer.keep_for(self)
+                outer.keep_for(self, other)
                 held = outer.delivery.token_for(other)
                 if held is not None:  # for a guard further inside, which may find it held
-                    if delivery.outer_keys is None:
-                        delivery.outer_keys = []
-                    delivery.outer_keys.append((other, held))
+                    delivery.inherit(other, held, outer.delivery.owner_of(other))
             else:
                 raise ReplayDetected("this delivery was already received (under an earlier secret)")
 
@@ -744,12 +743,16 @@ class OuterHold(NamedTuple):
     delivery: Delivery
     verifier: Verifier
 
-    def keep_for(self, inner: Verifier) -> None:
-        """This hold stands for ``inner``'s: commit it for ``inner``'s ``replay_ttl`` when that is
-        the longer (a hold covered by the timestamp window alone is not enough for a scheme whose
-        retries are re-signed with the same message id)."""
-        if self.delivery.ttl < inner.replay_ttl:
-            self.delivery.ttl = inner.replay_ttl
+    def keep_for(self, inner: Verifier, key: str) -> None:
+        """This hold of ``key`` stands for ``inner``'s: have whichever delivery settles ``key`` --
+        this one, or for a key it inherited, the one further out that took it -- commit it for
+        ``inner``'s ``replay_ttl`` when that is the longer (a hold covered by the timestamp window
+        alone is not enough for a scheme whose retries are re-signed with the same message id).
+        Raising this delivery's TTL for an inherited key kept it for the outermost guard's TTL
+        (tests/guard/test_review_evicted.py, three nested guards)."""
+        owner = self.delivery.owner_of(key)
+        if owner.ttl < inner.replay_ttl:
+            owner.ttl = inner.replay_ttl
 
     def covers(self, inner: Verifier, key: str) -> bool:
         """Whether this hold of ``key`` stands for ``inner``'s own: the same key in a store holding
