@@ -376,25 +376,63 @@ def test_declining_to_vouch_on_one_store_keeps_the_delivery_for_the_longer_ttl()
     assert seen == [(body, 0)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG, left: an outer hold that lapses sooner while the application runs than the inner "
-    "guard's would cannot stand for it (a concurrent replay could take the key after it lapsed), so "
-    "the inner guard answers 409 and the outer guard, seeing an answer below 500, commits a delivery "
-    "nobody processed. Documented (docstring of Verifier.hold; guide: give a guard that does not "
-    "vouch a store of its own).",
-)
 def test_declining_to_vouch_on_one_store_with_a_shorter_outer_pending_hold_keeps_it_deliverable() -> None:
-    """What stays of the collision: the outer guard's hold lapses after 30 s, the inner guard's
-    after 300 s. Whatever the answer, a delivery the application did not process must stay
-    deliverable (its key free for the provider's retry)."""
+    """Was (strict xfail, BUG): the outer guard's hold lapses after 30 s, the inner guard's after
+    300 s; the outer hold could not stand for the inner one (a concurrent replay could take the key
+    once it lapsed), so the inner guard answered 409 and the outer guard committed a delivery nobody
+    processed. Now the store holds it longer under the outer token (``extend``): processed once,
+    then refused."""
     store = MemoryReplayStore()
     seen = Seen()
     outer = Verifier("github", secrets=[B, A], replay=store, replay_pending_ttl=30)
     inner = Verifier("github", secrets=B, replay=store, replay_pending_ttl=300)
     body, headers = _delivery(B)
-    post("wsgi", nested("wsgi", outer, inner, seen), body, headers)
-    assert seen == [(body, 0)] or len(store) == 0
+    app = nested("wsgi", outer, inner, seen)
+    assert post("wsgi", app, body, headers) == 200
+    assert seen == [(body, 0)]
+    assert post("wsgi", app, body, headers) == 409
+
+
+def test_an_outer_hold_made_to_last_refuses_a_duplicate_while_the_inner_application_runs() -> None:
+    """The attack the pending comparison stood for: 100 s into the inner guard's 300 s, past the
+    outer hold's own 30 s, a duplicate must find the key held."""
+    from hmacguard.guard.verifier import OuterHold
+
+    now = [1000.0]
+    store = MemoryReplayStore(clock=lambda: now[0])
+    outer = Verifier("github", secrets=B, replay=store, replay_pending_ttl=30)
+    inner = Verifier("github", secrets=B, replay=store, replay_pending_ttl=300)
+    delivery = outer.hold_key("github:sig:dup")
+    assert delivery is not None
+    assert OuterHold(delivery, outer).covers(inner, delivery.key)
+    now[0] += 100
+    assert store.hold(delivery.key, 1.0) is None
+    now[0] += 201
+    assert store.hold(delivery.key, 1.0) is not None  # lapsed at last: a worker that died
+
+
+def test_a_redis_hold_is_extended_only_under_its_own_token_and_never_shortened() -> None:
+    import redis
+
+    from ._servers import redis_server
+
+    with redis_server() as server:
+        store = RedisReplayStore(server.url)
+        client = redis.Redis.from_url(server.url)
+        try:
+            token = store.hold("k", 5.0)
+            assert token is not None
+            assert store.extend("k", token, 300.0)
+            assert 295_000 < client.pttl("hmacguard:replay:k") <= 300_000
+            assert store.extend("k", token, 10.0)  # still ours; not shortened
+            assert client.pttl("hmacguard:replay:k") > 295_000
+            assert not store.extend("k", "somebody-else", 600.0)
+            assert not store.extend("gone", token, 600.0)
+            store.commit("k", token, 3600.0)
+            assert not store.extend("k", token, 600.0)  # committed: no longer a pending hold
+        finally:
+            store.close()
+            client.close()
 
 
 @pytest.mark.parametrize("variant", ["spelling", "client"])

@@ -76,6 +76,10 @@ class HoldingReplayStore(ReplayStore, Protocol):
     """A store with two-phase reservations (see the module docstring); both stores here are.
 
     A custom store that only has :meth:`reserve` still works: its reservations are permanent at once.
+    Optional: ``extend(key, token, ttl) -> bool``, hold ``key`` under ``token`` for at least
+    ``ttl`` seconds from now (``False`` when ``token`` no longer holds it) -- asked when a nested
+    guard's application may run longer than an outer guard's hold lasts (both stores here have it;
+    without it, that nested guard answers 409, see :meth:`Verifier.hold`).
     """
 
     def hold(self, key: str, ttl: float) -> str | None:
@@ -162,6 +166,17 @@ class Delivery:
     @property
     def blocking(self) -> bool:
         return self.store.blocking
+
+    def hold_longer(self, key: str, ttl: float) -> bool:
+        """Have the store hold ``key`` (this delivery's, under its token) for at least ``ttl``
+        seconds from now; ``False`` when it is not held under that token any more or the store has
+        no ``extend``. A fail-closed store that cannot answer raises (503: this request is then not
+        processed, and the outer guard releases what it holds)."""
+        token = self.token_for(key)
+        extend = getattr(self.store, "extend", None)
+        if token is None or extend is None:
+            return False
+        return bool(extend(key, token, ttl))
 
     def still_held(self, key: str | None = None) -> bool:
         """Whether the store still holds ``key`` (default: the delivery's key; or one of
@@ -369,6 +384,18 @@ class MemoryReplayStore:
         finally:
             lock.release()
 
+    def extend(self, key: str, token: str, ttl: float) -> bool:
+        """Hold ``key`` under ``token`` for at least ``ttl`` seconds from now (never shorter than it
+        was); ``False`` when ``token`` does not hold it (settled, lapsed, or somebody else's)."""
+        now = self._clock()
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or entry[1] != token or entry[0] <= now:
+                return False
+            if entry[0] < now + ttl:
+                self._entries[key] = (now + ttl, token)  # in place: its order kept, like a commit
+            return True
+
     def holds(self, key: str, token: str) -> bool:
         """Whether ``key`` is held, unexpired, under ``token`` (a pending hold not yet settled)."""
         now = self._clock()
@@ -434,6 +461,16 @@ return false
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+# Extend: while our hold has the key, make it last at least ARGV[2] ms from now (never shorter).
+_EXTEND = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  end
+  return 1
 end
 return 0
 """
@@ -512,7 +549,7 @@ class RedisReplayStore(StoreCalls):
 
     def _script(self, index: int) -> Any:
         if self._scripts is None:
-            self._scripts = (self.client.register_script(_COMMIT), self.client.register_script(_RELEASE))
+            self._scripts = tuple(self.client.register_script(lua) for lua in (_COMMIT, _RELEASE, _EXTEND))
         return self._scripts[index]
 
     def _set_new(self, key: str, value: str, ttl: float) -> bool:
@@ -544,6 +581,13 @@ class RedisReplayStore(StoreCalls):
 
     def release(self, key: str, token: str) -> None:
         self._call(lambda: self._script(1)(keys=[self.prefix + key], args=[token]), None)
+
+    def extend(self, key: str, token: str, ttl: float) -> bool:
+        """See :class:`HoldingReplayStore`. Failing open, a store that cannot answer says ``True``
+        (the request passes, as its hold did); failing closed it raises (503)."""
+        return bool(
+            self._call(lambda: self._script(2)(keys=[self.prefix + key], args=[token, _ms(ttl)]), True)
+        )
 
     def close(self) -> None:
         if self._client is not None:

@@ -581,8 +581,9 @@ class Verifier:
         for this guard's ``replay_ttl`` when that is the longer (a hold covered by the timestamp
         window alone is not enough for a scheme whose retries are re-signed with the same message
         id, tests/guard/test_review_inflight_rotation.py). Otherwise the 409 stands (and the outer
-        guard, seeing an answer below 500, commits the delivery -- a known loss, an xfail in
-        tests/guard/test_review_vouching.py: give a nested guard a replay store of its own).
+        guard, seeing an answer below 500, commits the delivery -- a loss, for a store the guards
+        cannot tell is shared or a custom store without ``extend``: give a nested guard a replay
+        store of its own).
         """
         key = verification.replay_key
         if key is None:
@@ -757,14 +758,18 @@ class OuterHold(NamedTuple):
     def covers(self, inner: Verifier, key: str) -> bool:
         """Whether this hold of ``key`` stands for ``inner``'s own: the same key in a store holding
         the same keys, still held under its token, and held while the application runs at least as
-        long. How long it is kept afterwards does not matter: whoever finds it covering calls
+        long as ``inner`` would hold it -- made so when it would lapse sooner (or, for a key this
+        hold inherited from a guard further out, whose pending time is not known here), by having
+        the store hold it longer under the same token (``extend``; a store without it: not covered,
+        409). How long it is kept afterwards does not matter: whoever finds it covering calls
         :meth:`keep_for`, which commits it for the longer of the two ``replay_ttl``. (It once had to
-        be kept as long already, or for a timestamped scheme as long as the outer guard's window on
-        the same clock; an inner guard keeping keys longer on one store then answered its own
-        request 409 and the outer guard committed a delivery nobody processed.)"""
+        be kept as long already; an inner guard keeping keys longer, or holding them longer, on one
+        store then answered its own request 409 and the outer guard committed a delivery nobody
+        processed.)"""
         delivery = self.delivery
-        return (
-            same_keys(delivery.store, inner.replay)
-            and self.verifier.replay_pending_ttl >= inner.replay_pending_ttl
-            and delivery.still_held(key)  # one of its keys (the current secret's or an earlier one)
-        )
+        if not (same_keys(delivery.store, inner.replay) and delivery.still_held(key)):
+            return False  # still_held: one of its keys (the current secret's, an earlier or inherited one)
+        owner = delivery.owner_of(key)
+        if owner is delivery and self.verifier.replay_pending_ttl >= inner.replay_pending_ttl:
+            return True
+        return owner.hold_longer(key, inner.replay_pending_ttl)
