@@ -13,16 +13,19 @@ Attacks, and what they found:
    after the client gave up on it, and the retry's ``ZADD`` of the same member changes nothing
    while its ``INCRBY`` adds the amount again. The total then holds an amount no lease will ever
    give back: the admission itself is refused 429 by its own double count, and the phantom stays
-   for as long as the client keeps a lease in flight (xfail).
+   for as long as the client keeps a lease in flight (was an xfail; fixed since: the script
+   INCRBYs only when ZADD NX added the member).
 2. DEFECT -- a take that the client timed out on but the server ran (a stall longer than the
    limiter's ``timeout``) is never given back: fail-closed answers 503, fail-open admits with
    nothing counted, and either way the lease holds the whole reservation for its lifetime (a
-   minute at least), refusing the client 429 meanwhile although nothing is in flight (xfail).
+   minute at least), refusing the client 429 meanwhile although nothing is in flight (was an
+   xfail; fixed since: a take that raised or failed open, the breaker closed, owes its give-back).
 3. DEFECT (low) -- ``body_timeout=float("inf")``, which the Verifier accepts and which works on
    an in-process store, makes every admission on Redis raise OverflowError in ``_new_lease``
-   (a 500 instead of a decision) (xfail).
+   (a 500 instead of a decision) (was an xfail; fixed since: a non-finite timeout is ignored).
 4. DEFECT (low) -- ``in_flight_keys`` replaces braces by parentheses, so the client keys
-   ``"t:{a}"`` and ``"t:(a)"`` share one in-flight count: one's upload refuses the other (xfail).
+   ``"t:{a}"`` and ``"t:(a)"`` share one in-flight count: one's upload refuses the other (was an
+   xfail; fixed since f2a52cc: braces percent-encoded).
 5. Held -- client keys with colons, slashes, unicode, NUL, and 10,000 characters each get their own
    count, which returns to zero with its keys deleted.
 6. Held (bounded lag) -- 250 leases lapsing at once (a dead worker with that many requests of one
@@ -40,7 +43,8 @@ Attacks, and what they found:
     the abandoned leases lapse, both keys are deleted.
 11. Held -- Redis restarted mid-request: an admission meanwhile is a 503 (StoreUnavailable, not
     another exception), so is the settle (its bytes cannot be spent) which still owes both
-    give-backs; they are paid on the fresh server without touching its counts.
+    give-backs (and the refused admission's take, since the fix of 2); they are paid on the fresh
+    server without touching its counts.
 12. Held -- on a 3-primary Cluster, leases lapse (server TIME + replicate_commands, PEXPIREAT) for
     keys of every shape.
 13. Held (slow) -- gunicorn on its own redis-server, its worker SIGKILLed mid-body holding a
@@ -165,16 +169,6 @@ def _warm(limiter: RateLimiter) -> None:
 # -- 1. a retried take -------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: the take is not idempotent. A redis-py client built as redis.Redis(host=, port=) "
-    "retries a timed-out EVALSHA (10 times by default since redis-py 6); the first attempt still ran "
-    "once the server was free, so the lease 'token:amount' is ZADDed once but INCRBYed twice. The "
-    "admission is refused 429 by its own double count and leaves a phantom amount on the total that "
-    "no lease gives back, kept for as long as any lease of the client is in flight. Fix: in "
-    "IN_FLIGHT_LUA, INCRBY only when ZADD NX added the member.",
-)
 def test_a_take_retried_by_the_redis_client_is_counted_once(redis: RedisServer, client: Any) -> None:
     import redis as redis_py
 
@@ -204,18 +198,6 @@ def test_a_take_retried_by_the_redis_client_is_counted_once(redis: RedisServer, 
 # -- 2. a take the client timed out on, but the server ran ----------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RateLimited,
-    reason="BUG: a take whose call timed out (Redis stalled past the limiter's timeout) but that the "
-    "server ran afterwards is never given back: _take_room gives back only what it knows it counted "
-    "(fail-closed: the 503 raised before; fail-open: counted is None). The lease holds the whole "
-    "reservation -- here a chunked upload's 90,000 of 100,000 -- for its lifetime (60 s at least), "
-    "and the client's next 20,000-byte upload is refused 429 although nothing is in flight. Fix: "
-    "since a give-back of a lease never taken is a no-op, owe the lease's give-back (paid at the "
-    "next call once the store answers, i.e. after the abandoned call ran) whenever the take raised "
-    "or failed open.",
-)
 @pytest.mark.parametrize("fail_open", [False, True], ids=["fail-closed", "fail-open"])
 def test_a_take_that_timed_out_but_ran_leaves_no_reservation(
     redis: RedisServer, client: Any, fail_open: bool
@@ -236,14 +218,6 @@ def test_a_take_that_timed_out_but_ran_leaves_no_reservation(
 # -- 3. an infinite body timeout ------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=OverflowError,
-    reason="BUG: Verifier(body_timeout=float('inf')) is accepted (and works on memory://), but "
-    "RateLimiter._new_lease computes int((inf + 10) * 1000): OverflowError on every admission on "
-    "Redis -- a 500 for every request, not a decision. Fix: a non-finite longest is treated as None "
-    "(or capped), or the Verifier refuses a non-finite body_timeout.",
-)
 def test_an_infinite_body_timeout_admits_on_redis(redis: RedisServer) -> None:
     verifier = Verifier("github", secrets="s", body_timeout=float("inf"), replay=None)
     assert verifier.body_timeout == float("inf")  # accepted by the Verifier
@@ -257,15 +231,6 @@ def test_an_infinite_body_timeout_admits_on_redis(redis: RedisServer) -> None:
 # -- 4 and 5. client keys -----------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RateLimited,
-    reason="BUG (low): in_flight_keys maps '{' to '(' and '}' to ')', so distinct client keys "
-    "'t:{a}' and 't:(a)' get the same two Redis keys and share one in-flight count: one client's "
-    "80,000-byte upload refuses the other's 30,000 (their budgets, kept by limits under the real "
-    "key, are separate). Fix: an injective escape (e.g. '%' -> '%25', '{' -> '%7B', '}' -> '%7D') "
-    "or a digest of the name as the hash tag.",
-)
 def test_client_keys_differing_only_in_braces_and_parens_do_not_share_a_count(
     redis: RedisServer,
 ) -> None:
@@ -554,7 +519,9 @@ def test_redis_restarted_mid_request_answers_503_and_never_goes_below_zero() -> 
     assert refused.value.status == 503
     with pytest.raises(StoreUnavailable):  # its bytes cannot be spent: a 503, not a 500
         limiter.settle(in_flight, 60_000, failed=False)
-    assert len(limiter._owed) == 2
+    # Owed: the settle's two give-backs, and the refused admission's take (it may have run on a
+    # server that answered too late; giving back a lease never taken is harmless).
+    assert len(limiter._owed) == 3
     with redis_server(port) as second_server:
         plain = redis_py.Redis.from_url(second_server.url, socket_timeout=5)
         try:

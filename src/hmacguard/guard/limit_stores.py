@@ -32,7 +32,9 @@ __all__ = [
 # lease, ARGV[2] the amount (> 0 take it, < 0 give it back, 0 read), ARGV[3] its lifetime in ms.
 # Every call first drops (a bounded number of) lapsed leases -- a worker that died mid-request --
 # so one client's steady traffic cannot keep a dead reservation alive; giving back a lease already
-# lapsed or given back changes nothing, so the total never counts a lease twice nor goes below zero.
+# lapsed or given back changes nothing, and taking one already taken neither (a client that retries
+# a call that timed out, though the server ran it), so the total never counts a lease twice nor
+# goes below zero.
 # The two keys share a hash tag: one Cluster slot. (replicate_commands: before Redis 5, a script
 # that reads TIME may write only when it replicates its effects; from 7 on it is the only way.)
 IN_FLIGHT_LUA = """
@@ -50,8 +52,9 @@ if #lapsed > 0 then
 end
 local delta = tonumber(ARGV[2])
 if delta > 0 then
-  redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])
-  redis.call('INCRBY', KEYS[1], delta)
+  if redis.call('ZADD', KEYS[2], 'NX', now + tonumber(ARGV[3]), ARGV[1]) == 1 then
+    redis.call('INCRBY', KEYS[1], delta)
+  end
 elseif delta < 0 and redis.call('ZREM', KEYS[2], ARGV[1]) == 1 then
   redis.call('DECRBY', KEYS[1], -delta)
 end

@@ -349,7 +349,7 @@ class RateLimiter(StoreCalls):
         it lives -- a margin past the request's longest life (the store calls around its body), at
         least the in-flight expiry. (The name is random so that no other request can give it back.)"""
         life = float(self._in_flight_expiry)
-        if longest is not None:
+        if longest is not None and math.isfinite(longest):  # no body timeout: the expiry alone
             life = max(life, longest + 10.0)
         return f"{secrets.token_hex(8)}/{int(life * 1000)}"
 
@@ -358,7 +358,17 @@ class RateLimiter(StoreCalls):
         request in flight, so that concurrent admissions cannot all take the same room; 429 (the
         count undone) when there is none. What was counted: ``size``, or 0 when a fail-open store
         could not count."""
-        counted = self._count_in_flight(key, size, counter, lease)
+        # Whether the take will reach the store: with the breaker open it fails without a call,
+        # and there is nothing to give back.
+        reaches_store = bool(lease) and not self.breaker.is_open
+        try:
+            counted = self._count_in_flight(key, size, counter, lease)
+        except BaseException:
+            if reaches_store:
+                self._owe_lost_take(key, size, counter, lease)
+            raise
+        if counted is None and reaches_store:
+            self._owe_lost_take(key, size, counter, lease)
         room = max(size, counted or 0)
         try:
             if not self._call(
@@ -426,11 +436,20 @@ class RateLimiter(StoreCalls):
             if state.bytes_in_flight:
                 self._leave_in_flight(key, state.bytes_in_flight, "in-flight-bytes", state.lease)
 
+    def _owe_lost_take(self, key: str, amount: int, counter: str, lease: str) -> None:
+        """A take on Redis that raised or failed open may still have run (the client gave up on a
+        stalled server, which ran it later): owe its give-back, paid at a later call once the store
+        answers -- harmless if it never ran (a lease never taken gives back nothing). Not sent now:
+        the stalled take could land after it."""
+        self._owe(key, amount, counter, lease)
+
     def _leave_in_flight(self, key: str, amount: int, counter: str, lease: str) -> None:
         """Give ``amount`` back to one of the key's in-flight counts; when the store cannot answer
         now, owe it (see ``_owed``). Never raises: the request's answer is decided."""
-        if self._try_decrement(key, amount, counter, lease):
-            return
+        if not self._try_decrement(key, amount, counter, lease):
+            self._owe(key, amount, counter, lease)
+
+    def _owe(self, key: str, amount: int, counter: str, lease: str) -> None:
         owed_as = (key, counter, lease)
         with self._owed_lock:
             owed = self._owed
