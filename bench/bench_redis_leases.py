@@ -10,12 +10,13 @@ persistence), best of three rounds of ``--requests`` each, the variants taking t
 - lease, busy client: the same while 50 other leases of the same client are in flight (a client
   sending 50 bodies at once: the script reads the latest lease and trims lapsed ones each call);
 - admission: a whole ``RateLimiter.admit`` + ``settle`` with request, bytes and failure budgets on
-  that Redis (what a guarded request pays for its budgets);
-- admission, limits' reads: the same with the ``RateLimit`` field read as ``limits`` reads it, a
-  GET and a TTL per budget, one round trip each (before the pipelined read).
+  that Redis (what a guarded request pays for its budgets): the windows read in one pipeline that
+  answers both rooms and fills the ``RateLimit`` field -- 4 round trips to admit, 3 to settle;
+- admission, limits' reads: the same asking ``limits`` budget by budget (``test()``, then
+  ``get_window_stats()``: a GET, and a GET and a TTL, one round trip each) -- 11 to admit.
 
 Claim: lease / counter <= 1.5, busy / lease <= 1.2 (per request, two round trips each), and the
-pipelined read makes an admission with three budgets at least 1.3 x faster. Bounded:
+one read makes an admission with three budgets at least 1.3 x faster. Bounded:
 loopback only, ``--requests`` x 5 variants x 3 rounds, a 60 s cap on the server's start.
 Run: ``python bench/bench_redis_leases.py [--requests 5000]``.
 """
@@ -129,7 +130,7 @@ def variants(url: str) -> dict[str, Callable[[int], None]]:
             storage=url,
         )
         if not pipelined:
-            limiter._pipelined = False  # the RateLimit field read through limits, as before
+            limiter._pipelined = False  # rooms and the RateLimit field asked of limits, as before
 
         def run(n: int) -> None:
             state = limiter.admit("client", declared_bytes=4096, longest=30.0)

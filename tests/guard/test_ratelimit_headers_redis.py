@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import contextlib
+import random
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -81,3 +83,56 @@ def test_a_refusal_still_names_the_budget_and_when_it_resets(redis: RedisServer)
         assert state.remaining[0][:2] == ("requests", 1)
         assert 1 <= state.remaining[0][2] <= 60
         limiter.settle(state, 1, failed=False)
+
+
+def _outcome(limiter: RateLimiter, key: str, declared: int | None, most: int) -> tuple[Any, ...]:
+    try:
+        state = limiter.admit(key, declared_bytes=declared, most_bytes=most)
+    except RateLimited as refused:
+        return ("429", refused.budget, None)
+    return ("admitted", tuple((n, r) for n, r, _ in state.remaining), state)
+
+
+TIGHT = {
+    "bytes": {"limit": "1000/minute", "bytes_limit": "30000/minute", "failure_limit": "100/minute"},
+    "failures": {"limit": "1000/minute", "bytes_limit": "10000000/minute", "failure_limit": "5/minute"},
+}
+
+
+@pytest.mark.parametrize("tight", sorted(TIGHT))
+def test_deciding_from_one_read_answers_as_asking_limits_budget_by_budget(
+    redis: RedisServer, tight: str
+) -> None:
+    """Since the rooms are asked in the read that fills the RateLimit field (four round trips for an
+    admission), every decision -- admitted or which budget refused, and what remains -- must be
+    the one limits' own test() gives, op for op, on the same traffic: 400 random admissions and
+    settles of 4 clients, some bodies chunked, some failing, some left in flight a while."""
+    rng = random.Random(7)
+    options = TIGHT[tight]
+    pipelined = RateLimiter(**options, storage=redis.url, prefix=f"one-read-{tight}")
+    asking = RateLimiter(**options, storage=redis.url, prefix=f"budget-by-budget-{tight}")
+    asking._pipelined = False  # limits' test() and get_window_stats(), as before
+    assert pipelined._windows_pipelined()
+    open_states: list[tuple[Any, Any, int, bool]] = []
+    refusals = set()
+    for _ in range(400):
+        if open_states and rng.random() < 0.45:
+            first, second, received, failed = open_states.pop(rng.randrange(len(open_states)))
+            pipelined.settle(first, received, failed=failed)
+            asking.settle(second, received, failed=failed)
+            continue
+        key = f"client{rng.randrange(4)}"
+        declared = None if rng.random() < 0.2 else rng.randrange(0, 6000)
+        most = 8000
+        got = _outcome(pipelined, key, declared, most)
+        expected = _outcome(asking, key, declared, most)
+        assert got[:2] == expected[:2], (key, declared)
+        if got[0] == "429":
+            refusals.add(got[1])
+        else:
+            received = declared if declared is not None else rng.randrange(0, most)
+            open_states.append((got[2], expected[2], received, rng.random() < 0.4))
+    for first, second, received, failed in open_states:
+        pipelined.settle(first, received, failed=failed)
+        asking.settle(second, received, failed=failed)
+    assert tight in refusals  # the traffic reached the deferred budget

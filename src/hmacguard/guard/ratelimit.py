@@ -60,7 +60,7 @@ import secrets
 import threading
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -98,6 +98,35 @@ class _Budget:
 
 def _exhausted(message: str, budget: str, retry_after: int) -> RateLimited:
     return RateLimited(message, retry_after=retry_after, budget=budget)
+
+
+def _seconds_left(milliseconds: int) -> int:
+    """A window's PTTL as whole seconds, rounded up (-1, -2: no expiry, no key -> 0)."""
+    return max(0, math.ceil(milliseconds / 1000))
+
+
+def _check_room(windows: dict[str, tuple[int, int]] | None, budget: _Budget, room: int, refusal: str) -> None:
+    """What ``limits``' fixed-window ``test(cost=room)`` answers, from a window already read: 429
+    when fewer than ``room`` remain. A window that could not be read (fail-open) has room."""
+    if windows is None:
+        return
+    count, milliseconds = windows[budget.name]
+    if count >= budget.item.amount - room + 1:
+        raise _exhausted(refusal, budget.name, max(1, _seconds_left(milliseconds)))
+
+
+def _window_fields(
+    windows: dict[str, tuple[int, int]] | None, budgets: Iterable[_Budget]
+) -> list[tuple[str, int, int]]:
+    """The ``RateLimit`` field's ``(name, remaining, seconds to reset)`` from windows read at once
+    (none when a fail-open store could not answer)."""
+    if windows is None:
+        return []
+    out = []
+    for budget in budgets:
+        count, milliseconds = windows[budget.name]
+        out.append((budget.name, max(0, int(budget.item.amount) - count), _seconds_left(milliseconds)))
+    return out
 
 
 @dataclass(frozen=True)
@@ -323,18 +352,32 @@ class RateLimiter(StoreCalls):
         reserved = 0  # bytes counted in flight, to release if this admission fails
         in_flight = False
         lease = "" if self._local_in_flight is not None else self._new_lease(longest)
+        # Fixed windows on Redis: the rooms are asked after both counts, in the one pipelined read
+        # that also fills the RateLimit field (four round trips for an admission, not six).
+        deferred: list[tuple[_Budget, int, str]] | None = [] if self._windows_pipelined() else None
         try:
             if volume is not None:
                 if declared_bytes is not None:
                     size = max(1, declared_bytes)
                 else:  # as much as the cap allows, but never more than the whole budget
                     size = max(1, min(most_bytes or 0, int(volume.item.amount)))
-                reserved = self._take_room(key, volume, size, "in-flight-bytes", "too many bytes", lease)
+                reserved = self._take_room(
+                    key, volume, size, "in-flight-bytes", "too many bytes", lease, deferred
+                )
             if failures is not None:
                 in_flight = bool(
-                    self._take_room(key, failures, 1, "in-flight", "too many failed verifications", lease)
+                    self._take_room(
+                        key, failures, 1, "in-flight", "too many failed verifications", lease, deferred
+                    )
                 )
-            return RateState(key, tuple(self._remaining(key)), in_flight, reserved, lease)
+            if deferred is not None:
+                windows = self._read_windows(key)
+                for budget, room, refusal in deferred:
+                    _check_room(windows, budget, room, refusal)
+                remaining = _window_fields(windows, self._budgets.values())
+            else:
+                remaining = self._remaining(key)
+            return RateState(key, tuple(remaining), in_flight, reserved, lease)
         except BaseException:
             # Refused, or the store failed after counting us: nobody will settle this admission.
             # Each count undone on its own: a store failing on one must not skip the other.
@@ -353,11 +396,21 @@ class RateLimiter(StoreCalls):
             life = max(life, longest + 10.0)
         return f"{secrets.token_hex(8)}/{int(life * 1000)}"
 
-    def _take_room(self, key: str, budget: _Budget, size: int, counter: str, refusal: str, lease: str) -> int:
+    def _take_room(
+        self,
+        key: str,
+        budget: _Budget,
+        size: int,
+        counter: str,
+        refusal: str,
+        lease: str,
+        deferred: list[tuple[_Budget, int, str]] | None = None,
+    ) -> int:
         """Count ``size`` in flight on ``counter`` first, then ask ``budget`` for room for every
         request in flight, so that concurrent admissions cannot all take the same room; 429 (the
         count undone) when there is none. What was counted: ``size``, or 0 when a fail-open store
-        could not count."""
+        could not count. With ``deferred``, the question is appended there instead, for the
+        caller to ask (and to undo the count if refused)."""
         # Whether the take will reach the store: with the breaker open it fails without a call,
         # and there is nothing to give back.
         reaches_store = bool(lease) and not self.breaker.is_open
@@ -370,6 +423,9 @@ class RateLimiter(StoreCalls):
         if counted is None and reaches_store:
             self._owe_lost_take(key, size, counter, lease)
         room = max(size, counted or 0)
+        if deferred is not None:
+            deferred.append((budget, room, refusal))
+            return size if counted is not None else 0
         try:
             if not self._call(
                 lambda: self._limiter.test(budget.item, self.prefix, budget.name, key, cost=room), True
@@ -502,11 +558,15 @@ class RateLimiter(StoreCalls):
         return self._pipelined
 
     def _remaining_at_once(self, key: str) -> list[tuple[str, int, int]]:
-        """:meth:`_remaining` in one pipelined round trip: ``limits`` reads a fixed window with a
-        GET and a TTL, one round trip each, so three budgets cost six on every admission (a third
-        of a Redis admission's time, bench/bench_redis_leases.py). The same keys and the same reads
-        (from a replica under Sentinel, as ``limits`` reads them); PTTL, rounded up to the second,
-        for the reset."""
+        """:meth:`_remaining` in one pipelined round trip (:meth:`_read_windows`)."""
+        return _window_fields(self._read_windows(key), self._budgets.values())
+
+    def _read_windows(self, key: str) -> dict[str, tuple[int, int]] | None:
+        """Every budget's fixed window for ``key`` -- its count and its milliseconds left -- in
+        one pipelined round trip; ``None`` when a fail-open store could not answer. ``limits``
+        reads a window with a GET and a TTL, one round trip each: three budgets cost six on every
+        admission, a third of its time (bench/bench_redis_leases.py). The same keys and the same
+        reads (from a replica under Sentinel, as ``limits`` reads them)."""
         budgets = tuple(self._budgets.values())
 
         def read() -> list[Any]:
@@ -521,14 +581,12 @@ class RateLimiter(StoreCalls):
             return list(pipe.execute())
 
         values = self._call(read, None)
-        if values is None:  # a fail-open store that could not answer: no field
-            return []
-        out = []
-        for at, budget in enumerate(budgets):
-            count, pttl = values[2 * at], values[2 * at + 1]
-            remaining = max(0, int(budget.item.amount) - int(count or 0))
-            out.append((budget.name, remaining, max(0, math.ceil(int(pttl) / 1000))))
-        return out
+        if values is None:
+            return None
+        return {
+            budget.name: (int(values[2 * at] or 0), int(values[2 * at + 1]))
+            for at, budget in enumerate(budgets)
+        }
 
     def spend_bytes(self, key: str, amount: int) -> None:
         """Charge the body bytes actually received (no-op without a ``bytes_limit``)."""
