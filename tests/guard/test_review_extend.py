@@ -51,6 +51,13 @@ fail-closed, pass fail-open). Each attack and its outcome:
     concurrency (outer pending 0.2 s, processing 1.5 s): the duplicate is refused, but the failed
     first copy's retry is refused too -- LOST. DEFECT. (App: tests/guard/_apps/review_extend.py.)
 
+Every DEFECT above is fixed since, and its test passes (it was a strict xfail): covers() always asks
+the store to extend the hold it finds (under the token this request holds it by, with the store's
+own outage semantics -- 503 or a pass, no more still_held), _hold_earlier_for asks covers() for an
+earlier key held around it and holds it itself once that hold has lapsed, and hold() holds a key
+itself once when the hold it found for this very request lapsed before the extend. The lapse and
+retake of 4 and 5 are now staged right before ``extend`` (there is no still_held call any more).
+
 Exploration behind 1-3 and 12: every 2- and 3-guard stack over seven secret orders and pending
 times 1 s / 300 s on a clocked memory store, checking each guard's every key while the application
 runs (held at least that guard's pending time) and after (committed at least its replay_ttl).
@@ -244,11 +251,6 @@ def _duplicate_to_other_receiver(
 
 
 @KINDS
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Verifier._hold_earlier_for keeps an earlier key already held around the inner guard "
-    "(keep_for) without extending it: held for the outer guard's 1 s, not the inner guard's 300 s",
-)
 def test_an_earlier_key_held_around_is_held_for_the_inner_guards_pending_time(kind: str) -> None:
     """Outer [A, B] holding 1 s, inner [A, B] holding 300 s on one store. The inner guard's current
     key (A's) is covered and extended to 300 s; its earlier key (B's), held by the outer guard, is
@@ -262,11 +264,6 @@ def test_an_earlier_key_held_around_is_held_for_the_inner_guards_pending_time(ki
 
 
 @KINDS
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: OuterHold.covers takes a key of the outer delivery's `also` as held for the outer "
-    "verifier's pending time (owner is delivery), though a covered middle guard held it for its own 1 s",
-)
 def test_a_key_a_covered_middle_guard_held_is_held_for_the_innermost_guards_pending_time(kind: str) -> None:
     """Guards [A] 300 s, [A, B] 1 s, [B, A] 300 s. The middle guard is covered by the outermost hold
     (300 >= 1) and holds its earlier key B's for *its* 1 s, handing it to the outermost delivery
@@ -283,12 +280,6 @@ def test_a_key_a_covered_middle_guard_held_is_held_for_the_innermost_guards_pend
 
 
 @KINDS
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the outermost guard's key is not extended for the innermost guard (see attack 1); a "
-    "duplicate takes it, is refused 409 further in, and the outermost guard commits it -- the failed "
-    "first copy's retry is 409: the delivery is lost",
-)
 def test_a_duplicate_during_a_first_copy_that_fails_does_not_lose_the_delivery(kind: str) -> None:
     """Guards [A] 1 s, [C, A] 1 s, [C, A] 300 s on one store (GitHub, signed with A). The innermost
     guard's current key (C's) is the middle guard's own, extended to 300 s; its earlier key (A's),
@@ -322,8 +313,9 @@ def test_a_duplicate_during_a_first_copy_that_fails_does_not_lose_the_delivery(k
 
 
 class _LapsingMemoryStore(MemoryReplayStore):
-    """After ``holds`` answers (covers' still_held), time passes past the outer hold's expiry --
-    and, with ``retake``, another request takes the lapsed key (returns its token)."""
+    """Right before the first ``extend`` (covers' question; it asked ``holds`` first when this
+    review was written), time passes past the outer hold's expiry -- and, with ``retake``, another
+    request takes the lapsed key (returns its token)."""
 
     def __init__(self, clock: Clock, retake: bool) -> None:
         super().__init__(clock=clock)
@@ -332,18 +324,17 @@ class _LapsingMemoryStore(MemoryReplayStore):
         self.armed = True
         self.other: list[tuple[str, str]] = []
 
-    def holds(self, key: str, token: str) -> bool:
-        answer = super().holds(key, token)
-        if self.armed and answer:
+    def extend(self, key: str, token: str, ttl: float) -> bool:
+        if self.armed and super().holds(key, token):
             self.armed = False
-            self.clock.now += 2  # the outer holds (1 s) lapse between still_held and extend
+            self.clock.now += 2  # the outer holds (1 s) lapse just before extend
             if self.retake:  # a duplicate through the same outer guard takes every lapsed key
                 lapsed = [k for k, (_, t) in self._entries.items() if t is not None]
                 for other in lapsed:
                     taken = self.hold(other, 60)
                     assert taken is not None
                     self.other.append((other, taken))
-        return answer
+        return super().extend(key, token, ttl)
 
     def settle_other(self, processed: bool) -> None:
         assert self.other
@@ -358,11 +349,10 @@ def _lapsing_redis_store(url: str, retake: bool) -> Any:
             self.armed = True
             self.other: list[tuple[str, str]] = []
 
-        def holds(self, key: str, token: str) -> bool:
-            answer = super().holds(key, token)
-            if self.armed and answer:
+        def extend(self, key: str, token: str, ttl: float) -> bool:
+            if self.armed and super().holds(key, token):
                 self.armed = False
-                # The outer holds (PX 1 s) run out right after the GET ...
+                # The outer holds (PX 1 s) run out right before the extend ...
                 lapsed = [k for k in self.client.keys(self.prefix + "*") if self.client.get(k) != b"1"]
                 self.client.delete(*lapsed)
                 if retake:  # ... and a duplicate through the same outer guard takes them all
@@ -371,7 +361,7 @@ def _lapsing_redis_store(url: str, retake: bool) -> Any:
                         taken = self.hold(other.decode()[len(self.prefix) :], 60)
                         assert taken is not None
                         self.other.append((other.decode()[len(self.prefix) :], taken))
-            return answer
+            return bool(super().extend(key, token, ttl))
 
         def settle_other(self, processed: bool) -> None:
             assert self.other
@@ -391,11 +381,6 @@ STORES = pytest.mark.parametrize("backend", ["memory", "redis"])
 
 
 @STORES
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: when the outer hold lapses between still_held and extend, the inner guard answers "
-    "409 and the outer guard commits its lapsed hold: a delivery nobody processed, its retry 409",
-)
 def test_an_outer_hold_lapsing_just_before_extend_is_not_lost(backend: str) -> None:
     """Outer [B, A] holding 1 s, inner [B] holding 300 s: the inner guard finds its key taken by the
     outer hold, covers() sees it still held, and the hold lapses before ``extend`` (a slow Redis
@@ -540,11 +525,6 @@ def _outage_run(at: str, fail_open: bool) -> tuple[int, int, int, list[Any], int
 
 
 @pytest.mark.parametrize("fail_open", [False, True], ids=["fail-closed", "fail-open"])
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Delivery.still_held reads a store that cannot answer as 'not ours': covers() is "
-    "False and the inner guard answers 409 on a Redis outage -- neither 503 (fail-closed) nor a pass",
-)
 def test_redis_down_right_after_the_inner_hold_found_its_key_taken(fail_open: bool) -> None:
     """Redis fails between the inner guard's SET NX (taken, by the outer hold) and covers()'s
     still_held GET. A store outage must answer 503 (fail-closed; the outer guard then releases) or
@@ -812,11 +792,6 @@ def _real_handled(port: int) -> list[list[str]]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("server", ["gunicorn", "uvicorn"])
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: attack 3 under a real server: the duplicate's outermost guard commits its lapsed key "
-    "on the middle guard's 409; the first copy fails and its retry is 409 -- the delivery is lost",
-)
 def test_a_duplicate_during_a_failing_first_copy_under_a_real_server(server: str) -> None:
     """tests/guard/_apps/review_extend.py: guards [A] 0.2 s, [C, A] 0.2 s, [C, A] 60 s, each with
     its own RedisReplayStore on one URL. The first copy takes 1.5 s and fails (500); a duplicate

@@ -367,3 +367,12 @@ def test_the_fast_hmac_objects_compute_what_hmac_computes() -> None:
         mac.update(memoryview(b"world"))
         assert mac.digest() == hmac.digest(b"key", b"hello world", getattr(hashlib, algorithm))
         assert base.copy().digest() == hmac.digest(b"key", b"", algorithm)  # the base stays empty
+
+
+@pytest.mark.parametrize("name", ["replay_ttl", "replay_pending_ttl"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 0, -1])
+def test_replay_times_must_be_finite_and_positive(name: str, value: float) -> None:
+    """NaN compared false with every expiry, so each hold lapsed at once (review of 9e0f0f7); an
+    infinite time has no milliseconds to give Redis."""
+    with pytest.raises(ConfigurationError, match=name):
+        Verifier("github", secrets="s", **{name: value})

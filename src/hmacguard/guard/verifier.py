@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hmac
 import io
+import math
 import time
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
 from typing import Literal, NamedTuple, Protocol
@@ -439,7 +440,9 @@ class Verifier:
             else:
                 replay_ttl = DEFAULT_UNTIMESTAMPED_REPLAY_TTL
         for name, value in (("replay_ttl", replay_ttl), ("replay_pending_ttl", replay_pending_ttl)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            # Finite: NaN compares false with everything (every hold would lapse at once), and an
+            # infinite TTL has no milliseconds to give Redis.
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
                 raise ConfigurationError(f"{name} must be a positive number of seconds, not {value!r}")
         self.replay_ttl = float(replay_ttl)
         self.replay_pending_ttl = float(replay_pending_ttl)
@@ -592,12 +595,19 @@ class Verifier:
         try:
             return self.hold_key(key, earlier, outer)
         except ReplayDetected:
-            if outer is not None and outer.covers(self, key):
+            if outer is None:
+                raise
+            if outer.covers(self, key):
                 outer.keep_for(self, key)
                 if earlier:  # the outer guard may not know this guard's other secrets
                     self._hold_earlier_for(outer, earlier)
                 return None
-            raise
+            if outer.delivery.token_for(key) is None:
+                raise
+        # Held for this very request, but the hold lapsed between the two questions: the key may
+        # be free now -- hold it here (once), or it was taken meanwhile, and this is a replay. (A
+        # 409 here would have the outer guard commit a delivery nobody processed.)
+        return self.hold_key(key, earlier, outer)
 
     def hold_key(
         self, key: str, earlier: Sequence[str] = (), outer: OuterHold | None = None
@@ -649,9 +659,10 @@ class Verifier:
         held_here: list[tuple[str, str]] = []
         try:
             for other in keys:
-                if delivery.token_for(other) is not None:
+                if delivery.token_for(other) is not None and outer.covers(self, other):
                     outer.keep_for(self, other)  # held around this guard for this very request
                     continue
+                # Not held for this request, or its hold lapsed meanwhile: free now, or a replay.
                 token = store.hold(other, self.replay_pending_ttl)
                 if token is None:
                     raise ReplayDetected("this delivery was already received (under an earlier secret)")
@@ -756,20 +767,26 @@ class OuterHold(NamedTuple):
             owner.ttl = inner.replay_ttl
 
     def covers(self, inner: Verifier, key: str) -> bool:
-        """Whether this hold of ``key`` stands for ``inner``'s own: the same key in a store holding
+        """Whether this hold of ``key`` -- one of the keys held for this very request, by this
+        delivery or one further out -- stands for ``inner``'s own: the same key in a store holding
         the same keys, still held under its token, and held while the application runs at least as
-        long as ``inner`` would hold it -- made so when it would lapse sooner (or, for a key this
-        hold inherited from a guard further out, whose pending time is not known here), by having
-        the store hold it longer under the same token (``extend``; a store without it: not covered,
-        409). How long it is kept afterwards does not matter: whoever finds it covering calls
-        :meth:`keep_for`, which commits it for the longer of the two ``replay_ttl``. (It once had to
-        be kept as long already; an inner guard keeping keys longer, or holding them longer, on one
-        store then answered its own request 409 and the outer guard committed a delivery nobody
-        processed.)"""
+        long as ``inner`` would hold it. The store is asked to make it so (``extend`` under the
+        token: never shorter, ``False`` once the hold has lapsed or been settled), every time: the
+        pending time a key was held for is not known here (a key of :attr:`Delivery.also` may have
+        been held by a guard in between, for its own, shorter time). Asked with the store's own
+        outage semantics: a fail-closed store that cannot answer raises (503), a fail-open one
+        passes. A store without ``extend``: covered only by a hold this delivery took itself, with
+        this verifier's pending time at least ``inner``'s. How long the key is kept afterwards does
+        not matter: whoever finds it covering calls :meth:`keep_for`. (tests/guard/
+        test_review_vouching.py, test_review_evicted.py, test_review_extend.py hold the cases.)"""
         delivery = self.delivery
-        if not (same_keys(delivery.store, inner.replay) and delivery.still_held(key)):
-            return False  # still_held: one of its keys (the current secret's, an earlier or inherited one)
+        if not same_keys(delivery.store, inner.replay):
+            return False
         owner = delivery.owner_of(key)
-        if owner is delivery and self.verifier.replay_pending_ttl >= inner.replay_pending_ttl:
-            return True
-        return owner.hold_longer(key, inner.replay_pending_ttl)
+        if getattr(delivery.store, "extend", None) is not None:
+            return owner.hold_longer(key, inner.replay_pending_ttl)
+        return (
+            owner is delivery
+            and self.verifier.replay_pending_ttl >= inner.replay_pending_ttl
+            and delivery.still_held(key)
+        )
