@@ -68,6 +68,9 @@ class EvictedIds:
         self._sealed: list[_Bucket] = []
         self._count = 0  # ids in sealed buckets
         self._warned = False
+        #: Whether any id is kept: a plain attribute, read by the store on every new key (where a
+        #: ``__bool__`` call would cost a Python frame on a path that is otherwise a dict lookup).
+        self.kept = False
         # Counting filter, allocated at the first id: a power of two of counters (one until then,
         # at zero, so that a lookup before the first id needs no test of its own).
         self._filter = bytearray(1)
@@ -78,7 +81,7 @@ class EvictedIds:
         return self._count + len(self._open)
 
     def __bool__(self) -> bool:
-        return bool(self._open) or bool(self._sealed)
+        return self.kept
 
     def add(self, key: str, expiry: float) -> None:
         """Keep ``key`` until ``expiry`` (the store's clock). Once per delivery when the store is
@@ -88,6 +91,7 @@ class EvictedIds:
         known = opened.get(hashed)
         if known is None:
             opened[hashed] = expiry
+            self.kept = True
             if not self._mask:
                 self._allocate_filter()
             at = hashed & self._mask
@@ -128,6 +132,7 @@ class EvictedIds:
                     self._count_out(bucket)
             self._sealed = live
             self._warned = False
+            self.kept = bool(live) or bool(self._open)
 
     def _seal(self) -> None:
         opened = self._open

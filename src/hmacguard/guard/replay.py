@@ -355,7 +355,7 @@ class MemoryReplayStore:
             # Committed, then evicted early from a full store: still a replay. Asked after an
             # expired entry too -- a late commit of a lapsed hold for a shorter TTL re-enters the
             # key while the record still keeps it from an earlier, longer commit.
-            if self._evicted and self._evicted.holds(key, now):
+            if self._evicted.kept and self._evicted.holds(key, now):
                 return None
             entries[key] = (now + ttl, token)
             if len(entries) > self.max_entries:
@@ -445,7 +445,7 @@ class MemoryReplayStore:
                 break
             del entries[key]
             self._warned = False
-        if self._evicted:
+        if self._evicted.kept:
             self._evicted.expire(now)
 
 
