@@ -136,3 +136,16 @@ def test_deciding_from_one_read_answers_as_asking_limits_budget_by_budget(
         pipelined.settle(first, received, failed=failed)
         asking.settle(second, received, failed=failed)
     assert tight in refusals  # the traffic reached the deferred budget
+
+
+def test_a_length_past_64_bits_is_refused_429_without_opening_the_breaker(redis: RedisServer) -> None:
+    """Review of 9b9d105: a declared length of 2**63 or more overflowed Redis's INCRBY -- a store
+    error: 503, and the breaker (shared with a replay store on that Redis) opened. It is past the
+    whole budget anyway: capped, it is refused 429 like any length over the budget."""
+    limiter = RateLimiter(limit=None, bytes_limit="10000/hour", storage=redis.url, prefix="huge")
+    for declared in (10_001, 2**63, 2**70):
+        with pytest.raises(RateLimited):
+            limiter.admit("c", declared_bytes=declared)
+    assert not limiter.breaker.is_open
+    state = limiter.admit("c", declared_bytes=10)
+    limiter.settle(state, 10, failed=False)

@@ -8,12 +8,14 @@ Change A (in process, a memory store that lets the outer hold lapse right before
    (pending 1 s), inner [B] replay_ttl 1 h (pending 300 s); the outer hold lapses before extend,
    the inner guard holds the key itself under a new token and commits it for 1 h; the outer
    guard's commit under its lapsed token is a no-op (the key is committed by somebody else). The
-   same delivery 2 h later is processed again. DEFECT (strict xfail).
+   same delivery 2 h later is processed again. DEFECT (was a strict xfail; fixed since: the
+   retaken hold is kept as long as the lapsed one would have been).
 2. hold()'s retry with a guard further inside (3 guards, WSGI; 4 guards, ASGI): the retaking middle
    guard's delivery inherits the outer (lapsed) token for its own key, owner_of(key) names the outer
    delivery, so the innermost guard's covers() extends the dead token (False), retries, finds the
    key held (by the middle guard, for this very request) and answers 409. The middle guard commits
-   a delivery nobody processed; the sender's retry is 409: LOST. DEFECT (strict xfail).
+   a delivery nobody processed; the sender's retry is 409: LOST. DEFECT (was a strict xfail; fixed
+   since: a delivery does not inherit an outer hold of a key it holds itself).
 3. hold()'s retry with earlier keys (outer and inner [B, A], both holds lapse): no loop (each key
    held at most twice per guard), no double hold left pending, processed once, every key committed,
    the retry 409: HELD.
@@ -116,11 +118,6 @@ def _app(kind: str, seen: Seen) -> Any:
 # -- A1. The retry keeps the key only for the inner guard's replay_ttl ------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: hold()'s retry commits the key for the inner guard's replay_ttl only; the outer "
-    "guard's longer replay_ttl is lost (its commit under the lapsed token is a no-op)",
-)
 def test_a_retaken_key_is_kept_for_the_longest_replay_ttl() -> None:
     clock = Clock()
     store = LapsingStore(clock)
@@ -142,11 +139,6 @@ def test_a_retaken_key_is_kept_for_the_longest_replay_ttl() -> None:
 # -- A2. The retry with guards further inside: the delivery is lost ---------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: after hold()'s retry the middle delivery's owners[key] still names the outer "
-    "(lapsed) delivery, so an inner guard extends the dead token, answers 409, and the delivery is lost",
-)
 @pytest.mark.parametrize(("kind", "guards"), [("wsgi", 3), ("asgi", 4)])
 def test_a_retaken_key_covers_the_guards_further_inside(kind: str, guards: int) -> None:
     clock = Clock()

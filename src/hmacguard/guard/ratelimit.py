@@ -357,8 +357,10 @@ class RateLimiter(StoreCalls):
         deferred: list[tuple[_Budget, int, str]] | None = [] if self._windows_pipelined() else None
         try:
             if volume is not None:
-                if declared_bytes is not None:
-                    size = max(1, declared_bytes)
+                if declared_bytes is not None:  # past the whole budget it is refused anyway:
+                    # capped, so that no length overflows Redis's 64-bit INCRBY (a store error,
+                    # which would open the breaker shared with the replay store)
+                    size = max(1, min(declared_bytes, int(volume.item.amount) + 1))
                 else:  # as much as the cap allows, but never more than the whole budget
                     size = max(1, min(most_bytes or 0, int(volume.item.amount)))
                 reserved = self._take_room(

@@ -606,8 +606,14 @@ class Verifier:
                 raise
         # Held for this very request, but the hold lapsed between the two questions: the key may
         # be free now -- hold it here (once), or it was taken meanwhile, and this is a replay. (A
-        # 409 here would have the outer guard commit a delivery nobody processed.)
-        return self.hold_key(key, earlier, outer)
+        # 409 here would have the outer guard commit a delivery nobody processed.) Kept as long as
+        # the lapsed hold would have been: the outer guard's commit under its old token will find
+        # this one's and leave it.
+        lapsed_ttl = outer.delivery.owner_of(key).ttl
+        delivery = self.hold_key(key, earlier, outer)
+        if delivery is not None:
+            delivery.ttl = max(delivery.ttl, lapsed_ttl)
+        return delivery
 
     def hold_key(
         self, key: str, earlier: Sequence[str] = (), outer: OuterHold | None = None
@@ -643,11 +649,16 @@ class Verifier:
             # Every key held around this guard for this request, for a guard further inside (the
             # environ records only the innermost hold): it may find any of them taken -- and with
             # each, the delivery that settles it, which must then keep it long enough.
+            # A key this delivery holds itself is not inherited: its own hold is the live one (it
+            # took it after the outer hold of it lapsed), and a guard further inside must find that.
             outer_held = outer.delivery
+            own = {key, *(held for held, _ in delivery.also or ())}
             for held, token in ((outer_held.key, outer_held.token), *(outer_held.also or ())):
-                delivery.inherit(held, token, outer_held)
+                if held not in own:
+                    delivery.inherit(held, token, outer_held)
             for held, token in outer_held.outer_keys or ():
-                delivery.inherit(held, token, outer_held.owner_of(held))
+                if held not in own:
+                    delivery.inherit(held, token, outer_held.owner_of(held))
         return delivery
 
     def _hold_earlier_for(self, outer: OuterHold, keys: Sequence[str]) -> None:
