@@ -142,6 +142,22 @@ class Delivery:
                 return owner
         return self
 
+    def retaken(self, key: str, token: str, ttl: float) -> None:
+        """This delivery holds ``key`` itself now, under ``token``: it took it again after the hold
+        it had of it -- its own, or one inherited from a guard around it -- lapsed. The new token
+        replaces the old one (so that settling, and a guard further inside, find the live hold),
+        and the delivery keeps its keys at least ``ttl`` (how long the lapsed hold's delivery would
+        have kept it: its own commit of the lapsed token will find this one's and leave it)."""
+        if key == self.key:
+            self.token = token
+        else:
+            also = [(held, old) for held, old in self.also or () if held != key]
+            self.also = [*also, (key, token)]
+        if self.owners is not None and key in self.owners:
+            del self.owners[key]
+            self.outer_keys = [(held, old) for held, old in self.outer_keys or () if held != key]
+        self.ttl = max(self.ttl, ttl)
+
     def inherit(self, key: str, token: str, owner: Delivery) -> None:
         """Record ``key``, held under ``token`` by ``owner`` around this delivery, as one of
         :attr:`outer_keys`."""

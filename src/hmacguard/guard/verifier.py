@@ -664,26 +664,37 @@ class Verifier:
     def _hold_earlier_for(self, outer: OuterHold, keys: Sequence[str]) -> None:
         """:meth:`_hold_earlier` when the outer guard's hold stands for this guard's current key:
         the earlier keys the outer hold lacks are held here and given to it to settle (it settles
-        the delivery); any taken by another request is a replay, and what was held here is undone."""
+        the delivery); any taken by another request is a replay, and what was held here is undone.
+        A key held for this very request whose hold lapsed is taken again the same way, and the
+        outer delivery holds it under the new token from then on (:meth:`Delivery.retaken`)."""
         delivery = outer.delivery
         store = delivery.store
         held_here: list[tuple[str, str]] = []
+        retaken: list[tuple[str, str, float]] = []
         try:
             for other in keys:
-                if delivery.token_for(other) is not None and outer.covers(self, other):
-                    outer.keep_for(self, other)  # held around this guard for this very request
-                    continue
+                lapsed_ttl = None
+                if delivery.token_for(other) is not None:
+                    if outer.covers(self, other):
+                        outer.keep_for(self, other)  # held around this guard for this very request
+                        continue
+                    lapsed_ttl = delivery.owner_of(other).ttl  # read before the owner is replaced
                 # Not held for this request, or its hold lapsed meanwhile: free now, or a replay.
                 token = store.hold(other, self.replay_pending_ttl)
                 if token is None:
                     raise ReplayDetected("this delivery was already received (under an earlier secret)")
-                held_here.append((other, token))
+                if lapsed_ttl is None:
+                    held_here.append((other, token))
+                else:
+                    retaken.append((other, token, lapsed_ttl))
         except BaseException:
-            release_now(store, held_here)
+            release_now(store, [*held_here, *((key, token) for key, token, _ in retaken)])
             raise
         if held_here:
             delivery.also = [*(delivery.also or ()), *held_here]
             delivery.ttl = max(delivery.ttl, self.replay_ttl)  # it commits them
+        for key, token, lapsed_ttl in retaken:
+            delivery.retaken(key, token, max(lapsed_ttl, self.replay_ttl))
 
     def _hold_earlier(self, delivery: Delivery, keys: Sequence[str], outer: OuterHold | None) -> None:
         store = delivery.store
@@ -693,13 +704,23 @@ class Verifier:
                 if delivery.also is None:
                     delivery.also = []
                 delivery.also.append((other, token))
-            elif outer is not None and outer.covers(self, other):
+                continue
+            if outer is None or outer.delivery.token_for(other) is None:
+                raise ReplayDetected("this delivery was already received (under an earlier secret)")
+            if outer.covers(self, other):
                 outer.keep_for(self, other)
                 held = outer.delivery.token_for(other)
                 if held is not None:  # for a guard further inside, which may find it held
                     delivery.inherit(other, held, outer.delivery.owner_of(other))
-            else:
+                continue
+            # Held for this very request, but that hold lapsed between the two questions: take it
+            # here (once), kept as long as the lapsed hold's delivery would have kept it -- or it
+            # was taken meanwhile, and this is a replay.
+            lapsed_ttl = outer.delivery.owner_of(other).ttl
+            token = store.hold(other, self.replay_pending_ttl)
+            if token is None:
                 raise ReplayDetected("this delivery was already received (under an earlier secret)")
+            delivery.retaken(other, token, lapsed_ttl)
 
     # -- whole-request drivers ---------------------------------------------------------------------
     def verify(
