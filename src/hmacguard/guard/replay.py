@@ -90,7 +90,9 @@ class HoldingReplayStore(ReplayStore, Protocol):
         ...
 
     def commit(self, key: str, token: str, ttl: float) -> None:
-        """Keep ``key`` for ``ttl`` seconds from now: the delivery was processed."""
+        """Keep ``key`` for ``ttl`` seconds from now: the delivery was processed. A key already
+        committed (by another hold of the same delivery, nested guards retaking a lapsed hold) is
+        kept for the longer of the two, never shortened."""
         ...
 
     def release(self, key: str, token: str) -> None:
@@ -397,6 +399,10 @@ class MemoryReplayStore:
             elif entry is None or entry[0] <= now:
                 # A hold that lapsed meanwhile: keep the key. Somebody else's live hold stays.
                 self._set(key, now + ttl, None)
+            elif entry[1] is None and entry[0] < now + ttl:
+                # Committed already, for less time (nested guards committing one delivery under
+                # two tokens, the shorter first): kept for the longer, in place.
+                entries[key] = (now + ttl, None)
         finally:
             lock.release()
 
@@ -465,11 +471,15 @@ class MemoryReplayStore:
             self._evicted.expire(now)
 
 
-# Commit: keep the key for the full TTL if our hold still has it, or nobody's does (it lapsed).
+# Commit: keep the key for the full TTL if our hold still has it, or nobody's does (it lapsed);
+# a key committed already is kept for the longer of the two TTLs (never shortened).
 _COMMIT = """
 local current = redis.call('GET', KEYS[1])
 if current == false or current == ARGV[1] then
   return redis.call('SET', KEYS[1], '1', 'PX', ARGV[2])
+end
+if current == '1' and redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 return false
 """

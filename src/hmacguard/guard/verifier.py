@@ -653,6 +653,12 @@ class Verifier:
             # took it after the outer hold of it lapsed), and a guard further inside must find that.
             outer_held = outer.delivery
             own = {key, *(held for held, _ in delivery.also or ())}
+            for held in own:
+                if outer_held.token_for(held) is not None:
+                    # Held for this very request around this guard, found free: that hold lapsed
+                    # (every hold of the request's short pending time lapses at once), and this
+                    # delivery took the key again -- kept as long as the lapsed one would have been.
+                    delivery.ttl = max(delivery.ttl, outer_held.owner_of(held).ttl)
             for held, token in ((outer_held.key, outer_held.token), *(outer_held.also or ())):
                 if held not in own:
                     delivery.inherit(held, token, outer_held)
