@@ -20,14 +20,7 @@ from hmacguard.guard import evicted_ids
 from hmacguard.guard.evicted_ids import BUCKET, EvictedIds
 from hmacguard.guard.replay import MemoryReplayStore
 
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
+from ._clock import Clock
 
 OPS = st.lists(
     st.tuples(

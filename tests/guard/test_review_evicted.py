@@ -68,20 +68,13 @@ from hmacguard.guard import evicted_ids
 from hmacguard.guard.evicted_ids import BUCKET, FILTER_ROOM, EvictedIds
 from hmacguard.schemes import sign_body
 
+from ._clock import Clock
 from ._nesting import Seen, asgi_app, post, wsgi_app
 
 A, C = "review-evicted-a", "review-evicted-c"
 H = 3600.0
 KINDS = pytest.mark.parametrize("kind", ["wsgi", "asgi"])
 counter = itertools.count()
-
-
-class Clock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture(autouse=True)

@@ -80,20 +80,13 @@ import pytest
 from hmacguard import ASGIGuard, MemoryReplayStore, RedisReplayStore, Verifier, WSGIGuard
 from hmacguard.schemes import sign_body
 
+from ._clock import Clock
 from ._nesting import post
 
 A, B, C = "review-extend-a", "review-extend-b", "review-extend-c"
 H = 3600.0
 KINDS = pytest.mark.parametrize("kind", ["wsgi", "asgi"])
 counter = itertools.count()
-
-
-class Clock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def _body() -> bytes:

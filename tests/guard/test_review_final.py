@@ -60,20 +60,13 @@ from hmacguard.guard.breaker import CircuitBreaker
 from hmacguard.guard.limit_stores import in_flight_keys
 from hmacguard.schemes import sign_body
 
+from ._clock import Clock
 from ._nesting import Seen, asgi_app, post, wsgi_app
 from ._servers import RedisServer, redis_server
 
 A, B = "review-final-a", "review-final-b"
 H = 3600.0
 counter = itertools.count()
-
-
-class Clock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class LapsingStore(MemoryReplayStore):

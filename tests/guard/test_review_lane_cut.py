@@ -34,6 +34,7 @@ from hmacguard.http import EnvironHeaders
 from hmacguard.schemes import SCHEME_NAMES, GitHubScheme, SignatureClaim, get_scheme
 from hmacguard.schemes.generic import GenericScheme
 
+from ._clock import Clock
 from ._inprocess import CountingSocket, call_wsgi, wsgi_environ
 
 SECRET = "whsec_" + base64.b64encode(b"review-lane-cut-secret").decode()
@@ -384,14 +385,6 @@ class OldHold(MemoryReplayStore):
                 return None
             self._set(key, now + ttl, token)
             return token
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 OPS = st.one_of(

@@ -73,6 +73,7 @@ from hmacguard import ASGIGuard, MemoryReplayStore, Verifier, WSGIGuard
 from hmacguard.guard.replay import Delivery, RedisReplayStore
 from hmacguard.schemes import sign_body
 
+from ._clock import Clock
 from ._nesting import Seen, asgi_app, post, wsgi_app
 
 A, B, C = "review-retry-a", "review-retry-b", "review-retry-c"
@@ -80,14 +81,6 @@ H = 3600.0
 KINDS = pytest.mark.parametrize("kind", ["wsgi", "asgi"])
 counter = itertools.count()
 Spec = tuple[Sequence[str], float, float]  # secrets, replay_pending_ttl, replay_ttl
-
-
-class Clock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class JumpingStore(MemoryReplayStore):

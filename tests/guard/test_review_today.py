@@ -34,17 +34,10 @@ from hmacguard.integrations.wsgi import _held_in_memory
 
 from ._apps import review_today_apps
 from ._apps.plain_guarded import SECRET as PLAIN_SECRET
+from ._clock import Clock
 from ._servers import Server, gunicorn
 
 # -- 1. MemoryReplayStore in an OrderedDict -----------------------------------------------------------
-
-
-class Clock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class DictStore(MemoryReplayStore):
