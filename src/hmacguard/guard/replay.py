@@ -148,8 +148,10 @@ class Delivery:
         """This delivery holds ``key`` itself now, under ``token``: it took it again after the hold
         it had of it -- its own, or one inherited from a guard around it -- lapsed. The new token
         replaces the old one (so that settling, and a guard further inside, find the live hold),
-        and the delivery keeps its keys at least ``ttl`` (how long the lapsed hold's delivery would
-        have kept it: its own commit of the lapsed token will find this one's and leave it)."""
+        and the delivery keeps its keys at least ``ttl``, and as long as the lapsed hold's delivery
+        would have kept it (that one's commit of the lapsed token will find this one's and leave
+        it)."""
+        ttl = max(ttl, self.owner_of(key).ttl)  # read before the owner is dropped
         if key == self.key:
             self.token = token
         else:

@@ -602,18 +602,13 @@ class Verifier:
                 if earlier:  # the outer guard may not know this guard's other secrets
                     self._hold_earlier_for(outer, earlier)
                 return None
-            if outer.delivery.token_for(key) is None:
+            if _held_for_this_request(outer, self.replay, key) is None:
                 raise
         # Held for this very request, but the hold lapsed between the two questions: the key may
         # be free now -- hold it here (once), or it was taken meanwhile, and this is a replay. (A
-        # 409 here would have the outer guard commit a delivery nobody processed.) Kept as long as
-        # the lapsed hold would have been: the outer guard's commit under its old token will find
-        # this one's and leave it.
-        lapsed_ttl = outer.delivery.owner_of(key).ttl
-        delivery = self.hold_key(key, earlier, outer)
-        if delivery is not None:
-            delivery.ttl = max(delivery.ttl, lapsed_ttl)
-        return delivery
+        # 409 here would have the outer guard commit a delivery nobody processed.) hold_key keeps
+        # it as long as the lapsed hold would have been kept.
+        return self.hold_key(key, earlier, outer)
 
     def hold_key(
         self, key: str, earlier: Sequence[str] = (), outer: OuterHold | None = None
@@ -656,8 +651,10 @@ class Verifier:
             for held in own:
                 if outer_held.token_for(held) is not None:
                     # Held for this very request around this guard, found free: that hold lapsed
-                    # (every hold of the request's short pending time lapses at once), and this
-                    # delivery took the key again -- kept as long as the lapsed one would have been.
+                    # (every hold of the request's short pending time lapses at once, or between
+                    # finding it and extending it), and this delivery took the key again -- kept as
+                    # long as the lapsed one would have been (its commit of the old token will find
+                    # this one's and leave it). The one place a retake by a new delivery is kept.
                     delivery.ttl = max(delivery.ttl, outer_held.owner_of(held).ttl)
             for held, token in ((outer_held.key, outer_held.token), *(outer_held.also or ())):
                 if held not in own:
@@ -676,57 +673,46 @@ class Verifier:
         delivery = outer.delivery
         store = delivery.store
         held_here: list[tuple[str, str]] = []
-        retaken: list[tuple[str, str, float]] = []
+        retaken: list[tuple[str, str]] = []
         try:
             for other in keys:
-                lapsed_ttl = None
-                if delivery.token_for(other) is not None:
-                    if outer.covers(self, other):
-                        outer.keep_for(self, other)  # held around this guard for this very request
-                        continue
-                    lapsed_ttl = delivery.owner_of(other).ttl  # read before the owner is replaced
+                was_held = delivery.token_for(other) is not None
+                if was_held and outer.covers(self, other):
+                    outer.keep_for(self, other)  # held around this guard for this very request
+                    continue
                 # Not held for this request, or its hold lapsed meanwhile: free now, or a replay.
                 token = store.hold(other, self.replay_pending_ttl)
                 if token is None:
                     raise ReplayDetected("this delivery was already received (under an earlier secret)")
-                if lapsed_ttl is None:
-                    held_here.append((other, token))
-                else:
-                    retaken.append((other, token, lapsed_ttl))
+                (retaken if was_held else held_here).append((other, token))
         except BaseException:
-            release_now(store, [*held_here, *((key, token) for key, token, _ in retaken)])
+            release_now(store, [*held_here, *retaken])
             raise
         if held_here:
             delivery.also = [*(delivery.also or ()), *held_here]
             delivery.ttl = max(delivery.ttl, self.replay_ttl)  # it commits them
-        for key, token, lapsed_ttl in retaken:
-            delivery.retaken(key, token, max(lapsed_ttl, self.replay_ttl))
+        for other, token in retaken:
+            delivery.retaken(other, token, self.replay_ttl)
 
     def _hold_earlier(self, delivery: Delivery, keys: Sequence[str], outer: OuterHold | None) -> None:
         store = delivery.store
         for other in keys:
             token = store.hold(other, self.replay_pending_ttl)
-            if token is not None:
-                if delivery.also is None:
-                    delivery.also = []
-                delivery.also.append((other, token))
-                continue
-            if outer is None or outer.delivery.token_for(other) is None:
-                raise ReplayDetected("this delivery was already received (under an earlier secret)")
-            if outer.covers(self, other):
-                outer.keep_for(self, other)
-                held = outer.delivery.token_for(other)
-                if held is not None:  # for a guard further inside, which may find it held
-                    delivery.inherit(other, held, outer.delivery.owner_of(other))
-                continue
-            # Held for this very request, but that hold lapsed between the two questions: take it
-            # here (once), kept as long as the lapsed hold's delivery would have kept it -- or it
-            # was taken meanwhile, and this is a replay.
-            lapsed_ttl = outer.delivery.owner_of(other).ttl
-            token = store.hold(other, self.replay_pending_ttl)
+            held = None if token is not None or outer is None else _held_for_this_request(outer, store, other)
+            if held is not None:  # taken by the guards around this one, for this very request
+                assert outer is not None
+                if outer.covers(self, other):
+                    outer.keep_for(self, other)
+                    delivery.inherit(other, held, outer.delivery.owner_of(other))  # for guards inside
+                    continue
+                # That hold lapsed between the two questions: free now (taken here, once, and
+                # kept by hold_key as long as the lapsed hold would have been), or a replay.
+                token = store.hold(other, self.replay_pending_ttl)
             if token is None:
                 raise ReplayDetected("this delivery was already received (under an earlier secret)")
-            delivery.retaken(other, token, lapsed_ttl)
+            if delivery.also is None:
+                delivery.also = []
+            delivery.also.append((other, token))
 
     # -- whole-request drivers ---------------------------------------------------------------------
     def verify(
@@ -785,6 +771,15 @@ class Verifier:
             verification.abort()
             raise
         return result
+
+
+def _held_for_this_request(outer: OuterHold, store: ReplayStore | None, key: str) -> str | None:
+    """The token under which the guards around this one hold (or held: the hold may have lapsed)
+    ``key`` for this very request, in a store holding the same keys as ``store``; ``None`` when
+    they do not -- a key found taken there is somebody else's."""
+    if not same_keys(outer.delivery.store, store):
+        return None
+    return outer.delivery.token_for(key)
 
 
 class OuterHold(NamedTuple):
