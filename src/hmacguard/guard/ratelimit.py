@@ -353,7 +353,7 @@ class RateLimiter(StoreCalls):
         in_flight = False
         lease = "" if self._local_in_flight is not None else self._new_lease(longest)
         # Fixed windows on Redis: the rooms are asked after both counts, in the one pipelined read
-        # that also fills the RateLimit field (four round trips for an admission, not six).
+        # that also fills the RateLimit field (four round trips for an admission, not eleven).
         deferred: list[tuple[_Budget, int, str]] | None = [] if self._windows_pipelined() else None
         try:
             if volume is not None:
@@ -416,14 +416,18 @@ class RateLimiter(StoreCalls):
         # Whether the take will reach the store: with the breaker open it fails without a call,
         # and there is nothing to give back.
         reaches_store = bool(lease) and not self.breaker.is_open
+        # A take on Redis that raised or failed open may still have run (the client gave up on a
+        # stalled server, which ran it later): its give-back is owed, paid at a later call once the
+        # store answers -- harmless if it never ran (a lease never taken gives back nothing). Not
+        # sent now: the stalled take could land after it.
         try:
             counted = self._count_in_flight(key, size, counter, lease)
         except BaseException:
             if reaches_store:
-                self._owe_lost_take(key, size, counter, lease)
+                self._owe(key, size, counter, lease)
             raise
         if counted is None and reaches_store:
-            self._owe_lost_take(key, size, counter, lease)
+            self._owe(key, size, counter, lease)
         room = max(size, counted or 0)
         if deferred is not None:
             deferred.append((budget, room, refusal))
@@ -494,13 +498,6 @@ class RateLimiter(StoreCalls):
             if state.bytes_in_flight:
                 self._leave_in_flight(key, state.bytes_in_flight, "in-flight-bytes", state.lease)
 
-    def _owe_lost_take(self, key: str, amount: int, counter: str, lease: str) -> None:
-        """A take on Redis that raised or failed open may still have run (the client gave up on a
-        stalled server, which ran it later): owe its give-back, paid at a later call once the store
-        answers -- harmless if it never ran (a lease never taken gives back nothing). Not sent now:
-        the stalled take could land after it."""
-        self._owe(key, amount, counter, lease)
-
     def _leave_in_flight(self, key: str, amount: int, counter: str, lease: str) -> None:
         """Give ``amount`` back to one of the key's in-flight counts; when the store cannot answer
         now, owe it (see ``_owed``). Never raises: the request's answer is decided."""
@@ -533,9 +530,8 @@ class RateLimiter(StoreCalls):
                 return
 
     def _remaining(self, key: str) -> list[tuple[str, int, int]]:
-        """Each budget's ``(name, remaining, seconds to reset)``, for the ``RateLimit`` field."""
-        if self._windows_pipelined():
-            return self._remaining_at_once(key)
+        """Each budget's ``(name, remaining, seconds to reset)``, for the ``RateLimit`` field, asked
+        of ``limits`` (fixed windows on Redis are read at once instead: :meth:`_read_windows`)."""
         out = []
         now = time.time()
         for budget in self._budgets.values():
@@ -558,10 +554,6 @@ class RateLimiter(StoreCalls):
 
             self._pipelined = self._strategy is strategies.FixedWindowRateLimiter and self._redis_storage
         return self._pipelined
-
-    def _remaining_at_once(self, key: str) -> list[tuple[str, int, int]]:
-        """:meth:`_remaining` in one pipelined round trip (:meth:`_read_windows`)."""
-        return _window_fields(self._read_windows(key), self._budgets.values())
 
     def _read_windows(self, key: str) -> dict[str, tuple[int, int]] | None:
         """Every budget's fixed window for ``key`` -- its count and its milliseconds left -- in
