@@ -11,15 +11,11 @@ replay keys -- the digest under the current secret -- agree); inside it a guard 
 
 from __future__ import annotations
 
-import asyncio
-import json
 import os
-import time
-from collections.abc import Iterable
 from typing import Any
 
 from hmacguard import ASGIGuard, RedisReplayStore, Verifier, WSGIGuard
-from tests.guard._inprocess import receive_body
+from tests.guard._apps.recording import recording_apps
 
 SECRET_A, SECRET_B = "vouch-real-a", "vouch-real-b"
 URL = os.environ.get("HMACGUARD_TEST_REDIS", "redis://127.0.0.1:6379/0")  # importable by the tests
@@ -34,36 +30,13 @@ def _verifiers(pending: float = 60.0) -> tuple[Verifier, Verifier]:
     return outer, inner
 
 
-def _status(path: str) -> int:
-    return 500 if path.endswith("/fail") else 200
-
-
-def _wsgi(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
-    path = environ["PATH_INFO"]
-    if path == "/handled":
-        start_response("200 OK", [("Content-Type", "application/json")])
-        return [json.dumps(handled).encode()]
-    handled.append([path, environ["wsgi.input"].read().decode()])
+def _behaviour(path: str) -> tuple[float, int]:
     if path.endswith("/slow"):
-        time.sleep(1.0)
-    start_response(f"{_status(path)} X", [("Content-Type", "text/plain")])
-    return [b"ok"]
+        return 1.0, 200
+    return 0.0, (500 if path.endswith("/fail") else 200)
 
 
-async def _asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    if scope["type"] != "http":
-        return
-    path = scope["path"]
-    if path == "/handled":
-        payload = json.dumps(handled).encode()
-    else:
-        body = await receive_body(receive)
-        handled.append([path, body.decode()])
-        if path.endswith("/slow"):
-            await asyncio.sleep(1.0)
-        payload = b"ok"
-    await send({"type": "http.response.start", "status": _status(path), "headers": []})
-    await send({"type": "http.response.body", "body": payload})
+_wsgi, _asgi = recording_apps(handled, _behaviour)
 
 
 def _stack(guard: Any, app: Any) -> Any:
