@@ -80,6 +80,7 @@ import pytest
 from hmacguard import ASGIGuard, MemoryReplayStore, RedisReplayStore, Verifier, WSGIGuard
 from hmacguard.schemes import sign_body
 
+from ._apps.recording import handled_on, post_status
 from ._clock import Clock
 from ._nesting import post
 
@@ -764,25 +765,6 @@ def test_four_guards_drawn_at_random_keep_every_key_for_its_ttl(kind: str) -> No
 # -- 13. Under real servers, on a real redis-server ---------------------------------------------------
 
 
-def _real_post(port: int, path: str, body: bytes, headers: Mapping[str, str]) -> int:
-    import http.client
-
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        connection.request("POST", path, body=body, headers={**headers, "Connection": "close"})
-        return connection.getresponse().status
-    finally:
-        connection.close()
-
-
-def _real_handled(port: int) -> list[list[str]]:
-    import json
-    import urllib.request
-
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/handled", timeout=10) as answer:
-        return list(json.loads(answer.read()))
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("server", ["gunicorn", "uvicorn"])
 def test_a_duplicate_during_a_failing_first_copy_under_a_real_server(server: str) -> None:
@@ -811,15 +793,15 @@ def test_a_duplicate_during_a_failing_first_copy_under_a_real_server(server: str
             headers = sign_body("github", SECRET_A, body)
             statuses: list[int] = []
             first = threading.Thread(
-                target=lambda: statuses.append(_real_post(port, "/x/slowfail", body, headers))
+                target=lambda: statuses.append(post_status(port, "/x/slowfail", body, headers))
             )
             first.start()
             time.sleep(0.6)  # the first copy is being processed; the outer holds (0.2 s) have lapsed
-            duplicate = _real_post(port, "/x/slowfail", body, headers)
+            duplicate = post_status(port, "/x/slowfail", body, headers)
             first.join(10)
             time.sleep(0.3)  # settled once the answer is out
-            retry = _real_post(port, "/x/ok", body, headers)
-            handled = [b for _, b in _real_handled(port)]
+            retry = post_status(port, "/x/ok", body, headers)
+            handled = [b for _, b in handled_on(port)]
     assert (statuses, duplicate) == ([500], 409)
     assert handled.count(body.decode()) == 2, (statuses, duplicate, retry, handled)  # now: 1
     assert retry == 200  # now: 409, the delivery lost

@@ -33,6 +33,7 @@ from hmacguard.guard.verifier import VerifiedBody
 from hmacguard.schemes import GenericScheme, Scheme, SignatureClaim, sign_body
 from hmacguard.schemes.base import header_value, lowered, unhex
 
+from ._apps.recording import handled_on, post_status
 from ._inprocess import asgi_request, call_wsgi, wsgi_environ, wsgi_request
 from ._nesting import Seen, asgi_app, nested, post, wsgi_app
 
@@ -829,25 +830,6 @@ def test_a_vouched_gzip_delivery_reaches_the_application_inflated() -> None:
 # -- 7. Under real servers, on a real Redis -----------------------------------------------------
 
 
-def _real_post(port: int, path: str, body: bytes, headers: Mapping[str, str]) -> int:
-    import http.client
-
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        connection.request("POST", path, body=body, headers={**headers, "Connection": "close"})
-        return connection.getresponse().status
-    finally:
-        connection.close()
-
-
-def _real_handled(port: int) -> list[list[str]]:
-    import json
-    import urllib.request
-
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/handled", timeout=10) as answer:
-        return list(json.loads(answer.read()))
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("server", ["gunicorn", "uvicorn"])
 def test_nested_guards_on_one_redis_under_a_real_server(server: str) -> None:
@@ -879,8 +861,8 @@ def test_nested_guards_on_one_redis_under_a_real_server(server: str) -> None:
             port = http_server.port
             body = _body()
             headers = sign_body("github", SECRET_B, body)
-            assert _real_post(port, "/hooks/b/ok", body, headers) == 200
-            assert _real_post(port, "/hooks/b/ok", body, headers) == 409
+            assert post_status(port, "/hooks/b/ok", body, headers) == 200
+            assert post_status(port, "/hooks/b/ok", body, headers) == 409
             # Committed, not left a pending token -- settled once the answer is out (the outer
             # guard watches a response it did not see produced whole: at the end of the server's
             # iteration, after the last byte), so poll briefly, as for the release below.
@@ -898,28 +880,28 @@ def test_nested_guards_on_one_redis_under_a_real_server(server: str) -> None:
 
             failing = _body()
             headers = sign_body("github", SECRET_B, failing)
-            assert _real_post(port, "/hooks/b/fail", failing, headers) == 500
+            assert post_status(port, "/hooks/b/fail", failing, headers) == 500
             # Released (settled once the answer is out: poll briefly) -- the retry is deliverable.
             deadline = time.monotonic() + 5
             while len(client.keys("hmacguard:replay:*")) != 2 and time.monotonic() < deadline:
                 time.sleep(0.02)
             assert len(client.keys("hmacguard:replay:*")) == 2
-            assert _real_post(port, "/hooks/b/ok", failing, headers) == 200
+            assert post_status(port, "/hooks/b/ok", failing, headers) == 200
 
             other = _body()
-            assert _real_post(port, "/hooks/b/ok", other, sign_body("github", SECRET_A, other)) == 401
-            assert [b for _, b in _real_handled(port)] == [body.decode(), failing.decode(), failing.decode()]
+            assert post_status(port, "/hooks/b/ok", other, sign_body("github", SECRET_A, other)) == 401
+            assert [b for _, b in handled_on(port)] == [body.decode(), failing.decode(), failing.decode()]
 
             slow = _body()
             headers = sign_body("github", SECRET_B, slow)
             statuses: list[int] = []
             first = threading.Thread(
-                target=lambda: statuses.append(_real_post(port, "/slow/b/slow", slow, headers))
+                target=lambda: statuses.append(post_status(port, "/slow/b/slow", slow, headers))
             )
             first.start()
             time.sleep(0.5)  # the first copy is being processed; the outer hold (0.2 s) has lapsed
-            duplicate = _real_post(port, "/slow/b/slow", slow, headers)
+            duplicate = post_status(port, "/slow/b/slow", slow, headers)
             first.join(10)
-            handled_slow = [b for p, b in _real_handled(port) if p == "/slow/b/slow"]
+            handled_slow = [b for p, b in handled_on(port) if p == "/slow/b/slow"]
         # Never handled twice (now: 200 and the handler runs it a second time).
         assert (duplicate != 200, len(handled_slow) <= 1) == (True, True), (statuses, duplicate, handled_slow)

@@ -1,13 +1,16 @@
 """A handler pair (WSGI and ASGI) that records what it ran on, for the real-server nested-guard
 tests: each request's path and body are appended to ``handled``; ``GET /handled`` answers that list
-as JSON; ``behaviour(path)`` says how long to take and what status to answer."""
+as JSON; ``behaviour(path)`` says how long to take and what status to answer. And the two calls the
+tests make to such a server (:func:`post_status`, :func:`handled_on`)."""
 
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import time
-from collections.abc import Callable, Iterable
+import urllib.request
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from tests.guard._inprocess import receive_body
@@ -47,3 +50,19 @@ def recording_apps(handled: list[list[str]], behaviour: Behaviour) -> tuple[Any,
         await send({"type": "http.response.body", "body": payload})
 
     return wsgi, asgi
+
+
+def post_status(port: int, path: str, body: bytes, headers: Mapping[str, str]) -> int:
+    """POST to a server on loopback, one connection, and the answer's status."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("POST", path, body=body, headers={**headers, "Connection": "close"})
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+def handled_on(port: int) -> list[list[str]]:
+    """What the recording handler of the server on ``port`` ran on, as ``[path, body]`` pairs."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/handled", timeout=10) as answer:
+        return list(json.loads(answer.read()))
