@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from hmacguard import ASGIGuard, Verifier, WSGIGuard
@@ -58,6 +58,15 @@ def nested(
     if between is not None:
         inner_app = between(inner_app)
     return guard(inner_app, verifier=outer, paths=["/hooks/*"], **(outer_kw or {}))
+
+
+def stacked(kind: str, app: Any, verifiers: Sequence[Verifier]) -> Any:
+    """Any number of nested guards around ``app``: ``verifiers`` from the outermost in, the
+    innermost guarding ``/hooks/b``, the others ``/hooks/*``."""
+    guard: Any = WSGIGuard if kind == "wsgi" else ASGIGuard
+    for n, verifier in enumerate(reversed(verifiers)):
+        app = guard(app, verifier=verifier, paths=["/hooks/b" if n == 0 else "/hooks/*"])
+    return app
 
 
 def post(

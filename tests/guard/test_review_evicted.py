@@ -63,13 +63,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hmacguard import ASGIGuard, MemoryReplayStore, Verifier, WSGIGuard
+from hmacguard import MemoryReplayStore, Verifier
 from hmacguard.guard import evicted_ids
 from hmacguard.guard.evicted_ids import BUCKET, FILTER_ROOM, EvictedIds
 from hmacguard.schemes import sign_body
 
 from ._clock import Clock
-from ._nesting import Seen, asgi_app, post, wsgi_app
+from ._nesting import Seen, asgi_app, post, stacked, wsgi_app
 
 A, C = "review-evicted-a", "review-evicted-c"
 H = 3600.0
@@ -416,14 +416,6 @@ def test_the_collision_and_filter_numbers_hold() -> None:
 # -- 684c96b: nested guards on one store ------------------------------------------------------------
 
 
-def _stack(kind: str, store: MemoryReplayStore, app: Any, verifiers: list[Verifier]) -> Any:
-    """``verifiers`` from the outermost in, each guarding ``/hooks/*`` (the innermost ``/hooks/b``)."""
-    guard: Any = WSGIGuard if kind == "wsgi" else ASGIGuard
-    for n, verifier in enumerate(reversed(verifiers)):
-        app = guard(app, verifier=verifier, paths=["/hooks/b" if n == 0 else "/hooks/*"])
-    return app
-
-
 def _delivery(secret: str = A) -> tuple[bytes, dict[str, str]]:
     body = b'{"review-evicted": %d}' % next(counter)
     return body, sign_body("github", secret, body)
@@ -448,7 +440,7 @@ def test_three_guards_on_one_full_store_process_once_and_refuse_for_the_longest_
     store = MemoryReplayStore(max_entries=2, clock=clock)
     seen = Seen()
     verifiers = [Verifier("github", secrets=A, replay=store, replay_ttl=t) for t in ttls]
-    app = _stack(kind, store, _receiver(kind, seen), verifiers)
+    app = stacked(kind, _receiver(kind, seen), verifiers)
     body, headers = _delivery()
     assert post(kind, app, body, headers) == 200
     assert all(token is None for _, token in store._entries.values())
@@ -478,12 +470,12 @@ def test_three_guards_with_other_ttls_release_a_failed_delivery(kind: str, failu
     verifiers = [Verifier("github", secrets=A, replay=store, replay_ttl=t) for t in (H, 48 * H, 24 * H)]
     body, headers = _delivery()
     try:
-        status = post(kind, _stack(kind, store, broken, verifiers), body, headers)
+        status = post(kind, stacked(kind, broken, verifiers), body, headers)
     except RuntimeError:
         status = 500
     assert status == 500
     assert len(store) == 0 and not store._evicted
-    app = _stack(kind, store, _receiver(kind, seen), verifiers)
+    app = stacked(kind, _receiver(kind, seen), verifiers)
     assert post(kind, app, body, headers) == 200
     clock.now += 47 * H
     assert post(kind, app, body, headers) == 409
@@ -501,7 +493,7 @@ def test_a_middle_guard_with_a_shorter_pending_hold_is_covered_by_the_outermost(
         Verifier("github", secrets=A, replay=store, replay_pending_ttl=p, replay_ttl=t)
         for p, t in ((300, H), (30, 48 * H), (300, 24 * H))
     ]
-    app = _stack(kind, store, _receiver(kind, seen), verifiers)
+    app = stacked(kind, _receiver(kind, seen), verifiers)
     body, headers = _delivery()
     assert post(kind, app, body, headers) == 200
     assert post(kind, app, body, headers) == 409
@@ -524,8 +516,8 @@ def test_a_key_covered_through_an_inherited_hold_is_kept_for_the_inner_guards_tt
         Verifier("github", secrets=[C, A], replay=store, replay_ttl=H),
         Verifier("github", secrets=[A], replay=store, replay_ttl=48 * H),
     ]
-    app = _stack(kind, store, _receiver(kind, seen), verifiers)
-    other = _stack(kind, store, _receiver(kind, seen), [verifiers[2]])
+    app = stacked(kind, _receiver(kind, seen), verifiers)
+    other = stacked(kind, _receiver(kind, seen), [verifiers[2]])
     body, headers = _delivery()
     assert post(kind, app, body, headers) == 200  # (before 684c96b: 409, the delivery lost)
     assert len(seen) == 1

@@ -77,12 +77,12 @@ from typing import Any
 
 import pytest
 
-from hmacguard import ASGIGuard, MemoryReplayStore, RedisReplayStore, Verifier, WSGIGuard
+from hmacguard import MemoryReplayStore, RedisReplayStore, Verifier, WSGIGuard
 from hmacguard.schemes import sign_body
 
 from ._apps.recording import handled_on, post_status
 from ._clock import Clock
-from ._nesting import post
+from ._nesting import post, stacked
 
 A, B, C = "review-extend-a", "review-extend-b", "review-extend-c"
 H = 3600.0
@@ -107,14 +107,6 @@ def _stripe(*secrets: str) -> tuple[bytes, dict[str, str]]:
         "v1=" + hmac.new(s.encode(), b"%d." % timestamp + body, hashlib.sha256).hexdigest() for s in secrets
     )
     return body, {"Stripe-Signature": f"t={timestamp},{sigs}", "Content-Type": "application/json"}
-
-
-def _stack(kind: str, app: Any, verifiers: list[Verifier]) -> Any:
-    """``verifiers`` from the outermost in, each guarding ``/hooks/*`` (the innermost ``/hooks/b``)."""
-    guard: Any = WSGIGuard if kind == "wsgi" else ASGIGuard
-    for n, verifier in enumerate(reversed(verifiers)):
-        app = guard(app, verifier=verifier, paths=["/hooks/b" if n == 0 else "/hooks/*"])
-    return app
 
 
 async def _apost(app: Any, body: bytes, headers: Mapping[str, str], path: str = "/hooks/b") -> int:
@@ -239,7 +231,7 @@ def _duplicate_to_other_receiver(
         duplicate.append(post("wsgi", other, body, headers))
 
     calls: list[bytes] = []
-    app = _stack(kind, _receiver(kind, calls, _during(kind, during)), verifiers)
+    app = stacked(kind, _receiver(kind, calls, _during(kind, during)), verifiers)
     status = post(kind, app, body, headers)
     return status, calls + other_calls, duplicate[0]
 
@@ -295,7 +287,7 @@ def test_a_duplicate_during_a_first_copy_that_fails_does_not_lose_the_delivery(k
         clock.now += 2
         return _post_to(kind, box["app"], body, headers, duplicate)()
 
-    box["app"] = _stack(kind, _receiver(kind, calls, _during(kind, during), first=500), verifiers)
+    box["app"] = stacked(kind, _receiver(kind, calls, _during(kind, during), first=500), verifiers)
     assert post(kind, box["app"], body, headers) == 500
     assert duplicate == [409]  # refused, not processed twice
     assert len(calls) == 1
@@ -365,10 +357,10 @@ def _lapsing_redis_store(url: str, retake: bool) -> Any:
     return _LapsingRedisStore(url)
 
 
-def _lapse_stack(store: Any, calls: list[bytes]) -> Any:
+def _lapsestacked(store: Any, calls: list[bytes]) -> Any:
     outer = Verifier("github", secrets=[B, A], replay=store, replay_pending_ttl=1)
     inner = Verifier("github", secrets=[B], replay=store, replay_pending_ttl=300)
-    return _stack("wsgi", _receiver("wsgi", calls), [outer, inner])
+    return stacked("wsgi", _receiver("wsgi", calls), [outer, inner])
 
 
 STORES = pytest.mark.parametrize("backend", ["memory", "redis"])
@@ -388,14 +380,14 @@ def test_an_outer_hold_lapsing_just_before_extend_is_not_lost(backend: str) -> N
     body, headers = _github(B)
     if backend == "memory":
         store: Any = _LapsingMemoryStore(Clock(), retake=False)
-        first = post("wsgi", _lapse_stack(store, calls), body, headers)
-        retry = post("wsgi", _lapse_stack(store, calls), body, headers)
+        first = post("wsgi", _lapsestacked(store, calls), body, headers)
+        retry = post("wsgi", _lapsestacked(store, calls), body, headers)
     else:
         with redis_server() as server:
             store = _lapsing_redis_store(server.url, retake=False)
             try:
-                first = post("wsgi", _lapse_stack(store, calls), body, headers)
-                retry = post("wsgi", _lapse_stack(store, calls), body, headers)
+                first = post("wsgi", _lapsestacked(store, calls), body, headers)
+                retry = post("wsgi", _lapsestacked(store, calls), body, headers)
             finally:
                 store.close()
     assert len(calls) <= 1  # never processed twice (held)
@@ -416,11 +408,11 @@ def test_an_outer_hold_retaken_by_another_request_before_extend(backend: str) ->
     body, headers = _github(B)
 
     def run(store: Any) -> tuple[int, int]:
-        first = post("wsgi", _lapse_stack(store, calls), body, headers)
+        first = post("wsgi", _lapsestacked(store, calls), body, headers)
         assert len(store.other) == 2  # B's key and A's, the outer guard's
         assert all(store.holds(key, token) for key, token in store.other)  # survived the outer commit
         store.settle_other(False)  # ...and it failed: the sender retries
-        return first, post("wsgi", _lapse_stack(store, calls), body, headers)
+        return first, post("wsgi", _lapsestacked(store, calls), body, headers)
 
     if backend == "memory":
         first, retry = run(_LapsingMemoryStore(Clock(), retake=True))
@@ -506,7 +498,7 @@ def _outage_run(at: str, fail_open: bool) -> tuple[int, int, int, list[Any], int
         try:
             outer = Verifier("github", secrets=[B, A], replay=store, replay_pending_ttl=0.2)
             inner = Verifier("github", secrets=[B], replay=store, replay_pending_ttl=300)
-            app = _stack("wsgi", _receiver("wsgi", calls), [outer, inner])
+            app = stacked("wsgi", _receiver("wsgi", calls), [outer, inner])
             status = post("wsgi", app, body, headers)
             processed = len(calls)
             time.sleep(0.3)  # the outer hold's 0.2 s, and the breaker's 0.05 s
@@ -556,7 +548,7 @@ def test_fail_open_redis_down_for_the_whole_request(kind: str) -> None:
     inner = Verifier(
         "github", secrets=[B], replay=RedisReplayStore(url, fail_open=True), replay_pending_ttl=300
     )
-    app = _stack(kind, _receiver(kind, calls), [outer, inner])
+    app = stacked(kind, _receiver(kind, calls), [outer, inner])
     body, headers = _github(B)
     assert post(kind, app, body, headers) == 200
     assert len(calls) == 1
@@ -613,11 +605,11 @@ def test_a_custom_store_without_extend_answers_409_as_documented(kind: str, stor
     calls: list[bytes] = []
     outer = Verifier("github", secrets=[B, A], replay=store, replay_pending_ttl=1)
     inner = Verifier("github", secrets=[B], replay=store, replay_pending_ttl=300)
-    assert post(kind, _stack(kind, _receiver(kind, calls), [outer, inner]), *_github(B)) == 409
+    assert post(kind, stacked(kind, _receiver(kind, calls), [outer, inner]), *_github(B)) == 409
     assert calls == []
     if store_type is _DictStore:
         same = Verifier("github", secrets=[B], replay=store, replay_pending_ttl=1)
-        app = _stack(kind, _receiver(kind, calls), [outer, same])
+        app = stacked(kind, _receiver(kind, calls), [outer, same])
         body, headers = _github(B)
         assert post(kind, app, body, headers) == 200
         assert post(kind, app, body, headers) == 409
@@ -647,7 +639,7 @@ def test_asgi_extend_on_redis_runs_off_the_event_loop() -> None:
         try:
             outer = Verifier("github", secrets=[B, A], replay=store, replay_pending_ttl=1)
             inner = Verifier("github", secrets=[B], replay=store, replay_pending_ttl=300)
-            app = _stack("asgi", _receiver("asgi", calls), [outer, inner])
+            app = stacked("asgi", _receiver("asgi", calls), [outer, inner])
             body, headers = _github(B)
             assert post("asgi", app, body, headers) == 200
             assert post("asgi", app, body, headers) == 409
@@ -682,7 +674,7 @@ def test_a_failing_inner_application_releases_the_extended_holds(
             if failure == "raises":
                 raise RuntimeError("the handler failed")
 
-        app = _stack(kind, _receiver(kind, calls, _during(kind, boom), first=500), [outer, inner])
+        app = stacked(kind, _receiver(kind, calls, _during(kind, boom), first=500), [outer, inner])
         body, headers = _github(A)
         try:
             status = post(kind, app, body, headers)
@@ -728,7 +720,7 @@ def _check_ttls(kind: str, specs: list[tuple[list[str], float, float]]) -> None:
         Verifier("github", secrets=s, replay=store, replay_pending_ttl=p, replay_ttl=t) for s, p, t in specs
     ]
     calls: list[bytes] = []
-    app = _stack(kind, _receiver(kind, calls), verifiers)
+    app = stacked(kind, _receiver(kind, calls), verifiers)
     body, headers = _github(A)
     assert post(kind, app, body, headers) == 200, specs
     assert len(calls) == 1

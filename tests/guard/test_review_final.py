@@ -54,14 +54,14 @@ from typing import Any
 
 import pytest
 
-from hmacguard import ASGIGuard, MemoryReplayStore, RateLimiter, Verifier, WSGIGuard
+from hmacguard import MemoryReplayStore, RateLimiter, Verifier
 from hmacguard.errors import RateLimited, RequestRejected
 from hmacguard.guard.breaker import CircuitBreaker
 from hmacguard.guard.limit_stores import in_flight_keys
 from hmacguard.schemes import sign_body
 
 from ._clock import Clock
-from ._nesting import Seen, asgi_app, post, wsgi_app
+from ._nesting import Seen, asgi_app, post, stacked, wsgi_app
 from ._servers import RedisServer, redis_server
 
 A, B = "review-final-a", "review-final-b"
@@ -91,14 +91,6 @@ class LapsingStore(MemoryReplayStore):
         return super().extend(key, token, ttl)
 
 
-def _stack(kind: str, app: Any, verifiers: list[Verifier]) -> Any:
-    """``verifiers`` from the outermost in (the innermost on ``/hooks/b``, the others ``/hooks/*``)."""
-    guard: Any = WSGIGuard if kind == "wsgi" else ASGIGuard
-    for n, verifier in enumerate(reversed(verifiers)):
-        app = guard(app, verifier=verifier, paths=["/hooks/b" if n == 0 else "/hooks/*"])
-    return app
-
-
 def _github(secret: str = B) -> tuple[bytes, dict[str, str]]:
     body = b'{"review-final": %d}' % next(counter)
     return body, sign_body("github", secret, body)
@@ -120,11 +112,11 @@ def test_a_retaken_key_is_kept_for_the_longest_replay_ttl() -> None:
     ]
     seen = Seen()
     body, headers = _github()
-    assert post("wsgi", _stack("wsgi", _app("wsgi", seen), verifiers), body, headers) == 200
+    assert post("wsgi", stacked("wsgi", _app("wsgi", seen), verifiers), body, headers) == 200
     assert len(seen) == 1
     assert not store.armed  # the lapse was staged, and the inner guard held the key itself
     clock.now += 2 * H  # well inside the outer guard's 48 h
-    again = post("wsgi", _stack("wsgi", _app("wsgi", seen), verifiers), body, headers)
+    again = post("wsgi", stacked("wsgi", _app("wsgi", seen), verifiers), body, headers)
     assert len(seen) == 1, "the same delivery processed again 2 h later"  # now: 2
     assert again == 409
 
@@ -142,8 +134,8 @@ def test_a_retaken_key_covers_the_guards_further_inside(kind: str, guards: int) 
     ]
     seen = Seen()
     body, headers = _github()
-    first = post(kind, _stack(kind, _app(kind, seen), verifiers), body, headers)
-    retry = post(kind, _stack(kind, _app(kind, seen), verifiers), body, headers)
+    first = post(kind, stacked(kind, _app(kind, seen), verifiers), body, headers)
+    retry = post(kind, stacked(kind, _app(kind, seen), verifiers), body, headers)
     assert len(seen) <= 1  # never processed twice (held)
     assert (first, retry) in ((200, 409), (409, 200))  # now: (409, 409), nothing processed
     assert len(seen) == 1
@@ -162,7 +154,7 @@ def test_the_retry_with_earlier_keys_neither_loops_nor_leaves_a_hold(kind: str) 
     ]
     seen = Seen()
     body, headers = _github(B)
-    assert post(kind, _stack(kind, _app(kind, seen), verifiers), body, headers) == 200
+    assert post(kind, stacked(kind, _app(kind, seen), verifiers), body, headers) == 200
     assert len(seen) == 1
     assert not store.armed
     keys = {key for key, _ in store.taken}
@@ -174,7 +166,7 @@ def test_the_retry_with_earlier_keys_neither_loops_nor_leaves_a_hold(kind: str) 
         expiry, token = store._entries[key]
         assert token is None
         assert expiry >= clock.now + H - 1
-    assert post(kind, _stack(kind, _app(kind, seen), verifiers), body, headers) == 409
+    assert post(kind, stacked(kind, _app(kind, seen), verifiers), body, headers) == 409
     assert len(seen) == 1
 
 
@@ -206,11 +198,11 @@ def test_a_fail_open_extend_over_a_lapsed_hold_still_commits(kind: str) -> None:
     ]
     seen = Seen()
     body, headers = _github()
-    assert post(kind, _stack(kind, _app(kind, seen), verifiers), body, headers) == 200
+    assert post(kind, stacked(kind, _app(kind, seen), verifiers), body, headers) == 200
     assert store.asked == 1 and len(seen) == 1
     (key,) = store._entries
     assert store._entries[key][1] is None  # committed, though its hold had lapsed
-    assert post(kind, _stack(kind, _app(kind, seen), verifiers), body, headers) == 409
+    assert post(kind, stacked(kind, _app(kind, seen), verifiers), body, headers) == 409
     assert len(seen) == 1
 
 
@@ -236,8 +228,8 @@ def test_nested_guards_on_a_reserve_only_store_answer_409_never_500(kind: str) -
     verifiers = [Verifier("github", secrets=[B], replay=store) for _ in range(3)]
     seen = Seen()
     body, headers = _github()
-    first = post(kind, _stack(kind, _app(kind, seen), verifiers), body, headers)
-    again = post(kind, _stack(kind, _app(kind, seen), verifiers), body, headers)
+    first = post(kind, stacked(kind, _app(kind, seen), verifiers), body, headers)
+    again = post(kind, stacked(kind, _app(kind, seen), verifiers), body, headers)
     assert first in (200, 409) and again == 409  # documented: 409 inside, never a 500
     assert len(seen) <= 1
 

@@ -69,12 +69,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hmacguard import ASGIGuard, MemoryReplayStore, Verifier, WSGIGuard
+from hmacguard import MemoryReplayStore, Verifier
 from hmacguard.guard.replay import Delivery, RedisReplayStore
 from hmacguard.schemes import sign_body
 
 from ._clock import Clock
-from ._nesting import Seen, asgi_app, post, wsgi_app
+from ._nesting import Seen, asgi_app, post, stacked, wsgi_app
 
 A, B, C = "review-retry-a", "review-retry-b", "review-retry-c"
 H = 3600.0
@@ -108,14 +108,6 @@ class JumpingStore(MemoryReplayStore):
         super().release(key, token)
 
 
-def _stack(kind: str, app: Any, verifiers: Sequence[Verifier]) -> Any:
-    """``verifiers`` from the outermost in (the innermost on ``/hooks/b``, the others ``/hooks/*``)."""
-    guard: Any = WSGIGuard if kind == "wsgi" else ASGIGuard
-    for n, verifier in enumerate(reversed(verifiers)):
-        app = guard(app, verifier=verifier, paths=["/hooks/b" if n == 0 else "/hooks/*"])
-    return app
-
-
 def _receiver(kind: str, seen: Seen, failure: str | None = None) -> Any:
     if failure == "500":
         return wsgi_app(seen, "500 Internal Server Error") if kind == "wsgi" else asgi_app(seen, 500)
@@ -146,7 +138,7 @@ class Run:
         self.headers = sign_body("github", A, self.body)
 
     def send(self, failure: str | None = None, verifiers: Sequence[Verifier] | None = None) -> int:
-        app = _stack(self.kind, _receiver(self.kind, self.seen, failure), verifiers or self.verifiers)
+        app = stacked(self.kind, _receiver(self.kind, self.seen, failure), verifiers or self.verifiers)
         return _post(self.kind, app, self.body, self.headers)
 
     def pending(self) -> list[str]:
@@ -340,7 +332,7 @@ def test_the_retry_under_asgi_on_redis(redis_url: str, failure: str | None, guar
         seen = Seen()
         body = b'{"review-retry-redis": %d}' % next(counter)
         headers = sign_body("github", A, body)
-        first = _post("asgi", _stack("asgi", _receiver("asgi", seen, failure), verifiers), body, headers)
+        first = _post("asgi", stacked("asgi", _receiver("asgi", seen, failure), verifiers), body, headers)
         assert not store.armed and store.extends >= 1  # the lapse was staged
         keys = store.client.keys(store.prefix + "*")
         if failure is None:
@@ -349,7 +341,7 @@ def test_the_retry_under_asgi_on_redis(redis_url: str, failure: str | None, guar
             assert store.client.pttl(keys[0]) > 47 * H * 1000  # the lapsed outer guard's 48 h
         else:
             assert first == 500 and keys == []  # every hold released
-        app = _stack("asgi", _receiver("asgi", seen), verifiers)
+        app = stacked("asgi", _receiver("asgi", seen), verifiers)
         retry = _post("asgi", app, body, headers)
         assert retry == (409 if failure is None else 200)
         assert _post("asgi", app, body, headers) == 409

@@ -79,7 +79,8 @@ from hmacguard import MemoryReplayStore, Verifier
 from hmacguard.guard.replay import RedisReplayStore
 from hmacguard.schemes import sign_body
 
-from .test_review_retry import A, B, C, Clock, H, Run, Spec, _post, _receiver, _stack
+from ._nesting import stacked
+from .test_review_retry import A, B, C, Clock, H, Run, Spec, _post, _receiver
 
 KINDS = pytest.mark.parametrize("kind", ["wsgi", "asgi"])
 ORDERS = [(A,), (B, A), (A, B), (C, A), (A, C), (B, C, A), (C, B, A), (A, B, C), (B, A, C), (C, A, B)]
@@ -95,7 +96,7 @@ def _not_kept_per_key(run: Run, specs: Sequence[Spec]) -> list[tuple[float, str]
     for ttl, secret in sorted({(t, s) for secrets, _, t in specs for s in secrets}):
         run.clock.now = start + ttl - 60
         alone = Verifier("github", secrets=[secret], replay=run.store, replay_pending_ttl=300, replay_ttl=ttl)
-        app = _stack(run.kind, _receiver(run.kind, run.seen), [alone])
+        app = stacked(run.kind, _receiver(run.kind, run.seen), [alone])
         before = len(run.seen)
         status = _post(run.kind, app, run.body, sign_body("github", secret, run.body))
         if status != 409 or len(run.seen) != before:
