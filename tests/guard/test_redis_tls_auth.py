@@ -52,18 +52,6 @@ SECRETS = [s for p in (PASSWORD, SENTINEL_PASSWORD, WRONG) for s in (p, quote(p,
 BREAKER = 0.05
 TIMEOUT = 3.0  # TLS handshakes on a loaded two-core machine
 TOPOLOGIES = ["single", "cluster", "sentinel"]
-
-
-def bug(reason: str) -> pytest.MarkDecorator:
-    return pytest.mark.xfail(strict=True, reason="BUG: " + reason)
-
-
-def topologies(**bugs: str) -> list[Any]:
-    return [pytest.param(name, marks=bug(bugs[name])) if name in bugs else name for name in TOPOLOGIES]
-
-
-NO_CA = "redis_client() drops a Cluster/Sentinel URL's query: ssl=True with the system's CAs only"
-NO_SCHEME = "limits knows no rediss+cluster:// nor rediss+sentinel:// (ConfigurationError, a 500)"
 Topology = Single | Cluster | SentinelSetup
 
 
@@ -148,21 +136,21 @@ def client_of(topology: Topology) -> Any:
 # -- 1. TLS with a private CA ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", topologies(cluster=NO_CA, sentinel=NO_CA))
+@pytest.mark.parametrize("name", TOPOLOGIES)
 def test_the_replay_store_verifies_the_server_against_the_urls_ca(
     request: pytest.FixtureRequest, name: str
 ) -> None:
     replays_refused(_topology(request, name).url)
 
 
-@pytest.mark.parametrize("name", topologies(cluster=NO_SCHEME, sentinel=NO_SCHEME))
+@pytest.mark.parametrize("name", TOPOLOGIES)
 def test_the_rate_limiter_verifies_the_server_against_the_urls_ca(
     request: pytest.FixtureRequest, name: str
 ) -> None:
     budgets_spent(_topology(request, name).url)
 
 
-@pytest.mark.parametrize("name", topologies(sentinel=NO_SCHEME))
+@pytest.mark.parametrize("name", TOPOLOGIES)
 def test_without_the_ca_a_private_certificate_is_refused_by_both_stores(
     request: pytest.FixtureRequest, name: str
 ) -> None:
@@ -177,7 +165,7 @@ def test_without_the_ca_a_private_certificate_is_refused_by_both_stores(
         limiter.admit(f"id:{uuid.uuid4().hex}", declared_bytes=10)
 
 
-@pytest.mark.parametrize("name", topologies(cluster=NO_CA, sentinel=NO_CA))
+@pytest.mark.parametrize("name", TOPOLOGIES)
 def test_ssl_cert_reqs_none_is_honoured_by_both_stores(request: pytest.FixtureRequest, name: str) -> None:
     """``ssl_cert_reqs=none``: encrypted, the server not verified (insecure: the guide says so)."""
     url = _topology(request, name).url_with(ssl_ca_certs="", ssl_cert_reqs="none")
@@ -188,7 +176,6 @@ def test_ssl_cert_reqs_none_is_honoured_by_both_stores(request: pytest.FixtureRe
 # -- 2. Sentinel's own password --------------------------------------------------------------------
 
 
-@bug("limits sends the URL's password to a Sentinel that has none: AUTH refused, 503 always")
 def test_both_stores_reach_data_nodes_with_a_password_behind_an_open_sentinel(
     open_sentinel: SentinelSetup,
 ) -> None:
@@ -197,7 +184,6 @@ def test_both_stores_reach_data_nodes_with_a_password_behind_an_open_sentinel(
     budgets_spent(open_sentinel.url)
 
 
-@bug(NO_SCHEME)
 def test_without_sentinel_password_a_protected_sentinel_is_an_outage_for_both(
     sentinel: SentinelSetup,
 ) -> None:
@@ -220,15 +206,7 @@ def ok_app(environ: dict[str, object], start_response: Any) -> list[bytes]:
 
 
 @pytest.mark.parametrize("fail_open", [False, True], ids=["fail-closed", "fail-open"])
-@pytest.mark.parametrize(
-    "name",
-    topologies(
-        single="the limiter's log line says StorageError, not why",
-        cluster="rediss+cluster: a 500 whose ConfigurationError quotes the URL, password and all; "
-        "and a Cluster refusing AUTH is logged as RedisClusterException only",
-        sentinel="rediss+sentinel: a ConfigurationError quoting the URL, password and all",
-    ),
-)
+@pytest.mark.parametrize("name", TOPOLOGIES)
 def test_a_wrong_password_is_an_outage_logged_without_the_secret(
     request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture, name: str, fail_open: bool
 ) -> None:
@@ -252,9 +230,7 @@ def test_a_wrong_password_is_an_outage_logged_without_the_secret(
 # -- 4. Client objects -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "name", topologies(cluster="RateLimiter(storage=RedisCluster(...)) is refused (ConfigurationError)")
-)
+@pytest.mark.parametrize("name", TOPOLOGIES)
 def test_both_stores_take_a_tls_acl_client_object(request: pytest.FixtureRequest, name: str) -> None:
     topology = _topology(request, name)
     replays_refused(client_of(topology))
@@ -264,7 +240,7 @@ def test_both_stores_take_a_tls_acl_client_object(request: pytest.FixtureRequest
 # -- End to end, under gunicorn and uvicorn --------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", topologies(cluster=NO_SCHEME, sentinel=NO_SCHEME))
+@pytest.mark.parametrize("name", TOPOLOGIES)
 def test_servers_share_replays_and_budgets_over_tls_with_an_acl_user(
     request: pytest.FixtureRequest, name: str
 ) -> None:

@@ -180,10 +180,18 @@ class StoreCalls:
             level = logging.DEBUG if isinstance(exc, CircuitOpen) else logging.WARNING
             name = self.store_name
             if self.fail_open:
-                self.store_log.log(level, "%s unavailable, passing (fail-open): %s", name, type(exc).__name__)
+                self.store_log.log(level, "%s unavailable, passing (fail-open): %s", name, _named(exc))
                 noted = _failed_open.get()
                 if noted is not None and self.store_slug not in noted:  # once: bounded however it is used
                     noted.append(self.store_slug)
                 return fallback
-            self.store_log.log(level, "%s unavailable, answering 503: %s", name, type(exc).__name__)
+            self.store_log.log(level, "%s unavailable, answering 503: %s", name, _named(exc))
             raise StoreUnavailable(f"the {name} is unavailable") from None
+
+
+def _named(exc: BaseException) -> str:
+    """The error's type, and its cause's: a Cluster that refuses our password is redis-py's
+    ``RedisClusterException`` from an ``AuthenticationError``. Types only, never messages: those
+    may quote a server's reply or address, and the log line must stay free of anything secret."""
+    cause = exc.__cause__
+    return f"{type(exc).__name__} ({type(cause).__name__})" if cause is not None else type(exc).__name__

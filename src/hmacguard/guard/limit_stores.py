@@ -2,10 +2,16 @@
 in-flight counters beside it.
 
 A storage is named by URL (``memory://``, ``redis://``, ``redis+cluster://``,
-``redis+sentinel://``...), given as a ``limits`` storage object, or made from a redis-py client's
-connection pool. In-flight counts live in the process for in-process storages, exact and without
-expiry, and for Redis storages as leases that lapse one by one (one script: never below zero, a
-dead worker's lease gone after its lifetime however busy the client is).
+``redis+sentinel://``...), given as a ``limits`` storage object, or made around a redis-py client.
+A Redis URL is read by :mod:`hmacguard.guard.redis_urls`, as for the replay store -- TLS options,
+the data nodes' credentials, Sentinel's own -- and the storage built from what it says: ``limits``
+reading the URL itself would not know ``rediss+cluster://`` nor ``rediss+sentinel://``, would drop
+their options (a private CA among them), would not decode a percent-encoded password, and would
+send the data nodes' credentials to the Sentinels.
+
+In-flight counts live in the process for in-process storages, exact and without expiry, and for
+Redis storages as leases that lapse one by one (one script: never below zero, a dead worker's
+lease gone after its lifetime however busy the client is).
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from hmacguard.errors import ConfigurationError
-from hmacguard.guard.redis_urls import endpoint_key
+from hmacguard.guard.redis_urls import REDIS_SCHEMES, endpoint_key, parse_url, redacted
 
 __all__ = [
     "IN_FLIGHT_LUA",
@@ -94,43 +100,102 @@ def redis_errors() -> tuple[type[BaseException], ...]:
     return (redis.RedisError, redis.exceptions.RedisClusterException)
 
 
+def _redis_storage(url: str, timeout: float, limits_storage: Any) -> Any:
+    """The ``limits`` storage for a Redis URL, built as :func:`~hmacguard.guard.redis_urls.redis_client`
+    builds the replay store's client. Unwrapped errors (``wrap_exceptions=False``): the breaker's log
+    line then names redis-py's error (``AuthenticationError``), not ``StorageError``."""
+    target = parse_url(url)
+    timeouts: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+    if target.kind == "cluster":
+        return limits_storage.RedisClusterStorage(
+            f"redis+cluster://{target.host_list()}",
+            wrap_exceptions=False,
+            **target.connection_kwargs(),
+            **timeouts,
+        )
+    if target.kind == "sentinel":
+        # The URL carries no credentials: limits would send them to the Sentinels too.
+        return limits_storage.RedisSentinelStorage(
+            f"redis+sentinel://{target.host_list()}",
+            service_name=target.service,
+            sentinel_kwargs={**target.sentinel_kwargs(), **timeouts},
+            wrap_exceptions=False,
+            db=target.db,
+            **target.connection_kwargs(),
+            **timeouts,
+        )
+    # One server: redis-py reads the URL (limits hands it to Redis.from_url), as for the replay store.
+    return limits_storage.RedisStorage(url, wrap_exceptions=False, **timeouts)
+
+
+def _cluster_client_storage(client: Any, limits_storage: Any) -> Any:
+    """``limits``' Cluster storage around the caller's ``RedisCluster``: limits builds its own client
+    from a URL only, which would lose whatever the caller's carries (TLS context, credential
+    provider). Its constructor is skipped for that reason; what it sets, set here."""
+
+    class ClientClusterStorage(limits_storage.RedisClusterStorage):  # type: ignore[misc, name-defined]
+        def __init__(self) -> None:
+            limits_storage.Storage.__init__(self, "redis+cluster://", wrap_exceptions=False)
+            self.key_prefix = limits_storage.RedisStorage.PREFIX
+            self.target_server = "redis"
+            self.dependency = self.dependencies["redis"].module
+            self.storage = client
+            self.initialize_storage("redis+cluster://")
+
+    return ClientClusterStorage()
+
+
 def storage_builder(
     storage: Any, timeout: float, limits_storage: Any
 ) -> tuple[Callable[[], Any], bool, str | None]:
     """How to build the ``limits`` storage for ``storage``, whether it blocks, and its breaker's key.
 
-    ``storage``: a URL (``memory://``, ``redis://``, ``redis+cluster://``, ``redis+sentinel://``, or
-    any other ``limits`` reads), a ``limits`` storage object, or a redis-py client (a ``Redis``, or a
-    Sentinel's ``master_for``), whose connection pool is then shared.
+    ``storage``: a URL (``memory://``, a Redis URL as :mod:`~hmacguard.guard.redis_urls` reads it, or
+    any other ``limits`` reads), a ``limits`` storage object, or a redis-py client (a ``Redis``, a
+    Sentinel's ``master_for``, a ``RedisCluster``), which is then shared.
     """
     if isinstance(storage, str):
         blocking = not storage.startswith("memory://")
+        redis_url = storage.partition("://")[0].lower() in REDIS_SCHEMES
         options: dict[str, float | str | bool] = {"wrap_exceptions": True}
         if blocking:
             options.update(socket_timeout=timeout, socket_connect_timeout=timeout)
+        if redis_url:
+            parse_url(storage)  # a malformed URL shows at construction, even for a lazy Cluster
 
         def build() -> Any:
             from limits.errors import StorageError
 
             outage: tuple[type[BaseException], ...] = (StorageError, OSError, *redis_errors())
             try:
+                if redis_url:
+                    return _redis_storage(storage, timeout, limits_storage)
                 return limits_storage.storage_from_string(storage, **options)
             except outage:
                 raise  # the store is down: an outage, for the breaker to judge
+            except ConfigurationError:
+                raise
             except Exception as exc:  # limits raises its own ConfigurationError and ValueError alike
-                raise ConfigurationError(f"rate-limit storage {storage!r}: {exc}") from None
+                # Never the password: limits' messages quote the URL whole.
+                shown = redacted(storage)
+                raise ConfigurationError(
+                    f"rate-limit storage {shown!r}: {str(exc).replace(storage, shown)}"
+                ) from None
 
         return build, blocking, endpoint_key(storage) if blocking else None
     if isinstance(storage, limits_storage.Storage):
         blocking = not isinstance(storage, limits_storage.MemoryStorage)
         return (lambda: storage), blocking, f"object:{id(storage)}" if blocking else None
+    if callable(getattr(storage, "get_primaries", None)) and callable(getattr(storage, "keyslot", None)):
+        cluster = _cluster_client_storage(storage, limits_storage)
+        return (lambda: cluster), True, f"client:{id(storage)}"
     pool = getattr(storage, "connection_pool", None)
     if pool is not None and callable(getattr(storage, "execute_command", None)):
-        built = limits_storage.RedisStorage("redis://", connection_pool=pool, wrap_exceptions=True)
+        built = limits_storage.RedisStorage("redis://", connection_pool=pool, wrap_exceptions=False)
         return (lambda: built), True, f"client:{id(storage)}"
     raise ConfigurationError(
-        "rate-limit storage must be a URL, a limits storage, or a redis-py client with a connection "
-        f"pool (for a Redis Cluster, pass its redis+cluster:// URL), not {type(storage).__name__}"
+        "rate-limit storage must be a URL, a limits storage, or a redis-py client "
+        f"(Redis, RedisCluster, a Sentinel's master_for), not {type(storage).__name__}"
     )
 
 

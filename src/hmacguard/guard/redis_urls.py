@@ -1,25 +1,55 @@
-"""Redis deployments by URL -- one server, a Cluster, or Sentinel -- in the forms ``limits`` reads too,
-so the replay store and the rate limiter are configured with the same string:
+"""Redis deployments by URL -- one server, a Cluster, or Sentinel -- so the replay store and the rate
+limiter are configured with the same string, and reach the same servers the same way:
 
-- ``redis://[:password@]host:port/db`` (``rediss://`` for TLS, ``unix://path``): one server;
-- ``redis+cluster://[[user]:password@]host:port,host:port,...``: a Redis Cluster, found from any of the
-  nodes listed (every key the guard writes lives in one slot, so every command and script works);
+- ``redis://[[user]:password@]host:port/db`` (``rediss://`` for TLS, ``unix://path``): one server;
+  redis-py reads the URL (``Redis.from_url``), query options included;
+- ``redis+cluster://[[user]:password@]host:port,host:port,...``: a Redis Cluster, found from any of
+  the nodes listed (every key the guard writes lives in one slot, so every command and script works);
 - ``redis+sentinel://[[user]:password@]host:port,host:port,.../service[/db]``: the primary that the
   Sentinels name for ``service``; after a failover the client asks them again.
 
+``rediss+cluster://`` and ``rediss+sentinel://`` are the same over TLS, to every node (for Sentinel:
+to the Sentinels and to the data nodes alike). The server's certificate is verified against the
+system's CAs, or a private CA's: ``?ssl_ca_certs=/path/ca.pem`` (also ``ssl_ca_path``;
+``ssl_certfile`` and ``ssl_keyfile`` for a client certificate). ``ssl_cert_reqs=none`` turns
+verification off -- encrypted, but to whoever answers: insecure, for a test bed only.
+
+The URL's ``user:password`` (percent-encoded) are the data nodes' (an ACL user, or just a password
+for the default user): the same for every form, as redis-py reads them. Sentinels often have no
+password while the data nodes do, so the URL's are never sent to them; a Sentinel with its own gives
+it as ``?sentinel_password=...`` (and ``sentinel_username=`` for an ACL user), the names of redis-py's
+``Sentinel(sentinel_kwargs={"password": ...})`` and go-redis's ``SentinelPassword``. Cluster and
+Sentinel URLs accept only the query options above: any other is a ConfigurationError (they used to
+be silently dropped, a CA among them). Anything else -- credential providers, other TLS settings --
+goes through a client object (``RedisReplayStore(client=...)``, ``RateLimiter(storage=client)``).
+
+The ``limits`` storage behind a rate limiter is built from the same parsed URL
+(:mod:`hmacguard.guard.limit_stores`), not by ``limits`` itself, which knows neither the ``rediss+``
+Cluster and Sentinel schemes nor these options, and sends the URL's credentials to the Sentinels.
+
 redis-py is imported when a store is built, never by ``import hmacguard``. Every client gets the
 same short socket timeouts, so an unreachable server is an error in ``timeout`` seconds, not a hung
-worker.
+worker. Error messages show a URL without its secrets (:func:`redacted`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from hmacguard.errors import ConfigurationError
 
-__all__ = ["REDIS_SCHEMES", "check_url", "endpoint_key", "keyspace_key", "redis_client"]
+__all__ = [
+    "REDIS_SCHEMES",
+    "RedisTarget",
+    "check_url",
+    "endpoint_key",
+    "keyspace_key",
+    "parse_url",
+    "redacted",
+    "redis_client",
+]
 
 REDIS_SCHEMES = (
     "redis",
@@ -30,6 +60,84 @@ REDIS_SCHEMES = (
     "redis+sentinel",
     "rediss+sentinel",
 )
+
+_CERT_REQS = ("none", "optional", "required")
+
+
+def _flag(value: str) -> bool:
+    lowered = value.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(value)
+
+
+def _cert_reqs(value: str) -> str:
+    if value.lower() not in _CERT_REQS:
+        raise ValueError(value)
+    return value.lower()
+
+
+#: The query options of a Cluster or Sentinel URL, as redis-py's connection keyword arguments.
+_TLS_OPTIONS: dict[str, Any] = {
+    "ssl_ca_certs": str,
+    "ssl_ca_path": str,
+    "ssl_certfile": str,
+    "ssl_keyfile": str,
+    "ssl_cert_reqs": _cert_reqs,
+    "ssl_check_hostname": _flag,
+}
+_SENTINEL_OPTIONS = ("sentinel_username", "sentinel_password")
+#: Query options that are secrets: never shown (:func:`redacted`), nor part of a keyspace.
+_SECRET_OPTIONS = ("sentinel_password",)
+
+
+def redacted(url: str) -> str:
+    """``url`` fit for a log line or an error message: its password and secret options as ``***``."""
+    parts = urlsplit(url)
+    credentials, at, hosts = parts.netloc.rpartition("@")
+    if at:
+        user, colon, _ = credentials.partition(":")
+        credentials = f"{user}:***" if colon else "***"
+        hosts = f"{credentials}@{hosts}"
+    query = "&".join(
+        f"{name}=***" if name in _SECRET_OPTIONS else f"{name}={value}"
+        for name, value in parse_qsl(parts.query, keep_blank_values=True)
+    )
+    return f"{parts.scheme}://{hosts}{parts.path}" + (f"?{query}" if query else "")
+
+
+@dataclass(frozen=True)
+class RedisTarget:
+    """A Redis URL, parsed: what to reach, how, and as whom (see the module docstring)."""
+
+    kind: str  #: ``server``, ``cluster`` or ``sentinel``
+    tls: bool
+    hosts: tuple[tuple[str, int], ...] = ()  #: a Cluster's nodes or the Sentinels (not for ``server``)
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    service: str | None = None  #: the Sentinel service
+    db: int = 0
+    #: TLS options from the query, as redis-py's keyword arguments.
+    options: dict[str, Any] = field(default_factory=dict)
+    sentinel_username: str | None = None
+    sentinel_password: str | None = field(default=None, repr=False)
+
+    def connection_kwargs(self) -> dict[str, Any]:
+        """redis-py's keyword arguments for the data nodes: TLS, and the URL's credentials."""
+        tls: dict[str, Any] = {"ssl": True, **self.options} if self.tls else {}
+        return {**tls, "username": self.username, "password": self.password}
+
+    def sentinel_kwargs(self) -> dict[str, Any]:
+        """redis-py's keyword arguments for the Sentinels: TLS as for the data nodes, and Sentinel's
+        own credentials (both keys always present: ``limits`` would otherwise send the data nodes')."""
+        tls: dict[str, Any] = {"ssl": True, **self.options} if self.tls else {}
+        return {**tls, "username": self.sentinel_username, "password": self.sentinel_password}
+
+    def host_list(self) -> str:
+        """``host:port,host:port`` (IPv6 hosts in brackets), without credentials."""
+        return ",".join(f"[{host}]:{port}" if ":" in host else f"{host}:{port}" for host, port in self.hosts)
 
 
 def _hosts(netloc: str, url: str) -> tuple[str | None, str | None, list[tuple[str, int]]]:
@@ -42,77 +150,119 @@ def _hosts(netloc: str, url: str) -> tuple[str | None, str | None, list[tuple[st
     for item in hosts.split(","):
         host, sep, port = item.strip().rpartition(":")
         if not sep or not host or not port.isdigit():
-            raise ConfigurationError(f"bad Redis URL {url!r}: {item!r} is not host:port")
+            raise ConfigurationError(f"bad Redis URL {redacted(url)!r}: {item!r} is not host:port")
         pairs.append((host.strip("[]"), int(port)))
     return username, password, pairs
 
 
-def check_url(url: str) -> None:
-    """Raise ConfigurationError for a malformed Redis URL, without connecting to anything."""
+def _scheme(url: str) -> str:
     scheme = url.partition("://")[0].lower()
     if scheme not in REDIS_SCHEMES:
         choices = ", ".join(REDIS_SCHEMES)
-        raise ConfigurationError(f"bad Redis URL {url!r}: the scheme must be one of {choices}")
-    if "+" in scheme:
-        _hosts(urlsplit(url).netloc, url)
+        raise ConfigurationError(f"bad Redis URL {redacted(url)!r}: the scheme must be one of {choices}")
+    return scheme
+
+
+def parse_url(url: str) -> RedisTarget:
+    """``url`` parsed, without connecting to anything; ConfigurationError if malformed. A one-server
+    URL (``redis://``, ``rediss://``, ``unix://``) is redis-py's to read: only its kind is given."""
+    scheme = _scheme(url)
+    tls = scheme.startswith("rediss")
+    if "+" not in scheme:
+        return RedisTarget("server", tls)
+    kind = scheme.partition("+")[2]
+    parts = urlsplit(url)
+    username, password, pairs = _hosts(parts.netloc, url)
+    options: dict[str, Any] = {}
+    sentinel: dict[str, str] = {}
+    allowed = [*_TLS_OPTIONS, *(_SENTINEL_OPTIONS if kind == "sentinel" else ())]
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if name not in allowed:
+            raise ConfigurationError(
+                f"bad Redis URL {redacted(url)!r}: unknown option {name!r} "
+                f"(a {scheme} URL takes {', '.join(allowed)}; pass a client object for anything else)"
+            )
+        if name in _SENTINEL_OPTIONS:
+            sentinel[name] = value
+            continue
+        try:
+            options[name] = _TLS_OPTIONS[name](value)
+        except ValueError:
+            raise ConfigurationError(f"bad Redis URL {redacted(url)!r}: {name}={value!r}") from None
+    if options and not tls:
+        raise ConfigurationError(
+            f"bad Redis URL {redacted(url)!r}: TLS options need the rediss+{kind}:// scheme"
+        )
+    service, db = None, 0
+    if kind == "sentinel":
+        segments = [s for s in parts.path.split("/") if s]
+        if not segments:
+            raise ConfigurationError(
+                f"bad Redis URL {redacted(url)!r}: name the Sentinel service after the hosts"
+            )
+        service = unquote(segments[0])
+        db = int(segments[1]) if len(segments) > 1 and segments[1].isdigit() else 0
+    return RedisTarget(
+        kind,
+        tls,
+        tuple(pairs),
+        username,
+        password,
+        service,
+        db,
+        options,
+        sentinel.get("sentinel_username") or None,
+        sentinel.get("sentinel_password") or None,
+    )
+
+
+def check_url(url: str) -> None:
+    """Raise ConfigurationError for a malformed Redis URL, without connecting to anything."""
+    parse_url(url)
 
 
 def redis_client(url: str, *, timeout: float) -> Any:
     """A redis-py client for ``url`` (see the module docstring); ConfigurationError if malformed."""
     import redis
 
-    scheme = url.partition("://")[0].lower()
-    if scheme not in REDIS_SCHEMES:
-        raise ConfigurationError(
-            f"bad Redis URL {url!r}: the scheme must be one of {', '.join(REDIS_SCHEMES)}"
-        )
+    target = parse_url(url)
     # Any: redis-py's clients take these under one name but declare them differently (or not at all).
     timeouts: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
-    parts = urlsplit(url)
-    if scheme.endswith("+cluster"):
+    if target.kind == "cluster":
         from redis import cluster
 
-        username, password, pairs = _hosts(parts.netloc, url)
         node: Any = cluster.ClusterNode
-        nodes = [node(host, port) for host, port in pairs]
-        return cluster.RedisCluster(
-            startup_nodes=nodes,
-            username=username,
-            password=password,
-            ssl=scheme.startswith("rediss"),
-            **timeouts,
-        )
-    if scheme.endswith("+sentinel"):
+        nodes = [node(host, port) for host, port in target.hosts]
+        return cluster.RedisCluster(startup_nodes=nodes, **target.connection_kwargs(), **timeouts)
+    if target.kind == "sentinel":
         from redis import sentinel as sentinels
 
-        username, password, pairs = _hosts(parts.netloc, url)
-        segments = [s for s in parts.path.split("/") if s]
-        if not segments:
-            raise ConfigurationError(f"bad Redis URL {url!r}: name the Sentinel service after the hosts")
-        db = int(segments[1]) if len(segments) > 1 and segments[1].isdigit() else 0
         sentinel: Any = sentinels.Sentinel
-        monitor = sentinel(pairs, sentinel_kwargs=dict(timeouts), **timeouts)
-        return monitor.master_for(
-            segments[0],
-            db=db,
-            username=username,
-            password=password,
-            ssl=scheme.startswith("rediss"),
+        monitor = sentinel(
+            list(target.hosts),
+            sentinel_kwargs={**target.sentinel_kwargs(), **timeouts},
+            **target.connection_kwargs(),
             **timeouts,
         )
+        return monitor.master_for(target.service, db=target.db)
     try:
         return redis.Redis.from_url(url, health_check_interval=0, **timeouts)
     except ValueError as exc:
-        raise ConfigurationError(f"bad Redis URL: {exc}") from None
+        raise ConfigurationError(f"bad Redis URL {redacted(url)!r}: {exc}") from None
 
 
 def keyspace_key(url: str) -> str:
     """Which keys a store URL reaches: the URL without its credentials -- scheme, hosts, database
-    (or Sentinel service) and options. Two stores built from one URL share their keys; spellings
-    that differ are taken as different (the safe side: see ``OuterHold.covers``)."""
+    (or Sentinel service) and options (but Sentinel's password). Two stores built from one URL share
+    their keys; spellings that differ are taken as different (the safe side: see ``OuterHold.covers``)."""
     parts = urlsplit(url)
     hosts = parts.netloc.rpartition("@")[2]
-    return f"{parts.scheme}://{hosts}{parts.path}" + (f"?{parts.query}" if parts.query else "")
+    query = "&".join(
+        f"{name}={value}"
+        for name, value in parse_qsl(parts.query, keep_blank_values=True)
+        if name not in _SENTINEL_OPTIONS
+    )
+    return f"{parts.scheme}://{hosts}{parts.path}" + (f"?{query}" if query else "")
 
 
 def endpoint_key(url: str) -> str:
