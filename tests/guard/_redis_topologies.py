@@ -61,6 +61,12 @@ class Cluster:
     def url(self) -> str:
         return "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in self.ports)
 
+    def node_of(self, key: str) -> int:
+        """The index of the primary that serves ``key`` (its slot, in the ranges assigned at start)."""
+        from redis.crc import key_slot
+
+        return min(key_slot(key.encode()) // (SLOTS // len(self.ports)), len(self.ports) - 1)
+
 
 def _free_cluster_port() -> int:
     """A free port whose cluster-bus twin (port + 10000) is free too, both below the kernel's
@@ -81,8 +87,12 @@ def _free_cluster_port() -> int:
 
 
 @contextlib.contextmanager
-def redis_cluster(primaries: int = 3) -> Iterator[Cluster]:
-    """``primaries`` cluster-enabled redis-servers, the slots split between them, joined by MEET."""
+def redis_cluster(primaries: int = 3, *, full_coverage: bool = True) -> Iterator[Cluster]:
+    """``primaries`` cluster-enabled redis-servers, the slots split between them, joined by MEET.
+
+    ``full_coverage=False``: ``cluster-require-full-coverage no``, so the live primaries keep serving
+    their slots once the Cluster has seen one of them fail (with Redis's default, ``yes``, every
+    node answers CLUSTERDOWN from then until the failed slots are served again)."""
     binary = need_redis_server()
     ports: list[int] = []
     while len(ports) < primaries:
@@ -99,6 +109,7 @@ def redis_cluster(primaries: int = 3) -> Iterator[Cluster]:
                     "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                     "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
                     "--cluster-node-timeout", "2000", "--loglevel", "warning",
+                    "--cluster-require-full-coverage", "yes" if full_coverage else "no",
                 ], workdir))  # fmt: skip
             clients = [_client(port) for port in ports]
             for client in clients:
