@@ -51,6 +51,8 @@ def _wait(predicate, what: str, timeout: float = 20.0) -> None:  # type: ignore[
 class Cluster:
     ports: list[int]
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    #: The port of the replica (``redis_cluster(replica_of=...)``), ``None`` without one.
+    replica_port: int | None = None
 
     def kill(self, index: int) -> None:
         """SIGKILL one node (no clean shutdown, as a crashed host would)."""
@@ -87,12 +89,15 @@ def _free_cluster_port() -> int:
 
 
 @contextlib.contextmanager
-def redis_cluster(primaries: int = 3, *, full_coverage: bool = True) -> Iterator[Cluster]:
+def redis_cluster(
+    primaries: int = 3, *, full_coverage: bool = True, replica_of: int | None = None
+) -> Iterator[Cluster]:
     """``primaries`` cluster-enabled redis-servers, the slots split between them, joined by MEET.
 
     ``full_coverage=False``: ``cluster-require-full-coverage no``, so the live primaries keep serving
     their slots once the Cluster has seen one of them fail (with Redis's default, ``yes``, every
-    node answers CLUSTERDOWN from then until the failed slots are served again)."""
+    node answers CLUSTERDOWN from then until the failed slots are served again).
+    ``replica_of``: one more node, a replica of that primary, promoted when the primary fails."""
     binary = need_redis_server()
     ports: list[int] = []
     while len(ports) < primaries:
@@ -101,8 +106,12 @@ def redis_cluster(primaries: int = 3, *, full_coverage: bool = True) -> Iterator
             ports.append(port)
     with tempfile.TemporaryDirectory(prefix="hmacguard-cluster-") as tmp:
         processes = []
+        replica = None
+        if replica_of is not None:
+            while replica is None or replica in ports:
+                replica = _free_cluster_port()
         try:
-            for port in ports:
+            for port in [*ports, *([replica] if replica is not None else [])]:
                 workdir = Path(tmp, str(port))
                 workdir.mkdir()
                 processes.append(_redis(binary, [
@@ -124,7 +133,19 @@ def redis_cluster(primaries: int = 3, *, full_coverage: bool = True) -> Iterator
             for client in clients:
                 # redis-py parses CLUSTER INFO into a dict.
                 _wait(lambda c=client: c.cluster("info").get("cluster_state") == "ok", "the cluster")
-            yield Cluster(ports, processes)
+            if replica is not None and replica_of is not None:
+                follower = _client(replica)
+                _wait(follower.ping, "the replica to answer")
+                follower.execute_command("CLUSTER MEET", "127.0.0.1", ports[0])
+                primary_id = clients[replica_of].execute_command("CLUSTER MYID").decode()
+                # It must know the primary before it can follow it.
+                _wait(
+                    lambda: follower.execute_command("CLUSTER REPLICATE", primary_id), "the replica to follow"
+                )
+                _wait(lambda: follower.info("replication").get("master_link_status") == "up", "the replica")
+                for client in [*clients, follower]:
+                    _wait(lambda c=client: c.cluster("info").get("cluster_state") == "ok", "the cluster")
+            yield Cluster(ports, processes, replica)
         finally:
             for process in processes:
                 stop_process_group(process, grace=5)

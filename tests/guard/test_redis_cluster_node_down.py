@@ -114,11 +114,6 @@ def run_outage(cluster: Cluster, server: Server, seconds: float) -> dict[str, Co
     return seen
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: one circuit breaker per Cluster URL: the dead node's first failure opens it for every "
-    "key, so live-node deliveries get 503 for the breaker's window, window after window",
-)
 def test_fail_closed_a_dead_primary_costs_only_its_own_keys_under_gunicorn() -> None:
     with redis_cluster(3, full_coverage=False) as cluster:
         env = app_env(cluster)
@@ -132,11 +127,6 @@ def test_fail_closed_a_dead_primary_costs_only_its_own_keys_under_gunicorn() -> 
     assert dict(seen["live replay"]) == {409: sum(seen["live replay"].values())}, seen
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: one circuit breaker per Cluster URL: failing open, the dead node's first failure "
-    "lets live-node replays through unchecked for the breaker's window",
-)
 def test_fail_open_a_dead_primary_keeps_live_replays_refused_under_uvicorn() -> None:
     with redis_cluster(3, full_coverage=False) as cluster:
         env = {**app_env(cluster), "HMACGUARD_TEST_FAIL_OPEN": "1"}
@@ -150,34 +140,30 @@ def test_fail_open_a_dead_primary_keeps_live_replays_refused_under_uvicorn() -> 
     assert dict(seen["live replay"]) == {409: sum(seen["live replay"].values())}, seen
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: redis-py loads a script the node lacks with SCRIPT LOAD sent to every primary: with "
-    "one dead, a fresh process cannot run any script (rate-limit hit, commit) even on a live node",
-)
 def test_a_fresh_process_on_cold_nodes_serves_live_deliveries_under_gunicorn() -> None:
     """The primary dies before any guard has run a script on the Cluster (a new Cluster, or nodes
-    restarted: their script caches are empty); then a server starts."""
+    restarted: their script caches are empty); then a server starts, whose first delivery has its
+    keys on the dead node (its stores build their Cluster clients then: that failure is the dead
+    node's, not the Cluster's)."""
     with redis_cluster(3, full_coverage=False) as cluster:
         cluster.kill(DEAD)
         env = app_env(cluster)
         with gunicorn(APP, env, workers=1) as server:
             client = client_on(cluster, on_dead=False)
-            statuses = []
+            # Its first delivery is the dead node's (its client's window and its replay key): the
+            # rate limiter, first to fail, must not make the replay store -- whose client is not
+            # built yet -- refuse the live deliveries after it.
+            dead = delivery(cluster, on_dead=True, client=client_on(cluster, on_dead=True))
+            statuses = [post(server, *dead)]
             for _ in range(5):
                 body, headers = delivery(cluster, on_dead=False, client=client)
                 statuses.append(post(server, body, headers))
                 statuses.append(post(server, body, headers))  # its replay
             log = server.log()
     assert "Traceback" not in log, log
-    assert statuses == [200, 409] * 5, statuses
+    assert statuses == [503] + [200, 409] * 5, statuses
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: redis-py loads a script the node lacks with SCRIPT LOAD sent to every primary: a "
-    "fresh store's first release and settle fail with one primary dead, even for a key on a live node",
-)
 def test_a_fresh_store_releases_and_settles_on_a_live_node_with_a_primary_dead() -> None:
     """In process: the first calls of fresh stores are the scripted ones (commit, release, the
     in-flight count), on keys of live primaries."""
@@ -208,3 +194,74 @@ def test_a_fresh_store_releases_and_settles_on_a_live_node_with_a_primary_dead()
         assert limiter._in_flight(client, 0, "in-flight") == 0
         warm.close()
         store.close()
+
+
+def failover_timeline(cluster: Cluster, server: Server) -> list[tuple[float, str, int]]:
+    """Kill the dead primary (which has a replica), then send live and dead deliveries -- each a
+    fresh one and the replay of the last processed -- until the dead ones are processed again
+    (five in a row) or 30 s pass. ``(seconds after the kill, kind, status)``."""
+    live_client, dead_client = client_on(cluster, on_dead=False), client_on(cluster, on_dead=True)
+    for on_dead, client in ((False, live_client), (True, dead_client)):
+        assert post(server, *delivery(cluster, on_dead=on_dead, client=client)) == 200
+    cluster.kill(DEAD)
+    killed = time.monotonic()
+    timeline: list[tuple[float, str, int]] = []
+    previous: dict[bool, tuple[bytes, dict[str, str]]] = {}
+    while time.monotonic() - killed < 30:
+        for on_dead, client in ((False, live_client), (True, dead_client)):
+            kind = "dead" if on_dead else "live"
+            if on_dead in previous:
+                timeline.append(
+                    (time.monotonic() - killed, f"{kind} replay", post(server, *previous[on_dead]))
+                )
+            fresh = delivery(cluster, on_dead=on_dead, client=client)
+            status = post(server, *fresh)
+            timeline.append((time.monotonic() - killed, kind, status))
+            if status == 200:
+                previous[on_dead] = fresh
+        dead = [status for _, kind, status in timeline if kind == "dead"]
+        if 503 in dead and dead[-5:] == [200] * 5:
+            break
+        time.sleep(0.05)
+    return timeline
+
+
+def _summary(timeline: list[tuple[float, str, int]]) -> dict[str, dict[int, int]]:
+    out: dict[str, Counter[int]] = {}
+    for _, kind, status in timeline:
+        out.setdefault(kind, Counter())[status] += 1
+    return {kind: dict(statuses) for kind, statuses in out.items()}
+
+
+@pytest.mark.parametrize("full_coverage", [False, True], ids=["coverage-no", "coverage-default"])
+def test_a_failover_moves_the_dead_keys_to_the_promoted_replica_under_gunicorn(full_coverage: bool) -> None:
+    """The dead primary has a replica, promoted after the Cluster's node timeout (2 s here). The
+    dead node's keys are refused (503) until then and processed again after, without a restart:
+    the half-open probe reaches the old address, redis-py re-reads the slot map, and the keys go
+    to the promoted node (and its breaker). Live keys: never refused with full coverage off; with
+    Redis's default, only while the whole Cluster answers CLUSTERDOWN (between the failure being
+    agreed and the promotion)."""
+    import redis
+
+    with redis_cluster(3, full_coverage=full_coverage, replica_of=DEAD) as cluster:
+        with gunicorn(APP, app_env(cluster), workers=2) as server:
+            workers = server.worker_pids()
+            timeline = failover_timeline(cluster, server)
+            assert server.worker_pids() == workers  # nothing restarted
+            log = server.log()
+        assert cluster.replica_port is not None
+        role = redis.Redis(port=cluster.replica_port).info("replication")["role"]
+    seen = _summary(timeline)
+    down = [t for t, kind, status in timeline if status == 503]
+    print(
+        f"\nfailover (full coverage {'yes' if full_coverage else 'no'}): {seen}; 503s from "
+        f"{min(down, default=0):.1f} s to {max(down, default=0):.1f} s after the kill"
+    )
+    assert role == "master"
+    assert "Traceback" not in log, log
+    assert {status for _, _, status in timeline} <= {200, 409, 503}, timeline  # never a 500
+    assert seen["dead"].get(503, 0) >= 1 and [s for _, k, s in timeline if k == "dead"][-5:] == [200] * 5
+    assert set(seen["live replay"]) <= {409, 503}  # a processed delivery is never processed twice
+    assert set(seen.get("dead replay", {})) <= {409, 503}
+    if not full_coverage:
+        assert set(seen["live"]) == {200} and set(seen["live replay"]) == {409}, seen

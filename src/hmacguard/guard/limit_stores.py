@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from hmacguard.errors import ConfigurationError
-from hmacguard.guard.redis_urls import endpoint_key
+from hmacguard.guard.redis_urls import endpoint_key, keyed_scripts
 
 __all__ = [
     "IN_FLIGHT_LUA",
@@ -114,7 +114,11 @@ def storage_builder(
 
             outage: tuple[type[BaseException], ...] = (StorageError, OSError, *redis_errors())
             try:
-                return limits_storage.storage_from_string(storage, **options)
+                built = limits_storage.storage_from_string(storage, **options)
+                # On a Cluster, limits' own scripts (one per hit) loaded per node, as the guard's
+                # are: redis-py's SCRIPT LOAD goes to every primary, and one dead stops them all.
+                cluster = isinstance(built, limits_storage.RedisClusterStorage)
+                return keyed_scripts(built) if cluster else built
             except outage:
                 raise  # the store is down: an outage, for the breaker to judge
             except Exception as exc:  # limits raises its own ConfigurationError and ValueError alike
