@@ -214,6 +214,8 @@ class Cluster:
     ports: list[int]
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     access: Access = PLAIN
+    #: The port of the replica (``redis_cluster(replica_of=...)``), ``None`` without one.
+    replica_port: int | None = None
 
     def kill(self, index: int) -> None:
         """SIGKILL one node (no clean shutdown, as a crashed host would)."""
@@ -238,6 +240,12 @@ class Cluster:
             **self.access.client_kwargs(),
         )  # fmt: skip
 
+    def node_of(self, key: str) -> int:
+        """The index of the primary that serves ``key`` (its slot, in the ranges assigned at start)."""
+        from redis.crc import key_slot
+
+        return min(key_slot(key.encode()) // (SLOTS // len(self.ports)), len(self.ports) - 1)
+
 
 def _free_cluster_port() -> int:
     """A free port whose cluster-bus twin (port + 10000) is free too, both below the kernel's
@@ -258,8 +266,19 @@ def _free_cluster_port() -> int:
 
 
 @contextlib.contextmanager
-def redis_cluster(primaries: int = 3, access: Access = PLAIN) -> Iterator[Cluster]:
-    """``primaries`` cluster-enabled redis-servers, the slots split between them, joined by MEET."""
+def redis_cluster(
+    primaries: int = 3,
+    access: Access = PLAIN,
+    *,
+    full_coverage: bool = True,
+    replica_of: int | None = None,
+) -> Iterator[Cluster]:
+    """``primaries`` cluster-enabled redis-servers, the slots split between them, joined by MEET.
+
+    ``full_coverage=False``: ``cluster-require-full-coverage no``, so the live primaries keep serving
+    their slots once the Cluster has seen one of them fail (with Redis's default, ``yes``, every
+    node answers CLUSTERDOWN from then until the failed slots are served again).
+    ``replica_of``: one more node, a replica of that primary, promoted when the primary fails."""
     binary = need_redis_server()
     if access.tls is not None:
         need_tls(binary)
@@ -270,14 +289,19 @@ def redis_cluster(primaries: int = 3, access: Access = PLAIN) -> Iterator[Cluste
             ports.append(port)
     with tempfile.TemporaryDirectory(prefix="hmacguard-cluster-") as tmp:
         processes = []
+        replica = None
+        if replica_of is not None:
+            while replica is None or replica in ports:
+                replica = _free_cluster_port()
         try:
-            for port in ports:
+            for port in [*ports, *([replica] if replica is not None else [])]:
                 workdir = Path(tmp, str(port))
                 workdir.mkdir()
                 processes.append(_redis(binary, [
                     *access.server_args(port, cluster=True), "--bind", "127.0.0.1", "--save", "",
                     "--appendonly", "no", "--cluster-enabled", "yes", "--cluster-config-file",
                     "nodes.conf", "--cluster-node-timeout", "2000", "--loglevel", "warning",
+                    "--cluster-require-full-coverage", "yes" if full_coverage else "no",
                 ], workdir))  # fmt: skip
             clients = [_client(port, access) for port in ports]
             for client in clients:
@@ -292,7 +316,19 @@ def redis_cluster(primaries: int = 3, access: Access = PLAIN) -> Iterator[Cluste
             for client in clients:
                 # redis-py parses CLUSTER INFO into a dict.
                 _wait(lambda c=client: c.cluster("info").get("cluster_state") == "ok", "the cluster")
-            yield Cluster(ports, processes, access)
+            if replica is not None and replica_of is not None:
+                follower = _client(replica, access)
+                _wait(follower.ping, "the replica to answer")
+                follower.execute_command("CLUSTER MEET", "127.0.0.1", ports[0])
+                primary_id = clients[replica_of].execute_command("CLUSTER MYID").decode()
+                # It must know the primary before it can follow it.
+                _wait(
+                    lambda: follower.execute_command("CLUSTER REPLICATE", primary_id), "the replica to follow"
+                )
+                _wait(lambda: follower.info("replication").get("master_link_status") == "up", "the replica")
+                for client in [*clients, follower]:
+                    _wait(lambda c=client: c.cluster("info").get("cluster_state") == "ok", "the cluster")
+            yield Cluster(ports, processes, access, replica)
         finally:
             for process in processes:
                 stop_process_group(process, grace=5)

@@ -14,6 +14,14 @@ it), and an outage costs one timeout per window, not one per call. Thread-safe; 
 Redis server (:func:`shared_breaker`), shared by the replay store and the rate limiter that use it
 and by every request of the process.
 
+On a Redis Cluster, one breaker per node: a store call goes through the breaker of the primary that
+serves its key, as the client's slot map says at that moment (:meth:`StoreCalls._breaker_for`), so
+one dead primary refuses the keys of its slots -- one timeout per window for that node -- while the
+keys on the live primaries keep their checks. The map follows a failover (the client re-reads it
+when a node does not answer, as the half-open probe does, or answers MOVED), and the keys go to the
+promoted node's breaker. The Cluster's own breaker (its URL's hosts) guards only the calls made
+before the client has a slot map (building it: every node down) and those without a key.
+
 Stores log the failure that opens the breaker as a warning and the calls it refuses at debug level,
 so an outage is logged once per window, not once per call. A store that fails open also notes
 itself on the decision under way, when someone watches decisions (:func:`noting_failures_open`): a
@@ -107,6 +115,9 @@ def shared_breaker(key: str, *, reset_after: float) -> CircuitBreaker:
     breaker and a request pays one timeout, not one per store. The first caller's ``reset_after``
     wins.
     """
+    breaker = _SHARED.get(key)  # unlocked: once made, a breaker is never replaced
+    if breaker is not None:
+        return breaker
     with _SHARED_LOCK:
         breaker = _SHARED.get(key)
         if breaker is None:
@@ -163,19 +174,47 @@ class StoreCalls:
         """What a store call raises when the store cannot answer: its errors, or the breaker open."""
         return (*self.store_errors, CircuitOpen)
 
-    def _ask(self, func: Callable[[], T], default: T) -> T:
-        """``func()`` through the breaker, ``default`` when the store cannot answer: for a question
-        whose answer lets nothing through (neither fail-open nor fail-closed, nothing noted)."""
+    def _node_of(self, key: str) -> str | None:
+        """The Cluster node (``host:port``) that serves ``key`` now, when the store is on a Redis
+        Cluster whose slot map its client has; ``None`` otherwise (then :attr:`breaker` alone)."""
+        return None
+
+    def _connect(self, build: Callable[[], object]) -> bool:
+        """``build()`` a Cluster store's client (it reads the slot map) through :attr:`breaker`, the
+        Cluster's own: whether it is built. Only that: a keyed call that fails afterwards is its
+        node's outage, not the Cluster's -- had the first call built the client inside the call,
+        a first call on a dead node's key would open the Cluster's breaker, and a store still
+        without a client would be refused on every key for a window."""
         try:
-            return self.breaker.call(func, self.store_errors)
+            self.breaker.call(build, self.store_errors)
+            return True
+        except self._unavailable() as exc:
+            if not isinstance(exc, CircuitOpen):
+                self.store_log.warning("%s unavailable: %s", self.store_name, _named(exc))
+            return False
+
+    def _breaker_for(self, key: str | None) -> CircuitBreaker:
+        """The breaker of a call on ``key`` (a Redis key): its Cluster node's, else :attr:`breaker`."""
+        if key is not None:
+            node = self._node_of(key)
+            if node is not None:
+                return shared_breaker(f"cluster node {node}", reset_after=self.breaker.reset_after)
+        return self.breaker
+
+    def _ask(self, func: Callable[[], T], default: T, key: str | None = None) -> T:
+        """``func()`` through the breaker, ``default`` when the store cannot answer: for a question
+        whose answer lets nothing through (neither fail-open nor fail-closed, nothing noted).
+        ``key``: the Redis key ``func`` touches (on a Cluster, its node's breaker is used)."""
+        try:
+            return self._breaker_for(key).call(func, self.store_errors)
         except self._unavailable():
             return default
 
-    def _call(self, func: Callable[[], T], fallback: T) -> T:
+    def _call(self, func: Callable[[], T], fallback: T, key: str | None = None) -> T:
         from hmacguard.errors import StoreUnavailable
 
         try:
-            return self.breaker.call(func, self.store_errors)
+            return self._breaker_for(key).call(func, self.store_errors)
         except self._unavailable() as exc:
             level = logging.DEBUG if isinstance(exc, CircuitOpen) else logging.WARNING
             name = self.store_name

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from hmacguard.errors import ConfigurationError
-from hmacguard.guard.redis_urls import REDIS_SCHEMES, endpoint_key, parse_url, redacted
+from hmacguard.guard.redis_urls import REDIS_SCHEMES, endpoint_key, keyed_scripts, parse_url, redacted
 
 __all__ = [
     "IN_FLIGHT_LUA",
@@ -169,8 +169,13 @@ def storage_builder(
             outage: tuple[type[BaseException], ...] = (StorageError, OSError, *redis_errors())
             try:
                 if redis_url:
-                    return _redis_storage(storage, timeout, limits_storage)
-                return limits_storage.storage_from_string(storage, **options)
+                    built = _redis_storage(storage, timeout, limits_storage)
+                else:
+                    built = limits_storage.storage_from_string(storage, **options)
+                # On a Cluster, limits' own scripts (one per hit) loaded per node, as the guard's
+                # are: redis-py's SCRIPT LOAD goes to every primary, and one dead stops them all.
+                cluster = isinstance(built, limits_storage.RedisClusterStorage)
+                return keyed_scripts(built) if cluster else built
             except outage:
                 raise  # the store is down: an outage, for the breaker to judge
             except ConfigurationError:
@@ -187,7 +192,8 @@ def storage_builder(
         blocking = not isinstance(storage, limits_storage.MemoryStorage)
         return (lambda: storage), blocking, f"object:{id(storage)}" if blocking else None
     if callable(getattr(storage, "get_primaries", None)) and callable(getattr(storage, "keyslot", None)):
-        cluster = _cluster_client_storage(storage, limits_storage)
+        # Its scripts loaded per node, as for a Cluster URL (the storage is ours, the client the caller's).
+        cluster = keyed_scripts(_cluster_client_storage(storage, limits_storage))
         return (lambda: cluster), True, f"client:{id(storage)}"
     pool = getattr(storage, "connection_pool", None)
     if pool is not None and callable(getattr(storage, "execute_command", None)):

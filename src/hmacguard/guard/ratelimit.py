@@ -35,7 +35,8 @@ because any client can write that header. Behind your own reverse proxies, say w
 Store outages. Every store call goes through a :class:`~hmacguard.guard.breaker.CircuitBreaker`: the
 first failure opens it for ``breaker_reset`` seconds, during which calls fail at once (503 when
 fail-closed, pass when ``fail_open=True``), so an unreachable or hung Redis costs one ``timeout`` per
-request at most and then one per window, not one per call.
+request at most and then one per window, not one per call. On a Redis Cluster each node has its own
+breaker: a dead primary costs only the clients whose counters it serves.
 
 Keying by ``"header:<Name>"`` (a key id the sender puts in a header) is read before the signature is
 verified, so a client can choose it: pair it with a per-client limiter when that matters.
@@ -74,7 +75,7 @@ from hmacguard.guard.limit_stores import (
     redis_errors,
     storage_builder,
 )
-from hmacguard.guard.redis_urls import check_url
+from hmacguard.guard.redis_urls import KeyedScript, check_url, cluster_node, is_cluster_url
 
 if TYPE_CHECKING:
     from hmacguard.http import RequestHead
@@ -228,7 +229,7 @@ class RateLimiter(StoreCalls):
         # A Cluster client reads the slot map when it is built: built at the first store call,
         # inside the breaker, so a worker starts (fail-open passes, fail-closed 503s) while the
         # Cluster is down. Every other storage is built now, so a mistake shows at start-up.
-        lazy = isinstance(storage, str) and storage.partition("://")[0].endswith("+cluster")
+        lazy = isinstance(storage, str) and is_cluster_url(storage)
         if lazy:
             check_url(storage)
         else:
@@ -267,6 +268,8 @@ class RateLimiter(StoreCalls):
         # with requests in flight, which then stop counting). The process is its only writer.
         self._local_in_flight = None if self.blocking else local_counts(self._storage)
         self._redis_storage = lazy or isinstance(self._storage, limits_storage.RedisStorage)
+        #: On a Cluster each node has its own breaker (``_node_of``).
+        self._cluster = lazy or isinstance(self._storage, limits_storage.RedisClusterStorage)
         self._in_flight_lua: Any = None
         self._pipelined: bool | None = None  # see _windows_pipelined
         # In-flight releases the store could not take when a request ended (a blip, the breaker
@@ -302,6 +305,33 @@ class RateLimiter(StoreCalls):
         return f'"{budget.name}";q={int(item.amount)}{unit};w={window}'
 
     # -- keys ------------------------------------------------------------------------------------
+    def _cluster_storage(self) -> Any:
+        """On a Cluster, the storage, built through the Cluster's breaker if it is not yet
+        (``StoreCalls._connect``); ``None`` elsewhere, or when it cannot be built now."""
+        if not self._cluster or (self._storage_obj is None and not self._connect(lambda: self._storage)):
+            return None
+        return self._storage_obj
+
+    def _node_of(self, key: str) -> str | None:
+        storage = self._cluster_storage()
+        return None if storage is None else cluster_node(storage.get_connection(), key)
+
+    def _window_key(self, budget: _Budget, key: str) -> str | None:
+        """The Redis key of ``budget``'s window for ``key``, to route a call on a Cluster by
+        (``None`` elsewhere, or while the Cluster's storage cannot be built: the Cluster's breaker)."""
+        storage = self._cluster_storage()
+        if storage is None:
+            return None
+        # limits >= 4 prefixes its keys ("LIMITS:" by default); earlier versions used them as is.
+        prefixed = getattr(storage, "prefixed_key", str)
+        return str(prefixed(budget.item.key_for(self.prefix, budget.name, key)))
+
+    def _in_flight_key(self, key: str, counter: str) -> str | None:
+        """The Redis key of an in-flight count, to route a call on a Cluster by (see _window_key)."""
+        if not self._cluster:
+            return None
+        return in_flight_keys(f"{self.prefix}/{counter}/{key}")[0]
+
     def key_for(self, head: RequestHead) -> str:
         """The budget key for a request: client address, key-id header, or the custom function."""
         if self._key_func is not None:
@@ -316,7 +346,9 @@ class RateLimiter(StoreCalls):
 
     def _retry_after(self, budget: _Budget, key: str) -> int:
         stats = self._call(
-            lambda: self._limiter.get_window_stats(budget.item, self.prefix, budget.name, key), None
+            lambda: self._limiter.get_window_stats(budget.item, self.prefix, budget.name, key),
+            None,
+            self._window_key(budget, key),
         )
         if stats is None:
             return 1
@@ -344,7 +376,9 @@ class RateLimiter(StoreCalls):
         ids = (self.prefix,)
         requests = self._budgets.get("requests")
         if requests is not None and not self._call(
-            lambda: self._limiter.hit(requests.item, *ids, "requests", key), True
+            lambda: self._limiter.hit(requests.item, *ids, "requests", key),
+            True,
+            self._window_key(requests, key),
         ):
             raise _exhausted("too many requests", requests.name, self._retry_after(requests, key))
         volume = self._budgets.get("bytes")
@@ -415,7 +449,7 @@ class RateLimiter(StoreCalls):
         caller to ask (and to undo the count if refused)."""
         # Whether the take will reach the store: with the breaker open it fails without a call,
         # and there is nothing to give back.
-        reaches_store = bool(lease) and not self.breaker.is_open
+        reaches_store = bool(lease) and not self._breaker_for(self._in_flight_key(key, counter)).is_open
         # A take on Redis that raised or failed open may still have run (the client gave up on a
         # stalled server, which ran it later): its give-back is owed, paid at a later call once the
         # store answers -- harmless if it never ran (a lease never taken gives back nothing). Not
@@ -434,7 +468,9 @@ class RateLimiter(StoreCalls):
             return size if counted is not None else 0
         try:
             if not self._call(
-                lambda: self._limiter.test(budget.item, self.prefix, budget.name, key, cost=room), True
+                lambda: self._limiter.test(budget.item, self.prefix, budget.name, key, cost=room),
+                True,
+                self._window_key(budget, key),
             ):
                 raise _exhausted(refusal, budget.name, self._retry_after(budget, key))
         except BaseException:
@@ -449,7 +485,9 @@ class RateLimiter(StoreCalls):
         """Move one of the key's in-flight counts (``None`` when a fail-open store could not)."""
         if self._local_in_flight is not None:  # in-process: no store to fail, no breaker to ask
             return self._local_in_flight.add(f"{self.prefix}/{counter}/{key}", delta)
-        count: int | None = self._call(lambda: self._in_flight(key, delta, counter, lease), None)
+        count: int | None = self._call(
+            lambda: self._in_flight(key, delta, counter, lease), None, self._in_flight_key(key, counter)
+        )
         return count
 
     def _in_flight(self, key: str, delta: int, counter: str = "in-flight", lease: str = "") -> int:
@@ -475,7 +513,13 @@ class RateLimiter(StoreCalls):
         requests in flight, and their decrements went below zero; a key kept alive by every touch
         instead kept a dead worker's count for as long as its client sent.)"""
         if self._in_flight_lua is None and self._redis_storage:
-            self._in_flight_lua = self._storage.get_connection().register_script(IN_FLIGHT_LUA)
+            connection = self._storage.get_connection()
+            # On a Cluster, loaded per node (KeyedScript); elsewhere redis-py's own loading is fine.
+            self._in_flight_lua = (
+                KeyedScript(connection, IN_FLIGHT_LUA)
+                if self._cluster
+                else connection.register_script(IN_FLIGHT_LUA)
+            )
         return self._in_flight_lua
 
     def settle(self, state: RateState, received: int, *, failed: bool) -> None:
@@ -538,6 +582,7 @@ class RateLimiter(StoreCalls):
             stats = self._call(
                 lambda b=budget: self._limiter.get_window_stats(b.item, self.prefix, b.name, key),  # type: ignore[misc]
                 None,
+                self._window_key(budget, key),
             )
             if stats is not None:
                 out.append(
@@ -560,39 +605,60 @@ class RateLimiter(StoreCalls):
         one pipelined round trip; ``None`` when a fail-open store could not answer. ``limits``
         reads a window with a GET and a TTL, one round trip each: three budgets cost six on every
         admission, a third of its time (bench/bench_redis_leases.py). The same keys and the same
-        reads (from a replica under Sentinel, as ``limits`` reads them)."""
+        reads (from a replica under Sentinel, as ``limits`` reads them). On a Cluster, one read per
+        node the windows live on, each through that node's breaker."""
+        windows: dict[str, tuple[int, int]] = {}
+        for budgets in self._by_node(key):
+
+            def read(budgets: tuple[_Budget, ...] = budgets) -> list[Any]:
+                storage = self._storage  # built here for a Cluster: its failure is the store's
+                # limits >= 4 prefixes its keys ("LIMITS:" by default); earlier versions used them as is.
+                prefixed = getattr(storage, "prefixed_key", str)
+                pipe = storage.get_connection(True).pipeline(transaction=False)
+                for budget in budgets:
+                    name = prefixed(budget.item.key_for(self.prefix, budget.name, key))
+                    pipe.get(name)
+                    pipe.pttl(name)
+                return list(pipe.execute())
+
+            values = self._call(read, None, self._window_key(budgets[0], key))
+            if values is None:
+                return None
+            for at, budget in enumerate(budgets):
+                windows[budget.name] = (int(values[2 * at] or 0), int(values[2 * at + 1]))
+        return windows
+
+    def _by_node(self, key: str) -> list[tuple[_Budget, ...]]:
+        """The budgets, grouped by the Cluster node their windows for ``key`` live on (one group
+        elsewhere, or before the Cluster's storage is built)."""
         budgets = tuple(self._budgets.values())
-
-        def read() -> list[Any]:
-            storage = self._storage  # built here for a Cluster: its failure is the store's
-            # limits >= 4 prefixes its keys ("LIMITS:" by default); earlier versions used them as is.
-            prefixed = getattr(storage, "prefixed_key", str)
-            pipe = storage.get_connection(True).pipeline(transaction=False)
-            for budget in budgets:
-                name = prefixed(budget.item.key_for(self.prefix, budget.name, key))
-                pipe.get(name)
-                pipe.pttl(name)
-            return list(pipe.execute())
-
-        values = self._call(read, None)
-        if values is None:
-            return None
-        return {
-            budget.name: (int(values[2 * at] or 0), int(values[2 * at + 1]))
-            for at, budget in enumerate(budgets)
-        }
+        if not self._cluster or len(budgets) == 1:
+            return [budgets]
+        groups: dict[str | None, list[_Budget]] = {}
+        for budget in budgets:
+            name = self._window_key(budget, key)
+            groups.setdefault(None if name is None else self._node_of(name), []).append(budget)
+        return [tuple(group) for group in groups.values()]
 
     def spend_bytes(self, key: str, amount: int) -> None:
         """Charge the body bytes actually received (no-op without a ``bytes_limit``)."""
         volume = self._budgets.get("bytes")
         if volume is not None and amount > 0:
-            self._call(lambda: self._limiter.hit(volume.item, self.prefix, "bytes", key, cost=amount), True)
+            self._call(
+                lambda: self._limiter.hit(volume.item, self.prefix, "bytes", key, cost=amount),
+                True,
+                self._window_key(volume, key),
+            )
 
     def record_failure(self, key: str) -> None:
         """Charge one failed verification (no-op without a ``failure_limit``)."""
         failures = self._budgets.get("failures")
         if failures is not None:
-            self._call(lambda: self._limiter.hit(failures.item, self.prefix, "failures", key), True)
+            self._call(
+                lambda: self._limiter.hit(failures.item, self.prefix, "failures", key),
+                True,
+                self._window_key(failures, key),
+            )
 
     def headers(self, state: RateState | None, error: RequestRejected | None = None) -> list[tuple[str, str]]:
         """``RateLimit-Policy`` and ``RateLimit`` fields for a response (a 429 names the exhausted

@@ -30,10 +30,17 @@ Cluster and Sentinel schemes nor these options, and sends the URL's credentials 
 redis-py is imported when a store is built, never by ``import hmacguard``. Every client gets the
 same short socket timeouts, so an unreachable server is an error in ``timeout`` seconds, not a hung
 worker. Error messages show a URL without its secrets (:func:`redacted`).
+
+On a Cluster, an outage is a node's: :func:`cluster_node` names the primary serving a key (each has
+its own circuit breaker), and :class:`KeyedScript` runs the stores' Lua scripts without needing every
+primary (redis-py's ``register_script`` loads a script with ``SCRIPT LOAD`` sent to all of them: with
+one down, a process that had not run the script yet could run it nowhere).
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -42,9 +49,13 @@ from hmacguard.errors import ConfigurationError
 
 __all__ = [
     "REDIS_SCHEMES",
+    "KeyedScript",
     "RedisTarget",
     "check_url",
+    "cluster_node",
     "endpoint_key",
+    "is_cluster_url",
+    "keyed_scripts",
     "keyspace_key",
     "parse_url",
     "redacted",
@@ -277,3 +288,69 @@ def endpoint_key(url: str) -> str:
     if "," not in hosts and ":" not in hosts.rpartition("]")[2]:
         hosts += ":6379"
     return hosts
+
+
+def is_cluster_url(url: str) -> bool:
+    """Whether ``url`` names a Redis Cluster (``redis+cluster://``, ``rediss+cluster://``)."""
+    return url.partition("://")[0].lower().endswith("+cluster")
+
+
+def cluster_node(client: Any, key: str) -> str | None:
+    """The primary (``host:port``) that serves ``key`` as a redis-py ``RedisCluster`` client's slot map
+    says now -- no I/O; the map follows failovers as the client re-reads it (after a MOVED answer,
+    or a node that does not answer). ``None`` for any other client, or a slot the map does not cover."""
+    get_node = getattr(client, "get_node_from_key", None)
+    if get_node is None or getattr(client, "nodes_manager", None) is None:
+        return None
+    try:
+        node = get_node(key)
+    except Exception:  # SlotNotCoveredError, or a map being re-read: not known now
+        return None
+    name = getattr(node, "name", None)
+    return name if isinstance(name, str) else None
+
+
+class KeyedScript:
+    """A Lua script run with ``EVALSHA`` on the server (or Cluster node) of its keys, and with ``EVAL``
+    there when that server does not have it yet, which also loads it. Called as redis-py's
+    ``Script`` is: ``script(keys=[...], args=[...])``.
+
+    redis-py's ``Script`` loads a missing script with ``SCRIPT LOAD``, which a Cluster client sends
+    to every primary: with one primary down that raises, and the script runs nowhere -- a fresh
+    process (a new worker, a deploy during the outage) could then not commit, release or count
+    anything even on the live primaries (tests/guard/test_redis_cluster_node_down.py).
+    """
+
+    __slots__ = ("client", "script", "sha")
+
+    def __init__(self, client: Any, script: str | bytes | memoryview) -> None:
+        self.client = client
+        self.script = script
+        encoded = script.encode() if isinstance(script, str) else bytes(script)
+        self.sha = hashlib.sha1(encoded, usedforsecurity=False).hexdigest()
+
+    def __call__(
+        self, keys: Sequence[Any] | None = None, args: Iterable[Any] | None = None, client: Any = None
+    ) -> Any:
+        from redis.exceptions import NoScriptError
+
+        target = self.client if client is None else client
+        keys = list(keys or ())
+        arguments = (*keys, *(args or ()))
+        try:
+            return target.evalsha(self.sha, len(keys), *arguments)
+        except NoScriptError:
+            return target.eval(self.script, len(keys), *arguments)
+
+
+def keyed_scripts(storage: Any) -> Any:
+    """``storage`` (a ``limits`` Redis storage) with each of its redis-py ``Script`` attributes
+    replaced by the same script as a :class:`KeyedScript` (``limits`` runs one on every hit)."""
+    try:
+        from redis.commands.core import Script
+    except ImportError:  # pragma: no cover - a Redis storage implies redis-py
+        return storage
+    for name, value in list(vars(storage).items()):
+        if isinstance(value, Script):
+            setattr(storage, name, KeyedScript(value.registered_client, value.script))
+    return storage

@@ -38,7 +38,15 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from hmacguard.errors import ConfigurationError
 from hmacguard.guard.breaker import StoreCalls, noting_failures_open, shared_breaker
 from hmacguard.guard.evicted_ids import DEFAULT_MAX_EVICTED, EvictedIds
-from hmacguard.guard.redis_urls import check_url, endpoint_key, keyspace_key, redis_client
+from hmacguard.guard.redis_urls import (
+    KeyedScript,
+    check_url,
+    cluster_node,
+    endpoint_key,
+    is_cluster_url,
+    keyspace_key,
+    redis_client,
+)
 
 if TYPE_CHECKING:
     import redis
@@ -515,6 +523,8 @@ class RedisReplayStore(StoreCalls):
     ``fail_open=True``). A :class:`~hmacguard.guard.breaker.CircuitBreaker` then keeps the store from
     being called for ``breaker_reset`` seconds, so an outage costs one timeout per window, not one
     per request. Commit and release are one Lua script each (atomic compare-and-set on the token).
+    On a Cluster the breaker is the key's node's: one dead primary costs the deliveries whose keys
+    it serves, not the others (:mod:`hmacguard.guard.breaker`).
     """
 
     blocking = True
@@ -552,13 +562,19 @@ class RedisReplayStore(StoreCalls):
         self._url = url
         self._timeout = timeout
         self._client: Any = client
-        self._scripts: tuple[Any, Any] | None = None
+        self._scripts: tuple[Any, ...] | None = None
+        #: Whether the store is on a Cluster: then each node has its own breaker (``_node_of``).
+        self._cluster = (
+            is_cluster_url(str(url))
+            if url is not None
+            else callable(getattr(client, "get_node_from_key", None))
+        )
         # A Cluster client reads the slot map when it is built: built at the first call, inside the
         # breaker, so a worker starts (and fails open or closed per request) while the Cluster is
         # down. Every other client connects on first use anyway; building it now shows URL mistakes.
         if client is None:
             check_url(str(url))
-            if not str(url).partition("://")[0].endswith("+cluster"):
+            if not self._cluster:
                 self._client = redis_client(str(url), timeout=timeout)
         self.prefix = prefix
         self.fail_open = fail_open
@@ -575,31 +591,40 @@ class RedisReplayStore(StoreCalls):
             self._client = redis_client(str(self._url), timeout=self._timeout)
         return self._client
 
+    def _node_of(self, key: str) -> str | None:
+        if not self._cluster or (self._client is None and not self._connect(lambda: self.client)):
+            return None
+        return cluster_node(self._client, key)
+
     def _script(self, index: int) -> Any:
         if self._scripts is None:
-            self._scripts = tuple(self.client.register_script(lua) for lua in (_COMMIT, _RELEASE, _EXTEND))
+            client = self.client
+            # On a Cluster, loaded per node (KeyedScript); elsewhere redis-py's own loading is fine.
+            load = (lambda lua: KeyedScript(client, lua)) if self._cluster else client.register_script
+            self._scripts = tuple(load(lua) for lua in (_COMMIT, _RELEASE, _EXTEND))
         return self._scripts[index]
 
     def _set_new(self, key: str, value: str, ttl: float) -> bool:
         return bool(self.client.set(self.prefix + key, value, nx=True, px=_ms(ttl)))
 
     def reserve(self, key: str, ttl: float) -> bool:
-        return self._call(lambda: self._set_new(key, "1", ttl), True)
+        return self._call(lambda: self._set_new(key, "1", ttl), True, self.prefix + key)
 
     def hold(self, key: str, ttl: float) -> str | None:
         token = secrets.token_hex(8)
-        return token if self._call(lambda: self._set_new(key, token, ttl), True) else None
+        return token if self._call(lambda: self._set_new(key, token, ttl), True, self.prefix + key) else None
 
     def holds(self, key: str, token: str) -> bool:
         """Whether ``key`` is held under ``token`` (a pending hold not yet settled); ``False`` when
         Redis cannot answer (fail-open or not: this answers a question, it lets nothing through)."""
-        value = self._ask(lambda: self.client.get(self.prefix + key), None)
+        value = self._ask(lambda: self.client.get(self.prefix + key), None, self.prefix + key)
         if isinstance(value, bytes):
             value = value.decode("ascii", "replace")
         return bool(value == token)
 
     def commit(self, key: str, token: str, ttl: float) -> None:
-        self._call(lambda: self._script(0)(keys=[self.prefix + key], args=[token, _ms(ttl)]), None)
+        name = self.prefix + key
+        self._call(lambda: self._script(0)(keys=[name], args=[token, _ms(ttl)]), None, name)
 
     def release_now(self, key: str, token: str) -> None:
         """:meth:`release`, past the circuit breaker (raising the client's errors): a delivery undoing
@@ -608,14 +633,14 @@ class RedisReplayStore(StoreCalls):
         self._script(1)(keys=[self.prefix + key], args=[token])
 
     def release(self, key: str, token: str) -> None:
-        self._call(lambda: self._script(1)(keys=[self.prefix + key], args=[token]), None)
+        name = self.prefix + key
+        self._call(lambda: self._script(1)(keys=[name], args=[token]), None, name)
 
     def extend(self, key: str, token: str, ttl: float) -> bool:
         """See :class:`HoldingReplayStore`. Failing open, a store that cannot answer says ``True``
         (the request passes, as its hold did); failing closed it raises (503)."""
-        return bool(
-            self._call(lambda: self._script(2)(keys=[self.prefix + key], args=[token, _ms(ttl)]), True)
-        )
+        name = self.prefix + key
+        return bool(self._call(lambda: self._script(2)(keys=[name], args=[token, _ms(ttl)]), True, name))
 
     def close(self) -> None:
         if self._client is not None:
