@@ -52,7 +52,6 @@ def _refusals(url: str) -> list[str]:
     ],
     ids=["cluster-slash", "sentinel-slash", "single-slash", "single-question", "single-hash", "cluster-hash"],
 )
-@pytest.mark.xfail(strict=True, reason="BUG: redacted() quotes a password holding an unencoded '/', '?' or '#'")
 def test_a_password_with_an_unencoded_url_delimiter_is_refused_without_showing_it(url: str) -> None:
     """Was (strict xfail, BUG): a password holding an unencoded '/', '?' or '#' ends the URL's
     authority early, so ``redacted`` found no ``@`` in it and quoted the URL whole -- the password
@@ -78,7 +77,6 @@ def test_a_password_with_an_unencoded_url_delimiter_is_refused_without_showing_i
     ],
     ids=["unix-password", "single-password", "sentinel-typo", "cluster-password"],
 )
-@pytest.mark.xfail(strict=True, reason="BUG: ?password= and a mistyped sentinel_pasword= are shown in clear")
 def test_a_secret_in_a_query_option_is_never_shown(url: str) -> None:
     """Was (strict xfail, BUG): ``redacted`` masked only ``sentinel_password``: redis-py's
     ``?password=`` (its documented form for ``unix://``), or a mistyped ``sentinel_pasword=``, was
@@ -89,7 +87,6 @@ def test_a_secret_in_a_query_option_is_never_shown(url: str) -> None:
     assert SECRET not in redacted(url)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: keyspace_key keeps redis-py's ?password=")
 def test_keyspace_and_endpoint_keys_carry_no_password_from_the_query() -> None:
     """Was (strict xfail, BUG): ``keyspace_key`` (a store's public ``keyspace``) kept redis-py's
     ``?password=`` option, the password with it; credentials are not what keys a store reaches."""
@@ -113,7 +110,6 @@ def test_keyspace_and_endpoint_keys_carry_no_password_from_the_query() -> None:
     ],
     ids=["typo", "ca-without-tls", "cert-reqs-spelling", "unix-ssl"],
 )
-@pytest.mark.xfail(strict=True, reason="BUG: an unknown option on a one-server URL is a TypeError (500) at every request")
 def test_a_one_server_url_with_an_option_redis_py_cannot_take_is_refused_at_construction(url: str) -> None:
     """Was (strict xfail, BUG): one-server URLs go to redis-py's ``from_url``, which passes an
     unknown query option on to the connection class -- built at the first command, so both stores
@@ -134,7 +130,6 @@ def test_a_one_server_url_with_an_option_redis_py_cannot_take_is_refused_at_cons
     ],
     ids=["port-superscript", "db-superscript", "port-range", "port-zero"],
 )
-@pytest.mark.xfail(strict=True, reason="BUG: '²' is a bare ValueError; a port out of range splits the stores")
 def test_a_bad_port_or_db_is_a_configuration_error_for_both_stores(url: str) -> None:
     """Was (strict xfail, BUG): ``str.isdigit`` takes '²', which ``int()`` refuses: a bare
     ValueError (a traceback at start-up) from both stores. A port out of range was taken by the
@@ -152,7 +147,6 @@ def test_a_bad_port_or_db_is_a_configuration_error_for_both_stores(url: str) -> 
     ],
     ids=["sentinel-db-word", "sentinel-extra", "cluster-db"],
 )
-@pytest.mark.xfail(strict=True, reason="BUG: a Sentinel db that is not a number, and a Cluster db, are dropped silently")
 def test_a_path_the_url_cannot_mean_is_refused_not_read_as_db_0(url: str) -> None:
     """Was (strict xfail, BUG): a Sentinel db that is not a number, anything after it, and a
     Cluster URL's ``/5`` (a Cluster has only db 0) were dropped without a word: both stores used db
@@ -177,7 +171,6 @@ def cluster() -> Iterator[Cluster]:
 
 @pytest.mark.slow
 @pytest.mark.redis
-@pytest.mark.xfail(strict=True, reason="BUG: an asyncio client is taken: replays pass, the limiter 500s")
 def test_an_asyncio_redis_client_is_refused_by_both_stores(single: Single) -> None:
     """Was (strict xfail, BUG): ``RedisReplayStore(client=redis.asyncio.Redis(...))`` was taken,
     and every ``SET NX`` returned an un-awaited coroutine -- true: every delivery id was new, the same
@@ -200,7 +193,6 @@ def test_an_asyncio_redis_client_is_refused_by_both_stores(single: Single) -> No
 
 @pytest.mark.slow
 @pytest.mark.redis
-@pytest.mark.xfail(strict=True, reason="BUG: an asyncio RedisCluster is taken by the limiter (500 at every request)")
 def test_an_asyncio_redis_cluster_client_is_refused_by_the_rate_limiter(cluster: Cluster) -> None:
     """Was (strict xfail, BUG): e1b36b0 took any object with ``get_primaries`` and ``keyslot`` as a
     RedisCluster -- ``redis.asyncio.cluster.RedisCluster`` has both, and was refused before; now it

@@ -38,7 +38,13 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from hmacguard.errors import ConfigurationError
 from hmacguard.guard.breaker import StoreCalls, noting_failures_open, shared_breaker
 from hmacguard.guard.evicted_ids import DEFAULT_MAX_EVICTED, EvictedIds
-from hmacguard.guard.redis_urls import check_url, endpoint_key, keyspace_key, redis_client
+from hmacguard.guard.redis_urls import (
+    check_url,
+    endpoint_key,
+    keyspace_key,
+    redis_client,
+    refuse_asyncio_client,
+)
 
 if TYPE_CHECKING:
     import redis
@@ -556,6 +562,8 @@ class RedisReplayStore(StoreCalls):
         # A Cluster client reads the slot map when it is built: built at the first call, inside the
         # breaker, so a worker starts (and fails open or closed per request) while the Cluster is
         # down. Every other client connects on first use anyway; building it now shows URL mistakes.
+        if client is not None:
+            refuse_asyncio_client(client, "RedisReplayStore(client=...)")
         if client is None:
             check_url(str(url))
             if not str(url).partition("://")[0].endswith("+cluster"):
