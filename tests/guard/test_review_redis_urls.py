@@ -100,10 +100,6 @@ def test_keyspace_and_endpoint_keys_carry_no_password_from_the_query() -> None:
 # -- (b) verification skipped although asked for --------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a repeated option: the Cluster/Sentinel reading takes the last, redis-py the first",
-)
 @pytest.mark.parametrize(
     "url",
     [

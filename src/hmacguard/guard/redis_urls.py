@@ -200,10 +200,16 @@ def parse_url(url: str) -> RedisTarget:
             f"bad Redis URL {redacted(url)!r}: percent-encode '/', '?', '#' and '@' in the user name, "
             "the password and option values (%2F, %3F, %23, %40)"
         )
+    parts = urlsplit(url)
+    names = [name for name, _ in parse_qsl(parts.query, keep_blank_values=True)]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        # parse_qsl (below) keeps the last value, redis-py's from_url the first: ssl_cert_reqs=
+        # required&ssl_cert_reqs=none verified one server and not a Cluster. Not ours to guess.
+        raise ConfigurationError(f"bad Redis URL {redacted(url)!r}: {', '.join(repeated)} given twice")
     if "+" not in scheme:
         return RedisTarget("server", tls)
     kind = scheme.partition("+")[2]
-    parts = urlsplit(url)
     username, password, pairs = _hosts(parts.netloc, url)
     options: dict[str, Any] = {}
     sentinel: dict[str, str] = {}
