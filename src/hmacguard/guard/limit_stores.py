@@ -22,7 +22,15 @@ from collections.abc import Callable
 from typing import Any
 
 from hmacguard.errors import ConfigurationError
-from hmacguard.guard.redis_urls import REDIS_SCHEMES, endpoint_key, keyed_scripts, parse_url, redacted
+from hmacguard.guard.redis_urls import (
+    REDIS_SCHEMES,
+    check_server_options,
+    endpoint_key,
+    keyed_scripts,
+    parse_url,
+    redacted,
+    refuse_asyncio_client,
+)
 
 __all__ = [
     "IN_FLIGHT_LUA",
@@ -125,6 +133,7 @@ def _redis_storage(url: str, timeout: float, limits_storage: Any) -> Any:
             **timeouts,
         )
     # One server: redis-py reads the URL (limits hands it to Redis.from_url), as for the replay store.
+    check_server_options(url)
     return limits_storage.RedisStorage(url, wrap_exceptions=False, **timeouts)
 
 
@@ -191,6 +200,8 @@ def storage_builder(
     if isinstance(storage, limits_storage.Storage):
         blocking = not isinstance(storage, limits_storage.MemoryStorage)
         return (lambda: storage), blocking, f"object:{id(storage)}" if blocking else None
+    # Before the duck-typed checks: an asyncio RedisCluster has get_primaries and keyslot too.
+    refuse_asyncio_client(storage, "RateLimiter(storage=...)")
     if callable(getattr(storage, "get_primaries", None)) and callable(getattr(storage, "keyslot", None)):
         # Its scripts loaded per node, as for a Cluster URL (the storage is ours, the client the caller's).
         cluster = keyed_scripts(_cluster_client_storage(storage, limits_storage))

@@ -40,6 +40,7 @@ one down, a process that had not run the script yet could run it nowhere).
 from __future__ import annotations
 
 import hashlib
+import inspect
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,6 +52,7 @@ __all__ = [
     "REDIS_SCHEMES",
     "KeyedScript",
     "RedisTarget",
+    "check_server_options",
     "check_url",
     "cluster_node",
     "endpoint_key",
@@ -60,6 +62,7 @@ __all__ = [
     "parse_url",
     "redacted",
     "redis_client",
+    "refuse_asyncio_client",
 ]
 
 REDIS_SCHEMES = (
@@ -100,12 +103,35 @@ _TLS_OPTIONS: dict[str, Any] = {
     "ssl_check_hostname": _flag,
 }
 _SENTINEL_OPTIONS = ("sentinel_username", "sentinel_password")
-#: Query options that are secrets: never shown (:func:`redacted`), nor part of a keyspace.
-_SECRET_OPTIONS = ("sentinel_password",)
+#: Query options whose value an error message may show: the TLS options, and redis-py's own
+#: non-secret ones for a one-server URL. Any other (``password``, ``sentinel_password``, a mistyped
+#: name) is shown as ``***`` (:func:`redacted`).
+_SHOWN_OPTIONS = frozenset(
+    [*_TLS_OPTIONS, "db", "socket_timeout", "socket_connect_timeout", "health_check_interval",
+     "max_connections", "retry_on_timeout", "socket_keepalive", "readonly", "protocol", "client_name"]
+)  # fmt: skip
+#: Query options that are credentials: not part of what keys a store reaches (:func:`keyspace_key`).
+_CREDENTIAL_OPTIONS = ("username", "password", *_SENTINEL_OPTIONS)
+
+
+def _ambiguous(url: str) -> bool:
+    """Whether ``url`` has a ``#``, or an ``@`` past its authority: a user name or password holding
+    an unencoded ``/``, ``?`` or ``#`` (the authority ends there, so the ``@`` after the secret lands in
+    the path, query or fragment). No parser can tell where its secret ends (nor can redis-py)."""
+    rest = url.partition("://")[2]
+    if "#" in rest:
+        return True
+    authority_end = min((i for i in (rest.find(c) for c in "/?") if i >= 0), default=len(rest))
+    return "@" in rest[authority_end:]
 
 
 def redacted(url: str) -> str:
-    """``url`` fit for a log line or an error message: its password and secret options as ``***``."""
+    """``url`` fit for a log line or an error message: its password as ``***``, and the value of
+    every query option but the known, non-secret ones (a mistyped ``sentinel_pasword=`` is secret
+    too). A URL whose secret cannot be told apart (:func:`_ambiguous`) is shown as ``scheme://***``."""
+    scheme = url.partition("://")[0]
+    if _ambiguous(url):
+        return f"{scheme}://***"
     parts = urlsplit(url)
     credentials, at, hosts = parts.netloc.rpartition("@")
     if at:
@@ -113,7 +139,7 @@ def redacted(url: str) -> str:
         credentials = f"{user}:***" if colon else "***"
         hosts = f"{credentials}@{hosts}"
     query = "&".join(
-        f"{name}=***" if name in _SECRET_OPTIONS else f"{name}={value}"
+        f"{name}={value}" if name in _SHOWN_OPTIONS else f"{name}=***"
         for name, value in parse_qsl(parts.query, keep_blank_values=True)
     )
     return f"{parts.scheme}://{hosts}{parts.path}" + (f"?{query}" if query else "")
@@ -160,7 +186,8 @@ def _hosts(netloc: str, url: str) -> tuple[str | None, str | None, list[tuple[st
     pairs = []
     for item in hosts.split(","):
         host, sep, port = item.strip().rpartition(":")
-        if not sep or not host or not port.isdigit():
+        # isascii: str.isdigit takes '²', which int() refuses.
+        if not sep or not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
             raise ConfigurationError(f"bad Redis URL {redacted(url)!r}: {item!r} is not host:port")
         pairs.append((host.strip("[]"), int(port)))
     return username, password, pairs
@@ -179,10 +206,21 @@ def parse_url(url: str) -> RedisTarget:
     URL (``redis://``, ``rediss://``, ``unix://``) is redis-py's to read: only its kind is given."""
     scheme = _scheme(url)
     tls = scheme.startswith("rediss")
+    if scheme != "unix" and _ambiguous(url):
+        raise ConfigurationError(
+            f"bad Redis URL {redacted(url)!r}: percent-encode '/', '?', '#' and '@' in the user name, "
+            "the password and option values (%2F, %3F, %23, %40)"
+        )
+    parts = urlsplit(url)
+    names = [name for name, _ in parse_qsl(parts.query, keep_blank_values=True)]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        # parse_qsl (below) keeps the last value, redis-py's from_url the first: ssl_cert_reqs=
+        # required&ssl_cert_reqs=none verified one server and not a Cluster. Not ours to guess.
+        raise ConfigurationError(f"bad Redis URL {redacted(url)!r}: {', '.join(repeated)} given twice")
     if "+" not in scheme:
         return RedisTarget("server", tls)
     kind = scheme.partition("+")[2]
-    parts = urlsplit(url)
     username, password, pairs = _hosts(parts.netloc, url)
     options: dict[str, Any] = {}
     sentinel: dict[str, str] = {}
@@ -205,14 +243,22 @@ def parse_url(url: str) -> RedisTarget:
             f"bad Redis URL {redacted(url)!r}: TLS options need the rediss+{kind}:// scheme"
         )
     service, db = None, 0
+    segments = [s for s in parts.path.split("/") if s]
     if kind == "sentinel":
-        segments = [s for s in parts.path.split("/") if s]
         if not segments:
             raise ConfigurationError(
                 f"bad Redis URL {redacted(url)!r}: name the Sentinel service after the hosts"
             )
         service = unquote(segments[0])
-        db = int(segments[1]) if len(segments) > 1 and segments[1].isdigit() else 0
+        # Only /service or /service/db: anything else used to be dropped, the keys then in db 0.
+        db_text = segments[1] if len(segments) > 1 else "0"
+        if len(segments) > 2 or not (db_text.isascii() and db_text.isdigit()):
+            raise ConfigurationError(
+                f"bad Redis URL {redacted(url)!r}: the path is /service or /service/db (a number)"
+            )
+        db = int(db_text)
+    elif segments not in ([], ["0"]):
+        raise ConfigurationError(f"bad Redis URL {redacted(url)!r}: a Redis Cluster has only db 0")
     return RedisTarget(
         kind,
         tls,
@@ -230,6 +276,34 @@ def parse_url(url: str) -> RedisTarget:
 def check_url(url: str) -> None:
     """Raise ConfigurationError for a malformed Redis URL, without connecting to anything."""
     parse_url(url)
+
+
+def check_server_options(url: str) -> None:
+    """ConfigurationError if redis-py cannot take a one-server URL's query options. It passes any
+    option it does not know to the connection class, built at the first command: a mistyped
+    ``ssl_ca_cert``, a TLS option on ``redis://`` or an ``ssl_cert_reqs`` spelling it does not read was
+    a TypeError (a 500) or a RedisError (a 503) at every request. Built here, unconnected, it shows
+    at construction, for both stores."""
+    import redis
+
+    try:
+        pool = redis.ConnectionPool.from_url(url)
+        pool.connection_class(**pool.connection_kwargs)
+    except (TypeError, ValueError, redis.RedisError) as exc:
+        # The messages name an option, not its value (but ssl_cert_reqs's); never the password.
+        raise ConfigurationError(f"bad Redis URL {redacted(url)!r}: {exc}") from None
+
+
+def refuse_asyncio_client(client: Any, who: str) -> None:
+    """ConfigurationError for a ``redis.asyncio`` client: the stores call their client from sync
+    code, where each command is an un-awaited coroutine -- always true (every delivery id new:
+    replays pass) or a TypeError at every request."""
+    if inspect.iscoroutinefunction(getattr(client, "execute_command", None)):
+        kind = f"{type(client).__module__}.{type(client).__qualname__}"
+        raise ConfigurationError(
+            f"{who} needs a synchronous redis-py client (redis.Redis, redis.cluster.RedisCluster), "
+            f"not an asyncio one ({kind}): its commands are coroutines"
+        )
 
 
 def redis_client(url: str, *, timeout: float) -> Any:
@@ -256,6 +330,7 @@ def redis_client(url: str, *, timeout: float) -> Any:
             **timeouts,
         )
         return monitor.master_for(target.service, db=target.db)
+    check_server_options(url)
     try:
         return redis.Redis.from_url(url, health_check_interval=0, **timeouts)
     except ValueError as exc:
@@ -264,14 +339,15 @@ def redis_client(url: str, *, timeout: float) -> Any:
 
 def keyspace_key(url: str) -> str:
     """Which keys a store URL reaches: the URL without its credentials -- scheme, hosts, database
-    (or Sentinel service) and options (but Sentinel's password). Two stores built from one URL share
-    their keys; spellings that differ are taken as different (the safe side: see ``OuterHold.covers``)."""
+    (or Sentinel service) and options, but credentials (``password``, ``sentinel_*``). Two stores
+    built from one URL share their keys; spellings that differ are taken as different (the safe
+    side: see ``OuterHold.covers``)."""
     parts = urlsplit(url)
     hosts = parts.netloc.rpartition("@")[2]
     query = "&".join(
         f"{name}={value}"
         for name, value in parse_qsl(parts.query, keep_blank_values=True)
-        if name not in _SENTINEL_OPTIONS
+        if name not in _CREDENTIAL_OPTIONS
     )
     return f"{parts.scheme}://{hosts}{parts.path}" + (f"?{query}" if query else "")
 

@@ -46,6 +46,7 @@ from hmacguard.guard.redis_urls import (
     is_cluster_url,
     keyspace_key,
     redis_client,
+    refuse_asyncio_client,
 )
 
 if TYPE_CHECKING:
@@ -572,6 +573,8 @@ class RedisReplayStore(StoreCalls):
         # A Cluster client reads the slot map when it is built: built at the first call, inside the
         # breaker, so a worker starts (and fails open or closed per request) while the Cluster is
         # down. Every other client connects on first use anyway; building it now shows URL mistakes.
+        if client is not None:
+            refuse_asyncio_client(client, "RedisReplayStore(client=...)")
         if client is None:
             check_url(str(url))
             if not self._cluster:
