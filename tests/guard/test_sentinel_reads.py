@@ -8,7 +8,7 @@ request leaves the in-flight count: ``RateLimiter.settle``) holds only when both
 place. A replica that stops following (a broken link, a network split, a replica being resynced)
 made the lag unbounded: the budget read empty for as long as it lasted.
 
-The test detaches the replica (``REPLICAOF NO ONE``: it keeps answering reads with what it had),
+Was (strict xfail, BUG): a limiter built from a Sentinel URL now reads the primary only. The test detaches the replica (``REPLICAOF NO ONE``: it keeps answering reads with what it had),
 spends the failure budget, and asks again: the primary says 429; a replica read said 200 for ever.
 """
 
@@ -23,7 +23,6 @@ from ._redis_topologies import _client, redis_sentinel
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: admission reads a replica's counts under Sentinel")
 def test_the_failure_budget_is_read_on_the_primary_under_sentinel() -> None:
     with redis_sentinel(down_after_ms=5000) as sentinel:
         limiter = RateLimiter(limit=None, failure_limit="3/minute", storage=sentinel.url, timeout=2.0)

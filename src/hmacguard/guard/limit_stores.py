@@ -129,6 +129,12 @@ def _redis_storage(url: str, timeout: float, limits_storage: Any) -> Any:
             sentinel_kwargs={**target.sentinel_kwargs(), **timeouts},
             wrap_exceptions=False,
             db=target.db,
+            # Every read on the primary: limits reads a window on a replica by default, and
+            # replication is asynchronous -- a spent budget read there as unspent for the lag (for
+            # good while a replica stopped following), and settle's order, which keeps spent +
+            # in flight from ever undercounting, holds only when both are read in one place
+            # (tests/guard/test_sentinel_reads.py).
+            use_replicas=False,
             **target.connection_kwargs(),
             **timeouts,
         )

@@ -605,7 +605,7 @@ class RateLimiter(StoreCalls):
         one pipelined round trip; ``None`` when a fail-open store could not answer. ``limits``
         reads a window with a GET and a TTL, one round trip each: three budgets cost six on every
         admission, a third of its time (bench/bench_redis_leases.py). The same keys and the same
-        reads (from a replica under Sentinel, as ``limits`` reads them). On a Cluster, one read per
+        reads, on the primary (never a replica under Sentinel: see ``limit_stores``). On a Cluster, one read per
         node the windows live on, each through that node's breaker."""
         windows: dict[str, tuple[int, int]] = {}
         for budgets in self._by_node(key):
@@ -614,7 +614,7 @@ class RateLimiter(StoreCalls):
                 storage = self._storage  # built here for a Cluster: its failure is the store's
                 # limits >= 4 prefixes its keys ("LIMITS:" by default); earlier versions used them as is.
                 prefixed = getattr(storage, "prefixed_key", str)
-                pipe = storage.get_connection(True).pipeline(transaction=False)
+                pipe = storage.get_connection().pipeline(transaction=False)
                 for budget in budgets:
                     name = prefixed(budget.item.key_for(self.prefix, budget.name, key))
                     pipe.get(name)
