@@ -8,8 +8,9 @@ request leaves the in-flight count: ``RateLimiter.settle``) holds only when both
 place. A replica that stops following (a broken link, a network split, a replica being resynced)
 made the lag unbounded: the budget read empty for as long as it lasted.
 
-Was (strict xfail, BUG): a limiter built from a Sentinel URL now reads the primary only. The test detaches the replica (``REPLICAOF NO ONE``: it keeps answering reads with what it had),
-spends the failure budget, and asks again: the primary says 429; a replica read said 200 for ever.
+Was (strict xfail, BUG): a limiter built from a Sentinel URL now reads the primary only. The test
+detaches the replica (``REPLICAOF NO ONE``: it keeps answering reads with what it had), spends the
+failure budget, and asks again: the primary says 429; a replica read said 200 for ever.
 """
 
 from __future__ import annotations

@@ -605,8 +605,8 @@ class RateLimiter(StoreCalls):
         one pipelined round trip; ``None`` when a fail-open store could not answer. ``limits``
         reads a window with a GET and a TTL, one round trip each: three budgets cost six on every
         admission, a third of its time (bench/bench_redis_leases.py). The same keys and the same
-        reads, on the primary (never a replica under Sentinel: see ``limit_stores``). On a Cluster, one read per
-        node the windows live on, each through that node's breaker."""
+        reads, on the primary (never a replica under Sentinel: see ``limit_stores``). On a
+        Cluster, one read per node the windows live on, each through that node's breaker."""
         windows: dict[str, tuple[int, int]] = {}
         for budgets in self._by_node(key):
 
