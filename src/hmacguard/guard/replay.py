@@ -330,6 +330,8 @@ class MemoryReplayStore:
             raise ConfigurationError(f"max_evicted must be a non-negative integer, not {max_evicted!r}")
         self.max_entries = max_entries
         self._evicted = EvictedIds(max_evicted)
+        # Bound once: called on every eviction of a full store (None: the record is off).
+        self._keep_evicted = self._evicted.add if max_evicted else None
         self._clock = clock
         # key -> (expiry, token of the pending hold or None once committed). Insertion order is
         # update order, so expired entries mostly cluster at the front; lookups check expiry anyway.
@@ -374,8 +376,10 @@ class MemoryReplayStore:
                 del entries[key]
             # Committed, then evicted early from a full store: still a replay. Asked after an
             # expired entry too -- a late commit of a lapsed hold for a shorter TTL re-enters the
-            # key while the record still keeps it from an earlier, longer commit.
-            if self._evicted.kept and self._evicted.holds(key, now):
+            # key while the record still keeps it from an earlier, longer commit. Its filter is
+            # probed here, inline: most new keys stop at a zero counter without a call.
+            evicted = self._evicted
+            if evicted.kept and evicted.filter[hash(key) & evicted.mask] and evicted.holds(key, now):
                 return None
             entries[key] = (now + ttl, token)
             if len(entries) > self.max_entries:
@@ -454,8 +458,8 @@ class MemoryReplayStore:
         key, (expiry, token) = self._entries.popitem(last=False)
         if expiry <= now:
             return
-        if token is None and self._evicted.max_ids:
-            self._evicted.add(key, expiry)
+        if token is None and self._keep_evicted is not None:
+            self._keep_evicted(key, expiry)
         elif not self._warned:
             self._warned = True
             log.warning("replay store full (%d entries): evicting unexpired delivery ids", self.max_entries)
