@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import tracemalloc
+from bisect import bisect_left
 from unittest import mock
 
 import pytest
@@ -17,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hmacguard.guard import evicted_ids
-from hmacguard.guard.evicted_ids import BUCKET, EvictedIds
+from hmacguard.guard.evicted_ids import BUCKET, EvictedIds, _second
 from hmacguard.guard.replay import MemoryReplayStore
 
 from ._clock import Clock
@@ -102,3 +103,50 @@ def test_an_evicted_id_costs_about_25_bytes_against_about_270_for_an_entry() -> 
         tracemalloc.stop()
     assert per_id <= 28, per_id  # 16 in the arrays, 8 of filter, the open dict's share
     assert per_entry > 8 * per_id, (per_entry, per_id)
+
+
+RECORD_OPS = st.lists(
+    st.tuples(
+        st.sampled_from(["add", "add", "add", "holds", "expire"]),
+        st.integers(0, 400),  # key
+        st.sampled_from([0.0, 0.5, 3.0, 20.0]),  # expiry after now (add), or clock step
+    ),
+    max_size=600,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(ops=RECORD_OPS, bucket=st.sampled_from([1, 3, 17, 40, 130]))
+def test_the_record_answers_as_a_plain_dict_of_latest_expiries(
+    ops: list[tuple[str, int, float]], bucket: int
+) -> None:
+    """EvictedIds against a plain dict (key -> latest expiry), room for every add: each holds()
+    must be the dict's answer -- through the filter's two counters and, with buckets of 32 ids or
+    more, the sealed buckets' prefix index (2 to 8 fences). After every op, the filter holds
+    exactly the counts of the copies kept (two counters each, taken off with their bucket)."""
+    with mock.patch.object(evicted_ids, "BUCKET", bucket):
+        ids = EvictedIds(max_ids=10_000)
+    model: dict[str, float] = {}
+    now = 0.0
+    for op, key, step in ops:
+        name = f"id-{key}"
+        if op == "add":
+            ids.add(name, now + step)
+            model[name] = max(model.get(name, now + step), now + step)
+        elif op == "holds":
+            assert ids.holds(name, now) == (model.get(name, now) > now), (name, now)
+        else:
+            now += step
+            ids.expire(now)
+        counts = bytearray(len(ids.filter))
+        copies = [*ids._open, *(h for b in ids._sealed for h in b.hashes)]
+        for hashed in copies:
+            first = hashed & ids.mask
+            counts[first] += 1
+            counts[_second(first, hashed)] += 1
+        assert counts == ids.filter
+    for bucket_ in ids._sealed:
+        hashes = list(bucket_.hashes)
+        assert hashes == sorted(set(hashes))
+        starts = range(-(1 << 63), (1 << 63) + 1, 1 << bucket_.shift)
+        assert list(bucket_.fences) == [bisect_left(hashes, start) for start in starts]

@@ -316,9 +316,18 @@ class MemoryReplayStore:
 
     Thread-safe (one lock around an ordered dict), so one instance serves every thread of a worker.
     A committed id evicted before its expiry is not forgotten: up to ``max_evicted`` of them are kept
-    in about 24 bytes each (:class:`~hmacguard.guard.evicted_ids.EvictedIds`), so that a full store
-    still refuses a sender's late retry. Forgetting an unexpired id -- past both bounds, or a pending hold
-    evicted -- is logged once per burst: a replay of it would pass.
+    in about 25 bytes each (:class:`~hmacguard.guard.evicted_ids.EvictedIds`), so that a full store
+    still refuses a sender's late retry.
+
+    A pending hold (a delivery being processed) is evicted last: a full store evicts its oldest
+    committed entry, setting older pending holds aside (still counted in ``max_entries``, still
+    settled and refusing their duplicates as before). Only when every one of its ``max_entries``
+    entries is a pending hold -- that many deliveries in its application at once -- does the oldest
+    hold leave, into the record of evicted ids until its pending time: a duplicate is still refused,
+    but a release cannot take it back (the sender's retry is refused until that time), and an
+    ``extend`` of it says ``False``. Memory stays bounded by the same two bounds however many
+    holds are pending. Forgetting an unexpired id -- past both bounds, or with ``max_evicted=0`` --
+    is logged once per burst: a replay of it would pass.
     """
 
     blocking = False
@@ -339,6 +348,8 @@ class MemoryReplayStore:
             raise ConfigurationError(f"max_evicted must be a non-negative integer, not {max_evicted!r}")
         self.max_entries = max_entries
         self._evicted = EvictedIds(max_evicted)
+        # Bound once: called on every eviction of a full store (None: the record is off).
+        self._keep_evicted = self._evicted.add if max_evicted else None
         self._clock = clock
         # key -> (expiry, token of the pending hold or None once committed). Insertion order is
         # update order, so expired entries mostly cluster at the front; lookups check expiry anyway.
@@ -347,6 +358,13 @@ class MemoryReplayStore:
         # in a full or steadily expiring store that scan cost 35-100 us per delivery
         # (bench/bench_replay_store.py); the OrderedDict's linked list finds it at once.
         self._entries: collections.OrderedDict[str, tuple[float, str | None]] = collections.OrderedDict()
+        # Pending holds a full store set aside rather than evict (see the class docstring), oldest
+        # first: key -> (expiry, token). A key is in at most one of the two dicts; every method
+        # looks a key up in _entries first and brings it back from here (_restore) when it is here.
+        self._aside: collections.OrderedDict[str, tuple[float, str | None]] = collections.OrderedDict()
+        # How many entries _entries may have before one is evicted: max_entries less the holds
+        # set aside (an attribute rather than a sum, read on every new key).
+        self._room = max_entries
         self._lock = threading.Lock()
         self._warned = False
         # Holds only need tokens unique within this store: a counter is enough (and cheaper than
@@ -355,7 +373,7 @@ class MemoryReplayStore:
         self._next_sweep = 0.0
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._entries) + len(self._aside)
 
     def reserve(self, key: str, ttl: float) -> bool:
         # A hold committed at once: the key is taken from the hold on, as one reservation would take it.
@@ -377,17 +395,21 @@ class MemoryReplayStore:
             # _set(), inlined: the entry is already looked up (an expired one moves to the end).
             entries = self._entries
             entry = entries.get(key)
+            if entry is None and self._aside:
+                entry = self._restore(key)
             if entry is not None:
                 if entry[0] > now:
                     return None
                 del entries[key]
             # Committed, then evicted early from a full store: still a replay. Asked after an
             # expired entry too -- a late commit of a lapsed hold for a shorter TTL re-enters the
-            # key while the record still keeps it from an earlier, longer commit.
-            if self._evicted.kept and self._evicted.holds(key, now):
+            # key while the record still keeps it from an earlier, longer commit. Its filter is
+            # probed here, inline: most new keys stop at a zero counter without a call.
+            evicted = self._evicted
+            if evicted.kept and evicted.filter[hash(key) & evicted.mask] and evicted.holds(key, now):
                 return None
             entries[key] = (now + ttl, token)
-            if len(entries) > self.max_entries:
+            if len(entries) > self._room:
                 self._evict_oldest(now)
             return token
         finally:
@@ -403,6 +425,8 @@ class MemoryReplayStore:
         try:
             entries = self._entries
             entry = entries.get(key)
+            if entry is None and self._aside:
+                entry = self._restore(key)
             if entry is not None and entry[1] == token:
                 # Our hold: updated in place, keeping its place in the order (holds and commits
                 # share one TTL each, so the order stays close to expiry order for the sweep).
@@ -423,6 +447,8 @@ class MemoryReplayStore:
         now = self._clock()
         with self._lock:
             entry = self._entries.get(key)
+            if entry is None and self._aside:
+                entry = self._restore(key)
             if entry is None or entry[1] != token or entry[0] <= now:
                 return False
             if entry[0] < now + ttl:
@@ -434,6 +460,8 @@ class MemoryReplayStore:
         now = self._clock()
         with self._lock:
             entry = self._entries.get(key)
+            if entry is None:
+                entry = self._aside.get(key)  # looked at, not moved: a question changes nothing
             return entry is not None and entry[1] == token and entry[0] > now
 
     def release(self, key: str, token: str) -> None:
@@ -441,6 +469,8 @@ class MemoryReplayStore:
         lock.acquire()
         try:
             entry = self._entries.get(key)
+            if entry is None and self._aside:
+                entry = self._restore(key)
             if entry is not None and entry[1] == token:
                 del self._entries[key]
         finally:
@@ -452,20 +482,54 @@ class MemoryReplayStore:
         if key in entries:
             del entries[key]
         entries[key] = (expiry, token)
-        if len(entries) > self.max_entries:
+        if len(entries) > self._room:
             self._evict_oldest(self._clock())
 
+    def _restore(self, key: str) -> tuple[float, str | None] | None:
+        """Bring ``key`` back from the holds set aside into _entries (at the end), so that every
+        method settles, extends or refuses it as it would any entry; its entry, or None."""
+        entry = self._aside.pop(key, None)
+        if entry is not None:
+            self._entries[key] = entry
+            self._room += 1
+        return entry
+
     def _evict_oldest(self, now: float) -> None:
-        # Called with the lock held, when the store is one entry over its bound. A committed id
-        # still unexpired moves to the compact record; a pending hold cannot (it has a token to
-        # settle), and is forgotten: only a burst of max_entries deliveries within one pending
-        # time evicts one.
-        key, (expiry, token) = self._entries.popitem(last=False)
-        if expiry <= now:
-            return
-        if token is None and self._evicted.max_ids:
-            self._evicted.add(key, expiry)
-        elif not self._warned:
+        # Called with the lock held, when the store is one entry over its bound. An expired entry
+        # goes; a committed id still unexpired moves to the compact record. A live pending hold
+        # cannot (it has a token to settle, and a duplicate of it may arrive any moment): it is set
+        # aside, still counted, and the next oldest entry is tried -- each hold is set aside at
+        # most once per time it is held, so this stays O(1) amortised.
+        entries = self._entries
+        while entries:
+            key, entry = entries.popitem(last=False)
+            expiry, token = entry
+            if expiry <= now:
+                return
+            if token is None:
+                if self._keep_evicted is not None:
+                    self._keep_evicted(key, expiry)
+                else:
+                    self._forgetting()
+                return
+            self._aside[key] = entry
+            self._room -= 1
+        # Every entry is a live pending hold (max_entries deliveries being processed at once):
+        # the oldest leaves, into the record until its pending time, so that a duplicate of it is
+        # still refused; the store stays within max_entries however many holds an attacker keeps
+        # pending (slow applications), and the record within max_evicted.
+        key, (expiry, _) = self._aside.popitem(last=False)
+        self._room += 1
+        if expiry > now:
+            if self._keep_evicted is not None:
+                self._keep_evicted(key, expiry)
+            else:
+                self._forgetting()
+
+    def _forgetting(self) -> None:
+        """An unexpired key left the entries with the record off (``max_evicted=0``): forgotten,
+        said once per burst."""
+        if not self._warned:
             self._warned = True
             log.warning("replay store full (%d entries): evicting unexpired delivery ids", self.max_entries)
 
@@ -478,6 +542,13 @@ class MemoryReplayStore:
                 break
             del entries[key]
             self._warned = False
+        aside = self._aside
+        while aside:
+            key, (expiry, _) = next(iter(aside.items()))
+            if expiry > now:
+                break
+            del aside[key]
+            self._room += 1
         if self._evicted.kept:
             self._evicted.expire(now)
 

@@ -1,0 +1,195 @@
+"""A full MemoryReplayStore and the holds pending in it (deliveries being processed).
+
+The promise: a delivery being processed is never processed a second time by a concurrent duplicate,
+however full the store -- while it stays bounded (``max_entries`` entries plus the record of
+evicted ids, whatever the number of holds pending at once).
+
+Was (strict xfail, BUG): a full store evicted its oldest entry even when that was a pending hold,
+and forgot it -- a duplicate arriving while the first delivery was still being processed was
+processed too. Now a full store evicts its oldest committed entry and sets older pending holds
+aside (still counted in max_entries); only when every entry is a pending hold does the oldest leave,
+into the record of evicted ids until its pending time.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from unittest import mock
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hmacguard.guard import evicted_ids
+from hmacguard.guard.replay import MemoryReplayStore
+
+from ._clock import Clock
+
+PENDING = 30.0
+TTL = 3600.0
+
+
+@pytest.fixture(autouse=True)
+def _quiet_store_warnings() -> Any:
+    """The bounded stores here warn on purpose; keep the output readable."""
+    logger = logging.getLogger("hmacguard.guard.replay")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    yield
+    logger.setLevel(level)
+
+
+def test_a_hold_pending_while_committed_traffic_fills_the_store_still_refuses_its_duplicate() -> None:
+    """The attack: delivery A is held (its application is slow); three other deliveries are
+    processed meanwhile, filling a store of 3; A's duplicate (the sender's retry after a timeout,
+    or a replay) arrives while A is still being processed. (Before the fix: a token, A processed
+    twice.)"""
+    clock = Clock()
+    store = MemoryReplayStore(max_entries=3, clock=clock)
+    first = store.hold("A", PENDING)
+    assert first is not None
+    for key in ("x", "y", "z"):
+        clock.now += 1
+        assert store.reserve(key, TTL)
+    assert store.hold("A", PENDING) is None  # was: a token -- A processed twice
+    store.commit("A", first, TTL)
+    assert store.hold("A", PENDING) is None
+    assert len(store) <= 3
+
+
+def test_more_holds_pending_than_the_store_has_entries_are_each_refused_once() -> None:
+    """The attacker's version: slow deliveries, more of them pending at once than the store has
+    entries. Every duplicate of one still pending must be refused; the store stays bounded (the
+    holds past max_entries are in the record of evicted ids, about 25 bytes each)."""
+    clock = Clock()
+    store = MemoryReplayStore(max_entries=3, clock=clock)
+    tokens = {}
+    for n in range(10):
+        token = store.hold(f"slow{n}", PENDING)
+        assert token is not None
+        tokens[f"slow{n}"] = token
+        assert len(store) <= 3
+    assert [key for key in tokens if store.hold(key, PENDING) is not None] == []
+    assert len(store) <= 3 and len(store._evicted) == 7
+    # Settling them: the commits keep their keys, as for any lapsed hold; a release of one in the
+    # record cannot take it back -- its retry is refused until its pending time, then processed.
+    store.commit("slow0", tokens["slow0"], TTL)
+    store.release("slow1", tokens["slow1"])
+    clock.now += PENDING + 1
+    assert store.hold("slow0", PENDING) is None
+    assert store.hold("slow1", PENDING) is not None
+
+
+def test_a_hold_set_aside_is_settled_extended_and_swept_like_any_other() -> None:
+    """A hold set aside by committed traffic: asked (holds), extended, released -- its retry then
+    processed at once --, or left to lapse and swept; the store's room comes back each time."""
+    clock = Clock()
+    store = MemoryReplayStore(max_entries=3, clock=clock)
+    first = store.hold("A", PENDING)
+    assert first is not None
+    for key in ("x", "y", "z"):
+        assert store.reserve(key, TTL)
+    assert list(store._aside) == ["A"] and len(store) == 3
+    assert store.holds("A", first) and not store.holds("A", "someone else's")
+    assert store.extend("A", first, 2 * PENDING)
+    store.release("A", first)
+    assert len(store) == 2 and not store._aside and store._room == 3
+    retry = store.hold("A", PENDING)  # the sender's retry: processed
+    assert retry is not None
+    for key in ("w", "v", "u"):  # y, z go to the record; then A, now the oldest, is set aside
+        assert store.reserve(key, TTL)
+    assert list(store._aside) == ["A"]
+    clock.now += PENDING + 2  # A lapses (its worker died)
+    store.hold("s", PENDING)  # a sweep
+    assert not store._aside and store._room == 3
+    assert store.hold("A", PENDING) is not None
+
+
+def test_a_committed_entry_is_evicted_before_any_pending_hold() -> None:
+    """Two holds pending, then committed traffic through a store of 3: the committed ids go to the
+    record one by one, the holds stay; committing them later keeps them as committed entries."""
+    clock = Clock()
+    store = MemoryReplayStore(max_entries=3, clock=clock)
+    tokens = [store.hold(key, PENDING) for key in ("A", "B")]
+    for n in range(20):
+        clock.now += 0.1
+        assert store.reserve(f"traffic{n}", TTL)
+        assert len(store) == 3
+        assert store.hold("A", PENDING) is None and store.hold("B", PENDING) is None
+    assert len(store._evicted) == 19  # every committed id but the last, none of the holds
+    for key, token in zip(("A", "B"), tokens):
+        assert token is not None
+        store.commit(key, token, TTL)
+    assert {key: token for key, (_, token) in store._entries.items()} == {
+        "traffic19": None,
+        "A": None,
+        "B": None,
+    }
+
+
+HOLD_OPS = st.lists(
+    st.tuples(
+        st.sampled_from(["hold", "hold", "commit", "release", "extend", "reserve", "tick"]),
+        st.integers(0, 7),  # key; or which outstanding token; or which clock step
+    ),
+    max_size=120,
+)
+STEPS = (0.5, 5.0, 25.0, 200.0)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(ops=HOLD_OPS, bound=st.integers(1, 4), record=st.sampled_from([0, 3, 1000]))
+def test_a_model_of_pending_holds_in_a_full_store(
+    ops: list[tuple[str, int]], bound: int, record: int
+) -> None:
+    """Holds, commits, releases and extends of any outstanding token, reservations, clock steps,
+    on a store of 1 to 4 entries and a record of 0, 3 or 1000 ids. After every operation: within
+    max_entries, each key in one place, the room in step with the holds set aside. Every hold
+    still pending is refused to a duplicate -- unless more holds were pending at once than the
+    store has entries, past the record's room too (forgotten then, and said). Until then, each
+    pending hold is held under its token, wherever the store keeps it."""
+    clock = Clock()
+    with mock.patch.object(evicted_ids, "BUCKET", 2):
+        store = MemoryReplayStore(max_entries=bound, max_evicted=record, clock=clock)
+    outstanding: list[tuple[str, str, float]] = []  # key, token, expiry (as the model knows it)
+    overflowed = False  # a pending hold left the entries for the record at least once
+    for op, arg in ops:
+        key = f"k{arg}"
+        now = clock.now
+        if op == "tick":
+            clock.now += STEPS[arg % len(STEPS)]
+        elif op in ("hold", "reserve"):
+            live_pending = sum(1 for _, _, expiry in outstanding if expiry > now)
+            overflowed = overflowed or live_pending >= bound
+            if op == "hold":
+                token = store.hold(key, PENDING)
+                if token is not None:
+                    outstanding.append((key, token, now + PENDING))
+                if not (overflowed and record < 1000):
+                    assert token is None or not any(
+                        held == key and expiry > now for held, _, expiry in outstanding[:-1]
+                    ), key  # a duplicate of a delivery still being processed
+            else:
+                store.reserve(key, TTL)
+        elif outstanding:
+            key, token, expiry = outstanding.pop(arg % len(outstanding))
+            if op == "commit":
+                store.commit(key, token, TTL)
+            elif op == "release":
+                store.release(key, token)
+            elif store.extend(key, token, 2 * PENDING):
+                outstanding.append((key, token, max(expiry, now + 2 * PENDING)))
+            elif expiry > now and not overflowed:
+                raise AssertionError(f"a live hold of {key} could not be extended")
+        assert len(store) <= bound
+        assert not set(store._entries) & set(store._aside)
+        assert store._room == bound - len(store._aside)
+        assert all(token is not None for _, token in store._aside.values())
+        if not overflowed:  # asked without moving anything (a hold would bring it back from aside)
+            for held, token, expiry in outstanding:
+                assert store.holds(held, token) == (expiry > clock.now), held
+    if not (overflowed and record < 1000):
+        for held, _, expiry in outstanding:
+            if expiry > clock.now:
+                assert store.hold(held, PENDING) is None, held
