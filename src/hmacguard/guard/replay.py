@@ -368,13 +368,17 @@ class MemoryReplayStore:
         # first: key -> (expiry, token). A key is in at most one of the two dicts; every method
         # looks a key up in _entries first and brings it back from here (_restore) when it is here.
         self._aside: collections.OrderedDict[str, tuple[float, str | None]] = collections.OrderedDict()
-        # (expiry, key) of each hold set aside, a heap: the holds aside are in the order they were
-        # set aside, not of expiry (pending times differ between receivers, extends keep a hold's
-        # place), so a lapsed one may sit behind a live one -- still counted, while a full store
-        # evicted a live hold instead. Items of holds brought back since are stale (the key is
-        # checked on the way out); rebuilt from _aside past twice its size, so it stays within
-        # 2 x max_entries + 65 items (an empty list while nothing is aside).
-        self._aside_expiries: list[tuple[float, str]] = []
+        # The holds aside are in the order they were set aside, which is their expiry order while
+        # every hold has one pending time and none was extended: then the front is the first to
+        # lapse, and a sweep from the front finds every lapsed one (_aside_tail: the latest expiry
+        # set aside). Otherwise (receivers or guards with other pending times on one store, extends
+        # that keep a hold's place) a lapsed hold may sit behind a live one -- still counted, while
+        # a full store evicted a live hold instead: from the first hold set aside out of order
+        # until the aside is empty again, (expiry, key) of each is also in a heap. Items of holds
+        # brought back since are stale (the key's own expiry is checked on the way out); rebuilt
+        # from _aside past twice its size, so at most 2 x max_entries + 65 items.
+        self._aside_tail = float("-inf")
+        self._aside_expiries: list[tuple[float, str]] | None = None
         # How many entries _entries may have before one is evicted: max_entries less the holds
         # set aside (an attribute rather than a sum, read on every new key).
         self._room = max_entries
@@ -505,6 +509,8 @@ class MemoryReplayStore:
         if entry is not None:
             self._entries[key] = entry
             self._room += 1
+            if not self._aside:
+                self._in_order_again()
         return entry
 
     def _evict_oldest(self, now: float) -> None:
@@ -529,7 +535,13 @@ class MemoryReplayStore:
             aside[key] = entry
             self._room -= 1
             heap = self._aside_expiries
-            if len(heap) > 2 * len(aside) + 64:
+            if heap is None:
+                if expiry >= self._aside_tail:
+                    self._aside_tail = expiry
+                else:
+                    self._aside_expiries = heap = [(held[0], name) for name, held in aside.items()]
+                    heapq.heapify(heap)
+            elif len(heap) > 2 * len(aside) + 64:
                 heap[:] = [(held[0], name) for name, held in aside.items()]
                 heapq.heapify(heap)
             else:
@@ -544,6 +556,11 @@ class MemoryReplayStore:
         # pending (slow applications), and the record within max_evicted.
         key, (expiry, _) = self._aside.popitem(last=False)
         self._room += 1
+        heap = self._aside_expiries
+        if not self._aside:
+            self._in_order_again()
+        elif heap and heap[0][1] == key:  # the oldest is often the soonest to lapse too: its
+            heapq.heappop(heap)  # item goes now rather than linger, stale, until then
         if expiry > now:
             if self._keep_evicted is not None:
                 self._keep_evicted(key, expiry)
@@ -552,21 +569,36 @@ class MemoryReplayStore:
 
     def _drop_lapsed_aside(self, now: float) -> int:
         """Drop every hold set aside whose pending time has run out; how many (called with the
-        lock held). Each item of the heap leaves once, so O(log n) amortised per hold set aside."""
-        heap, aside = self._aside_expiries, self._aside
+        lock held). Each hold aside (each heap item) leaves once: O(1) amortised, O(log n) with
+        the heap."""
+        aside = self._aside
+        heap = self._aside_expiries
         dropped = 0
-        while heap and heap[0][0] <= now:
-            _, key = heapq.heappop(heap)
-            entry = aside.get(key)
-            # A stale item (the hold was brought back, maybe set aside again since) is skipped;
-            # the key's own expiry decides.
-            if entry is not None and entry[0] <= now:
+        if heap is None:  # in expiry order: the lapsed ones are at the front
+            while aside:
+                key, (expiry, _) = next(iter(aside.items()))
+                if expiry > now:
+                    break
                 del aside[key]
                 dropped += 1
+        else:
+            while heap and heap[0][0] <= now:
+                _, key = heapq.heappop(heap)
+                entry = aside.get(key)
+                # A stale item (the hold was brought back, maybe set aside again since) is
+                # skipped; the key's own expiry decides.
+                if entry is not None and entry[0] <= now:
+                    del aside[key]
+                    dropped += 1
         if not aside:
-            heap.clear()
+            self._in_order_again()
         self._room += dropped
         return dropped
+
+    def _in_order_again(self) -> None:
+        """Nothing is aside: whatever is set aside next is in expiry order again, no heap needed."""
+        self._aside_expiries = None
+        self._aside_tail = float("-inf")
 
     def _forgetting(self) -> None:
         """An unexpired key left the entries with the record off (``max_evicted=0``): forgotten,
@@ -584,7 +616,7 @@ class MemoryReplayStore:
                 break
             del entries[key]
             self._warned = False
-        if self._aside_expiries:
+        if self._aside:
             self._drop_lapsed_aside(now)
         if self._evicted.kept:
             self._evicted.expire(now)
