@@ -11,11 +11,14 @@ through a prefix index).
 2. A full bucket of 65,536 ids on every fence of its 4,096-slot prefix index (the first and last
    hash of each slot, the hash just before it, empty slots): HELD.
 3. Threads racing hold / commit / release / extend / holds on the same and other keys, more holds
-   pending at once than the store has entries: HELD (no delivery processed twice, no lost hold
-   while there is room, the bounds and the store's own bookkeeping kept).
+   pending at once than the store has entries: HELD (no delivery processed twice, the bounds and
+   the store's own bookkeeping kept). And 20,000 slow deliveries on 30 keys, three pending at once,
+   lapsing, retaken, committed after lapse, extended, on a store of 2 and a record of 100: HELD
+   (within 2 entries and 100 + 2 x 16 - 1 ids throughout).
 4. Lapsed holds set aside stay counted while a live hold is evicted instead: DEFECT, fixed (a
-   full store now drops the lapsed holds it set aside before it evicts a live one; their expiries
-   in a heap, bounded: 20,000 set-aside / bring-back cycles keep it within 2 x max_entries + 64).
+   full store now drops the lapsed holds it set aside before it evicts a live one; while the holds
+   aside are out of expiry order their expiries are in a heap, bounded: 20,000 set-aside /
+   bring-back rounds keep it within 2 x max_entries + 65 items).
 5. Nested guards on one store full of pending holds: the outer guard's hold is evicted into the
    record, the inner guard finds its key taken and cannot extend it, answers 409, and the outer
    guard commits a delivery nobody processed -- lost (in process, and under gunicorn and uvicorn):
@@ -290,6 +293,37 @@ def test_the_heap_of_holds_set_aside_stays_bounded_while_holds_come_and_go() -> 
     clock.now += 600
     store.hold("sweep", 1.0)
     assert not store._aside and store._aside_expiries is None
+
+
+def test_holds_that_lapse_and_are_retaken_keep_the_store_and_the_record_within_their_bounds() -> None:
+    """Memory, the attacker's way: on a store of 2 with a record of 100 ids (buckets of 16), 30 keys
+    held again and again by slow deliveries -- three pending at once, each lapsing (its worker
+    died) or settled late, retaken once free, with commits after lapse and extends. The store stays
+    within 2 entries, the record within 100 + 2 x 16 - 1 ids, the heap within its bound."""
+    clock = Clock()
+    with mock.patch.object(evicted_ids, "BUCKET", 16):
+        store = MemoryReplayStore(max_entries=2, max_evicted=100, clock=clock)
+    rng = random.Random(3)
+    pending: list[tuple[str, str]] = []
+    for _ in range(20_000):
+        key = f"slow{rng.randrange(30)}"
+        token = store.hold(key, rng.choice([1.0, 3.0]))
+        if token is not None:
+            pending.append((key, token))
+        if len(pending) > 3:
+            old, old_token = pending.pop(rng.randrange(len(pending)))
+            settle = rng.choice(["commit", "release", "extend", "lapse"])
+            if settle == "commit":
+                store.commit(old, old_token, rng.choice([2.0, 50.0]))
+            elif settle == "release":
+                store.release(old, old_token)
+            elif settle == "extend":
+                store.extend(old, old_token, 5.0)
+        clock.now += rng.choice([0.01, 0.5, 2.0])
+        assert len(store) <= 2
+        assert len(store._evicted) <= 100 + 2 * 16 - 1
+        assert len(store._aside_expiries or ()) <= 2 * 2 + 65
+        assert store._room == 2 - len(store._aside)
 
 
 # -- 5. Nested guards on a store full of pending holds --------------------------------------------
