@@ -22,9 +22,11 @@ of hashes sharing their top bits starts, one fence per 16 ids, so that a bisecti
 entries instead of 65,536 -- 0.6 us instead of 1 us on the machine of bench/bench_replay_store.py).
 A lookup bisects each live bucket -- at the default bound 16 or 17 of them -- but first asks a
 counting filter, one byte per 8 ids' worth of room: two counters per id, at the hash's low bits and
-at another counter of the same 64-byte block (so both sit in one cache line). Either at zero (about
-19 lookups in 20 when the record is full; one counter per id left 1 in 8 through) means no id with
-that hash is kept, and the bisections are skipped. A bucket dropped takes its counts off the filter,
+at another counter of the same 64-byte block (a cache line's worth; but a bytearray's buffer is
+only 16-byte aligned -- measured 16 or 48 bytes past a line -- so a block straddles two lines and
+the second counter is on another line about 3 times in 8). Either at zero (about 19 lookups in 20
+when the record is full; one counter per id left 1 in 8 through) means no id with that hash is
+kept, and the bisections are skipped. A bucket dropped takes its counts off the filter,
 so the filter never fills up with ids long gone.
 """
 
@@ -52,7 +54,7 @@ DEFAULT_MAX_EVICTED = 1_000_000
 #: is about (1 - exp(-2 / FILTER_ROOM)) ** 2, 5 % (two counters an id; with one it was 12 %).
 FILTER_ROOM = 8
 _SATURATED = 255  # a counter this high stays (never decremented): a missed decrement only costs a bisection
-_BLOCK = ~63  # a filter block: 64 counters, one cache line
+_BLOCK = ~63  # a filter block: 64 counters (a cache line's worth; not aligned to one)
 #: Ids per fence of a bucket's prefix index.
 _PER_FENCE = 16
 _BIAS = 1 << 63  # hash + _BIAS: the hash as an unsigned 64-bit value, its prefix its top bits

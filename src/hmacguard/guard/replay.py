@@ -27,6 +27,7 @@ availability over replay protection, a choice the operator makes knowingly.
 from __future__ import annotations
 
 import collections
+import heapq
 import itertools
 import logging
 import secrets
@@ -321,13 +322,18 @@ class MemoryReplayStore:
 
     A pending hold (a delivery being processed) is evicted last: a full store evicts its oldest
     committed entry, setting older pending holds aside (still counted in ``max_entries``, still
-    settled and refusing their duplicates as before). Only when every one of its ``max_entries``
-    entries is a pending hold -- that many deliveries in its application at once -- does the oldest
-    hold leave, into the record of evicted ids until its pending time: a duplicate is still refused,
-    but a release cannot take it back (the sender's retry is refused until that time), and an
-    ``extend`` of it says ``False``. Memory stays bounded by the same two bounds however many
-    holds are pending. Forgetting an unexpired id -- past both bounds, or with ``max_evicted=0`` --
-    is logged once per burst: a replay of it would pass.
+    settled and refusing their duplicates as before; those that lapse are dropped before a live
+    hold is evicted, whatever order they lapse in). Only when every one of its ``max_entries``
+    entries is a live pending hold -- that many deliveries in its application at once -- does the
+    oldest hold leave, into the record of evicted ids until its pending time: a duplicate is still
+    refused, but a release cannot take it back (the sender's retry is refused until that time), and
+    an ``extend`` of it says ``False`` -- so a guard nested inside the one that held it, on this
+    store, answers 409 and the outer guard commits a delivery nobody processed: lost
+    (tests/guard/test_review_memory_store.py, strict xfail; give nested guards a store with room
+    for every delivery they may have in flight, or Redis). Memory stays bounded by the same two
+    bounds however many holds are pending. Forgetting an unexpired id -- past both bounds, or with
+    ``max_evicted=0``, where a pending hold leaving is forgotten too -- is logged once per burst: a
+    replay of it would pass.
     """
 
     blocking = False
@@ -362,6 +368,17 @@ class MemoryReplayStore:
         # first: key -> (expiry, token). A key is in at most one of the two dicts; every method
         # looks a key up in _entries first and brings it back from here (_restore) when it is here.
         self._aside: collections.OrderedDict[str, tuple[float, str | None]] = collections.OrderedDict()
+        # The holds aside are in the order they were set aside, which is their expiry order while
+        # every hold has one pending time and none was extended: then the front is the first to
+        # lapse, and a sweep from the front finds every lapsed one (_aside_tail: the latest expiry
+        # set aside). Otherwise (receivers or guards with other pending times on one store, extends
+        # that keep a hold's place) a lapsed hold may sit behind a live one -- still counted, while
+        # a full store evicted a live hold instead: from the first hold set aside out of order
+        # until the aside is empty again, (expiry, key) of each is also in a heap. Items of holds
+        # brought back since are stale (the key's own expiry is checked on the way out); rebuilt
+        # from _aside past twice its size, so at most 2 x max_entries + 65 items.
+        self._aside_tail = float("-inf")
+        self._aside_expiries: list[tuple[float, str]] | None = None
         # How many entries _entries may have before one is evicted: max_entries less the holds
         # set aside (an attribute rather than a sum, read on every new key).
         self._room = max_entries
@@ -492,6 +509,8 @@ class MemoryReplayStore:
         if entry is not None:
             self._entries[key] = entry
             self._room += 1
+            if not self._aside:
+                self._in_order_again()
         return entry
 
     def _evict_oldest(self, now: float) -> None:
@@ -512,19 +531,74 @@ class MemoryReplayStore:
                 else:
                     self._forgetting()
                 return
-            self._aside[key] = entry
+            aside = self._aside
+            aside[key] = entry
             self._room -= 1
+            heap = self._aside_expiries
+            if heap is None:
+                if expiry >= self._aside_tail:
+                    self._aside_tail = expiry
+                else:
+                    self._aside_expiries = heap = [(held[0], name) for name, held in aside.items()]
+                    heapq.heapify(heap)
+            elif len(heap) > 2 * len(aside) + 64:
+                heap[:] = [(held[0], name) for name, held in aside.items()]
+                heapq.heapify(heap)
+            else:
+                heapq.heappush(heap, (expiry, key))
+        # Every entry is a pending hold. Those set aside that lapsed go first (their workers died
+        # or their deliveries were retaken): then there is room, and no live hold is evicted.
+        if self._drop_lapsed_aside(now):
+            return
         # Every entry is a live pending hold (max_entries deliveries being processed at once):
         # the oldest leaves, into the record until its pending time, so that a duplicate of it is
         # still refused; the store stays within max_entries however many holds an attacker keeps
         # pending (slow applications), and the record within max_evicted.
         key, (expiry, _) = self._aside.popitem(last=False)
         self._room += 1
+        heap = self._aside_expiries
+        if not self._aside:
+            self._in_order_again()
+        elif heap and heap[0][1] == key:  # the oldest is often the soonest to lapse too: its
+            heapq.heappop(heap)  # item goes now rather than linger, stale, until then
         if expiry > now:
             if self._keep_evicted is not None:
                 self._keep_evicted(key, expiry)
             else:
                 self._forgetting()
+
+    def _drop_lapsed_aside(self, now: float) -> int:
+        """Drop every hold set aside whose pending time has run out; how many (called with the
+        lock held). Each hold aside (each heap item) leaves once: O(1) amortised, O(log n) with
+        the heap."""
+        aside = self._aside
+        heap = self._aside_expiries
+        dropped = 0
+        if heap is None:  # in expiry order: the lapsed ones are at the front
+            while aside:
+                key, (expiry, _) = next(iter(aside.items()))
+                if expiry > now:
+                    break
+                del aside[key]
+                dropped += 1
+        else:
+            while heap and heap[0][0] <= now:
+                _, key = heapq.heappop(heap)
+                entry = aside.get(key)
+                # A stale item (the hold was brought back, maybe set aside again since) is
+                # skipped; the key's own expiry decides.
+                if entry is not None and entry[0] <= now:
+                    del aside[key]
+                    dropped += 1
+        if not aside:
+            self._in_order_again()
+        self._room += dropped
+        return dropped
+
+    def _in_order_again(self) -> None:
+        """Nothing is aside: whatever is set aside next is in expiry order again, no heap needed."""
+        self._aside_expiries = None
+        self._aside_tail = float("-inf")
 
     def _forgetting(self) -> None:
         """An unexpired key left the entries with the record off (``max_evicted=0``): forgotten,
@@ -542,13 +616,8 @@ class MemoryReplayStore:
                 break
             del entries[key]
             self._warned = False
-        aside = self._aside
-        while aside:
-            key, (expiry, _) = next(iter(aside.items()))
-            if expiry > now:
-                break
-            del aside[key]
-            self._room += 1
+        if self._aside:
+            self._drop_lapsed_aside(now)
         if self._evicted.kept:
             self._evicted.expire(now)
 
