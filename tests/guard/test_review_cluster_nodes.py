@@ -1,0 +1,160 @@
+"""Review of the per-node circuit breakers on a Redis Cluster (breaker.py's ``_breaker_for``,
+redis_urls.cluster_node, KeyedScript): attacks on real Clusters on loopback, one primary SIGKILLed
+(``cluster-require-full-coverage no``, so the live primaries keep serving their slots).
+
+A store call must go through the breaker of the node that really serves its key: routed through
+another node's, a dead node's failures open a live node's breaker, and that live node's keys --
+replay checks among them -- are refused (fail-closed) or skipped (fail-open) for a window.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+
+import httpx
+import limits
+import pytest
+
+from hmacguard import RateLimiter, Signer
+from hmacguard.errors import RateLimited
+from hmacguard.guard.limit_stores import in_flight_keys
+
+from ._redis_topologies import redis_cluster
+from ._servers import Server, gunicorn, uvicorn
+
+pytestmark = [pytest.mark.slow, pytest.mark.redis]
+APP = "tests.guard._apps.redis_guarded:application"
+ASGI_APP = "tests.guard._apps.redis_guarded:asgi"
+SECRET = "whsec_cmVkaXMtdGVzdC1zZWNyZXQ="  # the same as _apps/redis_guarded.py
+RATE = "100000/hour"
+DEAD = 2  # the index of the primary killed
+signer = Signer("standard-webhooks", secrets=SECRET)
+counter = itertools.count()
+
+
+def replay_key(message_id: str) -> str:
+    return f"hmacguard:replay:standard-webhooks:id:{message_id}"
+
+
+def window_name(client: str, rate: str = RATE, budget: str = "requests") -> str:
+    """limits' name of a client's window (without its storage prefix)."""
+    return limits.parse(rate).key_for("hmacguard", budget, client)
+
+
+def first(predicate: Callable[[str], bool], stem: str) -> str:
+    return next(name for name in (f"{stem}_{uuid.uuid4().hex}" for _ in range(100_000)) if predicate(name))
+
+
+def post(server: Server, body: bytes, headers: dict[str, str]) -> int:
+    return httpx.post(server.base_url + "/webhook", content=body, headers=headers, timeout=20).status_code
+
+
+def signed(message_id: str, client: str) -> tuple[bytes, dict[str, str]]:
+    body = b'{"n": %d}' % next(counter)
+    headers = signer.sign(body, message_id=message_id)
+    headers["X-Test-Client"] = client
+    return body, headers
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: sliding windows routed by LIMITS:<name>, kept in LIMITS:{<name>}: dead node opens live ones",
+)
+@pytest.mark.parametrize("fail_open", [True, False], ids=["fail-open-uvicorn", "fail-closed-gunicorn"])
+def test_sliding_windows_are_charged_to_the_node_that_serves_them(fail_open: bool) -> None:
+    """Was (strict xfail, BUG): with ``strategy="sliding-window"`` the rate limiter routed its calls
+    by ``LIMITS:<name>``, but limits keeps a sliding window in ``LIMITS:{<name>}`` and
+    ``LIMITS:{<name>}/-1`` -- hash-tagged, so in the slot of ``<name>``, most often another node.
+    A client whose windows are on the dead primary then had its calls fail through a *live*
+    node's breaker and open it: every delivery whose replay key that live node serves was refused
+    (fail-closed: 503) or -- fail-open -- let through unchecked, a replay of a processed delivery
+    answered 200. Measured before the fix (6 rounds): fail-open replays {200: 6}; fail-closed
+    replays {503: 6}, fresh live deliveries 503 too. After: replays {409: 6}, live deliveries 200."""
+    with redis_cluster(3, full_coverage=False) as cluster:
+        live = 0  # the live node both the replayed delivery and the misrouted windows name
+
+        def real(client: str) -> int:
+            return cluster.node_of(window_name(f"id:{client}"))  # the hash tag: limits' name
+
+        def routed(client: str) -> int:
+            return cluster.node_of("LIMITS:" + window_name(f"id:{client}"))  # what was routed by
+
+        # Windows really on the dead node, routed (before the fix) through the live node's breaker.
+        attacker = first(lambda c: real(c) == DEAD and routed(c) == live, "client")
+        # A well-behaved client whose windows are on a live node whichever way they are routed.
+        good = first(lambda c: DEAD not in (real(c), routed(c)), "client")
+        message = first(lambda m: cluster.node_of(replay_key(m)) == live, "msg")
+        env = {
+            "HMACGUARD_TEST_REDIS": cluster.url,
+            "HMACGUARD_TEST_RATE": RATE,
+            "HMACGUARD_TEST_BREAKER": "1",
+            "HMACGUARD_TEST_STRATEGY": "sliding-window",
+            "HMACGUARD_TEST_FAIL_OPEN": "1" if fail_open else "0",
+        }
+        serve = uvicorn(ASGI_APP, env) if fail_open else gunicorn(APP, env, workers=1)
+        with serve as server:
+            processed = signed(message, good)
+            assert post(server, *processed) == 200
+            cluster.kill(DEAD)
+            seen: dict[str, Counter[int]] = {"replay": Counter(), "live": Counter(), "dead": Counter()}
+            for _ in range(6):
+                other = first(lambda m: cluster.node_of(replay_key(m)) not in (live, DEAD), "msg")
+                seen["dead"][post(server, *signed(other, attacker))] += 1
+                seen["replay"][post(server, *processed)] += 1
+                fresh = first(lambda m: cluster.node_of(replay_key(m)) == live, "msg")
+                seen["live"][post(server, *signed(fresh, good))] += 1
+            log = server.log()
+    print("\nsliding windows, one primary down:", {kind: dict(s) for kind, s in seen.items()})
+    assert "Traceback" not in log, log
+    assert dict(seen["replay"]) == {409: 6}, seen  # a processed delivery is never processed twice
+    assert dict(seen["live"]) == {200: 6}, seen
+    assert set(seen["dead"]) == ({200} if fail_open else {503}), seen
+
+
+@pytest.mark.xfail(
+    strict=True, reason="BUG: owed give-backs paid in order, stopping at the first a dead node refuses"
+)
+def test_a_give_back_owed_on_a_live_node_is_paid_while_another_node_stays_dead() -> None:
+    """Owed in-flight give-backs (``RateLimiter._owed``) were paid in order, stopping at the first
+    the store refused -- right for one server (one breaker: all down or none), wrong on a Cluster:
+    one owed on the dead node first kept every one owed on the live nodes unpaid for as long as
+    the node stayed dead, and those live clients' in-flight counts held what nothing was using
+    (refused with 429 until their leases lapsed, a minute at least)."""
+    import redis
+
+    rate = "1000/minute"
+    with redis_cluster(3, full_coverage=False) as cluster:
+
+        def in_flight_node(client: str) -> int:
+            return cluster.node_of(in_flight_keys(f"hmacguard/in-flight-bytes/{client}")[0])
+
+        def window_node(client: str) -> int:
+            return cluster.node_of("LIMITS:" + window_name(client, rate, "bytes"))
+
+        stranded = first(lambda c: in_flight_node(c) == DEAD, "ip")
+        client = first(lambda c: DEAD not in (in_flight_node(c), window_node(c)), "ip")
+        limiter = RateLimiter(
+            limit=None, bytes_limit=rate, storage=cluster.url, timeout=0.3, breaker_reset=0.5
+        )
+        cluster.kill(DEAD)
+        with pytest.raises(Exception, match="unavailable"):  # its take may have run: owed
+            limiter.admit(stranded, declared_bytes=10)
+        assert len(limiter._owed) == 1
+        state = limiter.admit(client, declared_bytes=600)
+        assert state.bytes_in_flight == 600
+        # A blip on the live node as the request ends: its give-back times out, and is owed.
+        paused = redis.Redis(port=cluster.ports[in_flight_node(client)])
+        paused.execute_command("CLIENT", "PAUSE", 4000, "WRITE")
+        limiter.settle(state, 0, failed=False)
+        assert len(limiter._owed) == 2
+        time.sleep(4.5)  # the blip is over, and every breaker's window with it
+        try:
+            state = limiter.admit(client, declared_bytes=600)  # nothing of the client's is in flight
+        except RateLimited:
+            pytest.fail("the live node's give-back was never paid: 600 bytes still count in flight")
+        limiter.settle(state, 0, failed=False)
+        assert {owed_by for owed_by, _, _ in limiter._owed} == {stranded}  # the dead node's, still owed
