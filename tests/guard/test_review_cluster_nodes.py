@@ -60,10 +60,6 @@ def signed(message_id: str, client: str) -> tuple[bytes, dict[str, str]]:
     return body, headers
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: sliding windows routed by LIMITS:<name>, kept in LIMITS:{<name>}: dead node opens live ones",
-)
 @pytest.mark.parametrize("fail_open", [True, False], ids=["fail-open-uvicorn", "fail-closed-gunicorn"])
 def test_sliding_windows_are_charged_to_the_node_that_serves_them(fail_open: bool) -> None:
     """Was (strict xfail, BUG): with ``strategy="sliding-window"`` the rate limiter routed its calls
@@ -115,15 +111,12 @@ def test_sliding_windows_are_charged_to_the_node_that_serves_them(fail_open: boo
     assert set(seen["dead"]) == ({200} if fail_open else {503}), seen
 
 
-@pytest.mark.xfail(
-    strict=True, reason="BUG: owed give-backs paid in order, stopping at the first a dead node refuses"
-)
 def test_a_give_back_owed_on_a_live_node_is_paid_while_another_node_stays_dead() -> None:
-    """Owed in-flight give-backs (``RateLimiter._owed``) were paid in order, stopping at the first
-    the store refused -- right for one server (one breaker: all down or none), wrong on a Cluster:
-    one owed on the dead node first kept every one owed on the live nodes unpaid for as long as
-    the node stayed dead, and those live clients' in-flight counts held what nothing was using
-    (refused with 429 until their leases lapsed, a minute at least)."""
+    """Was (strict xfail, BUG): owed in-flight give-backs (``RateLimiter._owed``) were paid in
+    order, stopping at the first the store refused -- right for one server (one breaker: all down
+    or none), wrong on a Cluster: one owed on the dead node first kept every one owed on the live
+    nodes unpaid for as long as the node stayed dead, and those live clients' in-flight counts
+    held what nothing was using (refused with 429 until their leases lapsed, a minute at least)."""
     import redis
 
     rate = "1000/minute"

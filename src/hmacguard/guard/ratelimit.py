@@ -224,6 +224,7 @@ class RateLimiter(StoreCalls):
             "sliding-window": strategies.SlidingWindowCounterRateLimiter,
         }[strategy]
         self._build_storage = build
+        self._sliding = strategy == "sliding-window"  # its windows' keys are hash-tagged (_window_key)
         self._storage_obj: Any = None
         self._limiter_obj: Any = None
         # A Cluster client reads the slot map when it is built: built at the first store call,
@@ -322,9 +323,16 @@ class RateLimiter(StoreCalls):
         storage = self._cluster_storage()
         if storage is None:
             return None
+        name = budget.item.key_for(self.prefix, budget.name, key)
+        if self._sliding:
+            # limits keeps a sliding window in two keys hash-tagged by its name ("{name}" and
+            # "{name}/-1"): in the name's slot, not the prefixed name's. Routed by the latter, a
+            # window on a dead node failed through a live node's breaker and opened it, refusing
+            # (or, failing open, skipping) that node's replay checks (test_review_cluster_nodes.py).
+            name = getattr(storage, "_current_window_key", lambda whole: f"{{{whole}}}")(name)
         # limits >= 4 prefixes its keys ("LIMITS:" by default); earlier versions used them as is.
         prefixed = getattr(storage, "prefixed_key", str)
-        return str(prefixed(budget.item.key_for(self.prefix, budget.name, key)))
+        return str(prefixed(name))
 
     def _in_flight_key(self, key: str, counter: str) -> str | None:
         """The Redis key of an in-flight count, to route a call on a Cluster by (see _window_key)."""
@@ -563,15 +571,25 @@ class RateLimiter(StoreCalls):
 
     def _pay_owed(self) -> None:
         """Make the decrements owed, as far as the store answers (cheap while its breaker is open:
-        each call fails at once)."""
+        each call fails at once, or is not made).
+
+        Each is tried unless its breaker is open, not only until the first that fails: on a
+        Cluster each node has its own breaker, and one owed on a dead node must not keep those
+        owed on the live nodes unpaid (a live client's in-flight count then held what nothing
+        used, refusing it until the leases lapsed). The first failure on a node opens its
+        breaker, so the others owed there are kept without a call."""
         with self._owed_lock:
             owed, self._owed = self._owed, {}
-        for position, ((key, counter, lease), amount) in enumerate(owed.items()):
-            if not self._try_decrement(key, amount, counter, lease):
-                with self._owed_lock:  # still down: keep the rest, with what was owed meanwhile
-                    for pair, rest in list(owed.items())[position:]:
-                        self._owed[pair] = self._owed.get(pair, 0) + rest
-                return
+        kept: list[tuple[tuple[str, str, str], int]] = []
+        for (key, counter, lease), amount in owed.items():
+            if self._breaker_for(self._in_flight_key(key, counter)).is_open or not self._try_decrement(
+                key, amount, counter, lease
+            ):
+                kept.append(((key, counter, lease), amount))
+        if kept:
+            with self._owed_lock:  # still down: keep them, with what was owed meanwhile
+                for pair, rest in kept:
+                    self._owed[pair] = self._owed.get(pair, 0) + rest
 
     def _remaining(self, key: str) -> list[tuple[str, int, int]]:
         """Each budget's ``(name, remaining, seconds to reset)``, for the ``RateLimit`` field, asked
