@@ -151,3 +151,34 @@ def test_a_give_back_owed_on_a_live_node_is_paid_while_another_node_stays_dead()
             pytest.fail("the live node's give-back was never paid: 600 bytes still count in flight")
         limiter.settle(state, 0, failed=False)
         assert {owed_by for owed_by, _, _ in limiter._owed} == {stranded}  # the dead node's, still owed
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: a caller's limits RedisClusterStorage keeps redis-py's SCRIPT LOAD to every primary",
+)
+def test_a_callers_cluster_storage_counts_on_live_nodes_with_a_primary_dead() -> None:
+    """A ``limits`` ``RedisClusterStorage`` the caller built (flask-limiter's, say) runs limits'
+    scripts with redis-py's ``Script``: on a node that lacks one, ``SCRIPT LOAD`` to every primary,
+    which fails with one dead -- and that failure opens the *live* node's breaker, which the replay
+    store shares: failing open, a processed delivery's replay on that node is let through."""
+    from limits.storage import RedisClusterStorage
+
+    from hmacguard import RedisReplayStore
+
+    with redis_cluster(3, full_coverage=False) as cluster:
+        live_hosts = ",".join(f"127.0.0.1:{port}" for i, port in enumerate(cluster.ports) if i != DEAD)
+        cluster.kill(DEAD)  # before any script ran: every node's script cache is empty
+        storage = RedisClusterStorage(f"redis+cluster://{live_hosts}", socket_timeout=0.5)
+        limiter = RateLimiter(limit="100/minute", storage=storage, fail_open=True, breaker_reset=5)
+        replay = RedisReplayStore(cluster.url, fail_open=True, breaker_reset=5)
+        client = first(lambda c: cluster.node_of("LIMITS:" + window_name(c, "100/minute")) != DEAD, "ip")
+        live = cluster.node_of("LIMITS:" + window_name(client, "100/minute"))
+        key = first(lambda k: cluster.node_of(replay.prefix + k) == live, "k")
+        token = replay.hold(key, 60)
+        assert token is not None
+        replay.commit(key, token, 60)  # a processed delivery
+        limiter.admit(client, declared_bytes=10)  # its window on the live node
+        assert replay.hold(key, 60) is None, "the replay of a processed delivery was let through"
+        assert storage.get_connection().get("LIMITS:" + window_name(client, "100/minute")) == b"1"
+        replay.close()
