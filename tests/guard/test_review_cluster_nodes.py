@@ -153,15 +153,12 @@ def test_a_give_back_owed_on_a_live_node_is_paid_while_another_node_stays_dead()
         assert {owed_by for owed_by, _, _ in limiter._owed} == {stranded}  # the dead node's, still owed
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a caller's limits RedisClusterStorage keeps redis-py's SCRIPT LOAD to every primary",
-)
 def test_a_callers_cluster_storage_counts_on_live_nodes_with_a_primary_dead() -> None:
-    """A ``limits`` ``RedisClusterStorage`` the caller built (flask-limiter's, say) runs limits'
-    scripts with redis-py's ``Script``: on a node that lacks one, ``SCRIPT LOAD`` to every primary,
-    which fails with one dead -- and that failure opens the *live* node's breaker, which the replay
-    store shares: failing open, a processed delivery's replay on that node is let through."""
+    """Was (strict xfail, BUG): a ``limits`` ``RedisClusterStorage`` the caller built (flask-limiter's,
+    say) ran limits' scripts with redis-py's ``Script``: on a node that lacks one, ``SCRIPT LOAD`` to
+    every primary, which fails with one dead -- and that failure opened the *live* node's breaker,
+    which the replay store shares: failing open, a processed delivery's replay on that node was let
+    through. Now its scripts are loaded per node (``keyed_scripts``), as for a Cluster URL."""
     from limits.storage import RedisClusterStorage
 
     from hmacguard import RedisReplayStore

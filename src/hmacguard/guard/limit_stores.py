@@ -190,6 +190,11 @@ def storage_builder(
         return build, blocking, endpoint_key(storage) if blocking else None
     if isinstance(storage, limits_storage.Storage):
         blocking = not isinstance(storage, limits_storage.MemoryStorage)
+        if isinstance(storage, limits_storage.RedisClusterStorage):
+            # The caller's, loaded per node too: left to redis-py's SCRIPT LOAD (to every primary),
+            # a dead primary failed each hit on a node without the script, and opened that live
+            # node's breaker -- the replay store's too (test_review_cluster_nodes.py).
+            keyed_scripts(storage)
         return (lambda: storage), blocking, f"object:{id(storage)}" if blocking else None
     if callable(getattr(storage, "get_primaries", None)) and callable(getattr(storage, "keyslot", None)):
         # Its scripts loaded per node, as for a Cluster URL (the storage is ours, the client the caller's).
