@@ -179,3 +179,73 @@ def test_a_callers_cluster_storage_counts_on_live_nodes_with_a_primary_dead() ->
         assert replay.hold(key, 60) is None, "the replay of a processed delivery was let through"
         assert storage.get_connection().get("LIMITS:" + window_name(client, "100/minute")) == b"1"
         replay.close()
+
+
+def _held_under_both_secrets(cluster_nodes: Callable[[str], int], dead_key: str) -> bytes:
+    """A body whose replay keys under the two secrets (digest-keyed: one per secret) are on
+    different nodes, the ``dead_key`` one ("current" or "earlier") on the dead primary."""
+    from hmacguard import Verifier
+
+    verifier = Verifier("github", secrets=[SECRET_A, SECRET_B], replay=None)
+    for n in range(10_000):
+        body = b'{"rotation": %d}' % n
+        verification = verifier.begin(Signer("github", secrets=SECRET_A).sign(body))
+        verification.feed(body)
+        verification.feed(b"")
+        verification.finish().close()
+        current = cluster_nodes(PREFIX + str(verification.replay_key))
+        (earlier,) = (cluster_nodes(PREFIX + key) for key in verification.earlier_replay_keys)
+        dead, live = (current, earlier) if dead_key == "current" else (earlier, current)
+        if dead == DEAD and live != DEAD:
+            return body
+    raise AssertionError("no such body")
+
+
+SECRET_A, SECRET_B = "new-rotation-secret", "old-rotation-secret"
+PREFIX = "hmacguard:replay:"
+
+
+@pytest.mark.parametrize("dead_key", ["current", "earlier"])
+@pytest.mark.parametrize("fail_open", [False, True], ids=["fail-closed", "fail-open"])
+def test_a_rotation_whose_keys_span_a_dead_and_a_live_node(fail_open: bool, dead_key: str) -> None:
+    """A delivery under two secrets is held under one key per secret, here on two nodes, one dead.
+    Fail-closed: refused (503), and the live key not left held (the sender's retry, once the node
+    is back, is processed). Fail-open: processed, noted as failed open, and its replay refused
+    (409) by receivers on either order of the secrets (a rolling deploy's two halves)."""
+    from hmacguard import RedisReplayStore, Verifier
+    from hmacguard.errors import ReplayDetected, StoreUnavailable
+    from hmacguard.guard.breaker import noting_failures_open
+
+    with redis_cluster(3, full_coverage=False) as cluster:
+        body = _held_under_both_secrets(cluster.node_of, dead_key)
+        headers = Signer("github", secrets=SECRET_A).sign(body)
+        store = RedisReplayStore(cluster.url, fail_open=fail_open, timeout=0.3)
+        orders = [[SECRET_A, SECRET_B], [SECRET_B, SECRET_A]]
+        verifiers = [Verifier("github", secrets=order, replay=store) for order in orders]
+        cluster.kill(DEAD)
+
+        def hold(verifier: Verifier) -> object:
+            verification = verifier.begin(headers)
+            verification.feed(body)
+            verification.feed(b"")
+            verification.finish().close()
+            noted: list[str] = []
+            return noting_failures_open(noted, lambda: verifier.hold(verification))(), noted
+
+        if not fail_open:
+            with pytest.raises(StoreUnavailable):
+                hold(verifiers[0])
+            import redis
+
+            live = [port for i, port in enumerate(cluster.ports) if i != DEAD]
+            live_keys = [k for port in live for k in redis.Redis(port=port).scan_iter(f"{PREFIX}*")]
+            assert live_keys == [], live_keys  # nothing left held on the live node
+            store.close()
+            return
+        delivery, noted = hold(verifiers[0])
+        assert noted == ["replay"]
+        delivery.settle(True)  # type: ignore[attr-defined]
+        for verifier in verifiers:  # a replay, to either half of a rolling deploy
+            with pytest.raises(ReplayDetected):
+                hold(verifier)
+        store.close()
