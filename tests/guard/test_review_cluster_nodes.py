@@ -292,3 +292,42 @@ def test_a_slot_migrating_to_a_dead_node_does_not_open_the_live_source_nodes_bre
         assert cluster_node(store.client, store.prefix + kept) == before  # the live source, as before
         assert store.hold(kept, 60) is None, "a processed delivery on the live source let through"
         store.close()
+
+
+@pytest.mark.xfail(
+    strict=True, reason="BUG: one window on a dead node skips the live nodes' windows (fail-open)"
+)
+def test_fail_open_a_budget_on_a_live_node_holds_when_another_budgets_window_is_dead() -> None:
+    """Fail-open, a client whose bytes window is on the dead primary and whose failure window is on
+    a live one: the failure budget (what bounds guessing signatures) must still hold -- only the
+    dead node's budget is the price of failing open. The windows are read one pipeline per node;
+    when one read failed open, none was used."""
+    bytes_rate, failure_rate = "1000000/minute", "2/minute"
+    with redis_cluster(3, full_coverage=False) as cluster:
+
+        def node(name: str) -> int:
+            return cluster.node_of(name)
+
+        def fits(client: str) -> bool:
+            return (
+                node("LIMITS:" + window_name(client, bytes_rate, "bytes")) == DEAD
+                and node("LIMITS:" + window_name(client, failure_rate, "failures")) != DEAD
+                and all(
+                    node(in_flight_keys(f"hmacguard/{c}/{client}")[0]) != DEAD
+                    for c in ("in-flight", "in-flight-bytes")
+                )
+            )
+
+        client = first(fits, "ip")
+        limiter = RateLimiter(
+            limit=None,
+            bytes_limit=bytes_rate,
+            failure_limit=failure_rate,
+            storage=cluster.url,
+            fail_open=True,
+        )
+        cluster.kill(DEAD)
+        for _ in range(2):  # two forged signatures: the budget spent
+            limiter.settle(limiter.admit(client, declared_bytes=10), 10, failed=True)
+        with pytest.raises(RateLimited, match="failed verifications"):
+            limiter.admit(client, declared_bytes=10)
