@@ -109,7 +109,7 @@ def _seconds_left(milliseconds: int) -> int:
 def _check_room(windows: dict[str, tuple[int, int]] | None, budget: _Budget, room: int, refusal: str) -> None:
     """What ``limits``' fixed-window ``test(cost=room)`` answers, from a window already read: 429
     when fewer than ``room`` remain. A window that could not be read (fail-open) has room."""
-    if windows is None:
+    if windows is None or budget.name not in windows:
         return
     count, milliseconds = windows[budget.name]
     if count >= budget.item.amount - room + 1:
@@ -125,6 +125,8 @@ def _window_fields(
         return []
     out = []
     for budget in budgets:
+        if budget.name not in windows:  # on a Cluster node that could not answer (fail-open)
+            continue
         count, milliseconds = windows[budget.name]
         out.append((budget.name, max(0, int(budget.item.amount) - count), _seconds_left(milliseconds)))
     return out
@@ -624,7 +626,8 @@ class RateLimiter(StoreCalls):
         reads a window with a GET and a TTL, one round trip each: three budgets cost six on every
         admission, a third of its time (bench/bench_redis_leases.py). The same keys and the same
         reads (from a replica under Sentinel, as ``limits`` reads them). On a Cluster, one read per
-        node the windows live on, each through that node's breaker."""
+        node the windows live on, each through that node's breaker; failing open, the windows of
+        the nodes that answered (a budget missing has room)."""
         windows: dict[str, tuple[int, int]] = {}
         for budgets in self._by_node(key):
 
@@ -641,10 +644,12 @@ class RateLimiter(StoreCalls):
 
             values = self._call(read, None, self._window_key(budgets[0], key))
             if values is None:
-                return None
+                # Failing open on this node only: the windows the live nodes answered still count
+                # (a dead node's bytes window must not lift a live node's failure budget).
+                continue
             for at, budget in enumerate(budgets):
                 windows[budget.name] = (int(values[2 * at] or 0), int(values[2 * at + 1]))
-        return windows
+        return windows or None
 
     def _by_node(self, key: str) -> list[tuple[_Budget, ...]]:
         """The budgets, grouped by the Cluster node their windows for ``key`` live on (one group
