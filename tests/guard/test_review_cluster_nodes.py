@@ -329,3 +329,26 @@ def test_fail_open_a_budget_on_a_live_node_holds_when_another_budgets_window_is_
             limiter.settle(limiter.admit(client, declared_bytes=10), 10, failed=True)
         with pytest.raises(RateLimited, match="failed verifications"):
             limiter.admit(client, declared_bytes=10)
+
+
+def test_the_breakers_are_one_per_node_whatever_keys_clients_choose() -> None:
+    """The per-node breakers are named by the slot map's nodes (``host:port``), never by a key: two
+    thousand keys a client chooses (braces that pick a hash tag, long, non-ASCII) add one breaker
+    per primary they land on, and nothing else."""
+    from hmacguard import RedisReplayStore
+    from hmacguard.guard import breaker
+
+    with redis_cluster(3) as cluster:
+        before = set(breaker._SHARED)
+        store = RedisReplayStore(cluster.url)
+        limiter = RateLimiter(limit="1000000/hour", failure_limit="1000000/hour", storage=cluster.url)
+        shapes = ["{%d}", "a{%d}b", "}{%d", "%d{}", "é%d" + "x" * 300, "{{%d}}"]
+        for n in range(2000):
+            key = shapes[n % len(shapes)] % n
+            assert store.hold(key, 5) is not None
+            limiter.settle(limiter.admit(key, declared_bytes=1), 1, failed=True)
+        added = set(breaker._SHARED) - before
+        store.close()
+    nodes = {f"cluster node 127.0.0.1:{port}" for port in cluster.ports}
+    assert added <= nodes | {cluster.url.partition("://")[2]}, added
+    assert added & nodes == nodes
