@@ -352,3 +352,51 @@ def test_the_breakers_are_one_per_node_whatever_keys_clients_choose() -> None:
     nodes = {f"cluster node 127.0.0.1:{port}" for port in cluster.ports}
     assert added <= nodes | {cluster.url.partition("://")[2]}, added
     assert added & nodes == nodes
+
+
+@pytest.mark.xfail(
+    strict=True, reason="BUG: on a hung Cluster a request pays one stall per node its keys are on"
+)
+def test_a_hung_cluster_costs_a_request_one_stall_not_one_per_node() -> None:
+    """The whole Cluster hung (every primary SIGSTOPped: a partition, a frozen host): a request whose
+    replay key and budget windows are on three nodes must pay one stall, as with one breaker --
+    the breaker module's promise, "a request pays at most one timeout" -- not one per node (each
+    a timeout plus redis-py's re-reading of the slot map from every node: about 1.2 s here)."""
+    import os
+    import signal
+
+    from hmacguard import RedisReplayStore
+
+    rate, failures = "1000/minute", "100/minute"
+    with redis_cluster(3, full_coverage=False) as cluster:
+        store = RedisReplayStore(cluster.url, fail_open=True, timeout=0.3)
+        limiter = RateLimiter(
+            limit=rate, failure_limit=failures, storage=cluster.url, fail_open=True, timeout=0.3
+        )
+        key = first(lambda k: cluster.node_of(store.prefix + k) == 0, "k")
+        client = first(
+            lambda c: (
+                cluster.node_of("LIMITS:" + window_name(c, rate)) == 1
+                and cluster.node_of("LIMITS:" + window_name(c, failures, "failures")) == 2
+            ),
+            "ip",
+        )
+        for n in range(10):  # warm: clients built, scripts on every node
+            limiter.settle(limiter.admit(f"{client}{n}", declared_bytes=1), 1, failed=False)
+            store.hold(f"{key}{n}", 5)
+        for process in cluster.processes:
+            os.killpg(process.pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            store.hold(key, 5)  # the first stall: the Cluster is found down
+            first_stall = time.monotonic() - started
+            started = time.monotonic()
+            limiter.settle(limiter.admit(client, declared_bytes=1), 1, failed=True)
+            rest = time.monotonic() - started
+        finally:
+            for process in cluster.processes:
+                os.killpg(process.pid, signal.SIGCONT)
+        store.close()
+    print(f"\nhung Cluster: first call {first_stall:.2f} s, the rest of the request {rest:.2f} s")
+    assert first_stall > 0.3
+    assert rest < first_stall / 2, (first_stall, rest)
