@@ -354,14 +354,12 @@ def test_the_breakers_are_one_per_node_whatever_keys_clients_choose() -> None:
     assert added & nodes == nodes
 
 
-@pytest.mark.xfail(
-    strict=True, reason="BUG: on a hung Cluster a request pays one stall per node its keys are on"
-)
 def test_a_hung_cluster_costs_a_request_one_stall_not_one_per_node() -> None:
-    """The whole Cluster hung (every primary SIGSTOPped: a partition, a frozen host): a request whose
-    replay key and budget windows are on three nodes must pay one stall, as with one breaker --
-    the breaker module's promise, "a request pays at most one timeout" -- not one per node (each
-    a timeout plus redis-py's re-reading of the slot map from every node: about 1.2 s here)."""
+    """Was (strict xfail, BUG: 1.20 s, then 2.41 s more; now 0.00 s more): the whole Cluster hung
+    (every primary SIGSTOPped: a partition, a frozen host), a request whose replay key and budget
+    windows are on three nodes must pay one stall, as with one breaker -- the breaker module's
+    promise, "a request pays at most one timeout" -- not one per node (each a timeout plus
+    redis-py's re-reading of the slot map from every node: about 1.2 s here)."""
     import os
     import signal
 

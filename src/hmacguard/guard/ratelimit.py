@@ -459,7 +459,7 @@ class RateLimiter(StoreCalls):
         caller to ask (and to undo the count if refused)."""
         # Whether the take will reach the store: with the breaker open it fails without a call,
         # and there is nothing to give back.
-        reaches_store = bool(lease) and not self._breaker_for(self._in_flight_key(key, counter)).is_open
+        reaches_store = bool(lease) and not self._refused(self._in_flight_key(key, counter))
         # A take on Redis that raised or failed open may still have run (the client gave up on a
         # stalled server, which ran it later): its give-back is owed, paid at a later call once the
         # store answers -- harmless if it never ran (a lease never taken gives back nothing). Not
@@ -584,7 +584,7 @@ class RateLimiter(StoreCalls):
             owed, self._owed = self._owed, {}
         kept: list[tuple[tuple[str, str, str], int]] = []
         for (key, counter, lease), amount in owed.items():
-            if self._breaker_for(self._in_flight_key(key, counter)).is_open or not self._try_decrement(
+            if self._refused(self._in_flight_key(key, counter)) or not self._try_decrement(
                 key, amount, counter, lease
             ):
                 kept.append(((key, counter, lease), amount))
