@@ -262,7 +262,8 @@ def test_a_slot_migrating_to_a_dead_node_does_not_open_the_live_source_nodes_bre
     -- the live source's -- so that failure opens it, and for a window every key it serves is
     refused, or failing open, unchecked: a processed delivery on the live node, in another slot,
     replayed and let through. Left as is: the failure would have to be charged to the node that
-    failed (redis-py puts it on the error as ``connection``), which the breaker cannot do today."""
+    failed, and redis-py does not say which reliably (after an ASK its error's ``connection`` is
+    still the source's; only the message names the target, and a timeout's names nothing)."""
     import redis
 
     from hmacguard import RedisReplayStore
