@@ -182,6 +182,8 @@ class StoreCalls:
     breaker: CircuitBreaker
     store_errors: tuple[type[BaseException], ...]
     fail_open: bool
+    #: Whether the store is on a Redis Cluster (set by the stores): each node then has its breaker.
+    _cluster: bool = False
 
     def _unavailable(self) -> tuple[type[BaseException], ...]:
         """What a store call raises when the store cannot answer: its errors, or the breaker open."""
@@ -230,7 +232,14 @@ class StoreCalls:
         breaker = self._breaker_for(key)
         errors = self.store_errors
         if breaker is self.breaker:
-            return breaker.call(func, errors)
+            if key is None or not self._cluster:
+                return breaker.call(func, errors)
+            # On a Cluster, a key whose slot no node serves (or not known now): a breaker of its
+            # own, so that its failure -- an answer from a reachable Cluster -- does not open the
+            # Cluster's, which every node's call now runs inside.
+            breaker = shared_breaker(
+                f"cluster unserved slots {id(self.breaker)}", reset_after=breaker.reset_after
+            )
         return self.breaker.call(lambda: breaker.call(func, errors), errors, _cluster_unreachable)
 
     def _ask(self, func: Callable[[], T], default: T, key: str | None = None) -> T:

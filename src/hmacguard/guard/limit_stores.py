@@ -22,7 +22,14 @@ from collections.abc import Callable
 from typing import Any
 
 from hmacguard.errors import ConfigurationError
-from hmacguard.guard.redis_urls import REDIS_SCHEMES, endpoint_key, keyed_scripts, parse_url, redacted
+from hmacguard.guard.redis_urls import (
+    CLUSTER_OPTIONS,
+    REDIS_SCHEMES,
+    endpoint_key,
+    keyed_scripts,
+    parse_url,
+    redacted,
+)
 
 __all__ = [
     "IN_FLIGHT_LUA",
@@ -110,6 +117,7 @@ def _redis_storage(url: str, timeout: float, limits_storage: Any) -> Any:
         return limits_storage.RedisClusterStorage(
             f"redis+cluster://{target.host_list()}",
             wrap_exceptions=False,
+            **CLUSTER_OPTIONS,
             **target.connection_kwargs(),
             **timeouts,
         )
