@@ -436,3 +436,26 @@ def test_a_slot_no_node_serves_costs_only_its_own_keys() -> None:
         limiter = RateLimiter(limit="100/minute", storage=cluster.url)  # the new worker's limiter
         client = first(lambda c: cluster.node_of("LIMITS:" + window_name(c, "100/minute")) == 1, "ip")
         limiter.settle(limiter.admit(client, declared_bytes=1), 1, failed=False)
+
+
+def test_fail_open_a_failover_never_lets_a_live_replay_through_under_uvicorn() -> None:
+    """Failing open through a failover (the dead primary's replica promoted): the live keys' replay
+    checks are never skipped, and once the replica serves the dead keys their replays are refused
+    again (it has the keys, replicated) -- the Cluster's breaker, around every node's, is not opened
+    by one node's death (the client re-reads the slot map from the live ones)."""
+    from .test_redis_cluster_node_down import _summary, app_env, failover_timeline
+
+    with (
+        redis_cluster(3, full_coverage=False, replica_of=DEAD) as cluster,
+        uvicorn(ASGI_APP, {**app_env(cluster), "HMACGUARD_TEST_FAIL_OPEN": "1"}) as server,
+    ):
+        timeline = failover_timeline(cluster, server)  # 30 s: failing open, nothing is refused
+        log = server.log()
+    seen = _summary(timeline)
+    print("\nfail-open failover:", seen)
+    assert "Traceback" not in log, log
+    assert {status for _, _, status in timeline} <= {200, 409}, timeline
+    assert set(seen["live replay"]) == {409}, seen
+    assert set(seen["live"]) == {200}, seen
+    replays = [status for _, kind, status in timeline if kind == "dead replay"]
+    assert replays[-3:] == [409] * 3, timeline  # after the promotion: checked again
