@@ -19,8 +19,10 @@ serves its key, as the client's slot map says at that moment (:meth:`StoreCalls.
 one dead primary refuses the keys of its slots -- one timeout per window for that node -- while the
 keys on the live primaries keep their checks. The map follows a failover (the client re-reads it
 when a node does not answer, as the half-open probe does, or answers MOVED), and the keys go to the
-promoted node's breaker. The Cluster's own breaker (its URL's hosts) guards only the calls made
-before the client has a slot map (building it: every node down) and those without a key.
+promoted node's breaker. The Cluster's own breaker (its URL's hosts) guards the calls made
+before the client has a slot map (building it: every node down), those without a key, and every
+call around its node's: it opens when the client reaches no node at all, so that a Cluster down
+or hung costs a request one timeout, as one server does, not one per node its keys are on.
 
 Stores log the failure that opens the breaker as a warning and the calls it refuses at debug level,
 so an outage is logged once per window, not once per call. A store that fails open also notes
@@ -73,8 +75,15 @@ class CircuitBreaker:
         opened = self._opened_at
         return opened is not None and (self._probing or self._clock() - opened < self.reset_after)
 
-    def call(self, func: Callable[[], T], errors: tuple[type[BaseException], ...]) -> T:
-        """``func()``, unless the breaker is open (:class:`CircuitOpen`); ``errors`` open it."""
+    def call(
+        self,
+        func: Callable[[], T],
+        errors: tuple[type[BaseException], ...],
+        opens: Callable[[BaseException], bool] | None = None,
+    ) -> T:
+        """``func()``, unless the breaker is open (:class:`CircuitOpen`); ``errors`` open it --
+        those of them ``opens`` says are this breaker's failure, when given (the others pass
+        through as any other error: a Cluster node's failure is not the Cluster's)."""
         probe = False
         if self._opened_at is not None:  # unlocked read: the common, closed case takes no lock
             with self._lock:
@@ -85,10 +94,14 @@ class CircuitBreaker:
                     self._probing = probe = True
         try:
             result = func()
-        except errors:
-            with self._lock:
-                self._opened_at = self._clock()
-                self._probing = False
+        except errors as exc:
+            if opens is None or opens(exc):
+                with self._lock:
+                    self._opened_at = self._clock()
+                    self._probing = False
+            elif probe:
+                with self._lock:
+                    self._probing = False
             raise
         except BaseException:
             if probe:
@@ -169,6 +182,8 @@ class StoreCalls:
     breaker: CircuitBreaker
     store_errors: tuple[type[BaseException], ...]
     fail_open: bool
+    #: Whether the store is on a Redis Cluster (set by the stores): each node then has its breaker.
+    _cluster: bool = False
 
     def _unavailable(self) -> tuple[type[BaseException], ...]:
         """What a store call raises when the store cannot answer: its errors, or the breaker open."""
@@ -201,12 +216,38 @@ class StoreCalls:
                 return shared_breaker(f"cluster node {node}", reset_after=self.breaker.reset_after)
         return self.breaker
 
+    def _refused(self, key: str | None) -> bool:
+        """Whether a call on ``key`` would be refused now without reaching the store (its
+        breaker open, or on a Cluster the Cluster's)."""
+        breaker = self._breaker_for(key)
+        return breaker.is_open or (breaker is not self.breaker and self.breaker.is_open)
+
+    def _through_breakers(self, func: Callable[[], T], key: str | None) -> T:
+        """``func()`` through the breaker of ``key`` (:meth:`_breaker_for`). On a Cluster, the
+        node's breaker runs inside the Cluster's, which opens only when the client could reach no
+        node at all (:func:`_cluster_unreachable`): a Cluster down or hung is then found once per
+        window, as one server is, not once per node -- each a timeout plus redis-py's re-reading
+        of the slot map from every node, which a request touching three nodes paid three times
+        (test_review_cluster_nodes.py)."""
+        breaker = self._breaker_for(key)
+        errors = self.store_errors
+        if breaker is self.breaker:
+            if key is None or not self._cluster:
+                return breaker.call(func, errors)
+            # On a Cluster, a key whose slot no node serves (or not known now): a breaker of its
+            # own, so that its failure -- an answer from a reachable Cluster -- does not open the
+            # Cluster's, which every node's call now runs inside.
+            breaker = shared_breaker(
+                f"cluster unserved slots {id(self.breaker)}", reset_after=breaker.reset_after
+            )
+        return self.breaker.call(lambda: breaker.call(func, errors), errors, _cluster_unreachable)
+
     def _ask(self, func: Callable[[], T], default: T, key: str | None = None) -> T:
         """``func()`` through the breaker, ``default`` when the store cannot answer: for a question
         whose answer lets nothing through (neither fail-open nor fail-closed, nothing noted).
         ``key``: the Redis key ``func`` touches (on a Cluster, its node's breaker is used)."""
         try:
-            return self._breaker_for(key).call(func, self.store_errors)
+            return self._through_breakers(func, key)
         except self._unavailable():
             return default
 
@@ -214,7 +255,7 @@ class StoreCalls:
         from hmacguard.errors import StoreUnavailable
 
         try:
-            return self._breaker_for(key).call(func, self.store_errors)
+            return self._through_breakers(func, key)
         except self._unavailable() as exc:
             level = logging.DEBUG if isinstance(exc, CircuitOpen) else logging.WARNING
             name = self.store_name
@@ -226,6 +267,22 @@ class StoreCalls:
                 return fallback
             self.store_log.log(level, "%s unavailable, answering 503: %s", name, _named(exc))
             raise StoreUnavailable(f"the {name} is unavailable") from None
+
+
+def _cluster_unreachable(exc: BaseException) -> bool:
+    """Whether a Cluster client's error says it reached no node: redis-py, failing to re-read the
+    slot map from any node, raises its ``RedisClusterException`` from the last node's connection
+    error or timeout. (A node's own failure, one dead primary, is raised as that node's error.)"""
+    try:  # only a Cluster store asks, and a Cluster store has redis-py
+        from redis.exceptions import ConnectionError as NodeUnreachable
+        from redis.exceptions import RedisClusterException
+        from redis.exceptions import TimeoutError as NodeTimeout
+    except ImportError:  # pragma: no cover
+        return False
+    # Exactly that type: its subclasses (SlotNotCoveredError...) are answers from a reachable Cluster.
+    return type(exc) is RedisClusterException and isinstance(
+        exc.__cause__, (NodeUnreachable, NodeTimeout, OSError)
+    )
 
 
 def _named(exc: BaseException) -> str:

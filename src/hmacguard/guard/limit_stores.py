@@ -23,6 +23,7 @@ from typing import Any
 
 from hmacguard.errors import ConfigurationError
 from hmacguard.guard.redis_urls import (
+    CLUSTER_OPTIONS,
     REDIS_SCHEMES,
     check_server_options,
     endpoint_key,
@@ -118,6 +119,7 @@ def _redis_storage(url: str, timeout: float, limits_storage: Any) -> Any:
         return limits_storage.RedisClusterStorage(
             f"redis+cluster://{target.host_list()}",
             wrap_exceptions=False,
+            **CLUSTER_OPTIONS,
             **target.connection_kwargs(),
             **timeouts,
         )
@@ -205,6 +207,11 @@ def storage_builder(
         return build, blocking, endpoint_key(storage) if blocking else None
     if isinstance(storage, limits_storage.Storage):
         blocking = not isinstance(storage, limits_storage.MemoryStorage)
+        if isinstance(storage, limits_storage.RedisClusterStorage):
+            # The caller's, loaded per node too: left to redis-py's SCRIPT LOAD (to every primary),
+            # a dead primary failed each hit on a node without the script, and opened that live
+            # node's breaker -- the replay store's too (test_review_cluster_nodes.py).
+            keyed_scripts(storage)
         return (lambda: storage), blocking, f"object:{id(storage)}" if blocking else None
     # Before the duck-typed checks: an asyncio RedisCluster has get_primaries and keyslot too.
     refuse_asyncio_client(storage, "RateLimiter(storage=...)")

@@ -109,7 +109,7 @@ def _seconds_left(milliseconds: int) -> int:
 def _check_room(windows: dict[str, tuple[int, int]] | None, budget: _Budget, room: int, refusal: str) -> None:
     """What ``limits``' fixed-window ``test(cost=room)`` answers, from a window already read: 429
     when fewer than ``room`` remain. A window that could not be read (fail-open) has room."""
-    if windows is None:
+    if windows is None or budget.name not in windows:
         return
     count, milliseconds = windows[budget.name]
     if count >= budget.item.amount - room + 1:
@@ -125,6 +125,8 @@ def _window_fields(
         return []
     out = []
     for budget in budgets:
+        if budget.name not in windows:  # on a Cluster node that could not answer (fail-open)
+            continue
         count, milliseconds = windows[budget.name]
         out.append((budget.name, max(0, int(budget.item.amount) - count), _seconds_left(milliseconds)))
     return out
@@ -224,6 +226,7 @@ class RateLimiter(StoreCalls):
             "sliding-window": strategies.SlidingWindowCounterRateLimiter,
         }[strategy]
         self._build_storage = build
+        self._sliding = strategy == "sliding-window"  # its windows' keys are hash-tagged (_window_key)
         self._storage_obj: Any = None
         self._limiter_obj: Any = None
         # A Cluster client reads the slot map when it is built: built at the first store call,
@@ -322,9 +325,16 @@ class RateLimiter(StoreCalls):
         storage = self._cluster_storage()
         if storage is None:
             return None
+        name = budget.item.key_for(self.prefix, budget.name, key)
+        if self._sliding:
+            # limits keeps a sliding window in two keys hash-tagged by its name ("{name}" and
+            # "{name}/-1"): in the name's slot, not the prefixed name's. Routed by the latter, a
+            # window on a dead node failed through a live node's breaker and opened it, refusing
+            # (or, failing open, skipping) that node's replay checks (test_review_cluster_nodes.py).
+            name = getattr(storage, "_current_window_key", lambda whole: f"{{{whole}}}")(name)
         # limits >= 4 prefixes its keys ("LIMITS:" by default); earlier versions used them as is.
         prefixed = getattr(storage, "prefixed_key", str)
-        return str(prefixed(budget.item.key_for(self.prefix, budget.name, key)))
+        return str(prefixed(name))
 
     def _in_flight_key(self, key: str, counter: str) -> str | None:
         """The Redis key of an in-flight count, to route a call on a Cluster by (see _window_key)."""
@@ -449,7 +459,7 @@ class RateLimiter(StoreCalls):
         caller to ask (and to undo the count if refused)."""
         # Whether the take will reach the store: with the breaker open it fails without a call,
         # and there is nothing to give back.
-        reaches_store = bool(lease) and not self._breaker_for(self._in_flight_key(key, counter)).is_open
+        reaches_store = bool(lease) and not self._refused(self._in_flight_key(key, counter))
         # A take on Redis that raised or failed open may still have run (the client gave up on a
         # stalled server, which ran it later): its give-back is owed, paid at a later call once the
         # store answers -- harmless if it never ran (a lease never taken gives back nothing). Not
@@ -563,15 +573,25 @@ class RateLimiter(StoreCalls):
 
     def _pay_owed(self) -> None:
         """Make the decrements owed, as far as the store answers (cheap while its breaker is open:
-        each call fails at once)."""
+        each call fails at once, or is not made).
+
+        Each is tried unless its breaker is open, not only until the first that fails: on a
+        Cluster each node has its own breaker, and one owed on a dead node must not keep those
+        owed on the live nodes unpaid (a live client's in-flight count then held what nothing
+        used, refusing it until the leases lapsed). The first failure on a node opens its
+        breaker, so the others owed there are kept without a call."""
         with self._owed_lock:
             owed, self._owed = self._owed, {}
-        for position, ((key, counter, lease), amount) in enumerate(owed.items()):
-            if not self._try_decrement(key, amount, counter, lease):
-                with self._owed_lock:  # still down: keep the rest, with what was owed meanwhile
-                    for pair, rest in list(owed.items())[position:]:
-                        self._owed[pair] = self._owed.get(pair, 0) + rest
-                return
+        kept: list[tuple[tuple[str, str, str], int]] = []
+        for (key, counter, lease), amount in owed.items():
+            if self._refused(self._in_flight_key(key, counter)) or not self._try_decrement(
+                key, amount, counter, lease
+            ):
+                kept.append(((key, counter, lease), amount))
+        if kept:
+            with self._owed_lock:  # still down: keep them, with what was owed meanwhile
+                for pair, rest in kept:
+                    self._owed[pair] = self._owed.get(pair, 0) + rest
 
     def _remaining(self, key: str) -> list[tuple[str, int, int]]:
         """Each budget's ``(name, remaining, seconds to reset)``, for the ``RateLimit`` field, asked
@@ -606,7 +626,8 @@ class RateLimiter(StoreCalls):
         reads a window with a GET and a TTL, one round trip each: three budgets cost six on every
         admission, a third of its time (bench/bench_redis_leases.py). The same keys and the same
         reads, on the primary (never a replica under Sentinel: see ``limit_stores``). On a
-        Cluster, one read per node the windows live on, each through that node's breaker."""
+        Cluster, one read per node the windows live on, each through that node's breaker; failing
+        open, the windows of the nodes that answered (a budget missing has room)."""
         windows: dict[str, tuple[int, int]] = {}
         for budgets in self._by_node(key):
 
@@ -623,10 +644,12 @@ class RateLimiter(StoreCalls):
 
             values = self._call(read, None, self._window_key(budgets[0], key))
             if values is None:
-                return None
+                # Failing open on this node only: the windows the live nodes answered still count
+                # (a dead node's bytes window must not lift a live node's failure budget).
+                continue
             for at, budget in enumerate(budgets):
                 windows[budget.name] = (int(values[2 * at] or 0), int(values[2 * at + 1]))
-        return windows
+        return windows or None
 
     def _by_node(self, key: str) -> list[tuple[_Budget, ...]]:
         """The budgets, grouped by the Cluster node their windows for ``key`` live on (one group

@@ -49,6 +49,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from hmacguard.errors import ConfigurationError
 
 __all__ = [
+    "CLUSTER_OPTIONS",
     "REDIS_SCHEMES",
     "KeyedScript",
     "RedisTarget",
@@ -306,6 +307,13 @@ def refuse_asyncio_client(client: Any, who: str) -> None:
         )
 
 
+#: What every Cluster client of the stores is built with. A slot map with a hole (a slot no node
+#: serves, with ``cluster-require-full-coverage no``) is the Cluster's own judgement: the client
+#: starts on it, and only that slot's keys fail (redis-py's default refused to build the client,
+#: so a new worker refused every delivery; test_review_cluster_nodes.py).
+CLUSTER_OPTIONS: dict[str, Any] = {"require_full_coverage": False}
+
+
 def redis_client(url: str, *, timeout: float) -> Any:
     """A redis-py client for ``url`` (see the module docstring); ConfigurationError if malformed."""
     import redis
@@ -318,7 +326,9 @@ def redis_client(url: str, *, timeout: float) -> Any:
 
         node: Any = cluster.ClusterNode
         nodes = [node(host, port) for host, port in target.hosts]
-        return cluster.RedisCluster(startup_nodes=nodes, **target.connection_kwargs(), **timeouts)
+        return cluster.RedisCluster(
+            startup_nodes=nodes, **CLUSTER_OPTIONS, **target.connection_kwargs(), **timeouts
+        )
     if target.kind == "sentinel":
         from redis import sentinel as sentinels
 

@@ -5,7 +5,8 @@ Configured by environment: HMACGUARD_TEST_REDIS (URL: redis://, redis+cluster://
 HMACGUARD_TEST_FAIL_OPEN ("1" or not), HMACGUARD_TEST_RATE (a limits string),
 HMACGUARD_TEST_BREAKER (seconds the circuit breaker stays open, default 5), HMACGUARD_TEST_METRICS
 ("1": Prometheus metrics of the decisions, served on ``/metrics``; summed over the workers when
-PROMETHEUS_MULTIPROC_DIR is set). Every response names the worker that answered it.
+PROMETHEUS_MULTIPROC_DIR is set), HMACGUARD_TEST_STRATEGY (the rate limiter's strategy, default
+fixed-window). Every response names the worker that answered it.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ def _options() -> dict[str, Any]:
             limit=os.environ.get("HMACGUARD_TEST_RATE", "1000/hour"),
             storage=URL,
             key="header:X-Test-Client",
+            strategy=os.environ.get("HMACGUARD_TEST_STRATEGY", "fixed-window"),
             fail_open=FAIL_OPEN,
             breaker_reset=BREAKER,
         ),
