@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from hmacguard.errors import ConfigurationError
+from hmacguard.errors import ConfigurationError, StoreUnavailable
 from hmacguard.guard.breaker import StoreCalls, noting_failures_open, shared_breaker
 from hmacguard.guard.evicted_ids import DEFAULT_MAX_EVICTED, EvictedIds
 from hmacguard.guard.redis_urls import (
@@ -320,25 +320,24 @@ class MemoryReplayStore:
     in about 25 bytes each (:class:`~hmacguard.guard.evicted_ids.EvictedIds`), so that a full store
     still refuses a sender's late retry.
 
-    A pending hold (a delivery being processed) is evicted last: a full store evicts its oldest
+    A pending hold (a delivery being processed) is never evicted: a full store evicts its oldest
     committed entry, setting older pending holds aside (still counted in ``max_entries``, still
-    settled and refusing their duplicates as before; those that lapse are dropped before a live
-    hold is evicted, whatever order they lapse in). Only when every one of its ``max_entries``
-    entries is a live pending hold -- that many deliveries in its application at once -- does the
-    oldest hold leave, into the record of evicted ids until its pending time: a duplicate is still
-    refused, but a release cannot take it back (the sender's retry is refused until that time), and
-    an ``extend`` of it says ``False`` -- so a guard nested inside the one that held it, on this
-    store, answers 409 and the outer guard commits a delivery nobody processed: lost
-    (tests/guard/test_review_memory_store.py, strict xfail; give nested guards a store with room
-    for every delivery they may have in flight, or Redis). Memory stays bounded by the same two
-    bounds however many holds are pending. Forgetting an unexpired id -- past both bounds, or with
-    ``max_evicted=0``, where a pending hold leaving is forgotten too -- is logged once per burst: a
-    replay of it would pass.
+    settled and refusing their duplicates as before; those that lapse are dropped first, whatever
+    order they lapse in). When every one of its ``max_entries`` entries is a live pending hold --
+    that many deliveries in its application at once -- a new delivery is refused with 503
+    (:class:`~hmacguard.errors.StoreUnavailable`, logged once per burst) and its sender retries it
+    later: evicting a live hold instead would let its duplicate through, keep a failed delivery's
+    retry out until the pending time, or make a guard nested inside the one that held it answer
+    409 while the outer guard commits -- a delivery nobody processed (tests/guard/test_evicted_holds.py,
+    tests/guard/test_review_memory_store.py). Memory stays bounded by the two bounds however many
+    holds are pending. Forgetting an unexpired id -- past both bounds, or with ``max_evicted=0`` --
+    is logged once per burst: a replay of it would pass.
     """
 
     blocking = False
-    #: Never unavailable, so never failing open (asked when a settle is watched: a missing
-    #: attribute would cost an exception inside getattr on every watched delivery).
+    #: Never failing open: unavailable only when full of pending holds, and then a 503 (asked when
+    #: a settle is watched: a missing attribute would cost an exception inside getattr on every
+    #: watched delivery).
     fail_open = False
 
     def __init__(
@@ -384,6 +383,7 @@ class MemoryReplayStore:
         self._room = max_entries
         self._lock = threading.Lock()
         self._warned = False
+        self._full_of_holds = False  # warned that new holds are refused, until the store has room
         # Holds only need tokens unique within this store: a counter is enough (and cheaper than
         # randomness); next() on it is atomic under the GIL.
         self._tokens = itertools.count()
@@ -427,7 +427,7 @@ class MemoryReplayStore:
                 return None
             entries[key] = (now + ttl, token)
             if len(entries) > self._room:
-                self._evict_oldest(now)
+                self._evict_oldest(now, new_hold=key)
             return token
         finally:
             lock.release()
@@ -513,7 +513,7 @@ class MemoryReplayStore:
                 self._in_order_again()
         return entry
 
-    def _evict_oldest(self, now: float) -> None:
+    def _evict_oldest(self, now: float, new_hold: str | None = None) -> None:
         # Called with the lock held, when the store is one entry over its bound. An expired entry
         # goes; a committed id still unexpired moves to the compact record. A live pending hold
         # cannot (it has a token to settle, and a duplicate of it may arrive any moment): it is set
@@ -550,22 +550,22 @@ class MemoryReplayStore:
         # or their deliveries were retaken): then there is room, and no live hold is evicted.
         if self._drop_lapsed_aside(now):
             return
-        # Every entry is a live pending hold (max_entries deliveries being processed at once):
-        # the oldest leaves, into the record until its pending time, so that a duplicate of it is
-        # still refused; the store stays within max_entries however many holds an attacker keeps
-        # pending (slow applications), and the record within max_evicted.
-        key, (expiry, _) = self._aside.popitem(last=False)
-        self._room += 1
-        heap = self._aside_expiries
-        if not self._aside:
-            self._in_order_again()
-        elif heap and heap[0][1] == key:  # the oldest is often the soonest to lapse too: its
-            heapq.heappop(heap)  # item goes now rather than linger, stale, until then
-        if expiry > now:
-            if self._keep_evicted is not None:
-                self._keep_evicted(key, expiry)
-            else:
-                self._forgetting()
+        # Every entry is a live pending hold (max_entries deliveries being processed at once). None
+        # of them may leave (see the class docstring): the new hold is taken back and refused, 503.
+        # A committed key re-entering (_set) never gets here: it is itself an entry to evict.
+        aside = self._aside
+        if new_hold is not None and aside.pop(new_hold, None) is not None:
+            self._room += 1
+            if not aside:
+                self._in_order_again()
+        if not self._full_of_holds:
+            self._full_of_holds = True
+            log.warning(
+                "replay store full of deliveries being processed (%d pending at once): refusing "
+                "new ones with 503 until one is settled -- raise max_entries, or use Redis",
+                self.max_entries,
+            )
+        raise StoreUnavailable("the replay store is full of deliveries being processed")
 
     def _drop_lapsed_aside(self, now: float) -> int:
         """Drop every hold set aside whose pending time has run out; how many (called with the
@@ -616,6 +616,7 @@ class MemoryReplayStore:
                 break
             del entries[key]
             self._warned = False
+        self._full_of_holds = False  # said again in the next burst, at most once a sweep
         if self._aside:
             self._drop_lapsed_aside(now)
         if self._evicted.kept:
