@@ -6,9 +6,12 @@ evicted ids, whatever the number of holds pending at once).
 
 Was (strict xfail, BUG): a full store evicted its oldest entry even when that was a pending hold,
 and forgot it -- a duplicate arriving while the first delivery was still being processed was
-processed too. Now a full store evicts its oldest committed entry and sets older pending holds
-aside (still counted in max_entries); only when every entry is a pending hold does the oldest leave,
-into the record of evicted ids until its pending time.
+processed too. Then a full store evicted its oldest committed entry and set older pending holds
+aside (still counted in max_entries); only when every entry was a pending hold did the oldest
+leave, into the record of evicted ids until its pending time -- which still lost deliveries (a
+failed delivery's retry refused until then; nested guards, tests/guard/test_review_memory_store.py).
+Now a pending hold is never evicted: a store full of live pending holds refuses a new delivery
+with 503 (StoreUnavailable; the sender retries) until one of them settles or lapses.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from hmacguard.errors import StoreUnavailable
 from hmacguard.guard import evicted_ids
 from hmacguard.guard.replay import MemoryReplayStore
 
@@ -58,27 +62,64 @@ def test_a_hold_pending_while_committed_traffic_fills_the_store_still_refuses_it
     assert len(store) <= 3
 
 
-def test_more_holds_pending_than_the_store_has_entries_are_each_refused_once() -> None:
+def test_more_holds_pending_than_the_store_has_entries_are_refused_with_503_and_none_is_lost() -> None:
     """The attacker's version: slow deliveries, more of them pending at once than the store has
-    entries. Every duplicate of one still pending must be refused; the store stays bounded (the
-    holds past max_entries are in the record of evicted ids, about 25 bytes each)."""
+    entries. A store of 3 holding 3 live pending holds answers 503 (StoreUnavailable) to every new
+    delivery -- the sender retries later -- and loses none it holds: each duplicate is still
+    refused, each hold is still held under its token, extended, and a release frees its key at
+    once (the failed delivery's retry is processed). Nothing goes to the record; the store stays
+    within its bound. (Was: the oldest hold left for the record of evicted ids -- its release could
+    not take it back, its retry refused until its pending time.)"""
     clock = Clock()
     store = MemoryReplayStore(max_entries=3, clock=clock)
     tokens = {}
-    for n in range(10):
+    for n in range(3):
         token = store.hold(f"slow{n}", PENDING)
         assert token is not None
         tokens[f"slow{n}"] = token
-        assert len(store) <= 3
-    assert [key for key in tokens if store.hold(key, PENDING) is not None] == []
-    assert len(store) <= 3 and len(store._evicted) == 7
-    # Settling them: the commits keep their keys, as for any lapsed hold; a release of one in the
-    # record cannot take it back -- its retry is refused until its pending time, then processed.
-    store.commit("slow0", tokens["slow0"], TTL)
+    for n in range(3, 10):
+        with pytest.raises(StoreUnavailable):
+            store.hold(f"slow{n}", PENDING)
+        with pytest.raises(StoreUnavailable):
+            store.reserve(f"fast{n}", TTL)
+        assert len(store) == 3 and store._room == 3 - len(store._aside)
+    assert len(store._evicted) == 0  # no hold left for the record
+    for key, token in tokens.items():
+        assert store.hold(key, PENDING) is None  # a duplicate: refused as one (not a 503)
+        assert store.holds(key, token)
+        assert store.extend(key, token, 2 * PENDING)
+    # The refused deliveries were taken back: only the three held are in the store, so the
+    # refused ones' retries are taken once there is room.
+    assert set(store._entries) | set(store._aside) == set(tokens)
+    # One settles (its application failed): its key is free at once, and the store has room again.
     store.release("slow1", tokens["slow1"])
-    clock.now += PENDING + 1
-    assert store.hold("slow0", PENDING) is None
-    assert store.hold("slow1", PENDING) is not None
+    retry = store.hold("slow1", PENDING)  # the sender's retry of the failed delivery: processed
+    assert retry is not None
+    with pytest.raises(StoreUnavailable):
+        store.hold("slow3", PENDING)  # full again: still 503
+    store.commit("slow0", tokens["slow0"], TTL)  # a commit makes room too (committed, evictable)
+    late = store.hold("slow3", PENDING)
+    assert late is not None
+    assert store.hold("slow0", PENDING) is None  # slow0's replay refused (from the record)
+    assert len(store) == 3 and len(store._evicted) == 1
+    # Lapsing frees room as well (their workers died): after the pending time, new holds are taken.
+    clock.now += 2 * PENDING + 1
+    assert store.hold("slow4", PENDING) is not None
+    assert store.hold("slow5", PENDING) is not None
+    assert len(store) <= 3
+
+
+def test_a_store_full_of_pending_holds_says_so_once_per_burst(caplog: pytest.LogCaptureFixture) -> None:
+    """The 503s of one burst are logged once (not once per refused delivery)."""
+    clock = Clock()
+    store = MemoryReplayStore(max_entries=2, clock=clock)
+    assert store.hold("a", PENDING) and store.hold("b", PENDING)
+    with caplog.at_level(logging.WARNING, logger="hmacguard.guard.replay"):
+        for n in range(50):
+            with pytest.raises(StoreUnavailable):
+                store.hold(f"new{n}", PENDING)
+    said = [r for r in caplog.records if "full of deliveries being processed" in r.getMessage()]
+    assert len(said) == 1
 
 
 def test_a_hold_set_aside_is_settled_extended_and_swept_like_any_other() -> None:
@@ -145,33 +186,35 @@ def test_a_model_of_pending_holds_in_a_full_store(
 ) -> None:
     """Holds, commits, releases and extends of any outstanding token, reservations, clock steps,
     on a store of 1 to 4 entries and a record of 0, 3 or 1000 ids. After every operation: within
-    max_entries, each key in one place, the room in step with the holds set aside. Every hold
-    still pending is refused to a duplicate -- unless more holds were pending at once than the
-    store has entries, past the record's room too (forgotten then, and said). Until then, each
-    pending hold is held under its token, wherever the store keeps it."""
+    max_entries, each key in one place, the room in step with the holds set aside. The model: a
+    hold or reservation is refused with 503 exactly when the store is full of live pending holds
+    (and the key is not a duplicate or replay, refused as such) -- never with room -- and never
+    takes a token then. Every hold still pending is held under its token wherever the store keeps
+    it, extendable, and refused to a duplicate, whatever the record's size. (Was: once more holds
+    were pending than the store had entries, the oldest left for the record -- or was forgotten
+    with a small record -- and the model stopped checking them.)"""
     clock = Clock()
     with mock.patch.object(evicted_ids, "BUCKET", 2):
         store = MemoryReplayStore(max_entries=bound, max_evicted=record, clock=clock)
     outstanding: list[tuple[str, str, float]] = []  # key, token, expiry (as the model knows it)
-    overflowed = False  # a pending hold left the entries for the record at least once
     for op, arg in ops:
         key = f"k{arg}"
         now = clock.now
         if op == "tick":
             clock.now += STEPS[arg % len(STEPS)]
         elif op in ("hold", "reserve"):
-            live_pending = sum(1 for _, _, expiry in outstanding if expiry > now)
-            overflowed = overflowed or live_pending >= bound
-            if op == "hold":
-                token = store.hold(key, PENDING)
-                if token is not None:
-                    outstanding.append((key, token, now + PENDING))
-                if not (overflowed and record < 1000):
-                    assert token is None or not any(
-                        held == key and expiry > now for held, _, expiry in outstanding[:-1]
-                    ), key  # a duplicate of a delivery still being processed
+            live = {held for held, _, expiry in outstanding if expiry > now}
+            full = len([1 for _, _, expiry in outstanding if expiry > now]) >= bound
+            try:
+                got = store.hold(key, PENDING) if op == "hold" else store.reserve(key, TTL)
+            except StoreUnavailable:
+                assert full, key  # a 503 with room in the store
+                assert key not in live, key  # a duplicate answered 503, not refused as one
             else:
-                store.reserve(key, TTL)
+                if full or key in live:
+                    assert not got, key  # a token taken past the bound, or a duplicate processed
+                if op == "hold" and isinstance(got, str):
+                    outstanding.append((key, got, now + PENDING))
         elif outstanding:
             key, token, expiry = outstanding.pop(arg % len(outstanding))
             if op == "commit":
@@ -180,16 +223,15 @@ def test_a_model_of_pending_holds_in_a_full_store(
                 store.release(key, token)
             elif store.extend(key, token, 2 * PENDING):
                 outstanding.append((key, token, max(expiry, now + 2 * PENDING)))
-            elif expiry > now and not overflowed:
+            elif expiry > now:
                 raise AssertionError(f"a live hold of {key} could not be extended")
         assert len(store) <= bound
         assert not set(store._entries) & set(store._aside)
         assert store._room == bound - len(store._aside)
         assert all(token is not None for _, token in store._aside.values())
-        if not overflowed:  # asked without moving anything (a hold would bring it back from aside)
-            for held, token, expiry in outstanding:
-                assert store.holds(held, token) == (expiry > clock.now), held
-    if not (overflowed and record < 1000):
-        for held, _, expiry in outstanding:
-            if expiry > clock.now:
-                assert store.hold(held, PENDING) is None, held
+        # Asked without moving anything (a hold would bring it back from aside).
+        for held, token, expiry in outstanding:
+            assert store.holds(held, token) == (expiry > clock.now), held
+    for held, _, expiry in outstanding:
+        if expiry > clock.now:
+            assert store.hold(held, PENDING) is None, held
