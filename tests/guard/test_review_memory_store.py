@@ -12,9 +12,10 @@ through a prefix index).
    hash of each slot, the hash just before it, empty slots): HELD.
 3. Threads racing hold / commit / release / extend / holds on the same and other keys, more holds
    pending at once than the store has entries: HELD (no delivery processed twice, the bounds and
-   the store's own bookkeeping kept). And 20,000 slow deliveries on 30 keys, three pending at once,
-   lapsing, retaken, committed after lapse, extended, on a store of 2 and a record of 100: HELD
-   (within 2 entries and 100 + 2 x 16 - 1 ids throughout).
+   the store's own bookkeeping kept; since 7c7583e a hold past the bound is answered 503, counted).
+   And 20,000 slow deliveries on 30 keys, three pending at once, lapsing, retaken, committed after
+   lapse, extended, on a store of 2 and a record of 100: HELD (within 2 entries and
+   100 + 2 x 16 - 1 ids throughout; a 503 only when two live holds fill the store).
 4. Lapsed holds set aside stay counted while a live hold is evicted instead: DEFECT, fixed (a
    full store now drops the lapsed holds it set aside before it evicts a live one; while the holds
    aside are out of expiry order their expiries are in a heap, bounded: 20,000 set-aside /
@@ -22,14 +23,18 @@ through a prefix index).
 5. Nested guards on one store full of pending holds: the outer guard's hold is evicted into the
    record, the inner guard finds its key taken and cannot extend it, answers 409, and the outer
    guard commits a delivery nobody processed -- lost (in process, and under gunicorn and uvicorn):
-   DEFECT, left as a strict xfail (the store cannot tell the outer hold's token from the record).
+   DEFECT, left as a strict xfail (the store cannot tell the outer hold's token from the record);
+   fixed in 7c7583e: a pending hold is never evicted, a store full of live pending holds answers
+   503 to a new delivery instead (its sender retries), and the outer guard's hold stays.
 6. A model of holds with several pending times, extends and lapses against an unbounded store:
    while no more holds are live than the store has entries, every live hold is held, extendable
-   and freed by its release: HELD once 4. is fixed.
+   and freed by its release: HELD once 4. is fixed. Since 7c7583e without that proviso: the
+   reference refuses with 503 when ``bound`` holds are live, and the store answers exactly so.
 """
 
 from __future__ import annotations
 
+import http.client
 import itertools
 import logging
 import random
@@ -44,6 +49,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from hmacguard import MemoryReplayStore, Verifier
+from hmacguard.errors import StoreUnavailable
 from hmacguard.guard import evicted_ids
 from hmacguard.guard.evicted_ids import _BIAS, BUCKET, EvictedIds
 from hmacguard.schemes import sign_body
@@ -176,8 +182,9 @@ def test_threads_racing_every_call_at_the_bound_never_process_a_delivery_twice()
     of 40, holds (pending 1,000 s: no lapse), sometimes extends or asks ``holds``, then commits
     or releases. A shared ledger says which key is being processed: a hold granted while another
     thread processes the key, or once it was committed, is a delivery processed twice. With more
-    holds pending than entries, some go to the record: their releases cannot free them, which the
-    test allows (refused, never accepted). The bounds and the store's bookkeeping hold after."""
+    holds pending than entries (12 threads, 8 entries) a new hold may be answered 503
+    (StoreUnavailable): counted, never a token; no hold leaves for the record, so every key not
+    committed is free again after. The bounds and the store's bookkeeping hold after."""
     with mock.patch.object(evicted_ids, "BUCKET", 8):
         store = MemoryReplayStore(max_entries=8, max_evicted=100_000)
     keys = [f"race{n}" for n in range(40)]
@@ -185,14 +192,25 @@ def test_threads_racing_every_call_at_the_bound_never_process_a_delivery_twice()
     processing: set[str] = set()
     committed: set[str] = set()
     errors: list[str] = []
+    unavailable: list[str] = []
     barrier = threading.Barrier(12)
 
     def run(worker: int) -> None:
+        try:
+            work(worker)
+        except BaseException as error:  # a thread's exception would otherwise pass unseen
+            errors.append(repr(error))
+
+    def work(worker: int) -> None:
         rng = random.Random(worker)
         barrier.wait()
         for _ in range(600):
             key = rng.choice(keys)
-            token = store.hold(key, 1000.0)
+            try:
+                token = store.hold(key, 1000.0)
+            except StoreUnavailable:
+                unavailable.append(key)  # 503: the sender retries later
+                continue
             if token is None:
                 continue
             with ledger_lock:
@@ -227,6 +245,11 @@ def test_threads_racing_every_call_at_the_bound_never_process_a_delivery_twice()
     assert len(store) <= 8 and store._room == 8 - len(store._aside)
     assert not set(store._entries) & set(store._aside)
     assert all(store.hold(key, 1000.0) is None for key in committed)
+    assert len(store._evicted) <= len(committed)  # only committed ids go to the record
+    for key in set(keys) - committed:  # released (or never held): free again, none lost
+        token = store.hold(key, 1000.0)
+        assert token is not None, key
+        store.release(key, token)
 
 
 # -- 4. Lapsed holds set aside ------------------------------------------------------------------
@@ -304,39 +327,63 @@ def test_holds_that_lapse_and_are_retaken_keep_the_store_and_the_record_within_t
     with mock.patch.object(evicted_ids, "BUCKET", 16):
         store = MemoryReplayStore(max_entries=2, max_evicted=100, clock=clock)
     rng = random.Random(3)
-    pending: list[tuple[str, str]] = []
+    pending: list[tuple[str, str, float]] = []  # key, token, expiry
+    lapsing: list[float] = []  # the expiries of holds left to lapse (still pending until then)
+    unavailable = 0
     for _ in range(20_000):
         key = f"slow{rng.randrange(30)}"
-        token = store.hold(key, rng.choice([1.0, 3.0]))
+        pending_time = rng.choice([1.0, 3.0])
+        try:
+            token = store.hold(key, pending_time)
+        except StoreUnavailable:
+            # Since 7c7583e a store full of live pending holds answers 503; only then.
+            now = clock.now
+            live = sum(e > now for _, _, e in pending) + sum(e > now for e in lapsing)
+            assert live >= 2, live
+            unavailable += 1
+            token = None
         if token is not None:
-            pending.append((key, token))
+            pending.append((key, token, clock.now + pending_time))
         if len(pending) > 3:
-            old, old_token = pending.pop(rng.randrange(len(pending)))
+            old, old_token, expiry = pending.pop(rng.randrange(len(pending)))
             settle = rng.choice(["commit", "release", "extend", "lapse"])
             if settle == "commit":
                 store.commit(old, old_token, rng.choice([2.0, 50.0]))
             elif settle == "release":
                 store.release(old, old_token)
             elif settle == "extend":
-                store.extend(old, old_token, 5.0)
+                if store.extend(old, old_token, 5.0):
+                    lapsing.append(max(expiry, clock.now + 5.0))
+                else:
+                    assert expiry <= clock.now, old  # a live hold always extendable now
+            else:
+                lapsing.append(expiry)
         clock.now += rng.choice([0.01, 0.5, 2.0])
+        lapsing = [e for e in lapsing if e > clock.now]
         assert len(store) <= 2
         assert len(store._evicted) <= 100 + 2 * 16 - 1
         assert len(store._aside_expiries or ()) <= 2 * 2 + 65
         assert store._room == 2 - len(store._aside)
+    assert 0 < unavailable < 20_000
 
 
 # -- 5. Nested guards on a store full of pending holds --------------------------------------------
 
 
-def _filling(kind: str, store: MemoryReplayStore) -> Any:
+def _filling(kind: str, store: MemoryReplayStore, others: list[str]) -> Any:
     """A middleware between the two guards during which two other deliveries enter their
-    applications (other threads of the worker, or other tasks): their holds fill the store."""
-    others = itertools.count()
+    applications (other threads of the worker, or other tasks): their holds fill the store. Each
+    one's answer is put in ``others``: "held", or "503" (the store full of pending holds)."""
+    count = itertools.count()
 
     def take_two() -> None:
         for _ in range(2):
-            assert store.hold(f"other{next(others)}", 30.0) is not None
+            try:
+                token = store.hold(f"other{next(count)}", 30.0)
+            except StoreUnavailable:
+                others.append("503")
+            else:
+                others.append("held" if token is not None else "refused")
 
     def between(app: Any) -> Any:
         if kind == "wsgi":
@@ -357,45 +404,51 @@ def _filling(kind: str, store: MemoryReplayStore) -> Any:
 
 
 @KINDS
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: nested guards on a memory store full of pending holds: the outer guard's hold is "
-    "evicted into the record, the inner guard answers 409 and the outer guard commits a delivery "
-    "nobody processed -- lost",
-)
 def test_nested_guards_on_a_store_full_of_pending_holds_do_not_lose_the_delivery(kind: str) -> None:
     """Outer and inner guard on one store of 2 entries; between them, two other deliveries enter
-    their applications. Three holds pending in a store of 2: the oldest -- the outer guard's, for
-    this very request -- leaves for the record. The inner guard finds its key taken, cannot extend
-    the outer hold (gone from the entries: ``False``), tries to take it again (the record refuses)
-    and answers 409; the outer guard sees an answer below 500 and commits. The delivery was never
-    processed, and its retry is refused for the replay TTL."""
+    their applications. Was (strict xfail, BUG): three holds pending in a store of 2, the oldest --
+    the outer guard's, for this very request -- left for the record; the inner guard found its key
+    taken, could not extend the outer hold, answered 409, and the outer guard committed a delivery
+    nobody processed (its retry refused for the replay TTL). Now the first other delivery fills the
+    store and the second is answered 503 (its sender retries); the outer hold stays, the inner
+    guard processes the delivery once, its retry is refused."""
     store = MemoryReplayStore(max_entries=2)
     seen = Seen()
+    others: list[str] = []
     outer = Verifier("github", secrets="review-memory", replay=store)
     inner = Verifier("github", secrets="review-memory", replay=store)
     body = b'{"review-memory": %d}' % next(counter)
     headers = sign_body("github", "review-memory", body)
-    status = post(kind, nested(kind, outer, inner, seen, between=_filling(kind, store)), body, headers)
+    status = post(
+        kind, nested(kind, outer, inner, seen, between=_filling(kind, store, others)), body, headers
+    )
     retry = post(kind, nested(kind, outer, inner, seen), body, headers)
-    assert (status, retry, len(seen)) in ((200, 409, 1), (503, 200, 1)), (status, retry, len(seen))
+    assert (status, retry, len(seen), others) == (200, 409, 1, ["held", "503"])
+
+
+def _post(port: int, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, str]:
+    """POST on loopback: the answer's status and content type."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("POST", path, body=body, headers={**headers, "Connection": "close"})
+        answer = connection.getresponse()
+        answer.read()
+        return answer.status, answer.getheader("Content-Type") or ""
+    finally:
+        connection.close()
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("server", ["gunicorn", "uvicorn"])
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: under a real server, two slow deliveries fill a memory store of 2 while a nested "
-    "guard's request is between its guards: the delivery is answered 409, never processed, and "
-    "its retry refused -- lost",
-)
 def test_nested_guards_lose_a_delivery_to_slow_ones_under_a_real_server(server: str) -> None:
     """tests/guard/_apps/review_memory_store.py: outer and inner guard on one MemoryReplayStore of
     2 entries, 0.8 s between them on /hooks/b. Delivery K is posted to /hooks/b; 0.2 s later two
-    other deliveries to /hooks/slow (2 s each) are held by the outer guard -- three pending holds
-    in a store of 2, K's the oldest. K must be processed once (or refused with 503 and its retry
-    processed); its retry then refused."""
-    from ._apps.recording import handled_on, post_status
+    other deliveries to /hooks/slow (2 s each) reach the outer guard -- three deliveries pending in
+    a store of 2. Was (strict xfail, BUG): K's hold, the oldest, was evicted; K answered 409,
+    never processed, its retry refused -- lost. Now K is processed once (200) and its retry
+    refused; one slow delivery fills the store, the other is answered 503 problem+json, and its
+    retry once the store has room is processed, once, then refused."""
+    from ._apps.recording import handled_on
     from ._apps.review_memory_store import SECRET
     from ._servers import gunicorn, uvicorn
 
@@ -413,26 +466,40 @@ def test_nested_guards_lose_a_delivery_to_slow_ones_under_a_real_server(server: 
         port = http_server.port
         body = b'{"review-memory-real": %d}' % time.time_ns()
         headers = sign_body("github", SECRET, body)
-        statuses: list[int] = []
-        first = threading.Thread(target=lambda: statuses.append(post_status(port, "/hooks/b", body, headers)))
+        statuses: list[tuple[int, str]] = []
+        first = threading.Thread(target=lambda: statuses.append(_post(port, "/hooks/b", body, headers)))
         first.start()
         time.sleep(0.2)
-        slow = []
+        slow: list[threading.Thread] = []
+        slow_answers: dict[bytes, tuple[int, str]] = {}
         for n in range(2):
             other = b'{"slow": %d, "at": %d}' % (n, time.time_ns())
-            thread = threading.Thread(
-                target=post_status, args=(port, "/hooks/slow", other, sign_body("github", SECRET, other))
-            )
+            signed = sign_body("github", SECRET, other)
+
+            def deliver(other: bytes = other, signed: dict[str, str] = signed) -> None:
+                slow_answers[other] = _post(port, "/hooks/slow", other, signed)
+
+            thread = threading.Thread(target=deliver)
             thread.start()
             slow.append(thread)
         first.join(10)
         for thread in slow:
             thread.join(10)
-        retry = post_status(port, "/hooks/b", body, headers)
-        processed = [b for path, b in handled_on(port) if path == "/hooks/b"]
-    assert statuses in ([200], [503]), statuses  # now: [409]
-    assert processed.count(body.decode()) == 1, (statuses, retry, processed)  # now: 0
-    assert retry == (409 if statuses == [200] else 200)
+        retry = _post(port, "/hooks/b", body, headers)[0]
+        refused = [other for other, (status, _) in slow_answers.items() if status == 503]
+        assert sorted(status for status, _ in slow_answers.values()) == [200, 503], slow_answers
+        assert slow_answers[refused[0]][1] == "application/problem+json"
+        # The refused delivery's retry, now that the store has room: processed, then refused.
+        later = sign_body("github", SECRET, refused[0])
+        again = [_post(port, "/hooks/slow", refused[0], later)[0] for _ in range(2)]
+        processed = handled_on(port)
+    assert [status for status, _ in statuses] == [200], statuses  # was: [409]
+    on_b = [b for path, b in processed if path == "/hooks/b"]
+    assert on_b.count(body.decode()) == 1, (statuses, retry, processed)  # was: 0
+    assert retry == 409
+    assert again == [200, 409], again
+    on_slow = [b for path, b in processed if path == "/hooks/slow"]
+    assert on_slow.count(refused[0].decode()) == 1, processed
 
 
 # -- 6. A model with several pending times ------------------------------------------------------
@@ -467,47 +534,53 @@ def test_a_model_of_holds_with_several_pending_times_against_an_unbounded_store(
     ops: list[tuple[str, int, float]], bound: int
 ) -> None:
     """Holds of 5, 30 and 300 s (receivers or guards with other pending times on one store),
-    extends, commits, releases, lapses. The unbounded store is the reference. Until more holds are
-    live at once than the bounded store has entries: every live hold is held there under its
-    token, its duplicate refused, its extend granted; a released key is free again, as in the
-    reference. Always: never accepted where the reference refuses; within the bound. (Was strict
-    xfail, BUG, on LAPSED_ASIDE: a live hold evicted while lapsed ones set aside still counted.)"""
+    extends, commits, releases, lapses. The reference: the unbounded store, refusing with 503 a
+    delivery it would take while ``bound`` holds are live already (the bounded store is full of
+    deliveries being processed). The bounded store answers exactly as the reference: 503 then and
+    only then, a token where it takes one, a refusal where it refuses; every live hold is held
+    there under its token, its extend granted as in the reference; a released key is free again.
+    Always within the bound. (Was strict xfail, BUG, on LAPSED_ASIDE: a live hold evicted while
+    lapsed ones set aside still counted. Before 7c7583e the model stopped checking once more holds
+    were live than the store had entries: the oldest then left for the record.)"""
     clocks = (Clock(), Clock())
     with mock.patch.object(evicted_ids, "BUCKET", 2):
         bounded = MemoryReplayStore(max_entries=bound, max_evicted=10_000, clock=clocks[0])
     unbounded = MemoryReplayStore(max_entries=10**9, clock=clocks[1])
     outstanding: list[tuple[str, str, str]] = []  # key, bounded token, unbounded token
-    overflowed = False
     for op, arg, seconds in ops:
         key = f"k{arg}"
         if op == "tick":
             for clock in clocks:
                 clock.now += STEPS[arg % len(STEPS)]
         elif op == "hold":
-            got = (bounded.hold(key, seconds), unbounded.hold(key, seconds))
             live = sum(1 for k, _, u in outstanding if unbounded.holds(k, u))
-            overflowed = overflowed or live + (got[1] is not None) > bound
-            if got[1] is None:
-                assert got[0] is None, key  # a duplicate or a replay accepted
-            elif not overflowed:
-                assert got[0] is not None, key  # a delivery refused that nothing holds
-            if got[0] is not None and got[1] is not None:
-                outstanding.append((key, got[0], got[1]))
-        elif outstanding:
-            key, mine, theirs = outstanding.pop(arg % len(outstanding))
-            if op == "commit":
-                bounded.commit(key, mine, 3600.0)
-                unbounded.commit(key, theirs, 3600.0)
-            elif op == "release":
-                bounded.release(key, mine)
+            try:
+                mine: str | None = bounded.hold(key, seconds)
+                unavailable = False
+            except StoreUnavailable:
+                mine, unavailable = None, True
+            theirs = unbounded.hold(key, seconds)
+            if theirs is not None and live >= bound:  # the reference, full: refused with 503
                 unbounded.release(key, theirs)
+                assert unavailable, key  # a token past the bound
             else:
-                granted = (bounded.extend(key, mine, seconds), unbounded.extend(key, theirs, seconds))
-                if not overflowed:
-                    assert granted[0] == granted[1], key
-                if granted[1]:
+                assert not unavailable, key  # a 503 with room, or for a duplicate
+                assert (mine is None) == (theirs is None), key  # a replay accepted, or one refused
+                if mine is not None and theirs is not None:
                     outstanding.append((key, mine, theirs))
+        elif outstanding:
+            key, mine_t, theirs_t = outstanding.pop(arg % len(outstanding))
+            if op == "commit":
+                bounded.commit(key, mine_t, 3600.0)
+                unbounded.commit(key, theirs_t, 3600.0)
+            elif op == "release":
+                bounded.release(key, mine_t)
+                unbounded.release(key, theirs_t)
+            else:
+                granted = (bounded.extend(key, mine_t, seconds), unbounded.extend(key, theirs_t, seconds))
+                assert granted[0] == granted[1], key
+                if granted[1]:
+                    outstanding.append((key, mine_t, theirs_t))
         assert len(bounded) <= bound
-        if not overflowed:
-            for held, mine, theirs in outstanding:
-                assert bounded.holds(held, mine) == unbounded.holds(held, theirs), held
+        for held, mine_t, theirs_t in outstanding:
+            assert bounded.holds(held, mine_t) == unbounded.holds(held, theirs_t), held
