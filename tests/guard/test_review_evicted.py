@@ -64,6 +64,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hmacguard import MemoryReplayStore, Verifier
+from hmacguard.errors import StoreUnavailable
 from hmacguard.guard import evicted_ids
 from hmacguard.guard.evicted_ids import BUCKET, FILTER_ROOM, EvictedIds, _second
 from hmacguard.schemes import sign_body
@@ -194,22 +195,9 @@ def test_an_id_evicted_again_and_again_is_refused_until_its_latest_expiry() -> N
 
 def _all_pending(store: MemoryReplayStore, now: float) -> bool:
     """Whether every entry of ``store`` is a live pending hold: the one case where an eviction
-    sends a pending hold into the record (where a release cannot take it back)."""
+    sent a pending hold into the record (where a release could not take it back); since 7c7583e
+    the case where a new hold is refused with 503 instead, unless lapsed holds set aside make room."""
     return all(token is not None and expiry > now for expiry, token in store._entries.values())
-
-
-class _Watched(MemoryReplayStore):
-    """Notes when a pending hold leaves for the record of evicted ids, where "exactly as the
-    unbounded store" stops (its release cannot take it back: refused longer, never shorter).
-    (Before the pending holds were set aside, it noted every pending hold evicted -- forgotten
-    then -- and the model stopped there.)"""
-
-    recorded_pending = False
-
-    def _evict_oldest(self, now: float) -> None:
-        if _all_pending(self, now):
-            self.recorded_pending = True
-        super()._evict_oldest(now)
 
 
 MODEL_OPS = st.lists(
@@ -229,14 +217,16 @@ def test_a_model_with_holds_lapses_and_late_commits_against_an_unbounded_store(
     ops: list[tuple[str, int, int]], bound: int, bucket: int
 ) -> None:
     """One TTL (100 s, pending 20 s), holds that lapse, commits and releases of any outstanding
-    token (late ones too), clock jumps. Throughout, the bounded store never accepts what the
-    unbounded one refuses, and keeps within its bound; until a commit comes after its hold lapsed,
-    or every entry was a pending hold when one was evicted (it then refuses for the hold's pending
-    time even if released), it answers exactly as the unbounded one. (Until the fix of
-    test_evicted_holds.py this model stopped at the first pending hold evicted: forgotten then.)"""
+    token (late ones too), clock jumps. The reference: the unbounded store, refusing with 503 (and
+    taking back) a hold or reservation it would grant while ``bound`` holds are live already -- the
+    bounded store full of deliveries being processed. Throughout, the bounded store never accepts
+    what the reference refuses, answers 503 exactly when the reference does, and keeps within its
+    bound; until a commit comes after its hold lapsed, it answers exactly as the reference. (Until
+    the fix of test_evicted_holds.py this model stopped at the first pending hold evicted:
+    forgotten then; until 7c7583e, at the first pending hold sent to the record.)"""
     clocks = (Clock(), Clock())
     with mock.patch.object(evicted_ids, "BUCKET", bucket):
-        bounded = _Watched(max_entries=bound, max_evicted=10_000, clock=clocks[0])
+        bounded = MemoryReplayStore(max_entries=bound, max_evicted=10_000, clock=clocks[0])
     unbounded = MemoryReplayStore(max_entries=10**9, clock=clocks[1])
     held: list[tuple[str, str, str]] = []
     late = False
@@ -246,18 +236,32 @@ def test_a_model_with_holds_lapses_and_late_commits_against_an_unbounded_store(
             for clock in clocks:
                 clock.now += STEPS[first]
         elif op in ("hold", "reserve"):
-            if op == "hold":
-                got = (bounded.hold(key, 20.0), unbounded.hold(key, 20.0))
-            else:
-                got = (bounded.reserve(key, 100.0) or None, unbounded.reserve(key, 100.0) or None)
-            late = late or bounded.recorded_pending
+            full = sum(1 for k, _, u in held if unbounded.holds(k, u)) >= bound
+            ttl = 20.0 if op == "hold" else 100.0
+            try:
+                mine = bounded.hold(key, ttl) if op == "hold" else (bounded.reserve(key, ttl) or None)
+                unavailable = False
+            except StoreUnavailable:
+                mine, unavailable = None, True
+            # The reference's reservation: a hold committed at once, unless refused with 503.
+            theirs = unbounded.hold(key, ttl)
+            if theirs is not None and full:
+                unbounded.release(key, theirs)
+                # A delivery taken past the bound (after a late commit the store may refuse it as
+                # a replay instead: it refuses longer than the reference, never shorter).
+                assert unavailable or (late and mine is None), (op, key)
+                assert mine is None and len(bounded) <= bound
+                continue
+            if theirs is not None and op == "reserve":
+                unbounded.commit(key, theirs, ttl)
+            assert not unavailable, (op, key)  # a 503 with room, or for a replay
             assert len(bounded) <= bound
-            if got[1] is None:
-                assert got[0] is None, (op, key)  # a replay accepted
+            if theirs is None:
+                assert mine is None, (op, key)  # a replay accepted
             if not late:
-                assert (got[0] is None) == (got[1] is None), (op, key)
-            if op == "hold" and got[0] is not None and got[1] is not None:
-                held.append((key, got[0], got[1]))
+                assert (mine is None) == (theirs is None), (op, key)
+            if op == "hold" and mine is not None and theirs is not None:
+                held.append((key, mine, theirs))
         elif held:
             key, bounded_token, unbounded_token = held.pop(second % len(held))
             if op == "commit":
@@ -267,6 +271,7 @@ def test_a_model_with_holds_lapses_and_late_commits_against_an_unbounded_store(
             else:
                 bounded.release(key, bounded_token)
                 unbounded.release(key, unbounded_token)
+        assert len(bounded) <= bound
 
 
 def _late_commit(bound: int, first_ttl: float, late_ttl: float) -> tuple[MemoryReplayStore, Clock]:
@@ -371,16 +376,16 @@ def test_one_evicted_id_and_one_entry() -> None:
 
 
 class _CountingLost(MemoryReplayStore):
-    """Counts evictions that take a pending hold out of the entries (into the record): only when
-    every entry is one. (It counted every pending hold at the front when evicted, forgotten then,
-    before pending holds were set aside.)"""
+    """Counts evictions that find every entry a live pending hold: until 7c7583e the oldest then
+    left for the record, now the new hold is refused with 503. (It counted every pending hold at
+    the front when evicted, forgotten then, before pending holds were set aside.)"""
 
     lost = 0
 
-    def _evict_oldest(self, now: float) -> None:
+    def _evict_oldest(self, now: float, new_hold: str | None = None) -> None:
         if _all_pending(self, now):
             self.lost += 1
-        super()._evict_oldest(now)
+        super()._evict_oldest(now, new_hold=new_hold)
 
 
 def test_threads_racing_on_a_small_store_process_each_id_once() -> None:
@@ -388,18 +393,24 @@ def test_threads_racing_on_a_small_store_process_each_id_once() -> None:
     entries whose record seals a bucket every 64: exactly one reservation of each id succeeds --
     before test_evicted_holds.py's fix, a second one where a pending hold was evicted before its
     commit -- and every id is refused afterwards. The record is only touched under the store's
-    lock. With at most 8 holds pending in 64 entries, no pending hold ever leaves the entries."""
+    lock. With at most 8 holds pending in 64 entries, the store is never full of pending holds: no
+    pending hold leaves the entries, no reservation is answered 503 (a thread's exception would be
+    one, collected)."""
     with mock.patch.object(evicted_ids, "BUCKET", 64):
         store = _CountingLost(max_entries=64, max_evicted=100_000)
     ids = [f"t{n}" for n in range(4000)]
     wins: list[list[str]] = [[] for _ in range(8)]
+    errors: list[str] = []
     barrier = threading.Barrier(8)
 
     def run(worker: int) -> None:
         barrier.wait()
-        for key in ids[worker % 4 :: 4]:
-            if store.reserve(key, 1e6):
-                wins[worker].append(key)
+        try:
+            for key in ids[worker % 4 :: 4]:
+                if store.reserve(key, 1e6):
+                    wins[worker].append(key)
+        except BaseException as error:  # otherwise unseen: the thread would just stop
+            errors.append(repr(error))
 
     threads = [threading.Thread(target=run, args=(n,)) for n in range(8)]
     old = sys.getswitchinterval()
@@ -411,6 +422,7 @@ def test_threads_racing_on_a_small_store_process_each_id_once() -> None:
             thread.join()
     finally:
         sys.setswitchinterval(old)
+    assert errors == []
     won = [key for worker in wins for key in worker]
     assert sorted(won) == sorted(ids)
     assert store.lost == 0
