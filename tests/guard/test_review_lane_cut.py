@@ -27,6 +27,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from hmacguard import MemoryReplayStore, Signer, Verifier, WSGIGuard
+from hmacguard.errors import StoreUnavailable
 from hmacguard.guard.lane import Handoff, SingleReadLane
 from hmacguard.guard.outcomes import Accepted
 from hmacguard.guard.replay import _SWEEP_EVERY
@@ -371,7 +372,9 @@ def test_standard_webhooks_with_the_right_signature_second_is_accepted_by_the_la
 
 
 class OldHold(MemoryReplayStore):
-    """The store with ``hold`` as it was before bd20713 (through ``_set``)."""
+    """The store with ``hold`` as it was before bd20713 (through ``_set``), and the store's policy
+    since 7c7583e: a store full of live pending holds takes the new hold back and answers 503 (the
+    one thing ``_set``, used by ``commit`` only since, does not say: which key is the new hold)."""
 
     def hold(self, key: str, ttl: float) -> str | None:
         token = str(next(self._tokens))
@@ -387,6 +390,15 @@ class OldHold(MemoryReplayStore):
                 return None
             self._set(key, now + ttl, token)
             return token
+
+    def _set(self, key: str, expiry: float, token: str | None) -> None:
+        # As MemoryReplayStore._set, telling _evict_oldest which key is the new hold when it is one.
+        entries = self._entries
+        if key in entries:
+            del entries[key]
+        entries[key] = (expiry, token)
+        if len(entries) > self._room:
+            self._evict_oldest(self._clock(), new_hold=key if token is not None else None)
 
 
 OPS = st.one_of(
@@ -416,12 +428,19 @@ def test_hold_behaves_as_before(max_entries: int, ops: list[tuple[str, str, floa
                 clock.now += arg
                 answers.append(None)
             elif op == "hold":
-                token = store.hold(key, arg)
+                try:
+                    token = store.hold(key, arg)
+                except StoreUnavailable:  # full of live pending holds (since 7c7583e)
+                    answers.append("503")
+                    continue
                 if token is not None:
                     mine[key] = token
                 answers.append(token is not None)
             elif op == "reserve":
-                answers.append(store.reserve(key, arg))
+                try:
+                    answers.append(store.reserve(key, arg))
+                except StoreUnavailable:
+                    answers.append("503")
             elif op == "commit":
                 answers.append(store.commit(key, mine.get(key, "none"), arg))
             elif op == "release":
@@ -440,16 +459,21 @@ def test_a_lapsed_hold_is_retaken_and_moves_to_the_end_for_eviction() -> None:
     clock = Clock()
     store = MemoryReplayStore(max_entries=2, clock=clock)
     assert store.hold("a", 1.0) is not None
-    assert store.hold("b", 100.0) is not None
+    b = store.hold("b", 100.0)
+    assert b is not None
     assert store.hold("a", 1.0) is None  # held: refused
+    store.commit("b", b, 100.0)  # b's application answered: committed, in place (after a)
     clock.now += 1.0  # a's hold lapses (expiry == now counts as lapsed); no sweep yet
     assert store.hold("a", 100.0) is not None  # retaken, now the newest
-    assert store.hold("c", 100.0) is not None  # over the bound: b, the oldest, goes
-    # All three are pending holds: b leaves the entries for the record (until its pending time),
-    # a and c are set aside. (Before the fix of test_evicted_holds.py, b was forgotten: a hold of
-    # b was taken again while b was still being processed.)
-    assert list(store._aside) == ["a", "c"] and not store._entries
-    assert store.hold("a", 1.0) is None and store.hold("b", 1.0) is None
+    assert store.hold("c", 100.0) is not None  # over the bound: b, now the oldest, goes
+    # Had a kept its old place, it would have been set aside and b evicted all the same, with c
+    # alone in the entries. (b was a pending hold here until 7c7583e: with every entry a pending
+    # hold, b left for the record; now c would be refused with 503 instead -- below.)
+    assert list(store._entries) == ["a", "c"] and not store._aside
+    assert store.hold("a", 1.0) is None and store.hold("b", 1.0) is None  # a held; b in the record
+    with pytest.raises(StoreUnavailable):
+        store.hold("d", 1.0)  # a and c pending: full, 503
+    assert list(store._aside) == ["a", "c"] and store.hold("a", 1.0) is None
 
 
 @pytest.mark.parametrize("max_entries", [1, 2, 3])
@@ -466,29 +490,63 @@ def test_committed_keys_are_refused_and_the_bound_evicts_oldest_first(max_entrie
     assert list(store._entries) == keys[-max_entries:]
 
 
+def _race(store: MemoryReplayStore, key: str) -> tuple[list[str], int, int]:
+    """8 threads hold ``key`` at once: the tokens won, how many were refused, how many got 503."""
+    start = threading.Barrier(8)
+    won: list[str] = []
+    refused: list[None] = []
+    unavailable: list[None] = []
+    lock = threading.Lock()
+
+    def take() -> None:
+        start.wait()
+        try:
+            token = store.hold(key, 60.0)
+        except StoreUnavailable:
+            with lock:
+                unavailable.append(None)
+            return
+        with lock:
+            if token is not None:
+                won.append(token)
+            else:
+                refused.append(None)
+
+    threads = [threading.Thread(target=take) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return won, len(refused), len(unavailable)
+
+
 def test_threads_racing_on_one_key_exactly_one_wins() -> None:
+    """Each round's winner commits (its application answered), so the store of 3 has room: exactly
+    one of 8 racers wins, 7 are refused, none gets 503. (Until 7c7583e the winners stayed pending:
+    from the fourth round on, every racer now gets 503 -- the next test.)"""
     store = MemoryReplayStore(max_entries=3)
     for round_ in range(40):
         key = f"delivery-{round_}"
-        start = threading.Barrier(8)
-        won: list[str] = []
-        lock = threading.Lock()
-
-        def take(key: str = key, start: threading.Barrier = start) -> None:
-            start.wait()
-            token = store.hold(key, 60.0)
-            if token is not None:
-                with lock:
-                    won.append(token)
-
-        threads = [threading.Thread(target=take) for _ in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert len(won) == 1
+        won, refused, unavailable = _race(store, key)
+        assert (len(won), refused, unavailable) == (1, 7, 0)
         assert store.holds(key, won[0])
+        store.commit(key, won[0], 600.0)
         assert len(store) <= 3
+
+
+def test_threads_racing_on_a_store_full_of_pending_holds_all_get_503_until_one_settles() -> None:
+    """A store of 3 with 3 live pending holds: 8 racers on a new key all get 503, none wins, the
+    3 holds are kept; once one is released, exactly one racer wins and 7 are refused."""
+    store = MemoryReplayStore(max_entries=3)
+    pending = [(key, store.hold(key, 60.0)) for key in ("p0", "p1", "p2")]
+    assert (won := _race(store, "new")) == ([], 0, 8), won
+    assert all(token is not None and store.holds(key, token) for key, token in pending)
+    key, token = pending[0]
+    assert token is not None
+    store.release(key, token)
+    won, refused, unavailable = _race(store, "new")
+    assert (len(won), refused, unavailable) == (1, 7, 0)
+    assert store.holds("new", won[0]) and len(store) == 3
 
 
 # -- 4. call_verified and the socket deadline ------------------------------------------------------
