@@ -235,3 +235,43 @@ def test_a_model_of_pending_holds_in_a_full_store(
     for held, _, expiry in outstanding:
         if expiry > clock.now:
             assert store.hold(held, PENDING) is None, held
+
+
+def test_the_memory_bound_holds_under_many_pending_holds() -> None:
+    """Memory, the attacker's way under the 503 policy: a store of 1,000 entries held by 1,000
+    slow deliveries, then 100,000 new ones, each refused with 503 -- with duplicates and committed
+    traffic among them. The store stays at its 1,000 entries, the record empty (no hold left for
+    it, nothing committed got in), and a refused hold leaves nothing behind: from the first 503 on
+    what Python allocates stays under 1 MiB (measured 0.33-0.45 MiB: each refusal leaves a stale
+    item in the heap of expiries until it is rebuilt, past 2 x max_entries + 64 items, and the
+    holds' dict resizes as keys come and go) with no trend -- where keeping the 100,000 refused
+    ids, 57 bytes of key each, would take over 5 MiB."""
+    import tracemalloc
+
+    clock = Clock()
+    store = MemoryReplayStore(max_entries=1_000, clock=clock)
+    for n in range(1_000):
+        assert store.hold(f"slow{n}", 10 * PENDING) is not None
+        clock.now += 0.001
+    with pytest.raises(StoreUnavailable):
+        store.hold("first", PENDING)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        grown = []
+        for n in range(100_000):
+            with pytest.raises(StoreUnavailable):
+                store.hold(f"new{n}", PENDING)
+            if n % 10 == 0:
+                assert store.hold(f"slow{n % 1_000}", PENDING) is None  # a duplicate: refused
+                with pytest.raises(StoreUnavailable):
+                    store.reserve(f"fast{n}", TTL)
+            clock.now += 0.0001
+            if n % 10_000 == 9_999:
+                grown.append(tracemalloc.get_traced_memory()[0] - before)
+    finally:
+        tracemalloc.stop()
+    assert len(store) == 1_000 and len(store._evicted) == 0
+    assert len(store._aside_expiries or ()) <= 2 * 1_000 + 65
+    assert max(grown) < 1024 * 1024, grown
+    assert grown[-1] <= max(grown[:5]) + 64 * 1024, grown  # no trend: bounded, not per refusal
