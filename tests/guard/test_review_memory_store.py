@@ -440,7 +440,7 @@ def _post(port: int, path: str, body: bytes, headers: dict[str, str]) -> tuple[i
 
 @pytest.mark.slow
 @pytest.mark.parametrize("server", ["gunicorn", "uvicorn"])
-def test_nested_guards_lose_a_delivery_to_slow_ones_under_a_real_server(server: str) -> None:
+def test_nested_guards_keep_a_delivery_a_slow_one_gets_503_under_a_real_server(server: str) -> None:
     """tests/guard/_apps/review_memory_store.py: outer and inner guard on one MemoryReplayStore of
     2 entries, 0.8 s between them on /hooks/b. Delivery K is posted to /hooks/b; 0.2 s later two
     other deliveries to /hooks/slow (2 s each) reach the outer guard -- three deliveries pending in
