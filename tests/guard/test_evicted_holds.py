@@ -17,7 +17,6 @@ with 503 (StoreUnavailable; the sender retries) until one of them settles or lap
 from __future__ import annotations
 
 import logging
-from typing import Any
 from unittest import mock
 
 import pytest
@@ -29,19 +28,10 @@ from hmacguard.guard import evicted_ids
 from hmacguard.guard.replay import MemoryReplayStore
 
 from ._clock import Clock
+from ._quiet import quiet_store_warnings  # noqa: F401 (autouse)
 
 PENDING = 30.0
 TTL = 3600.0
-
-
-@pytest.fixture(autouse=True)
-def _quiet_store_warnings() -> Any:
-    """The bounded stores here warn on purpose; keep the output readable."""
-    logger = logging.getLogger("hmacguard.guard.replay")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    yield
-    logger.setLevel(level)
 
 
 def test_a_hold_pending_while_committed_traffic_fills_the_store_still_refuses_its_duplicate() -> None:

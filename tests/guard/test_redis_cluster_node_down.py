@@ -19,7 +19,6 @@ What an SRE expects, and what is checked:
 
 from __future__ import annotations
 
-import itertools
 import time
 import uuid
 from collections import Counter
@@ -29,23 +28,11 @@ import httpx
 import limits
 import pytest
 
-from hmacguard import Signer
-
+from ._cluster_app import APP, ASGI_APP, DEAD, RATE, counter, replay_key, signer
 from ._redis_topologies import Cluster, redis_cluster
 from ._servers import Server, gunicorn, uvicorn
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
-APP = "tests.guard._apps.redis_guarded:application"
-ASGI_APP = "tests.guard._apps.redis_guarded:asgi"
-SECRET = "whsec_cmVkaXMtdGVzdC1zZWNyZXQ="  # the same as _apps/redis_guarded.py
-RATE = "100000/hour"
-DEAD = 2  # the index of the primary killed
-signer = Signer("standard-webhooks", secrets=SECRET)
-counter = itertools.count()
-
-
-def replay_key(message_id: str) -> str:
-    return f"hmacguard:replay:standard-webhooks:id:{message_id}"
 
 
 def window_key(client: str) -> str:

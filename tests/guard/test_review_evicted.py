@@ -71,21 +71,12 @@ from hmacguard.schemes import sign_body
 
 from ._clock import Clock
 from ._nesting import Seen, asgi_app, post, stacked, wsgi_app
+from ._quiet import quiet_store_warnings  # noqa: F401 (autouse)
 
 A, C = "review-evicted-a", "review-evicted-c"
 H = 3600.0
 KINDS = pytest.mark.parametrize("kind", ["wsgi", "asgi"])
 counter = itertools.count()
-
-
-@pytest.fixture(autouse=True)
-def _quiet_store_warnings() -> Any:
-    """The bounded stores here warn on purpose; keep the output readable."""
-    logger = logging.getLogger("hmacguard.guard.replay")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    yield
-    logger.setLevel(level)
 
 
 def _same_slot(ids: EvictedIds, count: int, exclude: int | None = None) -> list[str]:

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import http.client
 import itertools
-import logging
 import random
 import sys
 import threading
@@ -56,19 +55,10 @@ from hmacguard.schemes import sign_body
 
 from ._clock import Clock
 from ._nesting import Seen, nested, post
+from ._quiet import quiet_store_warnings  # noqa: F401 (autouse)
 
 KINDS = pytest.mark.parametrize("kind", ["wsgi", "asgi"])
 counter = itertools.count()
-
-
-@pytest.fixture(autouse=True)
-def _quiet_store_warnings() -> Any:
-    """The bounded stores here warn on purpose; keep the output readable."""
-    logger = logging.getLogger("hmacguard.guard.replay")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    yield
-    logger.setLevel(level)
 
 
 class Hashed(str):
