@@ -51,7 +51,7 @@ class PlainDictStore(MemoryReplayStore):
         super().__init__(**options)
         self._entries = {}  # type: ignore[assignment]
 
-    def _evict_oldest(self, now: float) -> None:
+    def _evict_oldest(self, now: float, new_hold: str | None = None) -> None:
         entries = self._entries
         del entries[next(iter(entries))]
 
