@@ -19,7 +19,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -191,8 +191,9 @@ class Single:
 
 
 @contextlib.contextmanager
-def redis_single(access: Access = PLAIN) -> Iterator[Single]:
-    """One redis-server reached as ``access`` says."""
+def redis_single(access: Access = PLAIN, *, args: Sequence[str] = ()) -> Iterator[Single]:
+    """One redis-server reached as ``access`` says; ``args`` after the defaults (no persistence),
+    which they override (``--appendonly yes``, ``--maxmemory-policy volatile-lru``)."""
     binary = need_redis_server()
     if access.tls is not None:
         need_tls(binary)
@@ -200,7 +201,7 @@ def redis_single(access: Access = PLAIN) -> Iterator[Single]:
     with tempfile.TemporaryDirectory(prefix="hmacguard-redis-") as tmp:
         process = _redis(binary, [
             *access.server_args(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-            "--loglevel", "warning",
+            "--loglevel", "warning", *args,
         ], Path(tmp))  # fmt: skip
         try:
             _wait(_client(port, access).ping, "the server")

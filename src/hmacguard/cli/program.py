@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from hmacguard.cli import audit, demo, history, lab, leaks, rules, scan
+from hmacguard.cli import audit, demo, history, lab, leaks, rules, scan, store
 
 __all__ = ["app"]
 
@@ -27,3 +27,4 @@ app.command("history")(history.history)
 app.command("diff")(history.diff)
 app.command("demo")(demo.demo)
 app.add_typer(lab.lab_app, name="lab")
+app.add_typer(store.store_app, name="store")

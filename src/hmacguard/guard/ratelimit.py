@@ -693,6 +693,16 @@ class RateLimiter(StoreCalls):
             out.append(("RateLimit", ", ".join(f'"{n}";r={r};t={t}' for n, r, t in state.remaining)))
         return out
 
+    def forget(self, key: str) -> None:
+        """Clear ``key``'s windows, every budget's (an operator unlocking one client; the store
+        check's clean-up). Its in-flight counts are not touched: they leave with their requests."""
+        for budget in self._budgets.values():
+            self._call(
+                lambda b=budget: self._limiter.clear(b.item, self.prefix, b.name, key),  # type: ignore[misc]
+                None,
+                self._window_key(budget, key),
+            )
+
     def reset(self) -> None:
         """Forget every budget (tests and operators; not used per request)."""
         self._call(lambda: self._storage.reset(), None)

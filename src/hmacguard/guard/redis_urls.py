@@ -44,7 +44,7 @@ import inspect
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from hmacguard.errors import ConfigurationError
 
@@ -64,6 +64,7 @@ __all__ = [
     "redacted",
     "redis_client",
     "refuse_asyncio_client",
+    "url_secrets",
 ]
 
 REDIS_SCHEMES = (
@@ -144,6 +145,31 @@ def redacted(url: str) -> str:
         for name, value in parse_qsl(parts.query, keep_blank_values=True)
     )
     return f"{parts.scheme}://{hosts}{parts.path}" + (f"?{query}" if query else "")
+
+
+def url_secrets(url: str) -> list[str]:
+    """What :func:`redacted` hides in ``url``, as written and percent-decoded: its password and the
+    values of its secret query options -- to scrub from any text that might quote them (a server's
+    or a library's error message). The whole authority and query for a URL :func:`_ambiguous` makes
+    unreadable."""
+    rest = url.partition("://")[2]
+    if _ambiguous(url):
+        found = [rest]
+    else:
+        parts = urlsplit(url)
+        credentials, at, _ = parts.netloc.rpartition("@")
+        found = [credentials.partition(":")[2]] if at else []
+        if at and ":" not in credentials:
+            found.append(credentials)  # redis://secret@host: redis-py reads it as the password
+        found += [
+            value
+            for name, value in parse_qsl(parts.query, keep_blank_values=True)
+            if name not in _SHOWN_OPTIONS
+        ]
+    secrets = {
+        form for value in found if value for form in (value, unquote(value), quote(unquote(value), safe=""))
+    }
+    return sorted(secrets, key=len, reverse=True)  # longest first: a secret inside another
 
 
 @dataclass(frozen=True)

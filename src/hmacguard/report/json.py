@@ -26,6 +26,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from hmacguard.findings import Result, Rule, fingerprints
+from hmacguard.guard import preflight
+from hmacguard.guard.preflight import StoreCheck
 from hmacguard.lab.targets import Target
 from hmacguard.report.version import tool_version
 from hmacguard.scan.diff import ScanDiff
@@ -327,3 +329,18 @@ SCAN_REPORT_SCHEMA: dict[str, Any] = {
         "budget": {"type": "object"},
     },
 }  # fmt: skip
+
+
+def store_check_json(check: StoreCheck | None, error: str | None = None) -> str:
+    """``hmacguard store check --format json``: the check (docs/guide.md gives the schema), or for
+    an unusable Redis ``{"status": "unusable", "error": ...}`` with the same kind and schema."""
+    if check is not None:
+        data = {**check.to_dict(), "tool_version": tool_version()}
+    else:
+        data = {
+            "kind": "store-check",
+            "schema": preflight.SCHEMA_VERSION,
+            "status": "unusable",
+            "error": error,
+        }
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
