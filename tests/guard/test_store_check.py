@@ -130,6 +130,19 @@ def test_a_malformed_url_is_one_line() -> None:
     assert run.returncode == 2 and len(run.stderr.splitlines()) == 1
 
 
+def test_a_cluster_primary_with_a_replica_is_not_named() -> None:
+    with redis_cluster(3, replica_of=0) as cluster:
+        code, report = check_json(cluster.url)
+        assert code == 1
+        replica = [n for n in report["nodes"] if n["role"] == "replica"]
+        assert [(n["address"], n["primary"]) for n in replica] == [
+            (f"127.0.0.1:{cluster.replica_port}", f"127.0.0.1:{cluster.ports[0]}")
+        ]
+        alone = next(w for w in report["warnings"] if w["id"] == "primary-without-replica")
+        assert alone["message"].startswith("2 of 3 primaries have no replica")
+        assert f"127.0.0.1:{cluster.ports[0]}" not in alone["message"]
+
+
 # -- production: TLS only, a private CA, an ACL user; Sentinel with its own password ---------------
 
 
