@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Callable
+from enum import Enum
 from pathlib import Path
 from typing import NoReturn, ParamSpec, TypeVar
 
@@ -14,6 +15,14 @@ from hmacguard.commands.outcome import EXIT_INTERRUPTED, EXIT_USAGE, Outcome
 from hmacguard.errors import ConfigurationError, HmacGuardError
 from hmacguard.findings import Result, Severity
 from hmacguard.report import Format, write_report
+
+
+class ListFormat(str, Enum):
+    """``--format`` of the commands that print a terminal listing or JSON (lab, history, store)."""
+
+    terminal = "terminal"
+    json = "json"
+
 
 P = ParamSpec("P")
 R = TypeVar("R")

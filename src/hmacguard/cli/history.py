@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from hmacguard.cli._common import one_line_errors, write_text
+from hmacguard.cli._common import ListFormat, one_line_errors, write_text
 from hmacguard.findings import Severity
-
-
-class ListFormat(str, Enum):
-    terminal = "terminal"
-    json = "json"
-
 
 _HISTORY_HELP = "History file (default: $HMACGUARD_HISTORY, else the user's data directory)."
 

@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-from enum import Enum
-
 import typer
 
-from hmacguard.cli._common import one_line_errors, parse_size, write_text
+from hmacguard.cli._common import ListFormat, one_line_errors, parse_size, write_text
 from hmacguard.lab import RunningTarget
 
 lab_app = typer.Typer(
     help="The seeds' vulnerable and fixed endpoints as real services.", no_args_is_help=True
 )
-
-
-class ListFormat(str, Enum):
-    terminal = "terminal"
-    json = "json"
 
 
 @lab_app.command("list")

@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import enum
 import sys
 from typing import Annotated
 
 import typer
 
-from hmacguard.cli._common import fail, write_text
+from hmacguard.cli._common import ListFormat, fail, write_text
 from hmacguard.commands.outcome import EXIT_INTERRUPTED, EXIT_USAGE
 from hmacguard.errors import HmacGuardError
 
 store_app = typer.Typer(help="Check the Redis the guard's stores will use.", no_args_is_help=True)
-
-
-class CheckFormat(str, enum.Enum):
-    text = "text"
-    json = "json"
 
 
 _URL_HELP = (
@@ -29,7 +23,7 @@ _URL_HELP = (
 @store_app.command("check")
 def check(
     url: Annotated[str, typer.Argument(help=_URL_HELP, show_default=False)],
-    output_format: Annotated[CheckFormat, typer.Option("--format", "-f")] = CheckFormat.text,
+    output_format: Annotated[ListFormat, typer.Option("--format", "-f")] = ListFormat.terminal,
     timeout: Annotated[
         float, typer.Option("--timeout", min=0.05, max=60.0, help="Seconds each round trip may take.")
     ] = 2.0,
@@ -45,14 +39,14 @@ def check(
     try:
         outcome = store_check(url, timeout=timeout)
     except HmacGuardError as exc:
-        if output_format is CheckFormat.json:
+        if output_format is ListFormat.json:
             from hmacguard.report.json import store_check_json
 
             write_text(store_check_json(None, str(exc)))
         fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
         fail("interrupted", EXIT_INTERRUPTED)
-    if output_format is CheckFormat.json:
+    if output_format is ListFormat.json:
         from hmacguard.report.json import store_check_json
 
         write_text(store_check_json(outcome.result))

@@ -347,7 +347,8 @@ class _Inspector:
                     "eviction-policy",
                     f"maxmemory-policy is {policy} on {_where(where, len(self.infos))}: under memory "
                     "pressure Redis evicts keys, replay ids among them (they all have a TTL), and "
-                    "a replay of a processed delivery is then accepted",
+                    "a replay of a processed delivery is then accepted (with maxmemory 0 the policy "
+                    "waits: it applies the day a maxmemory is set)",
                     "set maxmemory-policy noeviction on the replay store's Redis (managed services "
                     "often default to volatile-lru: change it in the parameter group); a full Redis "
                     "then refuses writes and the guard fails closed (503) instead of forgetting",
