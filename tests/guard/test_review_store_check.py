@@ -1,0 +1,132 @@
+"""Adversarial review of ``hmacguard store check URL``: hostile or odd inputs on real sockets and a
+real redis-server on 127.0.0.1, run as a user runs it (the program in a subprocess)."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from ._redis_topologies import redis_single
+
+SECRET = "s3cr3t-Review-pw"
+
+
+def run_check(url: str, *options: str, timeout: str = "0.5") -> subprocess.CompletedProcess[str]:
+    run = subprocess.run(
+        [sys.executable, "-m", "hmacguard", "store", "check", url, "--timeout", timeout, *options],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    return run
+
+
+def assert_clean(run: subprocess.CompletedProcess[str]) -> None:
+    whole = run.stdout + run.stderr
+    assert "Traceback" not in whole, whole
+    assert SECRET not in whole, whole
+    assert run.returncode in (0, 1, 2), run.returncode
+
+
+@pytest.mark.xfail(
+    strict=True, reason="BUG: a malformed URL raises ValueError in the scrubber: traceback, exit 1"
+)
+@pytest.mark.parametrize("url", [f"redis://:{SECRET}@[::1", "redis://[::1", f"redis://:{SECRET}@[zz]:6379"])
+def test_a_malformed_url_is_one_line_and_exit_2(url: str) -> None:
+    """Was (strict xfail, BUG): the secret-masking helper ran urlsplit before anything caught its
+    ValueError ("Invalid IPv6 URL"): a traceback and exit 1 instead of "bad Redis URL" and exit 2."""
+    run = run_check(url)
+    assert_clean(run)
+    assert run.returncode == 2
+    assert "bad Redis URL" in run.stderr and len(run.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: an empty URL is scrubbed into '://b://a://d' garbage")
+def test_an_empty_url_is_a_readable_error() -> None:
+    """Was (strict xfail, BUG): the scrubber replaced the URL "" in the message, which inserts the
+    redacted form between every character ("://b://a://d:// ...")."""
+    run = run_check("")
+    assert_clean(run)
+    assert run.returncode == 2
+    assert "bad Redis URL" in run.stderr and "://b://a" not in run.stderr
+
+
+@pytest.fixture
+def silent_port() -> Iterator[tuple[int, list[int]]]:
+    """A port that accepts connections and never answers; the list counts the connections."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    server.settimeout(0.2)
+    accepted: list[int] = []
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            held.append(conn)
+            accepted.append(1)
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield server.getsockname()[1], accepted
+    finally:
+        stop.set()
+        thread.join(5)
+        for conn in held:
+            conn.close()
+        server.close()
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "redis",
+        "redis+cluster",
+        pytest.param(
+            "redis+sentinel",
+            marks=pytest.mark.xfail(strict=True, reason="BUG: a silent Sentinel takes 8 s at --timeout 0.5"),
+        ),
+    ],
+)
+def test_a_silent_port_is_bounded_by_the_timeout(kind: str, silent_port: tuple[int, list[int]]) -> None:
+    """Was (strict xfail, BUG): a Sentinel that accepts and never answers took 8 s and 11 connections
+    at --timeout 0.5 (redis-py 8 gives each Sentinel client 10 retries with backoff)."""
+    port, accepted = silent_port
+    url = f"{kind}://:{SECRET}@127.0.0.1:{port}" + ("/svc" if kind == "redis+sentinel" else "")
+    start = time.monotonic()
+    run = run_check(url)
+    elapsed = time.monotonic() - start
+    assert_clean(run)
+    assert run.returncode == 2
+    assert elapsed < 4.0, f"{elapsed:.1f} s"  # interpreter start-up plus a few timeouts
+    assert len(accepted) <= 3, len(accepted)
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: one BGSAVE with no save points passes as persistence (exit 0)")
+@pytest.mark.redis
+def test_a_manual_bgsave_is_not_persistence() -> None:
+    """Was (strict xfail, BUG): with AOF off and no save points, one BGSAVE (rdb_saves 1) was taken
+    for persistence, and the check passed with exit 0; a restart loses every replay id."""
+    with redis_single(
+        args=["--appendonly", "no", "--save", "", "--maxmemory-policy", "noeviction"]
+    ) as server:
+        client = server.client()
+        client.bgsave()
+        deadline = time.monotonic() + 10
+        while client.info("persistence").get("rdb_bgsave_in_progress") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert int(client.info("persistence").get("rdb_saves", 0)) >= 1
+        run = run_check(server.url, "--format", "json", timeout="3")
+        assert_clean(run)
+        assert run.returncode == 1, run.stdout + run.stderr
+        assert '"no-persistence"' in run.stdout
