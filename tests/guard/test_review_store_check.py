@@ -32,9 +32,6 @@ def assert_clean(run: subprocess.CompletedProcess[str]) -> None:
     assert run.returncode in (0, 1, 2), run.returncode
 
 
-@pytest.mark.xfail(
-    strict=True, reason="BUG: a malformed URL raises ValueError in the scrubber: traceback, exit 1"
-)
 @pytest.mark.parametrize("url", [f"redis://:{SECRET}@[::1", "redis://[::1", f"redis://:{SECRET}@[zz]:6379"])
 def test_a_malformed_url_is_one_line_and_exit_2(url: str) -> None:
     """Was (strict xfail, BUG): the secret-masking helper ran urlsplit before anything caught its
@@ -45,7 +42,6 @@ def test_a_malformed_url_is_one_line_and_exit_2(url: str) -> None:
     assert "bad Redis URL" in run.stderr and len(run.stderr.strip().splitlines()) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: an empty URL is scrubbed into '://b://a://d' garbage")
 def test_an_empty_url_is_a_readable_error() -> None:
     """Was (strict xfail, BUG): the scrubber replaced the URL "" in the message, which inserts the
     redacted form between every character ("://b://a://d:// ...")."""
@@ -92,10 +88,7 @@ def silent_port() -> Iterator[tuple[int, list[int]]]:
     [
         "redis",
         "redis+cluster",
-        pytest.param(
-            "redis+sentinel",
-            marks=pytest.mark.xfail(strict=True, reason="BUG: a silent Sentinel takes 8 s at --timeout 0.5"),
-        ),
+        "redis+sentinel",
     ],
 )
 def test_a_silent_port_is_bounded_by_the_timeout(kind: str, silent_port: tuple[int, list[int]]) -> None:
@@ -112,7 +105,6 @@ def test_a_silent_port_is_bounded_by_the_timeout(kind: str, silent_port: tuple[i
     assert len(accepted) <= 3, len(accepted)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: one BGSAVE with no save points passes as persistence (exit 0)")
 @pytest.mark.redis
 def test_a_manual_bgsave_is_not_persistence() -> None:
     """Was (strict xfail, BUG): with AOF off and no save points, one BGSAVE (rdb_saves 1) was taken

@@ -140,7 +140,8 @@ class _Scrubber:
         self.secrets = url_secrets(url)
 
     def __call__(self, text: str) -> str:
-        text = text.replace(self.url, self.shown)
+        if self.url:  # replacing "" would insert the redacted form between every character
+            text = text.replace(self.url, self.shown)
         for secret in self.secrets:
             text = text.replace(secret, "***")
         return " ".join(text.split())  # one line
@@ -185,7 +186,10 @@ def check_store(url: str, *, timeout: float = 2.0) -> StoreCheck:
     """Check ``url`` as the guard's stores will use it (see the module docstring)."""
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 60:
         raise ConfigurationError(f"timeout must be between 0 and 60 seconds, not {timeout!r}")
-    scrub = _Scrubber(url)
+    try:
+        scrub = _Scrubber(url)
+    except ValueError as exc:  # urlsplit's ("Invalid IPv6 URL"): the URL cannot be redacted, so not shown
+        raise ConfigurationError(f"bad Redis URL: {exc}") from None
     try:
         import redis  # noqa: F401
     except ImportError:
@@ -262,7 +266,9 @@ class _Inspector:
         name = "valkey" if "valkey_version" in first else "redis"
         self.version = f"{name} {first.get(f'{name}_version', 'unknown')}"
         for address, info in self.infos.items():
-            if not info.get("aof_enabled") and not _snapshotted(info):
+            # CONFIG first where allowed: a snapshot in INFO may be one manual BGSAVE on a server
+            # with no save points, which a restart still empties.
+            if not info.get("aof_enabled"):
                 self.save_points[address] = self._save_points(address)
 
     def _read_cluster(self) -> None:
@@ -290,7 +296,14 @@ class _Inspector:
             self.infos[node.name] = client.info(target_nodes=node)
 
     def _read_sentinel(self) -> None:
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
         manager = self.client.connection_pool.sentinel_manager
+        for sentinel in manager.sentinels:
+            # redis-py 8 gives each Sentinel client 10 retries with backoff: a Sentinel that accepts
+            # and never answers took 8 s at --timeout 0.5. One try each; the next Sentinel is the retry.
+            sentinel.set_retry(Retry(NoBackoff(), 0))
         answer: Any = None
         failure: BaseException | None = None
         for sentinel in manager.sentinels:
@@ -357,8 +370,9 @@ class _Inspector:
             address
             for address, info in self.infos.items()
             if not info.get("aof_enabled")
-            and not _snapshotted(info)
-            and self.save_points.get(address) is not True
+            and not (
+                self.save_points[address] if self.save_points.get(address) is not None else _snapshotted(info)
+            )
         ]
         if volatile:
             known = all(self.save_points.get(address) is False for address in volatile)
@@ -454,7 +468,9 @@ def _snapshotted(info: dict[str, Any]) -> bool:
     the last background save's duration, -1 before the first)."""
     if "rdb_saves" in info:
         return int(info.get("rdb_saves") or 0) > 0
-    return int(info.get("rdb_last_bgsave_time_sec", -1) or -1) >= 0
+    # Not ``or -1``: a save that took 0 s (a small data set) is a snapshot.
+    value = info.get("rdb_last_bgsave_time_sec")
+    return value is not None and int(value) >= 0
 
 
 def _slot_ranges(entry: dict[str, Any]) -> list[list[Any]]:
