@@ -3,6 +3,7 @@ real redis-server on 127.0.0.1, run as a user runs it (the program in a subproce
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from ._redis_topologies import redis_single
+from ._redis_topologies import redis_cluster, redis_single
 
 SECRET = "s3cr3t-Review-pw"
 
@@ -122,3 +123,46 @@ def test_a_manual_bgsave_is_not_persistence() -> None:
         assert_clean(run)
         assert run.returncode == 1, run.stdout + run.stderr
         assert '"no-persistence"' in run.stdout
+
+
+@pytest.mark.redis
+@pytest.mark.xfail(
+    strict=True, reason="BUG: the ACL's reason is replaced by 'the replay store is unavailable'"
+)
+def test_a_refused_script_names_the_refused_command() -> None:
+    """Was (strict xfail, BUG): the direct EVAL ran inside the handler of the store's error, so its
+    NoPermissionError's __context__ was that error and the one-line reason ended with "the replay
+    store is unavailable" instead of the server's "no permissions to run the 'eval' command"."""
+    with redis_single() as server:
+        server.client().execute_command(
+            "ACL", "SETUSER", "noscripts", "on", f">{SECRET}", "~*", "&*", "+@all", "-@scripting"
+        )
+        run = run_check(f"redis://noscripts:{SECRET}@127.0.0.1:{server.port}/0", timeout="3")
+        assert_clean(run)
+        assert run.returncode == 2
+        assert "Lua script was refused" in run.stderr and "no permissions" in run.stderr, run.stderr
+
+
+@pytest.mark.redis
+@pytest.mark.xfail(
+    strict=True, reason="BUG: a Cluster that is down is reported as 'a Lua script was refused'"
+)
+def test_a_cluster_that_is_down_is_not_reported_as_a_script_refusal() -> None:
+    """Was (strict xfail, BUG): ClusterDownError is a ResponseError, so a Cluster with a slot gap
+    (cluster-require-full-coverage yes: every node answers CLUSTERDOWN) was diagnosed as "a Lua
+    script was refused" -- an SRE would go and change the ACL."""
+    import redis
+
+    with redis_cluster() as cluster:
+        clients = [redis.Redis(port=port) for port in cluster.ports]
+        owner = next(c for c in clients if c.cluster("countkeysinslot", 100) is not None)
+        for client in clients:
+            with contextlib.suppress(redis.ResponseError):
+                client.execute_command("CLUSTER DELSLOTS", 100)
+        deadline = time.monotonic() + 10
+        while owner.cluster("info").get("cluster_state") != "fail" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        run = run_check(cluster.url, timeout="1")
+        assert_clean(run)
+        assert run.returncode == 2
+        assert "Lua script" not in run.stderr and "ClusterDown" in run.stderr, run.stderr
