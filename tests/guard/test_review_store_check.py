@@ -126,9 +126,6 @@ def test_a_manual_bgsave_is_not_persistence() -> None:
 
 
 @pytest.mark.redis
-@pytest.mark.xfail(
-    strict=True, reason="BUG: the ACL's reason is replaced by 'the replay store is unavailable'"
-)
 def test_a_refused_script_names_the_refused_command() -> None:
     """Was (strict xfail, BUG): the direct EVAL ran inside the handler of the store's error, so its
     NoPermissionError's __context__ was that error and the one-line reason ended with "the replay
@@ -144,9 +141,6 @@ def test_a_refused_script_names_the_refused_command() -> None:
 
 
 @pytest.mark.redis
-@pytest.mark.xfail(
-    strict=True, reason="BUG: a Cluster that is down is reported as 'a Lua script was refused'"
-)
 def test_a_cluster_that_is_down_is_not_reported_as_a_script_refusal() -> None:
     """Was (strict xfail, BUG): ClusterDownError is a ResponseError, so a Cluster with a slot gap
     (cluster-require-full-coverage yes: every node answers CLUSTERDOWN) was diagnosed as "a Lua

@@ -654,12 +654,16 @@ def _exercise(url: str, prefix: str, timeout: float, scrub: _Scrubber) -> list[T
 def _script_refusal(store: Any, prefix: str) -> str | None:
     """Why the server refuses a Lua script (an ACL without @scripting, a service without EVAL), if
     it does: the stores hide the reply, so ask once directly (on the probe key's node)."""
-    from redis.exceptions import ResponseError
+    from redis.exceptions import ClusterDownError, ResponseError
 
     try:
         store.client.eval("return 1", 1, prefix + "script")
+    except ClusterDownError:  # a ResponseError too, but an outage: the store's own reason says it
+        return None
     except ResponseError as exc:  # an answer: the server refuses it (not an outage)
-        return f"a Lua script was refused -- {_cause(exc)}"
+        # Not _cause(exc): raised inside the handler of the store's error, its __context__ is that
+        # error, whose "the replay store is unavailable" would replace the server's reason.
+        return f"a Lua script was refused -- {type(exc).__name__}: {exc}"
     except Exception:
         return None
     return None
