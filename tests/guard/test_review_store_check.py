@@ -160,3 +160,36 @@ def test_a_cluster_that_is_down_is_not_reported_as_a_script_refusal() -> None:
         assert_clean(run)
         assert run.returncode == 2
         assert "Lua script" not in run.stderr and "ClusterDown" in run.stderr, run.stderr
+
+
+@pytest.mark.redis
+def test_a_killed_check_leaves_only_its_own_keys_with_short_ttls() -> None:
+    """SIGKILL at several points of the exercise (no clean-up runs): every key left is the check's
+    (it contains ``hmacguard:check:`` -- the rate limiter's are ``LIMITS:LIMITER/hmacguard:check:...``
+    and ``{hmacguard:check:...}``, not under the prefix) and lapses within a minute; a real key
+    written before is untouched. A check that completes leaves nothing."""
+    import signal
+
+    with redis_single() as server:
+        client = server.client()
+        client.set("hmacguard:replay:real-delivery", "1")  # a guard's key, no TTL
+        client.set("LIMITS:LIMITER/hmacguard/requests/client-a/10/1/minute", "3")
+        real = {k for k in client.scan_iter()}
+        base = [sys.executable, "-m", "hmacguard", "store", "check", server.url, "--timeout", "2"]
+        for delay in (0.45, 0.55, 0.65, 0.75):
+            process = subprocess.Popen(base, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(delay)
+            process.send_signal(signal.SIGKILL)
+            process.wait(10)
+            for key in set(client.scan_iter()) - real:
+                assert b"hmacguard:check:" in key, key
+                assert 0 < client.pttl(key) <= 60_000, (key, client.pttl(key))
+            for key in set(client.scan_iter()) - real:
+                client.delete(key)
+        run = run_check(server.url, timeout="2")
+        assert run.returncode in (0, 1), run.stderr
+        assert set(client.scan_iter()) == real
+        assert (
+            client.get("hmacguard:replay:real-delivery") == b"1"
+            and client.ttl("hmacguard:replay:real-delivery") == -1
+        )

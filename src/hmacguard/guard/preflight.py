@@ -34,13 +34,16 @@ from hmacguard.guard.redis_urls import parse_url, redacted, redis_client, url_se
 
 __all__ = ["PROBE_PREFIX", "SCHEMA_VERSION", "Node", "StoreCheck", "StoreWarning", "Timing", "check_store"]
 
-#: Every key the check writes starts with this (then a random run id): easy to find, never a guard's.
+#: Every key the check writes contains this (then a random run id): easy to find, never a guard's.
+#: The replay keys start with it; the rate limiter's are ``LIMITS:LIMITER/<it><run>/...`` and
+#: ``{<it><run>/in-flight...}`` (its storage's and its lease script's naming).
 PROBE_PREFIX = "hmacguard:check:"
 #: The JSON document's version (docs/guide.md, "Before you point the guard at Redis").
 SCHEMA_VERSION = 1
 #: Each exercise is timed this many times, after one untimed run; the median is reported.
 REPEATS = 3
-#: Seconds the probe keys live at most if the clean-up cannot run (a crash, a lost connection).
+#: Seconds the replay probe keys live at most if the clean-up cannot run (a crash, a lost
+#: connection); the rate limiter's windows and leases live up to 60 s (its one-minute budgets).
 PROBE_TTL = 30.0
 #: Seconds a replica may lag behind its primary before the check warns.
 LAG_WARNING = 5

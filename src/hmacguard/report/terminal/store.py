@@ -30,7 +30,9 @@ def store_check_text(check: StoreCheck) -> str:
     for node in check.nodes:
         if node.role == "replica" and not any(p.address == node.primary for p in check.nodes):
             lines.append(f"  replica {node.address} of {node.primary} [{node.state}]")
-    lines.append(f"exercise (under {check.probe_prefix}*, removed after; median of 3 after a warm-up)")
+    # "*...*": the rate limiter's keys only contain the prefix (LIMITS:LIMITER/..., {...}/in-flight).
+    run = check.probe_prefix.rstrip(":")
+    lines.append(f"exercise (keys *{run}*, removed after; median of 3 after a warm-up)")
     for timing in check.timings:
         samples = ", ".join(f"{s:.1f}" for s in timing.samples_ms)
         lines.append(f"  {timing.operation:<31} {timing.median_ms:7.1f} ms  ({samples})")
