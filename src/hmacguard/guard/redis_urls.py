@@ -196,8 +196,20 @@ class RedisTarget:
     def sentinel_kwargs(self) -> dict[str, Any]:
         """redis-py's keyword arguments for the Sentinels: TLS as for the data nodes, and Sentinel's
         own credentials (both keys always present: ``limits`` would otherwise send the data nodes')."""
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
         tls: dict[str, Any] = {"ssl": True, **self.options} if self.tls else {}
-        return {**tls, "username": self.sentinel_username, "password": self.sentinel_password}
+        return {
+            **tls,
+            "username": self.sentinel_username,
+            "password": self.sentinel_password,
+            # One try per Sentinel: the next Sentinel is the retry. redis-py 8 gives each client 10
+            # retries with back-off, so a Sentinel that accepts and stays silent held a worker's
+            # first store call about 10 s at timeout 0.5, before the breaker could open
+            # (tests/guard/test_sentinel_silent.py).
+            "retry": Retry(NoBackoff(), 0),
+        }
 
     def host_list(self) -> str:
         """``host:port,host:port`` (IPv6 hosts in brackets), without credentials."""
