@@ -299,14 +299,9 @@ class _Inspector:
             self.infos[node.name] = client.info(target_nodes=node)
 
     def _read_sentinel(self) -> None:
-        from redis.backoff import NoBackoff
-        from redis.retry import Retry
-
+        # The Sentinel clients are asked once each (redis_urls.RedisTarget.sentinel_kwargs): the next
+        # Sentinel is the retry, so a silent one costs one --timeout.
         manager = self.client.connection_pool.sentinel_manager
-        for sentinel in manager.sentinels:
-            # redis-py 8 gives each Sentinel client 10 retries with backoff: a Sentinel that accepts
-            # and never answers took 8 s at --timeout 0.5. One try each; the next Sentinel is the retry.
-            sentinel.set_retry(Retry(NoBackoff(), 0))
         answer: Any = None
         failure: BaseException | None = None
         for sentinel in manager.sentinels:
