@@ -210,7 +210,7 @@ class StoreCalls:
 
     def _breaker_for(self, key: str | None) -> CircuitBreaker:
         """The breaker of a call on ``key`` (a Redis key): its Cluster node's, else :attr:`breaker`."""
-        if key is not None:
+        if key is not None and self._cluster:
             node = self._node_of(key)
             if node is not None:
                 return shared_breaker(f"cluster node {node}", reset_after=self.breaker.reset_after)
@@ -229,11 +229,11 @@ class StoreCalls:
         window, as one server is, not once per node -- each a timeout plus redis-py's re-reading
         of the slot map from every node, which a request touching three nodes paid three times
         (test_review_cluster_nodes.py)."""
-        breaker = self._breaker_for(key)
         errors = self.store_errors
+        if key is None or not self._cluster:  # one server, Sentinel, or a call without a key
+            return self.breaker.call(func, errors)
+        breaker = self._breaker_for(key)
         if breaker is self.breaker:
-            if key is None or not self._cluster:
-                return breaker.call(func, errors)
             # On a Cluster, a key whose slot no node serves (or not known now): a breaker of its
             # own, so that its failure -- an answer from a reachable Cluster -- does not open the
             # Cluster's, which every node's call now runs inside.

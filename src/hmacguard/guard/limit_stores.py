@@ -31,6 +31,7 @@ from hmacguard.guard.redis_urls import (
     parse_url,
     redacted,
     refuse_asyncio_client,
+    socket_timeouts,
 )
 
 __all__ = [
@@ -114,7 +115,7 @@ def _redis_storage(url: str, timeout: float, limits_storage: Any) -> Any:
     builds the replay store's client. Unwrapped errors (``wrap_exceptions=False``): the breaker's log
     line then names redis-py's error (``AuthenticationError``), not ``StorageError``."""
     target = parse_url(url)
-    timeouts: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+    timeouts = socket_timeouts(timeout)
     if target.kind == "cluster":
         return limits_storage.RedisClusterStorage(
             f"redis+cluster://{target.host_list()}",

@@ -582,26 +582,19 @@ def _exercise(url: str, prefix: str, timeout: float, scrub: _Scrubber) -> list[T
 
     # The replay keys share one hash tag: on a Cluster every run is on the warmed-up primary's
     # connection, so a sample is a round trip, not a first TLS handshake with another node.
-    def hold_commit(attempt: int) -> None:
+    def hold_then(settle: str, attempt: int) -> None:
         nonlocal step
-        key = f"{{probe}}commit-{attempt}"
+        key = f"{{probe}}{settle}-{attempt}"
         step = "replay hold"
         token = store.hold(key, PROBE_TTL)
         if token is None:
             raise TargetError(f"the replay store's hold of a new key was refused (key {prefix}{key})")
-        step = "replay commit"
-        committed.append(key)
-        store.commit(key, token, PROBE_TTL)
-
-    def hold_release(attempt: int) -> None:
-        nonlocal step
-        key = f"{{probe}}release-{attempt}"
-        step = "replay hold"
-        token = store.hold(key, PROBE_TTL)
-        if token is None:
-            raise TargetError(f"the replay store's hold of a new key was refused (key {prefix}{key})")
-        step = "replay release"
-        store.release(key, token)
+        step = f"replay {settle}"
+        if settle == "commit":
+            committed.append(key)
+            store.commit(key, token, PROBE_TTL)
+        else:
+            store.release(key, token)
 
     def admit_settle(attempt: int) -> None:
         nonlocal step
@@ -613,8 +606,8 @@ def _exercise(url: str, prefix: str, timeout: float, scrub: _Scrubber) -> list[T
     with _watching_stores() as failures:
         try:
             timings = [
-                _timed("replay hold + commit", hold_commit),
-                _timed("replay hold + release", hold_release),
+                _timed("replay hold + commit", lambda attempt: hold_then("commit", attempt)),
+                _timed("replay hold + release", lambda attempt: hold_then("release", attempt)),
                 _timed("rate-limit admission + settle", admit_settle),
             ]
             step = "checking the replay semantics"

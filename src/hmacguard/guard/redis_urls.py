@@ -64,6 +64,7 @@ __all__ = [
     "redacted",
     "redis_client",
     "refuse_asyncio_client",
+    "socket_timeouts",
     "url_secrets",
 ]
 
@@ -188,10 +189,13 @@ class RedisTarget:
     sentinel_username: str | None = None
     sentinel_password: str | None = field(default=None, repr=False)
 
+    def _tls_kwargs(self) -> dict[str, Any]:
+        """redis-py's TLS keyword arguments, the same for the data nodes and the Sentinels."""
+        return {"ssl": True, **self.options} if self.tls else {}
+
     def connection_kwargs(self) -> dict[str, Any]:
         """redis-py's keyword arguments for the data nodes: TLS, and the URL's credentials."""
-        tls: dict[str, Any] = {"ssl": True, **self.options} if self.tls else {}
-        return {**tls, "username": self.username, "password": self.password}
+        return {**self._tls_kwargs(), "username": self.username, "password": self.password}
 
     def sentinel_kwargs(self) -> dict[str, Any]:
         """redis-py's keyword arguments for the Sentinels: TLS as for the data nodes, and Sentinel's
@@ -199,9 +203,8 @@ class RedisTarget:
         from redis.backoff import NoBackoff
         from redis.retry import Retry
 
-        tls: dict[str, Any] = {"ssl": True, **self.options} if self.tls else {}
         return {
-            **tls,
+            **self._tls_kwargs(),
             "username": self.sentinel_username,
             "password": self.sentinel_password,
             # One try per Sentinel: the next Sentinel is the retry. redis-py 8 gives each client 10
@@ -352,13 +355,18 @@ def refuse_asyncio_client(client: Any, who: str) -> None:
 CLUSTER_OPTIONS: dict[str, Any] = {"require_full_coverage": False}
 
 
+def socket_timeouts(timeout: float) -> dict[str, Any]:
+    """The short socket timeouts every client of the stores gets (see the module docstring)."""
+    # Any: redis-py's clients take these under one name but declare them differently (or not at all).
+    return {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+
+
 def redis_client(url: str, *, timeout: float) -> Any:
     """A redis-py client for ``url`` (see the module docstring); ConfigurationError if malformed."""
     import redis
 
     target = parse_url(url)
-    # Any: redis-py's clients take these under one name but declare them differently (or not at all).
-    timeouts: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+    timeouts = socket_timeouts(timeout)
     if target.kind == "cluster":
         from redis import cluster
 
