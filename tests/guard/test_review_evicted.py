@@ -72,6 +72,7 @@ from hmacguard.schemes import sign_body
 from ._clock import Clock
 from ._nesting import Seen, asgi_app, post, stacked, wsgi_app
 from ._quiet import quiet_store_warnings  # noqa: F401 (autouse)
+from ._threads import run_racing
 
 A, C = "review-evicted-a", "review-evicted-c"
 H = 3600.0
@@ -403,16 +404,7 @@ def test_threads_racing_on_a_small_store_process_each_id_once() -> None:
         except BaseException as error:  # otherwise unseen: the thread would just stop
             errors.append(repr(error))
 
-    threads = [threading.Thread(target=run, args=(n,)) for n in range(8)]
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-5)
-    try:
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-    finally:
-        sys.setswitchinterval(old)
+    run_racing(run, 8)
     assert errors == []
     won = [key for worker in wins for key in worker]
     assert sorted(won) == sorted(ids)

@@ -37,7 +37,6 @@ from __future__ import annotations
 import http.client
 import itertools
 import random
-import sys
 import threading
 import time
 from typing import Any
@@ -56,6 +55,7 @@ from hmacguard.schemes import sign_body
 from ._clock import Clock
 from ._nesting import Seen, nested, post
 from ._quiet import quiet_store_warnings  # noqa: F401 (autouse)
+from ._threads import run_racing
 
 KINDS = pytest.mark.parametrize("kind", ["wsgi", "asgi"])
 counter = itertools.count()
@@ -221,16 +221,7 @@ def test_threads_racing_every_call_at_the_bound_never_process_a_delivery_twice()
             else:
                 store.release(key, token)
 
-    threads = [threading.Thread(target=run, args=(n,)) for n in range(12)]
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-5)
-    try:
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-    finally:
-        sys.setswitchinterval(old)
+    run_racing(run, 12)
     assert errors == []
     assert len(store) <= 8 and store._room == 8 - len(store._aside)
     assert not set(store._entries) & set(store._aside)
