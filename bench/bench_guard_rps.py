@@ -504,6 +504,7 @@ def main(argv: list[str] | None = None) -> int:
         count_side(args.count_side[0], int(args.count_side[1]))
         return 0
 
+    print(f"the guard's build: {guard_build()}")
     rounds, placement = measure(start_gunicorn, args.rounds, args.requests, args.pairs)
     print(
         f"gunicorn, 1 sync worker serving every side ({placement}), 1 connection per request, "
@@ -516,6 +517,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.instructions:
         instruction_ratio()
     return 0 if cpu_ratio >= TARGET and local_ratio >= IN_PROCESS_TARGET else 1
+
+
+def guard_build() -> str:
+    """Which build of the guard this process (and the gunicorn worker, from the same tree) runs:
+    compiled by mypyc (hatch_build.py, ``make compiled``) or pure Python (``make pure``)."""
+    import hmacguard.guard.lane as lane
+
+    return "pure Python" if lane.__file__.endswith(".py") else "compiled by mypyc (hatch_build.py)"
 
 
 def report_floor(inline_us: float, guarded_us: float, floor_us: float) -> None:

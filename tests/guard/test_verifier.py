@@ -24,6 +24,7 @@ from hmacguard import (
     UnsupportedEncoding,
     Verifier,
 )
+from tests._build import differs_when_compiled
 
 WHSEC = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 SECRETS = {
@@ -292,7 +293,10 @@ def test_averify_reads_an_async_stream() -> None:
         {"secrets": []},
         {"secrets": ""},
         {"secrets": "s", "max_body": 0},
-        {"secrets": "s", "max_body": True},
+        pytest.param(
+            {"secrets": "s", "max_body": True},
+            marks=differs_when_compiled("max_body: int takes True as 1, a 1-byte cap"),
+        ),
         {"secrets": "s", "tolerance": -1},
         {"secrets": "s", "body_timeout": 0},
         {"secrets": "s", "replay": "redis"},

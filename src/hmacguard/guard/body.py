@@ -586,3 +586,13 @@ class GzipInflater:
             yield out
         if not self._z.eof:
             raise BadRequest("the gzip body is truncated")
+
+
+def memory_budget_of(value: int | MemoryBudget | None) -> MemoryBudget | None:
+    """A verifier's ``memory_budget`` argument as a budget: ``None`` (unbounded), a shared
+    :class:`MemoryBudget` as given, or a limit in bytes for a budget of its own (validated there:
+    a bad one is a ConfigurationError). Here, in a module the compiled build leaves as Python, so that
+    the value reaches the check as given (hatch_build.py)."""
+    if value is None or isinstance(value, MemoryBudget):
+        return value
+    return MemoryBudget(value)

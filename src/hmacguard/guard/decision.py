@@ -23,6 +23,8 @@ import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
+from hmacguard._mypyc import mypyc_attr
+
 if TYPE_CHECKING:
     from hmacguard.guard.body import MemoryBudget
 
@@ -114,6 +116,7 @@ def decision_log(decision: Decision) -> None:
     log.debug(decision.message(), extra=decision.to_dict())
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class DecisionSinks:
     """The sinks a guard reports to; :attr:`active` says whether anything would receive a decision."""
 
@@ -184,6 +187,7 @@ class DecisionSinks:
                     log.warning("on_decision sink %r failed: %s", sink, type(exc).__name__)
 
 
+@mypyc_attr(native_class=False)
 class WatchedBudgets:
     """The memory budgets one set of metrics reports, by receiver (what the Prometheus and the
     OpenTelemetry sinks share): each budget once, under the first receiver that watched it, so that

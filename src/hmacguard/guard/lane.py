@@ -64,13 +64,13 @@ _compare = hmac.compare_digest
 
 
 class Handoff:
-    """What the lane read -- the bytes, or the exception the read raised -- handed to the general
-    path as its first read, with the ``time.monotonic()`` reading started at (the body timeout
+    """What the lane read -- what the server's read returned, or the exception it raised -- handed
+    to the general path as its first read, with the ``time.monotonic()`` reading started at (the body timeout
     counts from it) and the clock reading the headers' timestamp was judged at."""
 
     __slots__ = ("checked_at", "result", "started")
 
-    def __init__(self, result: bytes | Exception, started: float, checked_at: float) -> None:
+    def __init__(self, result: object, started: float, checked_at: float) -> None:
         self.result = result
         self.started = started
         self.checked_at = checked_at
@@ -145,11 +145,13 @@ class SingleReadLane:
         return claim
 
     def take(
-        self, claim: SignatureClaim, body: bytes, length: int, started: float, checked_at: float
+        self, claim: SignatureClaim, body: object, length: int, started: float, checked_at: float
     ) -> Accepted | Handoff:
         """The request accepted, its delivery held; or its read handed to the general path.
 
-        ``body``: what the lane's one read returned, which started at ``started``
+        ``body``: what the lane's one read returned (whatever the server gave: anything but
+        ``bytes`` is handed over, and so typed ``object``, which the compiled build does not check),
+        which started at ``started``
         (``time.monotonic()``); ``length``: the declared length (:meth:`length_taken`);
         ``checked_at``: the clock reading :meth:`claim` was given. Raises the replay store's refusal
         (409, or 503 from a store that cannot answer): that answer is final, and the store is not

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from hmacguard._mypyc import mypyc_attr
 from hmacguard.errors import BadRequest, RequestRejected
 from hmacguard.guard.problem import Problem
 from hmacguard.guard.replay import Delivery
@@ -28,6 +29,8 @@ __all__ = [
 ]
 
 
+# Not a native class: its class attributes must override BadRequest's as Python's lookup sees them.
+@mypyc_attr(native_class=False)
 class ClientDisconnected(BadRequest):
     """The client went away before the body was complete (no one will read the answer)."""
 

@@ -34,8 +34,9 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any
 
+from hmacguard._mypyc import mypyc_attr
 from hmacguard.errors import ConfigurationError, StoreUnavailable
 from hmacguard.guard.breaker import StoreCalls, noting_failures_open, shared_breaker
 from hmacguard.guard.evicted_ids import DEFAULT_MAX_EVICTED, EvictedIds
@@ -49,6 +50,7 @@ from hmacguard.guard.redis_urls import (
     redis_client,
     refuse_asyncio_client,
 )
+from hmacguard.guard.store_protocols import HoldingReplayStore, ReplayStore
 
 if TYPE_CHECKING:
     import redis
@@ -64,52 +66,7 @@ DEFAULT_MAX_ENTRIES = 100_000
 _SWEEP_EVERY = 1.0
 
 
-@runtime_checkable
-class ReplayStore(Protocol):
-    """What the verifier needs from a replay store."""
-
-    #: Whether :meth:`reserve` may block on the network (the ASGI middleware then runs it in a
-    #: worker thread instead of on the event loop).
-    blocking: bool
-
-    def reserve(self, key: str, ttl: float) -> bool:
-        """Atomically record ``key`` for ``ttl`` seconds; ``True`` if it was not already there.
-
-        Raises :class:`~hmacguard.errors.StoreUnavailable` when the store cannot answer (unless the
-        store was configured fail-open, in which case it logs and returns ``True``).
-        """
-        ...
-
-
-@runtime_checkable
-class HoldingReplayStore(ReplayStore, Protocol):
-    """A store with two-phase reservations (see the module docstring); both stores here are.
-
-    A custom store that only has :meth:`reserve` still works: its reservations are permanent at once.
-    Optional: ``extend(key, token, ttl) -> bool``, hold ``key`` under ``token`` for at least
-    ``ttl`` seconds from now (``False`` when ``token`` no longer holds it) -- asked when a nested
-    guard's application may run longer than an outer guard's hold lasts (both stores here have it;
-    without it, that nested guard answers 409, see :meth:`Verifier.hold`).
-    """
-
-    def hold(self, key: str, ttl: float) -> str | None:
-        """Atomically hold ``key`` for ``ttl`` seconds; a token if it was free, ``None`` if not.
-
-        Fail-open stores return a token when they cannot answer (settling it later is harmless).
-        """
-        ...
-
-    def commit(self, key: str, token: str, ttl: float) -> None:
-        """Keep ``key`` for ``ttl`` seconds from now: the delivery was processed. A key already
-        committed (by another hold of the same delivery, nested guards retaking a lapsed hold) is
-        kept for the longer of the two, never shortened."""
-        ...
-
-    def release(self, key: str, token: str) -> None:
-        """Forget ``key`` if ``token`` still holds it: the delivery was not processed."""
-        ...
-
-
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Delivery:
     """A verified delivery's pending hold, settled once the application has answered.
 
@@ -312,6 +269,7 @@ def _log_settle_failure(processed: bool, exc: Exception) -> None:
     )
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class MemoryReplayStore:
     """An in-process store bounded in entries (oldest evicted first) and by each entry's TTL.
 
@@ -654,6 +612,7 @@ return 0
 """
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class RedisReplayStore(StoreCalls):
     """Delivery ids in Redis, shared by every worker and host: ``SET <prefix><key> <token> NX PX <ms>``.
 
@@ -784,7 +743,11 @@ class RedisReplayStore(StoreCalls):
         """See :class:`HoldingReplayStore`. Failing open, a store that cannot answer says ``True``
         (the request passes, as its hold did); failing closed it raises (503)."""
         name = self.prefix + key
-        return bool(self._call(lambda: self._script(2)(keys=[name], args=[token, _ms(ttl)]), True, name))
+        return self._call(lambda: self._extended(name, token, ttl), True, name)
+
+    def _extended(self, name: str, token: str, ttl: float) -> bool:
+        # The script answers 0 or 1: a bool here, as the compiled build checks (hatch_build.py).
+        return bool(self._script(2)(keys=[name], args=[token, _ms(ttl)]))
 
     def close(self) -> None:
         if self._client is not None:

@@ -29,6 +29,7 @@ import time
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
 from typing import Literal, NamedTuple, Protocol
 
+from hmacguard._mypyc import mypyc_attr
 from hmacguard.errors import (
     BadRequest,
     BodyTimeout,
@@ -47,6 +48,7 @@ from hmacguard.guard.body import (
     GzipInflater,
     MemoryBudget,
     content_coding,
+    memory_budget_of,
     parse_content_length,
     validate_size,
 )
@@ -80,6 +82,7 @@ class _Readable(Protocol):
     def read(self, size: int, /) -> bytes: ...
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class VerifiedBody:
     """A body whose signature has been verified: a binary file plus what was learned.
 
@@ -139,6 +142,7 @@ class VerifiedBody:
         return f"<VerifiedBody {self.scheme} {self.size} bytes key={self.key_index}>"
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Verification:
     """One request's verification in progress. Sans-I/O: it is fed chunks and never reads a socket.
 
@@ -343,6 +347,7 @@ def signature_match(macs: Sequence[Mac], signatures: Sequence[bytes]) -> tuple[i
     return match, (current if match >= 0 else b"")
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Verifier:
     """Verifies signed request bodies; one instance serves every request (it holds no request state).
 
@@ -406,11 +411,7 @@ class Verifier:
         self.allow_gzip = bool(allow_gzip)
         self.spool_threshold = validate_size("spool_threshold", spool_threshold, minimum=0)
         #: Counts the bodies this verifier holds in memory (see MemoryBudget); ``None``: unbounded.
-        self.memory_budget: MemoryBudget | None = (
-            memory_budget
-            if memory_budget is None or isinstance(memory_budget, MemoryBudget)
-            else MemoryBudget(memory_budget)
-        )
+        self.memory_budget = memory_budget_of(memory_budget)
         self.chunk_size = validate_size("chunk_size", chunk_size)
         #: The largest body kept as the one chunk it arrived in (never more than a chunk: iterating
         #: a BytesIO yields lines as long as the body, a BoundedBody at most a chunk).

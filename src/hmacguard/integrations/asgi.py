@@ -37,7 +37,7 @@ import asyncio
 import sys
 import time
 from collections.abc import Awaitable, Callable, Generator, Iterable, MutableMapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from hmacguard.errors import BodyTimeout, PathInvalid, RequestRejected
 from hmacguard.guard.lane import Handoff
@@ -159,9 +159,10 @@ class _BodyReader:
     def __init__(self, receive: Receive) -> None:
         self._receive = receive
         self._done = False
-        self._handed_back: bytes | Exception | None = None
+        self._handed_back: object = None
 
-    def hand_back(self, result: bytes | Exception) -> None:
+    def hand_back(self, result: object) -> None:
+        """``result``: bytes this reader returned, or what it raised (the lane's one read)."""
         self._handed_back = result
 
     async def read(self, timeout: float | None) -> bytes:
@@ -170,7 +171,7 @@ class _BodyReader:
             self._handed_back = None
             if isinstance(handed_back, Exception):
                 raise handed_back
-            return handed_back
+            return cast(bytes, handed_back)  # what read() returned: always bytes
         if self._done:
             return b""
         while True:

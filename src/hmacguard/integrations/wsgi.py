@@ -40,6 +40,7 @@ from http import HTTPStatus
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from hmacguard._mypyc import mypyc_attr
 from hmacguard.errors import BodyMalformed, BodyTimeout, PathInvalid, RequestRejected
 from hmacguard.guard.lane import Handoff
 from hmacguard.guard.paths import wsgi_path
@@ -436,6 +437,7 @@ def call_verified(
     return settling
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class WSGIGuard:
     """WSGI middleware: requests to the protected paths reach ``app`` only once verified.
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from hmacguard._mypyc import mypyc_attr
 from hmacguard.errors import SignatureMalformed
 from hmacguard.http import EnvironHeaders
 from hmacguard.schemes.base import Scheme, SignatureClaim, header_value, lowered, make_claim, unhex
@@ -17,6 +18,7 @@ from hmacguard.schemes.base import Scheme, SignatureClaim, header_value, lowered
 __all__ = ["GitHubScheme"]
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class GitHubScheme(Scheme):
     name = "github"
     has_message_id = True
