@@ -41,6 +41,11 @@ the same code gives the same count whatever else the machine is doing, so it tel
 guard from a change in the machine between two days' figures (not the claim: an instruction of the
 guard's costs more time than one of the inline check's -- it touches more memory).
 
+The guard's build: whichever the tree holds, printed first -- compiled by mypyc (``make bench``
+builds it in place: hatch_build.py) or pure Python (``HMACGUARD_PURE=1 make bench``, or
+``PYTHONPATH`` on a copy of ``src/`` without the extensions). The targets are met by the compiled
+build (docs/guide.md, "The compiled build"), not by the pure one.
+
 Bounded: loopback, ``rounds x pairs x requests`` small requests per side, each under a socket
 timeout. Run: ``python bench/bench_guard_rps.py [--requests 250] [--pairs 10] [--rounds 8]
 [--instructions]``.
