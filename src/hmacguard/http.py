@@ -1,6 +1,6 @@
 """HTTP types the guard and the scanner share: a lower-cased header map and the request head.
 
-Standard library only; nothing here reads a socket.
+Standard library only (and the guard's errors); nothing here reads a socket.
 """
 
 from __future__ import annotations
@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from hmacguard.errors import BadRequest
 
 __all__ = ["EnvironHeaders", "LowerCaseHeaders", "RequestHead", "lowered"]
 
@@ -32,7 +34,8 @@ class EnvironHeaders(Mapping[str, str]):
     that translates each name costs less than building a dict of every header. ``content-length``
     is the server's ``CONTENT_LENGTH``, an empty one being none (CGI's way of saying so); with none,
     it is ``"0"`` when the server does not promise to end ``wsgi.input`` (PEP 3333: such a server
-    cannot pass a chunked body, and reading could block forever).
+    cannot pass a chunked body, and reading could block forever). A value that is not text (which
+    PEP 3333 forbids) raises :class:`~hmacguard.errors.BadRequest` (400).
     """
 
     __slots__ = ("_environ",)
@@ -53,10 +56,16 @@ class EnvironHeaders(Mapping[str, str]):
         key = _ENVIRON_KEYS.get(name)
         value = self._environ.get(self._key(name) if key is None else key)
         if value:
+            if not isinstance(value, str):  # PEP 3333 wants text: 400, never a crash further on
+                raise _not_text(name)
             return value
         if name == "content-length":
             return default if self._environ.get("wsgi.input_terminated") else "0"
-        return default if value is None else value
+        if value is None:
+            return default
+        if not isinstance(value, str):  # 0, b"", ...
+            raise _not_text(name)
+        return value
 
     def __getitem__(self, name: str) -> str:
         value = self.get(name)
@@ -75,6 +84,13 @@ class EnvironHeaders(Mapping[str, str]):
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
+
+
+def _not_text(name: str) -> Exception:
+    """The 400 for a header a WSGI server (or a middleware) put in the environ as something other
+    than text: what PEP 3333 forbids, and what the guard cannot read (the compiled build checks
+    every header it reads is text, tests/guard/test_review_compiled.py)."""
+    return BadRequest(f"the {name} header is not text")
 
 
 _LOWERED = (LowerCaseHeaders, EnvironHeaders)

@@ -90,7 +90,9 @@ class SingleReadLane:
         #: Largest declared body the lane takes: one read, kept as received (never past the cap).
         self.limit = min(verifier._whole_limit, verifier.max_body)
         #: Whether the lane may be used (see the module docstring).
-        self.open = rate_limiter is None and (store is None or not store.blocking)
+        # ``blocking`` read as any object: a custom store's 0 or 1 (pure Python took it as it was).
+        blocking: object = store is not None and getattr(store, "blocking", False)
+        self.open = rate_limiter is None and not blocking
         # With one secret: the scheme's algorithm and its keyed, empty HMAC, to copy per request.
         self._single: tuple[str, Mac] | None = None
         algorithm = verifier.scheme.algorithm
@@ -99,7 +101,7 @@ class SingleReadLane:
             with contextlib.suppress(ValueError):
                 self._single = (algorithm, verifier.keyed_macs(algorithm)[0])
 
-    def length_taken(self, raw_length: str | None, coded: bool) -> int:
+    def length_taken(self, raw_length: object, coded: bool) -> int:
         """The declared body length if the lane takes this framing, else 0.
 
         The lane takes a canonical ``Content-Length`` (ASCII digits, no sign, no list) of 1 byte up
@@ -107,7 +109,11 @@ class SingleReadLane:
         path. ``coded``: whether the request has a ``Content-Encoding`` header at all.
         """
         if coded or not (
-            raw_length and len(raw_length) < 10 and raw_length.isdigit() and raw_length.isascii()
+            isinstance(raw_length, str)  # not text (a middleware breaking PEP 3333): not the lane's
+            and raw_length
+            and len(raw_length) < 10
+            and raw_length.isdigit()
+            and raw_length.isascii()
         ):
             return 0
         length = int(raw_length)

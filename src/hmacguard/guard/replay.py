@@ -61,6 +61,10 @@ log = logging.getLogger(__name__)
 
 #: Default bound on the in-memory store; a full store evicts its oldest entries first.
 DEFAULT_MAX_ENTRIES = 100_000
+#: A hold's token: whatever the store's ``hold`` handed out (text for the stores here; a custom
+#: store's may be an int, bytes...), given back to it as it was. ``Any``, not ``str``: the compiled
+#: build (hatch_build.py) would check it is text, where pure Python passed it along.
+Token = Any
 #: Seconds between sweeps of expired entries (lookups check expiry themselves; the sweep only frees
 #: memory, and the entry bound holds between sweeps).
 _SWEEP_EVERY = 1.0
@@ -90,15 +94,15 @@ class Delivery:
 
     __slots__ = ("also", "key", "on_failure", "outer_keys", "owners", "settled", "store", "token", "ttl")
 
-    def __init__(self, store: HoldingReplayStore, key: str, token: str, ttl: float) -> None:
+    def __init__(self, store: HoldingReplayStore, key: str, token: Token, ttl: float) -> None:
         self.store = store
         self.key = key
         self.token = token
         self.ttl = ttl
         self.settled = False
         self.on_failure: Callable[[str], None] | None = None
-        self.also: list[tuple[str, str]] | None = None
-        self.outer_keys: list[tuple[str, str]] | None = None
+        self.also: list[tuple[str, Token]] | None = None
+        self.outer_keys: list[tuple[str, Token]] | None = None
         self.owners: dict[str, Delivery] | None = None
 
     def owner_of(self, key: str) -> Delivery:
@@ -111,7 +115,7 @@ class Delivery:
                 return owner
         return self
 
-    def retaken(self, key: str, token: str, ttl: float) -> None:
+    def retaken(self, key: str, token: Token, ttl: float) -> None:
         """This delivery holds ``key`` itself now, under ``token``: it took it again after the hold
         it had of it -- its own, or one inherited from a guard around it -- lapsed. The new token
         replaces the old one (so that settling, and a guard further inside, find the live hold),
@@ -129,7 +133,7 @@ class Delivery:
             self.outer_keys = [(held, old) for held, old in self.outer_keys or () if held != key]
         self.ttl = max(self.ttl, ttl)
 
-    def inherit(self, key: str, token: str, owner: Delivery) -> None:
+    def inherit(self, key: str, token: Token, owner: Delivery) -> None:
         """Record ``key``, held under ``token`` by ``owner`` around this delivery, as one of
         :attr:`outer_keys`."""
         if self.outer_keys is None:
@@ -139,7 +143,7 @@ class Delivery:
             self.owners = {}
         self.owners[key] = owner
 
-    def token_for(self, key: str) -> str | None:
+    def token_for(self, key: str) -> Token | None:
         """The token under which ``key`` is held for this delivery (its own key, one of
         :attr:`also` or of :attr:`outer_keys`), or ``None`` when it is none of them."""
         if key == self.key:
@@ -152,7 +156,9 @@ class Delivery:
 
     @property
     def blocking(self) -> bool:
-        return self.store.blocking
+        # Read as any object: a custom store's 0 or 1 is cast to bool by the compiled build.
+        blocking: object = getattr(self.store, "blocking", False)
+        return bool(blocking)
 
     def hold_longer(self, key: str, ttl: float) -> bool:
         """Have the store hold ``key`` (this delivery's, under its token) for at least ``ttl``
@@ -248,7 +254,7 @@ class Delivery:
         report("commit" if processed else "release")
 
 
-def release_now(store: HoldingReplayStore, holds: Iterable[tuple[str, str]]) -> None:
+def release_now(store: HoldingReplayStore, holds: Iterable[tuple[str, Token]]) -> None:
     """Release each ``(key, token)`` on its own, through the store's ``release_now`` when it has
     one: past a circuit breaker that the failure being undone may just have opened, which would
     refuse the release and leave the keys pending (the sender's retry 409). Failures are logged:

@@ -27,7 +27,7 @@ import io
 import math
 import time
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
-from typing import Literal, NamedTuple, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 from hmacguard._mypyc import mypyc_attr
 from hmacguard.errors import (
@@ -58,6 +58,7 @@ from hmacguard.guard.replay import (
     HoldingReplayStore,
     MemoryReplayStore,
     ReplayStore,
+    Token,
     release_now,
     same_keys,
 )
@@ -567,7 +568,10 @@ class Verifier:
             self._reserve_key(self.replay, other)
 
     def _reserve_key(self, store: ReplayStore, key: str) -> None:
-        if not store.reserve(key, self.replay_ttl):
+        # Called as a plain callable: a custom store may answer any truthy or falsy value (1, 0,
+        # None), which pure Python took as they are and the compiled build would cast to bool.
+        reserve: Callable[[str, float], object] = store.reserve
+        if not reserve(key, self.replay_ttl):
             raise ReplayDetected("this delivery was already received")
 
     def hold(self, verification: Verification, outer: OuterHold | None = None) -> Delivery | None:
@@ -630,8 +634,10 @@ class Verifier:
             for other in earlier:
                 self._reserve_key(store, other)
             return None
-        holding: HoldingReplayStore = store  # type: ignore[assignment]
-        token = holding.hold(key, self.replay_pending_ttl)
+        # Any: a custom store's token is whatever it hands out (an int counter, bytes...), given back
+        # to it as it was; the compiled build would cast it to str (hatch_build.py).
+        holding: Any = store
+        token: Token | None = holding.hold(key, self.replay_pending_ttl)
         if token is None:
             raise ReplayDetected("this delivery was already received")
         delivery = Delivery(holding, key, token, self.replay_ttl)
@@ -672,9 +678,9 @@ class Verifier:
         A key held for this very request whose hold lapsed is taken again the same way, and the
         outer delivery holds it under the new token from then on (:meth:`Delivery.retaken`)."""
         delivery = outer.delivery
-        store = delivery.store
-        held_here: list[tuple[str, str]] = []
-        retaken: list[tuple[str, str]] = []
+        store: Any = delivery.store  # its tokens as they are (see hold_key)
+        held_here: list[tuple[str, Token]] = []
+        retaken: list[tuple[str, Token]] = []
         try:
             for other in keys:
                 was_held = delivery.token_for(other) is not None
@@ -696,7 +702,7 @@ class Verifier:
             delivery.retaken(other, token, self.replay_ttl)
 
     def _hold_earlier(self, delivery: Delivery, keys: Sequence[str], outer: OuterHold | None) -> None:
-        store = delivery.store
+        store: Any = delivery.store  # its tokens as they are (see hold_key)
         for other in keys:
             token = store.hold(other, self.replay_pending_ttl)
             held = None if token is not None or outer is None else _held_for_this_request(outer, store, other)
@@ -774,7 +780,7 @@ class Verifier:
         return result
 
 
-def _held_for_this_request(outer: OuterHold, store: ReplayStore | None, key: str) -> str | None:
+def _held_for_this_request(outer: OuterHold, store: ReplayStore | None, key: str) -> Token | None:
     """The token under which the guards around this one hold (or held: the hold may have lapsed)
     ``key`` for this very request, in a store holding the same keys as ``store``; ``None`` when
     they do not -- a key found taken there is somebody else's."""

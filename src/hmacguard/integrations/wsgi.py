@@ -335,7 +335,9 @@ class _Settling:
         self._whole = False
         self.status: int | None = None
 
-    def start_response(self, status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+    # Any: what the application passes, as it passes it (a tuple of headers, which gunicorn takes);
+    # the compiled build would check a str and a list.
+    def start_response(self, status: Any, headers: Any, exc_info: Any = None) -> Any:
         code = status[:3]
         self.status = int(code) if code.isdigit() else 500
         extra = self._accepted.headers
@@ -463,7 +465,7 @@ class WSGIGuard:
         paths: Iterable[str] | None = None,
         methods: Iterable[str] | None = None,
         on_decision: DecisionSink | Iterable[DecisionSink] | None = None,
-        route_check: Callable[[dict[str, Any]], bool] | None = None,
+        route_check: Callable[[dict[str, Any]], object] | None = None,
     ) -> None:
         self.app = app
         self.guard = Guard(
@@ -477,7 +479,8 @@ class WSGIGuard:
         return self.guard.protects(
             environ.get("REQUEST_METHOD", "GET"),
             *request_paths(environ),
-            routed=None if check is None else lambda: check(environ),
+            # bool() of any answer, as pure Python took it (the compiled build cast it to bool).
+            routed=None if check is None else lambda: bool(check(environ)),
         )
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
