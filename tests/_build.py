@@ -5,7 +5,9 @@ The compiled build checks each compiled function's annotated argument types on e
 answers some wrongly typed arguments with mypyc's ``TypeError`` rather than the guard's
 ``ConfigurationError`` (or takes ``True`` as 1). The tests of those cases carry
 :func:`differs_when_compiled`: a strict xfail on the compiled build, so each difference stays
-listed until it is removed.
+listed until it is removed. Compiled classes also refuse undeclared instance attributes (so
+``mock.patch.object`` on an instance) and their compiled callers do not see a method patched onto
+the class: tests that do either are skipped on the compiled build (:data:`COMPILED`).
 """
 
 from __future__ import annotations
