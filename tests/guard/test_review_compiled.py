@@ -18,7 +18,9 @@ the compiled build until fixed:
   breaks PEP 3333): 500 where pure Python answered 200. Both builds now answer 400 (not text), as
   for the int ``CONTENT_LENGTH`` to which pure Python answered 500 as well;
 - a custom :class:`~hmacguard.schemes.Scheme` whose claim has a list of signatures, a float
-  timestamp, an int message id, or ``None`` for an empty prefix: 500 on every request.
+  timestamp, an int message id, or ``None`` for an empty prefix: 500 on every request. Both builds
+  now read a custom scheme's claim through ``normalized_claim`` (schemes/base.py): normalized to
+  the declared types where that is exact, else 400 (``SignatureMalformed``).
 """
 
 from __future__ import annotations
@@ -26,14 +28,22 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Mapping
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from hmacguard import MemoryReplayStore, Verifier, WSGIGuard
-from hmacguard.schemes import SignatureClaim, sign_body
-from hmacguard.schemes.base import Scheme
-from tests._build import COMPILED
+from hmacguard.schemes import (
+    GenericScheme,
+    GitHubScheme,
+    SignatureClaim,
+    SlackScheme,
+    StandardWebhooksScheme,
+    StripeScheme,
+    sign_body,
+)
+from hmacguard.schemes.base import Scheme, lowered
 
 from ._inprocess import Response, call_wsgi, wsgi_environ
 
@@ -56,9 +66,11 @@ def post(guard: Any, body: bytes, headers: Mapping[str, str]) -> Response:
     return call_wsgi(guard, wsgi_environ("POST", "/webhook", body, headers))
 
 
-def twice(verifier: Verifier, application: Any = app) -> list[int]:
-    """One delivery, then its replay: the statuses."""
+def twice(verifier: Verifier, application: Any = app, *, lane: bool = True) -> list[int]:
+    """One delivery, then its replay: the statuses (``lane=False``: the lane closed, every request
+    on the general path)."""
     guard = WSGIGuard(application, verifier=verifier)
+    guard.guard.lane.open = lane
     body, headers = delivery()
     return [post(guard, body, headers).status, post(guard, body, headers).status]
 
@@ -203,38 +215,134 @@ class Custom(Scheme):
     def parse(self, headers: Mapping[str, str]) -> SignatureClaim:
         signature = bytes.fromhex(headers["x-hub-signature-256"][7:])
         fields: dict[str, Any] = {"algorithm": "sha256", "signatures": (signature,), "prefix": b""}
-        if self.shape == "list of signatures":
-            fields["signatures"] = [signature]
-        elif self.shape == "bytearray signature":
-            fields["signatures"] = (bytearray(signature),)
-        elif self.shape == "float timestamp":
-            fields["timestamp"] = time.time()
-        elif self.shape == "int message id":
-            fields["message_id"] = 12345
-        elif self.shape == "no prefix":
-            fields["prefix"] = None
+        shape = self.shape
+        if shape in SHAPES_OF_FIELDS:
+            name, make = SHAPES_OF_FIELDS[shape]
+            fields[name] = make(signature)
+        elif shape == "namespace":
+            return SimpleNamespace(**fields)  # type: ignore[return-value]
+        elif shape == "namespace without prefix":
+            return SimpleNamespace(algorithm="sha256", signatures=(signature,))  # type: ignore[return-value]
+        elif shape == "plain tuple":
+            return ("sha256", [signature], b"")  # type: ignore[return-value]
+        elif shape == "tuple of six":
+            return ("sha256", (signature,), b"", None, None, None)  # type: ignore[return-value]
+        elif shape == "str subclass fields":
+            fields["algorithm"], fields["message_id"] = Text("sha256"), Text("id")
         return SignatureClaim(**fields)
+
+
+class Text(str):
+    pass
+
+
+#: shape -> (the claim's field, its value made from the signature's bytes)
+SHAPES_OF_FIELDS: dict[str, tuple[str, Any]] = {
+    "list of signatures": ("signatures", lambda sig: [sig]),
+    "bytearray signature": ("signatures", lambda sig: (bytearray(sig),)),
+    "memoryview signature": ("signatures", lambda sig: (memoryview(sig),)),
+    "text signature": ("signatures", lambda sig: (sig.hex(),)),
+    "signatures as bytes": ("signatures", lambda sig: sig),
+    "whole float timestamp": ("timestamp", lambda sig: float(int(time.time()))),
+    "float timestamp": ("timestamp", lambda sig: int(time.time()) + 0.5),
+    "bool timestamp": ("timestamp", lambda sig: True),
+    "int message id": ("message_id", lambda sig: 12345),
+    "bytes message id": ("message_id", lambda sig: b"delivery-1"),
+    "non-ascii bytes message id": ("message_id", lambda sig: b"\xff"),
+    "no prefix": ("prefix", lambda sig: None),
+    "empty text prefix": ("prefix", lambda sig: ""),
+    "bytearray prefix": ("prefix", lambda sig: bytearray()),
+    "text prefix": ("prefix", lambda sig: "v0:"),
+    "unknown hash": ("algorithm", lambda sig: "no-such-hash"),
+    "bytes hash name": ("algorithm", lambda sig: b"sha256"),
+}
 
 
 class TimestampedCustom(Custom):
     timestamped = True
 
 
-SHAPES = ["list of signatures", "bytearray signature", "float timestamp", "int message id", "no prefix"]
+#: shape -> the answers to one delivery and its replay, the same in both builds: a claim the guard
+#: can read exactly is normalized (200, then 409), any other is SignatureMalformed (400), never a 500.
+SHAPES = {
+    "list of signatures": [200, 409],
+    "bytearray signature": [200, 409],
+    "memoryview signature": [200, 409],
+    "text signature": [400, 400],
+    "signatures as bytes": [400, 400],
+    "whole float timestamp": [200, 409],
+    "float timestamp": [400, 400],  # fractional: refused, not rounded (schemes/base.py, _timestamp)
+    "bool timestamp": [400, 400],
+    "int message id": [400, 400],
+    "bytes message id": [200, 409],
+    "non-ascii bytes message id": [400, 400],
+    "no prefix": [200, 409],
+    "empty text prefix": [200, 409],
+    "bytearray prefix": [200, 409],
+    "text prefix": [400, 400],  # not encoded: which encoding was signed is the scheme's to know
+    "unknown hash": [400, 400],
+    "bytes hash name": [400, 400],
+    "namespace": [200, 409],
+    "namespace without prefix": [400, 400],
+    "plain tuple": [200, 409],
+    "tuple of six": [400, 400],
+    "str subclass fields": [200, 409],
+}
 
 
-@pytest.mark.xfail(COMPILED, strict=True, reason="BUG: a custom scheme's claim of other types is a 500")
+@pytest.mark.parametrize("lane", [True, False], ids=["lane", "general path"])
 @pytest.mark.parametrize("secrets", [[SECRET], [SECRET, "older"]], ids=["one secret", "two secrets"])
-@pytest.mark.parametrize("shape", SHAPES)
-def test_custom_scheme_claim_of_other_types(shape: str, secrets: list[str]) -> None:
-    assert twice(Verifier(Custom(shape), secrets=secrets)) == [200, 409]
+@pytest.mark.parametrize("shape", list(SHAPES))
+def test_custom_scheme_claim_of_other_types(shape: str, secrets: list[str], lane: bool) -> None:
+    """Was a 500 compiled (a list of signatures, a bytearray signature, a float timestamp, an int
+    message id, no prefix) where pure Python answered 200: now normalized or refused alike."""
+    assert twice(Verifier(Custom(shape), secrets=secrets), lane=lane) == SHAPES[shape]
 
 
-@pytest.mark.xfail(COMPILED, strict=True, reason="BUG: a custom scheme's float timestamp is a 500")
-def test_custom_timestamped_scheme_float_timestamp() -> None:
-    assert twice(Verifier(TimestampedCustom("float timestamp"), secrets=SECRET)) == [200, 409]
-    stale = Verifier(TimestampedCustom("float timestamp"), secrets=SECRET, clock=lambda: time.time() + 3600)
-    assert twice(stale) == [400, 400]
+@pytest.mark.parametrize("lane", [True, False], ids=["lane", "general path"])
+def test_custom_timestamped_scheme_float_timestamp(lane: bool) -> None:
+    assert twice(Verifier(TimestampedCustom("whole float timestamp"), secrets=SECRET), lane=lane) == [
+        200,
+        409,
+    ]
+    stale = Verifier(
+        TimestampedCustom("whole float timestamp"), secrets=SECRET, clock=lambda: time.time() + 3600
+    )
+    assert twice(stale, lane=lane) == [400, 400]
+    assert twice(Verifier(TimestampedCustom("float timestamp"), secrets=SECRET), lane=lane) == [400, 400]
+
+
+def test_custom_claims_are_normalized_where_the_scheme_returns_them() -> None:
+    """The verifier gets a well-typed SignatureClaim; a signed message id given as bytes is the
+    text replay key; the scheme's own parse() answers the normalized claim too."""
+
+    class SignedId(Custom):
+        signs_message_id = True
+
+    verifier = Verifier(SignedId("bytes message id"), secrets=SECRET)
+    _, headers = delivery()
+    claim = verifier.begin(headers).claim
+    assert type(claim) is SignatureClaim
+    assert claim.message_id == "delivery-1"
+    assert verifier.replay_key(claim, b"") == "custom:id:delivery-1"
+    parsed = Custom("memoryview signature").parse(lowered(headers))
+    assert type(parsed) is SignatureClaim and type(parsed.signatures[0]) is bytes
+
+
+@pytest.mark.parametrize(
+    "scheme", [GenericScheme, GitHubScheme, SlackScheme, StandardWebhooksScheme, StripeScheme]
+)
+def test_built_in_schemes_parse_without_normalizing(scheme: type[Scheme]) -> None:
+    """Our own schemes build well-typed claims: their parsers are not wrapped (no work per request),
+    while a subclass's own parser is."""
+    assert not hasattr(scheme.parse, "__wrapped__")
+    assert not hasattr(scheme.parse_environ, "__wrapped__")
+
+    class Sub(scheme):  # type: ignore[valid-type,misc]
+        def parse(self, headers: Mapping[str, str]) -> SignatureClaim:
+            return super().parse(headers)
+
+    assert hasattr(Sub.parse, "__wrapped__")
 
 
 def test_memory_store_subclass_overrides_are_obeyed() -> None:

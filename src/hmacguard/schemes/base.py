@@ -11,9 +11,11 @@ import base64
 import binascii
 import functools
 import hashlib
+import hmac
+import math
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from hmacguard.errors import ConfigurationError, SignatureMalformed, SignatureMissing, TimestampInvalid
@@ -28,6 +30,7 @@ __all__ = [
     "header_value",
     "lowered",
     "make_claim",
+    "normalized_claim",
     "parse_timestamp",
     "secret_list",
     "unb64",
@@ -144,6 +147,15 @@ class Scheme(ABC):
         # check it adds would be skipped on the WSGI lane (tests/guard/test_review_lane_cut.py).
         if "parse" in cls.__dict__ and "parse_environ" not in cls.__dict__:
             cls.parse_environ = Scheme.parse_environ  # type: ignore[method-assign]
+        # A custom scheme's claim is normalized where it leaves its parser (normalized_claim), so
+        # that every caller -- the verifier, the lane, compiled or not -- gets a well-typed claim.
+        # Decided once per class, here: our own schemes build well-typed claims and keep their
+        # parsers as they are (no work per request); Scheme.parse_environ calls the wrapped parse.
+        if cls.__module__ not in _BUILT_IN_MODULES:
+            for name in ("parse", "parse_environ"):
+                method = cls.__dict__.get(name)
+                if method is not None and method is not Scheme.parse_environ:
+                    setattr(cls, name, _normalizing(method))
 
     @property
     def digest_size(self) -> int:
@@ -207,3 +219,112 @@ class Scheme(ABC):
 
     def new_message_id(self) -> str:
         return str(uuid.uuid4())
+
+
+#: The modules of our own schemes, whose parsers build well-typed claims (not normalized).
+_BUILT_IN_MODULES = frozenset(
+    f"hmacguard.schemes.{name}" for name in ("generic", "github", "slack", "standard_webhooks", "stripe")
+)
+#: Hash names an HMAC was built with once (a claim naming another is checked before it is used).
+_HMAC_NAMES: set[str] = set()
+
+
+def _normalizing(method: Any) -> Callable[..., SignatureClaim]:
+    """A custom scheme's ``parse`` or ``parse_environ``, its claim passed through
+    :func:`normalized_claim`."""
+
+    @functools.wraps(method)
+    def parse(self: Scheme, *args: Any, **kwargs: Any) -> SignatureClaim:
+        return normalized_claim(method.__get__(self, type(self))(*args, **kwargs))
+
+    return parse
+
+
+def normalized_claim(claim: object) -> SignatureClaim:
+    """A custom scheme's claim as the guard reads it, or :class:`SignatureMalformed` (400).
+
+    The guard's compiled build checks a claim's declared types where pure Python took any object,
+    so both builds read a custom scheme's claim through this one function (called where the
+    scheme's parser returns): a :class:`SignatureClaim`, or any tuple or object with its fields in
+    its order (``timestamp`` and ``message_id`` may be left out). ``signatures``: bytes-like items
+    (``bytes``, ``bytearray``, ``memoryview``), as a tuple of bytes; ``prefix``: bytes-like, or
+    ``None`` or ``""`` for none; ``timestamp``: ``None`` or a whole number of seconds;
+    ``message_id``: ``None``, text, or ASCII bytes; ``algorithm``: the name of a hash an HMAC can
+    use. Text where bytes are wanted is refused, not encoded: which encoding the sender signed is
+    the scheme's to know.
+    """
+    try:
+        if isinstance(claim, tuple):
+            if not 3 <= len(claim) <= 5:
+                raise SignatureMalformed(f"the scheme's claim has {len(claim)} fields, not 3 to 5")
+            algorithm, signatures, prefix, timestamp, message_id = (*claim, None, None)[:5]
+        else:
+            algorithm, signatures, prefix = claim.algorithm, claim.signatures, claim.prefix  # type: ignore[attr-defined]
+            timestamp = getattr(claim, "timestamp", None)
+            message_id = getattr(claim, "message_id", None)
+        return make_claim(
+            (
+                _algorithm(algorithm),
+                _signatures(signatures),
+                b"" if prefix is None or prefix == "" else _bytes(prefix, "prefix"),
+                _timestamp(timestamp),
+                _message_id(message_id),
+            )
+        )
+    except SignatureMalformed:
+        raise
+    except Exception as exc:  # an attribute missing, a property raising, an iteration failing
+        raise SignatureMalformed(f"the scheme's claim cannot be read ({type(exc).__name__})") from None
+
+
+def _algorithm(value: object) -> str:
+    if not isinstance(value, str):
+        raise SignatureMalformed("the scheme's claim names no hash algorithm")
+    name = str(value)
+    if name not in _HMAC_NAMES:
+        try:
+            hmac.new(b"k", digestmod=name).digest()
+        except (ValueError, TypeError):  # unknown to hashlib, or one without a fixed size (shake)
+            raise SignatureMalformed(f"the scheme's claim names an unknown hash {name!r}") from None
+        _HMAC_NAMES.add(name)
+    return name
+
+
+def _bytes(value: object, field: str) -> bytes:
+    if type(value) is bytes:
+        return value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    raise SignatureMalformed(f"the scheme's claim has a {field} that is not bytes ({type(value).__name__})")
+
+
+def _signatures(value: object) -> tuple[bytes, ...]:
+    if isinstance(value, (str, bytes, bytearray, memoryview)) or not isinstance(value, (tuple, list)):
+        raise SignatureMalformed("the scheme's claim has no tuple or list of signatures")
+    return tuple(_bytes(item, "signature") for item in value)
+
+
+def _timestamp(value: object) -> int | None:
+    # A whole float (1700000000.0) is that int exactly. A fractional one is refused rather than
+    # rounded: int() would move it by up to a second, and a delivery at the tolerance's edge would
+    # be judged fresh or stale otherwise than its signed value says.
+    if value is None or type(value) is int:
+        return value  # type: ignore[return-value]
+    if isinstance(value, int) and not isinstance(value, bool):
+        return int(value)
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    raise SignatureMalformed("the scheme's claim has a timestamp that is not a whole number of seconds")
+
+
+def _message_id(value: object) -> str | None:
+    if value is None or type(value) is str:
+        return value  # type: ignore[return-value]
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        try:
+            return bytes(value).decode("ascii")
+        except UnicodeDecodeError:
+            pass
+    raise SignatureMalformed("the scheme's claim has a message id that is not text")
