@@ -273,7 +273,7 @@ SHAPES = {
     "whole float timestamp": [200, 409],
     "float timestamp": [400, 400],  # fractional: refused, not rounded (schemes/base.py, _timestamp)
     "bool timestamp": [400, 400],
-    "int message id": [400, 400],
+    "int message id": [200, 409],  # its digits, as the replay key had it in pure Python
     "bytes message id": [200, 409],
     "non-ascii bytes message id": [400, 400],
     "no prefix": [200, 409],

@@ -249,9 +249,9 @@ def normalized_claim(claim: object) -> SignatureClaim:
     its order (``timestamp`` and ``message_id`` may be left out). ``signatures``: bytes-like items
     (``bytes``, ``bytearray``, ``memoryview``), as a tuple of bytes; ``prefix``: bytes-like, or
     ``None`` or ``""`` for none; ``timestamp``: ``None`` or a whole number of seconds;
-    ``message_id``: ``None``, text, or ASCII bytes; ``algorithm``: the name of a hash an HMAC can
-    use. Text where bytes are wanted is refused, not encoded: which encoding the sender signed is
-    the scheme's to know.
+    ``message_id``: ``None``, text, an integer (its digits) or ASCII bytes; ``algorithm``: the
+    name of a hash an HMAC can use. Text where bytes are wanted is refused, not encoded: which
+    encoding the sender signed is the scheme's to know.
     """
     try:
         if isinstance(claim, tuple):
@@ -321,6 +321,9 @@ def _message_id(value: object) -> str | None:
     if value is None or type(value) is str:
         return value  # type: ignore[return-value]
     if isinstance(value, str):
+        return str(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        # A numeric id (a counter) has one spelling: its digits, as pure Python's replay key had it.
         return str(value)
     if isinstance(value, (bytes, bytearray, memoryview)):
         try:
