@@ -73,7 +73,6 @@ def compile_into(out: Path) -> list[Path]:
             ignore=shutil.ignore_patterns("*.so", "*.pyd", "__pycache__", "node_modules"),
         )
         script = (
-            "import sys\n"
             "from setuptools import setup\n"
             "from mypyc.build import mypycify\n"
             f"setup(name='hmacguard-compiled', ext_modules=mypycify({list(COMPILED)!r}, "

@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, Any
 from hmacguard.errors import RequestRejected
 from hmacguard.guard.macs import Mac
 from hmacguard.guard.outcomes import Accepted
+from hmacguard.guard.replay import store_blocks
 from hmacguard.guard.verifier import VerifiedBody, Verifier, signature_match
 from hmacguard.schemes import SignatureClaim
 
@@ -90,9 +91,7 @@ class SingleReadLane:
         #: Largest declared body the lane takes: one read, kept as received (never past the cap).
         self.limit = min(verifier._whole_limit, verifier.max_body)
         #: Whether the lane may be used (see the module docstring).
-        # ``blocking`` read as any object: a custom store's 0 or 1 (pure Python took it as it was).
-        blocking: object = store is not None and getattr(store, "blocking", False)
-        self.open = rate_limiter is None and not blocking
+        self.open = rate_limiter is None and (store is None or not store_blocks(store))
         # With one secret: the scheme's algorithm and its keyed, empty HMAC, to copy per request.
         self._single: tuple[str, Mac] | None = None
         algorithm = verifier.scheme.algorithm

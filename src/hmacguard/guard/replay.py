@@ -156,9 +156,7 @@ class Delivery:
 
     @property
     def blocking(self) -> bool:
-        # Read as any object: a custom store's 0 or 1 is cast to bool by the compiled build.
-        blocking: object = getattr(self.store, "blocking", False)
-        return bool(blocking)
+        return store_blocks(self.store)
 
     def hold_longer(self, key: str, ttl: float) -> bool:
         """Have the store hold ``key`` (this delivery's, under its token) for at least ``ttl``
@@ -252,6 +250,14 @@ class Delivery:
             if not noted:
                 return
         report("commit" if processed else "release")
+
+
+def store_blocks(store: object) -> bool:
+    """Whether ``store``'s calls may block on the network (its ``blocking``; ``False`` when it has
+    none). Read as any object and made a bool here: a custom store's 0 or 1, which pure Python took
+    as it was, the compiled build (hatch_build.py) would refuse as a bool."""
+    blocking: object = getattr(store, "blocking", False)
+    return bool(blocking)
 
 
 def release_now(store: HoldingReplayStore, holds: Iterable[tuple[str, Token]]) -> None:
