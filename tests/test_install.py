@@ -10,37 +10,20 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
-import subprocess
-import sys
-import venv
 from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
 
+from tests._install import run, wheel_in_fresh_venv
+
 pytestmark = pytest.mark.slow
-
-ROOT = Path(__file__).parents[1]
-
-
-def run(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(a) for a in args], capture_output=True, text=True, timeout=300, env=env, cwd=ROOT, check=False
-    )
 
 
 @pytest.fixture(scope="module")
 def bare(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh venv with only the hmacguard wheel installed; returns its bin directory."""
-    tmp = tmp_path_factory.mktemp("bare")
-    built = run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
-                "--quiet", "-w", tmp / "dist", ROOT)  # fmt: skip
-    assert built.returncode == 0, built.stderr
-    (wheel,) = (tmp / "dist").glob("hmacguard-*.whl")
-    venv.EnvBuilder(with_pip=True).create(tmp / "venv")
-    bin_dir = tmp / "venv" / "bin"
-    installed = run(bin_dir / "python", "-m", "pip", "install", "--no-index", "--quiet", wheel)
-    assert installed.returncode == 0, installed.stderr
+    bin_dir, _ = wheel_in_fresh_venv(tmp_path_factory.mktemp("bare"))
     return bin_dir
 
 

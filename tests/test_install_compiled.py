@@ -13,11 +13,13 @@ import os
 import shutil
 import subprocess
 import sys
-import venv
 from pathlib import Path
 
 import pytest
 from hatch_build import missing_toolchain
+
+from tests._install import run as run_in_checkout
+from tests._install import wheel_in_fresh_venv
 
 pytestmark = pytest.mark.slow
 
@@ -26,9 +28,7 @@ FLOW = Path(__file__).with_name("_guard_flow.py")
 
 
 def run(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(a) for a in args], capture_output=True, text=True, timeout=600, env=env, cwd=ROOT, check=False
-    )
+    return run_in_checkout(*args, env=env, timeout=600)  # compiling takes about 40 s of it
 
 
 @pytest.fixture(scope="module")
@@ -37,17 +37,9 @@ def compiled(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     missing = missing_toolchain()
     if missing is not None:
         pytest.skip(f"cannot compile the guard here: {missing}")
-    tmp = tmp_path_factory.mktemp("compiled")
     env = {**os.environ, "HATCH_BUILD_HOOK_ENABLE_CUSTOM": "true"}
-    built = run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
-                "--quiet", "-w", tmp / "dist", ROOT, env=env)  # fmt: skip
-    assert built.returncode == 0, built.stderr
-    (wheel,) = (tmp / "dist").glob("hmacguard-*.whl")
-    venv.EnvBuilder(with_pip=True).create(tmp / "venv")
-    python = tmp / "venv" / "bin" / "python"
-    installed = run(python, "-m", "pip", "install", "--no-index", "--quiet", wheel)
-    assert installed.returncode == 0, installed.stderr
-    return python, wheel
+    bin_dir, wheel = wheel_in_fresh_venv(tmp_path_factory.mktemp("compiled"), env=env, timeout=600)
+    return bin_dir / "python", wheel
 
 
 def test_the_wheel_is_tagged_for_this_platform(compiled: tuple[Path, Path]) -> None:
